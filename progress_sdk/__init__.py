@@ -1,0 +1,30 @@
+"""progress_sdk: publish media-analysis progress events without waiting on delivery."""
+
+from __future__ import annotations
+
+from .events import EventData, EventType, ProgressEvent, event_json_schema, parse_event
+from .exceptions import (
+    ConfigurationError,
+    InvalidEventError,
+    Problem,
+    ProgressSDKError,
+    PublisherClosedError,
+    RedisUnavailableError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "EventData",
+    "EventType",
+    "InvalidEventError",
+    "Problem",
+    "ProgressEvent",
+    "ProgressSDKError",
+    "PublisherClosedError",
+    "RedisUnavailableError",
+    "__version__",
+    "event_json_schema",
+    "parse_event",
+]

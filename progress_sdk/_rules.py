@@ -1,0 +1,398 @@
+"""The v1 contract's per-event rules, as plain checks over a JSON-shaped dict.
+
+This is the one implementation of "is this event valid": the pydantic models in
+``events`` call it for their cross-field rules, ``ProgressPublisher.emit`` and the
+tracking API call it on the job's thread, and the lifecycle validator calls it for every
+line it reads. It works on plain dicts rather than building a pydantic model because it
+runs on hot paths (a few microseconds per event matter there); a differential test keeps
+it in agreement with the pydantic models, which remain the typed API and the source of
+the JSON Schema.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import defaults as d
+from .exceptions import Problem
+
+COMPLETED_ALIAS = "ANALYSIS_COMPLETE"
+
+MEDIA_EVENT_NAMES = frozenset({"PROCESSING_STARTED", "PROCESSING_COMPLETED", "PROCESSING_FAILED"})
+PROGRESS_EVENT_NAMES = frozenset(
+    {"FRAME_ANALYSIS_PROGRESS", "WINDOW_PROCESSING_PROGRESS", "VISUALIZATION_GENERATION_PROGRESS"}
+)
+PHASE_EVENT_NAMES = frozenset(
+    {
+        "AUDIO_EXTRACTION_START",
+        "AUDIO_EXTRACTION_COMPLETE",
+        "SPECTROGRAM_GENERATION_START",
+        "SPECTROGRAM_GENERATION_COMPLETE",
+    }
+)
+MODEL_EVENT_NAMES = frozenset(
+    {"ANALYSIS_QUEUED", "ANALYSIS_STARTED", "ANALYSIS_COMPLETED", "ANALYSIS_FAILED"}
+    | PROGRESS_EVENT_NAMES
+    | PHASE_EVENT_NAMES
+)
+ALL_EVENT_NAMES = MEDIA_EVENT_NAMES | MODEL_EVENT_NAMES
+FAILURE_EVENT_NAMES = frozenset({"ANALYSIS_FAILED", "PROCESSING_FAILED"})
+ENVELOPE_V1_FIELDS = ("schema_version", "seq", "source", "timestamp")
+
+_ZERO = timedelta(0)
+
+
+def normalize_event_name(value: str) -> str:
+    """Map the read-side alias ``ANALYSIS_COMPLETE`` onto ``ANALYSIS_COMPLETED``."""
+    return "ANALYSIS_COMPLETED" if value == COMPLETED_ALIAS else value
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass in Python, but `true` is not a number on the wire.
+    return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _check_str(
+    problems: list[Problem],
+    field: str,
+    value: object,
+    max_chars: int,
+    *,
+    required: bool,
+    what: str,
+) -> None:
+    if value is None:
+        if required:
+            problems.append(Problem(field, "required", f"is required: {what}"))
+        return
+    if type(value) is not str and not isinstance(value, str):
+        problems.append(
+            Problem(field, "type", f"must be a string, got {type(value).__name__}: {what}")
+        )
+        return
+    if not value.strip():
+        problems.append(Problem(field, "non_empty", f"must not be empty: {what}"))
+    elif len(value) > max_chars:
+        problems.append(
+            Problem(
+                field,
+                "max_length",
+                f"is {len(value)} characters, at most {max_chars} allowed: shorten it",
+            )
+        )
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """Parse an ISO 8601 timestamp (Python 3.10 does not take a trailing ``Z``)."""
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> None:
+    """Append the problems of ``data`` for an event of (already normalised) type ``event``."""
+    model_name = data.get("model_name")
+    if event in MODEL_EVENT_NAMES:
+        _check_str(
+            problems,
+            "data.model_name",
+            model_name,
+            d.MAX_MODEL_NAME_CHARS,
+            required=True,
+            what=f"{event} is a model event; the UI groups progress by model_name",
+        )
+    elif model_name is not None:
+        _check_str(
+            problems, "data.model_name", model_name, d.MAX_MODEL_NAME_CHARS,
+            required=False, what="the model this event is about",
+        )
+
+    progress = data.get("progress")
+    total = data.get("total")
+    if event in PROGRESS_EVENT_NAMES or progress is not None or total is not None:
+        needed = event in PROGRESS_EVENT_NAMES or progress is not None or total is not None
+        ok = True
+        for name, value in (("progress", progress), ("total", total)):
+            if value is None:
+                if needed:
+                    problems.append(
+                        Problem(
+                            f"data.{name}",
+                            "required",
+                            f"is required with {'progress events' if event in PROGRESS_EVENT_NAMES else 'data.progress/data.total'}: "
+                            "give both progress and total as integers",
+                        )
+                    )
+                ok = False
+            elif not _is_int(value):
+                problems.append(
+                    Problem(
+                        f"data.{name}", "type",
+                        f"must be an integer, got {type(value).__name__} {value!r}",
+                    )
+                )
+                ok = False
+        if ok:
+            assert isinstance(total, int) and isinstance(progress, int)
+            if total <= 0:
+                problems.append(
+                    Problem("data.total", "positive", f"must be > 0, got {total}")
+                )
+            elif progress < 0 or progress > total:
+                problems.append(
+                    Problem(
+                        "data.progress",
+                        "bounds",
+                        f"must satisfy 0 <= progress <= total, got {progress}/{total}",
+                    )
+                )
+
+    phase = data.get("phase")
+    if phase is not None:
+        _check_str(
+            problems, "data.phase", phase, d.MAX_PHASE_CHARS,
+            required=False, what="a short machine-readable stage name",
+        )
+
+    details = data.get("details")
+    if details is not None and not isinstance(details, dict):
+        problems.append(
+            Problem(
+                "data.details", "type",
+                f"must be a JSON object (dict), got {type(details).__name__}",
+            )
+        )
+
+    prediction = data.get("prediction")
+    if prediction is not None:
+        _check_str(
+            problems, "data.prediction", prediction, d.MAX_PREDICTION_CHARS,
+            required=False, what='a label such as "FAKE" or "REAL"',
+        )
+    confidence = data.get("confidence")
+    if confidence is not None:
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+            problems.append(
+                Problem(
+                    "data.confidence", "type",
+                    f"must be a number in [0, 1], got {type(confidence).__name__}",
+                )
+            )
+        elif not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+            problems.append(
+                Problem("data.confidence", "bounds", f"must be in [0, 1], got {confidence}")
+            )
+
+    error_message = data.get("error_message")
+    if event in FAILURE_EVENT_NAMES or error_message is not None:
+        _check_str(
+            problems,
+            "data.error_message",
+            error_message,
+            d.MAX_ERROR_MESSAGE_CHARS,
+            required=event in FAILURE_EVENT_NAMES,
+            what=f"{event} must say what went wrong; the UI shows it",
+        )
+
+    filename = data.get("filename")
+    if filename is not None:
+        _check_str(
+            problems, "data.filename", filename, d.MAX_FILENAME_CHARS,
+            required=False, what="the uploaded file's name, shown in the panel title",
+        )
+
+
+def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[Problem]]:
+    """Check one decoded wire event.
+
+    Returns the normalised event type (``None`` when it is missing or unknown) and the
+    list of problems; an empty list means the event is valid. ``strict`` requires the v1
+    envelope fields (``schema_version``, ``seq``, ``source``, ``timestamp``); lenient
+    mode accepts events from producers that do not send them.
+    """
+    problems: list[Problem] = []
+    if not isinstance(obj, dict):
+        kind = "array" if isinstance(obj, list) else type(obj).__name__
+        if obj is None:
+            kind = "null"
+        problems.append(Problem("$", "type", f"an event must be a JSON object, got {kind}"))
+        return None, problems
+
+    _check_str(
+        problems, "media_id", obj.get("media_id"), d.MAX_MEDIA_ID_CHARS,
+        required=True, what="the id of the media this event is about",
+    )
+    _check_str(
+        problems, "user_id", obj.get("user_id"), d.MAX_USER_ID_CHARS,
+        required=True, what="the relay routes by user_id and silently drops events without it",
+    )
+
+    event: str | None = None
+    raw_event = obj.get("event")
+    if raw_event is None:
+        problems.append(Problem("event", "required", "is required: one of the v1 event types"))
+    elif not isinstance(raw_event, str):
+        problems.append(
+            Problem("event", "type", f"must be a string, got {type(raw_event).__name__}")
+        )
+    else:
+        event = normalize_event_name(raw_event)
+        if event not in ALL_EVENT_NAMES:
+            problems.append(
+                Problem(
+                    "event", "known_type",
+                    f"unknown event type {raw_event[:80]!r}; expected one of "
+                    + ", ".join(sorted(ALL_EVENT_NAMES)),
+                )
+            )
+            event = None
+
+    message = obj.get("message")
+    if message is None:
+        problems.append(Problem("message", "required", "is required: human-readable text"))
+    elif not isinstance(message, str):
+        problems.append(
+            Problem("message", "type", f"must be a string, got {type(message).__name__}")
+        )
+    elif len(message) > d.MAX_MESSAGE_CHARS:
+        problems.append(
+            Problem(
+                "message", "max_length",
+                f"is {len(message)} characters, at most {d.MAX_MESSAGE_CHARS} allowed",
+            )
+        )
+
+    data = obj.get("data")
+    if data is None:
+        problems.append(Problem("data", "required", "is required (use {} when empty)"))
+    elif not isinstance(data, dict):
+        problems.append(
+            Problem("data", "type", f"must be a JSON object, got {type(data).__name__}")
+        )
+    elif event is not None:
+        check_data(event, data, problems)
+
+    check_envelope(obj, problems, strict=strict)
+    return event, problems
+
+
+def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool) -> None:
+    """Append problems of the v1 envelope fields and ``run_id``."""
+    version = obj.get("schema_version")
+    if version is None:
+        if strict:
+            problems.append(
+                Problem("schema_version", "required", "is required in strict mode: send 1")
+            )
+    elif not _is_int(version) or version != d.SCHEMA_VERSION:
+        problems.append(
+            Problem(
+                "schema_version", "version",
+                f"must be {d.SCHEMA_VERSION}, got {version!r}",
+            )
+        )
+
+    seq = obj.get("seq")
+    if seq is None:
+        if strict:
+            problems.append(
+                Problem("seq", "required", "is required in strict mode: an integer >= 1")
+            )
+    elif not _is_int(seq):
+        problems.append(Problem("seq", "type", f"must be an integer, got {type(seq).__name__}"))
+    elif seq < 1:
+        problems.append(Problem("seq", "positive", f"must be >= 1, got {seq}"))
+
+    source = obj.get("source")
+    if source is not None or strict:
+        _check_str(
+            problems, "source", source, d.MAX_SOURCE_CHARS,
+            required=strict, what="identifies one publisher instance",
+        )
+
+    timestamp = obj.get("timestamp")
+    if timestamp is None:
+        if strict:
+            problems.append(
+                Problem(
+                    "timestamp", "required",
+                    "is required in strict mode: ISO 8601 UTC, e.g. 2026-11-26T05:00:00.123456Z",
+                )
+            )
+    elif not isinstance(timestamp, str):
+        problems.append(
+            Problem("timestamp", "type", f"must be a string, got {type(timestamp).__name__}")
+        )
+    else:
+        parsed = parse_timestamp(timestamp)
+        if parsed is None:
+            problems.append(
+                Problem(
+                    "timestamp", "format",
+                    f"{timestamp[:64]!r} is not ISO 8601; send e.g. 2026-11-26T05:00:00.123456Z",
+                )
+            )
+        elif strict and parsed.utcoffset() != _ZERO:
+            problems.append(
+                Problem(
+                    "timestamp", "utc",
+                    f"{timestamp[:64]!r} must be UTC (end in Z or +00:00)",
+                )
+            )
+
+    run_id = obj.get("run_id")
+    if run_id is not None:
+        _check_str(
+            problems, "run_id", run_id, d.MAX_RUN_ID_CHARS,
+            required=False, what="one analysis run of a media",
+        )
+
+
+def check_json_size(event: dict[str, Any], problems: list[Problem]) -> None:
+    """Measure an event that carries free-form JSON (``data.details`` or unknown keys).
+
+    Only free-form JSON can push an event past MAX_EVENT_BYTES (every other field has a
+    length limit chosen so that, all at their limits, they fit), so only events carrying
+    it pay for serialising here. ENVELOPE_MARGIN leaves room for the envelope fields the
+    publisher adds later.
+    """
+    try:
+        size = len(json.dumps(event, ensure_ascii=False, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        problems.append(
+            Problem(
+                "data", "json",
+                f"must be JSON-serialisable (str, int, float, bool, None, list, dict): {exc}",
+            )
+        )
+        return
+    budget = d.MAX_EVENT_BYTES - ENVELOPE_MARGIN
+    if size > budget:
+        problems.append(
+            Problem(
+                "data", "max_size",
+                f"the event is {size} bytes, at most {budget} allowed before the envelope "
+                f"(a whole event is at most {d.MAX_EVENT_BYTES} bytes): trim data.details",
+            )
+        )
+
+
+ENVELOPE_MARGIN = 2048
+
+
+KNOWN_DATA_KEYS = frozenset(
+    {
+        "model_name", "progress", "total", "phase", "details",
+        "prediction", "confidence", "error_message", "filename",
+    }
+)
+
+
+def has_free_json(data: dict[str, Any]) -> bool:
+    """True when ``data`` holds values whose size is not bounded by a field limit."""
+    return "details" in data or not KNOWN_DATA_KEYS.issuperset(data)

@@ -1,0 +1,47 @@
+"""Every default, environment variable name and contract limit, in one place."""
+
+from __future__ import annotations
+
+# Transport -----------------------------------------------------------------
+ENV_REDIS_URL = "REDIS_URL"
+ENV_CHANNEL = "MEDIA_PROGRESS_CHANNEL_NAME"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_CHANNEL = "media-progress-events"
+
+# Contract limits (CONTRACT.md v1) -------------------------------------------
+SCHEMA_VERSION = 1
+MAX_EVENT_BYTES = 64 * 1024
+MAX_MEDIA_ID_CHARS = 128
+# The contract leaves these open; the SDK bounds them so that, with every string at its
+# limit and each character escaped as \uXXXX (6 bytes), an event without free-form JSON
+# (``details`` or extra ``data`` keys) always fits in MAX_EVENT_BYTES. Only events that
+# carry free-form JSON then need their size measured, which keeps emit() cheap.
+MAX_USER_ID_CHARS = 256
+MAX_RUN_ID_CHARS = 128
+MAX_SOURCE_CHARS = 256
+MAX_MESSAGE_CHARS = 2000
+MAX_MODEL_NAME_CHARS = 128
+MAX_PHASE_CHARS = 64
+MAX_PREDICTION_CHARS = 64
+MAX_ERROR_MESSAGE_CHARS = 2000
+MAX_FILENAME_CHARS = 1024
+
+# Publisher -------------------------------------------------------------------
+# 100k events is far more than minutes of outage at realistic rates: a media emits a
+# few dozen lifecycle events, and coalescing keeps at most one waiting progress event per
+# model and progress type.
+DEFAULT_BUFFER_SIZE = 100_000
+DEFAULT_MIN_PROGRESS_INTERVAL = 0.1  # seconds; ~10 updates/s per model, as the UI asks
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_ATEXIT_FLUSH_TIMEOUT = 2.0
+DEFAULT_CLOSE_TIMEOUT = 5.0
+# A forked child (RQ's work horse, multiprocessing) usually ends with os._exit, which
+# skips atexit, so a media block there waits this long for its own events on exit.
+DEFAULT_CHILD_EXIT_FLUSH_TIMEOUT = 2.0
+RECONNECT_BACKOFF_INITIAL = 0.05
+RECONNECT_BACKOFF_MAX = 3.0
+SOCKET_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 2.0
+# Sequence counters of finished media are kept so a re-analysis from the same source
+# continues the sequence; this many are remembered, least recently used first out.
+MAX_REMEMBERED_MEDIA = 10_000

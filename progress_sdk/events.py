@@ -1,0 +1,294 @@
+"""The v1 progress event: typed models, serialisation and parsing.
+
+``ProgressEvent`` is what travels on the ``media-progress-events`` channel (see
+CONTRACT.md). Constructing one validates every contract rule and raises
+``InvalidEventError`` naming each field and rule broken. ``parse_event`` reads a message
+from any producer, leniently by default (other producers omit the v1 envelope fields) or
+strictly; ``ProgressEvent.to_json_bytes`` serialises one for the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from . import _rules
+from . import defaults as d
+from .exceptions import InvalidEventError, Problem
+
+__all__ = [
+    "EventData",
+    "EventType",
+    "ProgressEvent",
+    "event_json_schema",
+    "parse_event",
+]
+
+
+class EventType(str, Enum):
+    """Every v1 event type. ``ANALYSIS_COMPLETE`` is read as ``ANALYSIS_COMPLETED``."""
+
+    PROCESSING_STARTED = "PROCESSING_STARTED"
+    PROCESSING_COMPLETED = "PROCESSING_COMPLETED"
+    PROCESSING_FAILED = "PROCESSING_FAILED"
+    ANALYSIS_QUEUED = "ANALYSIS_QUEUED"
+    ANALYSIS_STARTED = "ANALYSIS_STARTED"
+    FRAME_ANALYSIS_PROGRESS = "FRAME_ANALYSIS_PROGRESS"
+    WINDOW_PROCESSING_PROGRESS = "WINDOW_PROCESSING_PROGRESS"
+    VISUALIZATION_GENERATION_PROGRESS = "VISUALIZATION_GENERATION_PROGRESS"
+    AUDIO_EXTRACTION_START = "AUDIO_EXTRACTION_START"
+    AUDIO_EXTRACTION_COMPLETE = "AUDIO_EXTRACTION_COMPLETE"
+    SPECTROGRAM_GENERATION_START = "SPECTROGRAM_GENERATION_START"
+    SPECTROGRAM_GENERATION_COMPLETE = "SPECTROGRAM_GENERATION_COMPLETE"
+    ANALYSIS_COMPLETED = "ANALYSIS_COMPLETED"
+    ANALYSIS_FAILED = "ANALYSIS_FAILED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: str | EventType) -> EventType:
+        """Return the event type for ``value``, accepting the read-side alias."""
+        if isinstance(value, EventType):
+            return value
+        try:
+            return cls(_rules.normalize_event_name(value))
+        except ValueError:
+            raise InvalidEventError(
+                [
+                    Problem(
+                        "event",
+                        "known_type",
+                        f"unknown event type {value!r}; expected one of "
+                        + ", ".join(sorted(_rules.ALL_EVENT_NAMES)),
+                    )
+                ]
+            ) from None
+
+    @property
+    def is_media_event(self) -> bool:
+        """True for PROCESSING_* events, which are about the whole media."""
+        return self.value in _rules.MEDIA_EVENT_NAMES
+
+    @property
+    def is_model_event(self) -> bool:
+        """True for events about one model; they need ``data.model_name``."""
+        return self.value in _rules.MODEL_EVENT_NAMES
+
+    @property
+    def is_progress(self) -> bool:
+        """True for the *_PROGRESS events, which carry progress/total and may be coalesced."""
+        return self.value in _rules.PROGRESS_EVENT_NAMES
+
+
+def _normalise_event(value: Any) -> Any:
+    return _rules.normalize_event_name(value) if isinstance(value, str) else value
+
+
+_EventField = Annotated[
+    EventType,
+    BeforeValidator(_normalise_event),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": [*(e.value for e in EventType), _rules.COMPLETED_ALIAS],
+            "description": "Event type. ANALYSIS_COMPLETE is a read-side alias of "
+            "ANALYSIS_COMPLETED sent by some existing producers; this SDK never emits it.",
+        }
+    ),
+]
+
+_NonEmpty = r"\S"
+
+
+class EventData(BaseModel):
+    """The ``data`` object: everything the UI sees besides the message.
+
+    Unknown keys are kept (other producers send them, and the relay forwards ``data``
+    whole); they must be JSON.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)  # type: ignore[assignment]
+
+    model_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=d.MAX_MODEL_NAME_CHARS,
+        pattern=_NonEmpty,
+        description="Model this event is about; required on model-level events. The UI "
+        "ignores names containing 'worker' or 'backend'.",
+    )
+    progress: StrictInt | None = Field(None, ge=0, description="Units done, 0 <= progress <= total.")
+    total: StrictInt | None = Field(None, gt=0, description="Units in all, > 0.")
+    phase: str | None = Field(
+        None, min_length=1, max_length=d.MAX_PHASE_CHARS, pattern=_NonEmpty,
+        description="Short machine-readable stage name.",
+    )
+    details: dict[str, JsonValue] | None = Field(None, description="Free JSON object.")
+    prediction: str | None = Field(
+        None, min_length=1, max_length=d.MAX_PREDICTION_CHARS, pattern=_NonEmpty,
+        description='Verdict on ANALYSIS_COMPLETED, e.g. "FAKE" or "REAL".',
+    )
+    confidence: float | None = Field(
+        None, ge=0.0, le=1.0, allow_inf_nan=False, description="Confidence in 0..1."
+    )
+    error_message: str | None = Field(
+        None, min_length=1, max_length=d.MAX_ERROR_MESSAGE_CHARS, pattern=_NonEmpty,
+        description="Required on ANALYSIS_FAILED and PROCESSING_FAILED; the UI shows it.",
+    )
+    filename: str | None = Field(
+        None, min_length=1, max_length=d.MAX_FILENAME_CHARS, pattern=_NonEmpty,
+        description="Recommended on PROCESSING_STARTED; shown in the panel title.",
+    )
+
+
+def _require_v1_envelope(schema: dict[str, Any]) -> None:
+    # The model leaves the envelope optional so lenient readers can parse other
+    # producers' events and so job code can build events the publisher completes; the
+    # published schema describes what a v1 producer sends, where they are required.
+    schema["required"] = sorted({*schema.get("required", []), *_rules.ENVELOPE_V1_FIELDS})
+    schema["$id"] = "https://progress-sdk.invalid/schema/progress-event.v1.json"
+    schema["description"] = (
+        "One progress event on the media-progress-events Redis channel (contract v1). "
+        f"A whole serialised event is at most {d.MAX_EVENT_BYTES} bytes. Lifecycle rules "
+        "(ordering, seq) are checked by progress_sdk.contract, not by this schema."
+    )
+
+
+class ProgressEvent(BaseModel):
+    """One v1 progress event.
+
+    ``schema_version``, ``seq``, ``source`` and ``timestamp`` may be left out when
+    building an event for ``ProgressPublisher.emit``: the publisher fills them in.
+    """
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=_require_v1_envelope)
+
+    media_id: str = Field(
+        min_length=1, max_length=d.MAX_MEDIA_ID_CHARS, pattern=_NonEmpty,
+        description="The media this event is about.",
+    )
+    user_id: str = Field(
+        min_length=1, max_length=d.MAX_USER_ID_CHARS, pattern=_NonEmpty,
+        description="Owner of the media; the relay routes by it and drops events without it.",
+    )
+    event: _EventField
+    message: str = Field(
+        max_length=d.MAX_MESSAGE_CHARS,
+        description="Human-readable text, shown to the user as text (never HTML).",
+    )
+    data: EventData = Field(default_factory=EventData)
+    schema_version: Literal[1] | None = Field(None, description="Always 1 for this contract.")
+    seq: StrictInt | None = Field(
+        None, ge=1, description="Strictly increasing per (source, media_id); a gap is loss."
+    )
+    source: str | None = Field(
+        None, min_length=1, max_length=d.MAX_SOURCE_CHARS, pattern=_NonEmpty,
+        description="One publisher instance, e.g. host:pid:random.",
+    )
+    timestamp: AwareDatetime | None = Field(
+        None, description="ISO 8601 UTC time of emit, e.g. 2026-11-26T05:00:00.123456Z."
+    )
+    run_id: str | None = Field(
+        None, min_length=1, max_length=d.MAX_RUN_ID_CHARS, pattern=_NonEmpty,
+        description="One analysis run of a media (a media can be re-analysed).",
+    )
+
+    def __init__(self, **fields: Any) -> None:
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise _as_invalid_event(exc, fields.get("event")) from None
+
+    @model_validator(mode="after")
+    def _check_contract_rules(self) -> ProgressEvent:
+        # Field types and bounds are declared above (they also make the JSON Schema);
+        # the per-type rules live in _rules, shared with the hot paths.
+        problems: list[Problem] = []
+        data = self.data.model_dump(exclude_none=True)
+        _rules.check_data(self.event.value, data, problems)
+        if not problems and _rules.has_free_json(data):
+            _rules.check_json_size(self.to_wire_dict(), problems)
+        if problems:
+            raise InvalidEventError(problems, event_type=self.event.value)
+        return self
+
+    def to_wire_dict(self) -> dict[str, Any]:
+        """The event as the JSON object that goes on the wire (``None`` fields left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_json_bytes(self) -> bytes:
+        """Serialise for the wire: compact UTF-8 JSON, ``None`` fields left out."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @property
+    def model_name(self) -> str | None:
+        """Shortcut for ``data.model_name``."""
+        return self.data.model_name
+
+
+def _as_invalid_event(exc: ValidationError, event: object) -> InvalidEventError:
+    problems: list[Problem] = []
+    for err in exc.errors():
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, InvalidEventError):
+            problems.extend(inner.problems)
+            continue
+        field = ".".join(str(part) for part in err["loc"]) or "$"
+        problems.append(Problem(field, err["type"], err["msg"]))
+    return InvalidEventError(problems, event_type=str(event) if event is not None else None)
+
+
+def parse_event(raw: bytes | str | dict[str, Any], *, strict: bool = False) -> ProgressEvent:
+    """Parse one message from the channel into a ``ProgressEvent``.
+
+    ``strict`` requires the v1 envelope; lenient (the default) accepts producers that
+    omit it. Raises ``InvalidEventError`` for anything else, naming every problem.
+    """
+    if isinstance(raw, dict):
+        obj: Any = raw
+    else:
+        if len(raw) > d.MAX_EVENT_BYTES:
+            raise InvalidEventError(
+                [
+                    Problem(
+                        "$", "max_size",
+                        f"the event is {len(raw)} bytes, at most {d.MAX_EVENT_BYTES} allowed",
+                    )
+                ]
+            )
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidEventError([Problem("$", "json", f"not valid JSON: {exc}")]) from None
+    event, problems = _rules.check_event(obj, strict=strict)
+    if problems:
+        raise InvalidEventError(problems, event_type=event)
+    return ProgressEvent.model_validate(obj)
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a v1 event, as committed at docs/schema/progress-event.v1.json."""
+    return ProgressEvent.model_json_schema(mode="validation")
+
+
+def format_timestamp(epoch_seconds: float) -> str:
+    """ISO 8601 UTC with microseconds and a ``Z``, as the contract's example shows."""
+    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+

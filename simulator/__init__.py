@@ -1,0 +1,1 @@
+"""progress-sim: fake multi-model analysis jobs that publish through progress_sdk."""
