@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .contract import Finding, LifecycleValidator, Report, validate_lines
 from .events import EventData, EventType, ProgressEvent, event_json_schema, parse_event
 from .exceptions import (
     ConfigurationError,
@@ -18,13 +19,17 @@ __all__ = [
     "ConfigurationError",
     "EventData",
     "EventType",
+    "Finding",
     "InvalidEventError",
+    "LifecycleValidator",
     "Problem",
     "ProgressEvent",
     "ProgressSDKError",
     "PublisherClosedError",
     "RedisUnavailableError",
+    "Report",
     "__version__",
     "event_json_schema",
     "parse_event",
+    "validate_lines",
 ]

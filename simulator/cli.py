@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
 from progress_sdk import __version__, event_json_schema
 from progress_sdk import defaults as d
+from progress_sdk.contract import read_lines, validate_lines
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +38,41 @@ def cli(ctx: click.Context, redis_url: str | None, channel: str) -> None:
 def schema() -> None:
     """Print the JSON Schema of a v1 progress event."""
     click.echo(json.dumps(event_json_schema(), indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--strict", is_flag=True, help="Require the v1 envelope: schema_version, seq, "
+              "source and timestamp.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--allow-incomplete", is_flag=True, help="Accept runs that never reach "
+              "PROCESSING_COMPLETED/FAILED (crashed jobs) instead of counting them as "
+              "rule 4 violations.")
+def validate(file: str, strict: bool, as_json: bool, allow_incomplete: bool) -> None:
+    """Check an NDJSON stream of events (FILE, or - for stdin) against the v1 contract.
+
+    Exit status: 0 valid, 1 violations (or incomplete runs), 2 the input could not be
+    read or holds no events at all. Lost events (seq gaps) are reported, not failed.
+    """
+    try:
+        if file == "-":
+            report = validate_lines(
+                read_lines(sys.stdin.buffer),
+                strict, allow_incomplete=allow_incomplete,
+            )
+        else:
+            with open(file, "rb") as stream:
+                report = validate_lines(
+                    read_lines(stream), strict, allow_incomplete=allow_incomplete
+                )
+    except OSError as exc:
+        click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_text())
+    if report.events == 0:
+        click.echo(f"error: {file} holds no events (empty or only blank lines)", err=True)
+        sys.exit(2)
+    sys.exit(0 if report.ok else 1)
 
 
 def main() -> None:

@@ -1,0 +1,697 @@
+"""Check a stream of progress events against the v1 contract's lifecycle rules.
+
+``LifecycleValidator`` reads events from any producer one at a time, so it can run live
+on the channel as well as over a recorded NDJSON file. It checks each event's fields
+with ``_rules.check_event`` (the single implementation of the per-event rules) and the
+lifecycle rules 1–6 of CONTRACT.md incrementally::
+
+    validator = LifecycleValidator(strict=True)
+    for position, line in enumerate(lines, start=1):
+        for finding in validator.feed(line, position):
+            print(finding)
+    report = validator.finish()
+
+Memory is proportional to the runs and models that are open, not to the number of
+events: a run's state is dropped at its terminal event. Three things are remembered past
+that, each in a bounded least-recently-used table so a long or endless stream cannot
+grow them without limit (``MAX_FINISHED_RUNS``, ``MAX_SEQUENCES``, ``MAX_FINDINGS``):
+
+* finished runs, to report events that arrive after a run's terminal event (rule 4).
+  An event for a run evicted from this table is reported as an event before
+  ``PROCESSING_STARTED`` (rule 1) instead: still a violation, named differently;
+* the last ``seq`` per (source, media_id), to report repeats (rule 6) and gaps (lost
+  events). A pair evicted and seen again starts afresh, as a pair seen for the first
+  time does (the first ``seq`` seen is the baseline: a validator that joins a live
+  stream late, or a publisher that continues its sequence into a re-analysis, does not
+  start at 1);
+* the findings themselves: the report keeps the first ``MAX_FINDINGS`` of each kind and
+  exact counts of all of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal
+
+from . import _rules
+from . import defaults as d
+
+__all__ = [
+    "MAX_FINDINGS",
+    "MAX_FINISHED_RUNS",
+    "MAX_SEQUENCES",
+    "Finding",
+    "LifecycleValidator",
+    "Report",
+    "read_lines",
+    "validate_lines",
+]
+
+# Sized for a relay that sees thousands of media an hour: late events after a terminal
+# event and seq repeats arrive within seconds, far inside 10,000 runs or publishers'
+# media. Each entry costs a few hundred bytes, so the tables stay under ~10 MB.
+MAX_FINISHED_RUNS = 10_000
+MAX_SEQUENCES = 10_000
+# A stream that is wrong throughout (say, every line is not JSON) would otherwise keep a
+# finding per event; the first thousand say everything a person will read.
+MAX_FINDINGS = 1_000
+
+try:  # orjson parses about three times faster; the standard library is the fallback.
+    import orjson  # type: ignore[import-not-found, unused-ignore]
+
+    _loads: Any = orjson.loads
+    _DECODE_ERRORS: tuple[type[Exception], ...] = (
+        orjson.JSONDecodeError, ValueError, RecursionError,
+    )
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+    # UnicodeDecodeError is a ValueError; RecursionError comes from deeply nested arrays.
+    _DECODE_ERRORS = (ValueError, RecursionError)
+
+Kind = Literal["violation", "lost", "incomplete"]
+RunKey = tuple[str, "str | None"]
+
+_MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
+_PROGRESS_EVENTS = _rules.PROGRESS_EVENT_NAMES
+_MEDIA_TERMINALS = frozenset({"PROCESSING_COMPLETED", "PROCESSING_FAILED"})
+_MODEL_TERMINALS = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_FAILED"})
+
+# Model states, ordered so that ``state >= _COMPLETED`` means "has its terminal event".
+_QUEUED, _STARTED, _COMPLETED, _FAILED = 0, 1, 2, 3
+_STATE_NAMES = {_QUEUED: "ANALYSIS_QUEUED", _STARTED: "ANALYSIS_STARTED"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the validator found: a violation, lost events, or a run left open.
+
+    ``rule`` is ``"rule 1"`` … ``"rule 6"`` for the lifecycle rules of CONTRACT.md,
+    ``"event"`` for a per-event field rule (then ``field`` and ``check`` say which) and
+    ``"json"`` for a line that is not a JSON document. ``position`` is the line number
+    for files (or what the caller passed to ``feed``); ``count`` is the number of lost
+    events for ``kind == "lost"``.
+    """
+
+    kind: Kind
+    rule: str
+    position: int | None
+    message: str
+    media_id: str | None = None
+    run_id: str | None = None
+    model_name: str | None = None
+    source: str | None = None
+    field: str | None = None
+    check: str | None = None
+    count: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.position}: " if self.position is not None else ""
+        what = "lost events" if self.kind == "lost" else self.rule
+        if self.rule == "event":
+            what = f"event field {self.field} ({self.check})"
+        if self.kind == "incomplete":
+            what = f"incomplete run ({self.rule})"
+        ids = [
+            f"{name} {_quote(value)}"
+            for name, value in (
+                ("source", self.source),
+                ("media", self.media_id),
+                ("run", self.run_id),
+                ("model", self.model_name),
+            )
+            if value is not None
+        ]
+        about = f" [{', '.join(ids)}]" if ids else ""
+        return f"{where}{what}{about}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finding as a JSON-ready dict, ``None`` fields left out."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def _quote(value: str) -> str:
+    # repr escapes newlines, control characters and lone surrogates, so an identity
+    # taken from a hostile line can neither break the report's layout nor the terminal.
+    text = repr(value[:80] + ("…" if len(value) > 80 else ""))
+    return text[1:-1]
+
+
+@dataclass
+class Report:
+    """What a validator found in a whole stream; ``ok`` says whether it keeps the contract.
+
+    ``violations``, ``lost`` and ``incomplete`` hold the first ``MAX_FINDINGS`` findings
+    of each kind; ``violation_count``, ``lost_events`` and ``incomplete_count`` count
+    all of them. Lost events (seq gaps) do not make a stream invalid: pub/sub is
+    at-most-once. Runs left open count as rule-4 violations unless ``allow_incomplete``.
+    """
+
+    events: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    violations: list[Finding] = field(default_factory=list)
+    violation_count: int = 0
+    violations_by_rule: dict[str, int] = field(default_factory=dict)
+    lost: list[Finding] = field(default_factory=list)
+    lost_gaps: int = 0
+    lost_events: int = 0
+    incomplete: list[Finding] = field(default_factory=list)
+    incomplete_count: int = 0
+    strict: bool = False
+    allow_incomplete: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no violation (and no open run, unless those are allowed)."""
+        return self.violation_count == 0 and (
+            self.allow_incomplete or self.incomplete_count == 0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (what ``progress-sim validate --json`` prints)."""
+        return {
+            "ok": self.ok,
+            "strict": self.strict,
+            "allow_incomplete": self.allow_incomplete,
+            "events": self.events,
+            "counts": dict(sorted(self.counts.items())),
+            "violation_count": self.violation_count,
+            "violations_by_rule": dict(sorted(self.violations_by_rule.items())),
+            "violations": [f.to_dict() for f in self.violations],
+            "lost_gaps": self.lost_gaps,
+            "lost_events": self.lost_events,
+            "lost": [f.to_dict() for f in self.lost],
+            "incomplete_count": self.incomplete_count,
+            "incomplete": [f.to_dict() for f in self.incomplete],
+        }
+
+    def to_text(self) -> str:
+        """A report for people: a verdict line, then each finding on its own line."""
+        mode = "strict" if self.strict else "lenient"
+        verdict = "VALID" if self.ok else "INVALID"
+        lines = [f"{verdict}: {self.events} events checked ({mode} mode)"]
+        if self.counts:
+            lines.append(
+                "  " + ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items()))
+            )
+        if self.violation_count:
+            by_rule = ", ".join(f"{r}: {n}" for r, n in sorted(self.violations_by_rule.items()))
+            lines.append(f"{self.violation_count} violations ({by_rule})")
+            lines.extend(f"  {f}" for f in self.violations)
+            _more(lines, self.violation_count, len(self.violations))
+        if self.incomplete_count:
+            counted = (
+                "allowed" if self.allow_incomplete
+                else "counted as rule 4 violations; --allow-incomplete accepts them"
+            )
+            lines.append(
+                f"{self.incomplete_count} incomplete runs (no PROCESSING_COMPLETED or "
+                f"PROCESSING_FAILED; {counted})"
+            )
+            lines.extend(f"  {f}" for f in self.incomplete)
+            _more(lines, self.incomplete_count, len(self.incomplete))
+        if self.lost_gaps:
+            lines.append(
+                f"{self.lost_events} events lost in {self.lost_gaps} seq gaps "
+                "(not a violation: pub/sub is at-most-once)"
+            )
+            lines.extend(f"  {f}" for f in self.lost)
+            _more(lines, self.lost_gaps, len(self.lost))
+        return "\n".join(lines)
+
+
+def _more(lines: list[str], total: int, shown: int) -> None:
+    if total > shown:
+        lines.append(f"  … and {total - shown} more")
+
+
+class _Model:
+    """What the validator knows about one model of an open run."""
+
+    __slots__ = ("progress", "state", "where")
+
+    def __init__(self, state: int, where: int) -> None:
+        self.state = state
+        self.where = where  # position of the event that set ``state``
+        self.progress: dict[str, tuple[int, int, int]] | None = None  # type -> (p, total, pos)
+
+
+class _Run:
+    """An open run: started, no media terminal event yet."""
+
+    __slots__ = ("completed", "last", "models", "started")
+
+    def __init__(self, started: int) -> None:
+        self.started = started
+        self.last = started
+        self.completed = 0
+        self.models: dict[str, _Model] = {}
+
+
+class LifecycleValidator:
+    """Feed events one at a time; ``finish()`` returns the ``Report``.
+
+    ``strict`` requires the v1 envelope (``schema_version``, ``seq``, ``source``,
+    ``timestamp``); lenient mode (the default) accepts producers that omit it.
+    ``allow_incomplete`` accepts runs still open when the stream ends (a crashed job).
+    The ``max_*`` arguments bound the memory kept past a run's end (see the module doc).
+    """
+
+    def __init__(
+        self,
+        strict: bool = False,
+        *,
+        allow_incomplete: bool = False,
+        max_findings: int = MAX_FINDINGS,
+        max_finished_runs: int = MAX_FINISHED_RUNS,
+        max_sequences: int = MAX_SEQUENCES,
+    ) -> None:
+        self.strict = strict
+        self._report = Report(strict=strict, allow_incomplete=allow_incomplete)
+        self._max_findings = max_findings
+        self._max_finished = max_finished_runs
+        self._max_sequences = max_sequences
+        self._runs: dict[RunKey, _Run] = {}
+        # run -> (terminal event type, its position); insertion order is recency.
+        self._finished: OrderedDict[RunKey, tuple[str, int]] = OrderedDict()
+        self._seqs: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._fed = 0
+
+    # -- input ------------------------------------------------------------------------
+
+    def feed(self, raw: bytes | str | dict[str, Any], position: int | None = None) -> list[Finding]:
+        """Check one event (a wire message, or a decoded dict); return what it breaks.
+
+        ``position`` is reported with each finding (use the line number for files); it
+        defaults to the number of events fed so far. Never raises for bad input: every
+        problem is a finding.
+        """
+        self._fed += 1
+        pos = self._fed if position is None else position
+        report = self._report
+        report.events += 1
+        if isinstance(raw, dict):
+            obj: Any = raw
+        else:
+            # A str is at most 4 UTF-8 bytes a character: only long ones are encoded.
+            if len(raw) * (4 if isinstance(raw, str) else 1) > d.MAX_EVENT_BYTES and (
+                _size(raw.rstrip()) > d.MAX_EVENT_BYTES  # the line's newline is not counted
+            ):
+                size = _size(raw.rstrip())
+                return [
+                    self._violation(
+                        "event", pos, f"the event is {size} bytes or more, at most "
+                        f"{d.MAX_EVENT_BYTES} allowed", field="$", check="max_size",
+                    )
+                ]
+            try:
+                obj = _loads(raw)
+            except _DECODE_ERRORS as exc:
+                return [self._violation("json", pos, f"not a JSON document: {_brief(exc)}")]
+
+        event, problems = _rules.check_event(obj, strict=self.strict)
+        if event is not None:
+            counts = report.counts
+            counts[event] = counts.get(event, 0) + 1
+        findings: list[Finding] = []
+        if problems:
+            where = _identity(obj) if isinstance(obj, dict) else {}
+            for p in problems:
+                findings.append(
+                    self._violation(
+                        "event", pos, p.message, field=p.field, check=p.rule, **where
+                    )
+                )
+        if event is None:
+            return findings
+        # Lifecycle rules apply even when some other field is wrong, as long as the
+        # event's identity is usable: dropping a PROCESSING_STARTED for a bad user_id
+        # would turn every later event of its run into a rule-1 violation.
+        media_id = obj.get("media_id")
+        run_id = obj.get("run_id")
+        if type(media_id) is not str or not media_id or (
+            run_id is not None and type(run_id) is not str
+        ):
+            return findings
+        seq = obj.get("seq")
+        source = obj.get("source")
+        if type(seq) is int and type(source) is str:
+            self._check_seq(source, media_id, seq, pos, findings)
+        self._check_lifecycle(
+            event, obj=obj, media_id=media_id, run_id=run_id, pos=pos, findings=findings
+        )
+        return findings
+
+    def finish(self) -> Report:
+        """Return the report, with every run still open listed as incomplete.
+
+        Does not reset the validator: feeding more and calling ``finish`` again gives an
+        up-to-date report (useful for a live validator's periodic summaries).
+        """
+        report = self._report
+        report.incomplete = []
+        report.incomplete_count = 0
+        for (media_id, run_id), run in self._runs.items():
+            report.incomplete_count += 1
+            if len(report.incomplete) >= self._max_findings:
+                continue
+            open_models = [name for name, m in run.models.items() if m.state < _COMPLETED]
+            models = (
+                f"; models without a terminal event: {_names(open_models)}" if open_models else ""
+            )
+            report.incomplete.append(
+                Finding(
+                    "incomplete", "rule 4", run.started,
+                    f"run started at line {run.started}, last event at line {run.last}, "
+                    "has no PROCESSING_COMPLETED or PROCESSING_FAILED (job crashed or "
+                    f"stream cut short){models}",
+                    media_id=media_id, run_id=run_id,
+                )
+            )
+        return report
+
+    # -- rules ------------------------------------------------------------------------
+
+    def _check_seq(
+        self, source: str, media_id: str, seq: int, pos: int, findings: list[Finding]
+    ) -> None:
+        seqs = self._seqs
+        key = (source, media_id)
+        last = seqs.get(key)
+        if last is None:
+            seqs[key] = seq
+            if len(seqs) > self._max_sequences:
+                seqs.popitem(last=False)
+            return
+        seqs.move_to_end(key)
+        if seq <= last:
+            what = "repeats" if seq == last else "decreases from"
+            findings.append(
+                self._violation(
+                    "rule 6", pos,
+                    f"seq {seq} {what} {last}; expected a seq greater than {last} "
+                    "(strictly increasing per source and media_id)",
+                    media_id=media_id, source=source,
+                )
+            )
+            return  # keep the highest seq seen, so one stray event is reported once
+        seqs[key] = seq
+        if seq > last + 1:
+            findings.append(self._lost(source, media_id, last, seq, pos))
+
+    def _check_lifecycle(
+        self,
+        event: str,
+        *,
+        obj: dict[str, Any],
+        media_id: str,
+        run_id: str | None,
+        pos: int,
+        findings: list[Finding],
+    ) -> None:
+        key = (media_id, run_id)
+        run = self._runs.get(key)
+        if run is None:
+            ended = self._finished.get(key)
+            if event == "PROCESSING_STARTED":
+                # A new PROCESSING_STARTED after a terminal event is a re-analysis.
+                if ended is not None:
+                    del self._finished[key]
+                self._runs[key] = _Run(pos)
+                return
+            if ended is not None:
+                self._finished.move_to_end(key)
+                terminal, at = ended
+                again = "a second media terminal event" if event in _MEDIA_TERMINALS else event
+                findings.append(
+                    self._violation(
+                        "rule 4", pos,
+                        f"{again} after {terminal} at line {at}; expected nothing for the "
+                        "run after its media terminal event (exactly one per run)",
+                        media_id=media_id, run_id=run_id, model_name=_model_of(obj),
+                    )
+                )
+                return
+            findings.append(
+                self._violation(
+                    "rule 1", pos,
+                    f"{event} before PROCESSING_STARTED; expected PROCESSING_STARTED "
+                    "first in every run",
+                    media_id=media_id, run_id=run_id, model_name=_model_of(obj),
+                )
+            )
+            # Carry on as if it had started, so the rest of the run is still checked
+            # and this one omission is reported once.
+            run = self._runs[key] = _Run(pos)
+        run.last = pos
+
+        if event in _MODEL_EVENTS:
+            data = obj.get("data")
+            if isinstance(data, dict):
+                name = data.get("model_name")
+                if type(name) is str and name:
+                    self._check_model(
+                        event, data=data, run=run, name=name, media_id=media_id,
+                        run_id=run_id, pos=pos, findings=findings,
+                    )
+        elif event in _MEDIA_TERMINALS:
+            self._check_terminal(event, run, key, pos, findings)
+        # A repeated PROCESSING_STARTED before the terminal event is allowed (rule 1).
+
+    def _check_model(
+        self,
+        event: str,
+        *,
+        data: dict[str, Any],
+        run: _Run,
+        name: str,
+        media_id: str,
+        run_id: str | None,
+        pos: int,
+        findings: list[Finding],
+    ) -> None:
+        model = run.models.get(name)
+
+        def violation(rule: str, message: str) -> None:
+            findings.append(
+                self._violation(
+                    rule, pos, message, media_id=media_id, run_id=run_id, model_name=name
+                )
+            )
+
+        if model is not None and model.state >= _COMPLETED:
+            done = "ANALYSIS_COMPLETED" if model.state == _COMPLETED else "ANALYSIS_FAILED"
+            violation(
+                "rule 2",
+                f"{event} after {done} at line {model.where}; expected nothing for the "
+                "model after its terminal event (exactly one of ANALYSIS_COMPLETED / "
+                "ANALYSIS_FAILED)",
+            )
+            return
+
+        if event == "ANALYSIS_QUEUED":
+            if model is None:
+                run.models[name] = _Model(_QUEUED, pos)
+            elif model.state == _STARTED:
+                violation(
+                    "rule 2",
+                    f"ANALYSIS_QUEUED after ANALYSIS_STARTED at line {model.where}; "
+                    "expected ANALYSIS_QUEUED, if sent, before ANALYSIS_STARTED",
+                )
+            return
+        if event == "ANALYSIS_STARTED":
+            if model is None:
+                run.models[name] = _Model(_STARTED, pos)
+            elif model.state == _QUEUED:
+                model.state, model.where = _STARTED, pos
+            else:
+                violation(
+                    "rule 2",
+                    f"ANALYSIS_STARTED repeated (first at line {model.where}); expected "
+                    "one ANALYSIS_STARTED per model and run",
+                )
+            return
+        if event in _MODEL_TERMINALS:
+            completed = event == "ANALYSIS_COMPLETED"
+            # A model that fails before it starts (the job gave up while it was queued)
+            # may go straight to ANALYSIS_FAILED; a completed one must have started.
+            if model is None or (completed and model.state == _QUEUED):
+                before = "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
+                violation(
+                    "rule 2",
+                    f"{event} for a model that was never started; expected {before} first",
+                )
+            if model is None:
+                model = run.models[name] = _Model(_STARTED, pos)
+            model.state, model.where = (_COMPLETED if completed else _FAILED), pos
+            if completed:
+                run.completed += 1
+            model.progress = None  # no longer needed: nothing may follow
+            return
+
+        # Progress and phase events.
+        if model is None or model.state == _QUEUED:
+            state = "ANALYSIS_QUEUED only" if model is not None else "no ANALYSIS_STARTED"
+            violation(
+                "rule 2",
+                f"{event} for a model with {state}; expected ANALYSIS_STARTED before its "
+                "progress and phase events",
+            )
+            if model is None:
+                model = run.models[name] = _Model(_STARTED, pos)
+            else:
+                model.state, model.where = _STARTED, pos
+        if event in _PROGRESS_EVENTS:
+            progress = data.get("progress")
+            total = data.get("total")
+            if type(progress) is not int or type(total) is not int:
+                return  # already reported by the per-event rules
+            seen = model.progress
+            if seen is None:
+                model.progress = {event: (progress, total, pos)}
+                return
+            previous = seen.get(event)
+            if previous is not None:
+                last_progress, last_total, at = previous
+                if total != last_total:
+                    violation(
+                        "rule 3",
+                        f"{event} total changed from {last_total} (line {at}) to {total}; "
+                        "expected the same total for the whole model and event type",
+                    )
+                elif progress < last_progress:
+                    violation(
+                        "rule 3",
+                        f"{event} progress decreased from {last_progress}/{last_total} "
+                        f"(line {at}) to {progress}/{total}; expected it never to decrease",
+                    )
+                    return  # keep the high-water mark
+            seen[event] = (progress, total, pos)
+
+    def _check_terminal(
+        self, event: str, run: _Run, key: RunKey, pos: int, findings: list[Finding]
+    ) -> None:
+        media_id, run_id = key
+        open_models = [name for name, m in run.models.items() if m.state < _COMPLETED]
+        if open_models:
+            findings.append(
+                self._violation(
+                    "rule 4", pos,
+                    f"{event} while {_names(open_models)} had no terminal event; expected "
+                    "ANALYSIS_COMPLETED or ANALYSIS_FAILED for every model first",
+                    media_id=media_id, run_id=run_id,
+                )
+            )
+        if event == "PROCESSING_COMPLETED" and run.completed == 0:
+            failed = sum(1 for m in run.models.values() if m.state == _FAILED)
+            why = f"all {failed} models failed" if failed else "no model completed"
+            findings.append(
+                self._violation(
+                    "rule 5", pos,
+                    f"PROCESSING_COMPLETED but {why}; expected PROCESSING_FAILED unless at "
+                    "least one model completed",
+                    media_id=media_id, run_id=run_id,
+                )
+            )
+        del self._runs[key]
+        finished = self._finished
+        finished[key] = (event, pos)
+        if len(finished) > self._max_finished:
+            finished.popitem(last=False)
+
+    # -- findings ---------------------------------------------------------------------
+
+    def _violation(self, rule: str, pos: int, message: str, **about: Any) -> Finding:
+        report = self._report
+        finding = Finding("violation", rule, pos, message, **about)
+        report.violation_count += 1
+        report.violations_by_rule[rule] = report.violations_by_rule.get(rule, 0) + 1
+        if len(report.violations) < self._max_findings:
+            report.violations.append(finding)
+        return finding
+
+    def _lost(self, source: str, media_id: str, last: int, seq: int, pos: int) -> Finding:
+        report = self._report
+        count = seq - last - 1
+        finding = Finding(
+            "lost", "rule 6", pos,
+            f"seq jumped from {last} to {seq}: {count} event{'s' if count > 1 else ''} lost",
+            media_id=media_id, source=source, count=count,
+        )
+        report.lost_gaps += 1
+        report.lost_events += count
+        if len(report.lost) < self._max_findings:
+            report.lost.append(finding)
+        return finding
+
+
+def _identity(obj: dict[str, Any]) -> dict[str, Any]:
+    """The media/run/model of a (possibly broken) event, where they are strings."""
+    about: dict[str, Any] = {}
+    for key, name in (("media_id", "media_id"), ("run_id", "run_id"), ("source", "source")):
+        value = obj.get(key)
+        if type(value) is str:
+            about[name] = value
+    model = _model_of(obj)
+    if model is not None:
+        about["model_name"] = model
+    return about
+
+
+def _model_of(obj: dict[str, Any]) -> str | None:
+    data = obj.get("data")
+    name = data.get("model_name") if isinstance(data, dict) else None
+    return name if type(name) is str else None
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(_quote(n) for n in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _size(raw: bytes | str) -> int:
+    return len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
+
+
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    return str(exc)[:200]
+
+
+def read_lines(stream: IO[bytes], max_bytes: int = d.MAX_EVENT_BYTES) -> Iterator[bytes]:
+    """Yield the lines of a binary stream, never holding more than ``max_bytes + 1``.
+
+    A longer line is yielded cut to ``max_bytes + 1`` bytes (enough for the validator to
+    report it as too large without parsing it) and the rest of it is skipped, so a
+    multi-gigabyte line without a newline cannot exhaust memory.
+    """
+    limit = max_bytes + 1
+    while True:
+        line = stream.readline(limit)
+        if not line:
+            return
+        if len(line) == limit and not line.endswith(b"\n"):
+            rest = line
+            while rest and not rest.endswith(b"\n"):
+                rest = stream.readline(1 << 20)
+        yield line
+
+
+def validate_lines(
+    lines: Iterable[bytes | str],
+    strict: bool = False,
+    *,
+    allow_incomplete: bool = False,
+) -> Report:
+    """Validate NDJSON lines (blank lines are skipped); findings name 1-based line numbers."""
+    validator = LifecycleValidator(strict, allow_incomplete=allow_incomplete)
+    feed = validator.feed
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            feed(line, number)
+    return validator.finish()
