@@ -191,14 +191,14 @@ class Report:
         """A report for people: a verdict line, then each finding on its own line."""
         mode = "strict" if self.strict else "lenient"
         verdict = "VALID" if self.ok else "INVALID"
-        lines = [f"{verdict}: {self.events} events checked ({mode} mode)"]
+        lines = [f"{verdict}: {_plural(self.events, 'event')} checked ({mode} mode)"]
         if self.counts:
             lines.append(
                 "  " + ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items()))
             )
         if self.violation_count:
             by_rule = ", ".join(f"{r}: {n}" for r, n in sorted(self.violations_by_rule.items()))
-            lines.append(f"{self.violation_count} violations ({by_rule})")
+            lines.append(f"{_plural(self.violation_count, 'violation')} ({by_rule})")
             lines.extend(f"  {f}" for f in self.violations)
             _more(lines, self.violation_count, len(self.violations))
         if self.incomplete_count:
@@ -207,19 +207,24 @@ class Report:
                 else "counted as rule 4 violations; --allow-incomplete accepts them"
             )
             lines.append(
-                f"{self.incomplete_count} incomplete runs (no PROCESSING_COMPLETED or "
+                f"{_plural(self.incomplete_count, 'incomplete run')} (no PROCESSING_COMPLETED or "
                 f"PROCESSING_FAILED; {counted})"
             )
             lines.extend(f"  {f}" for f in self.incomplete)
             _more(lines, self.incomplete_count, len(self.incomplete))
         if self.lost_gaps:
+            gaps = _plural(self.lost_gaps, "seq gap")
             lines.append(
-                f"{self.lost_events} events lost in {self.lost_gaps} seq gaps "
+                f"{_plural(self.lost_events, 'event')} lost in {gaps} "
                 "(not a violation: pub/sub is at-most-once)"
             )
             lines.extend(f"  {f}" for f in self.lost)
             _more(lines, self.lost_gaps, len(self.lost))
         return "\n".join(lines)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _more(lines: list[str], total: int, shown: int) -> None:
@@ -617,7 +622,7 @@ class LifecycleValidator:
         count = seq - last - 1
         finding = Finding(
             "lost", "rule 6", pos,
-            f"seq jumped from {last} to {seq}: {count} event{'s' if count > 1 else ''} lost",
+            f"seq jumped from {last} to {seq}: {_plural(count, 'event')} lost",
             media_id=media_id, source=source, count=count,
         )
         report.lost_gaps += 1
