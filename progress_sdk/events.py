@@ -124,7 +124,7 @@ class EventData(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
 
     model_name: str | None = Field(
         None,

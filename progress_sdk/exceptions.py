@@ -5,6 +5,7 @@ Every error the SDK raises derives from one base class::
     ProgressSDKError
     ├── InvalidEventError      (also a ValueError) an event breaks the v1 contract
     ├── ConfigurationError     (also a ValueError) a publisher setting is unusable
+    ├── TrackingError          (also a RuntimeError) the tracking API used out of order
     ├── PublisherClosedError   emit() after close()
     └── RedisUnavailableError  an explicit connectivity check failed
 
@@ -46,6 +47,10 @@ class InvalidEventError(ProgressSDKError, ValueError):
 
 class ConfigurationError(ProgressSDKError, ValueError):
     """A publisher or CLI setting cannot be used (bad URL, bad size, bad interval)."""
+
+
+class TrackingError(ProgressSDKError, RuntimeError):
+    """The tracking API was used out of order (e.g. progress after a model completed)."""
 
 
 class PublisherClosedError(ProgressSDKError):

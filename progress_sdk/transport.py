@@ -1,0 +1,178 @@
+"""Delivery to Redis: one connection, owned by the publisher's sender thread.
+
+Batches go out with protocol pipelining (every PUBLISH of a batch written at once, then
+the replies read), which is what a non-transactional redis-py pipeline does; the
+connection is driven directly so that the two ways a batch can fail stay apart:
+
+- ``ConnectFailed``: no connection could be made, nothing was written. The batch is
+  kept and sent again once Redis answers.
+- ``DeliveryUnknown``: the connection broke after bytes were written. Redis may or may
+  not have published the rest, and pub/sub is at-most-once, so the unconfirmed events
+  are counted as lost instead of being sent twice (a repeated ``seq`` is a contract
+  error; a gap is reported as loss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from . import defaults as d
+from .exceptions import ConfigurationError
+
+_SECRET_IN_URL = re.compile(r"(?<=://)([^/@]*)@")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password (and user-only secret) in a Redis URL, for logs and reprs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _SECRET_IN_URL.sub("***@", url)
+    if parts.password is None and not (parts.username and "@" in parts.netloc):
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username if parts.password is not None else None
+    auth = f"{user}:***" if user else ":***" if parts.password is not None else "***"
+    return urlunsplit((parts.scheme, f"{auth}@{host}", parts.path, parts.query, parts.fragment))
+
+
+class ConnectFailed(Exception):
+    """No connection to Redis; nothing of the batch was written."""
+
+
+class DeliveryUnknown(Exception):
+    """The connection broke mid-batch; ``confirmed`` events are known to be published."""
+
+    def __init__(self, message: str, confirmed: int, receivers: int) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
+        self.receivers = receivers
+
+
+def describe_target(target: object) -> str:
+    """A password-free description of where events go, for reprs and log lines."""
+    if isinstance(target, str):
+        return mask_url(target)
+    pool = target.connection_pool if isinstance(target, redis.Redis) else target
+    if isinstance(pool, redis.ConnectionPool):
+        kwargs: dict[str, Any] = pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+        return (
+            f"{scheme}://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+        )
+    return type(target).__name__
+
+
+class RedisTransport:
+    """Publishes batches of serialised events to one channel over one connection."""
+
+    def __init__(self, target: str | redis.Redis | redis.ConnectionPool, channel: str) -> None:
+        self.channel = channel
+        self.description = describe_target(target)
+        if isinstance(target, str):
+            try:
+                self.pool = redis.ConnectionPool.from_url(
+                    target,
+                    socket_timeout=d.SOCKET_TIMEOUT,
+                    socket_connect_timeout=d.CONNECT_TIMEOUT,
+                )
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"unusable Redis URL {mask_url(target)!r}: {exc}; use redis://host:port/db, "
+                    "rediss:// for TLS or unix:///path/to/socket"
+                ) from None
+            self._owns_pool = True
+        elif isinstance(target, redis.Redis):
+            self.pool = target.connection_pool
+            self._owns_pool = False
+        elif isinstance(target, redis.ConnectionPool):
+            self.pool = target
+            self._owns_pool = False
+        else:
+            raise ConfigurationError(
+                f"redis= must be a URL string, a redis.Redis client or a redis.ConnectionPool, "
+                f"got {type(target).__name__}"
+            )
+        self._conn: Any = None
+        self._pid = os.getpid()
+        self._channel_bytes = channel.encode()
+
+    def _connection(self) -> Any:
+        conn = self._conn
+        if conn is None:
+            try:
+                conn = self.pool.get_connection()
+            except (redis.RedisError, OSError) as exc:
+                raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+            self._conn = conn
+            return conn
+        try:
+            # A server that restarted or a proxy that was cut closes our socket; it then
+            # reads as "ready" (EOF). Reconnect before writing, so a batch is not written
+            # into a dead socket and wrongly reported as of unknown fate.
+            if conn.can_read():
+                conn.disconnect()
+            conn.connect()
+        except (redis.RedisError, OSError) as exc:
+            conn.disconnect()
+            raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+        return conn
+
+    def publish(self, payloads: list[bytes]) -> int:
+        """PUBLISH every payload, in order. Returns the summed receiver counts.
+
+        Raises ConnectFailed (nothing written) or DeliveryUnknown (partly confirmed).
+        """
+        conn = self._connection()
+        channel = self._channel_bytes
+        confirmed = 0
+        receivers = 0
+        try:
+            conn.send_packed_command(
+                conn.pack_commands([("PUBLISH", channel, p) for p in payloads]),
+                check_health=False,
+            )
+            for _ in payloads:
+                receivers += int(conn.read_response())
+                confirmed += 1
+        except (redis.RedisError, OSError) as exc:
+            conn.disconnect()
+            raise DeliveryUnknown(f"{type(exc).__name__}: {exc}", confirmed, receivers) from exc
+        return receivers
+
+    def check(self) -> None:
+        """Connect and PING; raises ConnectFailed with the reason."""
+        conn = self._connection()
+        try:
+            conn.send_command("PING")
+            conn.read_response()
+        except (redis.RedisError, OSError) as exc:
+            conn.disconnect()
+            raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        """Return the connection; disconnect the pool if the transport made it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self.pool.release(conn)
+        if self._owns_pool:
+            with contextlib.suppress(Exception):
+                self.pool.disconnect()
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's connection without touching its socket."""
+        # The socket is shared with the parent; closing it here would cut the parent's
+        # connection. redis-py's pool resets itself in the child on first use (pid check).
+        self._conn = None
+        self._pid = os.getpid()
