@@ -11,7 +11,10 @@ from .exceptions import (
     ProgressSDKError,
     PublisherClosedError,
     RedisUnavailableError,
+    TrackingError,
 )
+from .publisher import ProgressPublisher, PublisherStats
+from .tracking import MediaRun, ModelRun
 
 __version__ = "0.1.0"
 
@@ -22,12 +25,17 @@ __all__ = [
     "Finding",
     "InvalidEventError",
     "LifecycleValidator",
+    "MediaRun",
+    "ModelRun",
     "Problem",
     "ProgressEvent",
+    "ProgressPublisher",
     "ProgressSDKError",
     "PublisherClosedError",
+    "PublisherStats",
     "RedisUnavailableError",
     "Report",
+    "TrackingError",
     "__version__",
     "event_json_schema",
     "parse_event",
