@@ -1,0 +1,79 @@
+"""Shared fixtures. Tests marked ``redis`` run against the real server at REDIS_URL
+(default redis://127.0.0.1:6379/0); each uses its own channel, so nothing a previous
+test or session left in Redis matters."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis server's URL; fails (not skips) when it does not answer."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"the integration tests need a Redis server at {REDIS_URL} ({exc}); start one "
+            "with `redis-server --daemonize yes --port 6379 --save ''` or set REDIS_URL"
+        )
+    return REDIS_URL
+
+
+@pytest.fixture
+def channel() -> str:
+    """A channel name no other test uses."""
+    return f"test-progress-{uuid.uuid4().hex}"
+
+
+class Subscriber:
+    """Collects every message of one channel on a background thread."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self._client = redis.Redis.from_url(url)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(channel)
+        # Wait for the subscription to be confirmed so no early message is missed.
+        while self._pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False) is None:
+            pass
+        self.messages: list[bytes] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-subscriber", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=0.05)
+            if message is not None:
+                with self._cond:
+                    self.messages.append(message["data"])
+                    self._cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[bytes]:
+        """Wait until ``count`` messages arrived (or the timeout); return them all."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
+            return list(self.messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._pubsub.close()
+        self._client.close()
+
+
+@pytest.fixture
+def subscriber(redis_url: str, channel: str) -> Iterator[Subscriber]:
+    """A live subscriber of this test's channel on the real Redis server."""
+    sub = Subscriber(redis_url, channel)
+    yield sub
+    sub.close()
