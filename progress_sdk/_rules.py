@@ -215,6 +215,10 @@ def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[
     envelope fields (``schema_version``, ``seq``, ``source``, ``timestamp``); lenient
     mode accepts events from producers that do not send them.
     """
+    if type(obj) is dict:
+        accepted = _fast_accept(obj, strict)
+        if accepted is not None:
+            return accepted, []
     problems: list[Problem] = []
     if not isinstance(obj, dict):
         kind = "array" if isinstance(obj, list) else type(obj).__name__
@@ -279,6 +283,137 @@ def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[
 
     check_envelope(obj, problems, strict=strict)
     return event, problems
+
+
+def _bad_str(value: object, max_chars: int) -> bool:
+    """True unless ``value`` is a string ``_check_str`` accepts (non-blank, not too long)."""
+    return type(value) is not str or not value or len(value) > max_chars or value.isspace()
+
+
+def _fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
+    """The normalised event type if ``obj`` is certainly valid, else ``None``.
+
+    The common case, a valid event, is decided here in one pass with few function calls
+    (``check_event`` is on the validator's and publisher's hot paths; the string checks
+    are ``_bad_str`` written out for that reason). It only ever accepts: anything
+    unusual (a wrong type, a str subclass, a value out of bounds) returns ``None`` and
+    the full checks run, which also say what is wrong. So this cannot change what is
+    valid, only how fast a valid event is recognised; a test holds it to that.
+    """
+    get = obj.get
+    event = get("event")
+    if type(event) is not str:
+        return None
+    if event == COMPLETED_ALIAS:
+        event = "ANALYSIS_COMPLETED"
+    if event not in ALL_EVENT_NAMES:
+        return None
+    v = get("media_id")
+    if type(v) is not str or not v or len(v) > d.MAX_MEDIA_ID_CHARS or v.isspace():
+        return None
+    v = get("user_id")
+    if type(v) is not str or not v or len(v) > d.MAX_USER_ID_CHARS or v.isspace():
+        return None
+    v = get("message")
+    if type(v) is not str or len(v) > d.MAX_MESSAGE_CHARS:
+        return None
+    data = get("data")
+    if type(data) is not dict:
+        return None
+
+    if data:
+        dget = data.get
+        model_name = dget("model_name")
+        if model_name is None:
+            if event in MODEL_EVENT_NAMES:
+                return None
+        elif (
+            type(model_name) is not str or not model_name
+            or len(model_name) > d.MAX_MODEL_NAME_CHARS or model_name.isspace()
+        ):
+            return None
+        progress = dget("progress")
+        total = dget("total")
+        if (
+            (progress is not None or total is not None or event in PROGRESS_EVENT_NAMES)
+            and (type(progress) is not int or type(total) is not int
+                 or total <= 0 or progress < 0 or progress > total)
+        ):
+            return None
+        phase = dget("phase")
+        if phase is not None and (
+            type(phase) is not str or not phase or len(phase) > d.MAX_PHASE_CHARS
+            or phase.isspace()
+        ):
+            return None
+        # Progress events carry only these four keys: look the others up only when
+        # data holds something else.
+        common = (
+            (model_name is not None) + (progress is not None) + (total is not None)
+            + (phase is not None)
+        )
+        if len(data) == common:
+            if event in FAILURE_EVENT_NAMES:
+                return None  # no error_message
+        else:
+            v = dget("prediction")
+            if v is not None and _bad_str(v, d.MAX_PREDICTION_CHARS):
+                return None
+            v = dget("filename")
+            if v is not None and _bad_str(v, d.MAX_FILENAME_CHARS):
+                return None
+            v = dget("details")
+            if v is not None and type(v) is not dict:
+                return None
+            v = dget("confidence")
+            # NaN fails both comparisons, so it falls through to the full check too.
+            if v is not None and (
+                (type(v) is not float and type(v) is not int) or not 0 <= v <= 1
+            ):
+                return None
+            v = dget("error_message")
+            if v is None:
+                if event in FAILURE_EVENT_NAMES:
+                    return None
+            elif _bad_str(v, d.MAX_ERROR_MESSAGE_CHARS):
+                return None
+    elif event in MODEL_EVENT_NAMES or event in FAILURE_EVENT_NAMES:
+        return None
+
+    v = get("schema_version")
+    if v is None:
+        if strict:
+            return None
+    elif type(v) is not int or v != d.SCHEMA_VERSION:
+        return None
+    v = get("seq")
+    if v is None:
+        if strict:
+            return None
+    elif type(v) is not int or v < 1:
+        return None
+    v = get("source")
+    if v is None:
+        if strict:
+            return None
+    elif type(v) is not str or not v or len(v) > d.MAX_SOURCE_CHARS or v.isspace():
+        return None
+    v = get("timestamp")
+    if v is None:
+        if strict:
+            return None
+    else:
+        if type(v) is not str:
+            return None
+        parsed = parse_timestamp(v)
+        if parsed is None or (strict and parsed.utcoffset() != _ZERO):
+            return None
+    v = get("run_id")
+    if v is not None and (
+        type(v) is not str or not v or len(v) > d.MAX_RUN_ID_CHARS or v.isspace()
+    ):
+        return None
+    return event
 
 
 def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool) -> None:

@@ -31,6 +31,7 @@ grow them without limit (``MAX_FINISHED_RUNS``, ``MAX_SEQUENCES``, ``MAX_FINDING
 from __future__ import annotations
 
 import json
+import json.scanner
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from typing import IO, Any, Literal
 
 from . import _rules
 from . import defaults as d
+from ._rules import _fast_accept
 
 __all__ = [
     "MAX_FINDINGS",
@@ -59,18 +61,49 @@ MAX_SEQUENCES = 10_000
 # finding per event; the first thousand say everything a person will read.
 MAX_FINDINGS = 1_000
 
-try:  # orjson parses about three times faster; the standard library is the fallback.
-    import orjson  # type: ignore[import-not-found, unused-ignore]
+def _reject_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON does not, and neither does the relay's
+    # JSON.parse, so an event holding them never reaches the UI.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# The standard library's C scanner, called directly: json.loads(bytes) would also sniff
+# the encoding (the wire is UTF-8 by contract) and go through two wrapper functions,
+# which costs about a third of its time on a typical event.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_scan_once: Any = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type, unused-ignore]
+_JSON_SPACE = " \t\n\r"
+
+
+def _stdlib_loads(raw: bytes | str) -> Any:
+    """``json.loads`` for one UTF-8 event, with json's own error for anything unusual."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        obj, end = _scan_once(text, 0)
+    except StopIteration:  # leading whitespace, or no JSON value at all
+        return _DECODER.decode(text)
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return _DECODER.decode(text)  # raises "Extra data"
+    return obj
+
+
+try:
+    # orjson parses a typical event three times faster, which is most of the validator's
+    # time (docs/benchmarks.md). It is used when installed; both reject what JSON does
+    # not allow (NaN, Infinity, invalid UTF-8, a BOM). They differ only at the edges:
+    # orjson also rejects lone surrogate escapes and reads integers beyond 64 bits as
+    # floats.
+    import orjson
 
     _loads: Any = orjson.loads
-    _DECODE_ERRORS: tuple[type[Exception], ...] = (
-        orjson.JSONDecodeError, ValueError, RecursionError,
-    )
 except ImportError:  # pragma: no cover - depends on the environment
-    _loads = json.loads
-    # UnicodeDecodeError is a ValueError; RecursionError comes from deeply nested arrays.
-    _DECODE_ERRORS = (ValueError, RecursionError)
+    _loads = _stdlib_loads
+# orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError comes
+# from the standard library on deeply nested arrays.
+_DECODE_ERRORS = (ValueError, RecursionError)
 
+
+_NO_PROBLEMS: list[Any] = []  # shared, never appended to
 Kind = Literal["violation", "lost", "incomplete"]
 RunKey = tuple[str, "str | None"]
 
@@ -316,7 +349,13 @@ class LifecycleValidator:
             except _DECODE_ERRORS as exc:
                 return [self._violation("json", pos, f"not a JSON document: {_brief(exc)}")]
 
-        event, problems = _rules.check_event(obj, strict=self.strict)
+        # _fast_accept is check_event's own first step; calling it here saves two calls
+        # per event, and check_event runs whenever it does not accept.
+        event = _fast_accept(obj, self.strict) if type(obj) is dict else None
+        if event is None:
+            event, problems = _rules.check_event(obj, strict=self.strict)
+        else:
+            problems = _NO_PROBLEMS
         if event is not None:
             counts = report.counts
             counts[event] = counts.get(event, 0) + 1
@@ -343,10 +382,17 @@ class LifecycleValidator:
         seq = obj.get("seq")
         source = obj.get("source")
         if type(seq) is int and type(source) is str:
-            self._check_seq(source, media_id, seq, pos, findings)
-        self._check_lifecycle(
-            event, obj=obj, media_id=media_id, run_id=run_id, pos=pos, findings=findings
-        )
+            # Rule 6, written out here (it runs for every event): the usual case is the
+            # next seq of a pair seen before.
+            seqs = self._seqs
+            seq_key = (source, media_id)
+            last = seqs.get(seq_key)
+            if last is not None and seq == last + 1:
+                seqs[seq_key] = seq
+                seqs.move_to_end(seq_key)
+            else:
+                self._check_seq(seq_key, seq, last, pos, findings)
+        self._check_lifecycle(event, obj, (media_id, run_id), pos, findings)
         return findings
 
     def finish(self) -> Report:
@@ -380,17 +426,21 @@ class LifecycleValidator:
     # -- rules ------------------------------------------------------------------------
 
     def _check_seq(
-        self, source: str, media_id: str, seq: int, pos: int, findings: list[Finding]
+        self,
+        key: tuple[str, str],
+        seq: int,
+        last: int | None,
+        pos: int,
+        findings: list[Finding],
     ) -> None:
         seqs = self._seqs
-        key = (source, media_id)
-        last = seqs.get(key)
         if last is None:
             seqs[key] = seq
             if len(seqs) > self._max_sequences:
                 seqs.popitem(last=False)
             return
         seqs.move_to_end(key)
+        source, media_id = key
         if seq <= last:
             what = "repeats" if seq == last else "decreases from"
             findings.append(
@@ -403,20 +453,14 @@ class LifecycleValidator:
             )
             return  # keep the highest seq seen, so one stray event is reported once
         seqs[key] = seq
-        if seq > last + 1:
-            findings.append(self._lost(source, media_id, last, seq, pos))
+        findings.append(self._lost(source, media_id, last, seq, pos))
 
+    # The _check_* methods take positional arguments: they run for every event, and
+    # keyword passing costs measurably there (see docs/benchmarks.md).
     def _check_lifecycle(
-        self,
-        event: str,
-        *,
-        obj: dict[str, Any],
-        media_id: str,
-        run_id: str | None,
-        pos: int,
-        findings: list[Finding],
+        self, event: str, obj: dict[str, Any], key: RunKey, pos: int, findings: list[Finding]
     ) -> None:
-        key = (media_id, run_id)
+        media_id, run_id = key
         run = self._runs.get(key)
         if run is None:
             ended = self._finished.get(key)
@@ -457,123 +501,134 @@ class LifecycleValidator:
             if isinstance(data, dict):
                 name = data.get("model_name")
                 if type(name) is str and name:
-                    self._check_model(
-                        event, data=data, run=run, name=name, media_id=media_id,
-                        run_id=run_id, pos=pos, findings=findings,
-                    )
+                    self._check_model(event, data, run, name, key, pos, findings)
         elif event in _MEDIA_TERMINALS:
             self._check_terminal(event, run, key, pos, findings)
         # A repeated PROCESSING_STARTED before the terminal event is allowed (rule 1).
 
-    def _check_model(
+    def _check_model(  # noqa: PLR0917
         self,
         event: str,
-        *,
         data: dict[str, Any],
         run: _Run,
         name: str,
-        media_id: str,
-        run_id: str | None,
+        key: RunKey,
         pos: int,
         findings: list[Finding],
     ) -> None:
         model = run.models.get(name)
+        if model is None:
+            state = -1
+        else:
+            state = model.state
+            if state == _STARTED and event in _PROGRESS_EVENTS:
+                # Most events are this one: a progress update of a running model.
+                self._check_progress(event, data, model, name, key, pos, findings)
+                return
+        problem: str | None = None
 
-        def violation(rule: str, message: str) -> None:
-            findings.append(
-                self._violation(
-                    rule, pos, message, media_id=media_id, run_id=run_id, model_name=name
-                )
-            )
-
-        if model is not None and model.state >= _COMPLETED:
-            done = "ANALYSIS_COMPLETED" if model.state == _COMPLETED else "ANALYSIS_FAILED"
-            violation(
-                "rule 2",
+        if state >= _COMPLETED:
+            assert model is not None
+            done = "ANALYSIS_COMPLETED" if state == _COMPLETED else "ANALYSIS_FAILED"
+            problem = (
                 f"{event} after {done} at line {model.where}; expected nothing for the "
                 "model after its terminal event (exactly one of ANALYSIS_COMPLETED / "
-                "ANALYSIS_FAILED)",
+                "ANALYSIS_FAILED)"
             )
-            return
-
-        if event == "ANALYSIS_QUEUED":
+        elif event == "ANALYSIS_QUEUED":
             if model is None:
                 run.models[name] = _Model(_QUEUED, pos)
-            elif model.state == _STARTED:
-                violation(
-                    "rule 2",
+            elif state == _STARTED:
+                problem = (
                     f"ANALYSIS_QUEUED after ANALYSIS_STARTED at line {model.where}; "
-                    "expected ANALYSIS_QUEUED, if sent, before ANALYSIS_STARTED",
+                    "expected ANALYSIS_QUEUED, if sent, before ANALYSIS_STARTED"
                 )
-            return
-        if event == "ANALYSIS_STARTED":
+        elif event == "ANALYSIS_STARTED":
             if model is None:
                 run.models[name] = _Model(_STARTED, pos)
-            elif model.state == _QUEUED:
+            elif state == _QUEUED:
                 model.state, model.where = _STARTED, pos
             else:
-                violation(
-                    "rule 2",
+                problem = (
                     f"ANALYSIS_STARTED repeated (first at line {model.where}); expected "
-                    "one ANALYSIS_STARTED per model and run",
+                    "one ANALYSIS_STARTED per model and run"
                 )
-            return
-        if event in _MODEL_TERMINALS:
+        elif event in _MODEL_TERMINALS:
             completed = event == "ANALYSIS_COMPLETED"
             # A model that fails before it starts (the job gave up while it was queued)
             # may go straight to ANALYSIS_FAILED; a completed one must have started.
-            if model is None or (completed and model.state == _QUEUED):
-                before = "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
-                violation(
-                    "rule 2",
-                    f"{event} for a model that was never started; expected {before} first",
+            if model is None or (completed and state == _QUEUED):
+                before = (
+                    "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
                 )
+                problem = f"{event} for a model that was never started; expected {before} first"
             if model is None:
                 model = run.models[name] = _Model(_STARTED, pos)
             model.state, model.where = (_COMPLETED if completed else _FAILED), pos
             if completed:
                 run.completed += 1
             model.progress = None  # no longer needed: nothing may follow
-            return
-
-        # Progress and phase events.
-        if model is None or model.state == _QUEUED:
-            state = "ANALYSIS_QUEUED only" if model is not None else "no ANALYSIS_STARTED"
-            violation(
-                "rule 2",
-                f"{event} for a model with {state}; expected ANALYSIS_STARTED before its "
-                "progress and phase events",
+        else:  # a progress or phase event before ANALYSIS_STARTED
+            if model is None or state == _QUEUED:
+                what = "ANALYSIS_QUEUED only" if model is not None else "no ANALYSIS_STARTED"
+                problem = (
+                    f"{event} for a model with {what}; expected ANALYSIS_STARTED before "
+                    "its progress and phase events"
+                )
+                # Carry on as if it had started, to report this omission once.
+                if model is None:
+                    model = run.models[name] = _Model(_STARTED, pos)
+                else:
+                    model.state, model.where = _STARTED, pos
+            if event in _PROGRESS_EVENTS:
+                self._check_progress(event, data, model, name, key, pos, findings)
+        if problem is not None:
+            findings.append(
+                self._violation(
+                    "rule 2", pos, problem, media_id=key[0], run_id=key[1], model_name=name
+                )
             )
-            if model is None:
-                model = run.models[name] = _Model(_STARTED, pos)
-            else:
-                model.state, model.where = _STARTED, pos
-        if event in _PROGRESS_EVENTS:
-            progress = data.get("progress")
-            total = data.get("total")
-            if type(progress) is not int or type(total) is not int:
-                return  # already reported by the per-event rules
-            seen = model.progress
-            if seen is None:
-                model.progress = {event: (progress, total, pos)}
-                return
-            previous = seen.get(event)
-            if previous is not None:
-                last_progress, last_total, at = previous
+
+    def _check_progress(  # noqa: PLR0917
+        self,
+        event: str,
+        data: dict[str, Any],
+        model: _Model,
+        name: str,
+        key: RunKey,
+        pos: int,
+        findings: list[Finding],
+    ) -> None:
+        progress = data.get("progress")
+        total = data.get("total")
+        if type(progress) is not int or type(total) is not int:
+            return  # already reported by the per-event rules
+        seen = model.progress
+        if seen is None:
+            model.progress = {event: (progress, total, pos)}
+            return
+        previous = seen.get(event)
+        if previous is not None:
+            last_progress, last_total, at = previous
+            if total != last_total or progress < last_progress:
                 if total != last_total:
-                    violation(
-                        "rule 3",
+                    problem = (
                         f"{event} total changed from {last_total} (line {at}) to {total}; "
-                        "expected the same total for the whole model and event type",
+                        "expected the same total for the whole model and event type"
                     )
-                elif progress < last_progress:
-                    violation(
-                        "rule 3",
+                else:
+                    problem = (
                         f"{event} progress decreased from {last_progress}/{last_total} "
-                        f"(line {at}) to {progress}/{total}; expected it never to decrease",
+                        f"(line {at}) to {progress}/{total}; expected it never to decrease"
                     )
+                findings.append(
+                    self._violation(
+                        "rule 3", pos, problem, media_id=key[0], run_id=key[1], model_name=name
+                    )
+                )
+                if total == last_total:
                     return  # keep the high-water mark
-            seen[event] = (progress, total, pos)
+        seen[event] = (progress, total, pos)
 
     def _check_terminal(
         self, event: str, run: _Run, key: RunKey, pos: int, findings: list[Finding]
@@ -668,23 +723,37 @@ def _brief(exc: BaseException) -> str:
     return str(exc)[:200]
 
 
-def read_lines(stream: IO[bytes], max_bytes: int = d.MAX_EVENT_BYTES) -> Iterator[bytes]:
-    """Yield the lines of a binary stream, never holding more than ``max_bytes + 1``.
+def read_lines(
+    stream: IO[bytes], max_bytes: int = d.MAX_EVENT_BYTES, chunk_size: int = 1 << 20
+) -> Iterator[bytes]:
+    """Yield the lines of a binary stream (without their newline) in bounded memory.
 
-    A longer line is yielded cut to ``max_bytes + 1`` bytes (enough for the validator to
-    report it as too large without parsing it) and the rest of it is skipped, so a
-    multi-gigabyte line without a newline cannot exhaust memory.
+    A line longer than ``max_bytes`` is yielded cut to ``max_bytes + 1`` bytes (enough
+    for the validator to report it as too large without parsing it) and the rest of it
+    is skipped, so a multi-gigabyte line without a newline cannot exhaust memory. The
+    stream is read in chunks: a readline() call per line would cost a tenth of the
+    validator's time.
     """
     limit = max_bytes + 1
-    while True:
-        line = stream.readline(limit)
-        if not line:
-            return
-        if len(line) == limit and not line.endswith(b"\n"):
-            rest = line
-            while rest and not rest.endswith(b"\n"):
-                rest = stream.readline(1 << 20)
-        yield line
+    pending = b""  # the start of a line whose newline has not been read yet
+    skipping = False  # the current line was too long: it was yielded cut, skip its rest
+    while chunk := stream.read(chunk_size):
+        parts = chunk.split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            if skipping:
+                skipping = False
+                continue
+            line = pending + part if pending else part
+            pending = b""
+            yield line if len(line) <= limit else line[:limit]
+        if not skipping and rest:
+            pending += rest
+            if len(pending) > limit:
+                yield pending[:limit]
+                pending, skipping = b"", True
+    if pending:
+        yield pending
 
 
 def validate_lines(
@@ -697,6 +766,6 @@ def validate_lines(
     validator = LifecycleValidator(strict, allow_incomplete=allow_incomplete)
     feed = validator.feed
     for number, line in enumerate(lines, start=1):
-        if line.strip():
+        if line and not line.isspace():
             feed(line, number)
     return validator.finish()
