@@ -11,6 +11,8 @@ from progress_sdk import __version__, event_json_schema
 from progress_sdk import defaults as d
 from progress_sdk.contract import read_lines, validate_lines
 
+from . import commands
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
@@ -73,6 +75,14 @@ def validate(file: str, strict: bool, as_json: bool, allow_incomplete: bool) -> 
         click.echo(f"error: {file} holds no events (empty or only blank lines)", err=True)
         sys.exit(2)
     sys.exit(0 if report.ok else 1)
+
+
+# The simulator's commands live in simulator.commands; registered here so `progress-sim
+# --help` lists them with schema and validate.
+cli.add_command(commands.run)
+cli.add_command(commands.listen)
+cli.add_command(commands.record)
+cli.add_command(commands.replay_command)
 
 
 def main() -> None:

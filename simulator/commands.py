@@ -1,0 +1,447 @@
+"""The ``run``, ``listen``, ``record`` and ``replay`` commands of ``progress-sim``.
+
+Thin: each parses its options, builds library objects (``simulator.session``,
+``simulator.listener``, ``simulator.recording``, ``simulator.panel``) and prints what
+they report. ``simulator.cli`` registers them on the group, whose ``--redis-url`` and
+``--channel`` arrive in ``ctx.obj``.
+
+Exit status: 0 fine; 1 the stream broke the contract; 2 bad usage or nothing to work with
+(Redis unreachable, unreadable or malformed file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import IO, Any, NoReturn
+
+import click
+import redis
+from rich.console import Console
+
+from progress_sdk import RedisUnavailableError
+from progress_sdk import defaults as d
+from progress_sdk.contract import Finding, LifecycleValidator
+from progress_sdk.transport import mask_url
+
+from .catalog import PRESETS, UnknownModelError, resolve_models
+from .listener import Observer, Subscription, latency_percentiles, plain_line
+from .panel import LivePanel, PanelState
+from .recording import Recorder, RecordingError, read_recording, replay
+from .runner import SimulationConfig
+from .session import RunSession
+
+__all__ = ["listen", "record", "replay_command", "run"]
+
+_PROGRESS_EVENTS = frozenset(
+    {"FRAME_ANALYSIS_PROGRESS", "WINDOW_PROCESSING_PROGRESS", "VISUALIZATION_GENERATION_PROGRESS"}
+)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _url(ctx: click.Context) -> str:
+    url: str | None = ctx.obj.get("redis_url") if ctx.obj else None
+    return url or d.DEFAULT_REDIS_URL
+
+
+def _channel(ctx: click.Context) -> str:
+    channel: str = ctx.obj.get("channel") if ctx.obj else d.DEFAULT_CHANNEL
+    return channel
+
+
+@contextlib.contextmanager
+def _on_interrupt(callback: Callable[[], None]) -> Iterator[None]:
+    """First Ctrl-C calls ``callback`` (wind down, then summarise); a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        callback()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _ndjson_writer(stream: IO[str]) -> Callable[[bytes, dict[str, Any] | None], None]:
+    def write(payload: bytes, event: dict[str, Any] | None) -> None:
+        stream.write(payload.decode("utf-8", "replace") + "\n")
+
+    return write
+
+
+def _open_subscription(url: str, channel: str) -> Subscription:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+    try:
+        return Subscription(client, channel).open()
+    except (redis.RedisError, OSError) as exc:
+        client.close()
+        _fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")
+
+
+def _model_help() -> str:
+    presets = ", ".join(PRESETS)
+    return f"Models to run: names or presets ({presets}), comma-separated or repeated."
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--media", type=click.IntRange(min=1), default=None,
+              help="How many media to analyse. [default: 3, or unlimited with --duration]")
+@click.option("--models", "models", multiple=True, default=("all",), show_default=True,
+              help=_model_help())
+@click.option("--users", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Spread the media over this many user ids (user-1, user-2, ...).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Media in flight at once.")
+@click.option("--speed", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Time multiplier: 1 real time, 10 ten times faster, 0 as fast as possible.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Probability that a model fails (a media fails outright at a tenth of it).")
+@click.option("--crash-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Probability that a media's job dies without its terminal events.")
+@click.option("--seed", type=int, default=None,
+              help="Seed for a reproducible run. [default: random, printed in the summary]")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop starting new media after this many seconds (in-flight ones finish).")
+@click.option("--min-progress-interval", type=click.FloatRange(min=0), default=None,
+              help="The publisher's progress coalescing interval in seconds (0: send every "
+              "update it can). [default: the SDK's, 0.1]")
+@click.option("--json", "as_json", is_flag=True,
+              help="Write the events the subscriber saw as NDJSON to stdout (summary to stderr).")
+@click.option("--plain", is_flag=True,
+              help="Plain lines (lifecycle events, not progress) even on a terminal.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
+@click.pass_context
+def run(  # noqa: PLR0917 - one parameter per click option
+    ctx: click.Context,
+    media: int | None,
+    models: tuple[str, ...],
+    users: int,
+    concurrency: int,
+    speed: float,
+    fail_rate: float,
+    crash_rate: float,
+    seed: int | None,
+    duration: float | None,
+    min_progress_interval: float | None,
+    as_json: bool,
+    plain: bool,
+    quiet: bool,
+) -> None:
+    """Simulate media analysed by several models, publishing through the SDK.
+
+    Without --redis-url everything runs in this process on an embedded Redis. A
+    subscriber of the channel measures latency and checks the contract; the exit status
+    is 1 when the stream broke it (crashed media, see --crash-rate, are expected to stay
+    incomplete and do not count).
+    """
+    try:
+        names = resolve_models(models)
+    except UnknownModelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--models") from None
+    if seed is None:
+        seed = random.SystemRandom().randrange(1, 1_000_000)
+    if media is None and duration is None:
+        media = 3
+    config = SimulationConfig(
+        models=names, seed=seed, media=media, users=users, concurrency=concurrency,
+        speed=speed, fail_rate=fail_rate, crash_rate=crash_rate, duration=duration,
+    )
+    redis_url: str | None = ctx.obj.get("redis_url") if ctx.obj else None
+    out = sys.stdout
+    info_err = as_json or quiet
+    use_panel = not (as_json or plain or quiet) and _is_terminal(out)
+    panel = PanelState() if use_panel else None
+
+    on_event: Callable[[bytes, dict[str, Any] | None], None] | None = None
+    if as_json:
+        on_event = _ndjson_writer(out)
+    elif not (quiet or use_panel):
+        def on_event(payload: bytes, event: dict[str, Any] | None) -> None:
+            if event is not None and event.get("event") in _PROGRESS_EVENTS:
+                return
+            click.echo(plain_line(event, payload))
+
+    recent: deque[Finding] = deque(maxlen=3)
+    session = RunSession(
+        config,
+        redis_url=redis_url,
+        channel=_channel(ctx),
+        panel=panel,
+        on_event=on_event,
+        on_finding=recent.append,
+        min_progress_interval=min_progress_interval,
+    )
+    try:
+        session.check()
+    except RedisUnavailableError as exc:
+        _fail(str(exc))
+
+    where = (
+        "an embedded in-process Redis (no server needed; --redis-url publishes to a real one)"
+        if redis_url is None
+        else f"{mask_url(redis_url)} channel {_channel(ctx)!r}"
+    )
+    count = f"{media} media" if media is not None else "media"
+    limit = f" for {duration:g} s" if duration is not None else ""
+    if not quiet:
+        click.echo(
+            f"progress-sim: simulating {count}{limit} with {len(names)} models (seed {seed}) "
+            f"on {where}. Ctrl-C stops.",
+            err=info_err,
+        )
+
+    def footer() -> str:
+        obs = session.observer
+        text = f"{obs.received:,} events received · {obs.violations} violations"
+        if recent:
+            text += f" · last: {recent[-1]}"
+        return text
+
+    try:
+        with _on_interrupt(session.stop):
+            if panel is not None:
+                with LivePanel(panel, Console(file=out), footer=footer):
+                    summary = session.run()
+            else:
+                summary = session.run()
+    except (redis.RedisError, OSError) as exc:
+        _fail(f"lost Redis while running: {mask_url(str(exc))}")
+    click.echo(summary.to_text(), err=info_err)
+    if not summary.ok:
+        sys.exit(1)
+
+
+# -- listen -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Write events as NDJSON to stdout.")
+@click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
+@click.option("--user", "users", multiple=True, help="Only this user id (repeatable).")
+@click.option("--media", "media", multiple=True, help="Only this media id (repeatable).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many events (after filtering).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds.")
+@click.option("--strict", is_flag=True,
+              help="Validate strictly: require the v1 envelope (schema_version, seq, ...).")
+@click.pass_context
+def listen(  # noqa: PLR0917 - one parameter per click option
+    ctx: click.Context,
+    as_json: bool,
+    plain: bool,
+    users: tuple[str, ...],
+    media: tuple[str, ...],
+    count: int | None,
+    timeout: float | None,
+    strict: bool,
+) -> None:
+    """Watch the channel (any producer): the UI's panel, plain lines, or NDJSON.
+
+    Every event is checked against the contract as it arrives; violations are flagged
+    at once and the exit status is 1 if there were any. Stops on Ctrl-C, --count or
+    --timeout, then prints a summary to stderr.
+    """
+    url, channel = _url(ctx), _channel(ctx)
+    out = sys.stdout
+    use_panel = not (as_json or plain) and _is_terminal(out)
+    panel = PanelState() if use_panel else None
+    recent: deque[Finding] = deque(maxlen=3)
+
+    def on_finding(finding: Finding) -> None:
+        if use_panel:
+            recent.append(finding)
+        else:
+            click.echo(f"VIOLATION {finding}", err=True)
+
+    on_event: Callable[[bytes, dict[str, Any] | None], None] | None = None
+    if as_json:
+        on_event = _ndjson_writer(out)
+    elif not use_panel:
+        def on_event(payload: bytes, event: dict[str, Any] | None) -> None:
+            click.echo(plain_line(event, payload))
+
+    observer = Observer(
+        validator=LifecycleValidator(strict, allow_incomplete=True),
+        panel=panel,
+        on_event=on_event,
+        on_finding=on_finding,
+        users=users,
+        media=media,
+    )
+    subscription = _open_subscription(url, channel)
+    click.echo(f"Listening on {mask_url(url)} channel {channel!r} (Ctrl-C stops)", err=True)
+    stop = threading.Event()
+    began = time.monotonic()
+
+    def footer() -> str:
+        text = f"{observer.received:,} events · {observer.violations} violations"
+        return text + (f" · last: {recent[-1]}" if recent else "")
+
+    try:
+        with _on_interrupt(stop.set):
+            if panel is not None:
+                with LivePanel(panel, Console(file=out), footer=footer):
+                    subscription.pump(observer.handle, stop=stop, count=count, timeout=timeout)
+            else:
+                subscription.pump(observer.handle, stop=stop, count=count, timeout=timeout)
+    except (redis.RedisError, OSError) as exc:
+        _fail(f"lost Redis while listening: {mask_url(str(exc))}")
+    finally:
+        subscription.close()
+        subscription.client.close()
+        out.flush()
+    _listen_summary(observer, time.monotonic() - began, recent if use_panel else None)
+    report = observer.report()
+    if report is not None and report.violation_count:
+        sys.exit(1)
+
+
+def _listen_summary(
+    observer: Observer, seconds: float, recent: deque[Finding] | None
+) -> None:
+    report = observer.report()
+    assert report is not None
+    lines = [f"Received {observer.received:,} events in {seconds:.1f} s"]
+    if observer.ignored:
+        lines[0] += f" ({observer.ignored:,} filtered out)"
+    if observer.counts:
+        lines.append(
+            "  by type: " + ", ".join(f"{k} {v:,}" for k, v in sorted(observer.counts.items()))
+        )
+    pct = latency_percentiles(observer.latencies, 0.5, 0.99)
+    if pct:
+        lines.append(
+            f"  latency from event timestamp: p50 {pct[0] * 1000:.1f} ms, "
+            f"p99 {pct[1] * 1000:.1f} ms"
+        )
+    verdict = "OK" if report.violation_count == 0 else "BROKEN"
+    lines.append(
+        f"  contract: {verdict}: {report.violation_count} violations, "
+        f"{report.lost_events} events lost, {report.incomplete_count} runs still open "
+        "when listening stopped"
+    )
+    if recent is not None:
+        lines.extend(f"    {f}" for f in report.violations[:10])
+    click.echo("\n".join(lines), err=True)
+
+
+# -- record / replay ----------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True))
+@click.option("--user", "users", multiple=True, help="Only this user id (repeatable).")
+@click.option("--media", "media", multiple=True, help="Only this media id (repeatable).")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many events.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds.")
+@click.pass_context
+def record(  # noqa: PLR0917 - one parameter per click option
+    ctx: click.Context,
+    file: str,
+    users: tuple[str, ...],
+    media: tuple[str, ...],
+    count: int | None,
+    timeout: float | None,
+) -> None:
+    """Capture the channel to FILE (NDJSON with arrival times; - for stdout).
+
+    Each line is {"t": seconds since start, "channel": ..., "event": {...}} after a header
+    line; see docs/simulator.md. Stops on Ctrl-C, --count or --timeout.
+    """
+    url, channel = _url(ctx), _channel(ctx)
+    try:
+        stream: IO[str] = (
+            sys.stdout if file == "-"
+            else open(file, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        )
+    except OSError as exc:
+        _fail(f"cannot write {file}: {exc.strerror or exc}")
+    subscription = _open_subscription(url, channel)
+    recorder = Recorder(stream, channel)
+    observer = Observer(on_event=recorder.write, users=users, media=media)
+    click.echo(
+        f"Recording {mask_url(url)} channel {channel!r} to {file} (Ctrl-C stops)", err=True
+    )
+    stop = threading.Event()
+    try:
+        with _on_interrupt(stop.set):
+            subscription.pump(observer.handle, stop=stop, count=count, timeout=timeout)
+    except (redis.RedisError, OSError) as exc:
+        _fail(f"lost Redis while recording: {mask_url(str(exc))}")
+    finally:
+        subscription.close()
+        subscription.client.close()
+        if file != "-":
+            stream.close()
+    click.echo(f"Recorded {recorder.count:,} events to {file}", err=True)
+
+
+@click.command("replay")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--speed", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Time multiplier: 1 original timing, 2 twice as fast, 0 as fast as possible.")
+@click.pass_context
+def replay_command(ctx: click.Context, file: str, speed: float) -> None:
+    """Publish a recording (from `record`) to the channel again, with its timing.
+
+    The whole file is checked first: a malformed line stops the replay before anything
+    is published, naming the line.
+    """
+    url, channel = _url(ctx), _channel(ctx)
+    try:
+        if file == "-":
+            entries = list(read_recording(sys.stdin))
+        else:
+            with open(file, encoding="utf-8", errors="surrogateescape") as stream:
+                entries = list(read_recording(stream))
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror or exc}")
+    except RecordingError as exc:
+        _fail(f"{file}: {exc}")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        _fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")
+    stop = threading.Event()
+    began = time.monotonic()
+    try:
+        with _on_interrupt(stop.set):
+            sent = replay(client, channel, entries, speed=speed, stop=stop)
+    except (redis.RedisError, OSError) as exc:
+        _fail(f"lost Redis while replaying: {mask_url(str(exc))}")
+    finally:
+        client.close()
+    click.echo(
+        f"Replayed {sent:,} of {len(entries):,} events to channel {channel!r} "
+        f"in {time.monotonic() - began:.1f} s",
+        err=True,
+    )
