@@ -55,6 +55,12 @@ def _is_int(value: object) -> bool:
     return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
+# str.isspace() counts U+001C..U+001F as whitespace; Unicode's White_Space, which the
+# JSON Schema's pattern \S (and so ProgressEvent) uses, does not. A string is blank when
+# every character is White_Space.
+_INFO_SEPARATORS = frozenset("\x1c\x1d\x1e\x1f")
+
+
 def _check_str(
     problems: list[Problem],
     field: str,
@@ -73,7 +79,7 @@ def _check_str(
             Problem(field, "type", f"must be a string, got {type(value).__name__}: {what}")
         )
         return
-    if not value.strip():
+    if not value or (value.isspace() and not _INFO_SEPARATORS.intersection(value)):
         problems.append(Problem(field, "non_empty", f"must not be empty: {what}"))
     elif len(value) > max_chars:
         problems.append(
@@ -116,6 +122,9 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
     total = data.get("total")
     if event in PROGRESS_EVENT_NAMES or progress is not None or total is not None:
         needed = event in PROGRESS_EVENT_NAMES or progress is not None or total is not None
+        with_what = (
+            "progress events" if event in PROGRESS_EVENT_NAMES else "data.progress/data.total"
+        )
         ok = True
         for name, value in (("progress", progress), ("total", total)):
             if value is None:
@@ -124,7 +133,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
                         Problem(
                             f"data.{name}",
                             "required",
-                            f"is required with {'progress events' if event in PROGRESS_EVENT_NAMES else 'data.progress/data.total'}: "
+                            f"is required with {with_what}: "
                             "give both progress and total as integers",
                         )
                     )
@@ -219,6 +228,11 @@ def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[
         accepted = _fast_accept(obj, strict)
         if accepted is not None:
             return accepted, []
+    return _check_event_full(obj, strict=strict)
+
+
+def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Problem]]:
+    """``check_event`` without its fast path: every rule, naming each problem."""
     problems: list[Problem] = []
     if not isinstance(obj, dict):
         kind = "array" if isinstance(obj, list) else type(obj).__name__
@@ -406,7 +420,10 @@ def _fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
         if type(v) is not str:
             return None
         parsed = parse_timestamp(v)
-        if parsed is None or (strict and parsed.utcoffset() != _ZERO):
+        if parsed is None:
+            return None
+        offset = parsed.utcoffset()
+        if offset is None or (strict and offset != _ZERO):
             return None
     v = get("run_id")
     if v is not None and (
@@ -470,6 +487,15 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
                 Problem(
                     "timestamp", "format",
                     f"{timestamp[:64]!r} is not ISO 8601; send e.g. 2026-11-26T05:00:00.123456Z",
+                )
+            )
+        elif parsed.utcoffset() is None:
+            # Lenient mode forgives a missing envelope, not a timestamp that says no
+            # zone: ProgressEvent (AwareDatetime) refuses those too.
+            problems.append(
+                Problem(
+                    "timestamp", "timezone",
+                    f"{timestamp[:64]!r} has no UTC offset; end it in Z",
                 )
             )
         elif strict and parsed.utcoffset() != _ZERO:

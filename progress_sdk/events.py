@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictFloat,
     StrictInt,
     ValidationError,
     WithJsonSchema,
@@ -116,6 +117,28 @@ _EventField = Annotated[
 _NonEmpty = r"\S"
 
 
+def _iso_timestamp(value: Any) -> Any:
+    # Pydantic alone also reads Unix times ("1700000000", 1700000000) and its own
+    # variants of ISO 8601; the wire format is ISO 8601 as _rules.parse_timestamp reads
+    # it, the same rule check_event applies.
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = _rules.parse_timestamp(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise ValueError(
+            f"{str(value)[:64]!r} is not ISO 8601; send e.g. 2026-11-26T05:00:00.123456Z"
+        )
+    return parsed
+
+
+def _exact_int(value: Any) -> Any:
+    # Literal[1] alone accepts True and 1.0, which compare equal to 1 (even in strict
+    # mode); on the wire they are not the integer 1, and _rules.check_event refuses them.
+    if value is not None and type(value) is not int:
+        raise ValueError(f"must be the integer {d.SCHEMA_VERSION}, got {value!r}")
+    return value
+
+
 class EventData(BaseModel):
     """The ``data`` object: everything the UI sees besides the message.
 
@@ -145,7 +168,7 @@ class EventData(BaseModel):
         None, min_length=1, max_length=d.MAX_PREDICTION_CHARS, pattern=_NonEmpty,
         description='Verdict on ANALYSIS_COMPLETED, e.g. "FAKE" or "REAL".',
     )
-    confidence: float | None = Field(
+    confidence: StrictFloat | None = Field(  # strict: not true, not "0.5"
         None, ge=0.0, le=1.0, allow_inf_nan=False, description="Confidence in 0..1."
     )
     error_message: str | None = Field(
@@ -194,7 +217,9 @@ class ProgressEvent(BaseModel):
         description="Human-readable text, shown to the user as text (never HTML).",
     )
     data: EventData = Field(default_factory=EventData)
-    schema_version: Literal[1] | None = Field(None, description="Always 1 for this contract.")
+    schema_version: Annotated[Literal[1] | None, BeforeValidator(_exact_int)] = Field(
+        None, description="Always 1 for this contract."
+    )
     seq: StrictInt | None = Field(
         None, ge=1, description="Strictly increasing per (source, media_id); a gap is loss."
     )
@@ -202,7 +227,7 @@ class ProgressEvent(BaseModel):
         None, min_length=1, max_length=d.MAX_SOURCE_CHARS, pattern=_NonEmpty,
         description="One publisher instance, e.g. host:pid:random.",
     )
-    timestamp: AwareDatetime | None = Field(
+    timestamp: Annotated[AwareDatetime | None, BeforeValidator(_iso_timestamp)] = Field(
         None, description="ISO 8601 UTC time of emit, e.g. 2026-11-26T05:00:00.123456Z."
     )
     run_id: str | None = Field(

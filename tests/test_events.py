@@ -1,0 +1,251 @@
+"""ProgressEvent, parse_event and _rules.check_event: the per-event rules of the v1 contract."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from progress_sdk import EventType, InvalidEventError, ProgressEvent, _rules, parse_event
+
+ENVELOPE = {
+    "schema_version": 1,
+    "seq": 7,
+    "source": "worker-3:4711:a8f2",
+    "timestamp": "2026-11-26T05:00:00.123456Z",
+    "run_id": "run-0007",
+}
+
+
+def example(event: str, **data: Any) -> dict[str, Any]:
+    """A valid v1 event of type ``event`` with ``data``."""
+    return {
+        "media_id": "9b2f0c1e",
+        "user_id": "u-17",
+        "event": event,
+        "message": f"{event} happened",
+        "data": data,
+        **ENVELOPE,
+    }
+
+
+M = "SIGLIP-LSTM-V4"
+VALID: dict[str, dict[str, Any]] = {
+    "PROCESSING_STARTED": example("PROCESSING_STARTED", filename="interview.mp4"),
+    "PROCESSING_COMPLETED": example("PROCESSING_COMPLETED"),
+    "PROCESSING_FAILED": example("PROCESSING_FAILED", error_message="could not decode video"),
+    "ANALYSIS_QUEUED": example("ANALYSIS_QUEUED", model_name=M),
+    "ANALYSIS_STARTED": example("ANALYSIS_STARTED", model_name=M),
+    "FRAME_ANALYSIS_PROGRESS": example(
+        "FRAME_ANALYSIS_PROGRESS", model_name=M, progress=150, total=300, phase="frames"
+    ),
+    "WINDOW_PROCESSING_PROGRESS": example(
+        "WINDOW_PROCESSING_PROGRESS", model_name="MEL-SPECTROGRAM-CNN-V3", progress=0, total=48
+    ),
+    "VISUALIZATION_GENERATION_PROGRESS": example(
+        "VISUALIZATION_GENERATION_PROGRESS", model_name=M, progress=4, total=4
+    ),
+    "AUDIO_EXTRACTION_START": example("AUDIO_EXTRACTION_START", model_name="SCATTERING-WAVE-V1"),
+    "AUDIO_EXTRACTION_COMPLETE": example(
+        "AUDIO_EXTRACTION_COMPLETE", model_name="SCATTERING-WAVE-V1"
+    ),
+    "SPECTROGRAM_GENERATION_START": example(
+        "SPECTROGRAM_GENERATION_START", model_name="STFT-SPECTROGRAM-CNN-V3"
+    ),
+    "SPECTROGRAM_GENERATION_COMPLETE": example(
+        "SPECTROGRAM_GENERATION_COMPLETE", model_name="STFT-SPECTROGRAM-CNN-V3"
+    ),
+    "ANALYSIS_COMPLETED": example(
+        "ANALYSIS_COMPLETED", model_name=M, prediction="FAKE", confidence=0.93,
+        details={"frames": 300},
+    ),
+    "ANALYSIS_FAILED": example("ANALYSIS_FAILED", model_name=M, error_message="CUDA OOM"),
+}
+
+
+def _drop(key: str) -> Any:
+    def change(ev: dict[str, Any]) -> None:
+        ev["data"].pop(key)
+    return change
+
+
+def _set(key: str, value: Any) -> Any:
+    def change(ev: dict[str, Any]) -> None:
+        ev["data"][key] = value
+    return change
+
+
+# One broken example per event type: (type, change, field named, rule named).
+INVALID = [
+    ("PROCESSING_STARTED", lambda ev: ev.update(user_id=""), "user_id", "non_empty"),
+    ("PROCESSING_COMPLETED", lambda ev: ev.update(media_id="m" * 129), "media_id", "max_length"),
+    ("PROCESSING_FAILED", _drop("error_message"), "data.error_message", "required"),
+    ("ANALYSIS_QUEUED", _drop("model_name"), "data.model_name", "required"),
+    ("ANALYSIS_STARTED", _set("model_name", "  "), "data.model_name", "non_empty"),
+    ("FRAME_ANALYSIS_PROGRESS", _set("progress", 301), "data.progress", "bounds"),
+    ("WINDOW_PROCESSING_PROGRESS", _set("total", 0), "data.total", "positive"),
+    ("VISUALIZATION_GENERATION_PROGRESS", _drop("total"), "data.total", "required"),
+    ("AUDIO_EXTRACTION_START", _set("model_name", 3), "data.model_name", "type"),
+    ("AUDIO_EXTRACTION_COMPLETE", _set("phase", "p" * 65), "data.phase", "max_length"),
+    ("SPECTROGRAM_GENERATION_START", _set("details", [1]), "data.details", "type"),
+    ("SPECTROGRAM_GENERATION_COMPLETE", _set("progress", True), "data.progress", "type"),
+    ("ANALYSIS_COMPLETED", _set("confidence", 1.5), "data.confidence", "bounds"),
+    ("ANALYSIS_FAILED", _set("error_message", ""), "data.error_message", "non_empty"),
+]
+
+
+def test_every_event_type_has_valid_and_invalid_examples() -> None:
+    """The examples below cover every event type of the contract."""
+    assert set(VALID) == {e.value for e in EventType}
+    assert {t for t, *_ in INVALID} == {e.value for e in EventType}
+
+
+@pytest.mark.parametrize("event", sorted(VALID))
+def test_valid_example_builds_and_parses_strictly(event: str) -> None:
+    """A valid event builds as a ProgressEvent and parses strictly, unchanged on the wire."""
+    ev = VALID[event]
+    built = ProgressEvent(**ev)
+    assert built.event is EventType(event)
+    parsed = parse_event(json.dumps(ev).encode(), strict=True)
+    assert parsed == built
+    assert json.loads(parsed.to_json_bytes()) == ev
+
+
+@pytest.mark.parametrize("event", sorted(VALID))
+def test_valid_example_without_envelope_is_lenient_only(event: str) -> None:
+    """Without the v1 envelope an event parses leniently and fails strictly, naming each field."""
+    ev = {k: v for k, v in VALID[event].items() if k not in _rules.ENVELOPE_V1_FIELDS}
+    assert parse_event(ev).event is EventType(event)
+    with pytest.raises(InvalidEventError) as info:
+        parse_event(ev, strict=True)
+    assert {p.field for p in info.value.problems} == set(_rules.ENVELOPE_V1_FIELDS)
+    assert {p.rule for p in info.value.problems} == {"required"}
+
+
+@pytest.mark.parametrize(("event", "change", "field", "rule"), INVALID)
+def test_invalid_example_names_field_and_rule(
+    event: str, change: Any, field: str, rule: str
+) -> None:
+    """An invalid event is refused by the model, parse_event and check_event alike, naming why."""
+    ev = copy.deepcopy(VALID[event])
+    change(ev)
+    for strict in (False, True):
+        with pytest.raises(InvalidEventError) as info:
+            parse_event(json.dumps(ev), strict=strict)
+        assert (field, rule) in {(p.field, p.rule) for p in info.value.problems}
+        assert field in str(info.value)
+    with pytest.raises(InvalidEventError) as built:
+        ProgressEvent(**ev)
+    assert field in {p.field for p in built.value.problems}
+    _, problems = _rules.check_event(ev, strict=False)
+    assert (field, rule) in {(p.field, p.rule) for p in problems}
+
+
+def test_completed_alias_is_read_as_analysis_completed() -> None:
+    """ANALYSIS_COMPLETE from other producers reads as ANALYSIS_COMPLETED."""
+    ev = dict(VALID["ANALYSIS_COMPLETED"], event="ANALYSIS_COMPLETE")
+    assert parse_event(ev, strict=True).event is EventType.ANALYSIS_COMPLETED
+    assert _rules.check_event(ev) == ("ANALYSIS_COMPLETED", [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "rule"),
+    [
+        (b"not json", "$", "json"),
+        (b"[1, 2]", "$", "type"),
+        (b"42", "$", "type"),
+        (b"\xff\xfe{}", "$", "json"),
+        (b'{"event": "NOT_A_TYPE"}', "event", "known_type"),
+        (b" " * (65 * 1024), "$", "max_size"),
+    ],
+)
+def test_parse_event_refuses_malformed_input(raw: bytes, field: str, rule: str) -> None:
+    """parse_event turns malformed input into an InvalidEventError naming the problem."""
+    with pytest.raises(InvalidEventError) as info:
+        parse_event(raw)
+    assert (field, rule) in {(p.field, p.rule) for p in info.value.problems}
+
+
+def test_strict_timestamp_must_be_utc() -> None:
+    """Strict mode refuses a timestamp with a non-UTC offset that lenient mode accepts."""
+    ev = dict(VALID["ANALYSIS_STARTED"], timestamp="2026-11-26T07:00:00+02:00")
+    assert _rules.check_event(ev, strict=False)[1] == []
+    assert [(p.field, p.rule) for p in _rules.check_event(ev, strict=True)[1]] == [
+        ("timestamp", "utc")
+    ]
+
+
+# -- differential tests -------------------------------------------------------------------
+
+# Values chosen to sit on either side of each rule: right and wrong types, bounds, blanks.
+STRINGS = st.sampled_from(
+    ["x", "SIGLIP-LSTM-V4", "", " ", "\t", "\x1c", "a" * 129, "a" * 2001, "é"]
+)
+ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 400), st.floats(allow_nan=True), STRINGS,
+    st.just([]), st.just({}), st.just({"k": 1}),
+)
+TIMESTAMPS = st.sampled_from(
+    ["2026-11-26T05:00:00.123456Z", "2026-11-26T05:00:00+00:00", "2026-11-26T07:00:00+02:00",
+     "yesterday", "2026-13-01T00:00:00Z", "2026-11-26T05:00:00", "1700000000"]
+)
+EVENT_NAMES = st.sampled_from([*sorted(_rules.ALL_EVENT_NAMES), "ANALYSIS_COMPLETE", "NOPE"])
+
+
+@st.composite
+def near_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event with a few fields replaced by boundary or wrongly typed values."""
+    name = draw(EVENT_NAMES)
+    base = copy.deepcopy(VALID.get(_rules.normalize_event_name(name), VALID["ANALYSIS_STARTED"]))
+    base["event"] = name
+    fields = ["media_id", "user_id", "message", "seq", "source", "run_id", "schema_version"]
+    for key in draw(st.lists(st.sampled_from(fields), max_size=3)):
+        base[key] = draw(ANY_VALUE)
+    data_keys = ["model_name", "progress", "total", "phase", "prediction", "confidence",
+                 "error_message", "filename", "details"]
+    for key in draw(st.lists(st.sampled_from(data_keys), max_size=3)):
+        base["data"][key] = draw(ANY_VALUE)
+    if draw(st.booleans()):
+        base["timestamp"] = draw(TIMESTAMPS)
+    for key in draw(st.lists(st.sampled_from(list(_rules.ENVELOPE_V1_FIELDS)), max_size=2)):
+        base.pop(key, None)
+    return base
+
+
+def _model_accepts(obj: dict[str, Any]) -> bool:
+    try:
+        ProgressEvent.model_validate(obj)
+    except (InvalidEventError, ValidationError):
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(near_events())
+def test_check_event_agrees_with_the_pydantic_model(obj: dict[str, Any]) -> None:
+    """check_event (lenient) and ProgressEvent accept exactly the same events."""
+    _, problems = _rules.check_event(obj, strict=False)
+    assert (problems == []) == _model_accepts(obj), problems
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_events(), st.booleans())
+def test_fast_path_only_accepts_what_the_full_checks_accept(
+    obj: dict[str, Any], strict: bool
+) -> None:
+    """The fast path of check_event never accepts an event the full checks refuse."""
+    accepted = _rules._fast_accept(obj, strict)
+    if accepted is not None:
+        full = _rules._check_event_full(obj, strict=strict)
+        assert full == (accepted, [])
+
+
+@pytest.mark.parametrize("event", sorted(VALID))
+def test_fast_path_accepts_typical_valid_events(event: str) -> None:
+    """Typical valid events take the fast path (a regression here costs validator speed)."""
+    assert _rules._fast_accept(VALID[event], True) == event
