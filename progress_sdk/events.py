@@ -157,7 +157,9 @@ class EventData(BaseModel):
         description="Model this event is about; required on model-level events. The UI "
         "ignores names containing 'worker' or 'backend'.",
     )
-    progress: StrictInt | None = Field(None, ge=0, description="Units done, 0 <= progress <= total.")
+    progress: StrictInt | None = Field(
+        None, ge=0, description="Units done, 0 <= progress <= total."
+    )
     total: StrictInt | None = Field(None, gt=0, description="Units in all, > 0.")
     phase: str | None = Field(
         None, min_length=1, max_length=d.MAX_PHASE_CHARS, pattern=_NonEmpty,
