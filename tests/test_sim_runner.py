@@ -1,0 +1,115 @@
+"""Tests for simulator.runner: scheduling many media in simulated time."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from progress_sdk.testing import CapturingPublisher
+from simulator.catalog import PRESETS
+from simulator.runner import Simulation, SimulationConfig
+
+
+def run(config: SimulationConfig) -> tuple[CapturingPublisher, Simulation]:
+    publisher = CapturingPublisher()
+    simulation = Simulation(publisher, config)
+    simulation.result = simulation.run()  # type: ignore[attr-defined]
+    return publisher, simulation
+
+
+def strip(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """Everything but the wall-clock fields."""
+    return [
+        (e["media_id"], e["user_id"], e["event"], e.get("run_id"), repr(e["data"]), e["seq"])
+        for e in events
+    ]
+
+
+def test_same_seed_gives_the_same_event_sequence_across_media() -> None:
+    """Two runs with one seed make identical calls, interleaving included."""
+    config = SimulationConfig(
+        models=PRESETS["all"], seed=99, media=6, concurrency=4, speed=0, fail_rate=0.2,
+        crash_rate=0.2,
+    )
+    first, _ = run(config)
+    second, _ = run(config)
+    assert strip(list(first.events)) == strip(list(second.events))
+    third, _ = run(SimulationConfig(**{**config.__dict__, "seed": 100}))
+    assert strip(list(first.events)) != strip(list(third.events))
+
+
+def test_run_is_valid_and_counts_outcomes() -> None:
+    """The stream keeps the contract; the result counts media by outcome."""
+    publisher, simulation = run(
+        SimulationConfig(models=PRESETS["all"], seed=4, media=8, concurrency=3, speed=0,
+                         fail_rate=0.3, crash_rate=0.25)
+    )
+    result = simulation.result  # type: ignore[attr-defined]
+    assert result.media == 8
+    report = publisher.events.assert_valid(allow_incomplete=True)
+    assert {f.media_id for f in report.incomplete} == set(result.crashed)
+    assert len(publisher.events.of_type("PROCESSING_STARTED")) == 8
+
+
+def test_concurrency_bounds_media_in_flight() -> None:
+    """No more than `concurrency` media are between start and terminal at once."""
+    publisher, _ = run(
+        SimulationConfig(models=PRESETS["image"], seed=1, media=10, concurrency=2, speed=0)
+    )
+    open_now, most = set(), 0
+    for event in publisher.events:
+        if event["event"] == "PROCESSING_STARTED":
+            open_now.add(event["media_id"])
+        elif event["event"] in ("PROCESSING_COMPLETED", "PROCESSING_FAILED"):
+            open_now.discard(event["media_id"])
+        most = max(most, len(open_now))
+    assert most == 2
+
+
+def test_speed_paces_steps_against_the_clock() -> None:
+    """With speed > 0 the run takes simulated time / speed of wall time."""
+    config = SimulationConfig(models=("MFF-MOE-V1",), seed=1, media=1, speed=20)
+    _, simulation = run(config)
+    result = simulation.result  # type: ignore[attr-defined]
+    assert result.seconds == pytest.approx(result.simulated_seconds / 20, abs=0.1)
+    assert result.seconds > 0.05
+
+
+def test_stop_fails_media_in_flight() -> None:
+    """stop() ends the run early and fails in-flight media so the stream stays valid."""
+    publisher = CapturingPublisher()
+    simulation = Simulation(
+        publisher,
+        SimulationConfig(models=PRESETS["video"], seed=1, media=5, concurrency=2, speed=1),
+    )
+    threading.Timer(0.3, simulation.stop).start()
+    result = simulation.run()
+    assert result.outcomes["interrupted"] == 2
+    assert result.seconds < 2
+    publisher.events.assert_valid()
+    assert publisher.events.types()[-1] == "PROCESSING_FAILED"
+
+
+def test_duration_stops_new_media() -> None:
+    """With duration and no media count, media start until the time is up."""
+    publisher = CapturingPublisher()
+    result = Simulation(
+        publisher,
+        SimulationConfig(models=("MFF-MOE-V1",), seed=2, media=None, duration=0.3,
+                         concurrency=1, speed=10),
+    ).run()
+    assert 1 <= result.media <= 4
+    publisher.events.assert_valid()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"media": 0}, {"fail_rate": 1.5}, {"crash_rate": -0.1}, {"speed": -1},
+     {"media": None, "duration": None}, {"concurrency": 0}],
+)
+def test_config_refuses_bad_values(changes: dict[str, object]) -> None:
+    """Out-of-range settings raise ValueError."""
+    base = {"models": ("MFF-MOE-V1",), "seed": 1}
+    with pytest.raises(ValueError):
+        SimulationConfig(**{**base, **changes})  # type: ignore[arg-type]
