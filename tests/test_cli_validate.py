@@ -1,0 +1,109 @@
+"""`progress-sim validate`: exit status, text and JSON reports, stdin, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from simulator.cli import cli
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["validate", *args], input=stdin)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_valid_stream_exits_zero_with_a_verdict() -> None:
+    """A valid stream prints VALID and the event counts, and exits 0."""
+    code, out, _ = run("--strict", str(FIXTURES / "valid_video_multi_model.ndjson"))
+    assert code == 0
+    assert out.startswith("VALID: 25 events checked (strict mode)")
+    assert "FRAME_ANALYSIS_PROGRESS 10" in out
+
+
+def test_violations_exit_one_naming_rule_and_line() -> None:
+    """A stream breaking a rule exits 1, each finding naming the rule, line and ids."""
+    code, out, _ = run(str(FIXTURES / "invalid_rule2_progress_before_started.ndjson"))
+    assert code == 1
+    assert out.startswith("INVALID")
+    assert "line 2: rule 2 [media c41d9e77, run run-0001, model EYEBLINK-CNN-LSTM-V1]" in out
+
+
+def test_json_report_is_machine_readable() -> None:
+    """--json prints the report as one JSON document with the same verdict."""
+    code, out, _ = run("--json", str(FIXTURES / "invalid_rule5_completed_without_success.ndjson"))
+    report = json.loads(out)
+    assert code == 1
+    assert report["ok"] is False
+    assert report["violations_by_rule"] == {"rule 5": 1}
+    assert report["violations"][0]["position"] == 8
+
+
+def test_strict_requires_the_envelope() -> None:
+    """Another producer's stream passes leniently and fails with --strict."""
+    path = str(FIXTURES / "valid_legacy_producer.ndjson")
+    assert run(path)[0] == 0
+    code, out, _ = run("--strict", path)
+    assert code == 1
+    assert "event field seq (required)" in out
+
+
+def test_incomplete_runs_fail_unless_allowed() -> None:
+    """A crashed job's run fails validation unless --allow-incomplete is given."""
+    path = str(FIXTURES / "incomplete_crashed_job.ndjson")
+    code, out, _ = run(path)
+    assert code == 1
+    assert "1 incomplete run" in out
+    code, out, _ = run("--allow-incomplete", path)
+    assert code == 0
+    assert out.startswith("VALID")
+
+
+def test_lost_events_are_reported_but_do_not_fail() -> None:
+    """A seq gap is shown as lost events and the stream still validates."""
+    code, out, _ = run("--strict", str(FIXTURES / "lost_events.ndjson"))
+    assert code == 0
+    assert "3 events lost in 1 seq gap" in out
+
+
+def test_reads_stdin_with_a_dash() -> None:
+    """`-` reads the stream from standard input."""
+    data = (FIXTURES / "valid_partly_failed.ndjson").read_bytes()
+    code, out, _ = run("-", stdin=data)
+    assert code == 0
+    assert out.startswith("VALID: 11 events")
+
+
+def test_missing_file_exits_two() -> None:
+    """A file that cannot be read exits 2 with one line saying why."""
+    code, _, err = run("/nonexistent/events.ndjson")
+    assert code == 2
+    assert "cannot read /nonexistent/events.ndjson" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n\n"])
+def test_input_without_events_exits_two(content: bytes, tmp_path: Path) -> None:
+    """An empty input (or only blank lines) exits 2: there was nothing to validate."""
+    path = tmp_path / "empty.ndjson"
+    path.write_bytes(content)
+    code, _, err = run(str(path))
+    assert code == 2
+    assert "holds no events" in err
+
+
+def test_garbage_input_gives_line_numbered_findings(tmp_path: Path) -> None:
+    """Binary junk, a huge line and JSON that is not an object each get their line number."""
+    path = tmp_path / "junk.ndjson"
+    lines = [b"\x00\xff\xfe binary", b"[1, 2]", b"7", b'"x" ' * 3_000_000, b"{", b"\xc3\x28"]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    code, out, _ = run(str(path))
+    assert code == 1
+    for number in range(1, 7):
+        assert f"\n  line {number}: " in out
+    assert "event field $ (max_size)" in out
