@@ -107,12 +107,23 @@ def write_stream(path: Path, events: int, seed: int = 7) -> int:
     return written
 
 
-def run_validate(path: Path) -> tuple[float, float, int, str]:
+# Runs the same console entry point with orjson made unimportable, to measure the
+# standard-library decoder the validator falls back to.
+_WITHOUT_ORJSON = (
+    "import sys; sys.modules['orjson'] = None; from simulator.cli import main; "
+    "sys.argv[0] = 'progress-sim'; main()"
+)
+
+
+def run_validate(path: Path, stdlib_json: bool = False) -> tuple[float, float, int, str]:
     """Run ``progress-sim validate --strict --json`` on ``path``: (seconds, MiB, rc, out)."""
-    exe = Path(sys.executable).with_name("progress-sim")
+    if stdlib_json:
+        command = [sys.executable, "-c", _WITHOUT_ORJSON]
+    else:
+        command = [str(Path(sys.executable).with_name("progress-sim"))]
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
-        proc = subprocess.Popen([str(exe), "validate", "--strict", "--json", str(path)],
+        proc = subprocess.Popen([*command, "validate", "--strict", "--json", str(path)],
                                 stdout=out)
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
@@ -127,20 +138,28 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--keep", type=Path, help="write the files here and keep them")
+    parser.add_argument("--stdlib-json", action="store_true",
+                        help="run the validator with orjson hidden (standard-library json)")
     args = parser.parse_args()
 
+    try:
+        import orjson  # noqa: F401
+        decoder = "standard library json" if args.stdlib_json else "orjson"
+    except ImportError:
+        decoder = "standard library json (orjson not installed)"
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, decoder: {decoder}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         tiny = folder / "tiny.ndjson"
         write_stream(tiny, 100)
-        _, base_mib, _, _ = run_validate(tiny)
+        _, base_mib, _, _ = run_validate(tiny, args.stdlib_json)
         print(f"baseline (100 events): peak RSS {base_mib:.1f} MiB (interpreter + imports)")
         for n in (args.small, args.events):
             path = folder / f"events-{n}.ndjson"
             count = write_stream(path, n)
             size = path.stat().st_size / 2**20
-            seconds, mib, rc, out = run_validate(path)
+            seconds, mib, rc, out = run_validate(path, args.stdlib_json)
             report = json.loads(out)
             print(
                 f"{count:>9} events ({size:.0f} MiB): {seconds:.2f} s, "

@@ -199,8 +199,9 @@ def test_rule2_repeated_analysis_started() -> None:
 def test_rule3_progress_may_stay_level_per_event_type() -> None:
     """Rule 3: equal progress is fine, and each progress event type has its own counter."""
     run = Run().add("PROCESSING_STARTED").add("ANALYSIS_STARTED", model_name="A")
-    for event, done, total in [("FRAME_ANALYSIS_PROGRESS", 5, 10), ("FRAME_ANALYSIS_PROGRESS", 5, 10),
-                               ("VISUALIZATION_GENERATION_PROGRESS", 1, 4)]:
+    steps = [("FRAME_ANALYSIS_PROGRESS", 5, 10), ("FRAME_ANALYSIS_PROGRESS", 5, 10),
+             ("VISUALIZATION_GENERATION_PROGRESS", 1, 4)]
+    for event, done, total in steps:
         run.add(event, model_name="A", progress=done, total=total)
     run.add("ANALYSIS_COMPLETED", model_name="A").add("PROCESSING_COMPLETED")
     assert run.report().ok
@@ -259,7 +260,7 @@ def test_rule5_completed_without_a_completed_model(outcomes: list[str]) -> None:
 def test_rule6_sources_and_media_count_separately() -> None:
     """Rule 6: seq is per (source, media_id), so interleaved media each count from 1."""
     a, b = good("m1"), good("m2")
-    interleaved = [ev for pair in zip(a.events, b.events) for ev in pair]
+    interleaved = [ev for pair in zip(a.events, b.events, strict=True) for ev in pair]
     report = validate_lines([json.dumps(ev) for ev in interleaved], strict=True)
     assert report.ok and report.lost_gaps == 0
 
@@ -319,7 +320,7 @@ def lifecycles(draw: st.DrawFn) -> list[dict[str, Any]]:
     # Interleave the media, keeping each one's own order.
     merged: list[dict[str, Any]] = []
     cursors = [0] * len(streams)
-    while any(c < len(s) for c, s in zip(cursors, streams)):
+    while any(c < len(s) for c, s in zip(cursors, streams, strict=True)):
         live = [i for i, s in enumerate(streams) if cursors[i] < len(s)]
         i = draw(st.sampled_from(live))
         merged.append(streams[i][cursors[i]])
