@@ -46,7 +46,7 @@ from .exceptions import (
     RedisUnavailableError,
 )
 from .tracking import MediaRun
-from .transport import ConnectFailed, DeliveryUnknown, RedisTransport, mask_url
+from .transport import ConnectFailed, DeliveryUnknown, RedisTransport, Transport, mask_url
 
 logger = logging.getLogger("progress_sdk")
 
@@ -189,6 +189,7 @@ class ProgressPublisher:
         batch_size: int = d.DEFAULT_BATCH_SIZE,
         source: str | None = None,
         child_exit_flush_timeout: float = d.DEFAULT_CHILD_EXIT_FLUSH_TIMEOUT,
+        _transport: Transport | None = None,
     ) -> None:
         target = (
             redis if redis is not None else os.environ.get(d.ENV_REDIS_URL) or d.DEFAULT_REDIS_URL
@@ -212,7 +213,9 @@ class ProgressPublisher:
                 f"characters, got {source!r}"
             )
 
-        self._transport = RedisTransport(target, channel)
+        self._transport: Transport = (
+            _transport if _transport is not None else RedisTransport(target, channel)
+        )
         self.channel = channel
         self.buffer_size = buffer_size
         self.min_progress_interval = float(min_progress_interval)
@@ -457,7 +460,23 @@ class ProgressPublisher:
                 payloads = [self._encode(e) for e in batch]
                 try:
                     receivers = self._transport.publish(payloads)
-                except ConnectFailed as exc:
+                except (ConnectFailed, DeliveryUnknown) as exc:
+                    error = mask_url(str(exc))
+                    if isinstance(exc, DeliveryUnknown):
+                        done = exc.confirmed
+                        self._settle(done, 0, "", error=error)
+                        if not exc.retry:
+                            lost = len(batch) - done
+                            logger.warning(
+                                "progress_sdk: no reply from %s (%s); %d event(s) of unknown "
+                                "fate counted as dropped (pub/sub is at-most-once).",
+                                self._transport.description,
+                                error,
+                                lost,
+                            )
+                            self._settle(0, lost, "delivery_unknown", error=error)
+                            continue
+                        batch = batch[done:]
                     self._requeue(batch)
                     if outage_started is None:
                         outage_started = time.monotonic()
@@ -465,26 +484,15 @@ class ProgressPublisher:
                             "progress_sdk: Redis unreachable at %s (%s); buffering events and "
                             "retrying with backoff. Job code is not affected.",
                             self._transport.description,
-                            mask_url(str(exc)),
+                            error,
                         )
                     with self._lock:
                         self._connected = False
-                        self._last_error = mask_url(str(exc))
+                        self._last_error = error
                     if self._stop.wait(backoff * random.uniform(0.5, 1.0)):
                         self._drain_after_close()
                         return
                     backoff = min(backoff * 2, d.RECONNECT_BACKOFF_MAX)
-                    continue
-                except DeliveryUnknown as exc:
-                    lost = len(batch) - exc.confirmed
-                    logger.warning(
-                        "progress_sdk: connection to %s broke mid-batch (%s); %d event(s) "
-                        "of unknown fate counted as dropped (pub/sub is at-most-once).",
-                        self._transport.description,
-                        mask_url(str(exc)),
-                        lost,
-                    )
-                    self._settle(exc.confirmed, lost, "delivery_unknown", error=mask_url(str(exc)))
                     continue
                 if outage_started is not None:
                     logger.warning(
@@ -706,12 +714,9 @@ class ProgressPublisher:
         For start-up checks and CLIs; raises ``RedisUnavailableError`` with one clear
         line. Job code does not need it: emit() works with Redis down.
         """
-        probe = RedisTransport(self._transport.pool, self.channel)
         try:
-            probe.check()
+            self._transport.check()
         except ConnectFailed as exc:
             raise RedisUnavailableError(
                 f"cannot reach Redis at {self._transport.description}: {mask_url(str(exc))}"
             ) from None
-        finally:
-            probe.close()

@@ -6,9 +6,12 @@ connection is driven directly so that the two ways a batch can fail stay apart:
 
 - ``ConnectFailed``: no connection could be made, nothing was written. The batch is
   kept and sent again once Redis answers.
-- ``DeliveryUnknown``: the connection broke after bytes were written. Redis may or may
-  not have published the rest, and pub/sub is at-most-once, so the unconfirmed events
-  are counted as lost instead of being sent twice (a repeated ``seq`` is a contract
+- ``DeliveryUnknown``: the connection failed after bytes were written; ``confirmed``
+  events got their reply. When the connection was closed or reset (a restart, a cut
+  proxy), Redis had almost certainly not processed the rest, so the publisher sends them
+  again (``retry``): the buffered lifecycle events must arrive once Redis is back. When
+  a reply timed out, Redis may well have published them, and pub/sub is at-most-once,
+  so they are counted as lost rather than sent twice (a repeated ``seq`` is a contract
   error; a gap is reported as loss).
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -44,6 +47,24 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{auth}@{host}", parts.path, parts.query, parts.fragment))
 
 
+class Transport(Protocol):
+    """Where a publisher's sender thread delivers serialised events."""
+
+    description: str
+
+    def publish(self, payloads: list[bytes]) -> int:
+        """Deliver in order; return receivers. Raise ConnectFailed or DeliveryUnknown."""
+
+    def check(self) -> None:
+        """Raise ConnectFailed if the destination cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def after_fork_in_child(self) -> None:
+        """Drop state inherited from the parent process."""
+
+
 class ConnectFailed(Exception):
     """No connection to Redis; nothing of the batch was written."""
 
@@ -51,10 +72,11 @@ class ConnectFailed(Exception):
 class DeliveryUnknown(Exception):
     """The connection broke mid-batch; ``confirmed`` events are known to be published."""
 
-    def __init__(self, message: str, confirmed: int, receivers: int) -> None:
+    def __init__(self, message: str, confirmed: int, receivers: int, *, retry: bool) -> None:
         super().__init__(message)
         self.confirmed = confirmed
         self.receivers = receivers
+        self.retry = retry
 
 
 def describe_target(target: object) -> str:
@@ -147,17 +169,18 @@ class RedisTransport:
                 confirmed += 1
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()
-            raise DeliveryUnknown(f"{type(exc).__name__}: {exc}", confirmed, receivers) from exc
+            timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
+            raise DeliveryUnknown(
+                f"{type(exc).__name__}: {exc}", confirmed, receivers, retry=not timed_out
+            ) from exc
         return receivers
 
     def check(self) -> None:
-        """Connect and PING; raises ConnectFailed with the reason."""
-        conn = self._connection()
+        """Connect and PING on a separate pooled connection (the sender's stays its own,
+        since this runs on the caller's thread); raises ConnectFailed with the reason."""
         try:
-            conn.send_command("PING")
-            conn.read_response()
+            redis.Redis(connection_pool=self.pool).ping()
         except (redis.RedisError, OSError) as exc:
-            conn.disconnect()
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:

@@ -39,11 +39,15 @@ class Subscriber:
 
     def __init__(self, url: str, channel: str) -> None:
         self._client = redis.Redis.from_url(url)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._client.pubsub()
         self._pubsub.subscribe(channel)
         # Wait for the subscription to be confirmed so no early message is missed.
-        while self._pubsub.get_message(timeout=1.0, ignore_subscribe_messages=False) is None:
-            pass
+        for _ in range(50):
+            confirm = self._pubsub.get_message(timeout=0.2)
+            if confirm is not None and confirm["type"] == "subscribe":
+                break
+        else:
+            raise RuntimeError(f"no subscription confirmation for {channel}")
         self.messages: list[bytes] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -53,7 +57,7 @@ class Subscriber:
     def _run(self) -> None:
         while not self._stop.is_set():
             message = self._pubsub.get_message(timeout=0.05)
-            if message is not None:
+            if message is not None and message["type"] == "message":
                 with self._cond:
                     self.messages.append(message["data"])
                     self._cond.notify_all()

@@ -1,0 +1,195 @@
+"""ProgressPublisher against the real Redis server: delivery, order, outages, forks."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from tcp_proxy import TcpProxy
+
+from progress_sdk import ProgressPublisher, parse_event
+from progress_sdk.contract import validate_lines
+
+pytestmark = pytest.mark.redis
+
+
+def _event(media_id: str, i: int, model: str = "SIGLIP-LSTM-V4") -> dict[str, object]:
+    return {
+        "media_id": media_id,
+        "user_id": "u-1",
+        "event": "ANALYSIS_STARTED" if i == 0 else "AUDIO_EXTRACTION_START",
+        "message": f"event {i}",
+        "data": {"model_name": model, "details": {"i": i}},
+    }
+
+
+def _decode(messages: list[bytes]) -> list[dict[str, object]]:
+    return [json.loads(m) for m in messages]
+
+
+def test_subscriber_receives_exactly_the_emitted_events_in_order(redis_url, channel, subscriber):
+    """Every emitted event arrives once, in emit order, with a strict v1 envelope."""
+    with ProgressPublisher(redis_url, channel, min_progress_interval=0) as publisher:
+        for i in range(200):
+            publisher.emit(_event("m-order", i))
+        assert publisher.flush(5)
+    received = subscriber.wait_for(200)
+    events = _decode(received)
+    assert [e["data"]["details"]["i"] for e in events] == list(range(200))  # type: ignore[index]
+    assert [e["seq"] for e in events] == list(range(1, 201))
+    for raw in received:
+        parse_event(raw, strict=True)
+    assert publisher.stats().published == 200
+
+
+def test_tracking_api_stream_passes_the_validator_end_to_end(redis_url, channel, subscriber):
+    """A tracked multi-model run, received over Redis, keeps every lifecycle rule."""
+    with ProgressPublisher(redis_url, channel) as publisher:
+        with publisher.media("m-e2e", "u-1", filename="clip.mp4", run_id="r-1") as run:
+            run.queue(["SIGLIP-LSTM-V4", "LIP-FD-V1"])
+            with run.model("SIGLIP-LSTM-V4") as model:
+                for i in range(1, 301):
+                    model.progress(i, 300)
+                model.complete("FAKE", 0.93)
+            with pytest.raises(RuntimeError), run.model("LIP-FD-V1"):
+                raise RuntimeError("no face found in 40% of frames")
+        assert publisher.flush(5)
+        sent = publisher.stats().published
+    received = subscriber.wait_for(sent)
+    assert len(received) == sent
+    report = validate_lines(received, strict=True)
+    assert report.ok, report.to_text()
+    events = _decode(received)
+    assert events[-1]["event"] == "PROCESSING_COMPLETED"
+    progress = [e for e in events if e["event"] == "FRAME_ANALYSIS_PROGRESS"]
+    assert progress[-1]["data"]["progress"] == 300  # type: ignore[index]  # latest value kept
+
+
+def test_outage_emit_stays_fast_and_lifecycle_events_arrive_after_recovery(
+    redis_url, channel, subscriber
+):
+    """With Redis cut mid-stream the job never raises, emit stays fast, and the buffered
+    lifecycle events are delivered once Redis is reachable again."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy((target.hostname or "127.0.0.1", target.port or 6379))
+    publisher = ProgressPublisher(proxy.url, channel, min_progress_interval=0)
+    try:
+        publisher.emit(_event("m-outage", 0))
+        assert publisher.flush(5)
+        proxy.cut()
+        slowest = 0.0
+        for i in range(1, 501):
+            started = time.perf_counter()
+            publisher.emit(_event("m-outage", i))
+            slowest = max(slowest, time.perf_counter() - started)
+        # Generous bound: the point is "no network wait" (a connect timeout is 2 s).
+        assert slowest < 0.05
+        assert not publisher.flush(0.5)
+        stats = publisher.stats()
+        assert stats.queued >= 500 and not stats.connected and stats.last_error
+        proxy.restore()
+        assert publisher.flush(15)
+        received = subscriber.wait_for(501)
+        details = [e["data"]["details"]["i"] for e in _decode(received)]  # type: ignore[index]
+        assert details == list(range(501))
+        assert publisher.stats().reconnects >= 1
+    finally:
+        publisher.close(1)
+        proxy.close()
+
+
+def test_close_with_redis_down_returns_within_its_timeout(channel):
+    """close() gives up on a refusing server within its timeout and counts the loss."""
+    publisher = ProgressPublisher("redis://127.0.0.1:1/0", channel)
+    for i in range(10):
+        publisher.emit(_event("m-down", i))
+    started = time.monotonic()
+    assert publisher.close(timeout=1.0) is False
+    assert time.monotonic() - started < 1.5
+    stats = publisher.stats()
+    assert stats.dropped.get("closed") == 10
+    assert publisher.close(timeout=1.0) is False  # idempotent
+
+
+def test_many_threads_keep_per_media_order(redis_url, channel, subscriber):
+    """Eight threads emitting at once: each media's events arrive in its own order,
+    numbered 1..n without gaps."""
+    per_thread = 250
+    with ProgressPublisher(redis_url, channel, min_progress_interval=0) as publisher:
+
+        def work(t: int) -> None:
+            for i in range(per_thread):
+                publisher.emit(_event(f"m-thread-{t}", i))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert publisher.flush(10)
+    events = _decode(subscriber.wait_for(8 * per_thread))
+    assert len(events) == 8 * per_thread
+    for t in range(8):
+        mine = [e for e in events if e["media_id"] == f"m-thread-{t}"]
+        assert [e["data"]["details"]["i"] for e in mine] == list(range(per_thread))  # type: ignore[index]
+        assert [e["seq"] for e in mine] == list(range(1, per_thread + 1))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_delivers_its_events_and_parent_pending_is_not_duplicated(
+    redis_url, channel, subscriber
+):
+    """A child forked while the parent has undelivered events sends only its own; the
+    parent's go out once, from the parent."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy((target.hostname or "127.0.0.1", target.port or 6379))
+    publisher = ProgressPublisher(proxy.url, channel, min_progress_interval=0)
+    try:
+        publisher.emit(_event("m-parent", 0))
+        assert publisher.flush(5)
+        proxy.cut()  # the parent's next events stay pending across the fork
+        for i in range(1, 6):
+            publisher.emit(_event("m-parent", i))
+        proxy.restore()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                for i in range(20):
+                    publisher.emit(_event("m-child", i))
+                code = 0 if publisher.flush(10) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert publisher.flush(10)
+        events = _decode(subscriber.wait_for(26))
+        time.sleep(0.2)  # a duplicate would arrive right behind; give it the chance
+        events = _decode(subscriber.messages)
+        parent = [e["data"]["details"]["i"] for e in events if e["media_id"] == "m-parent"]
+        child = [e["data"]["details"]["i"] for e in events if e["media_id"] == "m-child"]
+        assert parent == list(range(6))
+        assert child == list(range(20))
+        sources = {e["source"] for e in events}
+        assert len(sources) == 2  # the child identifies itself as another publisher
+    finally:
+        publisher.close(1)
+        proxy.close()
+
+
+def test_accepts_an_existing_client_and_pool(redis_url, channel, subscriber):
+    """A redis.Redis client or a ConnectionPool can be passed instead of a URL."""
+    client = redis.Redis.from_url(redis_url)
+    with ProgressPublisher(client, channel) as publisher:
+        publisher.emit(_event("m-client", 0))
+        assert publisher.flush(5)
+    with ProgressPublisher(redis.ConnectionPool.from_url(redis_url), channel) as publisher:
+        publisher.emit(_event("m-pool", 0))
+        assert publisher.flush(5)
+    assert [e["media_id"] for e in _decode(subscriber.wait_for(2))] == ["m-client", "m-pool"]
+    client.ping()  # the caller's client is not closed by the publisher
