@@ -87,6 +87,8 @@ def _is_terminal(stream: IO[str]) -> bool:
 def _ndjson_writer(stream: IO[str]) -> Callable[[bytes, dict[str, Any] | None], None]:
     def write(payload: bytes, event: dict[str, Any] | None) -> None:
         stream.write(payload.decode("utf-8", "replace") + "\n")
+        # Line by line, so `| jq` or a frontend's test harness sees each event live.
+        stream.flush()
 
     return write
 

@@ -1,0 +1,188 @@
+"""CliRunner tests for progress-sim run, listen, record and replay (embedded Redis or none)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from simulator.cli import cli
+
+UNREACHABLE = "redis://127.0.0.1:1/0"
+
+
+def invoke(*args: str) -> Result:
+    # REDIS_URL unset: `run` uses its embedded Redis, as for a first-time user.
+    runner = CliRunner(env={"REDIS_URL": None, "MEDIA_PROGRESS_CHANNEL_NAME": None})
+    return runner.invoke(cli, list(args), catch_exceptions=False)
+
+
+def events_of(result: Result) -> list[dict[str, object]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_run_without_options_works_on_embedded_redis() -> None:
+    """`run` needs no server: it simulates, prints plain lines and an OK summary."""
+    result = invoke("run", "--speed", "0", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "embedded in-process Redis" in result.output
+    assert "PROCESSING_STARTED" in result.output
+    assert "FRAME_ANALYSIS_PROGRESS " not in result.output.split("Simulated")[0]
+    assert "contract:   OK" in result.output
+    assert "latency p50" in result.output
+
+
+def test_run_json_writes_ndjson_events_and_summary_to_stderr() -> None:
+    """--json writes one event per stdout line; the summary goes to stderr."""
+    result = invoke("run", "--speed", "0", "--seed", "2", "--media", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    events = events_of(result)
+    assert len(events) == len(result.stdout.splitlines())
+    assert [e["event"] for e in events].count("PROCESSING_STARTED") == 2
+    assert all(e["schema_version"] == 1 for e in events)
+    assert "contract:   OK" in result.stderr
+
+
+def test_same_seed_same_lifecycle_events() -> None:
+    """With one seed two runs publish the same lifecycle events in the same order."""
+
+    def lifecycle(seed: str) -> list[tuple[object, ...]]:
+        result = invoke("run", "--speed", "0", "--seed", seed, "--media", "4",
+                        "--concurrency", "2", "--fail-rate", "0.3", "--json")
+        return [
+            (e["media_id"], e["event"], json.dumps(e["data"], sort_keys=True))
+            for e in events_of(result)
+            if not str(e["event"]).endswith("_PROGRESS")
+        ]
+
+    assert lifecycle("5") == lifecycle("5")
+    assert lifecycle("5") != lifecycle("6")
+
+
+def test_models_users_and_concurrency_options() -> None:
+    """--models picks models, --users spreads user ids, --concurrency is accepted."""
+    result = invoke("run", "--speed", "0", "--seed", "3", "--media", "8", "--users", "2",
+                    "--concurrency", "4", "--models", "MFF-MOE-V1,distil-dire-v1", "--json")
+    assert result.exit_code == 0, result.stderr
+    events = events_of(result)
+    models = {e["data"].get("model_name") for e in events} - {None}  # type: ignore[union-attr]
+    assert models == {"MFF-MOE-V1", "DISTIL-DIRE-V1"}
+    assert {e["user_id"] for e in events} <= {"user-1", "user-2"}
+
+
+def test_fail_rate_gives_failed_models_with_errors() -> None:
+    """--fail-rate 1 fails every model with an error message; every media then fails."""
+    result = invoke("run", "--speed", "0", "--seed", "4", "--media", "2", "--fail-rate", "1",
+                    "--json")
+    assert result.exit_code == 0, result.stderr
+    events = events_of(result)
+    failed = [e for e in events if e["event"] == "ANALYSIS_FAILED"]
+    assert failed and all(e["data"]["error_message"] for e in failed)  # type: ignore[index]
+    assert not [e for e in events if e["event"] == "ANALYSIS_COMPLETED"]
+
+
+def test_crashed_media_are_reported_as_intended_incomplete_runs() -> None:
+    """--crash-rate 1: every media is incomplete, as intended, and the run still passes."""
+    result = invoke("run", "--speed", "0", "--seed", "5", "--media", "3", "--crash-rate", "1")
+    assert result.exit_code == 0, result.output
+    assert "3 crashed" in result.output
+    assert "3 incomplete runs (3 crashed on purpose)" in result.output
+
+
+def test_duration_bounds_the_run() -> None:
+    """--duration without --media runs media until the time is up."""
+    result = invoke("run", "--speed", "20", "--seed", "6", "--duration", "0.3",
+                    "--models", "image", "--concurrency", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert "Simulated" in result.output and "contract:   OK" in result.output
+
+
+def test_min_progress_interval_is_passed_to_the_publisher() -> None:
+    """--min-progress-interval 0 lets more progress through than a long interval."""
+
+    def published(interval: str) -> int:
+        result = invoke("run", "--speed", "10", "--seed", "7", "--media", "1", "--models",
+                        "MFF-MOE-V1", "--min-progress-interval", interval, "--json")
+        return len(events_of(result))
+
+    assert published("0") > published("5")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--media", "0"], "--media"),
+        (["--media", "-3"], "--media"),
+        (["--fail-rate", "1.5"], "--fail-rate"),
+        (["--fail-rate", "-0.1"], "--fail-rate"),
+        (["--crash-rate", "2"], "--crash-rate"),
+        (["--speed", "-1"], "--speed"),
+        (["--users", "0"], "--users"),
+        (["--concurrency", "0"], "--concurrency"),
+        (["--duration", "0"], "--duration"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(args: list[str], words: str) -> None:
+    """Out-of-range options are click usage errors (exit 2) naming the option."""
+    result = invoke("run", *args)
+    assert result.exit_code == 2
+    assert words in result.stderr
+
+
+def test_unknown_model_lists_valid_names() -> None:
+    """An unknown model is a usage error listing presets and models."""
+    result = invoke("run", "--models", "video,GPT-5")
+    assert result.exit_code == 2
+    assert "'GPT-5'" in result.stderr
+    assert "SIGLIP-LSTM-V4" in result.stderr and "image" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run"],
+        ["listen", "--timeout", "1"],
+        ["record", "-", "--timeout", "1"],
+    ],
+)
+def test_unreachable_redis_is_one_line_and_exit_2(args: list[str]) -> None:
+    """With an unreachable --redis-url each command says so in one line, no traceback."""
+    result = invoke("--redis-url", UNREACHABLE, *args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach Redis")
+    assert "Traceback" not in result.output
+
+
+def test_replay_unreachable_redis(tmp_path: Path) -> None:
+    """replay of a good file to an unreachable Redis fails in one line."""
+    path = tmp_path / "r.ndjson"
+    path.write_text('{"t": 0, "event": {"a": 1}}\n')
+    result = invoke("--redis-url", UNREACHABLE, "replay", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: cannot reach Redis")
+
+
+def test_replay_malformed_file_names_the_line(tmp_path: Path) -> None:
+    """A malformed recording is refused with its line number before publishing."""
+    path = tmp_path / "bad.ndjson"
+    path.write_text('{"t": 0, "event": {}}\n{"t": 1, "event": {}}\nnot json\n')
+    result = invoke("--redis-url", UNREACHABLE, "replay", str(path))
+    assert result.exit_code == 2
+    assert f"{path}: line 3: not a JSON document" in result.stderr
+
+
+def test_replay_missing_file() -> None:
+    """A missing recording is a one-line error."""
+    result = invoke("replay", "/nonexistent/rec.ndjson")
+    assert result.exit_code == 2
+    assert "cannot read" in result.stderr
+
+
+def test_help_lists_every_command() -> None:
+    """run, listen, record, replay, validate and schema are all in one CLI."""
+    result = invoke("--help")
+    for name in ("run", "listen", "record", "replay", "validate", "schema"):
+        assert f"  {name}" in result.output
