@@ -1,0 +1,430 @@
+"""ProgressPublisher's front and sender, with an in-process transport the test controls.
+
+Delivery to a real Redis server is covered in test_publisher_redis.py; here the
+transport can be held shut or made to refuse, so buffering, coalescing, throttling and
+overflow are checked deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from progress_sdk import (
+    ConfigurationError,
+    EventType,
+    InvalidEventError,
+    ProgressEvent,
+    ProgressPublisher,
+    PublisherClosedError,
+    RedisUnavailableError,
+)
+from progress_sdk.contract import validate_lines
+from progress_sdk.transport import ConnectFailed
+
+
+class FakeTransport:
+    """Records payloads; can be held (publish blocks) or made to refuse connections."""
+
+    description = "fake://"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.open = threading.Event()
+        self.open.set()
+        self.up = True
+        self.entered = threading.Event()
+
+    def publish(self, payloads: list[bytes]) -> int:
+        self.entered.set()
+        self.open.wait(10)
+        if not self.up:
+            raise ConnectFailed("ConnectionError: refused")
+        self.sent.extend(payloads)
+        return len(payloads)
+
+    def check(self) -> None:
+        if not self.up:
+            raise ConnectFailed("ConnectionError: refused")
+
+    def close(self) -> None:
+        pass
+
+    def after_fork_in_child(self) -> None:
+        pass
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(p) for p in self.sent]
+
+
+@pytest.fixture
+def transport() -> FakeTransport:
+    return FakeTransport()
+
+
+@pytest.fixture
+def publisher(transport: FakeTransport) -> Iterator[ProgressPublisher]:
+    pub = ProgressPublisher(channel="unit", _transport=transport, min_progress_interval=0)
+    yield pub
+    transport.open.set()
+    transport.up = True
+    pub.close(2)
+
+
+def lifecycle(media: str = "m1", i: int = 0, model: str = "SIGLIP-LSTM-V4") -> dict[str, Any]:
+    return {
+        "media_id": media,
+        "user_id": "u1",
+        "event": "AUDIO_EXTRACTION_START",
+        "message": f"step {i}",
+        "data": {"model_name": model, "details": {"i": i}},
+    }
+
+
+def progress(
+    done: int,
+    total: int = 100,
+    media: str = "m1",
+    model: str = "SIGLIP-LSTM-V4",
+    event: str = "FRAME_ANALYSIS_PROGRESS",
+) -> dict[str, Any]:
+    return {
+        "media_id": media,
+        "user_id": "u1",
+        "event": event,
+        "message": f"{done}/{total}",
+        "data": {"model_name": model, "progress": done, "total": total},
+    }
+
+
+def hold_sender(publisher: ProgressPublisher, transport: FakeTransport) -> None:
+    """Make the sender block inside publish() with one event, so later ones wait."""
+    transport.open.clear()
+    publisher.emit(lifecycle("blocker"))
+    assert transport.entered.wait(5)
+
+
+# -- validation at the call site ---------------------------------------------------
+
+
+def test_emit_rejects_an_invalid_event_naming_field_and_rule(publisher):
+    """A contract violation raises at emit(), naming the field and the rule."""
+    bad = progress(150, 100)
+    with pytest.raises(InvalidEventError) as info:
+        publisher.emit(bad)
+    assert "data.progress" in str(info.value) and "bounds" in str(info.value)
+    assert publisher.stats().accepted == 0
+
+
+def test_emit_refuses_envelope_fields_the_publisher_owns(publisher):
+    """seq, source, timestamp and schema_version are set by the publisher, not the caller."""
+    event = {**lifecycle(), "seq": 7}
+    with pytest.raises(InvalidEventError, match="seq: is set by the publisher"):
+        publisher.emit(event)
+
+
+def test_emit_rejects_what_is_not_an_event(publisher):
+    """Passing a string or list gives a clear type error."""
+    with pytest.raises(InvalidEventError, match="takes a ProgressEvent or a dict"):
+        publisher.emit("PROCESSING_STARTED")  # type: ignore[arg-type]
+
+
+def test_emit_rejects_data_that_is_not_json(publisher):
+    """A non-JSON value in details is refused at the call site."""
+    event = lifecycle()
+    event["data"]["details"] = {"frames": {1, 2}}
+    with pytest.raises(InvalidEventError, match="JSON-serialisable"):
+        publisher.emit(event)
+
+
+def test_emit_rejects_an_event_over_64_kib(publisher):
+    """Free-form details that would make the event exceed 64 KiB are refused."""
+    event = lifecycle()
+    event["data"]["details"] = {"blob": "x" * 70_000}
+    with pytest.raises(InvalidEventError, match="max_size"):
+        publisher.emit(event)
+
+
+def test_a_rejected_event_does_not_disturb_accepted_ones(publisher, transport):
+    """Events accepted before and after a bad one are all delivered, numbered without gaps."""
+    publisher.emit(lifecycle(i=0))
+    with pytest.raises(InvalidEventError):
+        publisher.emit({**lifecycle(i=1), "user_id": ""})
+    publisher.emit(lifecycle(i=2))
+    assert publisher.flush(5)
+    events = transport.events()
+    assert [e["message"] for e in events] == ["step 0", "step 2"]
+    assert [e["seq"] for e in events] == [1, 2]
+
+
+def test_emit_accepts_a_progress_event_model(publisher, transport):
+    """A ProgressEvent is serialised with the envelope the publisher adds."""
+    publisher.emit(
+        ProgressEvent(
+            media_id="m1",
+            user_id="u1",
+            event=EventType.PROCESSING_STARTED,
+            message="Started",
+            data={"filename": "a.mp4"},
+        )
+    )
+    assert publisher.flush(5)
+    (event,) = transport.events()
+    assert event["event"] == "PROCESSING_STARTED" and event["data"] == {"filename": "a.mp4"}
+    assert event["schema_version"] == 1 and event["seq"] == 1
+    assert event["source"] == publisher.source
+    assert event["timestamp"].endswith("Z")
+
+
+# -- coalescing, throttling, order -------------------------------------------------------
+
+
+def test_waiting_progress_is_replaced_by_the_newest_without_a_gap(publisher, transport):
+    """Progress values of one model that pile up behind a busy sender collapse to the
+    latest, and the numbering shows no gap for them."""
+    hold_sender(publisher, transport)
+    for done in range(1, 101):
+        publisher.emit(progress(done))
+    transport.open.set()
+    assert publisher.flush(5)
+    mine = [e for e in transport.events() if e["media_id"] == "m1"]
+    assert [e["data"]["progress"] for e in mine] == [100]
+    assert [e["seq"] for e in mine] == [1]
+    assert publisher.stats().coalesced == 99
+
+
+def test_lifecycle_events_keep_their_place_among_progress(publisher, transport):
+    """A progress value is not moved across a lifecycle event of its model."""
+    hold_sender(publisher, transport)
+    publisher.emit(progress(10))
+    publisher.emit(lifecycle(i=1))
+    publisher.emit(progress(20))
+    publisher.emit(progress(30))
+    transport.open.set()
+    assert publisher.flush(5)
+    mine = [e for e in transport.events() if e["media_id"] == "m1"]
+    assert [(e["event"], e["data"].get("progress")) for e in mine] == [
+        ("FRAME_ANALYSIS_PROGRESS", 10),
+        ("AUDIO_EXTRACTION_START", None),
+        ("FRAME_ANALYSIS_PROGRESS", 30),
+    ]
+
+
+def test_progress_of_other_models_and_types_is_not_merged(publisher, transport):
+    """Coalescing is per (media, run, model, event type)."""
+    hold_sender(publisher, transport)
+    publisher.emit(progress(1, model="A"))
+    publisher.emit(progress(1, model="B"))
+    publisher.emit(progress(1, model="A", event="VISUALIZATION_GENERATION_PROGRESS"))
+    publisher.emit(progress(2, model="A"))
+    transport.open.set()
+    assert publisher.flush(5)
+    got = [
+        (e["data"]["model_name"], e["event"][:5], e["data"]["progress"])
+        for e in transport.events()
+        if e["media_id"] == "m1"
+    ]
+    assert got == [("A", "FRAME", 1), ("B", "FRAME", 1), ("A", "VISUA", 1), ("A", "FRAME", 2)]
+
+
+def test_min_interval_delivers_at_most_one_update_per_interval_and_the_latest(transport):
+    """Within the per-model interval at most one value goes out at once; the latest value
+    is always delivered (flush() sends a held one at once)."""
+    with ProgressPublisher(_transport=transport, min_progress_interval=60.0) as pub:
+        pub.emit(progress(1))
+        assert pub.flush(5)
+        for done in range(2, 51):
+            pub.emit(progress(done))
+        pub.emit(progress(7, model="other"))
+        assert pub.stats().queued == 2  # one held value per model, none sent yet for SIGLIP
+        assert pub.flush(5)
+        assert [(e["data"]["model_name"], e["data"]["progress"]) for e in transport.events()] == [
+            ("SIGLIP-LSTM-V4", 1),
+            ("other", 7),
+            ("SIGLIP-LSTM-V4", 50),
+        ]
+        assert pub.stats().coalesced == 48
+
+
+def test_held_progress_goes_out_before_the_models_next_lifecycle_event(transport):
+    """A throttled value is released ahead of its model's terminal event, in order."""
+    with ProgressPublisher(_transport=transport, min_progress_interval=60.0) as pub:
+        pub.emit(progress(1))
+        assert pub.flush(5)
+        pub.emit(progress(99))
+        assert pub.stats().queued == 1  # held by the throttle
+        pub.emit(
+            {**lifecycle(), "event": "ANALYSIS_COMPLETED", "data": {"model_name": "SIGLIP-LSTM-V4"}}
+        )
+        assert pub.flush(5)
+        assert [(e["event"], e["data"].get("progress")) for e in transport.events()] == [
+            ("FRAME_ANALYSIS_PROGRESS", 1),
+            ("FRAME_ANALYSIS_PROGRESS", 99),
+            ("ANALYSIS_COMPLETED", None),
+        ]
+
+
+def test_the_throttle_releases_on_its_own_timer(transport):
+    """Without flush(), the held latest value is sent once the interval passes."""
+    with ProgressPublisher(_transport=transport, min_progress_interval=0.05) as pub:
+        pub.emit(progress(1))
+        assert pub.flush(5)
+        pub.emit(progress(2))
+        deadline = threading.Event()
+        for _ in range(100):
+            if len(transport.sent) == 2:
+                break
+            deadline.wait(0.02)
+        assert [e["data"]["progress"] for e in transport.events()] == [1, 2]
+
+
+# -- overflow and outages ----------------------------------------------------------------
+
+
+def test_full_buffer_drops_progress_first_and_the_gap_shows_in_seq(transport):
+    """When the buffer is full, waiting progress is evicted for lifecycle events, new
+    progress is dropped, and consumers see the loss as seq gaps."""
+    transport.up = False
+    pub = ProgressPublisher(_transport=transport, buffer_size=4, min_progress_interval=0)
+    try:
+        pub.emit(lifecycle(i=0))  # seq 1
+        pub.emit(progress(5, model="A"))  # seq 2: evicted below
+        pub.emit(lifecycle(i=1))  # seq 3
+        pub.emit(progress(5, model="B"))  # seq 4: evicted below
+        pub.emit(progress(5, model="C"))  # buffer full of 4: dropped (buffer_full)
+        pub.emit(lifecycle(i=2))  # evicts A
+        pub.emit(lifecycle(i=3))  # evicts B
+        pub.emit(lifecycle(i=4))  # nothing left to evict: dropped
+        stats = pub.stats()
+        assert stats.dropped == {"buffer_full": 2, "evicted": 2}
+        transport.up = True
+        assert pub.flush(10)
+        events = transport.events()
+        assert [e["message"] for e in events] == ["step 0", "step 1", "step 2", "step 3"]
+        report = validate_lines([json.dumps(e).encode() for e in events])
+        assert sum(f.count for f in report.lost) == 3  # the 4th drop is trailing: invisible
+    finally:
+        pub.close(1)
+
+
+def test_refused_connections_buffer_events_and_retry(transport, caplog):
+    """While Redis refuses, events wait; the outage is logged once; then all arrive."""
+    transport.up = False
+    with (
+        caplog.at_level(logging.WARNING, logger="progress_sdk"),
+        ProgressPublisher(_transport=transport, min_progress_interval=0) as pub,
+    ):
+        for i in range(50):
+            pub.emit(lifecycle(i=i))
+        assert not pub.flush(0.3)
+        stats = pub.stats()
+        assert stats.queued == 50 and not stats.connected and "refused" in (stats.last_error or "")
+        transport.up = True
+        assert pub.flush(10)
+        assert [e["seq"] for e in transport.events()] == list(range(1, 51))
+        assert pub.stats().reconnects == 1
+    unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(unreachable) == 1
+
+
+def test_check_connection_raises_one_clear_error(transport):
+    """check_connection() turns a refusal into RedisUnavailableError."""
+    transport.up = False
+    with (
+        ProgressPublisher(_transport=transport) as pub,
+        pytest.raises(RedisUnavailableError, match="cannot reach Redis"),
+    ):
+        pub.check_connection()
+
+
+# -- lifecycle of the publisher ----------------------------------------------------------
+
+
+def test_emit_after_close_raises_and_close_is_idempotent(transport):
+    """close() can be called twice; emitting afterwards is a programming error."""
+    pub = ProgressPublisher(_transport=transport)
+    pub.emit(lifecycle())
+    assert pub.close(2) is True
+    assert pub.close(2) is True
+    with pytest.raises(PublisherClosedError):
+        pub.emit(lifecycle())
+    assert len(transport.sent) == 1
+
+
+def test_flush_with_nothing_pending_is_immediate(transport):
+    """flush() on an idle publisher returns True without starting anything."""
+    with ProgressPublisher(_transport=transport) as pub:
+        assert pub.flush(0) is True
+
+
+def test_seq_is_per_media(publisher, transport):
+    """Each media has its own sequence starting at 1."""
+    for media in ("a", "b", "a", "b", "a"):
+        publisher.emit(lifecycle(media))
+    assert publisher.flush(5)
+    assert [(e["media_id"], e["seq"]) for e in transport.events()] == [
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("b", 2),
+        ("a", 3),
+    ]
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_configuration_comes_from_arguments_then_environment_then_defaults(monkeypatch):
+    """Explicit arguments win over REDIS_URL / MEDIA_PROGRESS_CHANNEL_NAME, which win
+    over the defaults."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("MEDIA_PROGRESS_CHANNEL_NAME", raising=False)
+    default = ProgressPublisher()
+    assert default.channel == "media-progress-events"
+    assert "127.0.0.1:6379" in repr(default)
+    monkeypatch.setenv("REDIS_URL", "redis://envhost:6390/2")
+    monkeypatch.setenv("MEDIA_PROGRESS_CHANNEL_NAME", "env-channel")
+    from_env = ProgressPublisher()
+    assert from_env.channel == "env-channel" and "envhost:6390" in repr(from_env)
+    explicit = ProgressPublisher("redis://arghost:6391/0", "arg-channel")
+    assert explicit.channel == "arg-channel" and "arghost:6391" in repr(explicit)
+    for pub in (default, from_env, explicit):
+        pub.close(0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"buffer_size": 0}, "buffer_size must be an integer >= 1"),
+        ({"batch_size": -1}, "batch_size must be an integer >= 1"),
+        ({"min_progress_interval": -0.1}, "min_progress_interval must be a number >= 0"),
+        ({"channel": ""}, "channel must be a non-empty string"),
+        ({"source": " "}, "source must be a non-empty string"),
+        ({"redis": "http://example.com"}, "unusable Redis URL"),
+        ({"redis": 42}, "redis= must be a URL string"),
+    ],
+)
+def test_bad_settings_raise_configuration_error(kwargs, message):
+    """Each unusable setting is named, with what to do instead."""
+    with pytest.raises(ConfigurationError, match=message):
+        ProgressPublisher(**kwargs)
+
+
+def test_passwords_never_appear_in_repr_stats_or_logs(caplog):
+    """A password in the URL is masked in repr, last_error and every log line."""
+    url = "redis://user:s3cret-pw@127.0.0.1:1/0"
+    with caplog.at_level(logging.DEBUG, logger="progress_sdk"):
+        pub = ProgressPublisher(url, "pw-test")
+        assert "s3cret-pw" not in repr(pub)
+        pub.emit(lifecycle())
+        assert not pub.flush(0.5)
+        stats = pub.stats()
+        pub.close(0.5)
+    assert "s3cret-pw" not in str(stats)
+    assert caplog.records and all("s3cret-pw" not in r.getMessage() for r in caplog.records)
+    assert "***" in repr(pub)
