@@ -74,6 +74,32 @@ def _failure_text(error: BaseException | str) -> str:
     return text
 
 
+def _message(given: object, default: str) -> str:
+    """The event's ``message``: the caller's, checked on the spot, else ``default``.
+
+    ``default`` may embed an error text of up to MAX_ERROR_MESSAGE_CHARS, which with its
+    prefix can pass MAX_MESSAGE_CHARS: it is clipped, never refused, because it is built
+    on the way out of a failing block, where raising would hide the job's own exception.
+    """
+    if given is None:
+        if len(default) > d.MAX_MESSAGE_CHARS:
+            default = default[: d.MAX_MESSAGE_CHARS - 1] + "…"
+        return default
+    if not isinstance(given, str):
+        problem = Problem(
+            "message", "type", f"must be a string, got {type(given).__name__}: text for people"
+        )
+    elif len(given) > d.MAX_MESSAGE_CHARS:
+        problem = Problem(
+            "message",
+            "max_length",
+            f"is {len(given)} characters, at most {d.MAX_MESSAGE_CHARS} allowed: shorten it",
+        )
+    else:
+        return given
+    raise InvalidEventError([problem])
+
+
 class MediaRun:
     """One analysis run of one media: ``PROCESSING_STARTED`` … one terminal event."""
 
@@ -98,6 +124,8 @@ class MediaRun:
             _check_text("run_id", run_id, d.MAX_RUN_ID_CHARS, "one analysis run of a media")
         if filename is not None:
             _check_text("data.filename", filename, d.MAX_FILENAME_CHARS, "shown in the panel")
+        if message is not None:
+            _message(message, "")
         self._publisher = publisher
         self.media_id = media_id
         self.user_id = user_id
@@ -138,8 +166,9 @@ class MediaRun:
         data: dict[str, Any] = {}
         if self.filename is not None:
             data["filename"] = self.filename
-        message = self._start_message or (
-            f"Started processing {self.filename}" if self.filename else "Processing started"
+        message = _message(
+            self._start_message or None,
+            f"Started processing {self.filename}" if self.filename else "Processing started",
         )
         self._emit("PROCESSING_STARTED", message, data)
         return self
@@ -206,6 +235,8 @@ class MediaRun:
 
         Models still open are failed first. Returns the terminal event type.
         """
+        if message:
+            _message(message, "")
         self._require_open("finish()")
         self._close_open_models("the media run finished before this model reported a result")
         with self._lock:
@@ -214,12 +245,16 @@ class MediaRun:
         if completed:
             return self._end(
                 "PROCESSING_COMPLETED",
-                message or f"Analysis complete: {completed}/{total} models succeeded",
+                _message(
+                    message or None, f"Analysis complete: {completed}/{total} models succeeded"
+                ),
                 {},
             )
         error = "every model failed" if total else "no model was run for this media"
         return self._end(
-            "PROCESSING_FAILED", message or f"Processing failed: {error}", {"error_message": error}
+            "PROCESSING_FAILED",
+            _message(message or None, f"Processing failed: {error}"),
+            {"error_message": error},
         )
 
     def fail(self, error: BaseException | str, message: str | None = None) -> str:
@@ -231,13 +266,10 @@ class MediaRun:
             d.MAX_ERROR_MESSAGE_CHARS,
             "say what went wrong; the UI shows it",
         )
+        message = _message(message or None, f"Processing failed: {error_message}")
         self._require_open("fail()")
         self._close_open_models(f"media processing failed: {error_message}")
-        return self._end(
-            "PROCESSING_FAILED",
-            message or f"Processing failed: {error_message}",
-            {"error_message": error_message},
-        )
+        return self._end("PROCESSING_FAILED", message, {"error_message": error_message})
 
     def _end(self, event: str, message: str, data: dict[str, Any]) -> str:
         with self._lock:
@@ -292,13 +324,14 @@ class ModelRun:
 
     def start(self, message: str | None = None) -> ModelRun:
         """Emit ``ANALYSIS_STARTED``."""
+        text = _message(message or None, f"{self.model_name} analysis started")
         self.run._require_open(f"{self.model_name}.start()")
         if self._state == "started":
             return self
         if self._state not in ("new", "queued"):
             raise TrackingError(f"model {self.model_name!r} already {self._state}")
         self._state = "started"
-        self._emit("ANALYSIS_STARTED", message or f"{self.model_name} analysis started", {})
+        self._emit("ANALYSIS_STARTED", text, {})
         return self
 
     def _require_started(self, what: str) -> None:
@@ -365,17 +398,18 @@ class ModelRun:
                 ],
                 event_type=name,
             )
-        self._last_progress[name] = (done, total)
+        # Everything is checked before the rule-3 state is recorded: a refused call has
+        # no effect, so the job may retry it with a corrected argument.
         data: dict[str, Any] = {"progress": done, "total": total}
         if phase is not None:
             _check_text("data.phase", phase, d.MAX_PHASE_CHARS, "a short stage name")
             data["phase"] = phase
         if details is not None:
             data["details"] = self._checked_details(details, name)
-        if message is None:
-            verb, unit = _PROGRESS_UNITS[name]
-            message = f"{verb} {done}/{total} {unit}"
-        self._emit(name, message, data)
+        verb, unit = _PROGRESS_UNITS[name]
+        text = _message(message, f"{verb} {done}/{total} {unit}")
+        self._last_progress[name] = (done, total)
+        self._emit(name, text, data)
 
     def _checked_details(self, details: Mapping[str, Any], event: str) -> dict[str, Any]:
         problems: list[Problem] = []
@@ -401,12 +435,9 @@ class ModelRun:
                     )
                 ]
             )
+        text = _message(message or None, f"{_STEP_MESSAGES[name]} ({self.model_name})")
         self._require_started(f"step({name})")
-        self._emit(
-            name,
-            message or f"{_STEP_MESSAGES[name]} ({self.model_name})",
-            {"phase": _STEP_PHASES[name]},
-        )
+        self._emit(name, text, {"phase": _STEP_PHASES[name]})
 
     def complete(
         self,
@@ -428,16 +459,15 @@ class ModelRun:
             raise InvalidEventError(problems, event_type="ANALYSIS_COMPLETED")
         if details is not None:
             data["details"] = self._checked_details(details, "ANALYSIS_COMPLETED")
+        verdict = ""
+        if prediction is not None:
+            verdict = f": {prediction}"
+            if confidence is not None:
+                verdict += f" ({confidence:.0%})"
+        text = _message(message, f"{self.model_name} analysis completed{verdict}")
         self._require_started("complete()")
         self._state = "completed"
-        if message is None:
-            verdict = ""
-            if prediction is not None:
-                verdict = f": {prediction}"
-                if confidence is not None:
-                    verdict += f" ({confidence:.0%})"
-            message = f"{self.model_name} analysis completed{verdict}"
-        self._emit("ANALYSIS_COMPLETED", message, data)
+        self._emit("ANALYSIS_COMPLETED", text, data)
         self.run._model_finished(True)
 
     def fail(self, error: BaseException | str, message: str | None = None) -> None:
@@ -449,17 +479,14 @@ class ModelRun:
             d.MAX_ERROR_MESSAGE_CHARS,
             "say what went wrong; the UI shows it",
         )
+        text = _message(message or None, f"{self.model_name} failed: {error_message}")
         if self._state not in ("queued", "started"):
             raise TrackingError(
                 f"{self.model_name}.fail() while the model is {self._state}: "
                 + ("call start() first" if self._state == "new" else "it already ended")
             )
         self._state = "failed"
-        self._emit(
-            "ANALYSIS_FAILED",
-            message or f"{self.model_name} failed: {error_message}",
-            {"error_message": error_message},
-        )
+        self._emit("ANALYSIS_FAILED", text, {"error_message": error_message})
         self.run._model_finished(False)
 
     @property
