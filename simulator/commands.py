@@ -12,6 +12,7 @@ Exit status: 0 fine; 1 the stream broke the contract; 2 bad usage or nothing to 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import sys
@@ -82,6 +83,28 @@ def _is_terminal(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _quiet_on_broken_pipe(
+    write: Callable[[bytes, dict[str, Any] | None], None],
+) -> Callable[[bytes, dict[str, Any] | None], None]:
+    """Stop writing, without a traceback, once the reader went away (`| head`)."""
+    broken = False
+
+    def guarded(payload: bytes, event: dict[str, Any] | None) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            write(payload, event)
+        except BrokenPipeError:
+            broken = True
+            # Point stdout at /dev/null so the interpreter's final flush cannot fail too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    return guarded
 
 
 def _ndjson_writer(stream: IO[str]) -> Callable[[bytes, dict[str, Any] | None], None]:
@@ -188,6 +211,8 @@ def run(  # noqa: PLR0917 - one parameter per click option
                 return
             click.echo(plain_line(event, payload))
 
+    if on_event is not None:
+        on_event = _quiet_on_broken_pipe(on_event)
     recent: deque[Finding] = deque(maxlen=3)
     session = RunSession(
         config,
@@ -288,6 +313,8 @@ def listen(  # noqa: PLR0917 - one parameter per click option
         def on_event(payload: bytes, event: dict[str, Any] | None) -> None:
             click.echo(plain_line(event, payload))
 
+    if on_event is not None:
+        on_event = _quiet_on_broken_pipe(on_event)
     observer = Observer(
         validator=LifecycleValidator(strict, allow_incomplete=True),
         panel=panel,

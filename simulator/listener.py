@@ -171,14 +171,15 @@ def plain_line(event: dict[str, Any] | None, payload: bytes) -> str:
         f"{event.get('event', '?')!s:<33}",
     ]
     model = data.get("model_name")
-    if model:
+    message = event.get("message")
+    if model and not (isinstance(message, str) and message.startswith(str(model))):
         parts.append(str(model))
     if "progress" in data and "total" in data:
         parts.append(f"{data['progress']}/{data['total']}")
     if data.get("error_message"):
         parts.append(f"error: {data['error_message']}")
-    elif event.get("message"):
-        parts.append(f"- {event['message']}")
+    elif message:
+        parts.append(f"- {message}")
     return " ".join(parts)
 
 

@@ -270,7 +270,7 @@ def _panel(view: MediaView) -> Table:
     )
     table.add_column("mark", width=1)
     table.add_column("model", no_wrap=True, min_width=24)
-    table.add_column("bar", width=24)
+    table.add_column("bar", width=16)
     table.add_column("pct", justify="right", width=4)
     table.add_column("status", no_wrap=True, overflow="ellipsis", max_width=70)
     if not view.rows:
@@ -278,7 +278,7 @@ def _panel(view: MediaView) -> Table:
     for row in view.rows:
         fraction = row.fraction
         bar: RenderableType = (
-            ProgressBar(total=1.0, completed=fraction, width=24) if fraction is not None else ""
+            ProgressBar(total=1.0, completed=fraction, width=16) if fraction is not None else ""
         )
         pct = f"{fraction * 100:.0f}%" if fraction is not None else ""
         if row.status == "completed":
