@@ -389,16 +389,18 @@ class ProgressPublisher:
         self._enqueue_locked(entry)
 
     def _accept_lifecycle_locked(self, entry: _Entry, event: str) -> None:
-        if entry.model_key is not None:
+        model_key = entry.model_key
+        if model_key is not None:
             # Held progress of this model goes out first, so it keeps its place before
             # the lifecycle event (and the model's final numbers are delivered).
-            for progress_event in _PROGRESS:
-                key = (*entry.model_key, progress_event)
-                held = self._held.pop(key, None)
-                if held is not None:
-                    self._enqueue_locked(held)
-                if event in _MODEL_TERMINALS:
-                    self._last_progress_at.pop(key, None)
+            if self._held:
+                for progress_event in _PROGRESS:
+                    held = self._held.pop((*model_key, progress_event), None)
+                    if held is not None:
+                        self._enqueue_locked(held)
+            if event in _MODEL_TERMINALS and self._last_progress_at:
+                for progress_event in _PROGRESS:
+                    self._last_progress_at.pop((*model_key, progress_event), None)
         elif event in _MEDIA_TERMINALS and (self._held or self._last_progress_at):
             media_id = entry.media_id
             for key in [k for k in self._held if k[0] == media_id]:
