@@ -23,7 +23,6 @@ import gc
 import json
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -35,7 +34,7 @@ import redis
 from progress_sdk import ProgressEvent, ProgressPublisher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from tcp_proxy import TcpProxy  # noqa: E402
+from tcp_proxy import TcpProxy
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -74,8 +73,13 @@ class Baseline:
 
     def emit(self, fields: dict[str, Any]) -> None:
         self.seq += 1
-        event = ProgressEvent(**fields, seq=self.seq, source="baseline", schema_version=1,
-                              timestamp="2026-11-26T05:00:00.000000Z")
+        event = ProgressEvent(
+            **fields,
+            seq=self.seq,
+            source="baseline",
+            schema_version=1,
+            timestamp="2026-11-26T05:00:00.000000Z",
+        )
         self.client.publish(self.channel, event.model_dump_json(exclude_none=True))
 
     def flush(self, timeout: float) -> bool:
@@ -264,32 +268,42 @@ def main() -> None:
         results[f"emit_{kind}"] = r = bench_emit_time(kind, args.events, 5000)
         print(f"   {kind:9} p50 {r['p50_us']:7.2f} us  p99 {r['p99_us']:7.2f} us")
     b, p = results["emit_baseline"], results["emit_publisher"]
-    print(f"   ratio publisher/baseline: p50 {p['p50_us'] / b['p50_us']:.3f}  "
-          f"p99 {p['p99_us'] / b['p99_us']:.3f}   (target <= 0.1)")
+    print(
+        f"   ratio publisher/baseline: p50 {p['p50_us'] / b['p50_us']:.3f}  "
+        f"p99 {p['p99_us'] / b['p99_us']:.3f}   (target <= 0.1)"
+    )
 
     n = args.events * 5
     print(f"2. throughput delivered to a subscriber process, {n} events")
     for kind in ("baseline", "publisher"):
         results[f"throughput_{kind}"] = r = bench_throughput(kind, n)
-        print(f"   {kind:9} {r['events_per_s']:10,.0f} events/s delivered "
-              f"({r['delivered']} of {n}); caller busy {r['caller_busy_s']:.2f} s")
-    ratio = (results["throughput_publisher"]["events_per_s"]
-             / results["throughput_baseline"]["events_per_s"])
+        print(
+            f"   {kind:9} {r['events_per_s']:10,.0f} events/s delivered "
+            f"({r['delivered']} of {n}); caller busy {r['caller_busy_s']:.2f} s"
+        )
+    ratio = (
+        results["throughput_publisher"]["events_per_s"]
+        / results["throughput_baseline"]["events_per_s"]
+    )
     print(f"   ratio publisher/baseline: {ratio:.2f}x   (target >= 5x)")
 
     print(f"3. latency emit -> subscriber at 1,000 events/s for {args.latency_seconds:.0f} s")
     for kind in ("baseline", "publisher"):
         results[f"latency_{kind}"] = r = bench_latency(kind, 1000, args.latency_seconds)
-        print(f"   {kind:9} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms "
-              f"({r['delivered']} delivered)   (target p50 <= 1 ms, p99 <= 5 ms)")
+        print(
+            f"   {kind:9} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms "
+            f"({r['delivered']} delivered)   (target p50 <= 1 ms, p99 <= 5 ms)"
+        )
 
     print(f"4. Redis unreachable for {args.outage_seconds:.0f} s at 2,000 events/s")
     for buffer_size in (10_000, 100_000):
         results[f"outage_{buffer_size}"] = r = bench_outage(args.outage_seconds, 2000, buffer_size)
-        print(f"   buffer_size {buffer_size:>7}: emit p99 {r['emit_p99_before_us']:.2f} us before, "
-              f"{r['emit_p99_outage_us']:.2f} us during; {r['emitted_during_outage']} emitted, "
-              f"{r['queued_at_end_of_outage']} queued, {r['dropped_during_outage']} dropped; "
-              f"RSS +{r['rss_growth_mib']:.1f} MiB; recovered={r['recovered']}")
+        print(
+            f"   buffer_size {buffer_size:>7}: emit p99 {r['emit_p99_before_us']:.2f} us before, "
+            f"{r['emit_p99_outage_us']:.2f} us during; {r['emitted_during_outage']} emitted, "
+            f"{r['queued_at_end_of_outage']} queued, {r['dropped_during_outage']} dropped; "
+            f"RSS +{r['rss_growth_mib']:.1f} MiB; recovered={r['recovered']}"
+        )
 
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
