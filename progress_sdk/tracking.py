@@ -209,11 +209,10 @@ class MediaRun:
 
     def queue(self, model_names: Iterable[str]) -> list[ModelRun]:
         """Emit ``ANALYSIS_QUEUED`` for each model; returns their trackers."""
-        trackers = []
-        for name in model_names:
-            tracker = self.model(name)
+        # Every name is checked before the first event, so a refused call emits nothing.
+        trackers = [self.model(name) for name in model_names]
+        for tracker in trackers:
             tracker._queue()
-            trackers.append(tracker)
         return trackers
 
     def _model_finished(self, completed: bool) -> None:
