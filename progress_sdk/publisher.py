@@ -410,7 +410,8 @@ class ProgressPublisher:
         self._enqueue_locked(entry)
 
     def _enqueue_locked(self, entry: _Entry) -> None:
-        if self._live >= self.buffer_size and not self._make_room_locked(entry):
+        # In-flight events count: a batch that fails to send comes back to the buffer.
+        if self._live + self._in_flight >= self.buffer_size and not self._make_room_locked(entry):
             return
         gap = self._gap_before_next.pop(entry.media_id, 0) if self._gap_before_next else 0
         entry.skip = gap
