@@ -35,9 +35,11 @@ DEFAULT_MIN_PROGRESS_INTERVAL = 0.1  # seconds; ~10 updates/s per model, as the 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_ATEXIT_FLUSH_TIMEOUT = 2.0
 DEFAULT_CLOSE_TIMEOUT = 5.0
-# A forked child (RQ's work horse, multiprocessing) usually ends with os._exit, which
-# skips atexit, so a media block there waits this long for its own events on exit.
-DEFAULT_CHILD_EXIT_FLUSH_TIMEOUT = 2.0
+# Worker processes often end right after a job with os._exit (RQ's work horse,
+# multiprocessing), which skips atexit; so the end of a media run waits up to this long
+# for the events to go out (well under a millisecond with Redis up; not at all while
+# Redis is known to be down).
+DEFAULT_FINISH_FLUSH_TIMEOUT = 2.0
 RECONNECT_BACKOFF_INITIAL = 0.05
 RECONNECT_BACKOFF_MAX = 3.0
 SOCKET_TIMEOUT = 5.0

@@ -188,7 +188,7 @@ class ProgressPublisher:
         min_progress_interval: float = d.DEFAULT_MIN_PROGRESS_INTERVAL,
         batch_size: int = d.DEFAULT_BATCH_SIZE,
         source: str | None = None,
-        child_exit_flush_timeout: float = d.DEFAULT_CHILD_EXIT_FLUSH_TIMEOUT,
+        finish_flush_timeout: float = d.DEFAULT_FINISH_FLUSH_TIMEOUT,
         _transport: Transport | None = None,
     ) -> None:
         target = (
@@ -204,7 +204,7 @@ class ProgressPublisher:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         _check_positive("min_progress_interval", min_progress_interval, allow_zero=True)
-        _check_positive("child_exit_flush_timeout", child_exit_flush_timeout, allow_zero=True)
+        _check_positive("finish_flush_timeout", finish_flush_timeout, allow_zero=True)
         if source is not None and (
             not isinstance(source, str) or not source.strip() or len(source) > d.MAX_SOURCE_CHARS
         ):
@@ -220,9 +220,8 @@ class ProgressPublisher:
         self.buffer_size = buffer_size
         self.min_progress_interval = float(min_progress_interval)
         self.batch_size = batch_size
-        self.child_exit_flush_timeout = float(child_exit_flush_timeout)
+        self.finish_flush_timeout = float(finish_flush_timeout)
         self._explicit_source = source
-        self._creator_pid = os.getpid()
         self._closed = False
         self._close_result = True
         self._init_state()
@@ -691,6 +690,22 @@ class ProgressPublisher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _flush_after_run(self) -> None:
+        """Called by a media run's terminal event: wait, bounded, for delivery.
+
+        The process may end right after the job with os._exit (RQ's work horse does, and
+        it may have created this publisher itself, so no fork hook knows), which skips
+        atexit and would lose the run's last events. With Redis up this costs well under
+        a millisecond once per run; while Redis is known to be down it costs nothing.
+        """
+        timeout = self.finish_flush_timeout
+        if timeout <= 0 or self._pid != os.getpid():
+            return
+        with self._lock:
+            known_down = not self._connected and self._last_error is not None
+        if not known_down:
+            self.flush(timeout)
 
     def _flush_at_exit(self, timeout: float) -> None:
         if not self._closed and self._pid == os.getpid():

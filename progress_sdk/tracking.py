@@ -21,7 +21,6 @@ models and ``finish()``/``fail()`` on the media. A job that dies simply stops em
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -277,12 +276,7 @@ class MediaRun:
         if self.filename is not None:
             data["filename"] = self.filename
         self._emit(event, message, data)
-        publisher = self._publisher
-        # A forked worker (RQ's work horse, multiprocessing) usually ends with
-        # os._exit, which skips atexit: wait briefly here so the run's last events are
-        # not lost with the process. The job's own process never waits.
-        if os.getpid() != publisher._creator_pid and publisher.child_exit_flush_timeout > 0:
-            publisher.flush(publisher.child_exit_flush_timeout)
+        self._publisher._flush_after_run()
         return event
 
     def __enter__(self) -> MediaRun:

@@ -207,7 +207,9 @@ class RunSession:
         else:
             pub_target = redis_url
             self._sub_client = redis.Redis.from_url(redis_url, socket_connect_timeout=2.0)
-        options: dict[str, Any] = {}
+        # The simulator's process outlives every media run, so a run's end need not wait
+        # for delivery (the default does, for workers that exit right after a job).
+        options: dict[str, Any] = {"finish_flush_timeout": 0}
         if min_progress_interval is not None:
             options["min_progress_interval"] = min_progress_interval
         self.publisher = ProgressPublisher(pub_target, channel, **options)

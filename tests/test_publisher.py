@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -289,8 +290,9 @@ def test_the_throttle_releases_on_its_own_timer(transport):
 def test_full_buffer_drops_progress_first_and_the_gap_shows_in_seq(transport):
     """When the buffer is full, waiting progress is evicted for lifecycle events, new
     progress is dropped, and consumers see the loss as seq gaps."""
-    transport.up = False
-    pub = ProgressPublisher(_transport=transport, buffer_size=4, min_progress_interval=0)
+    # buffer_size counts the batch the sender holds: here the blocker, in flight.
+    pub = ProgressPublisher(_transport=transport, buffer_size=5, min_progress_interval=0)
+    hold_sender(pub, transport)
     try:
         pub.emit(lifecycle(i=0))  # seq 1
         pub.emit(progress(5, model="A"))  # seq 2: evicted below
@@ -302,9 +304,9 @@ def test_full_buffer_drops_progress_first_and_the_gap_shows_in_seq(transport):
         pub.emit(lifecycle(i=4))  # nothing left to evict: dropped
         stats = pub.stats()
         assert stats.dropped == {"buffer_full": 2, "evicted": 2}
-        transport.up = True
+        transport.open.set()
         assert pub.flush(10)
-        events = transport.events()
+        events = [e for e in transport.events() if e["media_id"] == "m1"]
         assert [e["message"] for e in events] == ["step 0", "step 1", "step 2", "step 3"]
         report = validate_lines([json.dumps(e).encode() for e in events])
         assert sum(f.count for f in report.lost) == 3  # the 4th drop is trailing: invisible
@@ -428,3 +430,32 @@ def test_passwords_never_appear_in_repr_stats_or_logs(caplog):
     assert "s3cret-pw" not in str(stats)
     assert caplog.records and all("s3cret-pw" not in r.getMessage() for r in caplog.records)
     assert "***" in repr(pub)
+
+
+# -- the end of a media run ----------------------------------------------------------------
+
+
+def test_the_end_of_a_media_run_waits_until_its_events_are_sent(transport):
+    """Leaving the media block returns only once its events are out, so a worker that
+    exits with os._exit right after the job loses nothing."""
+    with ProgressPublisher(_transport=transport) as pub:
+        with pub.media("m-end", "u1") as run, run.model("A") as model:
+            model.complete("REAL", 0.8)
+        assert [e["event"] for e in transport.events()][-1] == "PROCESSING_COMPLETED"
+
+
+def test_the_end_of_a_run_does_not_wait_while_redis_is_known_down(transport):
+    """During a known outage the run's end costs nothing: events stay buffered."""
+    transport.up = False
+    with ProgressPublisher(_transport=transport, finish_flush_timeout=30) as pub:
+        run = pub.media("m-down", "u1").start()
+        for _ in range(200):  # until the sender has failed once
+            if pub.stats().last_error:
+                break
+            threading.Event().wait(0.01)
+        started = time.monotonic()
+        run.finish()
+        assert time.monotonic() - started < 1.0
+        assert pub.stats().queued == 2
+        transport.up = True
+        assert pub.flush(10)

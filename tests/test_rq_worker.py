@@ -2,7 +2,7 @@
 
 The worker is another process (rq 3, burst mode) running ``tests/rq_jobs.py``. RQ forks a
 work horse per job and ends it with ``os._exit``, so nothing at exit flushes for it;
-``MediaRun`` flushes on its terminal event in a forked child for exactly that reason.
+a media run's terminal event waits (bounded) for delivery for exactly that reason.
 RQ's own keys live in Redis database 15, emptied around each test; the progress events
 go over this test's own pub/sub channel.
 """
@@ -189,15 +189,6 @@ def test_worker_jobs_deliver_their_whole_stream_once(
     assert last_progress("m-rq-partly", LIPFD) == (150, 300)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known loss: with the plain `rq worker` CLI the job module, and so a module-level "
-        "publisher, is first imported inside the work horse; MediaRun flushes on its "
-        "terminal event only when the process is not the one that created the publisher, "
-        "and the horse ends with os._exit, so the run's events are lost"
-    ),
-)
 def test_worker_importing_the_job_module_in_the_horse_delivers_every_stream(
     rq_url, queue, channel, subscriber
 ):
