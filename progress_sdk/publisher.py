@@ -235,9 +235,11 @@ class ProgressPublisher:
         self.source = self._explicit_source or _default_source()
         self._source_json = json.dumps(self.source)
         self._lock = threading.Lock()
-        # Wakes the sender (new work, close) and flush() waiters (work settled); both
-        # wait on the one lock so a notify cannot slip between a check and a wait.
-        self._wake = threading.Condition(self._lock)
+        # Wakes the idle sender. Set after the front has released _lock: a sender woken
+        # while the emitting thread still held _lock would take the GIL, block on _lock,
+        # and hand both back and forth, costing that emit() tens of microseconds.
+        self._wakeup = threading.Event()
+        # Wakes flush() waiters when work settles.
         self._settled_cv = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._queue: deque[_Entry] = deque()
@@ -356,10 +358,11 @@ class ProgressPublisher:
                 self._accept_progress_locked(entry, progress_key)
             else:
                 self._accept_lifecycle_locked(entry, event)
+            wake = self._sender_idle
             if self._thread is None:
                 self._start_sender_locked()
-            elif self._sender_idle:
-                self._wake.notify()
+        if wake:
+            self._wakeup.set()
 
     def _accept_progress_locked(self, entry: _Entry, key: tuple[str, str | None, str, str]) -> None:
         held = self._held.get(key)
@@ -380,9 +383,8 @@ class ProgressPublisher:
                 # ones replace it, and the latest goes out when the interval is over.
                 self._held[key] = entry
                 deadline = last + self.min_progress_interval
+                # An idle sender is woken by _accept to wait for this new deadline.
                 heapq.heappush(self._deadlines, (deadline, next(self._tiebreak), key))
-                if self._sender_idle:
-                    self._wake.notify()
                 return
             self._last_progress_at[key] = mono
         self._enqueue_locked(entry)
@@ -519,56 +521,56 @@ class ProgressPublisher:
 
     def _next_batch(self) -> list[_Entry] | None:
         """Wait for work; take up to batch_size entries and number them. None: stop."""
-        with self._lock:
-            while True:
+        while True:
+            with self._lock:
                 now = time.monotonic()
                 if self._deadlines:
                     self._release_held_locked(now, everything=self._flush_now or self._closed)
                 if self._live:
-                    break
+                    self._sender_idle = False
+                    return self._take_batch_locked()
                 if self._closed:
                     return None
                 timeout = self._deadlines[0][0] - now if self._deadlines else None
+                # Cleared under _lock: an event accepted from here on sees the sender
+                # idle and sets _wakeup; one accepted before is seen in _live above.
                 self._sender_idle = True
-                self._wake.wait(timeout)
-                self._sender_idle = False
-            batch: list[_Entry] = []
-            queue = self._queue
-            while queue and len(batch) < self.batch_size:
-                entry = queue.popleft()
-                media_id = entry.media_id
-                if entry.state == _DEAD:
-                    # Its number is skipped so consumers see the eviction as a gap.
-                    self._carry[media_id] = self._carry.get(media_id, 0) + 1 + entry.skip
-                    continue
-                self._live -= 1
-                entry.state = _TAKEN
-                if (
-                    entry.model_key is not None
-                    and self._last_of_model.get(entry.model_key) is entry
-                ):
-                    del self._last_of_model[entry.model_key]
-                if (
-                    entry.progress_key is not None
-                    and self._pending.get(entry.progress_key) is entry
-                ):
-                    del self._pending[entry.progress_key]
-                if entry.wire is None:
-                    skip = entry.skip + (self._carry.pop(media_id, 0) if self._carry else 0)
-                    seq = self._seq.get(media_id, 0) + 1 + skip
-                    self._seq[media_id] = seq
-                    self._seq.move_to_end(media_id)
-                    if len(self._seq) > d.MAX_REMEMBERED_MEDIA:
-                        self._seq.popitem(last=False)
-                    entry.fields["seq"] = seq
-                batch.append(entry)
-            fifo = self._progress_fifo
-            # Progress entries leave the buffer in the order they entered it, so the
-            # ones just taken sit at the head of the eviction list.
-            while fifo and fifo[0].state != _QUEUED:
-                fifo.popleft()
-            self._in_flight = len(batch)
-            return batch
+                self._wakeup.clear()
+            self._wakeup.wait(timeout)
+
+    def _take_batch_locked(self) -> list[_Entry]:
+        """Take up to batch_size waiting entries and number them (under _lock)."""
+        batch: list[_Entry] = []
+        queue = self._queue
+        while queue and len(batch) < self.batch_size:
+            entry = queue.popleft()
+            media_id = entry.media_id
+            if entry.state == _DEAD:
+                # Its number is skipped so consumers see the eviction as a gap.
+                self._carry[media_id] = self._carry.get(media_id, 0) + 1 + entry.skip
+                continue
+            self._live -= 1
+            entry.state = _TAKEN
+            if entry.model_key is not None and self._last_of_model.get(entry.model_key) is entry:
+                del self._last_of_model[entry.model_key]
+            if entry.progress_key is not None and self._pending.get(entry.progress_key) is entry:
+                del self._pending[entry.progress_key]
+            if entry.wire is None:
+                skip = entry.skip + (self._carry.pop(media_id, 0) if self._carry else 0)
+                seq = self._seq.get(media_id, 0) + 1 + skip
+                self._seq[media_id] = seq
+                self._seq.move_to_end(media_id)
+                if len(self._seq) > d.MAX_REMEMBERED_MEDIA:
+                    self._seq.popitem(last=False)
+                entry.fields["seq"] = seq
+            batch.append(entry)
+        fifo = self._progress_fifo
+        # Progress entries leave the buffer in the order they entered it, so the
+        # ones just taken sit at the head of the eviction list.
+        while fifo and fifo[0].state != _QUEUED:
+            fifo.popleft()
+        self._in_flight = len(batch)
+        return batch
 
     def _release_held_locked(self, now: float, *, everything: bool) -> None:
         deadlines = self._deadlines
@@ -640,7 +642,7 @@ class ProgressPublisher:
                 return True
             self._flush_now = True
             if self._sender_idle:
-                self._wake.notify()
+                self._wakeup.set()
             try:
                 while self._settled_locked() < target:
                     if self._thread is None or not self._thread.is_alive():
@@ -665,8 +667,7 @@ class ProgressPublisher:
                 return self._close_result
             self._closed = True
             thread = self._thread
-            if thread is not None:
-                self._wake.notify()
+        self._wakeup.set()
         deadline = time.monotonic() + timeout
         delivered = True
         if thread is not None and thread.is_alive():
@@ -674,8 +675,7 @@ class ProgressPublisher:
             # within its timeout even when Redis is down.
             delivered = self.flush(max(0.0, timeout * 0.9 - 0.05))
             self._stop.set()
-            with self._lock:
-                self._wake.notify()
+            self._wakeup.set()
             thread.join(max(0.0, deadline - time.monotonic()))
             if not delivered:
                 self._drain_after_close()
