@@ -295,6 +295,10 @@ class ProgressPublisher:
         elif isinstance(event, Mapping):
             fields = dict(event)
             _, problems = _rules.check_event(fields, strict=False)
+            if not problems:
+                # The event is sent later, from another thread: a caller reusing its
+                # data dict must not change what goes out.
+                fields["data"] = dict(fields["data"])
             if not problems and _rules.has_free_json(fields.get("data") or {}):
                 _rules.check_json_size(fields, problems)
         else:
