@@ -465,10 +465,19 @@ class ProgressPublisher:
                 batch = self._next_batch()
                 if batch is None:
                     return
-                payloads = [self._encode(e) for e in batch]
                 try:
-                    receivers = self._transport.publish(payloads)
-                except (ConnectFailed, DeliveryUnknown) as exc:
+                    receivers = self._transport.publish([self._encode(e) for e in batch])
+                except Exception as exc:
+                    if not isinstance(exc, (ConnectFailed, DeliveryUnknown)):
+                        # A bug, or an error nobody foresaw: lose this batch, not the
+                        # sender. Counted, logged with its traceback, and sending goes on.
+                        logger.exception(
+                            "progress_sdk: unexpected error sending %d event(s); they are "
+                            "counted as dropped (sender_error) and sending continues",
+                            len(batch),
+                        )
+                        self._settle(0, len(batch), "sender_error", error=mask_url(repr(exc)))
+                        continue
                     error = mask_url(str(exc))
                     if isinstance(exc, DeliveryUnknown):
                         done = exc.confirmed
@@ -518,7 +527,7 @@ class ProgressPublisher:
                     # Cheap signal, not exact: receivers is summed over the batch.
                     with self._lock:
                         self._no_subscribers += len(batch) - min(receivers, len(batch))
-        except BaseException:  # pragma: no cover - a bug in the sender; never reach job code
+        except BaseException:  # pragma: no cover - a bug outside a batch; never reach job code
             logger.exception("progress_sdk: sender thread failed; events are no longer sent")
             with self._lock:
                 self._last_error = "sender thread failed (see log)"

@@ -459,3 +459,27 @@ def test_the_end_of_a_run_does_not_wait_while_redis_is_known_down(transport):
         assert pub.stats().queued == 2
         transport.up = True
         assert pub.flush(10)
+
+
+def test_an_unexpected_sender_error_loses_one_batch_not_the_sender(transport, caplog):
+    """A bug surfacing in delivery costs the batch it hit (counted), never later events."""
+    failures = [RuntimeError("boom")]
+    real_publish = transport.publish
+
+    def flaky(payloads: list[bytes]) -> int:
+        if failures:
+            raise failures.pop()
+        return real_publish(payloads)
+
+    transport.publish = flaky  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="progress_sdk"), ProgressPublisher(
+        _transport=transport
+    ) as pub:
+        pub.emit(lifecycle(i=0))
+        assert pub.flush(5)
+        pub.emit(lifecycle(i=1))
+        assert pub.flush(5)
+        stats = pub.stats()
+    assert stats.dropped == {"sender_error": 1} and stats.published == 1
+    assert [e["message"] for e in transport.events()] == ["step 1"]
+    assert any("unexpected error" in r.getMessage() for r in caplog.records)
