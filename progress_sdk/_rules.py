@@ -523,7 +523,9 @@ def check_json_size(event: dict[str, Any], problems: list[Problem]) -> None:
     publisher adds later.
     """
     try:
-        size = len(json.dumps(event, ensure_ascii=False, allow_nan=False).encode())
+        # ASCII-escaped: never smaller than the UTF-8 the publisher sends (so the bound
+        # holds), and a lone surrogate is measured instead of failing to encode.
+        size = len(json.dumps(event, allow_nan=False))
     except (TypeError, ValueError) as exc:
         problems.append(
             Problem(

@@ -465,8 +465,11 @@ class ProgressPublisher:
                 batch = self._next_batch()
                 if batch is None:
                     return
+                payloads = self._encode_batch(batch)
+                if not payloads:
+                    continue
                 try:
-                    receivers = self._transport.publish([self._encode(e) for e in batch])
+                    receivers = self._transport.publish(payloads)
                 except Exception as exc:
                     if not isinstance(exc, (ConnectFailed, DeliveryUnknown)):
                         # A bug, or an error nobody foresaw: lose this batch, not the
@@ -595,16 +598,51 @@ class ProgressPublisher:
             self._last_progress_at[key] = now
             self._enqueue_locked(entry)
 
+    def _encode_batch(self, batch: list[_Entry]) -> list[bytes]:
+        """Serialise a batch, in place; an event that cannot be serialised is dropped
+        alone (its data was changed after emit() checked it), and its seq shows the gap."""
+        payloads: list[bytes] = []
+        kept: list[_Entry] = []
+        for entry in batch:
+            try:
+                payloads.append(self._encode(entry))
+            except (TypeError, ValueError) as exc:
+                logger.error(
+                    "progress_sdk: dropped a %s event of media %r that is no longer "
+                    "JSON-serialisable (was its data changed after emit()?): %s",
+                    entry.fields.get("event"),
+                    entry.media_id,
+                    exc,
+                )
+                with self._lock:
+                    self._dropped["unserialisable"] += 1
+                    self._in_flight -= 1
+                    self._settled_cv.notify_all()
+            else:
+                kept.append(entry)
+        batch[:] = kept
+        return payloads
+
     def _encode(self, entry: _Entry) -> bytes:
         if entry.wire is None:
             fields = entry.fields
             seq = fields.pop("seq")
             body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
             # The envelope is appended as text: cheaper than a second dict and dumps.
-            entry.wire = (
+            text = (
                 f'{body[:-1]},"schema_version":1,"seq":{seq},"source":{self._source_json},'
                 f'"timestamp":"{self._format_ts(entry.ts)}"}}'
-            ).encode()
+            )
+            try:
+                entry.wire = text.encode()
+            except UnicodeEncodeError:
+                # A lone surrogate (say, from a badly decoded filename) is no UTF-8;
+                # JSON's \u escapes carry it, and every JSON parser reads them.
+                fields["seq"] = seq
+                fields.update(
+                    schema_version=1, source=self.source, timestamp=self._format_ts(entry.ts)
+                )
+                entry.wire = json.dumps(fields, separators=(",", ":")).encode()
         return entry.wire
 
     def _requeue(self, batch: list[_Entry]) -> None:

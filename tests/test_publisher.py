@@ -483,3 +483,30 @@ def test_an_unexpected_sender_error_loses_one_batch_not_the_sender(transport, ca
     assert stats.dropped == {"sender_error": 1} and stats.published == 1
     assert [e["message"] for e in transport.events()] == ["step 1"]
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
+
+
+def test_data_changed_after_emit_into_non_json_costs_only_that_event(publisher, transport):
+    """If job code mutates nested details into something non-JSON after emit(), that one
+    event is dropped (and counted); the rest of its batch goes out."""
+    hold_sender(publisher, transport)
+    details: dict[str, Any] = {"ok": 1}
+    event = lifecycle(i=1)
+    event["data"]["details"] = details
+    publisher.emit(lifecycle(i=0))
+    publisher.emit(event)
+    publisher.emit(lifecycle(i=2))
+    details["bad"] = {1, 2}  # a set: not JSON
+    transport.open.set()
+    assert publisher.flush(5)
+    mine = [e for e in transport.events() if e["media_id"] == "m1"]
+    assert [(e["message"], e["seq"]) for e in mine] == [("step 0", 1), ("step 2", 3)]
+    assert publisher.stats().dropped == {"unserialisable": 1}
+
+
+def test_a_lone_surrogate_is_sent_as_a_json_escape(publisher, transport):
+    """Text that is not valid UTF-8 (a lone surrogate) still goes out, escaped."""
+    publisher.emit({**lifecycle(), "message": "file \udcff.mp4"})
+    assert publisher.flush(5)
+    (raw,) = transport.sent
+    raw.decode("utf-8")  # valid UTF-8 on the wire
+    assert json.loads(raw)["message"] == "file \udcff.mp4"
