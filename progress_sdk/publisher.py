@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -57,6 +58,7 @@ _MEDIA_TERMINALS = frozenset({"PROCESSING_COMPLETED", "PROCESSING_FAILED"})
 _PROGRESS = _rules.PROGRESS_EVENT_NAMES
 _ENVELOPE_KEYS = ("schema_version", "seq", "source", "timestamp")
 _MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # _Entry.state: waiting in the buffer; taken by the sender (numbered); evicted (a gap).
 _QUEUED, _TAKEN, _DEAD = 0, 1, 2
@@ -73,7 +75,9 @@ class PublisherStats:
     coalesced: int
     """Progress events replaced by a newer value of the same model before sending."""
     dropped: Mapping[str, int]
-    """Events lost, by reason: buffer_full, evicted, delivery_unknown, closed."""
+    """Events lost, by reason: ``buffer_full`` and ``evicted`` (no room), ``delivery_unknown``
+    (no reply in time), ``closed`` (still buffered when close() gave up),
+    ``unserialisable`` (data changed after emit), ``sender_error`` (an unexpected error)."""
     queued: int
     """Events waiting to be sent now (held progress values included)."""
     reconnects: int
@@ -636,13 +640,9 @@ class ProgressPublisher:
             try:
                 entry.wire = text.encode()
             except UnicodeEncodeError:
-                # A lone surrogate (say, from a badly decoded filename) is no UTF-8;
-                # JSON's \u escapes carry it, and every JSON parser reads them.
-                fields["seq"] = seq
-                fields.update(
-                    schema_version=1, source=self.source, timestamp=self._format_ts(entry.ts)
-                )
-                entry.wire = json.dumps(fields, separators=(",", ":")).encode()
+                # A lone surrogate (say, from a badly decoded filename) is no UTF-8, and
+                # strict parsers (orjson) refuse even its \u escape: send U+FFFD instead.
+                entry.wire = _SURROGATE.sub("\ufffd", text).encode()
         return entry.wire
 
     def _requeue(self, batch: list[_Entry]) -> None:

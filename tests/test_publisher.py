@@ -503,10 +503,10 @@ def test_data_changed_after_emit_into_non_json_costs_only_that_event(publisher, 
     assert publisher.stats().dropped == {"unserialisable": 1}
 
 
-def test_a_lone_surrogate_is_sent_as_a_json_escape(publisher, transport):
-    """Text that is not valid UTF-8 (a lone surrogate) still goes out, escaped."""
+def test_a_lone_surrogate_goes_out_as_a_replacement_character(publisher, transport):
+    """Text that cannot be UTF-8 (a lone surrogate) still goes out, as U+FFFD."""
     publisher.emit({**lifecycle(), "message": "file \udcff.mp4"})
     assert publisher.flush(5)
     (raw,) = transport.sent
     raw.decode("utf-8")  # valid UTF-8 on the wire
-    assert json.loads(raw)["message"] == "file \udcff.mp4"
+    assert json.loads(raw)["message"] == "file \ufffd.mp4"
