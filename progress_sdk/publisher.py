@@ -47,7 +47,14 @@ from .exceptions import (
     RedisUnavailableError,
 )
 from .tracking import MediaRun
-from .transport import ConnectFailed, DeliveryUnknown, RedisTransport, Transport, mask_url
+from .transport import (
+    ConnectFailed,
+    DeliveryUnknown,
+    RedisTransport,
+    Rejected,
+    Transport,
+    mask_url,
+)
 
 logger = logging.getLogger("progress_sdk")
 
@@ -76,7 +83,8 @@ class PublisherStats:
     """Progress events replaced by a newer value of the same model before sending."""
     dropped: Mapping[str, int]
     """Events lost, by reason: ``buffer_full`` and ``evicted`` (no room), ``delivery_unknown``
-    (no reply in time), ``closed`` (still buffered when close() gave up),
+    (no reply in time), ``closed`` (still buffered when close() gave up), ``rejected`` (Redis
+    answered with an error, e.g. an ACL),
     ``unserialisable`` (data changed after emit), ``sender_error`` (an unexpected error)."""
     queued: int
     """Events waiting to be sent now (held progress values included)."""
@@ -269,6 +277,7 @@ class ProgressPublisher:
         self._connected = False
         self._last_error: str | None = None
         self._no_subscribers = 0
+        self._rejections_logged: set[str] = set()
         self._in_flight = 0
         self._format_ts = _TimestampFormatter()
 
@@ -474,6 +483,23 @@ class ProgressPublisher:
                     continue
                 try:
                     receivers = self._transport.publish(payloads)
+                except Rejected as exc:
+                    # Sending again cannot help (an ACL, a read-only replica): count the
+                    # refused events, say so once per reason, and go on with the rest.
+                    error = mask_url(str(exc))
+                    if error not in self._rejections_logged:
+                        self._rejections_logged.add(error)
+                        logger.error(
+                            "progress_sdk: Redis at %s refused %d event(s) (%s); refused "
+                            "events are counted as dropped (rejected).",
+                            self._transport.description,
+                            exc.rejected,
+                            error,
+                        )
+                    self._settle(len(batch) - exc.rejected, exc.rejected, "rejected", error=None)
+                    with self._lock:
+                        self._last_error = error
+                    continue
                 except Exception as exc:
                     if not isinstance(exc, (ConnectFailed, DeliveryUnknown)):
                         # A bug, or an error nobody foresaw: lose this batch, not the

@@ -53,7 +53,8 @@ class Transport(Protocol):
     description: str
 
     def publish(self, payloads: list[bytes]) -> int:
-        """Deliver in order; return receivers. Raise ConnectFailed or DeliveryUnknown."""
+        """Deliver in order; return receivers. Raise ConnectFailed, DeliveryUnknown or
+        Rejected."""
 
     def check(self) -> None:
         """Raise ConnectFailed if the destination cannot be reached."""
@@ -67,6 +68,16 @@ class Transport(Protocol):
 
 class ConnectFailed(Exception):
     """No connection to Redis; nothing of the batch was written."""
+
+
+class Rejected(Exception):
+    """Redis answered some PUBLISH commands with an error (an ACL denying the channel,
+    say): those events will never be accepted; the others of the batch were published."""
+
+    def __init__(self, message: str, rejected: int, receivers: int) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+        self.receivers = receivers
 
 
 class DeliveryUnknown(Exception):
@@ -159,6 +170,7 @@ class RedisTransport:
         channel = self._channel_bytes
         confirmed = 0
         receivers = 0
+        rejected: list[str] = []
         try:
             # One buffer, one sendall: redis-py would send the packed chunks (~6 KB each)
             # one by one, and each socket call gives up the interpreter lock, which a
@@ -167,7 +179,11 @@ class RedisTransport:
             packed = b"".join(conn.pack_commands([("PUBLISH", channel, p) for p in payloads]))
             conn.send_packed_command([packed], check_health=False)
             for _ in payloads:
-                receivers += int(conn.read_response())
+                try:
+                    receivers += int(conn.read_response())
+                except redis.ResponseError as exc:
+                    # An error reply: the connection is fine, this command was refused.
+                    rejected.append(str(exc))
                 confirmed += 1
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()
@@ -175,6 +191,8 @@ class RedisTransport:
             raise DeliveryUnknown(
                 f"{type(exc).__name__}: {exc}", confirmed, receivers, retry=not timed_out
             ) from exc
+        if rejected:
+            raise Rejected(f"ResponseError: {rejected[0]}", len(rejected), receivers)
         return receivers
 
     def check(self) -> None:

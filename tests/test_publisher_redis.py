@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -193,3 +194,38 @@ def test_accepts_an_existing_client_and_pool(redis_url, channel, subscriber):
         assert publisher.flush(5)
     assert [e["media_id"] for e in _decode(subscriber.wait_for(2))] == ["m-client", "m-pool"]
     client.ping()  # the caller's client is not closed by the publisher
+
+
+def test_events_redis_refuses_are_counted_and_do_not_block_the_rest(redis_url, channel, caplog):
+    """An ACL that forbids the channel: every event is refused, counted as rejected, logged
+    once, and the sender is not stuck retrying them."""
+    admin = redis.Redis.from_url(redis_url)
+    user = f"test-noperm-{channel[-12:]}"
+    admin.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["allowed-only"],
+        commands=["+@all"],
+    )
+    target = urlsplit(redis_url)
+    url = f"redis://{user}:pw@{target.hostname}:{target.port or 6379}/0"
+    try:
+        with caplog.at_level(logging.ERROR, logger="progress_sdk"):
+            publisher = ProgressPublisher(url, channel, min_progress_interval=0)
+            for i in range(30):
+                publisher.emit(_event("m-acl", i))
+                if i == 9:
+                    assert publisher.flush(5)  # a second batch, a second refusal
+            assert publisher.flush(5)
+            stats = publisher.stats()
+            publisher.close(1)
+        assert stats.dropped == {"rejected": 30} and stats.published == 0
+        assert "NOPERM" in (stats.last_error or "") or "permission" in (stats.last_error or "")
+        refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refusals) == 1
+        assert all("pw@" not in r.getMessage() for r in caplog.records)
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
