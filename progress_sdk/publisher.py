@@ -67,8 +67,9 @@ _ENVELOPE_KEYS = ("schema_version", "seq", "source", "timestamp")
 _MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
-# _Entry.state: waiting in the buffer; taken by the sender (numbered); evicted (a gap).
-_QUEUED, _TAKEN, _DEAD = 0, 1, 2
+# _Entry.state: waiting in the buffer; taken by the sender (numbered); evicted (a gap);
+# published or dropped. flush() waits for entries to be _DEAD or _DONE.
+_QUEUED, _TAKEN, _DEAD, _DONE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ class ProgressPublisher:
         self._carry: dict[str, int] = {}
         self._seq: OrderedDict[str, int] = OrderedDict()
         self._sender_idle = False
-        self._flush_now = False
+        self._flushers = 0  # flush() calls waiting: held progress goes out at once
         self._thread: threading.Thread | None = None
         self._accepted = 0
         self._published = 0
@@ -278,7 +279,7 @@ class ProgressPublisher:
         self._last_error: str | None = None
         self._no_subscribers = 0
         self._rejections_logged: set[str] = set()
-        self._in_flight = 0
+        self._in_flight: list[_Entry] = []  # the batch being sent
         self._format_ts = _TimestampFormatter()
 
     def _after_fork_in_child(self) -> None:
@@ -354,10 +355,6 @@ class ProgressPublisher:
         """Queue validated wire fields (no envelope). The hot path: keep it short."""
         if self._pid != os.getpid():  # backstop if at-fork hooks did not run
             self._after_fork_in_child()
-        if self._closed:
-            raise PublisherClosedError(
-                "emit() after close(): create a new ProgressPublisher, or emit before closing"
-            )
         now = time.time()
         event = fields["event"]
         data = fields["data"]
@@ -370,6 +367,12 @@ class ProgressPublisher:
         progress_key = (*model_key, event) if model_key and event in _PROGRESS else None
         entry = _Entry(fields, now, model_key, progress_key)
         with self._lock:
+            # Checked under the lock: a close() racing this emit either sees the event
+            # (and sends or counts it) or makes this emit raise.
+            if self._closed:
+                raise PublisherClosedError(
+                    "emit() after close(): create a new ProgressPublisher, or emit before closing"
+                )
             self._accepted += 1
             if progress_key is not None:
                 self._accept_progress_locked(entry, progress_key)
@@ -429,7 +432,9 @@ class ProgressPublisher:
 
     def _enqueue_locked(self, entry: _Entry) -> None:
         # In-flight events count: a batch that fails to send comes back to the buffer.
-        if self._live + self._in_flight >= self.buffer_size and not self._make_room_locked(entry):
+        if self._live + len(self._in_flight) >= self.buffer_size and not self._make_room_locked(
+            entry
+        ):
             return
         gap = self._gap_before_next.pop(entry.media_id, 0) if self._gap_before_next else 0
         entry.skip = gap
@@ -496,7 +501,7 @@ class ProgressPublisher:
                             exc.rejected,
                             error,
                         )
-                    self._settle(len(batch) - exc.rejected, exc.rejected, "rejected", error=None)
+                    self._settle(batch, len(batch) - exc.rejected, exc.rejected, "rejected")
                     with self._lock:
                         self._last_error = error
                     continue
@@ -509,12 +514,14 @@ class ProgressPublisher:
                             "counted as dropped (sender_error) and sending continues",
                             len(batch),
                         )
-                        self._settle(0, len(batch), "sender_error", error=mask_url(repr(exc)))
+                        self._settle(
+                            batch, 0, len(batch), "sender_error", error=mask_url(repr(exc))
+                        )
                         continue
                     error = mask_url(str(exc))
                     if isinstance(exc, DeliveryUnknown):
                         done = exc.confirmed
-                        self._settle(done, 0, "", error=error)
+                        self._settle(batch[:done], done, 0, "", error=error)
                         if not exc.retry:
                             lost = len(batch) - done
                             logger.warning(
@@ -524,7 +531,7 @@ class ProgressPublisher:
                                 error,
                                 lost,
                             )
-                            self._settle(0, lost, "delivery_unknown", error=error)
+                            self._settle(batch[done:], 0, lost, "delivery_unknown", error=error)
                             continue
                         batch = batch[done:]
                     self._requeue(batch)
@@ -555,7 +562,7 @@ class ProgressPublisher:
                         self._reconnects += 1
                     outage_started = None
                 backoff = d.RECONNECT_BACKOFF_INITIAL
-                self._settle(len(batch), 0, "", error=None)
+                self._settle(batch, len(batch), 0, "", connected=True)
                 if receivers < len(batch):
                     # Cheap signal, not exact: receivers is summed over the batch.
                     with self._lock:
@@ -571,7 +578,7 @@ class ProgressPublisher:
             with self._lock:
                 now = time.monotonic()
                 if self._deadlines:
-                    self._release_held_locked(now, everything=self._flush_now or self._closed)
+                    self._release_held_locked(now, everything=self._flushers > 0 or self._closed)
                 if self._live:
                     self._sender_idle = False
                     return self._take_batch_locked()
@@ -615,7 +622,7 @@ class ProgressPublisher:
         # ones just taken sit at the head of the eviction list.
         while fifo and fifo[0].state != _QUEUED:
             fifo.popleft()
-        self._in_flight = len(batch)
+        self._in_flight = batch
         return batch
 
     def _release_held_locked(self, now: float, *, everything: bool) -> None:
@@ -646,7 +653,7 @@ class ProgressPublisher:
                 )
                 with self._lock:
                     self._dropped["unserialisable"] += 1
-                    self._in_flight -= 1
+                    entry.state = _DONE
                     self._settled_cv.notify_all()
             else:
                 kept.append(entry)
@@ -677,17 +684,31 @@ class ProgressPublisher:
             # Redis answers. Not put back in _pending: nothing may replace them now.
             self._queue.extendleft(reversed(batch))
             self._live += len(batch)
-            self._in_flight = 0
+            self._in_flight = []
 
-    def _settle(self, published: int, dropped: int, reason: str, *, error: str | None) -> None:
+    def _settle(
+        self,
+        entries: list[_Entry],
+        published: int,
+        dropped: int,
+        reason: str,
+        *,
+        error: str | None = None,
+        connected: bool = False,
+    ) -> None:
+        """Record the fate of ``entries``: each of them was published or dropped."""
         with self._lock:
+            for entry in entries:
+                entry.state = _DONE
             self._published += published
             if dropped:
                 self._dropped[reason] += dropped
-            self._connected = error is None
+            if connected:
+                self._connected = True
             if error is not None:
+                self._connected = False
                 self._last_error = error
-            self._in_flight = 0
+            self._in_flight = []
             self._settled_cv.notify_all()
 
     def _drain_after_close(self) -> None:
@@ -695,6 +716,8 @@ class ProgressPublisher:
             lost = self._live + len(self._held)
             if lost:
                 self._dropped["closed"] += lost
+            for entry in (*self._queue, *self._held.values()):
+                entry.state = _DONE
             self._queue.clear()
             self._held.clear()
             self._deadlines.clear()
@@ -703,34 +726,42 @@ class ProgressPublisher:
 
     # -- flush, close, stats ------------------------------------------------------
 
-    def _settled_locked(self) -> int:
-        return self._published + self._coalesced + sum(self._dropped.values())
-
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event accepted so far is published or dropped.
+        """Wait until every event accepted before this call is published or dropped.
 
-        Held progress values are sent at once. Returns True if all of them were
-        published or dropped before ``timeout`` seconds (None: no limit).
+        Held progress values are sent at once. Returns True if they all were before
+        ``timeout`` seconds (None: no limit). Events that other threads emit meanwhile
+        are not waited for.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            target = self._accepted
-            if self._settled_locked() >= target:
-                return True
-            self._flush_now = True
+            # The entries that stand for every event accepted so far. A newer progress
+            # value may replace one's fields later: it then goes out with it, which is
+            # fine. Entries mostly settle in this order, so one pass over the list does.
+            waiting = [
+                *self._in_flight,
+                *(e for e in self._queue if e.state != _DEAD),
+                *self._held.values(),
+            ]
+            i = 0
+            self._flushers += 1
             if self._sender_idle:
                 self._wakeup.set()
             try:
-                while self._settled_locked() < target:
+                while True:
+                    while i < len(waiting) and waiting[i].state >= _DEAD:
+                        i += 1
+                    if i == len(waiting):
+                        return True
                     if self._thread is None or not self._thread.is_alive():
                         return False
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
+                    remaining = 0.5 if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
                         return False
-                    self._settled_cv.wait(remaining if remaining is None else min(remaining, 0.5))
-                return True
+                    # Bounded, so that a sender that died is noticed (is_alive above).
+                    self._settled_cv.wait(min(remaining, 0.5))
             finally:
-                self._flush_now = False
+                self._flushers -= 1
 
     def close(self, timeout: float = d.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send what is buffered (for up to ``timeout`` seconds), stop the sender, disconnect.
@@ -796,7 +827,7 @@ class ProgressPublisher:
                 published=self._published,
                 coalesced=self._coalesced,
                 dropped=dict(self._dropped),
-                queued=self._live + len(self._held) + self._in_flight,
+                queued=self._live + len(self._held) + len(self._in_flight),
                 reconnects=self._reconnects,
                 connected=self._connected,
                 last_error=self._last_error,

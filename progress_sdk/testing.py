@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 from .contract import LifecycleValidator, Report
+from .exceptions import PublisherClosedError
 from .publisher import ProgressPublisher, _Entry
 from .transport import ConnectFailed
 
@@ -121,7 +122,9 @@ class CapturingPublisher(ProgressPublisher):
         entry = _Entry(fields, time.time(), None, None)
         with self._lock:
             if self._closed:
-                super()._accept(fields)  # raises PublisherClosedError
+                raise PublisherClosedError(
+                    "emit() after close(): create a new publisher, or emit before closing"
+                )
             self._accepted += 1
             media_id = entry.media_id
             seq = self._seq.get(media_id, 0) + 1
