@@ -114,8 +114,12 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
         )
     elif model_name is not None:
         _check_str(
-            problems, "data.model_name", model_name, d.MAX_MODEL_NAME_CHARS,
-            required=False, what="the model this event is about",
+            problems,
+            "data.model_name",
+            model_name,
+            d.MAX_MODEL_NAME_CHARS,
+            required=False,
+            what="the model this event is about",
         )
 
     progress = data.get("progress")
@@ -141,7 +145,8 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
             elif not _is_int(value):
                 problems.append(
                     Problem(
-                        f"data.{name}", "type",
+                        f"data.{name}",
+                        "type",
                         f"must be an integer, got {type(value).__name__} {value!r}",
                     )
                 )
@@ -149,9 +154,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
         if ok:
             assert isinstance(total, int) and isinstance(progress, int)
             if total <= 0:
-                problems.append(
-                    Problem("data.total", "positive", f"must be > 0, got {total}")
-                )
+                problems.append(Problem("data.total", "positive", f"must be > 0, got {total}"))
             elif progress < 0 or progress > total:
                 problems.append(
                     Problem(
@@ -164,15 +167,20 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
     phase = data.get("phase")
     if phase is not None:
         _check_str(
-            problems, "data.phase", phase, d.MAX_PHASE_CHARS,
-            required=False, what="a short machine-readable stage name",
+            problems,
+            "data.phase",
+            phase,
+            d.MAX_PHASE_CHARS,
+            required=False,
+            what="a short machine-readable stage name",
         )
 
     details = data.get("details")
     if details is not None and not isinstance(details, dict):
         problems.append(
             Problem(
-                "data.details", "type",
+                "data.details",
+                "type",
                 f"must be a JSON object (dict), got {type(details).__name__}",
             )
         )
@@ -180,15 +188,20 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
     prediction = data.get("prediction")
     if prediction is not None:
         _check_str(
-            problems, "data.prediction", prediction, d.MAX_PREDICTION_CHARS,
-            required=False, what='a label such as "FAKE" or "REAL"',
+            problems,
+            "data.prediction",
+            prediction,
+            d.MAX_PREDICTION_CHARS,
+            required=False,
+            what='a label such as "FAKE" or "REAL"',
         )
     confidence = data.get("confidence")
     if confidence is not None:
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
             problems.append(
                 Problem(
-                    "data.confidence", "type",
+                    "data.confidence",
+                    "type",
                     f"must be a number in [0, 1], got {type(confidence).__name__}",
                 )
             )
@@ -211,8 +224,12 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
     filename = data.get("filename")
     if filename is not None:
         _check_str(
-            problems, "data.filename", filename, d.MAX_FILENAME_CHARS,
-            required=False, what="the uploaded file's name, shown in the panel title",
+            problems,
+            "data.filename",
+            filename,
+            d.MAX_FILENAME_CHARS,
+            required=False,
+            what="the uploaded file's name, shown in the panel title",
         )
 
 
@@ -242,12 +259,20 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
         return None, problems
 
     _check_str(
-        problems, "media_id", obj.get("media_id"), d.MAX_MEDIA_ID_CHARS,
-        required=True, what="the id of the media this event is about",
+        problems,
+        "media_id",
+        obj.get("media_id"),
+        d.MAX_MEDIA_ID_CHARS,
+        required=True,
+        what="the id of the media this event is about",
     )
     _check_str(
-        problems, "user_id", obj.get("user_id"), d.MAX_USER_ID_CHARS,
-        required=True, what="the relay routes by user_id and silently drops events without it",
+        problems,
+        "user_id",
+        obj.get("user_id"),
+        d.MAX_USER_ID_CHARS,
+        required=True,
+        what="the relay routes by user_id and silently drops events without it",
     )
 
     event: str | None = None
@@ -263,7 +288,8 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
         if event not in ALL_EVENT_NAMES:
             problems.append(
                 Problem(
-                    "event", "known_type",
+                    "event",
+                    "known_type",
                     f"unknown event type {raw_event[:80]!r}; expected one of "
                     + ", ".join(sorted(ALL_EVENT_NAMES)),
                 )
@@ -280,7 +306,8 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
     elif len(message) > d.MAX_MESSAGE_CHARS:
         problems.append(
             Problem(
-                "message", "max_length",
+                "message",
+                "max_length",
                 f"is {len(message)} characters, at most {d.MAX_MESSAGE_CHARS} allowed",
             )
         )
@@ -342,28 +369,33 @@ def _fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
             if event in MODEL_EVENT_NAMES:
                 return None
         elif (
-            type(model_name) is not str or not model_name
-            or len(model_name) > d.MAX_MODEL_NAME_CHARS or model_name.isspace()
+            type(model_name) is not str
+            or not model_name
+            or len(model_name) > d.MAX_MODEL_NAME_CHARS
+            or model_name.isspace()
         ):
             return None
         progress = dget("progress")
         total = dget("total")
-        if (
-            (progress is not None or total is not None or event in PROGRESS_EVENT_NAMES)
-            and (type(progress) is not int or type(total) is not int
-                 or total <= 0 or progress < 0 or progress > total)
+        if (progress is not None or total is not None or event in PROGRESS_EVENT_NAMES) and (
+            type(progress) is not int
+            or type(total) is not int
+            or total <= 0
+            or progress < 0
+            or progress > total
         ):
             return None
         phase = dget("phase")
         if phase is not None and (
-            type(phase) is not str or not phase or len(phase) > d.MAX_PHASE_CHARS
-            or phase.isspace()
+            type(phase) is not str or not phase or len(phase) > d.MAX_PHASE_CHARS or phase.isspace()
         ):
             return None
         # Progress events carry only these four keys: look the others up only when
         # data holds something else.
         common = (
-            (model_name is not None) + (progress is not None) + (total is not None)
+            (model_name is not None)
+            + (progress is not None)
+            + (total is not None)
             + (phase is not None)
         )
         if len(data) == common:
@@ -381,9 +413,7 @@ def _fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
                 return None
             v = dget("confidence")
             # NaN fails both comparisons, so it falls through to the full check too.
-            if v is not None and (
-                (type(v) is not float and type(v) is not int) or not 0 <= v <= 1
-            ):
+            if v is not None and ((type(v) is not float and type(v) is not int) or not 0 <= v <= 1):
                 return None
             v = dget("error_message")
             if v is None:
@@ -444,7 +474,8 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
     elif not _is_int(version) or version != d.SCHEMA_VERSION:
         problems.append(
             Problem(
-                "schema_version", "version",
+                "schema_version",
+                "version",
                 f"must be {d.SCHEMA_VERSION}, got {version!r}",
             )
         )
@@ -463,8 +494,12 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
     source = obj.get("source")
     if source is not None or strict:
         _check_str(
-            problems, "source", source, d.MAX_SOURCE_CHARS,
-            required=strict, what="identifies one publisher instance",
+            problems,
+            "source",
+            source,
+            d.MAX_SOURCE_CHARS,
+            required=strict,
+            what="identifies one publisher instance",
         )
 
     timestamp = obj.get("timestamp")
@@ -472,7 +507,8 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
         if strict:
             problems.append(
                 Problem(
-                    "timestamp", "required",
+                    "timestamp",
+                    "required",
                     "is required in strict mode: ISO 8601 UTC, e.g. 2026-11-26T05:00:00.123456Z",
                 )
             )
@@ -485,7 +521,8 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
         if parsed is None:
             problems.append(
                 Problem(
-                    "timestamp", "format",
+                    "timestamp",
+                    "format",
                     f"{timestamp[:64]!r} is not ISO 8601; send e.g. 2026-11-26T05:00:00.123456Z",
                 )
             )
@@ -494,14 +531,16 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
             # zone: ProgressEvent (AwareDatetime) refuses those too.
             problems.append(
                 Problem(
-                    "timestamp", "timezone",
+                    "timestamp",
+                    "timezone",
                     f"{timestamp[:64]!r} has no UTC offset; end it in Z",
                 )
             )
         elif strict and parsed.utcoffset() != _ZERO:
             problems.append(
                 Problem(
-                    "timestamp", "utc",
+                    "timestamp",
+                    "utc",
                     f"{timestamp[:64]!r} must be UTC (end in Z or +00:00)",
                 )
             )
@@ -509,8 +548,12 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
     run_id = obj.get("run_id")
     if run_id is not None:
         _check_str(
-            problems, "run_id", run_id, d.MAX_RUN_ID_CHARS,
-            required=False, what="one analysis run of a media",
+            problems,
+            "run_id",
+            run_id,
+            d.MAX_RUN_ID_CHARS,
+            required=False,
+            what="one analysis run of a media",
         )
 
 
@@ -529,7 +572,8 @@ def check_json_size(event: dict[str, Any], problems: list[Problem]) -> None:
     except (TypeError, ValueError) as exc:
         problems.append(
             Problem(
-                "data", "json",
+                "data",
+                "json",
                 f"must be JSON-serialisable (str, int, float, bool, None, list, dict): {exc}",
             )
         )
@@ -538,7 +582,8 @@ def check_json_size(event: dict[str, Any], problems: list[Problem]) -> None:
     if size > budget:
         problems.append(
             Problem(
-                "data", "max_size",
+                "data",
+                "max_size",
                 f"the event is {size} bytes, at most {budget} allowed before the envelope "
                 f"(a whole event is at most {d.MAX_EVENT_BYTES} bytes): trim data.details",
             )
@@ -550,8 +595,15 @@ ENVELOPE_MARGIN = 2048
 
 KNOWN_DATA_KEYS = frozenset(
     {
-        "model_name", "progress", "total", "phase", "details",
-        "prediction", "confidence", "error_message", "filename",
+        "model_name",
+        "progress",
+        "total",
+        "phase",
+        "details",
+        "prediction",
+        "confidence",
+        "error_message",
+        "filename",
     }
 )
 

@@ -61,6 +61,7 @@ MAX_SEQUENCES = 10_000
 # finding per event; the first thousand say everything a person will read.
 MAX_FINDINGS = 1_000
 
+
 def _reject_constant(name: str) -> Any:
     # Python's json reads NaN and Infinity; JSON does not, and neither does the relay's
     # JSON.parse, so an event holding them never reaches the UI.
@@ -198,9 +199,7 @@ class Report:
     @property
     def ok(self) -> bool:
         """True when there is no violation (and no open run, unless those are allowed)."""
-        return self.violation_count == 0 and (
-            self.allow_incomplete or self.incomplete_count == 0
-        )
+        return self.violation_count == 0 and (self.allow_incomplete or self.incomplete_count == 0)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict (what ``progress-sim validate --json`` prints)."""
@@ -226,9 +225,7 @@ class Report:
         verdict = "VALID" if self.ok else "INVALID"
         lines = [f"{verdict}: {_plural(self.events, 'event')} checked ({mode} mode)"]
         if self.counts:
-            lines.append(
-                "  " + ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items()))
-            )
+            lines.append("  " + ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items())))
         if self.violation_count:
             by_rule = ", ".join(f"{r}: {n}" for r, n in sorted(self.violations_by_rule.items()))
             lines.append(f"{_plural(self.violation_count, 'violation')} ({by_rule})")
@@ -236,7 +233,8 @@ class Report:
             _more(lines, self.violation_count, len(self.violations))
         if self.incomplete_count:
             counted = (
-                "allowed" if self.allow_incomplete
+                "allowed"
+                if self.allow_incomplete
                 else "counted as rule 4 violations; --allow-incomplete accepts them"
             )
             lines.append(
@@ -340,8 +338,11 @@ class LifecycleValidator:
                 size = _size(raw.rstrip())
                 return [
                     self._violation(
-                        "event", pos, f"the event is {size} bytes or more, at most "
-                        f"{d.MAX_EVENT_BYTES} allowed", field="$", check="max_size",
+                        "event",
+                        pos,
+                        f"the event is {size} bytes or more, at most {d.MAX_EVENT_BYTES} allowed",
+                        field="$",
+                        check="max_size",
                     )
                 ]
             try:
@@ -364,9 +365,7 @@ class LifecycleValidator:
             where = _identity(obj) if isinstance(obj, dict) else {}
             for p in problems:
                 findings.append(
-                    self._violation(
-                        "event", pos, p.message, field=p.field, check=p.rule, **where
-                    )
+                    self._violation("event", pos, p.message, field=p.field, check=p.rule, **where)
                 )
         if event is None:
             return findings
@@ -375,8 +374,10 @@ class LifecycleValidator:
         # would turn every later event of its run into a rule-1 violation.
         media_id = obj.get("media_id")
         run_id = obj.get("run_id")
-        if type(media_id) is not str or not media_id or (
-            run_id is not None and type(run_id) is not str
+        if (
+            type(media_id) is not str
+            or not media_id
+            or (run_id is not None and type(run_id) is not str)
         ):
             return findings
         seq = obj.get("seq")
@@ -414,11 +415,14 @@ class LifecycleValidator:
             )
             report.incomplete.append(
                 Finding(
-                    "incomplete", "rule 4", run.started,
+                    "incomplete",
+                    "rule 4",
+                    run.started,
                     f"run started at line {run.started}, last event at line {run.last}, "
                     "has no PROCESSING_COMPLETED or PROCESSING_FAILED (job crashed or "
                     f"stream cut short){models}",
-                    media_id=media_id, run_id=run_id,
+                    media_id=media_id,
+                    run_id=run_id,
                 )
             )
         return report
@@ -445,10 +449,12 @@ class LifecycleValidator:
             what = "repeats" if seq == last else "decreases from"
             findings.append(
                 self._violation(
-                    "rule 6", pos,
+                    "rule 6",
+                    pos,
                     f"seq {seq} {what} {last}; expected a seq greater than {last} "
                     "(strictly increasing per source and media_id)",
-                    media_id=media_id, source=source,
+                    media_id=media_id,
+                    source=source,
                 )
             )
             return  # keep the highest seq seen, so one stray event is reported once
@@ -476,19 +482,25 @@ class LifecycleValidator:
                 again = "a second media terminal event" if event in _MEDIA_TERMINALS else event
                 findings.append(
                     self._violation(
-                        "rule 4", pos,
+                        "rule 4",
+                        pos,
                         f"{again} after {terminal} at line {at}; expected nothing for the "
                         "run after its media terminal event (exactly one per run)",
-                        media_id=media_id, run_id=run_id, model_name=_model_of(obj),
+                        media_id=media_id,
+                        run_id=run_id,
+                        model_name=_model_of(obj),
                     )
                 )
                 return
             findings.append(
                 self._violation(
-                    "rule 1", pos,
+                    "rule 1",
+                    pos,
                     f"{event} before PROCESSING_STARTED; expected PROCESSING_STARTED "
                     "first in every run",
-                    media_id=media_id, run_id=run_id, model_name=_model_of(obj),
+                    media_id=media_id,
+                    run_id=run_id,
+                    model_name=_model_of(obj),
                 )
             )
             # Carry on as if it had started, so the rest of the run is still checked
@@ -558,9 +570,7 @@ class LifecycleValidator:
             # A model that fails before it starts (the job gave up while it was queued)
             # may go straight to ANALYSIS_FAILED; a completed one must have started.
             if model is None or (completed and state == _QUEUED):
-                before = (
-                    "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
-                )
+                before = "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
                 problem = f"{event} for a model that was never started; expected {before} first"
             if model is None:
                 model = run.models[name] = _Model(_STARTED, pos)
@@ -638,10 +648,12 @@ class LifecycleValidator:
         if open_models:
             findings.append(
                 self._violation(
-                    "rule 4", pos,
+                    "rule 4",
+                    pos,
                     f"{event} while {_names(open_models)} had no terminal event; expected "
                     "ANALYSIS_COMPLETED or ANALYSIS_FAILED for every model first",
-                    media_id=media_id, run_id=run_id,
+                    media_id=media_id,
+                    run_id=run_id,
                 )
             )
         if event == "PROCESSING_COMPLETED" and run.completed == 0:
@@ -649,10 +661,12 @@ class LifecycleValidator:
             why = f"all {failed} models failed" if failed else "no model completed"
             findings.append(
                 self._violation(
-                    "rule 5", pos,
+                    "rule 5",
+                    pos,
                     f"PROCESSING_COMPLETED but {why}; expected PROCESSING_FAILED unless at "
                     "least one model completed",
-                    media_id=media_id, run_id=run_id,
+                    media_id=media_id,
+                    run_id=run_id,
                 )
             )
         del self._runs[key]
@@ -676,9 +690,13 @@ class LifecycleValidator:
         report = self._report
         count = seq - last - 1
         finding = Finding(
-            "lost", "rule 6", pos,
+            "lost",
+            "rule 6",
+            pos,
             f"seq jumped from {last} to {seq}: {_plural(count, 'event')} lost",
-            media_id=media_id, source=source, count=count,
+            media_id=media_id,
+            source=source,
+            count=count,
         )
         report.lost_gaps += 1
         report.lost_events += count

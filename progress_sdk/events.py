@@ -162,23 +162,35 @@ class EventData(BaseModel):
     )
     total: StrictInt | None = Field(None, gt=0, description="Units in all, > 0.")
     phase: str | None = Field(
-        None, min_length=1, max_length=d.MAX_PHASE_CHARS, pattern=_NonEmpty,
+        None,
+        min_length=1,
+        max_length=d.MAX_PHASE_CHARS,
+        pattern=_NonEmpty,
         description="Short machine-readable stage name.",
     )
     details: dict[str, JsonValue] | None = Field(None, description="Free JSON object.")
     prediction: str | None = Field(
-        None, min_length=1, max_length=d.MAX_PREDICTION_CHARS, pattern=_NonEmpty,
+        None,
+        min_length=1,
+        max_length=d.MAX_PREDICTION_CHARS,
+        pattern=_NonEmpty,
         description='Verdict on ANALYSIS_COMPLETED, e.g. "FAKE" or "REAL".',
     )
     confidence: StrictFloat | None = Field(  # strict: not true, not "0.5"
         None, ge=0.0, le=1.0, allow_inf_nan=False, description="Confidence in 0..1."
     )
     error_message: str | None = Field(
-        None, min_length=1, max_length=d.MAX_ERROR_MESSAGE_CHARS, pattern=_NonEmpty,
+        None,
+        min_length=1,
+        max_length=d.MAX_ERROR_MESSAGE_CHARS,
+        pattern=_NonEmpty,
         description="Required on ANALYSIS_FAILED and PROCESSING_FAILED; the UI shows it.",
     )
     filename: str | None = Field(
-        None, min_length=1, max_length=d.MAX_FILENAME_CHARS, pattern=_NonEmpty,
+        None,
+        min_length=1,
+        max_length=d.MAX_FILENAME_CHARS,
+        pattern=_NonEmpty,
         description="Recommended on PROCESSING_STARTED; shown in the panel title.",
     )
 
@@ -206,11 +218,15 @@ class ProgressEvent(BaseModel):
     model_config = ConfigDict(frozen=True, json_schema_extra=_require_v1_envelope)
 
     media_id: str = Field(
-        min_length=1, max_length=d.MAX_MEDIA_ID_CHARS, pattern=_NonEmpty,
+        min_length=1,
+        max_length=d.MAX_MEDIA_ID_CHARS,
+        pattern=_NonEmpty,
         description="The media this event is about.",
     )
     user_id: str = Field(
-        min_length=1, max_length=d.MAX_USER_ID_CHARS, pattern=_NonEmpty,
+        min_length=1,
+        max_length=d.MAX_USER_ID_CHARS,
+        pattern=_NonEmpty,
         description="Owner of the media; the relay routes by it and drops events without it.",
     )
     event: _EventField
@@ -226,14 +242,20 @@ class ProgressEvent(BaseModel):
         None, ge=1, description="Strictly increasing per (source, media_id); a gap is loss."
     )
     source: str | None = Field(
-        None, min_length=1, max_length=d.MAX_SOURCE_CHARS, pattern=_NonEmpty,
+        None,
+        min_length=1,
+        max_length=d.MAX_SOURCE_CHARS,
+        pattern=_NonEmpty,
         description="One publisher instance, e.g. host:pid:random.",
     )
     timestamp: Annotated[AwareDatetime | None, BeforeValidator(_iso_timestamp)] = Field(
         None, description="ISO 8601 UTC time of emit, e.g. 2026-11-26T05:00:00.123456Z."
     )
     run_id: str | None = Field(
-        None, min_length=1, max_length=d.MAX_RUN_ID_CHARS, pattern=_NonEmpty,
+        None,
+        min_length=1,
+        max_length=d.MAX_RUN_ID_CHARS,
+        pattern=_NonEmpty,
         description="One analysis run of a media (a media can be re-analysed).",
     )
 
@@ -295,7 +317,8 @@ def parse_event(raw: bytes | str | dict[str, Any], *, strict: bool = False) -> P
             raise InvalidEventError(
                 [
                     Problem(
-                        "$", "max_size",
+                        "$",
+                        "max_size",
                         f"the event is {len(raw)} bytes, at most {d.MAX_EVENT_BYTES} allowed",
                     )
                 ]
@@ -318,4 +341,3 @@ def event_json_schema() -> dict[str, Any]:
 def format_timestamp(epoch_seconds: float) -> str:
     """ISO 8601 UTC with microseconds and a ``Z``, as the contract's example shows."""
     return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-

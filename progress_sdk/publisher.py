@@ -242,10 +242,16 @@ class ProgressPublisher:
 
     # -- state ------------------------------------------------------------------
 
-    def _init_state(self) -> None:
+    def _init_state(self, *, forked: bool = False) -> None:
         """(Re)create everything the sender thread and the front share."""
         self._pid = os.getpid()
-        self.source = self._explicit_source or _default_source()
+        source = self._explicit_source or _default_source()
+        if forked and self._explicit_source:
+            # The child numbers each media from 1 again: under the parent's source that
+            # would repeat seq values (contract rule 6), so it becomes a source of its own.
+            suffix = f":{self._pid}"
+            source = source[: d.MAX_SOURCE_CHARS - len(suffix)] + suffix
+        self.source = source
         self._source_json = json.dumps(self.source)
         self._lock = threading.Lock()
         # Wakes the idle sender. Set after the front has released _lock: a sender woken
@@ -286,7 +292,7 @@ class ProgressPublisher:
         # The child gets a fresh buffer, lock, thread and connection. The parent's
         # pending events stay the parent's: sending them here too would duplicate them.
         self._transport.after_fork_in_child()
-        self._init_state()
+        self._init_state(forked=True)
 
     def __repr__(self) -> str:
         return (
@@ -521,7 +527,10 @@ class ProgressPublisher:
                     error = mask_url(str(exc))
                     if isinstance(exc, DeliveryUnknown):
                         done = exc.confirmed
-                        self._settle(batch[:done], done, 0, "", error=error)
+                        # Replies read: published, or refused (an ACL) and so dropped.
+                        self._settle(
+                            batch[:done], done - exc.rejected, exc.rejected, "rejected", error=error
+                        )
                         if not exc.retry:
                             lost = len(batch) - done
                             logger.warning(

@@ -113,8 +113,9 @@ class CapturingPublisher(ProgressPublisher):
     real publisher; delivery is synchronous and nothing is coalesced or dropped.
     """
 
-    def __init__(self, channel: str = "media-progress-events", *,
-                 source: str = "capturing-publisher") -> None:
+    def __init__(
+        self, channel: str = "media-progress-events", *, source: str = "capturing-publisher"
+    ) -> None:
         super().__init__(channel=channel, source=source, _transport=_NoTransport())
         self.events = CapturedEvents()
 

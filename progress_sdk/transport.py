@@ -83,11 +83,14 @@ class Rejected(Exception):
 class DeliveryUnknown(Exception):
     """The connection broke mid-batch; ``confirmed`` events are known to be published."""
 
-    def __init__(self, message: str, confirmed: int, receivers: int, *, retry: bool) -> None:
+    def __init__(
+        self, message: str, confirmed: int, receivers: int, *, retry: bool, rejected: int = 0
+    ) -> None:
         super().__init__(message)
-        self.confirmed = confirmed
+        self.confirmed = confirmed  # replies read, refusals (``rejected``) included
         self.receivers = receivers
         self.retry = retry
+        self.rejected = rejected
 
 
 def describe_target(target: object) -> str:
@@ -189,7 +192,11 @@ class RedisTransport:
             conn.disconnect()
             timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
             raise DeliveryUnknown(
-                f"{type(exc).__name__}: {exc}", confirmed, receivers, retry=not timed_out
+                f"{type(exc).__name__}: {exc}",
+                confirmed,
+                receivers,
+                retry=not timed_out,
+                rejected=len(rejected),
             ) from exc
         if rejected:
             raise Rejected(f"ResponseError: {rejected[0]}", len(rejected), receivers)
@@ -214,8 +221,20 @@ class RedisTransport:
                 self.pool.disconnect()
 
     def after_fork_in_child(self) -> None:
-        """Forget the parent's connection without touching its socket."""
-        # The socket is shared with the parent; closing it here would cut the parent's
-        # connection. redis-py's pool resets itself in the child on first use (pid check).
+        """Forget the parent's connection and pool without touching their sockets."""
+        # The sockets are shared with the parent: closing them here would cut its
+        # connections. The parent's pool is replaced, not reused: redis-py resets a pool
+        # in the child under the pool's lock, which the parent's sender may have held at
+        # the moment of the fork (while connecting), and then the child waits forever.
         self._conn = None
         self._pid = os.getpid()
+        old = self.pool
+        try:
+            self.pool = type(old)(
+                connection_class=old.connection_class,
+                max_connections=old.max_connections,
+                **old.connection_kwargs,
+            )
+        except Exception:  # an exotic pool: keep it; redis-py resets it on first use
+            return
+        self._owns_pool = True

@@ -472,9 +472,10 @@ def test_an_unexpected_sender_error_loses_one_batch_not_the_sender(transport, ca
         return real_publish(payloads)
 
     transport.publish = flaky  # type: ignore[method-assign]
-    with caplog.at_level(logging.ERROR, logger="progress_sdk"), ProgressPublisher(
-        _transport=transport
-    ) as pub:
+    with (
+        caplog.at_level(logging.ERROR, logger="progress_sdk"),
+        ProgressPublisher(_transport=transport) as pub,
+    ):
         pub.emit(lifecycle(i=0))
         assert pub.flush(5)
         pub.emit(lifecycle(i=1))
@@ -510,3 +511,24 @@ def test_a_lone_surrogate_goes_out_as_a_replacement_character(publisher, transpo
     (raw,) = transport.sent
     raw.decode("utf-8")  # valid UTF-8 on the wire
     assert json.loads(raw)["message"] == "file \ufffd.mp4"
+
+
+def test_flush_waits_for_its_own_events_not_for_totals_others_move(publisher, transport):
+    """Coalescing by another thread settles nothing of this caller's: flush() still waits
+    for the events accepted before it."""
+    hold_sender(publisher, transport)
+    publisher.emit(lifecycle(i=0))
+    publisher.emit(progress(1, 200, model="other"))
+
+    def other_thread() -> None:
+        for done in range(2, 200):  # each replaces the waiting value: 198 coalesced
+            publisher.emit(progress(done, 200, model="other"))
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert publisher.stats().coalesced == 198
+    assert publisher.flush(0.3) is False  # nothing of ours has gone out yet
+    transport.open.set()
+    assert publisher.flush(5) is True
+    assert any(e["message"] == "step 0" for e in transport.events())

@@ -229,3 +229,33 @@ def test_events_redis_refuses_are_counted_and_do_not_block_the_rest(redis_url, c
     finally:
         admin.acl_deluser(user)
         admin.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_mid_connect_with_an_explicit_source_delivers_under_its_own(
+    redis_url, channel, subscriber
+):
+    """Forked right after the parent's first emit (its sender may be connecting), the
+    child still delivers, within its timeouts, under a source of its own: the same
+    (source, media_id, seq) never appears twice."""
+    publisher = ProgressPublisher(redis_url, channel, source="worker-3", min_progress_interval=0)
+    try:
+        publisher.emit(_event("m-shared", 0))
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                publisher.emit(_event("m-shared", 1))
+                code = 0 if publisher.flush(5) and publisher.close(2) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        publisher.emit(_event("m-shared", 2))
+        assert publisher.flush(5)
+        events = _decode(subscriber.wait_for(3))
+        keys = [(e["source"], e["media_id"], e["seq"]) for e in events]
+        assert len(keys) == 3 and len(set(keys)) == 3
+        assert {e["source"] for e in events} == {"worker-3", f"worker-3:{pid}"}
+    finally:
+        publisher.close(1)
