@@ -131,7 +131,10 @@ class MediaRun:
         self.run_id = run_id
         self.filename = filename
         self._start_message = message
-        self._lock = threading.Lock()
+        # Models of one run may report from several threads. Every "check the state,
+        # change it, emit" step holds this lock, so no event can slip in after the
+        # terminal event it raced with. Re-entrant: finishing the run fails open models.
+        self._lock = threading.RLock()
         self._started = False
         self._terminal: str | None = None
         self._models: dict[str, ModelRun] = {}
@@ -158,10 +161,6 @@ class MediaRun:
 
     def start(self) -> MediaRun:
         """Emit ``PROCESSING_STARTED`` (once; later calls do nothing)."""
-        with self._lock:
-            if self._started:
-                return self
-            self._started = True
         data: dict[str, Any] = {}
         if self.filename is not None:
             data["filename"] = self.filename
@@ -169,7 +168,11 @@ class MediaRun:
             self._start_message or None,
             f"Started processing {self.filename}" if self.filename else "Processing started",
         )
-        self._emit("PROCESSING_STARTED", message, data)
+        with self._lock:
+            if self._started:
+                return self
+            self._started = True
+            self._emit("PROCESSING_STARTED", message, data)
         return self
 
     def _require_open(self, what: str) -> None:
@@ -235,25 +238,28 @@ class MediaRun:
         """
         if message:
             _message(message, "")
-        self._require_open("finish()")
-        self._close_open_models("the media run finished before this model reported a result")
         with self._lock:
+            self._require_open("finish()")
+            self._close_open_models("the media run finished before this model reported a result")
             completed = self._completed_models
             total = sum(1 for m in self._models.values() if m._state != "new")
-        if completed:
-            return self._end(
-                "PROCESSING_COMPLETED",
-                _message(
-                    message or None, f"Analysis complete: {completed}/{total} models succeeded"
-                ),
-                {},
-            )
-        error = "every model failed" if total else "no model was run for this media"
-        return self._end(
-            "PROCESSING_FAILED",
-            _message(message or None, f"Processing failed: {error}"),
-            {"error_message": error},
-        )
+            if completed:
+                event = self._end(
+                    "PROCESSING_COMPLETED",
+                    _message(
+                        message or None, f"Analysis complete: {completed}/{total} models succeeded"
+                    ),
+                    {},
+                )
+            else:
+                error = "every model failed" if total else "no model was run for this media"
+                event = self._end(
+                    "PROCESSING_FAILED",
+                    _message(message or None, f"Processing failed: {error}"),
+                    {"error_message": error},
+                )
+        self._publisher._flush_after_run()
+        return event
 
     def fail(self, error: BaseException | str, message: str | None = None) -> str:
         """End the run with ``PROCESSING_FAILED`` (open models are failed first)."""
@@ -265,18 +271,19 @@ class MediaRun:
             "say what went wrong; the UI shows it",
         )
         message = _message(message or None, f"Processing failed: {error_message}")
-        self._require_open("fail()")
-        self._close_open_models(f"media processing failed: {error_message}")
-        return self._end("PROCESSING_FAILED", message, {"error_message": error_message})
+        with self._lock:
+            self._require_open("fail()")
+            self._close_open_models(f"media processing failed: {error_message}")
+            event = self._end("PROCESSING_FAILED", message, {"error_message": error_message})
+        self._publisher._flush_after_run()
+        return event
 
     def _end(self, event: str, message: str, data: dict[str, Any]) -> str:
-        with self._lock:
-            self._require_open(event)
-            self._terminal = event
+        """Emit the terminal event (under _lock); the caller then waits for delivery."""
+        self._terminal = event
         if self.filename is not None:
             data["filename"] = self.filename
         self._emit(event, message, data)
-        self._publisher._flush_after_run()
         return event
 
     def __enter__(self) -> MediaRun:
@@ -310,21 +317,23 @@ class ModelRun:
         self.run._emit(event, message, {"model_name": self.model_name, **data})
 
     def _queue(self) -> None:
-        if self._state != "new":
-            return
-        self._state = "queued"
-        self._emit("ANALYSIS_QUEUED", f"{self.model_name} queued", {})
+        with self.run._lock:
+            if self._state != "new":
+                return
+            self._state = "queued"
+            self._emit("ANALYSIS_QUEUED", f"{self.model_name} queued", {})
 
     def start(self, message: str | None = None) -> ModelRun:
         """Emit ``ANALYSIS_STARTED``."""
         text = _message(message or None, f"{self.model_name} analysis started")
-        self.run._require_open(f"{self.model_name}.start()")
-        if self._state == "started":
-            return self
-        if self._state not in ("new", "queued"):
-            raise TrackingError(f"model {self.model_name!r} already {self._state}")
-        self._state = "started"
-        self._emit("ANALYSIS_STARTED", text, {})
+        with self.run._lock:
+            self.run._require_open(f"{self.model_name}.start()")
+            if self._state == "started":
+                return self
+            if self._state not in ("new", "queued"):
+                raise TrackingError(f"model {self.model_name!r} already {self._state}")
+            self._state = "started"
+            self._emit("ANALYSIS_STARTED", text, {})
         return self
 
     def _require_started(self, what: str) -> None:
@@ -376,7 +385,23 @@ class ModelRun:
                 ],
                 event_type=name,
             )
-        self._require_started(f"progress({done}, {total})")
+        data: dict[str, Any] = {"progress": done, "total": total}
+        if phase is not None:
+            _check_text("data.phase", phase, d.MAX_PHASE_CHARS, "a short stage name")
+            data["phase"] = phase
+        if details is not None:
+            data["details"] = self._checked_details(details, name)
+        verb, unit = _PROGRESS_UNITS[name]
+        text = _message(message, f"{verb} {done}/{total} {unit}")
+        with self.run._lock:
+            self._require_started(f"progress({done}, {total})")
+            self._check_rule_3(name, done, total)
+            # Everything is checked before the rule-3 state is recorded: a refused call
+            # has no effect, so the job may retry it with a corrected argument.
+            self._last_progress[name] = (done, total)
+            self._emit(name, text, data)
+
+    def _check_rule_3(self, name: str, done: int, total: int) -> None:
         last = self._last_progress.get(name)
         if last is not None and (done < last[0] or total != last[1]):
             raise InvalidEventError(
@@ -391,18 +416,6 @@ class ModelRun:
                 ],
                 event_type=name,
             )
-        # Everything is checked before the rule-3 state is recorded: a refused call has
-        # no effect, so the job may retry it with a corrected argument.
-        data: dict[str, Any] = {"progress": done, "total": total}
-        if phase is not None:
-            _check_text("data.phase", phase, d.MAX_PHASE_CHARS, "a short stage name")
-            data["phase"] = phase
-        if details is not None:
-            data["details"] = self._checked_details(details, name)
-        verb, unit = _PROGRESS_UNITS[name]
-        text = _message(message, f"{verb} {done}/{total} {unit}")
-        self._last_progress[name] = (done, total)
-        self._emit(name, text, data)
 
     def _checked_details(self, details: Mapping[str, Any], event: str) -> dict[str, Any]:
         problems: list[Problem] = []
@@ -429,8 +442,9 @@ class ModelRun:
                 ]
             )
         text = _message(message or None, f"{_STEP_MESSAGES[name]} ({self.model_name})")
-        self._require_started(f"step({name})")
-        self._emit(name, text, {"phase": _STEP_PHASES[name]})
+        with self.run._lock:
+            self._require_started(f"step({name})")
+            self._emit(name, text, {"phase": _STEP_PHASES[name]})
 
     def complete(
         self,
@@ -458,10 +472,11 @@ class ModelRun:
             if confidence is not None:
                 verdict += f" ({confidence:.0%})"
         text = _message(message, f"{self.model_name} analysis completed{verdict}")
-        self._require_started("complete()")
-        self._state = "completed"
-        self._emit("ANALYSIS_COMPLETED", text, data)
-        self.run._model_finished(True)
+        with self.run._lock:
+            self._require_started("complete()")
+            self._state = "completed"
+            self._emit("ANALYSIS_COMPLETED", text, data)
+            self.run._model_finished(True)
 
     def fail(self, error: BaseException | str, message: str | None = None) -> None:
         """Emit ``ANALYSIS_FAILED`` with ``error`` as ``data.error_message``."""
@@ -473,14 +488,15 @@ class ModelRun:
             "say what went wrong; the UI shows it",
         )
         text = _message(message or None, f"{self.model_name} failed: {error_message}")
-        if self._state not in ("queued", "started"):
-            raise TrackingError(
-                f"{self.model_name}.fail() while the model is {self._state}: "
-                + ("call start() first" if self._state == "new" else "it already ended")
-            )
-        self._state = "failed"
-        self._emit("ANALYSIS_FAILED", text, {"error_message": error_message})
-        self.run._model_finished(False)
+        with self.run._lock:
+            if self._state not in ("queued", "started"):
+                raise TrackingError(
+                    f"{self.model_name}.fail() while the model is {self._state}: "
+                    + ("call start() first" if self._state == "new" else "it already ended")
+                )
+            self._state = "failed"
+            self._emit("ANALYSIS_FAILED", text, {"error_message": error_message})
+            self.run._model_finished(False)
 
     @property
     def state(self) -> str:

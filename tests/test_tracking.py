@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import random
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -992,3 +994,51 @@ def test_many_progress_updates_are_coalesced_but_lifecycle_events_all_arrive():
     ]
     assert _last_progress(events)[("m-0", SIGLIP, "FRAME_ANALYSIS_PROGRESS")] == (300, 300)
     assert _last_progress(events)[("m-0", LIPFD, "FRAME_ANALYSIS_PROGRESS")] == (149, 300)
+
+
+def test_models_reporting_from_threads_never_emit_after_the_run_fails():
+    """Several models on their own threads race run.fail() on another: whatever the
+    interleaving, no model event follows its model's or the media's terminal event."""
+
+    rng = random.Random(7)
+    # Switch threads as often as possible, so the narrow windows actually get hit.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        _race_models_against_fail(rng)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _race_models_against_fail(rng: random.Random) -> None:
+    import threading
+    import time
+
+    from progress_sdk import TrackingError
+    from progress_sdk.testing import CapturingPublisher
+
+    for round_number in range(200):
+        publisher = CapturingPublisher()
+        run = publisher.media(f"m{round_number}", "u1").start()
+        models = [run.model(f"MODEL-{k}").start() for k in range(4)]
+        steps = [rng.randint(2, 60) for _ in models]
+
+        def work(model, n):
+            try:
+                for i in range(1, n):
+                    model.progress(i, 100)
+                model.complete(prediction="FAKE", confidence=0.5)
+            except TrackingError:
+                pass  # the run ended under it: refused, and nothing emitted
+
+        threads = [
+            threading.Thread(target=work, args=(m, n))
+            for m, n in zip(models, steps, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(rng.random() * 0.002)
+        run.fail("job timed out")
+        for thread in threads:
+            thread.join()
+        publisher.events.assert_valid()
