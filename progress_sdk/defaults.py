@@ -45,5 +45,9 @@ RECONNECT_BACKOFF_MAX = 3.0
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 # Sequence counters of finished media are kept so a re-analysis from the same source
-# continues the sequence; this many are remembered, least recently used first out.
-MAX_REMEMBERED_MEDIA = 10_000
+# continues the sequence; this many are remembered, least recently used first out
+# (~100 bytes each). Ten times the lifecycle validator's memory of (source, media)
+# pairs (contract.MAX_SEQUENCES): by the time a media's counter is forgotten and starts
+# again at 1, a validator has long forgotten the pair too and takes the new sequence as
+# a fresh start rather than a repeat.
+MAX_REMEMBERED_MEDIA = 100_000
