@@ -532,3 +532,24 @@ def test_flush_waits_for_its_own_events_not_for_totals_others_move(publisher, tr
     transport.open.set()
     assert publisher.flush(5) is True
     assert any(e["message"] == "step 0" for e in transport.events())
+
+
+def test_sequence_counters_are_remembered_least_recently_used_first_out(
+    publisher, transport, monkeypatch
+):
+    """Counters of media not seen for a long while are forgotten (bounded memory); the
+    ones in use continue their sequence."""
+    from progress_sdk import defaults
+
+    monkeypatch.setattr(defaults, "MAX_REMEMBERED_MEDIA", 2)
+    for media in ("a", "b", "a", "c", "b", "a"):
+        publisher.emit(lifecycle(media))
+        assert publisher.flush(5)
+    assert [(e["media_id"], e["seq"]) for e in transport.events()] == [
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("c", 1),
+        ("b", 1),
+        ("a", 1),
+    ]
