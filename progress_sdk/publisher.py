@@ -580,6 +580,11 @@ class ProgressPublisher:
             logger.exception("progress_sdk: sender thread failed; events are no longer sent")
             with self._lock:
                 self._last_error = "sender thread failed (see log)"
+        finally:
+            if self._stop.is_set():
+                # close() gave up waiting for this thread (a slow Redis): the connection
+                # it may have opened since is released here, not left behind.
+                self._transport.close()
 
     def _next_batch(self) -> list[_Entry] | None:
         """Wait for work; take up to batch_size entries and number them. None: stop."""
