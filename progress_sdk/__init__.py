@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .contract import Finding, LifecycleValidator, Report, validate_lines
-from .events import EventData, EventType, ProgressEvent, event_json_schema, parse_event
 from .exceptions import (
     ConfigurationError,
     InvalidEventError,
@@ -13,8 +15,11 @@ from .exceptions import (
     RedisUnavailableError,
     TrackingError,
 )
-from .publisher import ProgressPublisher, PublisherStats
-from .tracking import MediaRun, ModelRun
+
+if TYPE_CHECKING:
+    from .events import EventData, EventType, ProgressEvent, event_json_schema, parse_event
+    from .publisher import ProgressPublisher, PublisherStats
+    from .tracking import MediaRun, ModelRun
 
 __version__ = "0.1.0"
 
@@ -41,3 +46,31 @@ __all__ = [
     "parse_event",
     "validate_lines",
 ]
+
+# The pydantic models, the publisher (redis) and the tracking API are imported on first
+# use: `progress-sim validate` needs none of them, and importing pydantic and redis takes
+# about a quarter of a second (docs/benchmarks.md).
+_LAZY = {
+    "EventData": ".events",
+    "EventType": ".events",
+    "ProgressEvent": ".events",
+    "event_json_schema": ".events",
+    "parse_event": ".events",
+    "ProgressPublisher": ".publisher",
+    "PublisherStats": ".publisher",
+    "MediaRun": ".tracking",
+    "ModelRun": ".tracking",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,46 @@ def test_garbage_input_gives_line_numbered_findings(tmp_path: Path) -> None:
     for number in range(1, 7):
         assert f"\n  line {number}: " in out
     assert "event field $ (max_size)" in out
+
+
+def test_validate_does_not_import_pydantic_redis_or_rich(tmp_path: Path) -> None:
+    """`validate` starts without the publisher's and panel's imports (a fifth of a second)."""
+    code = (
+        "import sys\n"
+        "from simulator.cli import cli\n"
+        "try:\n"
+        f"    cli(['validate', '--strict', {str(FIXTURES / 'valid_video_multi_model.ndjson')!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = sorted(m for m in ('pydantic', 'redis', 'rich', 'progress_sdk.publisher',\n"
+        "               'progress_sdk.events', 'simulator.commands') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().endswith("heavy: []"), result.stdout + result.stderr
+
+
+def test_lazily_loaded_commands_are_listed_and_run() -> None:
+    """The simulator's commands, loaded on first use, are still listed and runnable."""
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in ("listen", "record", "replay", "run", "schema", "validate"):
+        assert f"  {name} " in result.stdout
+    result = CliRunner().invoke(cli, ["replay", "--help"])
+    assert result.exit_code == 0
+    assert "Usage: cli replay [OPTIONS] FILE" in result.stdout
+
+
+def test_lazy_package_attributes_resolve() -> None:
+    """`progress_sdk` loads its pydantic models and publisher on first attribute access."""
+    import progress_sdk
+    from progress_sdk.events import ProgressEvent
+    from progress_sdk.publisher import ProgressPublisher
+
+    assert progress_sdk.ProgressEvent is ProgressEvent
+    assert progress_sdk.ProgressPublisher is ProgressPublisher
+    assert set(progress_sdk.__all__) <= set(dir(progress_sdk))
+    with pytest.raises(AttributeError):
+        progress_sdk.NoSuchName  # noqa: B018
