@@ -249,3 +249,117 @@ def test_fast_path_only_accepts_what_the_full_checks_accept(
 def test_fast_path_accepts_typical_valid_events(event: str) -> None:
     """Typical valid events take the fast path (a regression here costs validator speed)."""
     assert _rules._fast_accept(VALID[event], True) == event
+
+
+# -- the fast path's remembered verdicts --------------------------------------------------
+
+KNOWN_SECOND = "2026-11-26T05:00:00."
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        # Same second as a timestamp already accepted, anything after it.
+        st.text(alphabet="0123456789Zz+-:. \n\u0660\u0661\u00b2\u0969", max_size=12).map(
+            lambda tail: KNOWN_SECOND + tail
+        ),
+        st.sampled_from(
+            [
+                KNOWN_SECOND + "123456Z",
+                KNOWN_SECOND + "12345\u0666Z",  # ARABIC-INDIC DIGIT SIX: isdigit, not ASCII
+                KNOWN_SECOND + "12345\u00b2Z",  # SUPERSCRIPT TWO: isdigit, not a digit
+                KNOWN_SECOND + "123456z",
+                KNOWN_SECOND + "1234567Z",
+                KNOWN_SECOND + "12345Z",
+                KNOWN_SECOND + "+23456Z",
+                KNOWN_SECOND + " 23456Z",
+                KNOWN_SECOND + "123456+",
+                "2026-02-30T05:00:00.123456Z",  # a day that does not exist
+                "2026-11-26T24:00:00.123456Z",
+                "2026-11-26T05:00:60.123456Z",
+                "2026-11-26T05:00:00.123456+02:00",
+            ]
+        ),
+    ),
+    st.booleans(),
+)
+def test_remembered_seconds_accept_only_what_parse_timestamp_accepts(
+    timestamp: str, strict: bool
+) -> None:
+    """A timestamp whose second is remembered is still checked in full format and zone."""
+    assert _rules._fast_accept(VALID["ANALYSIS_STARTED"], strict) is not None  # remember it
+    assert KNOWN_SECOND in _rules._KNOWN_SECONDS
+    obj = dict(VALID["ANALYSIS_STARTED"], timestamp=timestamp)
+    accepted = _rules._fast_accept(obj, strict)
+    full = _rules._check_event_full(obj, strict=strict)
+    if accepted is not None:
+        assert full == (accepted, [])
+    parsed = _rules.parse_timestamp(timestamp)
+    if parsed is None:
+        assert accepted is None
+
+
+def test_remembered_seconds_only_come_from_valid_canonical_timestamps() -> None:
+    """Only seconds of timestamps parse_timestamp accepted, in the canonical form, are kept."""
+    _rules._KNOWN_SECONDS.clear()
+    for bad in ("2026-02-30T05:00:00.123456Z", "2026-11-26T05:00:00.123456+02:00"):
+        assert _rules._fast_accept(dict(VALID["ANALYSIS_STARTED"], timestamp=bad), True) is None
+    # Valid, but not canonical: accepted without being remembered.
+    for odd in ("2026-11-26T05:00:01+00:00", "2026-11-26 05:00:02.123456Z"):
+        obj = dict(VALID["ANALYSIS_STARTED"], timestamp=odd)
+        assert _rules._fast_accept(obj, True) == "ANALYSIS_STARTED"
+    assert not _rules._KNOWN_SECONDS
+    obj = dict(VALID["ANALYSIS_STARTED"], timestamp="2026-11-26T05:00:03.000001Z")
+    assert _rules._fast_accept(obj, True) == "ANALYSIS_STARTED"
+    assert sorted(_rules._KNOWN_SECONDS) == ["2026-11-26T05:00:03."]
+    obj["timestamp"] = "2026-11-26T05:00:03.999999Z"
+    assert _rules._fast_accept(obj, True) == "ANALYSIS_STARTED"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("phase", "p" * 65),  # remembered as a valid media_id (128), too long for a phase
+        ("phase", " "),
+        ("model_name", "\x1c"),
+        ("source", ""),
+    ],
+)
+def test_remembered_ids_do_not_widen_other_fields(field: str, value: str) -> None:
+    """A string seen valid in one field is not accepted where that field's rules differ."""
+    _rules._fast_accept(dict(VALID["ANALYSIS_STARTED"], media_id=value), True)
+    assert value not in _rules._KNOWN_IDS
+    obj = copy.deepcopy(VALID["FRAME_ANALYSIS_PROGRESS"])
+    if field in obj["data"]:
+        obj["data"][field] = value
+    else:
+        obj[field] = value
+    assert _rules._fast_accept(obj, True) is None
+
+
+def test_remembered_ids_require_an_exact_str() -> None:
+    """A str subclass equal to a remembered string is left to the full checks."""
+
+    class Shouty(str):
+        __slots__ = ()
+
+    assert _rules._fast_accept(VALID["ANALYSIS_STARTED"], True) is not None
+    assert "9b2f0c1e" in _rules._KNOWN_IDS
+    obj = dict(VALID["ANALYSIS_STARTED"], media_id=Shouty("9b2f0c1e"))
+    assert _rules._fast_accept(obj, True) is None
+    assert _rules.check_event(obj, strict=True) == ("ANALYSIS_STARTED", [])
+
+
+def test_remembered_verdicts_are_bounded() -> None:
+    """The tables of remembered strings and seconds never grow past their bounds."""
+    for n in range(_rules._KNOWN_IDS_MAX + 10):
+        obj = dict(
+            VALID["ANALYSIS_STARTED"],
+            media_id=f"media-{n}",
+            timestamp=f"2026-11-26T05:{n // 60 % 60:02d}:{n % 60:02d}.000000Z"
+            if n < 3600
+            else f"2026-11-27T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000000Z",
+        )
+        assert _rules._fast_accept(obj, True) == "ANALYSIS_STARTED"
+        assert len(_rules._KNOWN_IDS) <= _rules._KNOWN_IDS_MAX
+        assert len(_rules._KNOWN_SECONDS) <= _rules._KNOWN_SECONDS_MAX
