@@ -104,7 +104,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 _DECODE_ERRORS = (ValueError, RecursionError)
 
 
-_NO_PROBLEMS: list[Any] = []  # shared, never appended to
 Kind = Literal["violation", "lost", "incomplete"]
 RunKey = tuple[str, "str | None"]
 
@@ -353,10 +352,9 @@ class LifecycleValidator:
         # _fast_accept is check_event's own first step; calling it here saves two calls
         # per event, and check_event runs whenever it does not accept.
         event = _fast_accept(obj, self.strict) if type(obj) is dict else None
-        if event is None:
-            event, problems = _rules.check_event(obj, strict=self.strict)
-        else:
-            problems = _NO_PROBLEMS
+        if event is not None:
+            return self._accepted(event, obj, pos)
+        event, problems = _rules.check_event(obj, strict=self.strict)
         if event is not None:
             counts = report.counts
             counts[event] = counts.get(event, 0) + 1
@@ -394,6 +392,59 @@ class LifecycleValidator:
             else:
                 self._check_seq(seq_key, seq, last, pos, findings)
         self._check_lifecycle(event, obj, (media_id, run_id), pos, findings)
+        return findings
+
+    def _accepted(self, event: str, obj: dict[str, Any], pos: int) -> list[Finding]:
+        """``feed`` for an event ``_fast_accept`` accepted: most events, so written out.
+
+        What the fast path accepted is known to be well typed: ``media_id`` is a
+        non-empty str, ``run_id`` and ``source`` are a str or absent, ``seq`` an int or
+        absent, and a progress event's ``model_name`` a non-empty str with int
+        ``progress`` and ``total``. The checks are those of ``feed`` and
+        ``_check_lifecycle``, without the type tests that guard them there.
+        """
+        counts = self._report.counts
+        counts[event] = counts.get(event, 0) + 1
+        findings: list[Finding] = []
+        get = obj.get
+        media_id: str = obj["media_id"]
+        run_id: str | None = get("run_id")
+        seq = get("seq")
+        if seq is not None:
+            source = get("source")
+            if source is not None:
+                # Rule 6: the usual case is the next seq of a pair seen before.
+                seqs = self._seqs
+                seq_key = (source, media_id)
+                last = seqs.get(seq_key)
+                if last is not None and seq == last + 1:
+                    seqs[seq_key] = seq
+                    seqs.move_to_end(seq_key)
+                else:
+                    self._check_seq(seq_key, seq, last, pos, findings)
+        key = (media_id, run_id)
+        run = self._runs.get(key)
+        if run is None or event not in _PROGRESS_EVENTS:
+            self._check_lifecycle(event, obj, key, pos, findings)
+            return findings
+        # A progress event of an open run (rule 3), the most common event of all.
+        run.last = pos
+        data = obj["data"]
+        name = data["model_name"]
+        model = run.models.get(name)
+        if model is None or model.state != _STARTED:
+            self._check_model(event, data, run, name, key, pos, findings)
+            return findings
+        seen = model.progress
+        if seen is not None:
+            previous = seen.get(event)
+            if previous is not None:
+                progress = data["progress"]
+                total = data["total"]
+                if total == previous[1] and progress >= previous[0]:
+                    seen[event] = (progress, total, pos)
+                    return findings
+        self._check_progress(event, data, model, name, key, pos, findings)
         return findings
 
     def finish(self) -> Report:

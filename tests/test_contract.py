@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -560,3 +561,41 @@ def test_both_json_decoders_agree_on_typical_input(
     ]
     # Line 1, {}, misses the five required fields and the four of the strict envelope.
     assert report.violations_by_rule["event"] == 9
+
+
+def _shuffled_stream(seed: int) -> list[bytes]:
+    """Fixture lines, picked at random and bent: every rule gets broken somewhere."""
+    lines = [
+        line
+        for path in sorted((Path(__file__).parent / "fixtures").glob("*.ndjson"))
+        for line in path.read_bytes().splitlines()
+        if line.strip()
+    ]
+    rng = random.Random(seed)
+    picked = [rng.choice(lines) for _ in range(400)]
+    out = []
+    for line in picked:
+        obj = json.loads(line)
+        data = obj.get("data")
+        if isinstance(data, dict) and "progress" in data and rng.random() < 0.3:
+            data["progress"] = rng.randint(0, data.get("total", 1) or 1)
+            if rng.random() < 0.2:
+                data["total"] = data.get("total", 1) + 1
+        if "seq" in obj and rng.random() < 0.3:
+            obj["seq"] = rng.randint(1, 40)
+        out.append(json.dumps(obj).encode())
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("strict", [False, True])
+def test_accepted_events_shortcut_reports_what_the_general_path_does(
+    seed: int, strict: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feed's shortcut for fast-accepted events finds exactly what its general path finds."""
+    lines = _shuffled_stream(seed)
+    fast = validate_lines(lines, strict).to_dict()
+    monkeypatch.setattr(contract_module, "_fast_accept", lambda obj, strict: None)
+    general = validate_lines(lines, strict).to_dict()
+    assert fast == general
+    assert fast["violation_count"] > 0
