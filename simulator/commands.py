@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 import redis
@@ -266,15 +266,32 @@ def run(  # noqa: PLR0917 - one parameter per click option
 # -- listen -------------------------------------------------------------------------------
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _subscription_options(command: F) -> F:
+    """--user, --media, --count and --timeout: what to take from the channel, and when
+    to stop (shared by listen and record)."""
+    for option in reversed(
+        [
+            click.option("--user", "users", multiple=True,
+                         help="Only this user id (repeatable)."),
+            click.option("--media", "media", multiple=True,
+                         help="Only this media id (repeatable)."),
+            click.option("--count", type=click.IntRange(min=1), default=None,
+                         help="Stop after this many events (after filtering)."),
+            click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+                         default=None, help="Stop after this many seconds."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Write events as NDJSON to stdout.")
 @click.option("--plain", is_flag=True, help="Plain lines even on a terminal.")
-@click.option("--user", "users", multiple=True, help="Only this user id (repeatable).")
-@click.option("--media", "media", multiple=True, help="Only this media id (repeatable).")
-@click.option("--count", type=click.IntRange(min=1), default=None,
-              help="Stop after this many events (after filtering).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds.")
+@_subscription_options
 @click.option("--strict", is_flag=True,
               help="Validate strictly: require the v1 envelope (schema_version, seq, ...).")
 @click.pass_context
@@ -385,12 +402,7 @@ def _listen_summary(
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True))
-@click.option("--user", "users", multiple=True, help="Only this user id (repeatable).")
-@click.option("--media", "media", multiple=True, help="Only this media id (repeatable).")
-@click.option("--count", type=click.IntRange(min=1), default=None,
-              help="Stop after this many events.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds.")
+@_subscription_options
 @click.pass_context
 def record(  # noqa: PLR0917 - one parameter per click option
     ctx: click.Context,
