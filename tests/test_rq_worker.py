@@ -3,8 +3,9 @@
 The worker is another process (rq 3, burst mode) running ``tests/rq_jobs.py``. RQ forks a
 work horse per job and ends it with ``os._exit``, so nothing at exit flushes for it;
 a media run's terminal event waits (bounded) for delivery for exactly that reason.
-RQ's own keys live in Redis database 15, emptied around each test; the progress events
-go over this test's own pub/sub channel.
+RQ's own keys live in Redis database 15, shared with every other test session running at
+the same time: each test uses its own queue and deletes that queue's jobs and registries
+afterwards (never FLUSHDB). The progress events go over this test's own pub/sub channel.
 """
 
 from __future__ import annotations
@@ -37,22 +38,36 @@ SENTINEL = b"end-of-test-stream"
 
 
 @pytest.fixture
-def rq_url(redis_url: str) -> Iterator[str]:
-    """The same server, database 15, emptied before and after the test."""
+def rq_url(redis_url: str) -> str:
+    """The same server, database 15 (RQ's keys stay apart from the tests' other keys)."""
     parts = urlsplit(redis_url)
-    url = urlunsplit(parts._replace(path=f"/{RQ_DB}"))
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    return urlunsplit(parts._replace(path=f"/{RQ_DB}"))
+
+
+def forget_queue(queue: Queue) -> None:
+    """Delete the queue, its jobs and its registries; other sessions' keys stay untouched."""
+    registries = [
+        queue.started_job_registry, queue.finished_job_registry, queue.failed_job_registry,
+        queue.deferred_job_registry, queue.scheduled_job_registry,
+        queue.canceled_job_registry,
+    ]
+    job_ids = set(queue.get_job_ids())
+    for registry in registries:
+        job_ids.update(registry.get_job_ids())
+    connection = queue.connection
+    for job_id in job_ids:
+        connection.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
+    connection.delete(*(registry.key for registry in registries))
+    queue.delete(delete_jobs=True)
 
 
 @pytest.fixture
 def queue(rq_url: str) -> Iterator[Queue]:
-    """An RQ queue no other test uses."""
+    """An RQ queue no other test uses, deleted with its jobs afterwards."""
     connection = redis.Redis.from_url(rq_url)
-    yield Queue(f"progress-test-{uuid.uuid4().hex}", connection=connection)
+    rq_queue = Queue(f"progress-test-{uuid.uuid4().hex}", connection=connection)
+    yield rq_queue
+    forget_queue(rq_queue)
     connection.close()
 
 
