@@ -7,6 +7,8 @@ ENV_REDIS_URL = "REDIS_URL"
 ENV_CHANNEL = "MEDIA_PROGRESS_CHANNEL_NAME"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_CHANNEL = "media-progress-events"
+# "1": the tracking API raises on bad progress data instead of repairing it.
+ENV_STRICT = "PROGRESS_SDK_STRICT"
 
 # Contract limits (CONTRACT.md v1) -------------------------------------------
 SCHEMA_VERSION = 1

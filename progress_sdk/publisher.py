@@ -18,6 +18,7 @@ as a gap, i.e. as loss.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import heapq
 import itertools
 import json
@@ -46,6 +47,7 @@ from .exceptions import (
     PublisherClosedError,
     RedisUnavailableError,
 )
+from .failures import ErrorMessages
 from .tracking import MediaRun
 from .transport import (
     ConnectFailed,
@@ -97,6 +99,9 @@ class PublisherStats:
     """The last delivery error, password-free."""
     no_subscribers: int
     """Events published while nobody was subscribed to the channel (not lost by us)."""
+    forgiven: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    """Bad progress data the tracking API repaired or skipped instead of raising, by kind
+    (``progress_range``, ``progress_type``, ``total_changed``...; see ``strict``)."""
 
     @property
     def dropped_total(self) -> int:
@@ -189,7 +194,14 @@ class ProgressPublisher:
     ``MEDIA_PROGRESS_CHANNEL_NAME``, else ``media-progress-events``.
 
     ``emit`` and the tracking API (``media()``) never block on the network and never
-    raise because of Redis; invalid events raise ``InvalidEventError`` at the call.
+    raise because of Redis; invalid events given to ``emit`` raise ``InvalidEventError``.
+
+    ``strict`` (``None``: the environment variable ``PROGRESS_SDK_STRICT=1``, else off)
+    decides what the tracking API does with bad progress data once a run started: off,
+    it repairs or skips it, logs each kind once and counts it in ``stats().forgiven``; on,
+    it raises ``InvalidEventError`` (the testing helpers are strict by default).
+    ``error_messages`` maps exception types to the text users read when a model or media
+    fails (``progress_sdk.failures``).
     """
 
     def __init__(
@@ -202,6 +214,8 @@ class ProgressPublisher:
         batch_size: int = d.DEFAULT_BATCH_SIZE,
         source: str | None = None,
         finish_flush_timeout: float = d.DEFAULT_FINISH_FLUSH_TIMEOUT,
+        strict: bool | None = None,
+        error_messages: ErrorMessages | None = None,
         _transport: Transport | None = None,
     ) -> None:
         target = (
@@ -235,6 +249,10 @@ class ProgressPublisher:
         self.batch_size = batch_size
         self.finish_flush_timeout = float(finish_flush_timeout)
         self._explicit_source = source
+        self.strict = (
+            strict if strict is not None else os.environ.get(d.ENV_STRICT, "") in ("1", "true")
+        )
+        self.error_messages: ErrorMessages = dict(error_messages or {})
         self._closed = False
         self._close_result = True
         self._init_state()
@@ -284,6 +302,7 @@ class ProgressPublisher:
         self._connected = False
         self._last_error: str | None = None
         self._no_subscribers = 0
+        self._forgiven: Counter[str] = Counter()
         self._rejections_logged: set[str] = set()
         self._in_flight: list[_Entry] = []  # the batch being sent
         self._format_ts = _TimestampFormatter()
@@ -829,6 +848,12 @@ class ProgressPublisher:
         if not known_down:
             self.flush(timeout)
 
+    def _count_forgiven(self, kind: str) -> int:
+        """Count one repair of bad progress data (tracking); returns the kind's new total."""
+        with self._lock:
+            self._forgiven[kind] += 1
+            return self._forgiven[kind]
+
     def _flush_at_exit(self, timeout: float) -> None:
         if not self._closed and self._pid == os.getpid():
             self.flush(timeout)
@@ -846,6 +871,7 @@ class ProgressPublisher:
                 connected=self._connected,
                 last_error=self._last_error,
                 no_subscribers=self._no_subscribers,
+                forgiven=dict(self._forgiven),
             )
 
     def check_connection(self, timeout: float = d.CONNECT_TIMEOUT) -> None:

@@ -25,6 +25,7 @@ from typing import Any, overload
 
 from .contract import LifecycleValidator, Report
 from .exceptions import PublisherClosedError
+from .failures import ErrorMessages
 from .publisher import ProgressPublisher, _Entry
 from .transport import ConnectFailed
 
@@ -111,12 +112,26 @@ class CapturingPublisher(ProgressPublisher):
 
     Validation, the tracking API, ``seq``, ``source`` and ``timestamp`` behave as in the
     real publisher; delivery is synchronous and nothing is coalesced or dropped.
+    ``strict`` is on by default, so bad progress data that production forgives (and
+    counts in ``stats().forgiven``) fails the test at the call that sent it; pass
+    ``strict=False`` to test what production does with it.
     """
 
     def __init__(
-        self, channel: str = "media-progress-events", *, source: str = "capturing-publisher"
+        self,
+        channel: str = "media-progress-events",
+        *,
+        source: str = "capturing-publisher",
+        strict: bool = True,
+        error_messages: ErrorMessages | None = None,
     ) -> None:
-        super().__init__(channel=channel, source=source, _transport=_NoTransport())
+        super().__init__(
+            channel=channel,
+            source=source,
+            strict=strict,
+            error_messages=error_messages,
+            _transport=_NoTransport(),
+        )
         self.events = CapturedEvents()
 
     def _accept(self, fields: dict[str, Any]) -> None:

@@ -9,11 +9,19 @@
                 model.progress(i, len(frames))
             model.complete(prediction="FAKE", confidence=0.93)
 
-Each call validates its arguments on the spot (``InvalidEventError``) and refuses to
-break the lifecycle rules (``TrackingError``), so whatever this API emits passes the
-lifecycle validator. An exception leaving a model block emits ``ANALYSIS_FAILED`` with its
-message and propagates; leaving the media block emits ``PROCESSING_COMPLETED`` if at
-least one model completed, else ``PROCESSING_FAILED`` (contract rule 5).
+Whatever this API emits passes the lifecycle validator. ``publisher.media()`` checks the
+ids at once and raises ``InvalidEventError``: that is a programming error, caught before
+any work. After the run started, bad progress *data* (a progress of 11/10, a float, a
+decreasing value, an oversized message) is repaired, counted in
+``stats().forgiven`` and logged once per kind, unless the publisher is ``strict``
+(as the testing helpers are by default), which raises ``InvalidEventError`` instead
+(``progress_sdk._lenient`` lists the repairs). Calls out of order (progress after
+``complete()``) raise ``TrackingError`` in both modes.
+
+An exception leaving a model block emits ``ANALYSIS_FAILED`` with its user-facing text
+(``progress_sdk.failures``) and propagates; leaving the media block emits
+``PROCESSING_COMPLETED`` if at least one model completed, else ``PROCESSING_FAILED``
+(contract rule 5).
 
 The objects also work without ``with``: ``start()``, then ``complete()``/``fail()`` on
 models and ``finish()``/``fail()`` on the media. A job that dies simply stops emitting.
@@ -21,20 +29,24 @@ models and ``finish()``/``fail()`` on the media. A job that dies simply stops em
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _rules
+from . import _lenient, _rules
 from . import defaults as d
 from .events import EventType
 from .exceptions import InvalidEventError, Problem, TrackingError
+from .failures import describe_error
 
 if TYPE_CHECKING:
     from .publisher import ProgressPublisher
 
 __all__ = ["MediaRun", "ModelRun"]
+
+logger = logging.getLogger("progress_sdk")
 
 _PROGRESS_UNITS = {
     "FRAME_ANALYSIS_PROGRESS": ("Analyzed", "frames"),
@@ -60,17 +72,6 @@ def _check_text(field: str, value: object, max_chars: int, what: str) -> None:
     _rules._check_str(problems, field, value, max_chars, required=True, what=what)
     if problems:
         raise InvalidEventError(problems)
-
-
-def _failure_text(error: BaseException | str) -> str:
-    if isinstance(error, BaseException):
-        text = str(error).strip()
-        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    else:
-        text = error
-    if len(text) > d.MAX_ERROR_MESSAGE_CHARS:
-        text = text[: d.MAX_ERROR_MESSAGE_CHARS - 1] + "…"
-    return text
 
 
 def _message(given: object, default: str) -> str:
@@ -154,6 +155,61 @@ class MediaRun:
             fields["run_id"] = self.run_id
         self._publisher._accept(fields)
 
+    def _forgive(self, kind: str, error: InvalidEventError) -> None:
+        """Raise ``error`` in strict mode; else count ``kind`` and log its first time."""
+        if self._publisher.strict:
+            raise error
+        if self._publisher._count_forgiven(kind) == 1:
+            logger.warning(
+                "progress_sdk forgave bad progress data (%s) in media %r: %s; %s. Logged "
+                "once per kind, counted in stats().forgiven; a strict publisher raises.",
+                kind, self.media_id, _lenient.KINDS[kind], error,
+            )
+
+    def _text(self, given: object, default: str) -> str:
+        """The event message: the caller's (repaired unless strict), else ``default``."""
+        try:
+            return _message(given, default)
+        except InvalidEventError as exc:
+            self._forgive("message", exc)
+            return _lenient.message_text(given) or default
+
+    def _field(self, field: str, value: object, max_chars: int, what: str, kind: str) -> str | None:
+        """An optional short text field, repaired (or ``None``: left out) unless strict."""
+        try:
+            _check_text(field, value, max_chars, what)
+        except InvalidEventError as exc:
+            self._forgive(kind, exc)
+            return _lenient.as_text(value, max_chars)
+        assert isinstance(value, str)
+        return value
+
+    def _failure(self, error: object) -> tuple[str, dict[str, Any]]:
+        """``data`` of a failure event: the user-facing text, and the exception's type."""
+        if not isinstance(error, (BaseException, str)):
+            self._forgive(
+                "error_message",
+                InvalidEventError([Problem(
+                    "data.error_message", "type",
+                    f"fail() takes an exception or a string, got {type(error).__name__}",
+                )]),
+            )
+            error = _lenient.as_text(error, d.MAX_ERROR_MESSAGE_CHARS) or ""
+        text, error_type = describe_error(error, self._publisher.error_messages)
+        if not text:
+            self._forgive(
+                "error_message",
+                InvalidEventError([Problem(
+                    "data.error_message", "required",
+                    "must be a non-empty string: say what went wrong; the UI shows it",
+                )]),
+            )
+            text = _lenient.GENERIC_ERROR
+        data: dict[str, Any] = {"error_message": text}
+        if error_type is not None:
+            data["details"] = {"error_type": error_type}
+        return text, data
+
     @property
     def outcome(self) -> str | None:
         """``PROCESSING_COMPLETED``/``PROCESSING_FAILED`` once finished, else None."""
@@ -188,15 +244,23 @@ class MediaRun:
             )
 
     def model(self, model_name: str) -> ModelRun:
-        """The tracker of one model of this run (``ANALYSIS_STARTED`` on ``start()``)."""
-        _check_text(
+        """The tracker of one model of this run (``ANALYSIS_STARTED`` on ``start()``).
+
+        Outside strict mode a bad name is converted or clipped, and an empty one gets a
+        tracker that emits nothing (no UI row can show a model without a name).
+        """
+        name = self._field(
             "data.model_name",
             model_name,
             d.MAX_MODEL_NAME_CHARS,
             "the UI groups progress by model_name",
+            "model_name",
         )
         with self._lock:
             self._require_open(f"model({model_name!r})")
+            if name is None:
+                return ModelRun(self, "", detached=True)
+            model_name = name
             existing = self._models.get(model_name)
             if existing is not None and existing._state in ("queued", "new"):
                 return existing
@@ -237,7 +301,7 @@ class MediaRun:
         Models still open are failed first. Returns the terminal event type.
         """
         if message:
-            _message(message, "")
+            message = self._text(message, "")
         with self._lock:
             self._require_open("finish()")
             self._close_open_models("the media run finished before this model reported a result")
@@ -262,19 +326,17 @@ class MediaRun:
         return event
 
     def fail(self, error: BaseException | str, message: str | None = None) -> str:
-        """End the run with ``PROCESSING_FAILED`` (open models are failed first)."""
-        error_message = _failure_text(error)
-        _check_text(
-            "data.error_message",
-            error_message,
-            d.MAX_ERROR_MESSAGE_CHARS,
-            "say what went wrong; the UI shows it",
-        )
-        message = _message(message or None, f"Processing failed: {error_message}")
+        """End the run with ``PROCESSING_FAILED`` (open models are failed first).
+
+        ``error`` is an exception (its user-facing text, see ``progress_sdk.failures``;
+        its type goes to ``data.details.error_type``) or the text itself.
+        """
+        error_message, data = self._failure(error)
+        message = self._text(message or None, f"Processing failed: {error_message}")
         with self._lock:
             self._require_open("fail()")
             self._close_open_models(f"media processing failed: {error_message}")
-            event = self._end("PROCESSING_FAILED", message, {"error_message": error_message})
+            event = self._end("PROCESSING_FAILED", message, data)
         self._publisher._flush_after_run()
         return event
 
@@ -306,15 +368,19 @@ class MediaRun:
 class ModelRun:
     """One model's analysis within a media run."""
 
-    def __init__(self, run: MediaRun, model_name: str) -> None:
+    def __init__(self, run: MediaRun, model_name: str, *, detached: bool = False) -> None:
         self.run = run
         self.model_name = model_name
         self._state = "new"  # new -> queued -> started -> completed | failed
+        # A tracker for a model name that could not be repaired: it keeps the state
+        # machine (so job code runs as usual) but emits nothing.
+        self._detached = detached
         # Rule 3, per progress event type: progress never decreases, total never changes.
         self._last_progress: dict[str, tuple[int, int]] = {}
 
     def _emit(self, event: str, message: str, data: dict[str, Any]) -> None:
-        self.run._emit(event, message, {"model_name": self.model_name, **data})
+        if not self._detached:
+            self.run._emit(event, message, {"model_name": self.model_name, **data})
 
     def _queue(self) -> None:
         with self.run._lock:
@@ -325,7 +391,7 @@ class ModelRun:
 
     def start(self, message: str | None = None) -> ModelRun:
         """Emit ``ANALYSIS_STARTED``."""
-        text = _message(message or None, f"{self.model_name} analysis started")
+        text = self.run._text(message or None, f"{self.model_name} analysis started")
         with self.run._lock:
             self.run._require_open(f"{self.model_name}.start()")
             if self._state == "started":
@@ -358,93 +424,151 @@ class ModelRun:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         """Report ``done`` of ``total`` units (frames by default). Cheap: call it freely;
-        the publisher sends at most ~10 updates a second per model, the latest always."""
-        name = event.value if isinstance(event, EventType) else _rules.normalize_event_name(event)
-        if name not in _rules.PROGRESS_EVENT_NAMES:
-            raise InvalidEventError(
-                [
-                    Problem(
-                        "event",
-                        "progress_type",
-                        f"{event!s} is not a progress event; use one of "
-                        + ", ".join(sorted(_rules.PROGRESS_EVENT_NAMES)),
-                    )
-                ]
-            )
-        if type(done) is not int or type(total) is not int or total <= 0 or not 0 <= done <= total:
-            problems: list[Problem] = []
-            _rules.check_data(
-                name, {"model_name": self.model_name, "progress": done, "total": total}, problems
-            )
-            raise InvalidEventError(
-                problems
-                or [
-                    Problem(
-                        "data.progress", "bounds", f"0 <= progress <= total, got {done}/{total}"
-                    )
-                ],
-                event_type=name,
-            )
-        data: dict[str, Any] = {"progress": done, "total": total}
+        the publisher sends at most ~10 updates a second per model, the latest always.
+
+        Outside strict mode bad values are repaired (clamped, converted) or the call is
+        skipped, and counted in ``stats().forgiven``; a strict publisher raises
+        ``InvalidEventError``.
+        """
+        name = self._event_name(event, _rules.PROGRESS_EVENT_NAMES, "progress")
+        if name is None:
+            return
+        counts = self._counts(name, done, total)
+        if counts is None:
+            return
+        data: dict[str, Any] = {}
         if phase is not None:
-            _check_text("data.phase", phase, d.MAX_PHASE_CHARS, "a short stage name")
-            data["phase"] = phase
+            checked = self.run._field(
+                "data.phase", phase, d.MAX_PHASE_CHARS, "a short stage name", "phase"
+            )
+            if checked is not None:
+                data["phase"] = checked
         if details is not None:
-            data["details"] = self._checked_details(details, name)
+            kept = self._checked_details(details, name)
+            if kept is not None:
+                data["details"] = kept
         verb, unit = _PROGRESS_UNITS[name]
-        text = _message(message, f"{verb} {done}/{total} {unit}")
         with self.run._lock:
             self._require_started(f"progress({done}, {total})")
-            self._check_rule_3(name, done, total)
+            done, total = self._kept_rule_3(name, *counts)
+            text = self.run._text(message, f"{verb} {done}/{total} {unit}")
             # Everything is checked before the rule-3 state is recorded: a refused call
             # has no effect, so the job may retry it with a corrected argument.
             self._last_progress[name] = (done, total)
-            self._emit(name, text, data)
+            self._emit(name, text, {"progress": done, "total": total, **data})
 
-    def _check_rule_3(self, name: str, done: int, total: int) -> None:
+    def _event_name(self, event: object, allowed: frozenset[str], what: str) -> str | None:
+        """The normalised event type, or ``None`` (skip the call) when it is not allowed."""
+        if isinstance(event, EventType):
+            name = event.value
+        else:
+            name = _rules.normalize_event_name(event) if isinstance(event, str) else str(event)
+        if name in allowed:
+            return name
+        self.run._forgive(
+            "event_type",
+            InvalidEventError([Problem(
+                "event", f"{what}_type",
+                f"{event!s} is not a {'phase' if what == 'step' else what} event; use one of "
+                + ", ".join(sorted(allowed)),
+            )]),
+        )
+        return None
+
+    def _counts(self, name: str, done: object, total: object) -> tuple[int, int] | None:
+        """``(done, total)`` as the contract wants them, repaired, or ``None`` to skip."""
+        if type(done) is int and type(total) is int and 0 <= done <= total and total > 0:
+            return done, total
+        problems: list[Problem] = []
+        _rules.check_data(
+            name, {"model_name": self.model_name, "progress": done, "total": total}, problems
+        )
+        error = InvalidEventError(problems, event_type=name)
+        fixed_done, fixed_total = _lenient.as_count(done), _lenient.as_count(total)
+        if type(done) is not int or type(total) is not int:
+            self.run._forgive("progress_type", error)
+        if fixed_done is None or fixed_total is None:
+            return None
+        if fixed_total <= 0:
+            self.run._forgive("total_range", error)
+            return None
+        if not 0 <= fixed_done <= fixed_total:
+            self.run._forgive("progress_range", error)
+        return _lenient.clamp_progress(fixed_done, fixed_total), fixed_total
+
+    def _kept_rule_3(self, name: str, done: int, total: int) -> tuple[int, int]:
         last = self._last_progress.get(name)
-        if last is not None and (done < last[0] or total != last[1]):
-            raise InvalidEventError(
-                [
-                    Problem(
-                        "data.progress",
-                        "rule_3",
-                        f"{name} of {self.model_name} went from {last[0]}/{last[1]} to "
-                        f"{done}/{total}; progress must not decrease and total must not "
-                        "change (use another progress event type or phase for a new pass)",
-                    )
-                ],
-                event_type=name,
-            )
+        if last is None or (done >= last[0] and total == last[1]):
+            return done, total
+        error = InvalidEventError(
+            [
+                Problem(
+                    "data.progress",
+                    "rule_3",
+                    f"{name} of {self.model_name} went from {last[0]}/{last[1]} to "
+                    f"{done}/{total}; progress must not decrease and total must not "
+                    "change (use another progress event type or phase for a new pass)",
+                )
+            ],
+            event_type=name,
+        )
+        if total != last[1]:
+            # A re-estimated total (a decoder's frame count): keep the first total, and
+            # the same fraction of it, so the bar neither jumps nor overflows.
+            self.run._forgive("total_changed", error)
+            done, total = done * last[1] // total, last[1]
+        if done < last[0]:
+            self.run._forgive("progress_decreased", error)
+        return max(done, last[0]), total
 
-    def _checked_details(self, details: Mapping[str, Any], event: str) -> dict[str, Any]:
+    def _checked_details(self, details: object, event: str) -> dict[str, Any] | None:
         problems: list[Problem] = []
         if not isinstance(details, Mapping):
             problems.append(Problem("data.details", "type", "must be a dict of JSON values"))
         else:
             _rules.check_json_size({"data": {"details": dict(details)}}, problems)
         if problems:
-            raise InvalidEventError(problems, event_type=event)
+            self.run._forgive("details", InvalidEventError(problems, event_type=event))
+            return None
+        assert isinstance(details, Mapping)
         return dict(details)
 
     def step(self, event: EventType | str, message: str | None = None) -> None:
         """Emit a phase event: ``AUDIO_EXTRACTION_START`` … ``SPECTROGRAM_GENERATION_COMPLETE``."""
-        name = event.value if isinstance(event, EventType) else str(event)
-        if name not in _rules.PHASE_EVENT_NAMES:
-            raise InvalidEventError(
-                [
-                    Problem(
-                        "event",
-                        "phase_type",
-                        f"{name} is not a phase event; use one of "
-                        + ", ".join(sorted(_rules.PHASE_EVENT_NAMES)),
-                    )
-                ]
-            )
-        text = _message(message or None, f"{_STEP_MESSAGES[name]} ({self.model_name})")
+        name = self._event_name(event, _rules.PHASE_EVENT_NAMES, "step")
+        if name is None:
+            return
+        text = self.run._text(message or None, f"{_STEP_MESSAGES[name]} ({self.model_name})")
         with self.run._lock:
             self._require_started(f"step({name})")
             self._emit(name, text, {"phase": _STEP_PHASES[name]})
+
+    def _verdict(self, prediction: object, confidence: object) -> dict[str, Any]:
+        """``data`` of ANALYSIS_COMPLETED: prediction and confidence, repaired unless strict."""
+        data: dict[str, Any] = {}
+        if prediction is not None:
+            data["prediction"] = prediction
+        if confidence is not None:
+            data["confidence"] = confidence
+        problems: list[Problem] = []
+        _rules.check_data("ANALYSIS_COMPLETED", {"model_name": self.model_name, **data}, problems)
+        if not problems:
+            return data
+        error = InvalidEventError(problems, event_type="ANALYSIS_COMPLETED")
+        fields = {problem.field for problem in problems}
+        if "data.prediction" in fields:
+            self.run._forgive("prediction", error)
+            data.pop("prediction")
+            fixed = _lenient.as_text(prediction, d.MAX_PREDICTION_CHARS)
+            if fixed is not None:
+                data["prediction"] = fixed
+        if "data.confidence" in fields:
+            self.run._forgive("confidence", error)
+            data.pop("confidence")
+            fraction = _lenient.as_fraction(confidence)
+            if fraction is not None:
+                data["confidence"] = fraction
+        return data
 
     def complete(
         self,
@@ -455,39 +579,29 @@ class ModelRun:
         message: str | None = None,
     ) -> None:
         """Emit ``ANALYSIS_COMPLETED`` with the model's verdict."""
-        data: dict[str, Any] = {}
-        if prediction is not None:
-            data["prediction"] = prediction
-        if confidence is not None:
-            data["confidence"] = confidence
-        problems: list[Problem] = []
-        _rules.check_data("ANALYSIS_COMPLETED", {"model_name": self.model_name, **data}, problems)
-        if problems:
-            raise InvalidEventError(problems, event_type="ANALYSIS_COMPLETED")
+        data = self._verdict(prediction, confidence)
         if details is not None:
-            data["details"] = self._checked_details(details, "ANALYSIS_COMPLETED")
+            kept = self._checked_details(details, "ANALYSIS_COMPLETED")
+            if kept is not None:
+                data["details"] = kept
         verdict = ""
-        if prediction is not None:
-            verdict = f": {prediction}"
-            if confidence is not None:
-                verdict += f" ({confidence:.0%})"
-        text = _message(message, f"{self.model_name} analysis completed{verdict}")
+        if "prediction" in data:
+            verdict = f": {data['prediction']}"
+            if "confidence" in data:
+                verdict += f" ({data['confidence']:.0%})"
+        text = self.run._text(message, f"{self.model_name} analysis completed{verdict}")
         with self.run._lock:
             self._require_started("complete()")
             self._state = "completed"
             self._emit("ANALYSIS_COMPLETED", text, data)
-            self.run._model_finished(True)
+            if not self._detached:
+                self.run._model_finished(True)
 
     def fail(self, error: BaseException | str, message: str | None = None) -> None:
-        """Emit ``ANALYSIS_FAILED`` with ``error`` as ``data.error_message``."""
-        error_message = _failure_text(error)
-        _check_text(
-            "data.error_message",
-            error_message,
-            d.MAX_ERROR_MESSAGE_CHARS,
-            "say what went wrong; the UI shows it",
-        )
-        text = _message(message or None, f"{self.model_name} failed: {error_message}")
+        """Emit ``ANALYSIS_FAILED``: ``data.error_message`` is ``error``'s user-facing text
+        (see ``progress_sdk.failures``), ``data.details.error_type`` its exception type."""
+        error_message, data = self.run._failure(error)
+        text = self.run._text(message or None, f"{self.model_name} failed: {error_message}")
         with self.run._lock:
             if self._state not in ("queued", "started"):
                 raise TrackingError(
@@ -495,8 +609,9 @@ class ModelRun:
                     + ("call start() first" if self._state == "new" else "it already ended")
                 )
             self._state = "failed"
-            self._emit("ANALYSIS_FAILED", text, {"error_message": error_message})
-            self.run._model_finished(False)
+            self._emit("ANALYSIS_FAILED", text, data)
+            if not self._detached:
+                self.run._model_finished(False)
 
     @property
     def state(self) -> str:

@@ -185,8 +185,9 @@ def test_worker_jobs_deliver_their_whole_stream_once(
     ]
     failed = next(e for e in events if e["event"] == "ANALYSIS_FAILED")
     assert failed["data"]["error_message"] == (
-        f"ModelError: {LIPFD} lost the face track at frame 150"
+        f"{LIPFD} lost the face track at frame 150"
     )
+    assert failed["data"]["details"]["error_type"].endswith("ModelError")
 
     def last_progress(media_id: str, model: str) -> tuple[int, int]:
         values = [
