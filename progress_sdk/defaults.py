@@ -53,3 +53,28 @@ CONNECT_TIMEOUT = 2.0
 # again at 1, a validator has long forgotten the pair too and takes the new sequence as
 # a fresh start rather than a repeat.
 MAX_REMEMBERED_MEDIA = 100_000
+
+# Snapshots (current state of in-flight media in Redis) --------------------------
+# Key layout, all under one configurable prefix:
+#   {prefix}media:{media_id}   hash: the media's snapshot (fields: snapshot.py)
+#   {prefix}user:{user_id}     sorted set: the user's media with a snapshot, by updated-at
+#   {prefix}inflight           sorted set: media without a terminal event, by updated-at
+#   {prefix}sweeper            string: the dead-worker sweeper's lease (SET NX PX)
+ENV_SNAPSHOT_PREFIX = "PROGRESS_SNAPSHOT_PREFIX"
+DEFAULT_SNAPSHOT_PREFIX = "progress:"
+SNAPSHOT_MEDIA_KEY = "{prefix}media:{media_id}"
+SNAPSHOT_USER_KEY = "{prefix}user:{user_id}"
+SNAPSHOT_INFLIGHT_KEY = "{prefix}inflight"
+SWEEPER_LEASE_KEY = "{prefix}sweeper"
+# A finished media's snapshot stays this long, so a browser that reloads just after the
+# terminal event still gets the final notice.
+DEFAULT_SNAPSHOT_TTL = 600.0  # seconds after the terminal event
+# An in-flight snapshot is refreshed on every write; this bounds what a dead worker leaves
+# behind when no sweeper runs.
+DEFAULT_SNAPSHOT_INFLIGHT_TTL = 24 * 3600.0
+# The slowest simulated stage reports about every 2 s, a real model may load for a minute
+# without reporting: five minutes of silence is a dead worker, not a slow one.
+DEFAULT_SWEEP_STALE_AFTER = 300.0
+DEFAULT_SWEEP_INTERVAL = 10.0
+DEFAULT_SWEEP_LEASE = 30.0
+SWEEP_ERROR_MESSAGE = "the worker stopped reporting"

@@ -20,6 +20,7 @@ _SIMULATOR_COMMANDS = {
     "listen": "listen",
     "record": "record",
     "replay": "replay_command",
+    "sweep": "sweep",
 }
 
 

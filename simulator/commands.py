@@ -38,7 +38,7 @@ from .recording import Recorder, RecordingError, read_recording, replay
 from .runner import SimulationConfig
 from .session import RunSession
 
-__all__ = ["listen", "record", "replay_command", "run"]
+__all__ = ["listen", "record", "replay_command", "run", "sweep"]
 
 _PROGRESS_EVENTS = frozenset(
     {"FRAME_ANALYSIS_PROGRESS", "WINDOW_PROCESSING_PROGRESS", "VISUALIZATION_GENERATION_PROGRESS"}
@@ -486,3 +486,55 @@ def replay_command(ctx: click.Context, file: str, speed: float) -> None:
         f"in {time.monotonic() - began:.1f} s",
         err=True,
     )
+
+
+# -- sweep --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--prefix", envvar=d.ENV_SNAPSHOT_PREFIX, default=d.DEFAULT_SNAPSHOT_PREFIX,
+              show_default=True, help=f"Snapshot key prefix. Env: {d.ENV_SNAPSHOT_PREFIX}.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True),
+              default=d.DEFAULT_SWEEP_STALE_AFTER, show_default=True,
+              help="Seconds without a snapshot change after which a media's worker is dead.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True),
+              default=d.DEFAULT_SWEEP_INTERVAL, show_default=True,
+              help="Seconds between sweeps.")
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True),
+              default=d.DEFAULT_SWEEP_LEASE, show_default=True,
+              help="Seconds the lease lasts without renewal (one sweeper acts at a time).")
+@click.option("--once", is_flag=True, help="Sweep once and exit.")
+@click.pass_context
+def sweep(  # noqa: PLR0917 - one parameter per click option
+    ctx: click.Context, prefix: str, stale_after: float, interval: float, lease: float,
+    once: bool,
+) -> None:
+    """Fail media whose worker stopped reporting (ANALYSIS_FAILED, PROCESSING_FAILED).
+
+    Safe to run on several machines at once: one sweeper acts at a time (a lease in
+    Redis), and a media's failure events never go out twice.
+    """
+    from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys  # noqa: PLC0415
+    from progress_sdk.sweeper import Sweeper  # noqa: PLC0415
+
+    url = _url(ctx)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+    sweeper = Sweeper(client, channel=_channel(ctx), config=SnapshotConfig(SnapshotKeys(prefix)),
+                      stale_after=stale_after, lease=lease)
+    stop = threading.Event()
+    try:
+        with _on_interrupt(stop.set):
+            while True:
+                result = sweeper.sweep()
+                for media_id in result.failed:
+                    click.echo(f"failed {media_id}: {d.SWEEP_ERROR_MESSAGE}")
+                if once:
+                    if not result.leader:
+                        click.echo("another sweeper holds the lease; nothing done")
+                    sweeper.release_lease()
+                    return
+                if stop.wait(interval):
+                    sweeper.release_lease()
+                    return
+    except (redis.RedisError, OSError) as exc:
+        _fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")

@@ -182,7 +182,7 @@ def test_replay_missing_file() -> None:
 
 
 def test_help_lists_every_command() -> None:
-    """run, listen, record, replay, validate and schema are all in one CLI."""
+    """run, listen, record, replay, sweep, validate and schema are all in one CLI."""
     result = invoke("--help")
-    for name in ("run", "listen", "record", "replay", "validate", "schema"):
+    for name in ("run", "listen", "record", "replay", "sweep", "validate", "schema"):
         assert f"  {name}" in result.output

@@ -1,0 +1,557 @@
+"""The current state of each in-flight media, kept in Redis beside the pub/sub stream.
+
+Pub/sub is fire-and-forget: a browser that connects mid-job sees nothing until the next
+event. So the publisher also keeps a compact snapshot of each media it reports on (media
+status; per model status, progress/total, phase, result or error; the last ``seq`` per
+source; updated-at) and an index of each user's media, written in the same pipeline as the
+publish. A relay sends it to a socket on connect (``progress_snapshot``) and then live
+events with a higher ``seq``; a sweeper finds media whose worker stopped reporting.
+
+This module is pure: ``apply_event`` folds an event into a ``MediaSnapshot``;
+``SnapshotTracker`` remembers the snapshots one publisher is writing and turns each batch's
+changes into Redis commands (one script call per touched media); ``parse_snapshot`` reads a
+hash back. The readers (``read_media``, ``read_user``) are the only functions doing I/O.
+
+Key layout (``defaults.py``): ``{prefix}media:{media_id}`` is a hash with one field per
+media attribute (``status``, ``user_id``, ``filename``, ``run_id``, ``error``, ``seq``,
+``source``, ``updated_at``, ``started_at``), one ``seq:{source}`` per publisher and one
+``model:{name}`` (compact JSON) per model; ``{prefix}user:{user_id}`` and
+``{prefix}inflight`` are sorted sets of media ids scored by updated-at (milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from . import _rules
+from . import defaults as d
+from .exceptions import ConfigurationError
+
+__all__ = [
+    "MediaSnapshot",
+    "ModelSnapshot",
+    "SnapshotConfig",
+    "SnapshotKeys",
+    "SnapshotTracker",
+    "apply_event",
+    "parse_snapshot",
+    "read_media",
+    "read_user",
+    "read_user_async",
+    "write_command",
+]
+
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+MEDIA_TERMINAL = frozenset({COMPLETED, FAILED})
+
+_MODEL_STATUS = {
+    "ANALYSIS_QUEUED": "queued",
+    "ANALYSIS_STARTED": "analyzing",
+    "ANALYSIS_COMPLETED": COMPLETED,
+    "ANALYSIS_FAILED": FAILED,
+}
+# The tracking API's phase names for the phase events (tracking.ModelRun.step), used when
+# another producer leaves data.phase out.
+_PHASE_OF = {
+    "AUDIO_EXTRACTION_START": "audio_extraction",
+    "AUDIO_EXTRACTION_COMPLETE": "audio_extraction",
+    "SPECTROGRAM_GENERATION_START": "spectrogram_generation",
+    "SPECTROGRAM_GENERATION_COMPLETE": "spectrogram_generation",
+}
+
+
+@dataclass(frozen=True)
+class SnapshotKeys:
+    """Where snapshots live in Redis: every key under one prefix (``defaults.py``)."""
+
+    prefix: str = d.DEFAULT_SNAPSHOT_PREFIX
+
+    @classmethod
+    def from_env(cls, prefix: str | None = None) -> SnapshotKeys:
+        """An explicit prefix, else ``PROGRESS_SNAPSHOT_PREFIX``, else ``progress:``."""
+        chosen = prefix if prefix is not None else os.environ.get(d.ENV_SNAPSHOT_PREFIX)
+        return cls(d.DEFAULT_SNAPSHOT_PREFIX if chosen is None else chosen)
+
+    def media(self, media_id: str) -> str:
+        """The hash holding one media's snapshot."""
+        return d.SNAPSHOT_MEDIA_KEY.format(prefix=self.prefix, media_id=media_id)
+
+    def user(self, user_id: str) -> str:
+        """The sorted set of one user's media with a snapshot."""
+        return d.SNAPSHOT_USER_KEY.format(prefix=self.prefix, user_id=user_id)
+
+    @property
+    def inflight(self) -> str:
+        """The sorted set of media without a terminal event, scored by updated-at."""
+        return d.SNAPSHOT_INFLIGHT_KEY.format(prefix=self.prefix)
+
+    @property
+    def sweeper_lease(self) -> str:
+        """The key whose holder is the one sweeper allowed to act."""
+        return d.SWEEPER_LEASE_KEY.format(prefix=self.prefix)
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    """Whether and how a publisher keeps snapshots."""
+
+    keys: SnapshotKeys = field(default_factory=SnapshotKeys)
+    ttl: float = d.DEFAULT_SNAPSHOT_TTL
+    """Seconds a finished media's snapshot stays after its terminal event."""
+    inflight_ttl: float = d.DEFAULT_SNAPSHOT_INFLIGHT_TTL
+    """Seconds an in-flight snapshot stays after its last write (no sweeper running)."""
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "inflight_ttl"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigurationError(
+                    f"snapshot {name} must be a positive number of seconds, got {value!r}"
+                )
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """One model's row: ``status`` is queued, analyzing, completed or failed."""
+
+    status: str = "queued"
+    progress: int | None = None
+    total: int | None = None
+    phase: str | None = None
+    prediction: str | None = None
+    confidence: float | None = None
+    error: str | None = None
+    eta_seconds: float | None = None
+    """From ``data.details.eta_seconds`` when the worker reports it."""
+    updated_at: float = 0.0
+
+    def to_json(self) -> str:
+        """Compact JSON for the ``model:{name}`` hash field (``None`` left out)."""
+        fields = {k: v for k, v in self.__dict__.items() if v is not None}
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> ModelSnapshot | None:
+        """Read a ``model:{name}`` field back; None when it is not one."""
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(obj, dict):
+            return None
+        known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
+        try:
+            return cls(**known)
+        except TypeError:
+            return None
+
+    def to_client(self, model_name: str) -> dict[str, Any]:
+        """camelCase, as the relay sends it inside ``progress_snapshot``."""
+        return {
+            "modelName": model_name,
+            "status": self.status,
+            "progress": self.progress,
+            "total": self.total,
+            "phase": self.phase,
+            "prediction": self.prediction,
+            "confidence": self.confidence,
+            "error": self.error,
+            "etaSeconds": self.eta_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class MediaSnapshot:
+    """One media's current state; ``status`` is running, completed or failed."""
+
+    media_id: str
+    user_id: str | None = None
+    status: str = RUNNING
+    filename: str | None = None
+    run_id: str | None = None
+    error: str | None = None
+    seq: int | None = None
+    """The last ``seq`` applied (of ``source``)."""
+    source: str | None = None
+    seqs: Mapping[str, int] = field(default_factory=dict)
+    """The last ``seq`` applied per source: a relay drops live events at or below it."""
+    updated_at: float = 0.0
+    started_at: float | None = None
+    models: Mapping[str, ModelSnapshot] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        """True once PROCESSING_COMPLETED or PROCESSING_FAILED was applied."""
+        return self.status in MEDIA_TERMINAL
+
+    def covers(self, event: Mapping[str, Any]) -> bool:
+        """True when ``event`` (a decoded wire event) is already part of this snapshot."""
+        seq, source = event.get("seq"), event.get("source")
+        if type(seq) is not int or type(source) is not str:
+            return False
+        last = self.seqs.get(source)
+        return last is not None and seq <= last
+
+    def to_client(self) -> dict[str, Any]:
+        """The ``progress_snapshot`` payload: camelCase like ``progress_update``."""
+        return {
+            "mediaId": self.media_id,
+            "userId": self.user_id,
+            "status": self.status,
+            "filename": self.filename,
+            "runId": self.run_id,
+            "error": self.error,
+            "seq": self.seq,
+            "source": self.source,
+            "seqs": dict(self.seqs),
+            "updatedAt": _iso(self.updated_at),
+            "models": [m.to_client(name) for name, m in self.models.items()],
+        }
+
+
+def _iso(epoch: float) -> str:
+    # events.format_timestamp's format, without importing pydantic for it.
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: object) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _int(value: object) -> int | None:
+    return value if type(value) is int else None
+
+
+def _number(value: object) -> float | None:
+    if type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    return None
+
+
+def apply_event(
+    state: MediaSnapshot | None, event: Mapping[str, Any], now: float
+) -> MediaSnapshot:
+    """Fold one decoded wire event into ``state`` (None: no snapshot yet); return the new one.
+
+    Lenient like the UI: fields of the wrong type are ignored, names are normalised
+    (``ANALYSIS_COMPLETE``), a ``PROCESSING_STARTED`` after a terminal event starts a
+    fresh snapshot (a re-analysis). The caller checked that ``event`` has a ``media_id``.
+    """
+    name = event.get("event")
+    name = _rules.normalize_event_name(name) if type(name) is str else ""
+    data = event.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    media_id = str(event.get("media_id"))
+    if state is None or (state.terminal and name == "PROCESSING_STARTED"):
+        state = MediaSnapshot(media_id, started_at=now)
+    changes: dict[str, Any] = {"updated_at": now}
+    user_id = _text(event.get("user_id"))
+    if user_id is not None and user_id != state.user_id:
+        changes["user_id"] = user_id
+    run_id = _text(event.get("run_id"))
+    if run_id is not None and run_id != state.run_id:
+        changes["run_id"] = run_id
+    seq, source = _int(event.get("seq")), _text(event.get("source"))
+    if seq is not None and source is not None:
+        changes.update(seq=seq, source=source, seqs={**state.seqs, source: seq})
+    if name in _rules.MEDIA_EVENT_NAMES:
+        changes.update(_media_changes(state, name, data, event))
+    else:
+        model = _text(data.get("model_name"))
+        if model is not None and name in _rules.MODEL_EVENT_NAMES:
+            row = _next_model(state.models.get(model), name, data, now)
+            changes["models"] = {**state.models, model: row}
+    return replace(state, **changes)
+
+
+def _media_changes(
+    state: MediaSnapshot, name: str, data: Mapping[str, Any], event: Mapping[str, Any]
+) -> dict[str, Any]:
+    if name == "PROCESSING_STARTED":
+        filename = _text(data.get("filename"))
+        return {"filename": filename} if filename and not state.filename else {}
+    if name == "PROCESSING_COMPLETED":
+        return {"status": COMPLETED}
+    error = _text(data.get("error_message")) or _text(event.get("message")) or "failed"
+    return {"status": FAILED, "error": error}
+
+
+def _next_model(
+    row: ModelSnapshot | None, name: str, data: Mapping[str, Any], now: float
+) -> ModelSnapshot:
+    row = row or ModelSnapshot()
+    changes: dict[str, Any] = {"updated_at": now}
+    status = _MODEL_STATUS.get(name)
+    if status is not None:
+        changes["status"] = status
+    elif row.status == "queued":
+        changes["status"] = "analyzing"  # joined late: its ANALYSIS_STARTED went by
+    phase = _text(data.get("phase")) or _PHASE_OF.get(name)
+    if phase is not None:
+        changes["phase"] = phase
+    progress, total = _int(data.get("progress")), _int(data.get("total"))
+    if progress is not None and total is not None and total > 0:
+        changes.update(progress=min(max(progress, 0), total), total=total)
+    details = data.get("details")
+    if isinstance(details, Mapping):
+        eta = _number(details.get("eta_seconds"))
+        if eta is not None:
+            changes["eta_seconds"] = max(eta, 0.0)
+    if name == "ANALYSIS_COMPLETED":
+        changes.update(
+            prediction=_text(data.get("prediction")),
+            confidence=_number(data.get("confidence")),
+            eta_seconds=None,
+        )
+        if row.total is not None:
+            changes["progress"] = row.total
+    elif name == "ANALYSIS_FAILED":
+        changes.update(error=_text(data.get("error_message")) or "failed", eta_seconds=None)
+    return replace(row, **changes)
+
+
+# -- hash fields ------------------------------------------------------------------------
+
+_MEDIA_TEXT_FIELDS = ("user_id", "status", "filename", "run_id", "error", "source")
+_MODEL_PREFIX = "model:"
+_SEQ_PREFIX = "seq:"
+
+
+def media_fields(state: MediaSnapshot, models: Iterable[str] | None = None) -> dict[str, str]:
+    """The hash fields for ``state``: the media's, every source's seq, and ``models``
+    (every model when None). A writer sends only what changed since its last write."""
+    fields: dict[str, str] = {
+        name: value
+        for name in _MEDIA_TEXT_FIELDS
+        if (value := getattr(state, name)) is not None
+    }
+    fields["updated_at"] = repr(state.updated_at)
+    if state.seq is not None:
+        fields["seq"] = str(state.seq)
+    if state.started_at is not None:
+        fields["started_at"] = repr(state.started_at)
+    for source, seq in state.seqs.items():
+        fields[_SEQ_PREFIX + source] = str(seq)
+    names = state.models if models is None else models
+    for name in names:
+        fields[_MODEL_PREFIX + name] = state.models[name].to_json()
+    return fields
+
+
+def parse_snapshot(
+    media_id: str, fields: Mapping[Any, Any]
+) -> MediaSnapshot | None:
+    """Read a media hash (as HGETALL returns it) back; None when it is empty or not one."""
+    text = {_decode(k): _decode(v) for k, v in fields.items()}
+    if not text or "status" not in text:
+        return None
+    models: dict[str, ModelSnapshot] = {}
+    seqs: dict[str, int] = {}
+    for key, value in text.items():
+        if key.startswith(_MODEL_PREFIX):
+            row = ModelSnapshot.from_json(value)
+            if row is not None:
+                models[key[len(_MODEL_PREFIX) :]] = row
+        elif key.startswith(_SEQ_PREFIX) and value.isdigit():
+            seqs[key[len(_SEQ_PREFIX) :]] = int(value)
+    seq = text.get("seq", "")
+    return MediaSnapshot(
+        media_id,
+        user_id=text.get("user_id"),
+        status=text["status"],
+        filename=text.get("filename"),
+        run_id=text.get("run_id"),
+        error=text.get("error"),
+        seq=int(seq) if seq.isdigit() else None,
+        source=text.get("source"),
+        seqs=seqs,
+        updated_at=_float(text.get("updated_at")) or 0.0,
+        started_at=_float(text.get("started_at")),
+        models=dict(sorted(models.items(), key=lambda item: item[1].updated_at)),
+    )
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+# -- writing ------------------------------------------------------------------------------
+
+# One call per touched media and batch: the hash, its expiry and both indexes change
+# together, and a write that arrives after a terminal state (a worker that resumed after
+# the sweeper gave up on it) is refused, unless it starts a new run. KEYS: media hash,
+# in-flight index, user index. ARGV: media id, score (ms), expiry (ms), terminal (0/1),
+# fresh start (0/1), user-index expiry (ms), then field/value pairs.
+WRITE_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and status ~= 'running' then
+  if ARGV[5] ~= '1' then return 0 end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+end
+if KEYS[3] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
+return 1
+"""
+
+
+def write_command(
+    state: MediaSnapshot,
+    config: SnapshotConfig,
+    *,
+    models: Iterable[str] | None = None,
+    fresh: bool = False,
+) -> tuple[str | bytes, ...]:
+    """The ``EVAL`` command writing ``state`` (only ``models``, when given) to Redis."""
+    keys = config.keys
+    ttl = config.ttl if state.terminal else config.inflight_ttl
+    user_key = keys.user(state.user_id) if state.user_id else ""
+    pairs = [part for item in media_fields(state, models).items() for part in item]
+    return (
+        "EVAL", WRITE_SCRIPT, "3", keys.media(state.media_id), keys.inflight, user_key,
+        state.media_id, str(int(state.updated_at * 1000)), str(max(1, int(ttl * 1000))),
+        "1" if state.terminal else "0", "1" if fresh else "0",
+        str(int(max(config.ttl, config.inflight_ttl) * 1000)), *pairs,
+    )  # fmt: skip
+
+
+@dataclass
+class _Pending:
+    models: set[str] = field(default_factory=set)
+    fresh: bool = False
+
+
+class SnapshotTracker:
+    """The snapshots one publisher writes: apply each sent event, then take the commands.
+
+    Not thread-safe: the sender thread owns it. Finished media are forgotten once their
+    terminal state is taken; at most ``max_media`` in-flight media are remembered (least
+    recently updated first out; a forgotten one starts again from its next event, which
+    still updates its hash field by field).
+    """
+
+    def __init__(self, config: SnapshotConfig, *, max_media: int = d.MAX_REMEMBERED_MEDIA):
+        self.config = config
+        self._max_media = max_media
+        self._states: OrderedDict[str, MediaSnapshot] = OrderedDict()
+        self._pending: dict[str, _Pending] = {}
+
+    def apply(self, event: Mapping[str, Any], now: float) -> None:
+        """Fold one event that is about to be published into its media's snapshot."""
+        media_id = event.get("media_id")
+        if type(media_id) is not str or not media_id:
+            return
+        previous = self._states.pop(media_id, None)
+        state = apply_event(previous, event, now)
+        self._states[media_id] = state
+        if len(self._states) > self._max_media:
+            evicted, _ = self._states.popitem(last=False)
+            self._pending.pop(evicted, None)
+        pending = self._pending.setdefault(media_id, _Pending())
+        # Only a new run may replace a finished snapshot in Redis (see WRITE_SCRIPT).
+        if event.get("event") == "PROCESSING_STARTED" and (previous is None or previous.terminal):
+            pending.fresh = True
+        data = event.get("data")
+        model = _text(data.get("model_name")) if isinstance(data, Mapping) else None
+        if model is not None and model in state.models:
+            pending.models.add(model)
+
+    def take_commands(self) -> list[tuple[str | bytes, ...]]:
+        """One ``EVAL`` per media changed since the last call; finished media are forgotten."""
+        commands = []
+        for media_id, pending in self._pending.items():
+            state = self._states.get(media_id)
+            if state is None:
+                continue
+            commands.append(
+                write_command(state, self.config, models=pending.models, fresh=pending.fresh)
+            )
+            if state.terminal:
+                del self._states[media_id]
+        self._pending.clear()
+        return commands
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+class _SyncRedis(Protocol):
+    def hgetall(self, name: str) -> Any: ...
+    def zrange(self, name: str, start: int, end: int) -> Any: ...
+    def pipeline(self, transaction: bool = ...) -> Any: ...
+
+
+def read_media(client: _SyncRedis, keys: SnapshotKeys, media_id: str) -> MediaSnapshot | None:
+    """One media's snapshot, or None when it has none (never started, or expired)."""
+    return parse_snapshot(media_id, client.hgetall(keys.media(media_id)))
+
+
+def read_user(client: _SyncRedis, keys: SnapshotKeys, user_id: str) -> list[MediaSnapshot]:
+    """Every snapshot of one user, oldest update first (in-flight and recently finished).
+
+    Index entries whose snapshot expired are removed on the way.
+    """
+    members = [_decode(m) for m in client.zrange(keys.user(user_id), 0, -1)]
+    if not members:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for media_id in members:
+        pipe.hgetall(keys.media(media_id))
+    snapshots, gone = _collect(members, pipe.execute())
+    if gone:
+        client.zrem(keys.user(user_id), *gone)  # type: ignore[attr-defined]
+    return snapshots
+
+
+async def read_user_async(client: Any, keys: SnapshotKeys, user_id: str) -> list[MediaSnapshot]:
+    """``read_user`` for a ``redis.asyncio`` client (the relay)."""
+    members = [_decode(m) for m in await client.zrange(keys.user(user_id), 0, -1)]
+    if not members:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for media_id in members:
+        pipe.hgetall(keys.media(media_id))
+    snapshots, gone = _collect(members, await pipe.execute())
+    if gone:
+        await client.zrem(keys.user(user_id), *gone)
+    return snapshots
+
+
+def _collect(
+    members: list[str], replies: list[Any]
+) -> tuple[list[MediaSnapshot], list[str]]:
+    snapshots, gone = [], []
+    for media_id, fields in zip(members, replies, strict=True):
+        snapshot = parse_snapshot(media_id, fields)
+        if snapshot is None:
+            gone.append(media_id)
+        else:
+            snapshots.append(snapshot)
+    return snapshots, gone

@@ -1,0 +1,246 @@
+"""The dead-worker sweeper: media whose worker stopped reporting get their terminal event.
+
+A media whose snapshot (``progress_sdk.snapshot``) has not changed for ``stale_after``
+seconds and has no terminal event gets ``ANALYSIS_FAILED`` for each model still running and
+then ``PROCESSING_FAILED`` ("the worker stopped reporting"): rule 5 allows
+``PROCESSING_COMPLETED`` only when the job finished, so a job that stopped always fails,
+even with some models completed. The panel then closes with a visible error instead of
+staying open forever.
+
+Any number of sweepers may run (every relay node, ``progress-sim sweep``): a lease in Redis
+(``SET NX PX``, renewed by its holder) lets one act at a time, and each media is failed by
+one script that checks the snapshot is still running and unchanged, writes the terminal
+state and publishes the events atomically, so the failure events never go out twice, and a
+worker that reported again in the meantime is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from . import _rules
+from . import defaults as d
+from .events import format_timestamp
+from .exceptions import ConfigurationError
+from .snapshot import (
+    MediaSnapshot,
+    SnapshotConfig,
+    SnapshotKeys,
+    apply_event,
+    media_fields,
+    parse_snapshot,
+)
+
+__all__ = ["SweepResult", "Sweeper"]
+
+logger = logging.getLogger("progress_sdk.sweeper")
+
+# KEYS: lease. ARGV: token, lease (ms). Renews only the caller's own lease.
+_RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS: media hash, in-flight index, user index (or ''). ARGV: updated_at as read, channel,
+# expiry (ms), media id, score (ms), number of events n, the n events, field/value pairs.
+# The snapshot is written before the events go out, as the publisher does, so a relay that
+# reads it after subscribing misses nothing (docs/relay.md).
+_FAIL_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'updated_at') ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], unpack(ARGV, 7 + n))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[4])
+if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
+for i = 7, 6 + n do redis.call('PUBLISH', ARGV[2], ARGV[i]) end
+return n
+"""
+
+_BATCH = 100
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep did: ``leader`` is False when another sweeper holds the lease."""
+
+    leader: bool
+    failed: tuple[str, ...] = ()
+    """media_id of each media this sweep failed."""
+    events: int = 0
+    """Events published (ANALYSIS_FAILED and PROCESSING_FAILED)."""
+    skipped: tuple[str, ...] = field(default=())
+    """Stale candidates left alone: they changed meanwhile or finished."""
+
+
+class Sweeper:
+    """Fails media whose snapshot went stale; see the module docstring.
+
+    ``sweep()`` runs one pass (taking or renewing the lease first); ``run()`` repeats it
+    until ``stop`` is set and then releases the lease.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        channel: str = d.DEFAULT_CHANNEL,
+        config: SnapshotConfig | None = None,
+        stale_after: float = d.DEFAULT_SWEEP_STALE_AFTER,
+        lease: float = d.DEFAULT_SWEEP_LEASE,
+        source: str | None = None,
+    ) -> None:
+        for name, value in (("stale_after", stale_after), ("lease", lease)):
+            if not value > 0:
+                raise ConfigurationError(f"sweeper {name} must be > 0 seconds, got {value!r}")
+        self.client = client
+        self.channel = channel
+        self.config = config or SnapshotConfig()
+        self.stale_after = float(stale_after)
+        self.lease = float(lease)
+        self.source = source or (
+            f"sweeper:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
+        self._token = uuid.uuid4().hex
+        self._seqs: OrderedDict[str, int] = OrderedDict()
+        self._renew = client.register_script(_RENEW_SCRIPT)
+        self._release = client.register_script(_RELEASE_SCRIPT)
+        self._fail = client.register_script(_FAIL_SCRIPT)
+
+    @property
+    def keys(self) -> SnapshotKeys:
+        """The key layout swept."""
+        return self.config.keys
+
+    def hold_lease(self) -> bool:
+        """Take the lease, or renew it when this sweeper holds it; True when it does."""
+        key, ms = self.keys.sweeper_lease, max(1, int(self.lease * 1000))
+        if self.client.set(key, self._token, nx=True, px=ms):
+            return True
+        return bool(self._renew(keys=[key], args=[self._token, ms]))
+
+    def release_lease(self) -> None:
+        """Give the lease up (another sweeper takes over at its next pass)."""
+        self._release(keys=[self.keys.sweeper_lease], args=[self._token])
+
+    def sweep(self, now: float | None = None) -> SweepResult:
+        """One pass: fail every stale in-flight media, if this sweeper holds the lease."""
+        if not self.hold_lease():
+            return SweepResult(leader=False)
+        at = time.time() if now is None else now
+        cutoff = int((at - self.stale_after) * 1000)
+        stale = self.client.zrangebyscore(self.keys.inflight, "-inf", cutoff, 0, _BATCH)
+        failed, skipped, events = [], [], 0
+        for raw in stale:
+            media_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            published = self._fail_media(media_id, at)
+            if published:
+                failed.append(media_id)
+                events += published
+            else:
+                skipped.append(media_id)
+        return SweepResult(True, tuple(failed), events, tuple(skipped))
+
+    def run(self, stop: threading.Event, interval: float = d.DEFAULT_SWEEP_INTERVAL) -> None:
+        """Sweep every ``interval`` seconds until ``stop`` is set; Redis errors are logged."""
+        try:
+            while not stop.is_set():
+                try:
+                    result = self.sweep()
+                except redis.RedisError as exc:
+                    logger.warning("sweeper: Redis error, retrying: %s", type(exc).__name__)
+                else:
+                    for media_id in result.failed:
+                        logger.info("sweeper: failed stale media %s", media_id)
+                stop.wait(interval)
+        finally:
+            with contextlib.suppress(redis.RedisError):  # else it expires by itself
+                self.release_lease()
+
+    def _fail_media(self, media_id: str, now: float) -> int:
+        key = self.keys.media(media_id)
+        fields = self.client.hgetall(key)
+        snapshot = parse_snapshot(media_id, fields)
+        if snapshot is None or snapshot.terminal:
+            # Expired or finished but still indexed: nothing to announce.
+            self.client.zrem(self.keys.inflight, media_id)
+            return 0
+        raw_updated = fields.get(b"updated_at", fields.get("updated_at"))
+        failure = self._failure_events(snapshot, now)
+        if failure is None:
+            self.client.zrem(self.keys.inflight, media_id)
+            return 0
+        payloads, final = failure
+        args: list[Any] = [
+            raw_updated, self.channel, max(1, int(self.config.ttl * 1000)), media_id,
+            int(now * 1000), len(payloads), *payloads,
+        ]  # fmt: skip
+        for pair in media_fields(final).items():
+            args.extend(pair)
+        user_key = self.keys.user(final.user_id) if final.user_id else ""
+        published = self._fail(keys=[key, self.keys.inflight, user_key], args=args)
+        return int(published)
+
+    def _failure_events(
+        self, snapshot: MediaSnapshot, now: float
+    ) -> tuple[list[bytes], MediaSnapshot] | None:
+        events = [
+            self._event(snapshot, "ANALYSIS_FAILED", f"{name}: {d.SWEEP_ERROR_MESSAGE}",
+                        {"model_name": name, "error_message": d.SWEEP_ERROR_MESSAGE}, now)
+            for name, model in snapshot.models.items()
+            if model.status not in ("completed", "failed")
+        ]  # fmt: skip
+        events.append(
+            self._event(snapshot, "PROCESSING_FAILED", f"Processing failed: "
+                        f"{d.SWEEP_ERROR_MESSAGE}", {"error_message": d.SWEEP_ERROR_MESSAGE}, now)
+        )  # fmt: skip
+        final = snapshot
+        for event in events:
+            _, problems = _rules.check_event(event, strict=True)
+            if problems:  # written by a producer that broke the contract (e.g. no user_id)
+                logger.warning("sweeper: cannot fail media %s: %s", snapshot.media_id,
+                               problems[0])
+                return None
+            final = apply_event(final, event, now)
+        return [json.dumps(e, separators=(",", ":")).encode() for e in events], final
+
+    def _event(
+        self, snapshot: MediaSnapshot, name: str, message: str, data: Mapping[str, Any],
+        now: float,
+    ) -> dict[str, Any]:
+        seq = self._seqs.pop(snapshot.media_id, 0) + 1
+        self._seqs[snapshot.media_id] = seq
+        if len(self._seqs) > d.MAX_REMEMBERED_MEDIA:
+            self._seqs.popitem(last=False)
+        event: dict[str, Any] = {
+            "media_id": snapshot.media_id,
+            "user_id": snapshot.user_id,
+            "event": name,
+            "message": message,
+            "data": dict(data),
+            "schema_version": d.SCHEMA_VERSION,
+            "seq": seq,
+            "source": self.source,
+            "timestamp": format_timestamp(now),
+        }
+        if snapshot.run_id:
+            event["run_id"] = snapshot.run_id
+        return event

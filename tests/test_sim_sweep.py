@@ -1,0 +1,45 @@
+"""``progress-sim sweep``: the sweeper from the command line, against the real Redis."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
+from simulator.cli import cli
+
+
+@pytest.mark.redis
+def test_sweep_once_fails_stale_media_and_says_which(redis_url: str, channel: str) -> None:
+    """`sweep --once` fails each stale media, prints it, and leaves fresh ones alone."""
+    keys = SnapshotKeys(f"test-cli-sweep-{uuid.uuid4().hex[:8]}:")
+    client = redis.Redis.from_url(redis_url)
+    tracker = SnapshotTracker(SnapshotConfig(keys))
+    for media_id, at in (("old", time.time() - 100), ("new", time.time())):
+        tracker.apply({"media_id": media_id, "user_id": "u", "event": "PROCESSING_STARTED",
+                       "data": {}, "seq": 1, "source": "w"}, at)
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+    result = CliRunner().invoke(cli, [
+        "--redis-url", redis_url, "--channel", channel, "sweep", "--once",
+        "--prefix", keys.prefix, "--stale-after", "50",
+    ], catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output == "failed old: the worker stopped reporting\n"
+    old, new = read_media(client, keys, "old"), read_media(client, keys, "new")
+    assert old is not None and old.status == "failed"
+    assert new is not None and new.status == "running"
+
+
+def test_sweep_with_unreachable_redis_is_one_error_line() -> None:
+    """No Redis: one `error:` line without the password, exit 2, no traceback."""
+    result = CliRunner().invoke(
+        cli, ["--redis-url", "redis://:s3cret@127.0.0.1:1/0", "sweep", "--once"]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("error: cannot reach Redis")
+    assert "s3cret" not in result.output and result.output.count("\n") == 1

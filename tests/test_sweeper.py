@@ -1,0 +1,168 @@
+"""The dead-worker sweeper, against the real Redis server and real worker processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import Subscriber
+
+from progress_sdk import defaults as d
+from progress_sdk.contract import validate_lines
+from progress_sdk.exceptions import ConfigurationError
+from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
+from progress_sdk.sweeper import Sweeper
+
+pytestmark = pytest.mark.redis
+WORKER = Path(__file__).with_name("snapshot_worker.py")
+
+
+@pytest.fixture
+def config() -> SnapshotConfig:
+    """Snapshot settings under a prefix no other test uses."""
+    return SnapshotConfig(SnapshotKeys(f"test-sweep-{uuid.uuid4().hex[:8]}:"), ttl=30)
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    """A client of the real Redis server."""
+    return redis.Redis.from_url(redis_url)
+
+
+def start_media(client: redis.Redis, config: SnapshotConfig, media_id: str, at: float) -> None:
+    """Write the snapshot of a media with one completed and one running model."""
+    tracker = SnapshotTracker(config)
+    for seq, (event, data) in enumerate([
+        ("PROCESSING_STARTED", {}), ("ANALYSIS_STARTED", {"model_name": "A"}),
+        ("ANALYSIS_COMPLETED", {"model_name": "A"}), ("ANALYSIS_STARTED", {"model_name": "B"}),
+    ], start=1):  # fmt: skip
+        tracker.apply({"media_id": media_id, "user_id": "u", "event": event, "data": data,
+                       "seq": seq, "source": "w"}, at)
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+
+
+def test_a_stale_media_gets_failure_events_for_running_models_then_processing_failed(
+    client: redis.Redis, config: SnapshotConfig, redis_url: str, channel: str,
+    subscriber: Subscriber,
+) -> None:
+    """Running models fail, completed ones stay, and the media fails with the reason."""
+    start_media(client, config, "m1", time.time() - 60)
+    start_media(client, config, "fresh", time.time())
+    sweeper = Sweeper(client, channel=channel, config=config, stale_after=30)
+    result = sweeper.sweep()
+    assert result.leader and result.failed == ("m1",) and result.events == 2
+    events = [json.loads(m) for m in subscriber.wait_for(2)]
+    assert [(e["event"], e["data"].get("model_name")) for e in events] == [
+        ("ANALYSIS_FAILED", "B"), ("PROCESSING_FAILED", None),
+    ]
+    assert all(e["data"]["error_message"] == d.SWEEP_ERROR_MESSAGE for e in events)
+    assert [e["seq"] for e in events] == [1, 2] and events[0]["user_id"] == "u"
+    snap = read_media(client, config.keys, "m1")
+    assert snap is not None and snap.status == "failed"
+    assert snap.error == d.SWEEP_ERROR_MESSAGE
+    assert {k: m.status for k, m in snap.models.items()} == {"A": "completed", "B": "failed"}
+    assert client.zscore(config.keys.inflight, "m1") is None
+    assert 0 < client.pttl(config.keys.media("m1")) <= 30_000
+    assert sweeper.sweep(now=time.time() + 10).failed == ()  # nothing twice
+    assert client.zscore(config.keys.inflight, "fresh") is not None
+
+
+def test_only_the_lease_holder_acts_until_it_lets_go(
+    client: redis.Redis, config: SnapshotConfig, channel: str
+) -> None:
+    """A second sweeper does nothing while the first holds the lease, then takes over."""
+    first = Sweeper(client, channel=channel, config=config, lease=30)
+    second = Sweeper(client, channel=channel, config=config, lease=30)
+    assert first.sweep().leader and first.sweep().leader
+    assert not second.sweep().leader
+    first.release_lease()
+    assert second.sweep().leader and not first.sweep().leader
+    second.release_lease()
+
+
+def test_racing_sweepers_never_publish_a_failure_twice(
+    client: redis.Redis, config: SnapshotConfig, redis_url: str, channel: str,
+    subscriber: Subscriber,
+) -> None:
+    """Sweepers whose leases lapse constantly still fail each media exactly once."""
+    old = time.time() - 60
+    media = [f"m{i}" for i in range(40)]
+    for media_id in media:
+        start_media(client, config, media_id, old)
+    sweepers = [Sweeper(redis.Redis.from_url(redis_url), channel=channel, config=config,
+                        lease=0.001, stale_after=30) for _ in range(3)]
+    barrier = threading.Barrier(len(sweepers))
+
+    def race(sweeper: Sweeper) -> None:
+        barrier.wait()
+        for _ in range(20):
+            sweeper.sweep()
+
+    threads = [threading.Thread(target=race, args=(s,)) for s in sweepers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    subscriber.wait_for(80)
+    time.sleep(0.2)  # let any duplicate arrive too
+    events = [json.loads(m) for m in subscriber.messages]
+    finals = [e["media_id"] for e in events if e["event"] == "PROCESSING_FAILED"]
+    assert sorted(finals) == sorted(media)
+    assert len(events) == 80
+
+
+def test_stale_after_and_lease_must_be_positive(client: redis.Redis) -> None:
+    """Settings that would sweep everything at once or never hold a lease are refused."""
+    with pytest.raises(ConfigurationError, match="stale_after"):
+        Sweeper(client, stale_after=0)
+    with pytest.raises(ConfigurationError, match="lease"):
+        Sweeper(client, lease=-1)
+
+
+@pytest.mark.slow
+def test_a_sigkilled_worker_process_gets_its_media_failed_and_the_stream_keeps_the_contract(
+    client: redis.Redis, config: SnapshotConfig, redis_url: str, channel: str,
+    subscriber: Subscriber,
+) -> None:
+    """A plain worker killed mid-run: the sweeper closes its media, by the contract's rules."""
+    worker = subprocess.Popen([sys.executable, str(WORKER), redis_url, channel,
+                               config.keys.prefix, "doomed", "u9"])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            snap = read_media(client, config.keys, "doomed")
+            if snap is not None and (snap.models.get("B") or snap.models["A"]).progress:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the worker never reported progress")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    sweeper = Sweeper(client, channel=channel, config=config, stale_after=0.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        snap = read_media(client, config.keys, "doomed")
+        if snap is not None and snap.terminal:
+            break
+        sweeper.sweep()
+        time.sleep(0.2)
+    assert snap is not None and snap.status == "failed" and snap.error == d.SWEEP_ERROR_MESSAGE
+    time.sleep(0.2)
+    lines = list(subscriber.messages)
+    report = validate_lines(lines, strict=True)
+    assert report.ok, report.to_text()
+    last = json.loads(lines[-1])
+    assert last["event"] == "PROCESSING_FAILED" and last["data"]["error_message"] == (
+        d.SWEEP_ERROR_MESSAGE
+    )
+    assert [json.loads(x)["event"] for x in lines].count("PROCESSING_FAILED") == 1
