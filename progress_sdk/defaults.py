@@ -9,6 +9,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_CHANNEL = "media-progress-events"
 # "1": the tracking API raises on bad progress data instead of repairing it.
 ENV_STRICT = "PROGRESS_SDK_STRICT"
+# Spreading media over shard channels (progress_sdk.sharding): 1 keeps every event on
+# DEFAULT_CHANNEL, which is what the product's relay subscribes to.
+ENV_SHARDS = "MEDIA_PROGRESS_SHARDS"
+DEFAULT_SHARDS = 1
+MAX_SHARDS = 1024
 
 # Contract limits (CONTRACT.md v1) -------------------------------------------
 SCHEMA_VERSION = 1

@@ -55,11 +55,20 @@ class _Group(click.Group):
     show_default=True,
     help=f"Pub/sub channel. Env: {d.ENV_CHANNEL}.",
 )
+@click.option(
+    "--shards",
+    envvar=d.ENV_SHARDS,
+    type=click.IntRange(1, d.MAX_SHARDS),
+    default=d.DEFAULT_SHARDS,
+    show_default=True,
+    help="Shard channels CHANNEL:0..N-1 that media are spread over (1: CHANNEL alone); "
+    f"listen and record subscribe to all of them and to CHANNEL. Env: {d.ENV_SHARDS}.",
+)
 @click.version_option(__version__, prog_name="progress-sim")
 @click.pass_context
-def cli(ctx: click.Context, redis_url: str | None, channel: str) -> None:
+def cli(ctx: click.Context, redis_url: str | None, channel: str, shards: int) -> None:
     """Simulate, watch, record, replay and validate media-analysis progress events."""
-    ctx.obj = {"redis_url": redis_url, "channel": channel}
+    ctx.obj = {"redis_url": redis_url, "channel": channel, "shards": shards}
 
 
 @cli.command()

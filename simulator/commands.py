@@ -29,10 +29,12 @@ from rich.console import Console
 from progress_sdk import RedisUnavailableError
 from progress_sdk import defaults as d
 from progress_sdk.contract import Finding, LifecycleValidator
+from progress_sdk.exceptions import ConfigurationError
+from progress_sdk.sharding import subscribed_channels
 from progress_sdk.transport import mask_url
 
 from .catalog import PRESETS, UnknownModelError, resolve_models
-from .listener import Observer, Subscription, latency_percentiles, plain_line
+from .listener import ChannelSubscription, Observer, latency_percentiles, plain_line, subscribe
 from .panel import LivePanel, PanelState
 from .recording import Recorder, RecordingError, read_recording, replay
 from .runner import SimulationConfig
@@ -116,13 +118,24 @@ def _ndjson_writer(stream: IO[str]) -> Callable[[bytes, dict[str, Any] | None], 
     return write
 
 
-def _open_subscription(url: str, channel: str) -> Subscription:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+def _shards(ctx: click.Context) -> int:
+    shards: int = ctx.obj.get("shards") if ctx.obj else d.DEFAULT_SHARDS
+    return shards
+
+
+def _open_subscription(url: str, channels: list[str]) -> ChannelSubscription:
     try:
-        return Subscription(client, channel).open()
+        return subscribe(url, channels)
+    except ConfigurationError as exc:
+        _fail(str(exc))
     except (redis.RedisError, OSError) as exc:
-        client.close()
         _fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")
+
+
+def _describe(channels: list[str]) -> str:
+    if len(channels) == 1:
+        return f"channel {channels[0]!r}"
+    return f"channels {channels[0]!r} and {channels[1]!r}..{channels[-1].rsplit(':', 1)[-1]}"
 
 
 def _model_help() -> str:
@@ -340,8 +353,9 @@ def listen(  # noqa: PLR0917 - one parameter per click option
         users=users,
         media=media,
     )
-    subscription = _open_subscription(url, channel)
-    click.echo(f"Listening on {mask_url(url)} channel {channel!r} (Ctrl-C stops)", err=True)
+    channels = subscribed_channels(channel, _shards(ctx))
+    subscription = _open_subscription(url, channels)
+    click.echo(f"Listening on {mask_url(url)} {_describe(channels)} (Ctrl-C stops)", err=True)
     stop = threading.Event()
     began = time.monotonic()
 
@@ -360,7 +374,6 @@ def listen(  # noqa: PLR0917 - one parameter per click option
         _fail(f"lost Redis while listening: {mask_url(str(exc))}")
     finally:
         subscription.close()
-        subscription.client.close()
         out.flush()
     _listen_summary(observer, time.monotonic() - began, recent if use_panel else None)
     report = observer.report()
@@ -425,11 +438,12 @@ def record(  # noqa: PLR0917 - one parameter per click option
         )
     except OSError as exc:
         _fail(f"cannot write {file}: {exc.strerror or exc}")
-    subscription = _open_subscription(url, channel)
+    channels = subscribed_channels(channel, _shards(ctx))
+    subscription = _open_subscription(url, channels)
     recorder = Recorder(stream, channel)
     observer = Observer(on_event=recorder.write, users=users, media=media)
     click.echo(
-        f"Recording {mask_url(url)} channel {channel!r} to {file} (Ctrl-C stops)", err=True
+        f"Recording {mask_url(url)} {_describe(channels)} to {file} (Ctrl-C stops)", err=True
     )
     stop = threading.Event()
     try:
@@ -439,7 +453,6 @@ def record(  # noqa: PLR0917 - one parameter per click option
         _fail(f"lost Redis while recording: {mask_url(str(exc))}")
     finally:
         subscription.close()
-        subscription.client.close()
         if file != "-":
             stream.close()
     click.echo(f"Recorded {recorder.count:,} events to {file}", err=True)

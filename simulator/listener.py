@@ -3,9 +3,10 @@
 ``Observer`` handles one raw message at a time, from any producer: it filters (by user,
 media or publisher ``source``), counts event types, measures delivery latency from the
 event's ``timestamp``, feeds the lifecycle validator and the panel state, and hands each
-kept message to an output callback (NDJSON, plain lines, a recording). ``listen`` pumps a
-Redis pub/sub subscription into an observer until it is stopped, a count is reached or a
-timeout passes. ``run``, ``listen`` and ``record`` all sit on these two.
+kept message to an output callback (NDJSON, plain lines, a recording). A subscription
+(``subscribe``: one server, or sharded pub/sub on a Redis Cluster) pumps messages into an
+observer until it is stopped, a count is reached or a timeout passes. ``run``, ``listen``
+and ``record`` all sit on these two.
 """
 
 from __future__ import annotations
@@ -15,17 +16,26 @@ import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import redis
 
+from progress_sdk.cluster import is_cluster
 from progress_sdk.contract import Finding, LifecycleValidator, Report
 
+from .cluster_subscription import ClusterSubscription
 from .panel import PanelState
 
-__all__ = ["Observer", "Subscription", "latency_percentiles", "plain_line"]
+__all__ = [
+    "ChannelSubscription",
+    "Observer",
+    "Subscription",
+    "latency_percentiles",
+    "plain_line",
+    "subscribe",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -184,26 +194,32 @@ def plain_line(event: dict[str, Any] | None, payload: bytes) -> str:
 
 
 class Subscription:
-    """A pub/sub subscription to one channel, pumped into a handler.
+    """A pub/sub subscription to one or more channels of one server, pumped into a handler.
 
-    ``open()`` returns once Redis has confirmed the subscription, so a publisher started
-    afterwards loses nothing. Works with ``redis.Redis`` and ``fakeredis.FakeRedis``.
+    ``open()`` returns once Redis has confirmed every subscription, so a publisher started
+    afterwards loses nothing. Works with ``redis.Redis`` and ``fakeredis.FakeRedis``;
+    with ``owns_client`` ``close()`` closes the client too.
     """
 
-    def __init__(self, client: redis.Redis, channel: str) -> None:
+    def __init__(
+        self, client: redis.Redis, channel: str | Sequence[str], *, owns_client: bool = False
+    ) -> None:
         self.client = client
-        self.channel = channel
+        self.channels = [channel] if isinstance(channel, str) else list(dict.fromkeys(channel))
+        self.channel = self.channels[0]
+        self._owns_client = owns_client
         self._pubsub: Any = None
 
     def open(self, timeout: float = 5.0) -> Subscription:
-        """Subscribe and wait for the confirmation; raises redis errors unchanged."""
+        """Subscribe and wait for the confirmations; raises redis errors unchanged."""
         pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
-        pubsub.subscribe(self.channel)
+        pubsub.subscribe(*self.channels)
         deadline = time.monotonic() + timeout
-        while True:
+        confirmed = 0
+        while confirmed < len(self.channels):
             message = pubsub.get_message(timeout=0.1)
             if message is not None and message.get("type") == "subscribe":
-                break
+                confirmed += 1
             if time.monotonic() > deadline:
                 pubsub.close()
                 raise redis.TimeoutError(f"no subscription confirmation within {timeout} s")
@@ -250,9 +266,30 @@ class Subscription:
         return kept
 
     def close(self) -> None:
-        """Unsubscribe and release the connection."""
-        if self._pubsub is not None:
-            try:
+        """Unsubscribe and release the connection (and the client, if owned)."""
+        try:
+            if self._pubsub is not None:
                 self._pubsub.close()
-            finally:
-                self._pubsub = None
+        finally:
+            self._pubsub = None
+            if self._owns_client:
+                self.client.close()
+
+
+ChannelSubscription = Subscription | ClusterSubscription
+"""Either kind: both have ``open``, ``pump`` and ``close``."""
+
+
+def subscribe(url: str, channels: Sequence[str], timeout: float = 5.0) -> ChannelSubscription:
+    """Subscribe to ``channels`` at ``url`` and wait for the confirmations: with sharded
+    pub/sub on every master concerned when ``url`` names a Redis Cluster node (detected),
+    else on the one server. Raises redis errors (and ``ConfigurationError`` for a bad URL).
+    """
+    if is_cluster(url, timeout=min(timeout, 2.0)):
+        return ClusterSubscription(url, channels).open(timeout)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+    try:
+        return Subscription(client, channels, owns_client=True).open(timeout)
+    except BaseException:
+        client.close()
+        raise

@@ -4,13 +4,16 @@ test or session left in Redis matters."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+from redis_cluster import ClusterStartError, LocalCluster
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -26,6 +29,20 @@ def redis_url() -> str:
             "with `redis-server --daemonize yes --port 6379 --save ''` or set REDIS_URL"
         )
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster (3 masters, 3 replicas) on free loopback ports, for the whole
+    session; fails (not skips) with the reason when it cannot be started."""
+    cluster = LocalCluster()
+    atexit.register(cluster.stop)  # a backstop should the session end abnormally
+    try:
+        cluster.start()
+    except (ClusterStartError, OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"cannot start a local Redis Cluster: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

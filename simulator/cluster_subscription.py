@@ -1,0 +1,217 @@
+"""Sharded pub/sub on a Redis Cluster: ``SSUBSCRIBE`` each channel on the master serving
+its slot, and follow the cluster when that changes.
+
+Each channel has its own connection and reader thread, feeding one queue that ``pump``
+drains on the caller's thread (so ``handle`` runs on one thread, as ``Observer`` wants,
+and a channel's messages keep their order). A channel is moved when its reader fails
+(the master died), when the server unsubscribes it (``sunsubscribe``: its slot migrated
+away) or when the periodic look at ``CLUSTER SLOTS`` names another owner: the old
+connection is closed first, then the channel is subscribed on the new owner, so it is
+never read twice. Until a failover completes the channel is retried every
+``RETRY_INTERVAL``; if no node at all has answered for ``GIVE_UP_AFTER`` seconds,
+``pump`` raises ``redis.ConnectionError``.
+
+Messages published while a channel had no live subscription are not seen (pub/sub keeps
+nothing); the lifecycle validator reports them as sequence gaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from progress_sdk.cluster import Address, SlotMap
+
+__all__ = ["ClusterSubscription"]
+
+_log = logging.getLogger(__name__)
+
+RETRY_INTERVAL = 0.1
+REFRESH_INTERVAL = 1.0
+GIVE_UP_AFTER = 30.0
+_POLL = 0.2
+
+
+class _ChannelReader:
+    """One channel's subscription on one node, read on its own thread into ``out``."""
+
+    def __init__(self, slots: SlotMap, channel: str, owner: Address, out: queue.SimpleQueue[Any]):
+        self.channel = channel
+        self.owner = owner
+        self._client = slots.client(owner, socket_timeout=_POLL + 5.0)
+        self._pubsub: Any = self._client.pubsub()  # type: ignore[no-untyped-call]
+        self._out = out
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def subscribe(self, timeout: float) -> None:
+        """SSUBSCRIBE and wait for the confirmation; raises redis errors (MOVED included)."""
+        self._pubsub.ssubscribe(self.channel)
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._pubsub.get_message(timeout=0.05)
+            if message is not None and message.get("type") == "ssubscribe":
+                break
+            if time.monotonic() > deadline:
+                raise redis.TimeoutError(f"no confirmation of SSUBSCRIBE {self.channel}")
+        self._thread = threading.Thread(
+            target=self._read, name=f"progress-ssubscribe-{self.channel}", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                message = self._pubsub.get_message(timeout=_POLL)
+                if message is None:
+                    continue
+                kind = message.get("type")
+                if kind == "smessage":
+                    self._out.put(message["data"])
+                elif kind == "sunsubscribe":  # the slot left this node
+                    self._out.put(self)
+                    return
+        except Exception as exc:  # a dead node or a cut connection: move the channel
+            if not self._stop.is_set():
+                _log.info("shard channel %s lost its node (%s)", self.channel, exc)
+                self._out.put(self)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(_POLL + 1.0)
+        with contextlib.suppress(Exception):
+            self._pubsub.close()
+        with contextlib.suppress(Exception):
+            self._client.close()
+            self._client.connection_pool.disconnect()
+
+
+class ClusterSubscription:
+    """Sharded subscriptions to ``channels`` on the cluster that ``url``'s node is part
+    of; ``open()``, then ``pump()``, then ``close()`` (the interface of
+    ``simulator.listener.Subscription``)."""
+
+    def __init__(self, url: str, channels: Sequence[str]) -> None:
+        self.channels = list(dict.fromkeys(channels))
+        self.description = ""
+        self._slots = SlotMap(url)
+        self.description = self._slots.description
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._readers: dict[str, _ChannelReader] = {}
+        self._pending: set[str] = set(self.channels)
+        self._next_refresh = 0.0
+        self._last_contact = time.monotonic()
+        self.moves = 0
+        """Channels subscribed again on another node since ``open()``."""
+
+    def open(self, timeout: float = 5.0) -> ClusterSubscription:
+        """Subscribe every channel and wait for the confirmations; raises redis errors
+        when the cluster cannot be reached or a channel's slot is not served."""
+        deadline = time.monotonic() + timeout
+        while True:
+            problem = self._maintain(force_refresh=True)
+            if not self._pending:
+                return self
+            if time.monotonic() > deadline:
+                self.close()
+                raise redis.ConnectionError(problem or "shard channels not subscribed")
+            time.sleep(RETRY_INTERVAL)
+
+    def _maintain(self, *, force_refresh: bool = False) -> str:
+        """Re-read the slot map when due, move channels whose owner changed and subscribe
+        the pending ones. Returns the last problem met ('' when none)."""
+        now = time.monotonic()
+        if not (force_refresh or self._pending or now >= self._next_refresh):
+            return ""
+        try:
+            self._slots.refresh()
+        except redis.RedisError as exc:
+            if now - self._last_contact > GIVE_UP_AFTER:
+                raise redis.ConnectionError(
+                    f"no Redis Cluster node answered for {GIVE_UP_AFTER:.0f} s: {exc}"
+                ) from exc
+            return str(exc)
+        self._last_contact = now
+        self._next_refresh = now + REFRESH_INTERVAL
+        for channel, reader in list(self._readers.items()):
+            if self._slots.owner(channel) != reader.owner:
+                self._drop(reader)
+        problem = ""
+        for channel in sorted(self._pending):
+            problem = self._subscribe(channel) or problem
+        return problem
+
+    def _subscribe(self, channel: str) -> str:
+        owner = self._slots.owner(channel)
+        if owner is None:
+            return f"the slot of {channel} is served by no node"
+        reader = _ChannelReader(self._slots, channel, owner, self._queue)
+        try:
+            reader.subscribe(timeout=2.0)
+        except (redis.RedisError, OSError) as exc:
+            reader.close()
+            return f"SSUBSCRIBE {channel} on {owner[0]}:{owner[1]}: {exc}"
+        self._readers[channel] = reader
+        self._pending.discard(channel)
+        return ""
+
+    def _drop(self, reader: _ChannelReader) -> None:
+        if self._readers.get(reader.channel) is reader:
+            del self._readers[reader.channel]
+            self._pending.add(reader.channel)
+            self.moves += 1
+        reader.close()
+
+    def pump(
+        self,
+        handle: Callable[[bytes], bool],
+        *,
+        stop: threading.Event | None = None,
+        count: int | None = None,
+        timeout: float | None = None,
+        idle: Callable[[], bool] | None = None,
+    ) -> int:
+        """Feed messages to ``handle`` until ``stop`` is set, ``count`` messages were kept
+        or ``timeout`` seconds passed; ``idle`` is asked after each quiet poll whether to
+        stop. Returns the number kept."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        kept = 0
+        while not (stop is not None and stop.is_set()) and not (
+            count is not None and kept >= count
+        ):
+            wait = RETRY_INTERVAL if self._pending else 0.1
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._maintain()
+                if idle is not None and idle():
+                    break
+                continue
+            if isinstance(item, _ChannelReader):
+                self._drop(item)
+                self._maintain(force_refresh=True)
+                continue
+            if handle(item if isinstance(item, bytes) else str(item).encode()):
+                kept += 1
+            if time.monotonic() >= self._next_refresh:
+                self._maintain()
+        return kept
+
+    def close(self) -> None:
+        """Unsubscribe everything and release the connections."""
+        for reader in list(self._readers.values()):
+            reader.close()
+        self._readers.clear()
+        self._pending = set(self.channels)
