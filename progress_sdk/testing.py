@@ -19,15 +19,18 @@ gives a fresh ``CapturingPublisher`` per test.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from ._buffer import SeqNumbers
+from ._wire import WireEncoder
 from .contract import LifecycleValidator, Report
 from .exceptions import PublisherClosedError
 from .failures import ErrorMessages
-from .publisher import ProgressPublisher, _Entry
-from .transport import ConnectFailed
+from .publisher import ProgressPublisher, PublisherStats
+from .transport import ConnectFailed, Delivery
 
 __all__ = ["CapturedEvents", "CapturingPublisher", "progress_events"]
 
@@ -94,7 +97,7 @@ class CapturedEvents(Sequence[dict[str, Any]]):
 class _NoTransport:
     description = "memory"
 
-    def publish(self, payloads: list[bytes]) -> int:
+    def publish(self, payloads: list[bytes], extra: object = ()) -> Delivery:
         raise ConnectFailed("CapturingPublisher records events in memory; it has no sender")
 
     def check(self) -> None:
@@ -133,21 +136,46 @@ class CapturingPublisher(ProgressPublisher):
             _transport=_NoTransport(),
         )
         self.events = CapturedEvents()
+        self._capture_lock = threading.Lock()
+        self._numbers = SeqNumbers()
+        self._recorded = 0
+        self._encoder = WireEncoder(self.source)
 
-    def _accept(self, fields: dict[str, Any]) -> None:
-        entry = _Entry(fields, time.time(), None, None)
-        with self._lock:
-            if self._closed:
+    def accept(self, fields: dict[str, Any]) -> None:
+        """Record one event at once, numbered and with its envelope (the ``EventSink``
+        side of the tracking API; ``emit()`` validates, then calls this)."""
+        with self._capture_lock:
+            if self.closed:
                 raise PublisherClosedError(
                     "emit() after close(): create a new publisher, or emit before closing"
                 )
-            self._accepted += 1
-            media_id = entry.media_id
-            seq = self._seq.get(media_id, 0) + 1
-            self._seq[media_id] = seq
-            fields["seq"] = seq
-            self.events._append(self._encode(entry))
-            self._published += 1
+            seq = self._numbers.next(fields["media_id"])
+            self._recorded += 1
+            self.events._append(self._encoder.encode(fields, seq, time.time()))
+
+    def run_ended(self) -> None:
+        """Nothing to wait for: every event is recorded when accepted."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing is ever pending: True at once."""
+        return True
+
+    def stats(self) -> PublisherStats:
+        """Every accepted event counts as published."""
+        with self._capture_lock:
+            count = self._recorded
+        return PublisherStats(
+            accepted=count,
+            published=count,
+            coalesced=0,
+            dropped={},
+            queued=0,
+            reconnects=0,
+            connected=True,
+            last_error=None,
+            no_subscribers=0,
+            forgiven=dict(super().stats().forgiven),
+        )
 
 
 try:

@@ -33,16 +33,14 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _lenient, _rules
 from . import defaults as d
+from ._sink import EventSink
 from .events import EventType
 from .exceptions import InvalidEventError, Problem, TrackingError
 from .failures import describe_error
-
-if TYPE_CHECKING:
-    from .publisher import ProgressPublisher
 
 __all__ = ["MediaRun", "ModelRun"]
 
@@ -105,7 +103,7 @@ class MediaRun:
 
     def __init__(
         self,
-        publisher: ProgressPublisher,
+        publisher: EventSink,
         media_id: str,
         user_id: str,
         *,
@@ -153,13 +151,13 @@ class MediaRun:
         }
         if self.run_id is not None:
             fields["run_id"] = self.run_id
-        self._publisher._accept(fields)
+        self._publisher.accept(fields)
 
     def _forgive(self, kind: str, error: InvalidEventError) -> None:
         """Raise ``error`` in strict mode; else count ``kind`` and log its first time."""
         if self._publisher.strict:
             raise error
-        if self._publisher._count_forgiven(kind) == 1:
+        if self._publisher.count_forgiven(kind) == 1:
             logger.warning(
                 "progress_sdk forgave bad progress data (%s) in media %r: %s; %s. Logged "
                 "once per kind, counted in stats().forgiven; a strict publisher raises.",
@@ -322,7 +320,7 @@ class MediaRun:
                     _message(message or None, f"Processing failed: {error}"),
                     {"error_message": error},
                 )
-        self._publisher._flush_after_run()
+        self._publisher.run_ended()
         return event
 
     def fail(self, error: BaseException | str, message: str | None = None) -> str:
@@ -337,7 +335,7 @@ class MediaRun:
             self._require_open("fail()")
             self._close_open_models(f"media processing failed: {error_message}")
             event = self._end("PROCESSING_FAILED", message, data)
-        self._publisher._flush_after_run()
+        self._publisher.run_ended()
         return event
 
     def _end(self, event: str, message: str, data: dict[str, Any]) -> str:

@@ -1,18 +1,18 @@
 """Delivery to Redis: one connection, owned by the publisher's sender thread.
 
 Batches go out with protocol pipelining (every PUBLISH of a batch written at once, then
-the replies read), which is what a non-transactional redis-py pipeline does; the
-connection is driven directly so that the two ways a batch can fail stay apart:
+the replies read). ``publish`` reports what happened as a value, ``Delivery``:
 
-- ``ConnectFailed``: no connection could be made, nothing was written. The batch is
-  kept and sent again once Redis answers.
-- ``DeliveryUnknown``: the connection failed after bytes were written; ``confirmed``
-  events got their reply. When the connection was closed or reset (a restart, a cut
-  proxy), Redis had almost certainly not processed the rest, so the publisher sends them
-  again (``retry``): the buffered lifecycle events must arrive once Redis is back. When
-  a reply timed out, Redis may well have published them, and pub/sub is at-most-once,
-  so they are counted as lost rather than sent twice (a repeated ``seq`` is a contract
-  error; a gap is reported as loss).
+- ``published``: events Redis confirmed; ``refused``: events Redis answered with an
+  error (an ACL, a read-only replica): sending them again cannot help.
+- ``not_sent``: events at the end of the batch without a reply. ``resend`` says whether
+  they are safe to send again: no connection could be made (nothing written), or the
+  connection was closed or reset (a restart, a cut proxy) and Redis had almost certainly
+  not processed them. When a reply timed out, Redis may well have published them, and
+  pub/sub is at-most-once, so ``resend`` is False: they are counted as lost rather than
+  sent twice (a repeated ``seq`` is a contract error; a gap is reported as loss).
+
+Exceptions are for the exceptional (a bug); ``ConnectFailed`` is what ``check`` raises.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,14 +49,43 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{auth}@{host}", parts.path, parts.query, parts.fragment))
 
 
+Command = Sequence[bytes]
+"""A Redis command as its arguments, e.g. ``(b"SET", key, value)``."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of a batch of events handed to ``Transport.publish``."""
+
+    published: int
+    """Events Redis confirmed (the first replies of the batch, refusals aside)."""
+    refused: int = 0
+    """Events Redis answered with an error: sending them again cannot help."""
+    not_sent: int = 0
+    """Events at the end of the batch that got no reply."""
+    resend: bool = True
+    """Whether the ``not_sent`` events certainly were not processed (safe to send again)."""
+    receivers: int = 0
+    """Subscribers that received the published events, summed."""
+    error: str | None = None
+    """Why not everything was published: the first error, password-free."""
+    extra_failed: int = 0
+    """Extra commands of the batch (``Transport.publish``'s ``extra``) that failed."""
+
+    @classmethod
+    def nothing_sent(cls, count: int, error: str) -> Delivery:
+        """No connection: none of ``count`` events was written."""
+        return cls(published=0, not_sent=count, resend=True, error=error)
+
+
 class Transport(Protocol):
     """Where a publisher's sender thread delivers serialised events."""
 
     description: str
 
-    def publish(self, payloads: list[bytes]) -> int:
-        """Deliver in order; return receivers. Raise ConnectFailed, DeliveryUnknown or
-        Rejected."""
+    def publish(self, payloads: list[bytes], extra: Sequence[Command] = ()) -> Delivery:
+        """PUBLISH ``payloads`` in order, then run ``extra`` commands in the same batch
+        (their replies are not events). May raise ``ConnectFailed`` (nothing written)."""
 
     def check(self) -> None:
         """Raise ConnectFailed if the destination cannot be reached."""
@@ -68,29 +99,6 @@ class Transport(Protocol):
 
 class ConnectFailed(Exception):
     """No connection to Redis; nothing of the batch was written."""
-
-
-class Rejected(Exception):
-    """Redis answered some PUBLISH commands with an error (an ACL denying the channel,
-    say): those events will never be accepted; the others of the batch were published."""
-
-    def __init__(self, message: str, rejected: int, receivers: int) -> None:
-        super().__init__(message)
-        self.rejected = rejected
-        self.receivers = receivers
-
-
-class DeliveryUnknown(Exception):
-    """The connection broke mid-batch; ``confirmed`` events are known to be published."""
-
-    def __init__(
-        self, message: str, confirmed: int, receivers: int, *, retry: bool, rejected: int = 0
-    ) -> None:
-        super().__init__(message)
-        self.confirmed = confirmed  # replies read, refusals (``rejected``) included
-        self.receivers = receivers
-        self.retry = retry
-        self.rejected = rejected
 
 
 def describe_target(target: object) -> str:
@@ -164,43 +172,61 @@ class RedisTransport:
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
         return conn
 
-    def publish(self, payloads: list[bytes]) -> int:
-        """PUBLISH every payload, in order. Returns the summed receiver counts.
-
-        Raises ConnectFailed (nothing written) or DeliveryUnknown (partly confirmed).
-        """
-        conn = self._connection()
+    def publish(self, payloads: list[bytes], extra: Sequence[Command] = ()) -> Delivery:
+        """PUBLISH every payload, in order, then the ``extra`` commands; see ``Delivery``."""
+        try:
+            conn = self._connection()
+        except ConnectFailed as exc:
+            return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         channel = self._channel_bytes
-        confirmed = 0
+        commands: list[Any] = [("PUBLISH", channel, p) for p in payloads]
+        commands.extend(extra)
+        replies = 0
         receivers = 0
-        rejected: list[str] = []
+        refused = 0
+        extra_failed = 0
+        first_error: str | None = None
         try:
             # One buffer, one sendall: redis-py would send the packed chunks (~6 KB each)
             # one by one, and each socket call gives up the interpreter lock, which a
             # busy job thread then holds for up to 5 ms (sys.getswitchinterval()) before
             # the sender gets it back: ~70 ms per batch of 500 instead of a few.
-            packed = b"".join(conn.pack_commands([("PUBLISH", channel, p) for p in payloads]))
+            packed = b"".join(conn.pack_commands(commands))
             conn.send_packed_command([packed], check_health=False)
-            for _ in payloads:
+            for _ in commands:
                 try:
-                    receivers += int(conn.read_response())
+                    reply = conn.read_response()
                 except redis.ResponseError as exc:
                     # An error reply: the connection is fine, this command was refused.
-                    rejected.append(str(exc))
-                confirmed += 1
+                    first_error = first_error or f"ResponseError: {exc}"
+                    if replies < len(payloads):
+                        refused += 1
+                    else:
+                        extra_failed += 1
+                else:
+                    if replies < len(payloads):
+                        receivers += int(reply)
+                replies += 1
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()
             timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
-            raise DeliveryUnknown(
-                f"{type(exc).__name__}: {exc}",
-                confirmed,
-                receivers,
-                retry=not timed_out,
-                rejected=len(rejected),
-            ) from exc
-        if rejected:
-            raise Rejected(f"ResponseError: {rejected[0]}", len(rejected), receivers)
-        return receivers
+            confirmed = min(replies, len(payloads))
+            return Delivery(
+                published=confirmed - refused,
+                refused=refused,
+                not_sent=len(payloads) - confirmed,
+                resend=not timed_out,
+                receivers=receivers,
+                error=mask_url(f"{type(exc).__name__}: {exc}"),
+                extra_failed=extra_failed + len(commands) - max(replies, len(payloads)),
+            )
+        return Delivery(
+            published=len(payloads) - refused,
+            refused=refused,
+            receivers=receivers,
+            error=None if first_error is None else mask_url(first_error),
+            extra_failed=extra_failed,
+        )
 
     def check(self) -> None:
         """Connect and PING on a separate pooled connection (the sender's stays its own,

@@ -26,7 +26,7 @@ from progress_sdk import (
     RedisUnavailableError,
 )
 from progress_sdk.contract import validate_lines
-from progress_sdk.transport import ConnectFailed
+from progress_sdk.transport import ConnectFailed, Delivery
 
 
 class FakeTransport:
@@ -41,13 +41,13 @@ class FakeTransport:
         self.up = True
         self.entered = threading.Event()
 
-    def publish(self, payloads: list[bytes]) -> int:
+    def publish(self, payloads: list[bytes], extra: object = ()) -> Delivery:
         self.entered.set()
         self.open.wait(10)
         if not self.up:
             raise ConnectFailed("ConnectionError: refused")
         self.sent.extend(payloads)
-        return len(payloads)
+        return Delivery(published=len(payloads), receivers=len(payloads))
 
     def check(self) -> None:
         if not self.up:

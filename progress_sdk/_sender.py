@@ -1,0 +1,302 @@
+"""The publisher's sender: one daemon thread that drains the buffer into the transport.
+
+It waits for work (or a held value's deadline), takes a batch, serialises it, hands it to
+the transport and accounts for the ``Delivery`` it gets back: published, refused (counted
+as dropped, never resent), not sent and safe to resend (back to the head of the buffer,
+retried with backoff while Redis is unreachable), or of unknown fate (counted as
+dropped: pub/sub is at-most-once). Nothing it does can raise into job code: what goes
+wrong is counted and logged once per outage or reason.
+
+Every method that touches the buffer or the counters holds the publisher's lock
+(``settled``'s); the transport is only ever called without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from . import defaults as d
+from ._buffer import DONE, Entry, EventBuffer
+from ._wire import WireEncoder
+from .transport import Command, ConnectFailed, Delivery, Transport, mask_url
+
+logger = logging.getLogger("progress_sdk")
+
+BatchHook = Callable[[Sequence[tuple[str, str, bytes]]], Sequence[Command]]
+"""Given a batch's events as ``(media_id, event type, payload)`` in order, the extra Redis
+commands to write in the same pipeline, after the batch's PUBLISH commands."""
+
+
+class Sender:
+    """Drains an ``EventBuffer`` through a ``Transport`` on a thread of its own."""
+
+    def __init__(
+        self,
+        buffer: EventBuffer,
+        settled: threading.Condition,
+        transport: Transport,
+        encoder: WireEncoder,
+        *,
+        batch_size: int,
+        name: str,
+        batch_hook: BatchHook | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.settled = settled  # its lock guards the buffer and every counter below
+        self.transport = transport
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.batch_hook = batch_hook
+        self.name = name
+        # Wakes the idle sender. The front sets it after releasing the lock: a sender
+        # woken while the emitting thread still held the lock would take the GIL, block
+        # on the lock, and hand both back and forth, costing that emit() microseconds.
+        self.wakeup = threading.Event()
+        self.stop = threading.Event()
+        self.idle = False
+        self.flushers = 0  # flush() calls waiting: held values go out at once
+        self.closing = False
+        self.published = 0
+        self.dropped: Counter[str] = Counter()
+        self.reconnects = 0
+        self.connected = False
+        self.last_error: str | None = None
+        self.no_subscribers = 0
+        self._logged: set[str] = set()
+        self._outage_started: float | None = None
+        self._backoff = d.RECONNECT_BACKOFF_INITIAL
+        self._thread: threading.Thread | None = None
+
+    # -- the thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread (under the lock, by the first accepted event)."""
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` was called."""
+        return self._thread is not None
+
+    def is_alive(self) -> bool:
+        """Whether the thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the thread to end."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                delivery = self._send(batch)
+                if delivery is not None and not self._account(batch, delivery):
+                    return
+        except BaseException:  # pragma: no cover - a bug outside a batch; never reach job code
+            logger.exception("progress_sdk: sender thread failed; events are no longer sent")
+            with self.settled:
+                self.last_error = "sender thread failed (see log)"
+        finally:
+            if self.stop.is_set():
+                # close() gave up waiting for this thread (a slow Redis): the connection
+                # it may have opened since is released here, not left behind.
+                self.transport.close()
+
+    def _next_batch(self) -> list[Entry] | None:
+        """Wait for work; take up to batch_size events, numbered. None: stop."""
+        buffer = self.buffer
+        while True:
+            with self.settled:
+                buffer.release_due(everything=self.flushers > 0 or self.closing)
+                if buffer.ready:
+                    self.idle = False
+                    return buffer.take(self.batch_size)
+                if self.closing:
+                    return None
+                deadline = buffer.next_deadline()
+                # Cleared under the lock: an event accepted from here on sees the sender
+                # idle and sets wakeup; one accepted before is seen in buffer.ready above.
+                self.idle = True
+                self.wakeup.clear()
+            timeout = None if deadline is None else max(0.0, deadline - buffer.clock())
+            self.wakeup.wait(timeout)
+
+    # -- one batch --------------------------------------------------------------------
+
+    def _send(self, batch: list[Entry]) -> Delivery | None:
+        """Serialise and deliver one batch. None when nothing of it was left to send."""
+        payloads = self._encode(batch)
+        if not payloads:
+            with self.settled:
+                self.buffer.settled_batch()
+                self.settled.notify_all()
+            return None
+        extra = self._extra_commands(batch) if self.batch_hook is not None else ()
+        try:
+            # Without extra commands the call is the one-argument form every transport takes.
+            if extra:
+                return self.transport.publish(payloads, extra)
+            return self.transport.publish(payloads)
+        except ConnectFailed as exc:
+            return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
+        except Exception as exc:
+            # A bug, or an error nobody foresaw: lose this batch, not the sender.
+            logger.exception(
+                "progress_sdk: unexpected error sending %d event(s); they are counted as "
+                "dropped (sender_error) and sending continues",
+                len(batch),
+            )
+            self._drop(batch, "sender_error", mask_url(repr(exc)))
+            return None
+
+    def _encode(self, batch: list[Entry]) -> list[bytes]:
+        """Serialise a batch, in place; an event that cannot be serialised (its data was
+        changed after emit()) is dropped alone, and its seq shows the gap."""
+        payloads: list[bytes] = []
+        kept: list[Entry] = []
+        encode = self.encoder.encode
+        for entry in batch:
+            if entry.wire is None:
+                try:
+                    entry.wire = encode(entry.fields, entry.seq, entry.ts)
+                except (TypeError, ValueError) as exc:
+                    self._drop_unserialisable(entry, exc)
+                    continue
+            payloads.append(entry.wire)
+            kept.append(entry)
+        batch[:] = kept
+        return payloads
+
+    def _drop_unserialisable(self, entry: Entry, exc: Exception) -> None:
+        logger.error(
+            "progress_sdk: dropped a %s event of media %r that is no longer "
+            "JSON-serialisable (was its data changed after emit()?): %s",
+            entry.event,
+            entry.media_id,
+            exc,
+        )
+        with self.settled:
+            self.dropped["unserialisable"] += 1
+            entry.state = DONE
+            self.settled.notify_all()
+
+    def _extra_commands(self, batch: list[Entry]) -> Sequence[Command]:
+        assert self.batch_hook is not None
+        try:
+            return self.batch_hook([(e.media_id, e.event, e.wire or b"") for e in batch])
+        except Exception:
+            self._log_once(
+                "batch_hook",
+                "progress_sdk: the batch hook failed; its commands are left out of this batch",
+                exc_info=True,
+            )
+            return ()
+
+    def _drop(self, batch: list[Entry], reason: str, error: str) -> None:
+        with self.settled:
+            self.buffer.settle(batch)
+            self.buffer.settled_batch()
+            self.dropped[reason] += len(batch)
+            self.last_error = error
+            self.settled.notify_all()
+
+    # -- accounting ---------------------------------------------------------------------
+
+    def _account(self, batch: list[Entry], delivery: Delivery) -> bool:
+        """Record a batch's fate; wait out an outage. False: stop (close() gave up)."""
+        done = delivery.published + delivery.refused
+        if delivery.refused:
+            self._log_refusals(delivery)
+        with self.settled:
+            self.buffer.settle(batch[:done])
+            self.published += delivery.published
+            if delivery.refused:
+                self.dropped["rejected"] += delivery.refused
+            self.no_subscribers += max(0, delivery.published - delivery.receivers)
+            if delivery.error is not None:
+                self.last_error = delivery.error
+            if not delivery.not_sent:
+                self.connected = True
+                self.buffer.settled_batch()
+            self.settled.notify_all()
+        if not delivery.not_sent:
+            self._outage_over()
+            return True
+        rest = batch[done:]
+        if not delivery.resend:
+            self._lose_unknown(rest, delivery)
+            return True
+        return self._retry_later(rest, delivery)
+
+    def _log_refusals(self, delivery: Delivery) -> None:
+        self._log_once(
+            f"refused:{delivery.error}",
+            "progress_sdk: Redis at %s refused %d event(s) (%s); refused events are "
+            "counted as dropped (rejected).",
+            self.transport.description,
+            delivery.refused,
+            delivery.error,
+        )
+
+    def _lose_unknown(self, rest: list[Entry], delivery: Delivery) -> None:
+        logger.warning(
+            "progress_sdk: no reply from %s (%s); %d event(s) of unknown fate counted as "
+            "dropped (pub/sub is at-most-once).",
+            self.transport.description,
+            delivery.error,
+            len(rest),
+        )
+        with self.settled:
+            self.buffer.settle(rest)
+            self.buffer.settled_batch()
+            self.dropped["delivery_unknown"] += len(rest)
+            self.connected = False
+            self.settled.notify_all()
+
+    def _retry_later(self, rest: list[Entry], delivery: Delivery) -> bool:
+        """Put the unsent events back and wait (backoff with jitter). False: stop."""
+        with self.settled:
+            self.buffer.requeue(rest)
+            self.connected = False
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+            logger.warning(
+                "progress_sdk: Redis unreachable at %s (%s); buffering events and retrying "
+                "with backoff. Job code is not affected.",
+                self.transport.description,
+                delivery.error,
+            )
+        if self.stop.wait(self._backoff * random.uniform(0.5, 1.0)):
+            with self.settled:
+                self.buffer.drain()
+                self.settled.notify_all()
+            return False
+        self._backoff = min(self._backoff * 2, d.RECONNECT_BACKOFF_MAX)
+        return True
+
+    def _outage_over(self) -> None:
+        self._backoff = d.RECONNECT_BACKOFF_INITIAL
+        if self._outage_started is None:
+            return
+        logger.warning(
+            "progress_sdk: Redis at %s reachable again after %.1f s; buffered events are "
+            "being delivered.",
+            self.transport.description,
+            time.monotonic() - self._outage_started,
+        )
+        self._outage_started = None
+        with self.settled:
+            self.reconnects += 1
+
+    def _log_once(self, key: str, message: str, *args: object, exc_info: bool = False) -> None:
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        logger.error(message, *args, exc_info=exc_info)

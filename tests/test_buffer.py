@@ -1,0 +1,121 @@
+"""EventBuffer: order, merging, holding, overflow and numbering, with a clock the test turns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from progress_sdk._buffer import DONE, Entry, EventBuffer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fields(event: str, media: str = "m1", model: str | None = "A", **data: Any) -> dict[str, Any]:
+    body: dict[str, Any] = dict(data)
+    if model is not None:
+        body["model_name"] = model
+    return {"media_id": media, "user_id": "u1", "event": event, "message": "x", "data": body}
+
+
+def progress(done: int, media: str = "m1", model: str = "A") -> Entry:
+    return Entry(fields("FRAME_ANALYSIS_PROGRESS", media, model, progress=done, total=9), 0.0)
+
+
+def lifecycle(event: str = "ANALYSIS_STARTED", media: str = "m1", model: str | None = "A") -> Entry:
+    return Entry(fields(event, media, model), 0.0)
+
+
+def taken(buffer: EventBuffer) -> list[tuple[str, int, Any]]:
+    batch = buffer.take(1000)
+    buffer.settle(batch)
+    buffer.settled_batch()
+    return [(e.event, e.seq, e.fields["data"].get("progress")) for e in batch]
+
+
+def test_waiting_progress_is_replaced_in_place_and_only_new_work_wakes_the_sender():
+    """A newer value replaces the waiting one (no wake-up, no gap); a lifecycle event
+    after it closes the slot, so the next value queues behind it."""
+    buffer = EventBuffer(100, 0.0, clock=Clock())
+    assert buffer.accept(progress(1)) is True
+    assert buffer.accept(progress(2)) is False
+    assert buffer.accept(lifecycle("ANALYSIS_COMPLETED")) is True
+    assert buffer.accept(progress(3)) is True
+    assert buffer.coalesced == 1
+    assert taken(buffer) == [
+        ("FRAME_ANALYSIS_PROGRESS", 1, 2),
+        ("ANALYSIS_COMPLETED", 2, None),
+        ("FRAME_ANALYSIS_PROGRESS", 3, 3),
+    ]
+
+
+def test_values_within_the_interval_are_held_and_the_latest_released_when_due():
+    """Only the first hold of a key can wake the sender (a new earliest deadline)."""
+    clock = Clock()
+    buffer = EventBuffer(100, 0.1, clock=clock)
+    assert buffer.accept(progress(1)) is True
+    taken(buffer)
+    assert buffer.accept(progress(2)) is True  # held: a new earliest deadline
+    assert buffer.accept(progress(3)) is False  # replaces the held value
+    assert buffer.next_deadline() == 100.1
+    buffer.release_due()
+    assert buffer.ready == 0
+    clock.now = 100.1
+    buffer.release_due()
+    assert taken(buffer) == [("FRAME_ANALYSIS_PROGRESS", 2, 3)]
+
+
+def test_a_lifecycle_event_releases_its_models_held_value_first():
+    """The model's last numbers go out before its terminal event."""
+    buffer = EventBuffer(100, 10.0, clock=Clock())
+    buffer.accept(progress(1))
+    taken(buffer)
+    buffer.accept(progress(5))
+    buffer.accept(lifecycle("ANALYSIS_COMPLETED"))
+    assert [t[0] for t in taken(buffer)] == ["FRAME_ANALYSIS_PROGRESS", "ANALYSIS_COMPLETED"]
+    assert buffer.next_deadline() is not None  # a stale deadline, ignored when due
+    buffer.release_due(everything=True)
+    assert buffer.ready == 0
+
+
+def test_overflow_evicts_the_oldest_progress_for_lifecycle_and_numbers_show_the_gap():
+    """Evicted and refused events take their numbers with them."""
+    buffer = EventBuffer(3, 0.0, clock=Clock())
+    buffer.accept(progress(1, model="A"))
+    buffer.accept(lifecycle(model="B"))
+    buffer.accept(progress(1, model="C"))
+    assert buffer.accept(progress(1, model="D")) is False  # full: the newcomer is dropped
+    assert buffer.accept(lifecycle(model="E")) is True  # evicts A's progress
+    assert dict(buffer.dropped) == {"buffer_full": 1, "evicted": 1}
+    assert [(t[1]) for t in taken(buffer)] == [2, 3, 5]
+
+
+def test_requeued_events_go_first_unchanged_and_drain_counts_what_is_left():
+    """A batch that could not be sent keeps its numbers; close() counts the rest."""
+    buffer = EventBuffer(10, 0.0, clock=Clock())
+    buffer.accept(lifecycle(model="A"))
+    first = buffer.take(10)
+    buffer.accept(lifecycle(model="B"))
+    assert buffer.queued == 2
+    buffer.requeue(first)
+    assert taken(buffer) == [("ANALYSIS_STARTED", 1, None), ("ANALYSIS_STARTED", 2, None)]
+    buffer.accept(lifecycle(model="C"))
+    assert buffer.drain() == 1
+    assert buffer.dropped["closed"] == 1 and buffer.queued == 0
+    assert all(e.state == DONE for e in first)
+
+
+def test_outstanding_lists_in_flight_waiting_and_held_events():
+    """flush() waits for exactly these."""
+    clock = Clock()
+    buffer = EventBuffer(10, 1.0, clock=clock)
+    buffer.accept(progress(1))
+    in_flight = buffer.take(10)
+    buffer.accept(lifecycle(model="B"))
+    buffer.accept(progress(2))  # held
+    assert len(buffer.outstanding()) == 3
+    assert buffer.outstanding()[0] is in_flight[0]
