@@ -218,8 +218,12 @@ class Report:
             "incomplete": [f.to_dict() for f in self.incomplete],
         }
 
-    def to_text(self) -> str:
-        """A report for people: a verdict line, then each finding on its own line."""
+    def to_text(self, *, allow_hint: str = "--allow-incomplete accepts them") -> str:
+        """A report for people: a verdict line, then each finding on its own line.
+
+        ``allow_hint`` tells how to accept incomplete runs where the report is read (the
+        CLI's flag by default; the testing helpers name their Python argument).
+        """
         mode = "strict" if self.strict else "lenient"
         verdict = "VALID" if self.ok else "INVALID"
         lines = [f"{verdict}: {_plural(self.events, 'event')} checked ({mode} mode)"]
@@ -234,7 +238,7 @@ class Report:
             counted = (
                 "allowed"
                 if self.allow_incomplete
-                else "counted as rule 4 violations; --allow-incomplete accepts them"
+                else f"counted as rule 4 violations; {allow_hint}"
             )
             lines.append(
                 f"{_plural(self.incomplete_count, 'incomplete run')} (no PROCESSING_COMPLETED or "

@@ -85,7 +85,10 @@ class CapturedEvents(Sequence[dict[str, Any]]):
         """Fail with the validator's report unless the events keep the contract."""
         report = self.validate(strict=strict)
         if report.violations or (report.incomplete and not allow_incomplete) or report.lost:
-            raise AssertionError(f"captured events break the contract:\n{report.to_text()}")
+            hint = "assert_valid(allow_incomplete=True) accepts them"
+            raise AssertionError(
+                f"captured events break the contract:\n{report.to_text(allow_hint=hint)}"
+            )
         return report
 
     def clear(self) -> None:

@@ -11,6 +11,8 @@ from progress_sdk import __version__
 from progress_sdk import defaults as d
 from progress_sdk.contract import read_lines, validate_lines
 
+from .streams import event_lines
+
 # The simulator's commands live in simulator.commands, which imports redis, rich and the
 # publisher. They are loaded when one of them is run or listed, so `validate` (and
 # `schema`) start without those imports: a third of a second, about 5% of validating a
@@ -22,6 +24,9 @@ _SIMULATOR_COMMANDS = {
     "replay": "replay_command",
     "sweep": "sweep",
 }
+
+
+_URL_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
 class _Group(click.Group):
@@ -68,7 +73,24 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None, channel: str, shards: int) -> None:
     """Simulate, watch, record, replay and validate media-analysis progress events."""
+    if redis_url is not None:
+        _check_url_scheme(redis_url)
     ctx.obj = {"redis_url": redis_url, "channel": channel, "shards": shards}
+
+
+def _check_url_scheme(url: str) -> None:
+    """One error line (exit 2) for a URL redis-py cannot use, before any command runs."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in _URL_SCHEMES:
+        return
+    from progress_sdk.transport import mask_url  # noqa: PLC0415 - redis: only on this path
+
+    click.echo(
+        f"error: --redis-url must start with redis://, rediss:// or unix://, got "
+        f"{mask_url(url)!r}",
+        err=True,
+    )
+    sys.exit(2)
 
 
 @cli.command()
@@ -88,29 +110,32 @@ def schema() -> None:
               "PROCESSING_COMPLETED/FAILED (crashed jobs) instead of counting them as "
               "rule 4 violations.")
 def validate(file: str, strict: bool, as_json: bool, allow_incomplete: bool) -> None:
-    """Check an NDJSON stream of events (FILE, or - for stdin) against the v1 contract.
+    """Check a stream of events (FILE, or - for stdin) against the v1 contract.
 
-    Exit status: 0 valid, 1 violations (or incomplete runs), 2 the input could not be
-    read or holds no events at all. Lost events (seq gaps) are reported, not failed.
+    FILE is NDJSON of plain events (`run --json`, `listen --json`) or a `record` file;
+    the format is detected. Exit status: 0 valid, 1 violations (or incomplete runs), 2
+    the input could not be read or holds no events at all. Lost events (seq gaps) are
+    reported, not failed.
     """
     try:
         if file == "-":
             report = validate_lines(
-                read_lines(sys.stdin.buffer),
+                event_lines(read_lines(sys.stdin.buffer)),
                 strict, allow_incomplete=allow_incomplete,
             )
         else:
             with open(file, "rb") as stream:
                 report = validate_lines(
-                    read_lines(stream), strict, allow_incomplete=allow_incomplete
+                    event_lines(read_lines(stream)), strict, allow_incomplete=allow_incomplete
                 )
     except OSError as exc:
         click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
         sys.exit(2)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_text())
     if report.events == 0:
+        # No verdict at all: "VALID" over nothing would read as a pass.
         click.echo(f"error: {file} holds no events (empty or only blank lines)", err=True)
         sys.exit(2)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_text())
     sys.exit(0 if report.ok else 1)
 
 

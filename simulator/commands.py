@@ -36,7 +36,7 @@ from progress_sdk.transport import mask_url
 from .catalog import PRESETS, UnknownModelError, resolve_models
 from .listener import ChannelSubscription, Observer, latency_percentiles, plain_line, subscribe
 from .panel import LivePanel, PanelState
-from .recording import Recorder, RecordingError, read_recording, replay
+from .recording import Recorder, RecordingError, at_rate, read_stream, replay
 from .runner import SimulationConfig
 from .session import RunSession
 
@@ -242,7 +242,8 @@ def run(  # noqa: PLR0917 - one parameter per click option
         _fail(str(exc))
 
     where = (
-        "an embedded in-process Redis (no server needed; --redis-url publishes to a real one)"
+        "an embedded in-process Redis (no server needed; "
+        "`progress-sim --redis-url URL run` publishes to a real one)"
         if redis_url is None
         else f"{mask_url(redis_url)} channel {_channel(ctx)!r}"
     )
@@ -462,24 +463,37 @@ def record(  # noqa: PLR0917 - one parameter per click option
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--speed", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Time multiplier: 1 original timing, 2 twice as fast, 0 as fast as possible.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Publish this many events a second, evenly, instead of the file's timing.")
+@click.option("--keep-timestamps", is_flag=True,
+              help="Publish events with their original timestamp instead of the time of "
+              "publishing (latency measured downstream is then the recording's age).")
 @click.pass_context
-def replay_command(ctx: click.Context, file: str, speed: float) -> None:
-    """Publish a recording (from `record`) to the channel again, with its timing.
+def replay_command(
+    ctx: click.Context, file: str, speed: float, rate: float | None, keep_timestamps: bool
+) -> None:
+    """Publish a `record` file or plain event NDJSON (detected) to the channel again.
 
-    The whole file is checked first: a malformed line stops the replay before anything
-    is published, naming the line.
+    Timing: a recording's arrival times, or plain events' timestamps (relative to the
+    first), divided by --speed; or --rate events a second. Each event's timestamp is set
+    to the time it is published unless --keep-timestamps. The whole file is checked
+    first: a malformed recording line stops the replay before anything is published.
     """
     url, channel = _url(ctx), _channel(ctx)
     try:
         if file == "-":
-            entries = list(read_recording(sys.stdin))
+            entries = list(read_stream(sys.stdin))
         else:
             with open(file, encoding="utf-8", errors="surrogateescape") as stream:
-                entries = list(read_recording(stream))
+                entries = list(read_stream(stream))
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror or exc}")
     except RecordingError as exc:
         _fail(f"{file}: {exc}")
+    if not entries:
+        _fail(f"{file} holds no events (empty or only blank lines)")
+    if rate is not None:
+        entries, speed = at_rate(entries, rate), 1.0
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
     try:
         client.ping()
@@ -489,7 +503,9 @@ def replay_command(ctx: click.Context, file: str, speed: float) -> None:
     began = time.monotonic()
     try:
         with _on_interrupt(stop.set):
-            sent = replay(client, channel, entries, speed=speed, stop=stop)
+            sent = replay(
+                client, channel, entries, speed=speed, stop=stop, restamp=not keep_timestamps
+            )
     except (redis.RedisError, OSError) as exc:
         _fail(f"lost Redis while replaying: {mask_url(str(exc))}")
     finally:

@@ -196,7 +196,10 @@ def _plan_model(
 class MediaJob:
     """Plays one ``MediaPlan`` through the SDK's tracking API, one step per ``step()``."""
 
-    __slots__ = ("_handles", "_index", "_publisher", "_run", "_steps", "crashed", "offset", "plan")
+    __slots__ = (
+        "_handles", "_index", "_models", "_publisher", "_run", "_steps", "crashed", "offset",
+        "plan",
+    )
 
     def __init__(self, publisher: ProgressPublisher, plan: MediaPlan, offset: float) -> None:
         self.plan = plan
@@ -208,6 +211,11 @@ class MediaJob:
         self._index = 0
         self._run: Any = None
         self._handles: dict[str, Any] = {}
+        self._models: dict[str, Any] = {}  # every model tracker announced, for model_states()
+
+    def model_states(self) -> list[str]:
+        """The state of each model announced so far (``completed``, ``failed``, ...)."""
+        return [tracker.state for tracker in self._models.values()]
 
     @property
     def done(self) -> bool:
@@ -228,7 +236,7 @@ class MediaJob:
         elif op == "phase":
             self._handles[name].step(x, message=y)
         elif op == "model":
-            self._handles[name] = self._run.model(name).start()
+            self._handles[name] = self._models[name] = self._run.model(name).start()
         elif op == "complete":
             self._handles.pop(name).complete(prediction=x, confidence=y, details=z)
         elif op == "fail":
@@ -239,7 +247,8 @@ class MediaJob:
                 plan.media_id, plan.user_id, filename=plan.filename, run_id=plan.run_id
             ).start()
         elif op == "queue":
-            self._run.queue(list(x))
+            for tracker in self._run.queue(list(x)):
+                self._models[tracker.model_name] = tracker
         elif op == "finish":
             self._run.finish()
         elif op == "media_fail":

@@ -17,26 +17,46 @@ Format (one JSON object per line, UTF-8; the header is shown folded here)::
 
 A file that breaks these rules is refused before anything is published, with the line
 number of the first problem (``RecordingError``).
+
+``read_stream`` also reads plain event NDJSON (``run --json``, ``listen --json``; the
+format is detected by ``simulator.streams``): each line is a message, timed by the
+events' ``timestamp`` relative to the first one. ``replay`` re-stamps ``timestamp`` with
+the time it publishes, unless told to keep the originals, so latency measured by a
+listener is the replay's, not the age of the recording.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any
 
 import redis
 
 from progress_sdk.events import format_timestamp
 
-__all__ = ["FORMAT_VERSION", "Recorded", "Recorder", "RecordingError", "read_recording", "replay"]
+from .streams import HEADER_KEY, PLAIN, detect_format
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Recorded",
+    "Recorder",
+    "RecordingError",
+    "at_rate",
+    "read_events",
+    "read_recording",
+    "read_stream",
+    "replay",
+]
 
 FORMAT_VERSION = 1
-HEADER_KEY = "progress_sim_recording"
 
 
 class RecordingError(ValueError):
@@ -55,6 +75,8 @@ class Recorded:
     channel: str | None
     payload: bytes
     line: int
+    event: dict[str, Any] | None = None
+    """The message decoded, when it is a JSON object (re-stamped on replay)."""
 
 
 class Recorder:
@@ -94,11 +116,70 @@ class Recorder:
         self._stream.flush()
 
 
-def read_recording(stream: IO[str]) -> Iterator[Recorded]:
-    """Yield the messages of a recording; raises ``RecordingError`` at the first bad line."""
+def read_stream(stream: IO[str]) -> Iterator[Recorded]:
+    """Yield the messages of a recording or of plain event NDJSON (detected)."""
+    numbered = enumerate(stream, start=1)
+    for number, text in numbered:
+        if text.strip():
+            lines = itertools.chain([(number, text)], numbered)
+            if detect_format(text) == PLAIN:
+                yield from read_events(lines)
+            else:
+                yield from read_recording(lines)
+            return
+
+
+def _timestamp(event: dict[str, Any] | None) -> datetime | None:
+    value = event.get("timestamp") if event is not None else None
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def read_events(lines: Iterable[tuple[int, str]]) -> Iterator[Recorded]:
+    """Yield plain NDJSON messages, timed by their ``timestamp`` from the first one.
+
+    A line without a usable timestamp, or one earlier than the line before (events of
+    several sources interleave), keeps the time of the line before: order is kept.
+    """
+    first: datetime | None = None
+    last_t = 0.0
+    for number, text in lines:
+        line = text.rstrip("\r\n")
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        event = obj if isinstance(obj, dict) else None
+        stamp = _timestamp(event)
+        if stamp is not None:
+            first = first or stamp
+            last_t = max(last_t, (stamp - first).total_seconds())
+        yield Recorded(last_t, None, line.encode("utf-8", "surrogateescape"), number, event)
+
+
+def at_rate(entries: list[Recorded], rate: float) -> list[Recorded]:
+    """The same messages, spaced evenly at ``rate`` a second."""
+    return [dataclasses.replace(e, t=i / rate) for i, e in enumerate(entries)]
+
+
+def read_recording(stream: IO[str] | Iterable[tuple[int, str]]) -> Iterator[Recorded]:
+    """Yield the messages of a recording; raises ``RecordingError`` at the first bad line.
+
+    ``stream`` is a text stream, or (line number, text) pairs.
+    """
     last_t = 0.0
     seen_entry = False
-    for number, text in enumerate(stream, start=1):
+    numbered: Iterable[tuple[int, str]] = (
+        enumerate(stream, start=1) if hasattr(stream, "read") else stream  # type: ignore[arg-type]
+    )
+    for number, text in numbered:
         if not text.strip():
             continue
         try:
@@ -137,7 +218,20 @@ def read_recording(stream: IO[str]) -> Iterator[Recorded]:
             payload = obj["raw"]
         else:
             raise RecordingError(number, 'expected an "event" object or a "raw" string')
-        yield Recorded(float(t), channel, payload.encode("utf-8", "surrogateescape"), number)
+        event = obj.get("event") if isinstance(obj.get("event"), dict) else None
+        yield Recorded(
+            float(t), channel, payload.encode("utf-8", "surrogateescape"), number, event
+        )
+
+
+def _restamped(entry: Recorded, now: float) -> bytes:
+    """The payload with ``timestamp`` set to ``now``, when the event carries one."""
+    if entry.event is None or "timestamp" not in entry.event:
+        return entry.payload
+    event = {**entry.event, "timestamp": format_timestamp(now)}
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogateescape"
+    )
 
 
 def replay(
@@ -148,9 +242,11 @@ def replay(
     speed: float = 1.0,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
+    restamp: bool = True,
 ) -> int:
     """Publish ``entries`` to ``channel`` with their recorded spacing divided by ``speed``
-    (0: as fast as possible). Returns the number published."""
+    (0: as fast as possible). ``restamp`` sets each event's ``timestamp`` (where it has
+    one) to the time it is published. Returns the number published."""
     stop = stop or threading.Event()
     began = clock()
     published = 0
@@ -169,7 +265,8 @@ def replay(
         while i < len(entries) and batch < 1000 and (
             speed == 0 or began + entries[i].t / speed <= now
         ):
-            pipe.publish(channel, entries[i].payload)
+            payload = _restamped(entries[i], time.time()) if restamp else entries[i].payload
+            pipe.publish(channel, payload)
             i += 1
             batch += 1
         pipe.execute()

@@ -163,6 +163,9 @@ class Simulation:
                     result.model_outcomes[value] += 1
             elif outcome == "interrupted":
                 result.interrupted.append(plan.media_id)
+                # What the models really ended as: the plan's outcomes never happened.
+                for state in job.model_states():
+                    result.model_outcomes[state] += 1
             else:
                 for value in plan.model_outcomes.values():
                     result.model_outcomes[value] += 1

@@ -94,9 +94,10 @@ def test_input_without_events_exits_two(content: bytes, tmp_path: Path) -> None:
     """An empty input (or only blank lines) exits 2: there was nothing to validate."""
     path = tmp_path / "empty.ndjson"
     path.write_bytes(content)
-    code, _, err = run(str(path))
+    code, out, err = run(str(path))
     assert code == 2
     assert "holds no events" in err
+    assert "VALID" not in out  # no verdict over nothing
 
 
 def test_garbage_input_gives_line_numbered_findings(tmp_path: Path) -> None:

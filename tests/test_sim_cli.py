@@ -186,3 +186,36 @@ def test_help_lists_every_command() -> None:
     result = invoke("--help")
     for name in ("run", "listen", "record", "replay", "sweep", "validate", "schema"):
         assert f"  {name}" in result.output
+
+
+@pytest.mark.parametrize("command", [["run", "-q"], ["listen", "--timeout", "1"],
+                                     ["record", "-", "--timeout", "1"], ["replay", "-"]])
+def test_a_url_that_is_not_redis_is_one_error_line(command: list[str]) -> None:
+    """--redis-url http://... is a usage error naming the schemes, password masked."""
+    result = invoke("--redis-url", "http://user:hunter2@example.invalid/0", *command)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --redis-url must start with redis://")
+    assert "Traceback" not in result.output and "hunter2" not in result.output
+    assert result.stderr.count("\n") == 1
+
+
+def test_start_banner_names_a_command_that_exists() -> None:
+    """The banner's hint for a real server puts --redis-url before `run`, where it works."""
+    result = invoke("run", "--speed", "0", "--seed", "1", "--media", "1", "--models", "image")
+    assert "`progress-sim --redis-url URL run`" in result.output
+    assert " run --redis-url" not in result.output
+
+
+def test_console_script_without_the_sim_extra_says_what_to_install() -> None:
+    """Without click, progress-sim prints one error line and exits 2, no traceback."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['click'] = None; from simulator.console import main; main()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30,
+                          check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == (
+        "error: progress-sim needs the simulator's dependencies (click missing): "
+        "pip install 'progress-sdk[sim]'\n"
+    )

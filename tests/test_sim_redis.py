@@ -198,7 +198,7 @@ def test_recorder_process_and_replay_reproduce_the_run(
     # One header line, then one line per event, each flushed as it is written.
     _, err = stop(recorder, lambda: len(path.read_text().splitlines()) > len(published))
     assert f"Recorded {len(published)} events".encode() in err
-    result = invoke(redis_url, channel, "replay", str(path), "--speed", "0")
+    result = invoke(redis_url, channel, "replay", str(path), "--speed", "0", "--keep-timestamps")
     assert result.exit_code == 0, result.stderr
     replayed = [json.loads(m) for m in subscriber.wait_for(len(published))]
     assert replayed == published

@@ -113,3 +113,18 @@ def test_config_refuses_bad_values(changes: dict[str, object]) -> None:
     base = {"models": ("MFF-MOE-V1",), "seed": 1}
     with pytest.raises(ValueError):
         SimulationConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_interrupted_media_count_their_models() -> None:
+    """After stop(), the summary counts each model of interrupted media as it really ended."""
+    publisher = CapturingPublisher()
+    simulation = Simulation(
+        publisher,
+        SimulationConfig(models=PRESETS["video"], seed=1, media=5, concurrency=2, speed=1),
+    )
+    threading.Timer(0.3, simulation.stop).start()
+    result = simulation.run()
+    assert result.outcomes["interrupted"] >= 1
+    assert result.model_outcomes["completed"] == len(publisher.events.of_type("ANALYSIS_COMPLETED"))
+    assert result.model_outcomes["failed"] == len(publisher.events.of_type("ANALYSIS_FAILED"))
+    assert result.model_outcomes["failed"] > 0
