@@ -11,7 +11,6 @@ the JSON Schema.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import datetime, timedelta
@@ -616,59 +615,3 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
             required=False,
             what="one analysis run of a media",
         )
-
-
-def check_json_size(event: dict[str, Any], problems: list[Problem]) -> None:
-    """Measure an event that carries free-form JSON (``data.details`` or unknown keys).
-
-    Only free-form JSON can push an event past MAX_EVENT_BYTES (every other field has a
-    length limit chosen so that, all at their limits, they fit), so only events carrying
-    it pay for serialising here. ENVELOPE_MARGIN leaves room for the envelope fields the
-    publisher adds later.
-    """
-    try:
-        # ASCII-escaped: never smaller than the UTF-8 the publisher sends (so the bound
-        # holds), and a lone surrogate is measured instead of failing to encode.
-        size = len(json.dumps(event, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        problems.append(
-            Problem(
-                "data",
-                "json",
-                f"must be JSON-serialisable (str, int, float, bool, None, list, dict): {exc}",
-            )
-        )
-        return
-    budget = d.MAX_EVENT_BYTES - ENVELOPE_MARGIN
-    if size > budget:
-        problems.append(
-            Problem(
-                "data",
-                "max_size",
-                f"the event is {size} bytes, at most {budget} allowed before the envelope "
-                f"(a whole event is at most {d.MAX_EVENT_BYTES} bytes): trim data.details",
-            )
-        )
-
-
-ENVELOPE_MARGIN = 2048
-
-
-KNOWN_DATA_KEYS = frozenset(
-    {
-        "model_name",
-        "progress",
-        "total",
-        "phase",
-        "details",
-        "prediction",
-        "confidence",
-        "error_message",
-        "filename",
-    }
-)
-
-
-def has_free_json(data: dict[str, Any]) -> bool:
-    """True when ``data`` holds values whose size is not bounded by a field limit."""
-    return "details" in data or not KNOWN_DATA_KEYS.issuperset(data)

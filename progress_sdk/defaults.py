@@ -32,6 +32,11 @@ MAX_PHASE_CHARS = 64
 MAX_PREDICTION_CHARS = 64
 MAX_ERROR_MESSAGE_CHARS = 2000
 MAX_FILENAME_CHARS = 1024
+# Levels of nested lists/objects inside one free-form value (data.details, an unknown
+# key). The contract only says "JSON"; deeper structures break real consumers: orjson
+# refuses to write more than 254 levels, the standard library's json recurses once per
+# level (RecursionError near 1,000). 64 is far more than any summary a UI shows needs.
+MAX_JSON_DEPTH = 64
 
 # Publisher -------------------------------------------------------------------
 # 100k events is far more than minutes of outage at realistic rates: a media emits a

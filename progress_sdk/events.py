@@ -30,6 +30,7 @@ from pydantic import (
 
 from . import _rules
 from . import defaults as d
+from ._free_json import check_free_json, has_free_json
 from .exceptions import InvalidEventError, Problem
 
 __all__ = [
@@ -272,8 +273,8 @@ class ProgressEvent(BaseModel):
         problems: list[Problem] = []
         data = self.data.model_dump(exclude_none=True)
         _rules.check_data(self.event.value, data, problems)
-        if not problems and _rules.has_free_json(data):
-            _rules.check_json_size(self.to_wire_dict(), problems)
+        if not problems and has_free_json(data):
+            check_free_json(self.to_wire_dict(), problems)
         if problems:
             raise InvalidEventError(problems, event_type=self.event.value)
         return self

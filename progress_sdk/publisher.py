@@ -32,6 +32,7 @@ import redis
 from . import _rules
 from . import defaults as d
 from ._buffer import DEAD, Entry, EventBuffer
+from ._free_json import check_free_json
 from ._sender import BatchHook, Sender
 from ._wire import WireEncoder
 from .events import ProgressEvent
@@ -441,8 +442,6 @@ def _validated_fields(event: ProgressEvent | Mapping[str, Any]) -> dict[str, Any
             # The event is sent later, from another thread: a caller reusing its data
             # dict must not change what goes out.
             fields["data"] = dict(fields["data"])
-        if not problems and _rules.has_free_json(fields.get("data") or {}):
-            _rules.check_json_size(fields, problems)
     else:
         raise InvalidEventError(
             [
@@ -453,6 +452,7 @@ def _validated_fields(event: ProgressEvent | Mapping[str, Any]) -> dict[str, Any
                 )
             ]
         )
+    check_free_json(fields, problems)
     problems.extend(
         Problem(key, "publisher_owned", "is set by the publisher; leave it out of emitted events")
         for key in _ENVELOPE_KEYS

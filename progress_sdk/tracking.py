@@ -37,6 +37,7 @@ from typing import Any
 
 from . import _lenient, _rules
 from . import defaults as d
+from ._free_json import check_free_json
 from ._sink import EventSink
 from .events import EventType
 from .exceptions import InvalidEventError, Problem, TrackingError
@@ -524,7 +525,7 @@ class ModelRun:
         if not isinstance(details, Mapping):
             problems.append(Problem("data.details", "type", "must be a dict of JSON values"))
         else:
-            _rules.check_json_size({"data": {"details": dict(details)}}, problems)
+            check_free_json({"data": {"details": dict(details)}}, problems)
         if problems:
             self.run._forgive("details", InvalidEventError(problems, event_type=event))
             return None

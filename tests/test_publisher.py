@@ -151,6 +151,58 @@ def test_emit_rejects_an_event_over_64_kib(publisher):
         publisher.emit(event)
 
 
+def nested_list(depth: int) -> list[Any]:
+    """[[[...]]], ``depth`` levels deep."""
+    outer: list[Any] = []
+    inner = outer
+    for _ in range(depth - 1):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("x" * 1_000_000, "max_size"),
+        (float("inf"), "finite"),
+        (float("nan"), "finite"),
+        (object(), "json"),
+        (nested_list(5000), "depth"),
+    ],
+    ids=["1MB-string", "inf", "nan", "object", "nested-5000"],
+)
+def test_emit_refuses_unknown_top_level_keys_the_contract_forbids(
+    publisher, transport, value, rule
+):
+    """An unknown top-level key is checked like details: refused at the call, nothing sent."""
+    event = {**lifecycle(), "extra": value}
+    del event["data"]["details"]  # no other free-form JSON that would get it measured
+    with pytest.raises(InvalidEventError, match=rf"\[{rule}\]"):
+        publisher.emit(event)
+    assert publisher.stats().accepted == 0
+    assert publisher.flush(5)
+    assert transport.sent == []
+
+
+def test_emit_refuses_details_nested_5000_deep(publisher):
+    """Deep details raise InvalidEventError naming data.details, not a bare RecursionError."""
+    event = lifecycle()
+    event["data"]["details"] = {"tree": nested_list(5000)}
+    with pytest.raises(InvalidEventError) as info:
+        publisher.emit(event)
+    assert [(p.field, p.rule) for p in info.value.problems] == [("data.details", "depth")]
+
+
+def test_accepted_free_json_goes_out_as_strict_json(publisher, transport):
+    """Unknown keys that pass the checks are published as JSON any parser reads."""
+    publisher.emit({**lifecycle(), "extra": {"depth": nested_list(63), "ratio": 0.5}})
+    assert publisher.flush(5)
+    (payload,) = transport.sent
+    event = json.loads(payload, parse_constant=lambda name: pytest.fail(f"{name} sent"))
+    assert event["extra"]["ratio"] == 0.5
+
+
 def test_a_rejected_event_does_not_disturb_accepted_ones(publisher, transport):
     """Events accepted before and after a bad one are all delivered, numbered without gaps."""
     publisher.emit(lifecycle(i=0))

@@ -239,12 +239,28 @@ def test_rule_3_is_per_progress_type(pub):
     pub.events.assert_valid()
 
 
+def test_details_nested_5000_deep_raise_invalid_event_error(pub):
+    """progress() and complete() refuse over-deep details: InvalidEventError, not RecursionError."""
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(4999):
+        inner.append([])
+        inner = inner[0]
+    with pub.media("m1", "u1") as run, run.model(SIGLIP) as model:
+        with pytest.raises(InvalidEventError, match=r"data\.details.*\[depth\]"):
+            model.progress(1, 10, details={"tree": deep})
+        with pytest.raises(InvalidEventError, match=r"data\.details.*\[depth\]"):
+            model.complete("FAKE", 0.9, details={"tree": deep})
+        model.progress(2, 10)  # the refused calls changed nothing
+    pub.events.assert_valid()
+
+
 def test_refused_progress_call_has_no_effect(pub):
     """A progress call refused for a bad phase or details does not count for rule 3."""
     with pub.media("m1", "u1") as run, run.model(SIGLIP) as model:
         with pytest.raises(InvalidEventError, match=r"data\.phase"):
             model.progress(9, 10, phase="")
-        with pytest.raises(InvalidEventError, match="JSON-serialisable"):
+        with pytest.raises(InvalidEventError, match="finite"):
             model.progress(9, 10, details={"x": float("nan")})
         with pytest.raises(InvalidEventError, match="message"):
             model.progress(9, 10, message="x" * (d.MAX_MESSAGE_CHARS + 1))
@@ -350,7 +366,7 @@ def test_complete_with_a_custom_message(pub):
         ({"confidence": True}, "data.confidence"),
         ({"prediction": ""}, "data.prediction"),
         ({"prediction": "F" * (d.MAX_PREDICTION_CHARS + 1)}, "data.prediction"),
-        ({"details": {"x": float("inf")}}, "data"),
+        ({"details": {"x": float("inf")}}, "data.details"),
         ({"message": 42}, "message"),
     ],
 )

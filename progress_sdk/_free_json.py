@@ -1,0 +1,168 @@
+"""Checks of the free-form JSON an event may carry, before it is accepted.
+
+Most of an event is fields with types and length limits (``_rules``). Three places take
+anything: ``data.details``, unknown ``data`` keys and unknown top-level keys. Whatever is
+found there must still be something every consumer can read, or the event is refused at
+the call with ``InvalidEventError``:
+
+* plain JSON types only (str, int, float, bool, None, list/tuple, dict): an ``object()``
+  would make the sender fail later, where nobody can tell the job;
+* finite numbers: ``float("inf")`` and NaN serialise as the non-JSON literals
+  ``Infinity``/``NaN``, which ``JSON.parse`` in the relay rejects;
+* at most ``MAX_JSON_DEPTH`` levels of nesting: deeper structures exhaust the recursion
+  limits of JSON encoders and parsers (the standard library raises ``RecursionError``);
+* a whole event of at most ``MAX_EVENT_BYTES`` (64 KiB, the contract's limit).
+
+Events without free-form JSON (all progress events of the tracking API, most lifecycle
+events) skip every check here after two set lookups: their fields' length limits already
+keep them under 64 KiB (see ``defaults``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from . import _rules
+from . import defaults as d
+from .exceptions import Problem
+
+# Room left for the envelope fields the publisher adds after these checks.
+ENVELOPE_MARGIN = 2048
+
+KNOWN_EVENT_KEYS = frozenset(
+    {"media_id", "user_id", "event", "message", "data", "run_id", *_rules.ENVELOPE_V1_FIELDS}
+)
+KNOWN_DATA_KEYS = frozenset(
+    {
+        "model_name",
+        "progress",
+        "total",
+        "phase",
+        "details",
+        "prediction",
+        "confidence",
+        "error_message",
+        "filename",
+    }
+)
+# Every JSON value takes at least one byte, so a value with more nodes than the event's
+# byte limit is too big whatever they are: the walk stops there. That also bounds its
+# time for structures that share sub-lists (a DAG that would serialise to gigabytes).
+_MAX_NODES = d.MAX_EVENT_BYTES
+
+_USE = "use str, int, float, bool, None, list or dict"
+
+
+def has_free_json(data: dict[str, Any]) -> bool:
+    """True when ``data`` holds values whose size is not bounded by a field limit."""
+    return "details" in data or not KNOWN_DATA_KEYS.issuperset(data)
+
+
+def check_free_json(event: dict[str, Any], problems: list[Problem]) -> None:
+    """Append the problems of an event's free-form JSON (see the module doc).
+
+    ``event`` holds wire fields (a whole event, or only the parts the caller wants
+    checked, such as ``{"data": {"details": ...}}``). Each free value is named in its
+    problem: ``data.details``, ``data.<key>`` or ``<key>``. The size is measured only
+    when ``problems`` is still empty.
+    """
+    data = event.get("data")
+    free_data = type(data) is dict and has_free_json(data)
+    if not free_data and KNOWN_EVENT_KEYS.issuperset(event):
+        return  # the common case: nothing here is free-form
+    for key, value in event.items():
+        if key not in KNOWN_EVENT_KEYS:
+            _check_value(key, value, problems)
+    if free_data:
+        assert isinstance(data, dict)
+        for key, value in data.items():
+            if key == "details" or key not in KNOWN_DATA_KEYS:
+                _check_value(f"data.{key}", value, problems)
+    if not problems:  # measuring an event that is refused anyway would only add noise
+        _check_size(event, problems)
+
+
+def _check_value(field: str, value: object, problems: list[Problem]) -> None:
+    found = json_value_problem(value)
+    if found is not None:
+        rule, message = found
+        problems.append(Problem(field, rule, message))
+
+
+def json_value_problem(value: object, max_depth: int = d.MAX_JSON_DEPTH) -> tuple[str, str] | None:
+    """``(rule, message)`` for the first reason ``value`` cannot be sent, else None.
+
+    Iterative, so no nesting depth can raise ``RecursionError`` here, and bounded to
+    ``_MAX_NODES`` steps.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > _MAX_NODES:
+            return "max_size", (
+                f"holds more than {_MAX_NODES} values, more than a {d.MAX_EVENT_BYTES}-byte "
+                "event can carry: send a summary, not the raw data"
+            )
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float or isinstance(item, float):
+            if not math.isfinite(item):
+                return "finite", (
+                    f"holds {item!r}, which JSON cannot carry: send a finite number, or None"
+                )
+            continue
+        if isinstance(item, (dict, list, tuple)):
+            if depth >= max_depth:
+                return "depth", (
+                    f"is nested more than {max_depth} levels deep (or contains itself): "
+                    "flatten it, e.g. into a list of records"
+                )
+            children: Iterable[Any]
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        return "json", (
+                            f"has a key of type {type(key).__name__}: object keys must be "
+                            "strings"
+                        )
+                children = item.values()
+            else:
+                children = item
+            stack.extend((child, depth + 1) for child in children)
+            continue
+        if isinstance(item, (str, int)):
+            continue  # subclasses (an IntEnum, say) serialise as their base type
+        return "json", (
+            f"holds a value of type {kind.__name__}, which is not JSON-serialisable: {_USE}"
+        )
+    return None
+
+
+def _check_size(event: dict[str, Any], problems: list[Problem]) -> None:
+    """Measure the event; only free-form JSON can push it past MAX_EVENT_BYTES."""
+    try:
+        # ASCII-escaped: never smaller than the UTF-8 the publisher sends (so the bound
+        # holds), and a lone surrogate is measured instead of failing to encode.
+        size = len(json.dumps(event, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        # json_value_problem accepted every free value, so this is a known field of the
+        # wrong type that the caller did not check first.
+        problems.append(Problem("$", "json", f"must be JSON-serialisable ({_USE}): {exc}"))
+        return
+    budget = d.MAX_EVENT_BYTES - ENVELOPE_MARGIN
+    if size > budget:
+        problems.append(
+            Problem(
+                "$",
+                "max_size",
+                f"the event is {size} bytes, at most {budget} allowed before the envelope "
+                f"(a whole event is at most {d.MAX_EVENT_BYTES} bytes): trim data.details "
+                "or other free-form values",
+            )
+        )
