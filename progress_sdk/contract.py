@@ -40,6 +40,7 @@ from typing import IO, Any, Literal
 from . import _rules
 from . import defaults as d
 from ._rules import _fast_accept
+from .exceptions import Problem
 
 __all__ = [
     "MAX_FINDINGS",
@@ -48,6 +49,7 @@ __all__ = [
     "Finding",
     "LifecycleValidator",
     "Report",
+    "check_event",
     "read_lines",
     "validate_lines",
 ]
@@ -842,3 +844,12 @@ def validate_lines(
         if line and not line.isspace():
             feed(line, number)
     return validator.finish()
+
+
+def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[Problem]]:
+    """Check one decoded event's own fields (not its place in a run), as a relay does.
+
+    Returns the normalised event type (``None`` when missing or unknown) and the problems;
+    an empty list means the event is valid. ``strict`` requires the v1 envelope.
+    """
+    return _rules.check_event(obj, strict=strict)

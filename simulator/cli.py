@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
@@ -18,11 +19,13 @@ from .streams import event_lines
 # `schema`) start without those imports: a third of a second, about 5% of validating a
 # million events (docs/benchmarks.md).
 _SIMULATOR_COMMANDS = {
-    "run": "run",
-    "listen": "listen",
-    "record": "record",
-    "replay": "replay_command",
-    "sweep": "sweep",
+    "run": ("commands", "run"),
+    "listen": ("commands", "listen"),
+    "record": ("commands", "record"),
+    "replay": ("commands", "replay_command"),
+    "sweep": ("commands", "sweep"),
+    "relay": ("relay_commands", "relay"),
+    "e2e": ("relay_commands", "e2e"),
 }
 
 
@@ -36,11 +39,11 @@ class _Group(click.Group):
         return sorted({*super().list_commands(ctx), *_SIMULATOR_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        attribute = _SIMULATOR_COMMANDS.get(cmd_name)
-        if attribute is not None and cmd_name not in self.commands:
-            from . import commands  # noqa: PLC0415 - redis, rich: not for validate
-
-            command: click.Command = getattr(commands, attribute)
+        where = _SIMULATOR_COMMANDS.get(cmd_name)
+        if where is not None and cmd_name not in self.commands:
+            # redis, rich (and for relay, socketio): not for validate
+            module = importlib.import_module(f".{where[0]}", __package__)
+            command: click.Command = getattr(module, where[1])
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 

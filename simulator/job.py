@@ -56,6 +56,8 @@ class PlanOptions:
     users: int = 3
     fail_rate: float = 0.0
     crash_rate: float = 0.0
+    user_prefix: str = "user-"
+    """User ids are this prefix and a number from 1 (``e2e`` makes them unique per run)."""
 
     @property
     def media_fail_rate(self) -> float:
@@ -92,7 +94,7 @@ def plan_media(index: int, options: PlanOptions) -> MediaPlan:
     digest = hashlib.blake2b(media_seed(options.seed, index).encode(), digest_size=16).digest()
     media_id = str(uuid.UUID(bytes=digest))
     run_id = f"run-{digest.hex()[-8:]}"
-    user_id = f"user-{rng.randrange(options.users) + 1}"
+    user_id = f"{options.user_prefix}{rng.randrange(options.users) + 1}"
 
     av = tuple(n for n in options.models if CATALOG[n].kind != "image")
     images = tuple(n for n in options.models if CATALOG[n].kind == "image")

@@ -47,6 +47,7 @@ class SimulationConfig:
     crash_rate: float = 0.0
     duration: float | None = None
     """Wall-clock seconds after which no new media starts (in-flight ones finish)."""
+    user_prefix: str = "user-"
 
     def __post_init__(self) -> None:
         if self.media is None and self.duration is None:
@@ -71,6 +72,7 @@ class SimulationConfig:
             users=self.users,
             fail_rate=self.fail_rate,
             crash_rate=self.crash_rate,
+            user_prefix=self.user_prefix,
         )
 
 

@@ -1,0 +1,319 @@
+"""``progress-sim e2e``: prove a relay right or wrong from the outside.
+
+``run_e2e`` connects Socket.IO clients as several users (spread over one or more relay
+URLs, several sockets per user, plus a bystander user who owns no media), subscribes to
+the channel itself as ground truth, runs a simulation through the SDK (or only listens
+while another producer runs), and hands both sides to ``simulator.delivery`` for the
+verdict: every event of a user at every socket of that user and no other, in order,
+once; and the worker → browser latency. Works against any relay that follows the
+contract, the product's Node.js relay included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import socketio
+from redis.exceptions import RedisError
+
+from progress_sdk import ProgressPublisher
+from progress_sdk import defaults as d
+from progress_sdk.contract import check_event
+from progress_sdk.transport import mask_url
+
+from .catalog import PRESETS
+from .delivery import DeliveryReport, Received, SocketLog, TruthEvent, check_deliveries
+from .listener import latency_percentiles
+from .relay.auth import sign_token
+from .runner import Simulation, SimulationConfig
+
+__all__ = ["E2EConfig", "E2EResult", "E2ESetupError", "run_e2e"]
+
+try:
+    import orjson
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    import json
+
+    _loads = json.loads
+
+# How long after the last event the sockets may stay quiet before what has not arrived
+# counts as lost, and how long after everything arrived to wait for duplicates.
+DEFAULT_SETTLE_SECONDS = 5.0
+_DUPLICATE_WINDOW = 0.5
+
+
+class E2ESetupError(Exception):
+    """The check could not run (relay or Redis unreachable, a token refused)."""
+
+
+@dataclass(frozen=True)
+class E2EConfig:
+    """What to connect to and what to run."""
+
+    relay_urls: tuple[str, ...]
+    jwt_secret: str = field(repr=False)
+    redis_url: str = field(default=d.DEFAULT_REDIS_URL, repr=False)
+    channel: str = d.DEFAULT_CHANNEL
+    user_claim: str = "userId"
+    users: int = 3
+    sockets_per_user: int = 2
+    media: int = 6
+    models: tuple[str, ...] = PRESETS["all"]
+    speed: float = 0.0
+    seed: int = 1
+    fail_rate: float = 0.2
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    listen_seconds: float | None = None
+    """Listen this long to another producer instead of simulating."""
+    watch_users: tuple[str, ...] = ()
+    """With ``listen_seconds``: the users whose events to check."""
+    connect_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.relay_urls:
+            raise ValueError("give at least one relay URL")
+        if self.listen_seconds is not None and not self.watch_users:
+            raise ValueError("listening to another producer needs the user ids to watch")
+        if self.users < 1 or self.sockets_per_user < 1 or self.media < 1:
+            raise ValueError("users, sockets per user and media must be >= 1")
+
+
+@dataclass
+class E2EResult:
+    """The verdict and what led to it."""
+
+    config: E2EConfig
+    users: list[str]
+    report: DeliveryReport
+    published: int | None
+    """Events the simulation's publisher got into Redis (None when only listening)."""
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """The relay delivered everything right, and the check saw events at all."""
+        return self.report.ok and self.report.events > 0
+
+    def latency_ms(self) -> tuple[float, float] | None:
+        """Worker → socket latency p50 and p99 in milliseconds."""
+        pct = latency_percentiles(array("d", self.report.latencies), 0.5, 0.99)
+        return (pct[0] * 1000, pct[1] * 1000) if pct else None
+
+    def to_text(self) -> str:
+        """The report for people."""
+        rep = self.report
+        lines = [
+            f"e2e against {', '.join(self.config.relay_urls)}: {len(self.users)} users, "
+            f"{rep.sockets} sockets, {rep.events:,} events on the channel in "
+            f"{self.seconds:.1f} s",
+            f"  deliveries: {rep.deliveries:,} progress_update received, "
+            f"{rep.expected_deliveries:,} expected",
+        ]
+        latency = self.latency_ms()
+        if latency is not None:
+            lines.append(f"  latency worker → socket: p50 {latency[0]:.1f} ms, "
+                         f"p99 {latency[1]:.1f} ms")
+        if rep.events == 0:
+            lines.append("  verdict: NOTHING CHECKED: no event for the checked users was "
+                         "seen on the channel")
+        elif rep.ok:
+            lines.append("  verdict: OK: every event reached every socket of its user and "
+                         "no other, in order, once")
+        else:
+            counts = ", ".join(f"{n} {k}" for k, n in sorted(rep.fault_counts.items()))
+            lines.append(f"  verdict: BROKEN: {counts}")
+            lines.extend(f"    {fault}" for fault in rep.faults[:20])
+            if len(rep.faults) > 20:
+                lines.append(f"    … and {len(rep.faults) - 20} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        rep, latency = self.report, self.latency_ms()
+        return {
+            "ok": self.ok,
+            "relay_urls": list(self.config.relay_urls),
+            "users": self.users,
+            "sockets": rep.sockets,
+            "events": rep.events,
+            "published": self.published,
+            "deliveries": rep.deliveries,
+            "expected_deliveries": rep.expected_deliveries,
+            "latency_ms": None if latency is None else
+            {"p50": round(latency[0], 3), "p99": round(latency[1], 3)},
+            "faults": dict(rep.fault_counts),
+            "fault_messages": [str(f) for f in rep.faults[:1000]],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _Probe:
+    """One Socket.IO client, logging every event it receives."""
+
+    def __init__(self, log: SocketLog, url: str) -> None:
+        self.log = log
+        self.url = url
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.refusal: str | None = None
+        self.client.on("*", self._any)
+        self.client.on("connect_error", self._refused)
+
+    async def _any(self, name: str, payload: Any = None) -> None:
+        self.log.received.append(Received(name, payload, time.time()))
+
+    async def _refused(self, data: Any = None) -> None:
+        self.refusal = data.get("message") if isinstance(data, dict) else str(data)
+
+    async def connect(self, token: str, timeout: float) -> None:
+        try:
+            await self.client.connect(
+                self.url, auth={"token": token}, transports=["websocket"], wait_timeout=timeout
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            why = self.refusal or str(exc)
+            raise E2ESetupError(f"{self.log.label} could not connect: {why}") from None
+
+
+class _Truth:
+    """The channel as a plain subscriber sees it: the checked users' valid events."""
+
+    def __init__(self, redis_url: str, channel: str, users: set[str]) -> None:
+        self._client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=d.CONNECT_TIMEOUT)
+        self._pubsub = self._client.pubsub()
+        self._channel = channel
+        self._users = users
+        self.events: list[TruthEvent] = []
+
+    async def open(self) -> None:
+        await self._pubsub.subscribe(self._channel)
+        while True:
+            message = await self._pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "subscribe":
+                return
+
+    async def pump(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(timeout=1.0)
+            if message is None or message["type"] != "message":
+                continue
+            try:
+                obj = _loads(message["data"])
+            except ValueError:
+                continue
+            if not isinstance(obj, dict) or obj.get("user_id") not in self._users:
+                continue
+            # Only what the contract asks a relay to forward: valid events.
+            if check_event(obj)[1]:
+                continue
+            self.events.append(TruthEvent(len(self.events) + 1, obj))
+
+    async def close(self) -> None:
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._client.aclose()
+
+
+async def run_e2e(config: E2EConfig) -> E2EResult:
+    """Run the check; raises ``E2ESetupError`` when it cannot run at all."""
+    began = time.monotonic()
+    tag = secrets.token_hex(3)
+    prefix = f"e2e-{tag}-user-"
+    if config.listen_seconds is not None:
+        users = list(config.watch_users)
+    else:
+        users = [f"{prefix}{i}" for i in range(1, config.users + 1)]
+        # A user who owns no media: a relay that broadcasts shows up here.
+        users.append(f"e2e-{tag}-bystander")
+    truth = _Truth(config.redis_url, config.channel, set(users))
+    try:
+        await truth.open()
+    except (RedisError, OSError) as exc:
+        await truth.close()
+        raise E2ESetupError(f"cannot reach Redis at {mask_url(config.redis_url)}: "
+                            f"{mask_url(str(exc))}") from None
+    probes = _probes(config, users)
+    pump = asyncio.create_task(truth.pump())
+    published: int | None = None
+    try:
+        await _connect_all(config, probes)
+        if config.listen_seconds is not None:
+            await asyncio.sleep(config.listen_seconds)
+        else:
+            published = await asyncio.to_thread(_simulate, config, prefix)
+        await _settle(truth, probes, config.settle_seconds)
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+        await asyncio.gather(*(p.client.disconnect() for p in probes), return_exceptions=True)
+        await truth.close()
+    report = check_deliveries(truth.events, [p.log for p in probes])
+    return E2EResult(config, users, report, published, time.monotonic() - began)
+
+
+def _probes(config: E2EConfig, users: list[str]) -> list[_Probe]:
+    probes: list[_Probe] = []
+    urls = config.relay_urls
+    for user in users:
+        for index in range(config.sockets_per_user):
+            # Spread each user's sockets over the relays, so each relay serves the user.
+            url = urls[index % len(urls)]
+            probes.append(_Probe(SocketLog(user, f"socket {index + 1} of user {user} at {url}"),
+                                 url))
+    return probes
+
+
+async def _connect_all(config: E2EConfig, probes: list[_Probe]) -> None:
+    async def connect(probe: _Probe) -> None:
+        token = sign_token(config.jwt_secret, probe.log.user_id, claim=config.user_claim)
+        await probe.connect(token, config.connect_timeout)
+
+    results = await asyncio.gather(*(connect(p) for p in probes), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _simulate(config: E2EConfig, prefix: str) -> int:
+    sim = SimulationConfig(
+        models=config.models, seed=config.seed, media=config.media, users=config.users,
+        concurrency=min(config.media, 4), speed=config.speed, fail_rate=config.fail_rate,
+        user_prefix=prefix,
+    )
+    publisher = ProgressPublisher(config.redis_url, config.channel, finish_flush_timeout=0)
+    try:
+        publisher.check_connection()
+        Simulation(publisher, sim).run()
+    finally:
+        publisher.close(timeout=30.0)
+    return publisher.stats().published
+
+
+async def _settle(truth: _Truth, probes: list[_Probe], settle_seconds: float) -> None:
+    # Done when every socket has as many progress_update events as the channel carried
+    # for its user (then a short wait for duplicates), or when nothing new arrived for
+    # settle_seconds (what is missing then is lost).
+    def arrived() -> int:
+        return sum(len(p.log.received) for p in probes) + len(truth.events)
+
+    last, quiet_since = -1, time.monotonic()
+    while True:
+        per_user: dict[str, int] = {}
+        for event in truth.events:
+            per_user[event.user_id] = per_user.get(event.user_id, 0) + 1
+        if all(len(p.log.updates()) >= per_user.get(p.log.user_id, 0) for p in probes):
+            await asyncio.sleep(_DUPLICATE_WINDOW)
+            return
+        now, count = time.monotonic(), arrived()
+        if count != last:
+            last, quiet_since = count, now
+        elif now - quiet_since > settle_seconds:
+            return
+        await asyncio.sleep(0.05)

@@ -1,0 +1,43 @@
+"""A reference relay: Redis channel in, Socket.IO out, one private room per user.
+
+Needs the ``relay`` extra (python-socketio, uvicorn, websockets, PyJWT). See
+``docs/relay.md``; the pieces, each in its module:
+
+- ``auth``: ``TokenVerifier`` (the handshake's JWT), ``sign_token``;
+- ``routing``: ``EventRouter`` (decode, check, shape into socket events);
+- ``subscriber``: ``ChannelSubscriber`` (the Redis subscription, reconnecting);
+- ``server``: ``Relay`` (the Socket.IO server, ``/healthz``, extension points);
+- ``serving``: ``bind`` and ``serve`` (uvicorn);
+- ``stats``: ``RelayStats``;
+- ``logs``: ``configure_logging`` (no token or password in any line).
+"""
+
+from __future__ import annotations
+
+from .auth import TokenRefused, TokenVerifier, sign_token
+from .logs import configure_logging, redact
+from .routing import EventRouter, Routed, progress_update, user_room
+from .server import HttpResponse, Relay, RelayConfig
+from .serving import bind, serve
+from .stats import RelayStats
+from .subscriber import ChannelSubscriber, open_redis_pubsub
+
+__all__ = [
+    "ChannelSubscriber",
+    "EventRouter",
+    "HttpResponse",
+    "Relay",
+    "RelayConfig",
+    "RelayStats",
+    "Routed",
+    "TokenRefused",
+    "TokenVerifier",
+    "bind",
+    "configure_logging",
+    "open_redis_pubsub",
+    "progress_update",
+    "redact",
+    "serve",
+    "sign_token",
+    "user_room",
+]

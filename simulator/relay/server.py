@@ -1,0 +1,254 @@
+"""The relay: one Redis subscription in, a Socket.IO server out, a private room per user.
+
+``Relay`` wires ``ChannelSubscriber`` (Redis), ``EventRouter`` (decode, check, shape)
+and a ``socketio.AsyncServer``. Each socket authenticates with a JWT in the handshake's
+``auth.token`` and joins its user's room; there is no event a client can send to join
+another. Each event goes to its user's room on this node only.
+
+Horizontal scale follows from that: every node subscribes to the channel itself and
+emits only to the sockets connected to it (python-socketio's in-memory manager, on
+purpose not its Redis manager, which would publish each emit to every node and, with
+every node also subscribed to the channel, deliver each event once per node). So a
+user's sockets spread over N nodes each get every event exactly once, with no sticky
+routing between nodes beyond what Socket.IO's own long-polling needs.
+
+Extension points (for catch-up snapshots, pages and housekeeping):
+
+- ``add_event_hook(fn)``: ``fn(routed)`` for every valid event, before it is emitted,
+  on the event loop (keep it quick; it must not raise);
+- ``add_connect_hook(fn)``: ``await fn(sid, user_id)`` after a socket joined its room;
+- ``add_route(path, handler)``: ``await handler(scope)`` → ``HttpResponse`` for a GET;
+- ``add_background_task(fn)``: ``await fn()`` runs for the relay's life;
+- ``open_pubsub``: how the Redis subscription is made (see ``subscriber``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+from progress_sdk import defaults as d
+
+from .auth import TokenRefused, TokenVerifier
+from .routing import EventRouter, Routed, user_room
+from .stats import RelayStats
+from .subscriber import ChannelSubscriber, PubSubFactory, open_redis_pubsub
+
+__all__ = ["HttpResponse", "Relay", "RelayConfig"]
+
+log = logging.getLogger("progress_sim.relay")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ConnectHook = Callable[[str, str], Awaitable[None]]
+EventHook = Callable[[Routed], None]
+RouteHandler = Callable[[Scope], Awaitable["HttpResponse"]]
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """What a relay node needs; secrets never appear in its repr."""
+
+    jwt_secret: str = field(repr=False)
+    redis_url: str = field(default=d.DEFAULT_REDIS_URL, repr=False)
+    channel: str = d.DEFAULT_CHANNEL
+    user_claim: str = "userId"
+    cors_origins: str | list[str] = "*"
+    """Origins allowed to connect from a browser (``*``: any; the token is the guard)."""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What an extra HTTP route answers."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200) -> HttpResponse:
+        """A JSON response."""
+        return cls(status, json.dumps(value, indent=2).encode() + b"\n")
+
+
+class Relay:
+    """One relay node. ``asgi_app()`` is what an ASGI server (uvicorn) runs."""
+
+    def __init__(self, config: RelayConfig, *, open_pubsub: PubSubFactory | None = None) -> None:
+        self.config = config
+        self.stats = RelayStats()
+        self.verifier = TokenVerifier(config.jwt_secret, claim=config.user_claim)
+        self.router = EventRouter(self.stats)
+        # Socket.IO's and Engine.IO's own loggers stay off: they would print handshake
+        # payloads, tokens included.
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins=config.cors_origins,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.subscriber = ChannelSubscriber(
+            config.channel,
+            self.deliver,
+            self.stats,
+            open_pubsub=open_pubsub or open_redis_pubsub(config.redis_url),
+            where=config.redis_url,
+        )
+        self._sockets: dict[str, set[str]] = {}
+        self._user_of: dict[str, str] = {}
+        self._connect_hooks: list[ConnectHook] = []
+        self._event_hooks: list[EventHook] = []
+        self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._routes: dict[str, RouteHandler] = {"/healthz": self._healthz}
+
+    # -- extension points -------------------------------------------------------------
+
+    def add_connect_hook(self, hook: ConnectHook) -> None:
+        """Await ``hook(sid, user_id)`` after each socket joined its user's room."""
+        self._connect_hooks.append(hook)
+
+    def add_event_hook(self, hook: EventHook) -> None:
+        """Call ``hook(routed)`` for every valid event, before it is emitted."""
+        self._event_hooks.append(hook)
+
+    def add_route(self, path: str, handler: RouteHandler) -> None:
+        """Answer ``GET path`` with ``await handler(scope)``."""
+        self._routes[path] = handler
+
+    def add_background_task(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``await task()`` from start to stop (cancelled at stop)."""
+        self._background.append(task)
+
+    def user_sockets(self, user_id: str) -> frozenset[str]:
+        """The sids of ``user_id``'s sockets on this node."""
+        return frozenset(self._sockets.get(user_id, ()))
+
+    # -- life -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the Redis subscription and the background tasks."""
+        for task in self._background:
+            self._tasks.append(asyncio.create_task(self._guarded(task)))
+
+    async def stop(self) -> None:
+        """Cancel the background tasks."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
+        # A bug in one task must not end it silently: it is logged and restarted.
+        while True:
+            try:
+                await task()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay task %s failed; restarting it", task)
+                await asyncio.sleep(1.0)
+
+    def asgi_app(self) -> socketio.ASGIApp:
+        """The ASGI application: Socket.IO at ``/socket.io/``, the routes elsewhere."""
+        return socketio.ASGIApp(
+            self.sio, other_asgi_app=self._http, on_startup=self.start, on_shutdown=self.stop
+        )
+
+    # -- events -----------------------------------------------------------------------
+
+    async def deliver(self, raw: bytes) -> None:
+        """Route one channel message to its user's sockets on this node."""
+        routed = self.router.route(raw)
+        if routed is None:
+            return
+        for hook in self._event_hooks:
+            hook(routed)
+        sockets = self._sockets.get(routed.user_id)
+        if not sockets:
+            self.stats.no_local_socket += 1
+            return
+        self.stats.forwarded += 1
+        self.stats.deliveries += len(sockets)
+        await self.forward(routed)
+
+    async def forward(self, routed: Routed) -> None:
+        """Emit one routed event to its room (a test double overrides this)."""
+        room = routed.room
+        for name, payload in routed.emits:
+            await self.sio.emit(name, payload, room=room)
+
+    # -- sockets ----------------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            user_id = self.verifier.user_id(auth)
+        except TokenRefused as refused:
+            self.stats.refused[refused.reason] += 1
+            log.info("refused a socket: %s", refused)
+            raise socketio.exceptions.ConnectionRefusedError(str(refused)) from None
+        await self.sio.enter_room(sid, user_room(user_id))
+        self._user_of[sid] = user_id
+        self._sockets.setdefault(user_id, set()).add(sid)
+        self._count_sockets()
+        self.stats.connects += 1
+        log.debug("socket %s connected as user %r", sid, user_id)
+        for hook in self._connect_hooks:
+            await hook(sid, user_id)
+
+    async def _on_disconnect(self, sid: str, *reason: Any) -> None:
+        user_id = self._user_of.pop(sid, None)
+        if user_id is None:
+            return
+        sids = self._sockets.get(user_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._sockets[user_id]
+        self._count_sockets()
+        self.stats.disconnects += 1
+
+    def _count_sockets(self) -> None:
+        self.stats.sockets = len(self._user_of)
+        self.stats.users = len(self._sockets)
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    async def _healthz(self, scope: Scope) -> HttpResponse:
+        return HttpResponse.json(self.stats.to_dict())
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        handler = self._routes.get(scope["path"])
+        if handler is None:
+            response = HttpResponse.json({"error": "not found"}, status=404)
+        elif scope["method"] not in ("GET", "HEAD"):
+            response = HttpResponse.json({"error": "method not allowed"}, status=405)
+        else:
+            response = await handler(scope)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", response.content_type.encode()),
+                    (b"content-length", str(len(response.body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})

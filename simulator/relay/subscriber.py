@@ -1,0 +1,146 @@
+"""The relay's one Redis subscription, kept alive across Redis restarts.
+
+``ChannelSubscriber.run`` subscribes to the channel and hands every message to a
+callback, in channel order, on the event loop. When the connection fails (Redis
+restarted, network cut, a reply that never comes) it counts the error, marks itself
+disconnected, waits (capped exponential backoff) and subscribes again, for as long as the
+relay runs. Pub/sub is at-most-once: what was published while no connection existed is
+gone, which ``/healthz`` makes visible (``redis_connected``, ``redis_errors``).
+
+How the subscription is made is one callable, ``open_pubsub``: the default opens a
+``redis.asyncio`` client from a URL; a Redis Cluster (sharded pub/sub, say) plugs in
+another that returns anything with ``subscribe``, ``get_message`` and ``aclose``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from progress_sdk import defaults as d
+from progress_sdk.transport import mask_url
+
+from .stats import RelayStats
+
+__all__ = ["ChannelSubscriber", "PubSubLike", "open_redis_pubsub"]
+
+log = logging.getLogger("progress_sim.relay")
+
+# A silent connection (Redis frozen, a cable cut without RST) is noticed by a PING that
+# goes unanswered: redis-py sends one when a subscription has been idle this long.
+HEALTH_CHECK_SECONDS = 5.0
+
+
+class PubSubLike(Protocol):
+    """What the subscriber needs of a pub/sub connection (``redis.asyncio.client.PubSub``)."""
+
+    async def subscribe(self, *channels: str) -> Any: ...
+
+    async def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0
+    ) -> dict[str, Any] | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+PubSubFactory = Callable[[], Awaitable[PubSubLike]]
+
+
+def open_redis_pubsub(url: str) -> PubSubFactory:
+    """The default ``open_pubsub``: a fresh ``redis.asyncio`` connection from ``url``."""
+
+    async def open_pubsub() -> PubSubLike:
+        client = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=d.CONNECT_TIMEOUT,
+            socket_keepalive=True,
+            health_check_interval=HEALTH_CHECK_SECONDS,
+        )
+        # The pubsub owns the client's connection; closing it closes the client too.
+        pubsub: PubSubLike = client.pubsub()
+        return pubsub
+
+    return open_pubsub
+
+
+class ChannelSubscriber:
+    """Feed ``handle`` every message of ``channel``; reconnect forever until cancelled."""
+
+    def __init__(
+        self,
+        channel: str,
+        handle: Callable[[bytes], Awaitable[None]],
+        stats: RelayStats,
+        *,
+        open_pubsub: PubSubFactory,
+        where: str = "Redis",
+        backoff_initial: float = d.RECONNECT_BACKOFF_INITIAL,
+        backoff_max: float = d.RECONNECT_BACKOFF_MAX,
+    ) -> None:
+        self.channel = channel
+        self._handle = handle
+        self._stats = stats
+        self._open = open_pubsub
+        self._where = mask_url(where)
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self.subscribed = asyncio.Event()
+        """Set while a subscription is confirmed (tests and start-up wait on it)."""
+
+    async def run(self) -> None:
+        """Subscribe and pump messages until cancelled."""
+        delay = self._backoff_initial
+        while True:
+            connects = self._stats.redis_connects
+            try:
+                await self._session()
+            except (RedisError, OSError) as exc:
+                if self._stats.redis_connects != connects:
+                    delay = self._backoff_initial  # it was up: retry at once, then back off
+                self._lost(exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._backoff_max)
+
+    async def _session(self) -> None:
+        pubsub = await self._open()
+        try:
+            await pubsub.subscribe(self.channel)
+            await self._confirmed(pubsub)
+            stats, handle = self._stats, self._handle
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                data = message["data"]
+                stats.received += 1
+                await handle(data if isinstance(data, bytes) else str(data).encode())
+        finally:
+            self.subscribed.clear()
+            self._stats.redis_connected = False
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+    async def _confirmed(self, pubsub: PubSubLike) -> None:
+        # Messages published before Redis confirmed the subscription are not ours to
+        # see; only after the confirmation is the relay "connected".
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is not None and message.get("type") == "subscribe":
+                break
+        self._stats.redis_connected = True
+        self._stats.redis_connects += 1
+        self.subscribed.set()
+        log.info("subscribed to %r on %s", self.channel, self._where)
+
+    def _lost(self, exc: BaseException, delay: float) -> None:
+        self._stats.redis_errors += 1
+        log.warning(
+            "Redis connection lost or refused (%s: %s); retrying in %.2f s",
+            type(exc).__name__, mask_url(str(exc)), delay,
+        )

@@ -1,0 +1,202 @@
+"""The ``relay`` and ``e2e`` commands of ``progress-sim`` (the ``relay`` extra).
+
+Thin: options in, ``simulator.relay`` / ``simulator.e2e`` objects built, results out.
+Exit status: 0 fine (for ``e2e``: every event reached every socket of its user only, in
+order, once); 1 ``e2e`` found a delivery fault; 2 bad usage or nothing to work with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from progress_sdk import defaults as d
+from progress_sdk.transport import mask_url
+
+__all__ = ["e2e", "relay"]
+
+ENV_JWT_SECRET = "JWT_SECRET"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _need_relay_extra() -> None:
+    try:
+        import jwt  # noqa: F401, PLC0415
+        import socketio  # noqa: F401, PLC0415
+        import uvicorn  # noqa: F401, PLC0415
+    except ImportError as exc:
+        _fail(
+            f"this command needs the relay extra ({exc.name} is missing): "
+            "pip install 'progress-sdk[relay]'"
+        )
+
+
+def _secret_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--jwt-secret", envvar=ENV_JWT_SECRET, default=None, show_envvar=False,
+        help=f"{help_text} Env: {ENV_JWT_SECRET}.",
+    )
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0: all).")
+@click.option("--port", type=click.IntRange(0, 65535), default=3001, show_default=True,
+              help="TCP port (0: pick a free one; the `listening on` line names it).")
+@_secret_option("HS256 secret that signs the clients' tokens (the product API's JWT secret).")
+@click.option("--user-claim", default="userId", show_default=True,
+              help="The token claim that holds the user id.")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Browser origin allowed to connect (repeatable). [default: any]")
+@click.option("--reuse-port", is_flag=True,
+              help="Share the port with other relay processes (SO_REUSEPORT): the kernel "
+              "spreads connections over them.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+@click.pass_context
+def relay(  # noqa: PLR0917 - one parameter per click option
+    ctx: click.Context,
+    host: str,
+    port: int,
+    jwt_secret: str | None,
+    user_claim: str,
+    cors_origins: tuple[str, ...],
+    reuse_port: bool,
+    log_level: str,
+) -> None:
+    """Relay the channel's events to browsers over Socket.IO, a private room per user.
+
+    Clients connect with a JWT in the handshake's auth.token; each event goes to its
+    user's sockets as progress_update (plus media_update / processing_error at the end
+    of a media). Run several, each on its own port (or one with --reuse-port), for more
+    sockets: every relay subscribes to Redis itself and serves only its own sockets, so
+    a user's sockets on different relays each get every event once. GET /healthz reports
+    counters. Redis may be down at start or restart later: the relay reconnects.
+    """
+    _need_relay_extra()
+    from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415 - the relay extra
+
+    if not jwt_secret:
+        _fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
+    if not user_claim:
+        _fail("--user-claim must not be empty")
+    redis_url: str = (ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL
+    channel: str = (ctx.obj or {}).get("channel") or d.DEFAULT_CHANNEL
+    configure_logging(log_level)
+    config = RelayConfig(
+        jwt_secret=jwt_secret,
+        redis_url=redis_url,
+        channel=channel,
+        user_claim=user_claim,
+        cors_origins=list(cors_origins) if cors_origins else "*",
+    )
+    node = Relay(config)
+    if node.verifier.weak_secret:
+        logging.getLogger("progress_sim.relay").warning(
+            "the JWT secret is shorter than 32 bytes: weak for HS256"
+        )
+    try:
+        sock = bind(host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+    def ready(url: str) -> None:
+        click.echo(
+            f"progress-sim relay: listening on {url} (Socket.IO at /socket.io/, "
+            f"GET /healthz); channel {channel!r} on {mask_url(redis_url)}; "
+            f"user id from claim {user_claim!r}",
+            err=True,
+        )
+
+    serve(node, sock, log_level=log_level, on_ready=ready)
+
+
+@click.command()
+@click.option("--relay-url", "relay_urls", multiple=True, required=True,
+              help="The relay to check (repeatable: each user's sockets are spread over them).")
+@_secret_option("HS256 secret to sign the test users' tokens with (the relay's).")
+@click.option("--user-claim", default="userId", show_default=True,
+              help="The token claim that holds the user id.")
+@click.option("--users", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Simulated users (each gets fresh ids; a bystander user is added).")
+@click.option("--sockets-per-user", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--media", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--models", "models", multiple=True, default=("all",), show_default=True,
+              help="Models to run: names or presets, comma-separated or repeated.")
+@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Time multiplier (0: as fast as possible).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--settle", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True,
+              help="Seconds of silence after which events not received count as lost.")
+@click.option("--listen", "listen_seconds", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Do not simulate: watch another producer for this many "
+              "seconds (needs --user).")
+@click.option("--user", "watch_users", multiple=True,
+              help="With --listen: a user id whose events to check (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def e2e(  # noqa: PLR0917 - one parameter per click option
+    ctx: click.Context,
+    relay_urls: tuple[str, ...],
+    jwt_secret: str | None,
+    user_claim: str,
+    users: int,
+    sockets_per_user: int,
+    media: int,
+    models: tuple[str, ...],
+    speed: float,
+    seed: int,
+    settle: float,
+    listen_seconds: float | None,
+    watch_users: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Check a relay end to end: every event of a user reaches every socket of that user
+    and no other, in order, exactly once.
+
+    Connects Socket.IO clients as several users, subscribes to the channel as ground
+    truth, runs a simulation through the SDK (or, with --listen, watches another
+    producer) and compares. Works with any relay that follows the contract, including
+    one that forwards only the product's six fields. Reports worker → browser latency.
+    Exit status: 0 delivered right, 1 a fault (each named), 2 could not run.
+    """
+    _need_relay_extra()
+    import asyncio  # noqa: PLC0415
+
+    from .catalog import UnknownModelError, resolve_models  # noqa: PLC0415
+    from .e2e import E2EConfig, E2ESetupError, run_e2e  # noqa: PLC0415 - the relay extra
+
+    if not jwt_secret:
+        _fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
+    if listen_seconds is not None and not watch_users:
+        _fail("--listen needs the user ids to check: --user ID (repeatable)")
+    try:
+        names = resolve_models(models)
+    except UnknownModelError as exc:
+        raise click.BadParameter(str(exc), param_hint="--models") from None
+    config = E2EConfig(
+        relay_urls=relay_urls, jwt_secret=jwt_secret,
+        redis_url=(ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL,
+        channel=(ctx.obj or {}).get("channel") or d.DEFAULT_CHANNEL,
+        user_claim=user_claim, users=users, sockets_per_user=sockets_per_user, media=media,
+        models=names, speed=speed, seed=seed, settle_seconds=settle,
+        listen_seconds=listen_seconds, watch_users=watch_users,
+    )
+    try:
+        result = asyncio.run(run_e2e(config))
+    except E2ESetupError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
+    sys.exit(0 if result.ok else 1)

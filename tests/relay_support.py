@@ -1,0 +1,196 @@
+"""Real parts for the relay's tests: relay processes, a private redis-server, and
+Socket.IO clients that record what they receive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+import socketio
+
+SECRET = "relay-tests-secret-that-is-32-bytes-or-more"
+HERE = Path(__file__).parent
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.05)
+
+
+class RelayProcess:
+    """A relay in its own process (``progress-sim relay`` or a test double script)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self.url = ""
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(30):
+            self.stop()
+            raise AssertionError("relay did not start:\n" + self.output)
+
+    @classmethod
+    def cli(cls, redis_url: str, channel: str, *args: str, secret: str = SECRET,
+            log_level: str = "info") -> RelayProcess:
+        """``progress-sim relay`` on a free port, secret from JWT_SECRET."""
+        argv = [sys.executable, "-c", "from simulator.cli import main; main()",
+                "--redis-url", redis_url, "--channel", channel, "relay", "--port", "0",
+                "--log-level", log_level, *args]
+        return cls(argv, env={"JWT_SECRET": secret})
+
+    @classmethod
+    def script(cls, name: str, *args: str) -> RelayProcess:
+        """A test double from tests/ (it prints the same ``listening on`` line)."""
+        return cls([sys.executable, str(HERE / name), *args])
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            found = _LISTENING.search(line)
+            if found and not self._ready.is_set():
+                self.url = found.group(1)
+                self._ready.set()
+
+    @property
+    def output(self) -> str:
+        """Everything the relay wrote to stderr so far."""
+        return "".join(self.lines)
+
+    def healthz(self) -> dict[str, Any]:
+        """GET /healthz."""
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
+            body: dict[str, Any] = json.load(response)
+            return body
+
+    def wait_subscribed(self, connects: int = 1) -> None:
+        """Wait until the relay's Redis subscription is confirmed (``connects`` times)."""
+        wait_until(lambda: self.healthz()["redis_connects"] >= connects
+                   and self.healthz()["redis_connected"], what="the relay to subscribe")
+
+    def stop(self) -> None:
+        """Terminate the relay and wait for it."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+class RedisServer:
+    """A private redis-server on a free port (the test may stop and restart it)."""
+
+    def __init__(self, password: str | None = None) -> None:
+        if shutil.which("redis-server") is None:
+            raise AssertionError("redis-server is not installed (.ci/run installs it)")
+        self.port = free_port()
+        self.password = password
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its URL, password included."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start (again, on the same port) and wait until it answers."""
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no"]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, what="redis-server to answer")
+        client.close()
+
+    def stop(self) -> None:
+        """Stop it (a hard kill: what a crash looks like to clients)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Client:
+    """A python-socketio client that records every event it receives."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self.refusal: str | None = None
+        self.sio.on("*", self._any)
+        self.sio.on("connect_error", self._refused)
+
+    async def _any(self, name: str, payload: Any = None) -> None:
+        self.events.append((name, payload))
+
+    async def _refused(self, data: Any = None) -> None:
+        self.refusal = data.get("message") if isinstance(data, dict) else str(data)
+
+    async def connect(self, url: str, auth: Any) -> None:
+        """Connect over WebSocket with this handshake ``auth`` payload."""
+        await self.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=10)
+
+    def named(self, name: str) -> list[Any]:
+        """Payloads of the events called ``name``, in arrival order."""
+        return [payload for event, payload in self.events if event == name]
+
+    async def wait_for(self, name: str, count: int, timeout: float = 10.0) -> list[Any]:
+        """Wait until ``count`` events called ``name`` arrived; return their payloads."""
+        deadline = time.monotonic() + timeout
+        while len(self.named(name)) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.named(name)
+
+
+def event(user_id: str, media_id: str, kind: str = "PROCESSING_STARTED", **fields: Any) -> bytes:
+    """One wire event as JSON."""
+    data: dict[str, Any] = fields.pop("data", {})
+    if kind == "PROCESSING_FAILED":
+        data.setdefault("error_message", "decoder crashed")
+    obj = {"media_id": media_id, "user_id": user_id, "event": kind,
+           "message": f"{kind} {media_id}", "data": data, **fields}
+    return json.dumps(obj).encode()
