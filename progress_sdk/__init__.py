@@ -17,8 +17,9 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from .events import EventData, EventType, ProgressEvent, event_json_schema, parse_event
+    from .events import EventData, EventType, ProgressEvent, parse_event
     from .publisher import ProgressPublisher, PublisherStats
+    from .schema import event_json_schema
     from .tracking import MediaRun, ModelRun
 
 __version__ = "0.1.0"
@@ -54,7 +55,7 @@ _LAZY = {
     "EventData": ".events",
     "EventType": ".events",
     "ProgressEvent": ".events",
-    "event_json_schema": ".events",
+    "event_json_schema": ".schema",
     "parse_event": ".events",
     "ProgressPublisher": ".publisher",
     "PublisherStats": ".publisher",

@@ -3,7 +3,7 @@
 ``LifecycleValidator`` reads events from any producer one at a time, so it can run live
 on the channel as well as over a recorded NDJSON file. It checks each event's fields
 with ``_rules.check_event`` (the single implementation of the per-event rules) and the
-lifecycle rules 1–6 of CONTRACT.md incrementally::
+lifecycle rules 1–6 of docs/contract.md incrementally::
 
     validator = LifecycleValidator(strict=True)
     for position, line in enumerate(lines, start=1):
@@ -123,7 +123,7 @@ _STATE_NAMES = {_QUEUED: "ANALYSIS_QUEUED", _STARTED: "ANALYSIS_STARTED"}
 class Finding:
     """One thing the validator found: a violation, lost events, or a run left open.
 
-    ``rule`` is ``"rule 1"`` … ``"rule 6"`` for the lifecycle rules of CONTRACT.md,
+    ``rule`` is ``"rule 1"`` … ``"rule 6"`` for the lifecycle rules of docs/contract.md,
     ``"event"`` for a per-event field rule (then ``field`` and ``check`` say which) and
     ``"json"`` for a line that is not a JSON document. ``position`` is the line number
     for files (or what the caller passed to ``feed``); ``count`` is the number of lost

@@ -15,7 +15,7 @@ ENV_SHARDS = "MEDIA_PROGRESS_SHARDS"
 DEFAULT_SHARDS = 1
 MAX_SHARDS = 1024
 
-# Contract limits (CONTRACT.md v1) -------------------------------------------
+# Contract limits (docs/contract.md, v1) -------------------------------------------
 SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 64 * 1024
 MAX_MEDIA_ID_CHARS = 128

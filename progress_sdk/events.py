@@ -1,10 +1,11 @@
 """The v1 progress event: typed models, serialisation and parsing.
 
 ``ProgressEvent`` is what travels on the ``media-progress-events`` channel (see
-CONTRACT.md). Constructing one validates every contract rule and raises
+docs/contract.md). Constructing one validates every contract rule and raises
 ``InvalidEventError`` naming each field and rule broken. ``parse_event`` reads a message
 from any producer, leniently by default (other producers omit the v1 envelope fields) or
-strictly; ``ProgressEvent.to_json_bytes`` serialises one for the wire.
+strictly; ``ProgressEvent.to_json_bytes`` serialises one for the wire. The published JSON Schema
+(one variant per event type) is built from these models by ``progress_sdk.schema``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ __all__ = [
     "EventData",
     "EventType",
     "ProgressEvent",
-    "event_json_schema",
     "parse_event",
 ]
 
@@ -196,19 +196,6 @@ class EventData(BaseModel):
     )
 
 
-def _require_v1_envelope(schema: dict[str, Any]) -> None:
-    # The model leaves the envelope optional so lenient readers can parse other
-    # producers' events and so job code can build events the publisher completes; the
-    # published schema describes what a v1 producer sends, where they are required.
-    schema["required"] = sorted({*schema.get("required", []), *_rules.ENVELOPE_V1_FIELDS})
-    schema["$id"] = "https://progress-sdk.invalid/schema/progress-event.v1.json"
-    schema["description"] = (
-        "One progress event on the media-progress-events Redis channel (contract v1). "
-        f"A whole serialised event is at most {d.MAX_EVENT_BYTES} bytes. Lifecycle rules "
-        "(ordering, seq) are checked by progress_sdk.contract, not by this schema."
-    )
-
-
 class ProgressEvent(BaseModel):
     """One v1 progress event.
 
@@ -216,7 +203,7 @@ class ProgressEvent(BaseModel):
     building an event for ``ProgressPublisher.emit``: the publisher fills them in.
     """
 
-    model_config = ConfigDict(frozen=True, json_schema_extra=_require_v1_envelope)
+    model_config = ConfigDict(frozen=True)
 
     media_id: str = Field(
         min_length=1,
@@ -332,11 +319,6 @@ def parse_event(raw: bytes | str | dict[str, Any], *, strict: bool = False) -> P
     if problems:
         raise InvalidEventError(problems, event_type=event)
     return ProgressEvent.model_validate(obj)
-
-
-def event_json_schema() -> dict[str, Any]:
-    """The JSON Schema of a v1 event, as committed at docs/schema/progress-event.v1.json."""
-    return ProgressEvent.model_json_schema(mode="validation")
 
 
 def format_timestamp(epoch_seconds: float) -> str:

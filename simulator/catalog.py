@@ -1,6 +1,6 @@
 """The models the deployed system runs, as the simulator fakes them.
 
-Each ``ModelSpec`` lists the stages a real worker goes through for that model (CONTRACT.md,
+Each ``ModelSpec`` lists the stages a real worker goes through for that model (docs/contract.md,
 "The models the deployed system runs"), with realistic unit counts and per-unit times at
 ``--speed 1``, and the errors it fails with. Video models analyse hundreds of frames at
 tens of milliseconds each and often render a visualisation; audio models extract the

@@ -1,6 +1,6 @@
 """The product UI's progress panel, in a terminal.
 
-``PanelState`` is pure and follows CONTRACT.md, "How the existing UI consumes events": a
+``PanelState`` is pure and follows docs/contract.md, "How the existing UI consumes events": a
 panel per media opened by ``PROCESSING_STARTED``; a row per model whose status is
 ``queued`` (ANALYSIS_QUEUED), ``analyzing`` (ANALYSIS_STARTED), ``completed``
 (ANALYSIS_COMPLETED or ANALYSIS_COMPLETE), ``failed`` (ANALYSIS_FAILED, with

@@ -1,4 +1,4 @@
-"""LifecycleValidator: the lifecycle rules 1-6 of CONTRACT.md over streams of events."""
+"""LifecycleValidator: the lifecycle rules 1-6 of docs/contract.md over streams of events."""
 
 from __future__ import annotations
 

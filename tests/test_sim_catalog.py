@@ -27,7 +27,7 @@ CONTRACT_MODELS = {
 
 
 def test_catalog_holds_the_contracts_models_by_kind() -> None:
-    """The catalog has exactly the models CONTRACT.md lists, each of the right kind."""
+    """The catalog has exactly the models docs/contract.md lists, each of the right kind."""
     for kind, names in CONTRACT_MODELS.items():
         assert set(PRESETS[kind]) == names
     assert set(PRESETS["all"]) == set(CATALOG)
