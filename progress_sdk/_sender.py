@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from . import defaults as d
 from ._buffer import DONE, Entry, EventBuffer
 from ._wire import WireEncoder
-from .transport import Command, ConnectFailed, Delivery, Transport, mask_url
+from .redis_urls import mask_url
+from .transport import Command, ConnectFailed, Delivery, Transport
 
 logger = logging.getLogger("progress_sdk")
 

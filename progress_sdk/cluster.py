@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from . import defaults as d
 from .exceptions import ConfigurationError
-from .transport import mask_url
+from .redis_urls import check_redis_url, mask_url
 
 __all__ = ["Address", "SlotMap", "is_cluster", "slot_of"]
 
@@ -34,13 +34,8 @@ def slot_of(name: str | bytes) -> int:
 
 
 def _pool_from_url(url: str) -> redis.ConnectionPool:
-    try:
-        return redis.ConnectionPool.from_url(url)
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"unusable Redis URL {mask_url(url)!r}: {exc}; use redis://host:port/db or "
-            "rediss:// for TLS"
-        ) from None
+    check_redis_url(url)  # ConfigurationError, password masked
+    return redis.ConnectionPool.from_url(url)
 
 
 def is_cluster(url: str, timeout: float = d.CONNECT_TIMEOUT) -> bool:

@@ -44,8 +44,9 @@ from .exceptions import (
     RedisUnavailableError,
 )
 from .failures import ErrorMessages
+from .redis_urls import mask_url
 from .tracking import MediaRun
-from .transport import ConnectFailed, RedisTransport, Transport, mask_url
+from .transport import ConnectFailed, RedisTransport, Transport
 
 __all__ = ["ProgressPublisher", "PublisherStats"]
 

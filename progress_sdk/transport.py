@@ -19,35 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from . import defaults as d
 from .exceptions import ConfigurationError
-
-_SECRET_IN_URL = re.compile(r"(?<=://)([^/@]*)@")
-
-
-def mask_url(url: str) -> str:
-    """Hide the password (and user-only secret) in a Redis URL, for logs and reprs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _SECRET_IN_URL.sub("***@", url)
-    if parts.password is None and not (parts.username and "@" in parts.netloc):
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username if parts.password is not None else None
-    auth = f"{user}:***" if user else ":***" if parts.password is not None else "***"
-    return urlunsplit((parts.scheme, f"{auth}@{host}", parts.path, parts.query, parts.fragment))
-
+from .redis_urls import check_redis_url, mask_url
 
 Command = Sequence[bytes]
 """A Redis command as its arguments, e.g. ``(b"SET", key, value)``."""
@@ -124,17 +104,12 @@ class RedisTransport:
         self.channel = channel
         self.description = describe_target(target)
         if isinstance(target, str):
-            try:
-                self.pool = redis.ConnectionPool.from_url(
-                    target,
-                    socket_timeout=d.SOCKET_TIMEOUT,
-                    socket_connect_timeout=d.CONNECT_TIMEOUT,
-                )
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"unusable Redis URL {mask_url(target)!r}: {exc}; use redis://host:port/db, "
-                    "rediss:// for TLS or unix:///path/to/socket"
-                ) from None
+            check_redis_url(target)
+            self.pool = redis.ConnectionPool.from_url(
+                target,
+                socket_timeout=d.SOCKET_TIMEOUT,
+                socket_connect_timeout=d.CONNECT_TIMEOUT,
+            )
             self._owns_pool = True
         elif isinstance(target, redis.Redis):
             self.pool = target.connection_pool

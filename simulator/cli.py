@@ -11,6 +11,7 @@ import click
 from progress_sdk import __version__
 from progress_sdk import defaults as d
 from progress_sdk.contract import read_lines, validate_lines
+from progress_sdk.exceptions import ConfigurationError
 
 from .streams import event_lines
 
@@ -29,7 +30,7 @@ _SIMULATOR_COMMANDS = {
 }
 
 
-_URL_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_OFFLINE_COMMANDS = frozenset({"validate", "schema"})
 
 
 class _Group(click.Group):
@@ -76,24 +77,21 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None, channel: str, shards: int) -> None:
     """Simulate, watch, record, replay and validate media-analysis progress events."""
-    if redis_url is not None:
-        _check_url_scheme(redis_url)
+    # validate and schema never connect: a REDIS_URL set for other tools must not stop them.
+    if redis_url is not None and ctx.invoked_subcommand not in _OFFLINE_COMMANDS:
+        _check_url(redis_url)
     ctx.obj = {"redis_url": redis_url, "channel": channel, "shards": shards}
 
 
-def _check_url_scheme(url: str) -> None:
+def _check_url(url: str) -> None:
     """One error line (exit 2) for a URL redis-py cannot use, before any command runs."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in _URL_SCHEMES:
-        return
-    from progress_sdk.transport import mask_url  # noqa: PLC0415 - redis: only on this path
+    from progress_sdk.redis_urls import check_redis_url  # noqa: PLC0415 - redis: only here
 
-    click.echo(
-        f"error: --redis-url must start with redis://, rediss:// or unix://, got "
-        f"{mask_url(url)!r}",
-        err=True,
-    )
-    sys.exit(2)
+    try:
+        check_redis_url(url)
+    except ConfigurationError as exc:  # the message shows the URL with its password masked
+        click.echo(f"error: --redis-url: {exc}", err=True)
+        sys.exit(2)
 
 
 @cli.command()

@@ -30,8 +30,8 @@ from progress_sdk import RedisUnavailableError
 from progress_sdk import defaults as d
 from progress_sdk.contract import Finding, LifecycleValidator
 from progress_sdk.exceptions import ConfigurationError
+from progress_sdk.redis_urls import mask_url
 from progress_sdk.sharding import subscribed_channels
-from progress_sdk.transport import mask_url
 
 from .catalog import PRESETS, UnknownModelError, resolve_models
 from .listener import ChannelSubscription, Observer, latency_percentiles, plain_line, subscribe

@@ -21,6 +21,7 @@ import redis
 
 from progress_sdk import ProgressPublisher, PublisherStats
 from progress_sdk.contract import Finding, LifecycleValidator, Report
+from progress_sdk.redis_urls import check_redis_url
 
 from .listener import Observer, Subscription, latency_percentiles
 from .panel import PanelState
@@ -205,6 +206,7 @@ class RunSession:
             pub_target: Any = fakeredis.FakeRedis(server=server)
             self._sub_client: redis.Redis = fakeredis.FakeRedis(server=server)
         else:
+            check_redis_url(redis_url)  # ConfigurationError, password masked
             pub_target = redis_url
             self._sub_client = redis.Redis.from_url(redis_url, socket_connect_timeout=2.0)
         # The simulator's process outlives every media run, so a run's end need not wait

@@ -188,15 +188,36 @@ def test_help_lists_every_command() -> None:
         assert f"  {name}" in result.output
 
 
-@pytest.mark.parametrize("command", [["run", "-q"], ["listen", "--timeout", "1"],
-                                     ["record", "-", "--timeout", "1"], ["replay", "-"]])
-def test_a_url_that_is_not_redis_is_one_error_line(command: list[str]) -> None:
-    """--redis-url http://... is a usage error naming the schemes, password masked."""
-    result = invoke("--redis-url", "http://user:hunter2@example.invalid/0", *command)
+URL_COMMANDS = [["run", "-q"], ["listen", "--timeout", "1"], ["record", "-", "--timeout", "1"],
+                ["replay", "-"], ["sweep", "--once"]]
+BAD_URLS = [
+    ("http://user:hunter2@example.invalid/0", "must start with redis://"),
+    ("redis://:hunter2@127.0.0.1:notaport/0", "port is not a number"),
+    ("not a url hunter2", "must start with redis://"),
+    ("redis://:hun/ter#2?x@127.0.0.1:6379/0", "unencoded"),
+    ("redis://127.0.0.1:6379/0?password=hun#ter2", "unencoded '#'"),
+]
+
+
+@pytest.mark.parametrize("command", URL_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize(("url", "why"), BAD_URLS)
+def test_a_bad_url_is_one_error_line_from_every_command(command: list[str], url: str, why: str):
+    """Any unusable --redis-url: one `error:` line, exit 2, no traceback, password masked."""
+    result = invoke("--redis-url", url, *command)
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: --redis-url must start with redis://")
+    assert result.stderr.startswith("error: --redis-url: unusable Redis URL")
+    assert why in result.stderr
     assert "Traceback" not in result.output and "hunter2" not in result.output
+    assert "ter2" not in result.output
     assert result.stderr.count("\n") == 1
+
+
+def test_validate_ignores_a_redis_url_it_does_not_use(tmp_path: Path):
+    """validate never connects: a bad REDIS_URL meant for other tools does not stop it."""
+    file = tmp_path / "events.ndjson"
+    file.write_text(Path("tests/fixtures/valid_audio_phases.ndjson").read_text())
+    result = invoke("--redis-url", "http://example.invalid", "validate", str(file))
+    assert result.exit_code == 0, result.output
 
 
 def test_start_banner_names_a_command_that_exists() -> None:

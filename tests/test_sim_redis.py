@@ -202,3 +202,62 @@ def test_recorder_process_and_replay_reproduce_the_run(
     assert result.exit_code == 0, result.stderr
     replayed = [json.loads(m) for m in subscriber.wait_for(len(published))]
     assert replayed == published
+
+
+# -- a server with a password ------------------------------------------------------------
+
+PASSWORD = "pa/ss#wo?rd-7731"
+ENCODED = "pa%2Fss%23wo%3Frd-7731"
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Any:
+    """An own redis-server with requirepass on a free loopback port; yields its port."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--requirepass", PASSWORD],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, password=PASSWORD)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("own redis-server with a password did not start")
+                time.sleep(0.05)
+        yield port
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize(
+    "url_form",
+    [
+        "redis://:{enc}@127.0.0.1:{port}/0",
+        "redis://default:{enc}@127.0.0.1:{port}/0",
+        "redis://127.0.0.1:{port}/0?password={enc}",
+    ],
+    ids=["password", "user-password", "query"],
+)
+@pytest.mark.parametrize("command", [["listen", "--plain"], ["record", "-"]])
+def test_listen_and_record_banners_mask_every_password_form(
+    password_server: int, channel: str, url_form: str, command: list[str]
+) -> None:
+    """The banner names the server with the password as ***, in each URL form redis-py reads."""
+    url = url_form.format(enc=ENCODED, port=password_server)
+    result = invoke(url, channel, *command, "--timeout", "0.5")
+    assert result.exit_code == 0, result.output
+    assert f"127.0.0.1:{password_server}" in result.stderr and "***" in result.stderr
+    for secret in (PASSWORD, ENCODED, "ss#wo", "wo?rd", "7731"):
+        assert secret not in result.output

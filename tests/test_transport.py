@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from progress_sdk.transport import describe_target, mask_url
+from progress_sdk.redis_urls import mask_url
+from progress_sdk.transport import describe_target
 
 
 @pytest.mark.parametrize(
