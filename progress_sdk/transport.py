@@ -29,6 +29,17 @@ from . import defaults as d
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
 
+# mask_url is re-exported: code that describes a transport masks with it from here.
+__all__ = [
+    "Command",
+    "ConnectFailed",
+    "Delivery",
+    "RedisTransport",
+    "Transport",
+    "describe_target",
+    "mask_url",
+]
+
 Command = Sequence[bytes]
 """A Redis command as its arguments, e.g. ``(b"SET", key, value)``."""
 
