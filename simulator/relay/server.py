@@ -130,6 +130,10 @@ class Relay:
         """Run ``await task()`` from start to stop (cancelled at stop)."""
         self._background.append(task)
 
+    def connected_users(self) -> frozenset[str]:
+        """The users with at least one socket on this node."""
+        return frozenset(self._sockets)
+
     def user_sockets(self, user_id: str) -> frozenset[str]:
         """The sids of ``user_id``'s sockets on this node."""
         return frozenset(self._sockets.get(user_id, ()))
