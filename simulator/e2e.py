@@ -192,6 +192,9 @@ class _Truth:
         self._channel = channel
         self._users = users
         self.events: list[TruthEvent] = []
+        self.recording = True
+        """Off while the check is not watching (listening: before the sockets are up,
+        after the listening time)."""
 
     async def open(self) -> None:
         await self._pubsub.subscribe(self._channel)
@@ -203,7 +206,7 @@ class _Truth:
     async def pump(self) -> None:
         while True:
             message = await self._pubsub.get_message(timeout=1.0)
-            if message is None or message["type"] != "message":
+            if message is None or message["type"] != "message" or not self.recording:
                 continue
             try:
                 obj = _loads(message["data"])
@@ -240,12 +243,16 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
         raise E2ESetupError(f"cannot reach Redis at {mask_url(config.redis_url)}: "
                             f"{mask_url(str(exc))}") from None
     probes = _probes(config, users)
+    listening = config.listen_seconds is not None
+    truth.recording = not listening
     pump = asyncio.create_task(truth.pump())
     published: int | None = None
     try:
         await _connect_all(config, probes)
         if config.listen_seconds is not None:
+            truth.recording = True
             await asyncio.sleep(config.listen_seconds)
+            truth.recording = False
         else:
             published = await asyncio.to_thread(_simulate, config, prefix)
         await _settle(truth, probes, config.settle_seconds)
@@ -254,7 +261,7 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
         await asyncio.gather(pump, return_exceptions=True)
         await asyncio.gather(*(p.client.disconnect() for p in probes), return_exceptions=True)
         await truth.close()
-    report = check_deliveries(truth.events, [p.log for p in probes])
+    report = check_deliveries(truth.events, [p.log for p in probes], whole_stream=not listening)
     return E2EResult(config, users, report, published, time.monotonic() - began)
 
 

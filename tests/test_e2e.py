@@ -135,16 +135,18 @@ def test_listen_mode_checks_another_producers_users(
 ) -> None:
     """--listen with --user: no simulation; the named users' events are checked."""
     import threading
+    import time
 
     import redis
+    from relay_support import wait_until
 
     user = f"ext-{uuid.uuid4().hex[:6]}"
 
     def produce() -> None:
         client = redis.Redis.from_url(redis_url)
-        import time
-
-        time.sleep(0.8)
+        # Events before the check's sockets are up are outside its window.
+        wait_until(lambda: relay.healthz()["sockets"] >= 2, what="e2e's sockets")
+        time.sleep(0.3)
         for n in range(1, 6):
             client.publish(channel, json.dumps({
                 "media_id": "m", "user_id": user, "event": "PROCESSING_STARTED",
@@ -157,3 +159,18 @@ def test_listen_mode_checks_another_producers_users(
     thread.join()
     assert result.ok, result.to_text()
     assert result.report.events == 5 and result.report.deliveries == 10
+
+
+def test_listening_ignores_the_users_events_outside_its_window_but_not_misroutes() -> None:
+    """A window of a longer stream: an own-user event not in it is no fault; another
+    user's is."""
+    from simulator.delivery import Received, SocketLog, check_deliveries
+
+    log = SocketLog("a", "socket of a")
+    for user in ("a", "b"):
+        log.received.append(Received("progress_update", {
+            "mediaId": "m", "userId": user, "event": "PROCESSING_STARTED", "message": "",
+            "data": {}, "timestamp": None}, 0.0))
+    report = check_deliveries([], [log], whole_stream=False)
+    assert dict(report.fault_counts) == {"unexpected": 1}
+    assert "(user b)" in report.faults[0].message
