@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _lenient, _rules
 from . import defaults as d
@@ -46,6 +47,8 @@ from .failures import describe_error
 __all__ = ["MediaRun", "ModelRun"]
 
 logger = logging.getLogger("progress_sdk")
+
+T = TypeVar("T")
 
 _PROGRESS_UNITS = {
     "FRAME_ANALYSIS_PROGRESS": ("Analyzed", "frames"),
@@ -64,6 +67,20 @@ _STEP_PHASES = {
     "SPECTROGRAM_GENERATION_START": "spectrogram_generation",
     "SPECTROGRAM_GENERATION_COMPLETE": "spectrogram_generation",
 }
+
+
+def timing_details(done: int, total: int | None, elapsed: float) -> dict[str, float]:
+    """``data.details`` of a tracked loop: elapsed seconds, items a second, seconds left.
+
+    Rate and ETA are left out until they can be estimated (nothing done yet).
+    """
+    details = {"elapsed_seconds": round(elapsed, 3)}
+    if done > 0 and elapsed > 0:
+        rate = done / elapsed
+        details["rate_per_second"] = round(rate, 3)
+        if total is not None:
+            details["eta_seconds"] = round(max(0, total - done) / rate, 3)
+    return details
 
 
 def _check_text(field: str, value: object, max_chars: int, what: str) -> None:
@@ -455,6 +472,49 @@ class ModelRun:
             # has no effect, so the job may retry it with a corrected argument.
             self._last_progress[name] = (done, total)
             self._emit(name, text, {"progress": done, "total": total, **data})
+
+    def track(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        *,
+        event: EventType | str = EventType.FRAME_ANALYSIS_PROGRESS,
+        phase: str | None = None,
+    ) -> Iterator[T]:
+        """Yield the items of ``iterable`` and report progress as each one is done (tqdm-like).
+
+        ``total`` defaults to ``len(iterable)``. Progress goes out at the start (0) and
+        after each item, with ``elapsed_seconds``, ``rate_per_second`` and ``eta_seconds``
+        in ``data.details``, through the same coalescing as ``progress()``. Without a
+        total (a generator), the contract has no way to draw a bar: the count goes out
+        once, when the iterable is exhausted.
+        """
+        if total is None and isinstance(iterable, Sized):
+            total = len(iterable)
+        return self._tracked(iterable, total, event, phase)
+
+    def _tracked(
+        self, iterable: Iterable[T], total: int | None, event: EventType | str, phase: str | None
+    ) -> Iterator[T]:
+        clock = time.monotonic
+        began = clock()
+        done = 0
+        if total:
+            self.progress(0, total, event=event, phase=phase, details=timing_details(0, total, 0))
+        for item in iterable:
+            yield item
+            done += 1
+            if total:
+                elapsed = clock() - began
+                self.progress(
+                    done, total, event=event, phase=phase,
+                    details=timing_details(done, total, elapsed),
+                )
+        if total is None and done:
+            self.progress(
+                done, done, event=event, phase=phase,
+                details=timing_details(done, done, clock() - began),
+            )
 
     def _event_name(self, event: object, allowed: frozenset[str], what: str) -> str | None:
         """The normalised event type, or ``None`` (skip the call) when it is not allowed."""

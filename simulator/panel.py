@@ -14,12 +14,22 @@ Two liberties, both for a terminal that may join a stream late: a model event fo
 without a panel opens one (marked ``late``), and an event without a phase keeps the row's
 last status and bar rather than blanking them.
 
+What it adds to the product's panel, all derived from the same events: an ETA per row
+(``data.details.eta_seconds`` when the job sends it, as ``model.track()`` does, else
+estimated from the progress seen), the stage a bar belongs to (a model's bar restarts for
+each progress type, e.g. frames then visualization, so the row names it, and a bar at
+100% whose model has not finished reads "finishing"), an overall progress per media (the
+mean of its rows, a finished row counting as whole, as the product's hook computes it) and
+three final outcomes: success (every model completed), partial (the media completed with
+some models failed) and failure.
+
 ``LivePanel`` draws snapshots of a ``PanelState`` with rich on its own timer, at a fixed
 frame rate, so however fast events arrive, drawing costs the same.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -34,9 +44,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["LivePanel", "MediaView", "Notice", "PanelState", "RowView", "render"]
+__all__ = ["LivePanel", "MediaView", "Notice", "PanelState", "RowView", "format_eta", "render"]
 
 _COMPLETED = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_COMPLETE"})
+# The stage a progress event type's bar shows, when the event has no data.phase.
+_STAGES = {
+    "FRAME_ANALYSIS_PROGRESS": "frames",
+    "WINDOW_PROCESSING_PROGRESS": "windows",
+    "VISUALIZATION_GENERATION_PROGRESS": "visualization",
+}
 _STATUS = {"ANALYSIS_QUEUED": "queued", "ANALYSIS_STARTED": "analyzing"}
 _TERMINAL_ROW = frozenset({"completed", "failed"})
 
@@ -52,6 +68,17 @@ class RowView:
     error: str | None = None
     prediction: str | None = None
     confidence: float | None = None
+    stage: str | None = None
+    """What the bar measures: the progress event's phase, or its type (frames, windows...)."""
+    eta: float | None = None
+    """Seconds left in this stage, as of the row's last event."""
+    since: tuple[float, int] | None = None
+    """(time, progress) of the first event of this stage, to estimate an ETA."""
+
+    @property
+    def finished(self) -> bool:
+        """Completed or failed."""
+        return self.status in _TERMINAL_ROW
 
     @property
     def fraction(self) -> float | None:
@@ -75,6 +102,20 @@ class MediaView:
     """Seconds since this media's last event (a stale panel: the job may have died)."""
     late: bool
 
+    @property
+    def overall(self) -> float:
+        """Progress of the whole media in 0..1: the mean of its rows, finished rows whole."""
+        if not self.rows:
+            return 0.0
+        parts = [1.0 if r.finished else (r.fraction or 0.0) for r in self.rows]
+        return sum(parts) / len(parts)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until the slowest running model finishes its stage, when known."""
+        etas = [r.eta for r in self.rows if r.eta is not None and not r.finished]
+        return max(etas) if etas else None
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -84,9 +125,12 @@ class Notice:
     filename: str | None
     ok: bool
     text: str
+    outcome: str = "success"
+    """``success`` (every model completed), ``partial`` (completed with failed models) or
+    ``failed`` (PROCESSING_FAILED)."""
 
     def __str__(self) -> str:
-        mark = "✓" if self.ok else "✗"
+        mark = {"success": "✓", "partial": "◐"}.get(self.outcome, "✗")
         name = self.filename or self.media_id
         return f"{mark} {name} ({self.media_id}): {self.text}"
 
@@ -112,7 +156,9 @@ class PanelState:
         self._media: dict[str, _Media] = {}
         self._notices: deque[Notice] = deque(maxlen=max_notices)
         self.completed = 0
-        """Media that ended with a success notice."""
+        """Media that ended with PROCESSING_COMPLETED (partial ones included)."""
+        self.partial = 0
+        """Media that completed with at least one failed model."""
         self.failed = 0
         """Media that ended with an error notice."""
 
@@ -153,7 +199,7 @@ class PanelState:
                 )
             media.last = at
             row = media.rows.get(model)
-            media.rows[model] = _next_row(row, model, name, data)
+            media.rows[model] = _next_row(row, model, name, data, at)
             # Close when every row has its terminal status; a later model event reopens.
             media.open = not all(r.status in _TERMINAL_ROW for r in media.rows.values())
 
@@ -163,20 +209,25 @@ class PanelState:
     ) -> None:
         ok = name == "PROCESSING_COMPLETED"
         filename = media.filename if media is not None else _str(data.get("filename"))
+        outcome = "failed"
         if ok:
             rows = media.rows.values() if media is not None else ()
             done = sum(1 for r in rows if r.status == "completed")
             failed = sum(1 for r in rows if r.status == "failed")
             text = f"analysis complete: {done} model{'s' if done != 1 else ''} completed"
+            outcome = "success"
             if failed:
-                text += f", {failed} failed"
+                text = f"analysis partly failed: {done} of {done + failed} models completed, "
+                text += f"{failed} failed"
+                outcome = "partial"
+                self.partial += 1
             self.completed += 1
         else:
             text = "analysis failed: " + (
                 _str(data.get("error_message")) or _str(event.get("message")) or "unknown error"
             )
             self.failed += 1
-        self._notices.append(Notice(media_id, filename, ok, text))
+        self._notices.append(Notice(media_id, filename, ok, text, outcome))
         self._media.pop(media_id, None)
 
     def snapshot(self, now: float | None = None) -> list[MediaView]:
@@ -209,25 +260,57 @@ def _str(value: object) -> str | None:
     return value if type(value) is str and value else None
 
 
-def _next_row(row: RowView | None, model: str, name: str, data: dict[str, Any]) -> RowView:
-    progress, total = data.get("progress"), data.get("total")
-    has_bar = type(progress) is int and type(total) is int and total > 0
-    keep_progress = row.progress if row is not None else None
-    keep_total = row.total if row is not None else None
+def _next_row(
+    row: RowView | None, model: str, name: str, data: dict[str, Any], at: float
+) -> RowView:
+    base = row if row is not None else RowView(model, "analyzing")
     if name in _COMPLETED:
         confidence = data.get("confidence")
-        return RowView(
-            model, "completed", keep_progress, keep_total,
+        return dataclasses.replace(
+            base, status="completed", eta=None,
             prediction=_str(data.get("prediction")),
             confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
         )
     if name == "ANALYSIS_FAILED":
         error = _str(data.get("error_message")) or "failed"
-        return RowView(model, "failed", keep_progress, keep_total, error=error)
+        return dataclasses.replace(base, status="failed", error=error, eta=None)
     status = _STATUS.get(name) or _str(data.get("phase")) or (row.status if row else "analyzing")
-    if has_bar:
-        return RowView(model, status, progress, total)
-    return RowView(model, status, keep_progress, keep_total)
+    progress, total = data.get("progress"), data.get("total")
+    if not (type(progress) is int and type(total) is int and total > 0):
+        return dataclasses.replace(base, status=status)
+    stage = _str(data.get("phase")) or _STAGES.get(name, "progress")
+    since = base.since
+    if stage != base.stage or since is None or progress < since[1]:
+        since = (at, progress)  # a new stage: its bar starts again, so does the estimate
+    return dataclasses.replace(
+        base, status=status, progress=progress, total=total, stage=stage, since=since,
+        eta=_eta(data, progress, total, since, at),
+    )
+
+
+def _eta(
+    data: dict[str, Any], progress: int, total: int, since: tuple[float, int], at: float
+) -> float | None:
+    """The job's own ETA (details.eta_seconds) if it sends one, else the rate seen here."""
+    details = data.get("details")
+    if isinstance(details, dict):
+        eta = details.get("eta_seconds")
+        if isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta >= 0:
+            return float(eta)
+    elapsed, done = at - since[0], progress - since[1]
+    if elapsed <= 0 or done <= 0:
+        return None
+    return (total - progress) * elapsed / done
+
+
+def format_eta(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 # -- drawing ---------------------------------------------------------------------------
@@ -254,14 +337,47 @@ def render(views: list[MediaView], *, max_lines: int = 200, footer: str = "") ->
     return Group(*parts)
 
 
-def _panel(view: MediaView) -> Table:
+def _title(view: MediaView) -> str:
     title = escape(view.filename or view.media_id)
     who = f" · {escape(view.user_id)}" if view.user_id else ""
     note = " · joined late" if view.late else ""
     if view.idle >= _STALE_AFTER:
         note += f" · [yellow]no events for {view.idle:.0f} s[/]"
+    summary = ""
+    if view.rows:
+        done = sum(1 for r in view.rows if r.finished)
+        summary = f" · {view.overall:.0%} overall, {done}/{len(view.rows)} models done"
+        if view.eta is not None:
+            summary += f", ETA {format_eta(view.eta)}"
+    return f"[bold]{title}[/]{summary} [dim]{escape(view.media_id)}{who}{note}[/]"
+
+
+def _row_status(row: RowView) -> tuple[Text, Text]:
+    """The mark and the status text of one row."""
+    if row.status == "completed":
+        status = Text("completed", style="green")
+        if row.prediction:
+            conf = f" {row.confidence:.0%}" if row.confidence is not None else ""
+            status.append(f" · {row.prediction}{conf}", style="default")
+        return Text("✓", style="green"), status
+    if row.status == "failed":
+        return Text("✗", style="red"), Text(f"failed: {row.error}", style="red")
+    if row.stage is None or row.progress is None or row.total is None:
+        return Text("·", style="dim"), Text(row.status, style="cyan")
+    if row.progress >= row.total:
+        # The bar of this stage is full but the model has not reported a result yet.
+        return Text("…", style="yellow"), Text(f"{row.stage} done · finishing", style="yellow")
+    text = f"{row.stage} {row.progress}/{row.total}"
+    if row.status not in (row.stage, "analyzing"):
+        text = f"{row.status} · {text}"
+    if row.eta is not None:
+        text += f" · ETA {format_eta(row.eta)}"
+    return Text("·", style="dim"), Text(text, style="cyan")
+
+
+def _panel(view: MediaView) -> Table:
     table = Table(
-        title=f"[bold]{title}[/] [dim]{escape(view.media_id)}{who}{note}[/]",
+        title=_title(view),
         title_justify="left",
         show_header=False,
         expand=False,
@@ -281,18 +397,7 @@ def _panel(view: MediaView) -> Table:
             ProgressBar(total=1.0, completed=fraction, width=16) if fraction is not None else ""
         )
         pct = f"{fraction * 100:.0f}%" if fraction is not None else ""
-        if row.status == "completed":
-            mark = Text("✓", style="green")
-            status = Text("completed", style="green")
-            if row.prediction:
-                conf = f" {row.confidence:.0%}" if row.confidence is not None else ""
-                status.append(f" · {row.prediction}{conf}", style="default")
-        elif row.status == "failed":
-            mark = Text("✗", style="red")
-            status = Text(f"failed: {row.error}", style="red")
-        else:
-            mark = Text("·", style="dim")
-            status = Text(row.status, style="cyan")
+        mark, status = _row_status(row)
         table.add_row(mark, Text(row.model), bar, pct, status)
     return table
 
@@ -343,7 +448,7 @@ class LivePanel:
     def draw(self) -> None:
         """Print pending notices and redraw the open panels once."""
         for notice in self.state.drain_notices():
-            style = "green" if notice.ok else "red"
+            style = {"success": "green", "partial": "yellow"}.get(notice.outcome, "red")
             self._live.console.print(Text(str(notice), style=style))
         footer = self._footer() if self._footer is not None else ""
         lines = max(5, self.console.size.height - 1)

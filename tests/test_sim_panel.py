@@ -49,7 +49,8 @@ def test_complete_alias_and_failure_close_the_panel_then_notice() -> None:
     assert state.drain_notices() == []
     state.feed(ev("PROCESSING_COMPLETED"))
     (notice,) = state.drain_notices()
-    assert notice.ok and "1 model completed, 1 failed" in notice.text
+    assert notice.ok and notice.outcome == "partial"
+    assert "1 of 2 models completed, 1 failed" in notice.text
     assert "a.mp4" in str(notice)
 
 
@@ -116,3 +117,77 @@ def test_live_panel_draws_notices_and_leaves_open_panels() -> None:
     text = buffer.getvalue()
     assert "✓ good.mp4" in text
     assert "crashed.mp4" in text
+
+
+def render_text(state: PanelState) -> str:
+    console = Console(file=io.StringIO(), width=160, force_terminal=False)
+    console.print(render(state.snapshot(now=100.0), max_lines=100))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_eta_comes_from_details_or_from_the_rate_seen() -> None:
+    """details.eta_seconds (model.track) wins; otherwise progress over time estimates it."""
+    state = PanelState()
+    state.feed(ev("PROCESSING_STARTED"), now=0.0)
+    state.feed(ev("ANALYSIS_STARTED", model_name="A"), now=0.0)
+    state.feed(ev("ANALYSIS_STARTED", model_name="B"), now=0.0)
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="A", progress=10, total=100,
+                  details={"eta_seconds": 42.0}), now=1.0)
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="B", progress=0, total=100), now=0.0)
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="B", progress=25, total=100), now=10.0)
+    assert rows(state)["A"].eta == 42.0
+    assert rows(state)["B"].eta == 30.0  # 25 frames in 10 s, 75 to go
+    (view,) = state.snapshot(now=10.0)
+    assert view.eta == 42.0
+    text = render_text(state)
+    assert "ETA 42s" in text and "ETA 30s" in text
+
+
+def test_bar_names_its_stage_and_a_full_bar_is_not_done() -> None:
+    """A model's bar restarts per progress type: the row says which, and 100% reads finishing."""
+    state = PanelState()
+    state.feed(ev("PROCESSING_STARTED"))
+    state.feed(ev("ANALYSIS_STARTED", model_name="A"))
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="A", progress=300, total=300))
+    assert rows(state)["A"].stage == "frames"
+    assert "frames done · finishing" in render_text(state)
+    state.feed(ev("VISUALIZATION_GENERATION_PROGRESS", model_name="A", progress=20, total=80))
+    row = rows(state)["A"]
+    assert (row.stage, row.fraction) == ("visualization", 0.25)
+    assert "visualization 20/80" in render_text(state)
+
+
+def test_overall_progress_per_media() -> None:
+    """Mean of the rows, a finished row (completed or failed) counting as whole."""
+    state = PanelState()
+    state.feed(ev("PROCESSING_STARTED"))
+    for name in "ABCD":
+        state.feed(ev("ANALYSIS_QUEUED", model_name=name))
+    state.feed(ev("ANALYSIS_STARTED", model_name="A"))
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="A", progress=50, total=100))
+    state.feed(ev("ANALYSIS_STARTED", model_name="B"))
+    state.feed(ev("ANALYSIS_COMPLETED", model_name="B"))
+    state.feed(ev("ANALYSIS_STARTED", model_name="C"))
+    state.feed(ev("ANALYSIS_FAILED", model_name="C", error_message="x"))
+    (view,) = state.snapshot()
+    assert view.overall == (0.5 + 1 + 1 + 0) / 4
+    assert "62% overall, 2/4 models done" in render_text(state)
+
+
+def test_success_partial_failure_and_failure_are_three_outcomes() -> None:
+    """All completed ✓, completed with failures ◐, PROCESSING_FAILED ✗."""
+    state = PanelState()
+    for media, results in (("ok", "++"), ("part", "+-"), ("bad", "--")):
+        state.feed(ev("PROCESSING_STARTED", media=media, filename=f"{media}.mp4"))
+        for i, result in enumerate(results):
+            state.feed(ev("ANALYSIS_STARTED", media=media, model_name=f"M{i}"))
+            state.feed(ev("ANALYSIS_COMPLETED" if result == "+" else "ANALYSIS_FAILED",
+                          media=media, model_name=f"M{i}", error_message="x"))
+        terminal = "PROCESSING_FAILED" if media == "bad" else "PROCESSING_COMPLETED"
+        state.feed(ev(terminal, media=media, error_message="every model failed"))
+    notices = {n.media_id: n for n in state.drain_notices()}
+    assert [notices[m].outcome for m in ("ok", "part", "bad")] == ["success", "partial", "failed"]
+    assert str(notices["ok"]).startswith("✓ ok.mp4")
+    assert str(notices["part"]).startswith("◐ part.mp4")
+    assert str(notices["bad"]).startswith("✗ bad.mp4")
+    assert (state.completed, state.partial, state.failed) == (2, 1, 1)
