@@ -46,6 +46,7 @@ class Sender:
         batch_size: int,
         name: str,
         batch_hook: BatchHook | None = None,
+        route: Callable[[str], bytes] | None = None,
     ) -> None:
         self.buffer = buffer
         self.settled = settled  # its lock guards the buffer and every counter below
@@ -53,6 +54,8 @@ class Sender:
         self.encoder = encoder
         self.batch_size = batch_size
         self.batch_hook = batch_hook
+        self.route = route
+        """media_id -> its shard channel; None: every event on the transport's channel."""
         self.name = name
         # Wakes the idle sender. The front sets it after releasing the lock: a sender
         # woken while the emitting thread still held the lock would take the GIL, block
@@ -141,6 +144,9 @@ class Sender:
             return None
         extra = self._extra_commands(batch) if self.batch_hook is not None else ()
         try:
+            if self.route is not None:  # shard channels: each media's own
+                route = self.route
+                return self.transport.publish(payloads, extra, [route(e.media_id) for e in batch])
             # Without extra commands the call is the one-argument form every transport takes.
             if extra:
                 return self.transport.publish(payloads, extra)
@@ -215,8 +221,15 @@ class Sender:
         done = delivery.published + delivery.refused
         if delivery.refused:
             self._log_refusals(delivery)
+        if delivery.unsent is not None:
+            # Not the batch's tail: its own order is kept (each media is on one channel).
+            left = set(delivery.unsent)
+            rest = [batch[i] for i in delivery.unsent]
+            settled = [e for i, e in enumerate(batch) if i not in left]
+        else:
+            rest, settled = batch[done:], batch[:done]
         with self.settled:
-            self.buffer.settle(batch[:done])
+            self.buffer.settle(settled)
             self.published += delivery.published
             if delivery.refused:
                 self.dropped["rejected"] += delivery.refused
@@ -230,7 +243,6 @@ class Sender:
         if not delivery.not_sent:
             self._outage_over()
             return True
-        rest = batch[done:]
         if not delivery.resend:
             self._lose_unknown(rest, delivery)
             return True

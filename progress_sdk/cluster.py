@@ -2,16 +2,22 @@
 
 A URL of any node of a cluster is enough: ``is_cluster`` asks that node (``INFO cluster``
 says ``cluster_enabled:1``), so no separate option is needed. ``SlotMap`` reads the slot
-owners (``CLUSTER SLOTS``) from whichever known node answers, remembers every node it
-heard of (masters and replicas) so a later refresh still finds one after the seed node
-died, and hands out connections to a node with the URL's credentials and TLS settings.
+owners and their replicas (``CLUSTER SHARDS``, Redis 7) from whichever known node
+answers, remembers every node it heard of so a later refresh still finds one after the
+seed node died, and hands out connections to a node with the URL's credentials and TLS settings.
 Sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``) routes a channel by the hash slot of its
 name, like a key; ``slot_of`` is that slot.
+
+The publisher's side: ``ClusterTransport`` publishes with ``SPUBLISH``, pipelined per
+master; ``DetectingTransport`` decides on first use (on the sender thread, so building a
+publisher does no I/O) whether a URL names a cluster node or a single server;
+``transport_for`` picks the transport for what ``ProgressPublisher(redis=...)`` was given.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -22,8 +28,17 @@ from redis.retry import Retry
 from . import defaults as d
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
+from .transport import Command, ConnectFailed, Delivery, RedisTransport, Transport
 
-__all__ = ["Address", "SlotMap", "is_cluster", "slot_of"]
+__all__ = [
+    "Address",
+    "ClusterTransport",
+    "DetectingTransport",
+    "SlotMap",
+    "is_cluster",
+    "slot_of",
+    "transport_for",
+]
 
 Address = tuple[str, int]
 
@@ -54,9 +69,17 @@ def is_cluster(url: str, timeout: float = d.CONNECT_TIMEOUT) -> bool:
 class SlotMap:
     """The cluster's slot owners, refreshed on demand from any node that answers."""
 
-    def __init__(self, url: str, *, timeout: float = d.CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = d.CONNECT_TIMEOUT,
+        connection_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         pool = _pool_from_url(url)
         kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+        if connection_kwargs is not None:  # a RedisCluster client's: credentials, TLS
+            kwargs.update(connection_kwargs)
         if "path" in kwargs:
             raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix socket")
         self.description = mask_url(url)
@@ -65,7 +88,7 @@ class SlotMap:
         self._timeout = timeout
         self._known: list[Address] = [(str(kwargs.get("host", "127.0.0.1")),
                                        int(kwargs.get("port", 6379)))]
-        self._ranges: list[tuple[int, int, Address]] = []
+        self._ranges: list[tuple[int, int, Address, tuple[Address, ...]]] = []
 
     def client(self, address: Address, *, socket_timeout: float | None = None) -> redis.Redis:
         """A client of one node, without redis-py's retries: a dead node must fail fast
@@ -78,13 +101,13 @@ class SlotMap:
         return redis.Redis(connection_pool=pool)
 
     def refresh(self) -> None:
-        """Read ``CLUSTER SLOTS`` from the first known node that answers; raises
+        """Read ``CLUSTER SHARDS`` from the first known node that answers; raises
         ``redis.ConnectionError`` naming the last failure when none does."""
         failure = "no node known"
         for address in list(self._known):
             client = self.client(address)
             try:
-                reply = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+                reply = client.execute_command("CLUSTER", "SHARDS")  # type: ignore[no-untyped-call]
             except (redis.RedisError, OSError) as exc:
                 failure = f"{address[0]}:{address[1]}: {type(exc).__name__}: {exc}"
                 continue
@@ -97,34 +120,323 @@ class SlotMap:
         raise redis.ConnectionError(f"no Redis Cluster node answered ({failure})")
 
     def _learn(self, reply: list[Any], asked: Address) -> None:
-        ranges: list[tuple[int, int, Address]] = []
+        ranges: list[tuple[int, int, Address, tuple[Address, ...]]] = []
         seen: list[Address] = [asked]
-        for start, end, master, *replicas in reply:
-            owner = self._address(master, asked)
-            ranges.append((int(start), int(end), owner))
-            for node in (master, *replicas):
+        for raw_shard in reply:
+            shard = _as_dict(raw_shard)
+            master: Address | None = None
+            replicas: list[Address] = []
+            for raw_node in shard.get("nodes", []):
+                node = _as_dict(raw_node)
+                if _text(node.get("health")) == "fail":
+                    continue
                 address = self._address(node, asked)
                 if address not in seen:
                     seen.append(address)
+                if _text(node.get("role")) == "master":
+                    master = address
+                else:
+                    replicas.append(address)
+            bounds = [int(b) for b in shard.get("slots", [])]
+            if master is not None:
+                for start, end in zip(bounds[::2], bounds[1::2], strict=True):
+                    ranges.append((start, end, master, tuple(replicas)))
         self._ranges = sorted(ranges)
         # Nodes just heard of first; older ones kept (a node may be down for a moment).
         self._known = seen + [a for a in self._known if a not in seen]
 
     @staticmethod
-    def _address(node: list[Any], asked: Address) -> Address:
-        host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
-        # An empty host means "the address you reached me at" (cluster-announce unset).
-        return (host or asked[0], int(node[1]))
+    def _address(node: dict[str, Any], asked: Address) -> Address:
+        host = _text(node.get("endpoint"))
+        if host in ("", "?"):
+            host = _text(node.get("ip")) or asked[0]
+        return (host, int(node.get("port") or node.get("tls-port") or 0))
+
+    def _range(self, name: str | bytes) -> tuple[int, int, Address, tuple[Address, ...]] | None:
+        slot = slot_of(name)
+        for entry in self._ranges:
+            if entry[0] <= slot <= entry[1]:
+                return entry
+        return None
 
     def owner(self, name: str | bytes) -> Address | None:
         """The master serving ``name``'s slot as last read (None: not covered / not read)."""
-        slot = slot_of(name)
-        for start, end, address in self._ranges:
-            if start <= slot <= end:
-                return address
-        return None
+        entry = self._range(name)
+        return None if entry is None else entry[2]
+
+    def shard(self, name: str | bytes) -> tuple[Address, ...]:
+        """Every healthy node of the shard serving ``name``'s slot: its master first, then
+        its replicas (empty: not covered / not read)."""
+        entry = self._range(name)
+        return () if entry is None else (entry[2], *entry[3])
 
     @property
     def masters(self) -> list[Address]:
         """Distinct masters as last read."""
-        return sorted({address for _, _, address in self._ranges})
+        return sorted({entry[2] for entry in self._ranges})
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else "" if value is None else str(value)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A CLUSTER SHARDS map, whether redis-py gave a dict or a flat key/value list."""
+    if isinstance(value, dict):
+        return {_text(k): v for k, v in value.items()}
+    return {_text(k): v for k, v in zip(value[::2], value[1::2], strict=True)}
+
+
+# -- publishing ----------------------------------------------------------------------------
+
+_NOT_PROCESSED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+"""Error replies meaning the node did not publish: the slot is served elsewhere, or the
+cluster cannot serve it now. Safe to send again once the slot map is fresh."""
+
+_OK, _REFUSED, _RESEND, _UNKNOWN = 0, 1, 2, 3
+
+
+class ClusterTransport:
+    """Publishes batches with ``SPUBLISH`` on a Redis Cluster, pipelined per master.
+
+    A batch's events are grouped by the master serving their channel's slot; every
+    group is written at once (one buffer per master), then the replies are read. Before
+    writing, a connection to every master concerned must be up: if one cannot be made,
+    nothing is written and the whole batch waits (an outage, as on one server), since a
+    dead master's slots move to its replica within seconds. A ``MOVED``/``ASK``/
+    ``CLUSTERDOWN``/``TRYAGAIN`` reply, or a connection closed or reset mid-batch, means
+    not published: those events are sent again after the slot map is read afresh. A
+    reply that timed out leaves its events of unknown fate (counted as lost, never sent
+    twice). When the events left over are not the last of the batch, ``Delivery.unsent``
+    lists them, so the sender puts back exactly those.
+    """
+
+    def __init__(self, target: str | redis.RedisCluster, channel: str) -> None:
+        if isinstance(target, redis.RedisCluster):
+            node = target.get_default_node() or target.get_nodes()[0]  # type: ignore[no-untyped-call]
+            kwargs = node.redis_connection.connection_pool.connection_kwargs
+            url = f"redis://{node.host}:{node.port}/0"
+            self.slots = SlotMap(url, connection_kwargs=kwargs)
+        else:
+            self.slots = SlotMap(target)
+        self.description = f"Redis Cluster via {self.slots.description}"
+        self.channel = channel
+        self._channel_bytes = channel.encode()
+        self._conns: dict[Address, Any] = {}
+        self._owners: dict[bytes, Address] = {}
+        self._stale = True
+
+    def publish(
+        self,
+        payloads: list[bytes],
+        extra: Sequence[Command] = (),
+        channels: Sequence[bytes] | None = None,
+    ) -> Delivery:
+        """SPUBLISH every payload on its channel (``channels``, else the transport's
+        channel), pipelined per master; see the class docstring and ``Delivery``."""
+        names = channels if channels is not None else [self._channel_bytes] * len(payloads)
+        try:
+            groups = self._route(names)
+            conns = {owner: self._connection(owner) for owner in groups}
+        except ConnectFailed as exc:
+            self._stale = True
+            return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
+        outcomes = [_RESEND] * len(payloads)
+        receivers = 0
+        errors: list[str] = []
+        for owner, indices in groups.items():
+            commands = [(b"SPUBLISH", names[i], payloads[i]) for i in indices]
+            self._write(conns[owner], commands)
+        for owner, indices in groups.items():
+            receivers += self._read(conns[owner], owner, indices, outcomes, errors)
+        if extra:
+            errors.append("extra commands are not supported on a Redis Cluster")
+        return self._delivery(outcomes, receivers, errors, len(extra))
+
+    def _route(self, names: Sequence[bytes]) -> dict[Address, list[int]]:
+        """Indices of the batch per master; reads the slot map first when stale."""
+        if self._stale:
+            try:
+                self.slots.refresh()
+            except (redis.RedisError, OSError) as exc:
+                raise ConnectFailed(str(exc)) from exc
+            self._owners.clear()
+            self._stale = False
+        groups: dict[Address, list[int]] = {}
+        for i, name in enumerate(names):
+            owner = self._owners.get(name)
+            if owner is None:
+                owner = self.slots.owner(name)
+                if owner is None:
+                    self._stale = True
+                    raise ConnectFailed(f"no master serves the slot of {name.decode()!r}")
+                self._owners[name] = owner
+            groups.setdefault(owner, []).append(i)
+        return groups
+
+    def _connection(self, owner: Address) -> Any:
+        conn = self._conns.get(owner)
+        try:
+            if conn is None:
+                conn = self.slots.client(owner).connection_pool.get_connection()
+                self._conns[owner] = conn
+            elif conn.can_read():  # closed by a restart or a cut (see RedisTransport)
+                conn.disconnect()
+            conn.connect()
+        except (redis.RedisError, OSError) as exc:
+            if conn is not None:
+                conn.disconnect()
+            raise ConnectFailed(f"{owner[0]}:{owner[1]}: {type(exc).__name__}: {exc}") from exc
+        return conn
+
+    @staticmethod
+    def _write(conn: Any, commands: Sequence[Command]) -> None:
+        try:
+            conn.send_packed_command([b"".join(conn.pack_commands(commands))],
+                                     check_health=False)
+        except (redis.RedisError, OSError):
+            conn.disconnect()  # its replies fail to read below: not published, resend
+
+    def _read(self, conn: Any, owner: Address, indices: list[int], outcomes: list[int],
+              errors: list[str]) -> int:
+        receivers = 0
+        for n, i in enumerate(indices):
+            try:
+                receivers += int(conn.read_response())
+                outcomes[i] = _OK
+            except redis.ResponseError as exc:
+                text = str(exc)
+                errors.append(f"{owner[0]}:{owner[1]}: {text}")
+                moved = text.split(" ", 1)[0] in _NOT_PROCESSED or isinstance(
+                    exc, (redis.exceptions.MovedError, redis.exceptions.AskError,
+                          redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError))
+                outcomes[i] = _RESEND if moved else _REFUSED
+                self._stale = self._stale or moved
+            except (redis.RedisError, OSError) as exc:
+                conn.disconnect()
+                self._stale = True
+                errors.append(f"{owner[0]}:{owner[1]}: {type(exc).__name__}: {exc}")
+                fate = _UNKNOWN if isinstance(exc, (redis.TimeoutError, TimeoutError)) \
+                    else _RESEND
+                for j in indices[n:]:
+                    outcomes[j] = fate
+                break
+        return receivers
+
+    @staticmethod
+    def _delivery(outcomes: list[int], receivers: int, errors: list[str],
+                  extra: int) -> Delivery:
+        published = outcomes.count(_OK)
+        # SPUBLISH counts only the master's own subscribers; consumers subscribe on
+        # replicas (to outlive a failover), so the count says nothing: not reported.
+        receivers = published
+        refused = outcomes.count(_REFUSED)
+        resend = [i for i, o in enumerate(outcomes) if o == _RESEND]
+        unknown = [i for i, o in enumerate(outcomes) if o == _UNKNOWN]
+        # A batch with both (one master timed out, another was reset: rare) sends none
+        # again: nothing is published twice, and what is lost is counted.
+        left = sorted(resend + unknown)
+        error = mask_url(errors[0]) if errors else None
+        if not left:
+            return Delivery(published=published, refused=refused, receivers=receivers,
+                            error=error, extra_failed=extra)
+        tail = list(range(len(outcomes) - len(left), len(outcomes)))
+        return Delivery(
+            published=published, refused=refused, not_sent=len(left), resend=not unknown,
+            receivers=receivers, error=error, extra_failed=extra,
+            unsent=None if left == tail else tuple(left),
+        )
+
+    def check(self) -> None:
+        """Read the slot map and PING every master; raises ConnectFailed with the reason."""
+        try:
+            self.slots.refresh()
+            for owner in self.slots.masters:
+                client = self.slots.client(owner)
+                try:
+                    client.ping()
+                finally:
+                    client.close()
+                    client.connection_pool.disconnect()
+        except (redis.RedisError, OSError) as exc:
+            raise ConnectFailed(mask_url(f"{type(exc).__name__}: {exc}")) from exc
+
+    def close(self) -> None:
+        """Close every connection."""
+        conns, self._conns = self._conns, {}
+        for conn in conns.values():
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's connections without touching their sockets."""
+        self._conns = {}
+        self._stale = True
+
+
+class DetectingTransport:
+    """The transport of a URL, chosen on first use: ``ClusterTransport`` when the node
+    says it is part of a cluster, else ``RedisTransport``. The URL is checked at once
+    (``ConfigurationError``); the question is asked on the sender thread, and while it
+    cannot be asked the batch waits, as in any outage."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self._single = RedisTransport(url, channel)  # checks the URL; no I/O
+        self._url = url
+        self._channel = channel
+        self._chosen: Transport | None = None
+        self.description = self._single.description
+
+    def _choose(self) -> Transport:
+        if self._chosen is None:
+            try:
+                cluster = is_cluster(self._url)
+            except redis.ResponseError:  # INFO not allowed for this user: a plain server
+                cluster = False
+            except (redis.RedisError, OSError) as exc:
+                raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+            if cluster:
+                self._single.close()
+                chosen: Transport = ClusterTransport(self._url, self._channel)
+                self.description = chosen.description
+            else:
+                chosen = self._single
+            self._chosen = chosen
+        return self._chosen
+
+    def publish(
+        self,
+        payloads: list[bytes],
+        extra: Sequence[Command] = (),
+        channels: Sequence[bytes] | None = None,
+    ) -> Delivery:
+        """Publish through the chosen transport (choosing first)."""
+        try:
+            transport = self._choose()
+        except ConnectFailed as exc:
+            return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
+        return transport.publish(payloads, extra, channels)
+
+    def check(self) -> None:
+        """Choose, then check the chosen transport; raises ConnectFailed."""
+        self._choose().check()
+
+    def close(self) -> None:
+        """Close the chosen transport (or the single-server one, not chosen yet)."""
+        (self._chosen or self._single).close()
+
+    def after_fork_in_child(self) -> None:
+        """Let the chosen transport forget the parent's connections."""
+        (self._chosen or self._single).after_fork_in_child()
+
+
+def transport_for(
+    target: str | redis.Redis | redis.ConnectionPool | redis.RedisCluster, channel: str
+) -> Transport:
+    """The transport for what a publisher was given: a ``RedisCluster`` client publishes
+    on its cluster, a URL is asked on first use, a client or pool is one server."""
+    if isinstance(target, redis.RedisCluster):
+        return ClusterTransport(target, channel)
+    if isinstance(target, str):
+        return DetectingTransport(target, channel)
+    return RedisTransport(target, channel)

@@ -35,6 +35,7 @@ from ._buffer import DEAD, Entry, EventBuffer
 from ._free_json import check_free_json
 from ._sender import BatchHook, Sender
 from ._wire import WireEncoder
+from .cluster import transport_for
 from .events import ProgressEvent
 from .exceptions import (
     ConfigurationError,
@@ -45,8 +46,9 @@ from .exceptions import (
 )
 from .failures import ErrorMessages
 from .redis_urls import mask_url
+from .sharding import resolve_shards, router
 from .tracking import MediaRun
-from .transport import ConnectFailed, RedisTransport, Transport
+from .transport import ConnectFailed, Transport
 
 __all__ = ["ProgressPublisher", "PublisherStats"]
 
@@ -144,10 +146,15 @@ atexit.register(_flush_at_exit)
 class ProgressPublisher:
     """Publishes progress events to Redis pub/sub from a background thread.
 
-    ``redis`` is a URL, a ``redis.Redis`` client (fakeredis works) or a
-    ``redis.ConnectionPool``; ``None`` reads ``REDIS_URL``, else uses
-    ``redis://127.0.0.1:6379/0``. ``channel`` likewise reads
-    ``MEDIA_PROGRESS_CHANNEL_NAME``, else ``media-progress-events``.
+    ``redis`` is a URL, a ``redis.Redis`` client (fakeredis works), a
+    ``redis.ConnectionPool`` or a ``redis.RedisCluster`` client; ``None`` reads
+    ``REDIS_URL``, else uses ``redis://127.0.0.1:6379/0``. A URL of a Redis Cluster node
+    is recognised (on the sender thread) and events then go out with sharded pub/sub
+    (``SPUBLISH``; docs/cluster.md). ``channel`` likewise reads
+    ``MEDIA_PROGRESS_CHANNEL_NAME``, else ``media-progress-events``. ``shards`` (``None``:
+    ``MEDIA_PROGRESS_SHARDS``, else 1) spreads media over ``channel:0`` ..
+    ``channel:<shards-1>`` by a stable hash of ``media_id`` (``progress_sdk.sharding``);
+    1 keeps every event on ``channel``.
 
     ``emit`` and the tracking API (``media()``) never block on the network and never
     raise because of Redis; invalid events given to ``emit`` raise ``InvalidEventError``.
@@ -165,9 +172,10 @@ class ProgressPublisher:
 
     def __init__(
         self,
-        redis: str | redis.Redis | redis.ConnectionPool | None = None,
+        redis: str | redis.Redis | redis.ConnectionPool | redis.RedisCluster | None = None,
         channel: str | None = None,
         *,
+        shards: int | None = None,
         buffer_size: int = d.DEFAULT_BUFFER_SIZE,
         min_progress_interval: float = d.DEFAULT_MIN_PROGRESS_INTERVAL,
         batch_size: int = d.DEFAULT_BATCH_SIZE,
@@ -187,8 +195,9 @@ class ProgressPublisher:
         _check_settings(channel, buffer_size, batch_size, source)
         _check_positive("min_progress_interval", min_progress_interval, allow_zero=True)
         _check_positive("finish_flush_timeout", finish_flush_timeout, allow_zero=True)
+        self.shards = resolve_shards(shards)
         self._transport: Transport = (
-            _transport if _transport is not None else RedisTransport(target, channel)
+            _transport if _transport is not None else transport_for(target, channel)
         )
         self.channel = channel
         self.buffer_size = buffer_size
@@ -230,6 +239,7 @@ class ProgressPublisher:
             batch_size=self.batch_size,
             name=f"progress-sdk-sender-{self.channel}",
             batch_hook=self.batch_hook,
+            route=router(self.channel, self.shards),
         )
 
     def _after_fork_in_child(self) -> None:

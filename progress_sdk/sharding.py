@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable
 
 from . import defaults as d
 from .exceptions import ConfigurationError
 
-__all__ = ["channel_for", "resolve_shards", "shard_channels", "shard_of", "subscribed_channels"]
+__all__ = [
+    "channel_for",
+    "resolve_shards",
+    "router",
+    "shard_channels",
+    "shard_of",
+    "subscribed_channels",
+]
 
 
 def resolve_shards(shards: int | None) -> int:
@@ -71,3 +79,16 @@ def subscribed_channels(channel: str, shards: int) -> list[str]:
     """What a consumer subscribes to: the plain channel and every shard channel."""
     names = shard_channels(channel, shards)
     return names if names == [channel] else [channel, *names]
+
+
+def router(channel: str, shards: int) -> Callable[[str], bytes] | None:
+    """media_id -> its channel's name as bytes, for the publisher's sender; None for one
+    shard (every event on ``channel``)."""
+    if shards <= 1:
+        return None
+    names = [name.encode() for name in shard_channels(channel, shards)]
+
+    def route(media_id: str) -> bytes:
+        return names[zlib.crc32(media_id.encode("utf-8", "surrogatepass")) % shards]
+
+    return route

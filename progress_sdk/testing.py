@@ -100,7 +100,9 @@ class CapturedEvents(Sequence[dict[str, Any]]):
 class _NoTransport:
     description = "memory"
 
-    def publish(self, payloads: list[bytes], extra: object = ()) -> Delivery:
+    def publish(
+        self, payloads: list[bytes], extra: object = (), channels: object = None
+    ) -> Delivery:
         raise ConnectFailed("CapturingPublisher records events in memory; it has no sender")
 
     def check(self) -> None:

@@ -62,6 +62,9 @@ class Delivery:
     """Why not everything was published: the first error, password-free."""
     extra_failed: int = 0
     """Extra commands of the batch (``Transport.publish``'s ``extra``) that failed."""
+    unsent: tuple[int, ...] | None = None
+    """Positions in the batch of the ``not_sent`` events when they are not simply its
+    last ones (a Redis Cluster batch spans masters, and one master may fail alone)."""
 
     @classmethod
     def nothing_sent(cls, count: int, error: str) -> Delivery:
@@ -74,9 +77,15 @@ class Transport(Protocol):
 
     description: str
 
-    def publish(self, payloads: list[bytes], extra: Sequence[Command] = ()) -> Delivery:
+    def publish(
+        self,
+        payloads: list[bytes],
+        extra: Sequence[Command] = (),
+        channels: Sequence[bytes] | None = None,
+    ) -> Delivery:
         """PUBLISH ``payloads`` in order, then run ``extra`` commands in the same batch
-        (their replies are not events). May raise ``ConnectFailed`` (nothing written)."""
+        (their replies are not events); ``channels``, when given, names each payload's
+        channel (shard channels). May raise ``ConnectFailed`` (nothing written)."""
 
     def check(self) -> None:
         """Raise ConnectFailed if the destination cannot be reached."""
@@ -158,14 +167,24 @@ class RedisTransport:
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
         return conn
 
-    def publish(self, payloads: list[bytes], extra: Sequence[Command] = ()) -> Delivery:
-        """PUBLISH every payload, in order, then the ``extra`` commands; see ``Delivery``."""
+    def publish(
+        self,
+        payloads: list[bytes],
+        extra: Sequence[Command] = (),
+        channels: Sequence[bytes] | None = None,
+    ) -> Delivery:
+        """PUBLISH every payload, in order, on the transport's channel (or each on its
+        ``channels`` entry), then the ``extra`` commands; see ``Delivery``."""
         try:
             conn = self._connection()
         except ConnectFailed as exc:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         channel = self._channel_bytes
-        commands: list[Any] = [("PUBLISH", channel, p) for p in payloads]
+        commands: list[Any] = (
+            [("PUBLISH", channel, p) for p in payloads]
+            if channels is None
+            else [("PUBLISH", c, p) for c, p in zip(channels, payloads, strict=True)]
+        )
         commands.extend(extra)
         replies = 0
         receivers = 0

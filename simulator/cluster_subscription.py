@@ -1,13 +1,18 @@
-"""Sharded pub/sub on a Redis Cluster: ``SSUBSCRIBE`` each channel on the master serving
-its slot, and follow the cluster when that changes.
+"""Sharded pub/sub on a Redis Cluster: ``SSUBSCRIBE`` each channel on a node of the shard
+serving its slot, and follow the cluster when that changes.
+
+A shard channel's messages reach every node of its shard (the master and its replicas),
+so each channel is subscribed on a replica when there is one: when the master dies, that
+replica (or a sibling it then follows) is promoted and the subscription carries on without
+a gap. A channel is moved only when its own node is lost.
 
 Each channel has its own connection and reader thread, feeding one queue that ``pump``
 drains on the caller's thread (so ``handle`` runs on one thread, as ``Observer`` wants,
 and a channel's messages keep their order). A channel is moved when its reader fails
-(the master died), when the server unsubscribes it (``sunsubscribe``: its slot migrated
-away) or when the periodic look at ``CLUSTER SLOTS`` names another owner: the old
-connection is closed first, then the channel is subscribed on the new owner, so it is
-never read twice. Until a failover completes the channel is retried every
+(its node died), when the server unsubscribes it (``sunsubscribe``: its slot migrated
+away) or when the periodic look at ``CLUSTER SHARDS`` no longer counts its node in the
+slot's shard: the old connection is closed first, then the channel is subscribed on the
+new shard, so it is never read twice. Until a node of the shard answers the channel is retried every
 ``RETRY_INTERVAL``; if no node at all has answered for ``GIVE_UP_AFTER`` seconds,
 ``pump`` raises ``redis.ConnectionError``.
 
@@ -142,7 +147,10 @@ class ClusterSubscription:
         self._last_contact = now
         self._next_refresh = now + REFRESH_INTERVAL
         for channel, reader in list(self._readers.items()):
-            if self._slots.owner(channel) != reader.owner:
+            shard = self._slots.shard(channel)
+            # No shard (a failover under way: the master failed, no replica promoted
+            # yet) is no reason to leave a replica that is about to be promoted.
+            if shard and reader.owner not in shard:
                 self._drop(reader)
         problem = ""
         for channel in sorted(self._pending):
@@ -150,18 +158,24 @@ class ClusterSubscription:
         return problem
 
     def _subscribe(self, channel: str) -> str:
-        owner = self._slots.owner(channel)
-        if owner is None:
+        nodes = self._slots.shard(channel)
+        if not nodes:
             return f"the slot of {channel} is served by no node"
-        reader = _ChannelReader(self._slots, channel, owner, self._queue)
-        try:
-            reader.subscribe(timeout=2.0)
-        except (redis.RedisError, OSError) as exc:
-            reader.close()
-            return f"SSUBSCRIBE {channel} on {owner[0]}:{owner[1]}: {exc}"
-        self._readers[channel] = reader
-        self._pending.discard(channel)
-        return ""
+        problem = ""
+        # A replica first: its subscriptions live on when it is promoted, so a failover
+        # of the master costs this channel nothing (SPUBLISH reaches the whole shard).
+        for node in (*nodes[1:], nodes[0]):
+            reader = _ChannelReader(self._slots, channel, node, self._queue)
+            try:
+                reader.subscribe(timeout=2.0)
+            except (redis.RedisError, OSError) as exc:
+                reader.close()
+                problem = f"SSUBSCRIBE {channel} on {node[0]}:{node[1]}: {exc}"
+                continue
+            self._readers[channel] = reader
+            self._pending.discard(channel)
+            return ""
+        return problem
 
     def _drop(self, reader: _ChannelReader) -> None:
         if self._readers.get(reader.channel) is reader:

@@ -235,6 +235,7 @@ def run(  # noqa: PLR0917 - one parameter per click option
         on_event=on_event,
         on_finding=recent.append,
         min_progress_interval=min_progress_interval,
+        shards=_shards(ctx),
     )
     try:
         session.check()

@@ -22,8 +22,9 @@ import redis
 from progress_sdk import ProgressPublisher, PublisherStats
 from progress_sdk.contract import Finding, LifecycleValidator, Report
 from progress_sdk.redis_urls import check_redis_url
+from progress_sdk.sharding import subscribed_channels
 
-from .listener import Observer, Subscription, latency_percentiles
+from .listener import ChannelSubscription, Observer, Subscription, latency_percentiles, subscribe
 from .panel import PanelState
 from .runner import Simulation, SimulationConfig, SimulationResult
 
@@ -195,27 +196,30 @@ class RunSession:
         on_event: Callable[[bytes, dict[str, Any] | None], None] | None = None,
         on_finding: Callable[[Finding], None] | None = None,
         min_progress_interval: float | None = None,
+        shards: int = 1,
     ) -> None:
         self.config = config
         self.embedded = redis_url is None
+        self._redis_url = redis_url
         if redis_url is None:
             # A CLI dependency (the [sim] extra), imported only when it is used.
             import fakeredis  # noqa: PLC0415
 
             server = fakeredis.FakeServer()
             pub_target: Any = fakeredis.FakeRedis(server=server)
-            self._sub_client: redis.Redis = fakeredis.FakeRedis(server=server)
+            self._sub_client: redis.Redis | None = fakeredis.FakeRedis(server=server)
         else:
             check_redis_url(redis_url)  # ConfigurationError, password masked
             pub_target = redis_url
-            self._sub_client = redis.Redis.from_url(redis_url, socket_connect_timeout=2.0)
+            self._sub_client = None
         # The simulator's process outlives every media run, so a run's end need not wait
         # for delivery (the default does, for workers that exit right after a job).
         options: dict[str, Any] = {"finish_flush_timeout": 0}
         if min_progress_interval is not None:
             options["min_progress_interval"] = min_progress_interval
-        self.publisher = ProgressPublisher(pub_target, channel, **options)
+        self.publisher = ProgressPublisher(pub_target, channel, shards=shards, **options)
         self.channel = channel
+        self.channels = subscribed_channels(channel, shards)
         self.observer = Observer(
             validator=LifecycleValidator(strict=True, allow_incomplete=True),
             panel=panel,
@@ -238,7 +242,11 @@ class RunSession:
     def run(self) -> RunSummary:
         """Subscribe, simulate, flush, wait for the subscriber to catch up; summarise."""
         began = time.monotonic()
-        subscription = Subscription(self._sub_client, self.channel).open()
+        subscription: ChannelSubscription = (
+            Subscription(self._sub_client, self.channels, owns_client=True).open()
+            if self._sub_client is not None
+            else subscribe(self._redis_url or "", self.channels)
+        )
         pump = threading.Thread(
             target=subscription.pump,
             args=(self.observer.handle,),
@@ -256,7 +264,6 @@ class RunSession:
             pump.join(5.0)
             subscription.close()
             self.publisher.close()
-            self._sub_client.close()
         seconds = time.monotonic() - began
         observer = self.observer
         report = observer.report()

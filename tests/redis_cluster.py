@@ -175,6 +175,14 @@ class LocalCluster:
                         return next(n for n in self.nodes if n.port == port)
         raise ClusterStartError(f"no live node knows who serves slot {slot}")
 
+    def replicas_of(self, master: ClusterNode) -> list[ClusterNode]:
+        """The live replicas of a master, as it sees them."""
+        with master.client() as client:
+            lines = client.execute_command("CLUSTER", "REPLICAS", master.node_id)
+        ports = {int(str(line, "ascii").split()[1].split("@")[0].rsplit(":", 1)[1])
+                 for line in lines}
+        return [n for n in self.nodes if n.port in ports and n.alive]
+
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Until every live node says cluster_state:ok, sees three masters, and every
         replica's link to its master is up (so a failover can happen)."""
@@ -189,14 +197,16 @@ class LocalCluster:
 
     def _health_problem(self) -> str:
         live = [n for n in self.nodes if n.alive]
+        replicas = len(live) - 3
         try:
             for node in live:
                 with node.client() as client:
                     info = str(client.execute_command("CLUSTER", "INFO"), "ascii")
                     if "cluster_state:ok" not in info:
                         return f"port {node.port}: cluster_state not ok"
-                    if len(client.execute_command("CLUSTER", "SLOTS")) != 3:
-                        return f"port {node.port}: does not see three slot ranges yet"
+                    view = self._view(client)
+                    if view.count("master") != 3 or view.count("slave") != replicas:
+                        return f"port {node.port} sees {sorted(view)}"
                     replication = client.info("replication")
                     if replication["role"] == "slave" and (
                         replication.get("master_link_status") != "up"
@@ -205,6 +215,23 @@ class LocalCluster:
         except redis.RedisError as exc:
             return f"{type(exc).__name__}: {exc}"
         return ""
+
+    @staticmethod
+    def _view(client: redis.Redis) -> list[str]:
+        """Roles of the healthy nodes a node knows: "master" (serving slots) or "slave"."""
+        text = client.execute_command("CLUSTER", "NODES")
+        text = text.decode() if isinstance(text, bytes) else text
+        roles = []
+        for line in str(text).splitlines():
+            fields = line.split()
+            flags = fields[2].split(",")
+            if "fail" in flags or "fail?" in flags or "handshake" in flags:
+                continue
+            if "slave" in flags:
+                roles.append("slave")
+            elif "master" in flags and len(fields) > 8:  # with slots
+                roles.append("master")
+        return roles
 
     def fail_over(self, master: ClusterNode, timeout: float = 30.0) -> ClusterNode:
         """SIGKILL ``master`` and wait until a replica serves its slots; returns the new
