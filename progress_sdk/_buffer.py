@@ -13,8 +13,10 @@ injected, so every policy here is unit-tested deterministically.
 - **Overflow.** ``capacity`` counts waiting and in-flight events. When full, the oldest
   waiting progress event is evicted to make room for a lifecycle event; otherwise the
   newcomer is dropped.
-- **Numbering.** ``seq`` counts per media and is assigned when an event is taken, so a
-  replaced event leaves no gap while a dropped one takes its number with it.
+- **Numbering.** ``seq`` counts per media and is assigned when an event enters the queue
+  (a held value when it is released), so the queue's order is the numbers' order; a
+  replaced event takes its predecessor's number and leaves no gap, while an evicted or
+  refused one takes its number with it, which consumers see as a gap.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 from . import _rules
 from . import defaults as d
+from ._wire import WireEncoder
 
 _PROGRESS = _rules.PROGRESS_EVENT_NAMES
 _MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
@@ -43,27 +46,37 @@ QUEUED, TAKEN, DEAD, DONE = 0, 1, 2, 3
 
 
 class Entry:
-    """One accepted event on its way out. Mutable so a newer progress value can take an
-    older one's place."""
+    """One accepted event on its way out: its bytes, and what the buffer needs to merge,
+    hold and evict it. Mutable so a newer progress value can take an older one's place.
+
+    A lifecycle event is serialised when accepted (on the caller's thread, outside the
+    lock), in two parts around its ``seq`` (``head``/``tail``), and keeps only its
+    finished ``wire`` bytes once numbered: lifecycle events are what accumulates while
+    Redis is away. A progress event keeps its ``fields`` and is serialised when the
+    sender takes it (``finish``): most are replaced before that, and at most one per
+    model and progress type waits in the queue. ``fields``/``ts`` of lifecycle events are
+    kept only for a batch hook (``keep``).
+    """
 
     __slots__ = (
+        "event",
         "fields",
+        "head",
         "media_id",
         "model_key",
         "progress_key",
         "seq",
-        "skip",
         "state",
+        "tail",
         "ts",
         "wire",
     )
 
     def __init__(self, fields: dict[str, Any], ts: float) -> None:
-        self.fields = fields
-        self.ts = ts
         media_id: str = fields["media_id"]
+        event: str = fields["event"]
         self.media_id = media_id
-        event = fields["event"]
+        self.event = event
         model = fields["data"].get("model_name")
         self.model_key: ModelKey | None = (
             (media_id, fields.get("run_id"), model) if model and event in _MODEL_EVENTS else None
@@ -71,15 +84,43 @@ class Entry:
         self.progress_key: ProgressKey | None = (
             (*self.model_key, event) if self.model_key and event in _PROGRESS else None
         )
-        self.skip = 0  # seq numbers of dropped events that stood just before this one
-        self.seq = 0  # assigned when taken
+        self.fields: dict[str, Any] | None = fields
+        self.ts: float | None = ts
+        self.head: bytes | None = None
+        self.tail: bytes | None = None
+        self.seq = 0  # assigned when it enters the queue
         self.state = QUEUED
-        self.wire: bytes | None = None  # set once serialised (a requeued entry keeps it)
+        self.wire: bytes | None = None
 
-    @property
-    def event(self) -> str:
-        """The event type."""
-        return str(self.fields["event"])
+    def serialise(self, encoder: WireEncoder, *, keep: bool) -> None:
+        """Serialise now, all but ``seq`` (lifecycle events, on the caller's thread).
+        Raises TypeError/ValueError for fields that are not JSON."""
+        assert self.fields is not None and self.ts is not None
+        self.head, self.tail = encoder.parts(self.fields, self.ts)
+        if not keep:
+            self.fields = self.ts = None
+
+    def number(self, seq: int) -> None:
+        """Give the entry its ``seq`` (and finish its bytes if they were made)."""
+        self.seq = seq
+        if self.head is not None:
+            self.wire = b"%b%d%b" % (self.head, seq, self.tail)  # type: ignore[str-format]
+            self.head = self.tail = None
+
+    def finish(self, encoder: WireEncoder, *, keep: bool) -> bytes:
+        """The finished bytes, serialising a progress event now (the sender's thread).
+        Raises TypeError/ValueError for fields that are no longer JSON."""
+        if self.wire is None:
+            assert self.fields is not None and self.ts is not None
+            self.wire = encoder.encode(self.fields, self.seq, self.ts)
+            if not keep:
+                self.fields = self.ts = None
+        return self.wire
+
+    def replace(self, newer: Entry) -> None:
+        """Take a newer value of the same progress key, keeping this one's place (and
+        ``seq``: a replaced value leaves no gap)."""
+        self.fields, self.ts = newer.fields, newer.ts
 
 
 class SeqNumbers:
@@ -88,10 +129,10 @@ class SeqNumbers:
     def __init__(self) -> None:
         self._last: OrderedDict[str, int] = OrderedDict()
 
-    def next(self, media_id: str, skip: int = 0) -> int:
-        """The media's next number, ``skip`` numbers after the last one."""
+    def next(self, media_id: str) -> int:
+        """The media's next number."""
         last = self._last
-        seq = last.get(media_id, 0) + 1 + skip
+        seq = last.get(media_id, 0) + 1
         last[media_id] = seq
         last.move_to_end(media_id)
         if len(last) > d.MAX_REMEMBERED_MEDIA:
@@ -124,8 +165,6 @@ class EventBuffer:
         self._deadlines: list[tuple[float, int, ProgressKey]] = []
         self._tiebreak = itertools.count()
         self._last_sent_at: dict[ProgressKey, float] = {}
-        self._gap_before_next: dict[str, int] = {}  # media -> numbers dropped at the door
-        self._carry: dict[str, int] = {}  # media -> numbers of evicted entries passed over
         self._seq = SeqNumbers()
 
     # -- accepting ------------------------------------------------------------------
@@ -141,12 +180,12 @@ class EventBuffer:
     def _accept_progress(self, entry: Entry, key: ProgressKey) -> bool:
         held = self._held.get(key)
         if held is not None:
-            held.fields, held.ts = entry.fields, entry.ts
+            held.replace(entry)
             self.coalesced += 1
             return False
         pending = self._pending.get(key)
         if pending is not None and self._last_of_model.get(entry.model_key) is pending:  # type: ignore[arg-type]
-            pending.fields, pending.ts = entry.fields, entry.ts
+            pending.replace(entry)
             self.coalesced += 1
             return False
         if self.min_interval > 0:
@@ -191,8 +230,7 @@ class EventBuffer:
         # In-flight events count: a batch that fails to send comes back to the buffer.
         if self._live + len(self.in_flight) >= self.capacity and not self._make_room(entry):
             return False
-        if self._gap_before_next:
-            entry.skip = self._gap_before_next.pop(entry.media_id, 0)
+        entry.number(self._seq.next(entry.media_id))
         self._queue.append(entry)
         self._live += 1
         if entry.model_key is not None:
@@ -220,7 +258,7 @@ class EventBuffer:
         # Nothing to evict (or a progress event itself): the newcomer is dropped. Its
         # seq number goes with it, so the media's next event shows the gap.
         self.dropped["buffer_full"] += 1
-        self._gap_before_next[entry.media_id] = self._gap_before_next.get(entry.media_id, 0) + 1
+        self._seq.next(entry.media_id)
         entry.state = DONE
         return False
 
@@ -257,26 +295,20 @@ class EventBuffer:
         return self._live + len(self._held) + len(self.in_flight)
 
     def take(self, limit: int) -> list[Entry]:
-        """Take up to ``limit`` waiting events in order and number them; they are in
-        flight until ``settle``d or ``requeue``d."""
+        """Take up to ``limit`` waiting events in order; they are in flight until
+        ``settle``d or ``requeue``d."""
         batch: list[Entry] = []
         queue = self._queue
         while queue and len(batch) < limit:
             entry = queue.popleft()
-            media_id = entry.media_id
             if entry.state == DEAD:
-                # Its number is skipped so consumers see the eviction as a gap.
-                self._carry[media_id] = self._carry.get(media_id, 0) + 1 + entry.skip
-                continue
+                continue  # evicted: its number is a gap
             self._live -= 1
             entry.state = TAKEN
             if entry.model_key is not None and self._last_of_model.get(entry.model_key) is entry:
                 del self._last_of_model[entry.model_key]
             if entry.progress_key is not None and self._pending.get(entry.progress_key) is entry:
                 del self._pending[entry.progress_key]
-            if not entry.seq:
-                skip = entry.skip + (self._carry.pop(media_id, 0) if self._carry else 0)
-                entry.seq = self._seq.next(media_id, skip)
             batch.append(entry)
         fifo = self._progress_fifo
         # Progress entries leave in the order they entered, so the ones just taken sit at
@@ -287,8 +319,8 @@ class EventBuffer:
         return batch
 
     def requeue(self, batch: list[Entry]) -> None:
-        """Put numbered, serialised entries back at the head: they go out first, unchanged
-        (not replaceable any more)."""
+        """Put taken entries back at the head: they go out first, unchanged (not
+        replaceable any more)."""
         for entry in batch:
             entry.state = QUEUED
         self._queue.extendleft(reversed(batch))

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from . import defaults as d
 from ._buffer import DONE, Entry, EventBuffer
@@ -28,9 +29,23 @@ from .transport import Command, ConnectFailed, Delivery, Transport
 
 logger = logging.getLogger("progress_sdk")
 
-BatchHook = Callable[[Sequence[tuple[str, str, bytes]]], Sequence[Command]]
-"""Given a batch's events as ``(media_id, event type, payload)`` in order, the extra Redis
-commands to write in the same pipeline, after the batch's PUBLISH commands."""
+
+class OutgoingEvent(Protocol):
+    """What a batch hook sees of each event of a batch."""
+
+    media_id: str
+    event: str
+    seq: int
+    ts: float | None
+    """When the event was accepted (``time.time()``)."""
+    fields: dict[str, Any] | None
+    """The event's wire fields without the envelope (kept while a hook is set)."""
+
+
+BatchHook = Callable[[str, Sequence[OutgoingEvent]], Sequence[Command]]
+"""Given the publisher's ``source`` and a batch's events in order, the extra Redis
+commands to write in the same pipeline, before the batch's PUBLISH commands. Called again
+for the same events if the batch is sent again after a connection reset."""
 
 
 class Sender:
@@ -45,10 +60,12 @@ class Sender:
         *,
         batch_size: int,
         name: str,
+        source: str,
         batch_hook: BatchHook | None = None,
         route: Callable[[str], bytes] | None = None,
     ) -> None:
         self.buffer = buffer
+        self.source = source
         self.settled = settled  # its lock guards the buffer and every counter below
         self.transport = transport
         self.encoder = encoder
@@ -135,8 +152,9 @@ class Sender:
     # -- one batch --------------------------------------------------------------------
 
     def _send(self, batch: list[Entry]) -> Delivery | None:
-        """Serialise and deliver one batch. None when nothing of it was left to send."""
-        payloads = self._encode(batch)
+        """Deliver one batch. None when the transport failed unexpectedly (the batch is
+        then counted as dropped)."""
+        payloads = self._finish(batch)
         if not payloads:
             with self.settled:
                 self.buffer.settled_batch()
@@ -163,21 +181,19 @@ class Sender:
             self._drop(batch, "sender_error", mask_url(repr(exc)))
             return None
 
-    def _encode(self, batch: list[Entry]) -> list[bytes]:
-        """Serialise a batch, in place; an event that cannot be serialised (its data was
-        changed after emit()) is dropped alone, and its seq shows the gap."""
+    def _finish(self, batch: list[Entry]) -> list[bytes]:
+        """The batch's bytes, serialising its progress events, in place; one that cannot
+        be serialised (its data was changed after emit()) is dropped alone."""
         payloads: list[bytes] = []
         kept: list[Entry] = []
-        encode = self.encoder.encode
+        keep = self.batch_hook is not None
         for entry in batch:
-            if entry.wire is None:
-                try:
-                    entry.wire = encode(entry.fields, entry.seq, entry.ts)
-                except (TypeError, ValueError) as exc:
-                    self._drop_unserialisable(entry, exc)
-                    continue
-            payloads.append(entry.wire)
-            kept.append(entry)
+            try:
+                payloads.append(entry.finish(self.encoder, keep=keep))
+            except (TypeError, ValueError) as exc:
+                self._drop_unserialisable(entry, exc)
+            else:
+                kept.append(entry)
         batch[:] = kept
         return payloads
 
@@ -197,7 +213,7 @@ class Sender:
     def _extra_commands(self, batch: list[Entry]) -> Sequence[Command]:
         assert self.batch_hook is not None
         try:
-            return self.batch_hook([(e.media_id, e.event, e.wire or b"") for e in batch])
+            return self.batch_hook(self.source, batch)
         except Exception:
             self._log_once(
                 "batch_hook",

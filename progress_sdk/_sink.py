@@ -28,7 +28,9 @@ class EventSink(Protocol):
         """Take one event's wire fields, already validated and without an envelope.
 
         The sink owns ``fields`` from now on (the caller builds a fresh dict per event).
-        Never does network I/O; raises ``PublisherClosedError`` after ``close()``.
+        Never does network I/O; raises ``PublisherClosedError`` after ``close()``, and
+        ``InvalidEventError`` for fields that cannot be serialised (which the tracking
+        API's checks rule out).
         """
 
     def run_ended(self) -> None:

@@ -1,7 +1,14 @@
-"""The bytes of an event on the wire: its fields as compact JSON plus the envelope.
+"""The bytes of an event on the wire: its fields as compact JSON, then the envelope.
 
-The envelope (``schema_version``, ``seq``, ``source``, ``timestamp``) is appended as text
-to the serialised fields: cheaper than building a second dict and serialising it.
+An event is serialised once, when it is accepted (on the caller's thread, outside the
+publisher's lock), into two parts around its ``seq``, which is only known once the event
+enters the buffer; the buffer then keeps the finished bytes, not the dicts. The envelope
+(``schema_version``, ``seq``, ``source``, ``timestamp``) is appended as bytes: cheaper
+than a second dict and a second serialisation.
+
+orjson (a dependency of the publisher) serialises; what it refuses (lone surrogates,
+integers past 64 bits, non-string keys) goes through the standard library instead, so
+the output does not depend on which one ran.
 """
 
 from __future__ import annotations
@@ -11,47 +18,66 @@ import re
 import time
 from typing import Any
 
+import orjson
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # One encoder for every event: json.dumps with keyword arguments builds a new one per call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_STDLIB_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = orjson.dumps
+
+
+def encode_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON of ``obj``; raises TypeError/ValueError for what is not JSON."""
+    try:
+        return _dumps(obj)
+    except TypeError:
+        pass  # orjson's refusals: decided by the standard library below
+    text = _STDLIB_ENCODE(obj)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (say, from a badly decoded filename) is no UTF-8, and strict
+        # parsers (orjson) refuse even its \u escape: send U+FFFD instead.
+        return _SURROGATE.sub("\ufffd", text).encode()
 
 
 class TimestampFormatter:
-    """ISO 8601 UTC with microseconds; the seconds part is formatted once per second."""
+    """ISO 8601 UTC with microseconds, as bytes; the seconds part is formatted once per
+    second. Safe to share between threads (the cache is replaced as one tuple)."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_cache",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._cache: tuple[int, bytes] = (-1, b"")
 
-    def __call__(self, ts: float) -> str:
+    def __call__(self, ts: float) -> bytes:
         second = int(ts)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        micros = int((ts - second) * 1_000_000)
-        return f"{self._prefix}.{min(micros, 999_999):06d}Z"
+        cached_second, prefix = self._cache
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+            self._cache = (second, prefix)
+        micros = min(int((ts - second) * 1_000_000), 999_999)
+        return b"%b.%06dZ" % (prefix, micros)
 
 
 class WireEncoder:
-    """Serialises events of one ``source``. Not thread-safe: one per sending thread."""
+    """Serialises events of one ``source``."""
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._source_json = json.dumps(source)
+        self._source_json = encode_json(source)
         self._format_ts = TimestampFormatter()
 
-    def encode(self, fields: dict[str, Any], seq: int, ts: float) -> bytes:
-        """The event's bytes. Raises TypeError/ValueError for data that is not JSON."""
-        body = _ENCODE(fields)
-        text = (
-            f'{body[:-1]},"schema_version":1,"seq":{seq},"source":{self._source_json},'
-            f'"timestamp":"{self._format_ts(ts)}"}}'
+    def parts(self, fields: dict[str, Any], ts: float) -> tuple[bytes, bytes]:
+        """The event's bytes before and after its ``seq`` number. Raises TypeError or
+        ValueError for data that is not JSON."""
+        body = encode_json(fields)
+        return (
+            body[:-1] + b',"schema_version":1,"seq":',
+            b',"source":%b,"timestamp":"%b"}' % (self._source_json, self._format_ts(ts)),
         )
-        try:
-            return text.encode()
-        except UnicodeEncodeError:
-            # A lone surrogate (say, from a badly decoded filename) is no UTF-8, and
-            # strict parsers (orjson) refuse even its \u escape: send U+FFFD instead.
-            return _SURROGATE.sub("\ufffd", text).encode()
+
+    def encode(self, fields: dict[str, Any], seq: int, ts: float) -> bytes:
+        """The event's bytes with ``seq``."""
+        head, tail = self.parts(fields, ts)
+        return b"%b%d%b" % (head, seq, tail)

@@ -231,13 +231,17 @@ class ProgressPublisher:
         self._accepted = 0
         self._forgiven: Counter[str] = Counter()
         self._buffer = EventBuffer(self.buffer_size, self.min_progress_interval)
+        self._encoder = WireEncoder(source)
+        # A batch hook is given each event's fields: then they are kept after serialising.
+        self._keep_fields = self.batch_hook is not None
         self._sender = Sender(
             self._buffer,
             self._settled,
             self._transport,
-            WireEncoder(source),
+            self._encoder,
             batch_size=self.batch_size,
             name=f"progress-sdk-sender-{self.channel}",
+            source=source,
             batch_hook=self.batch_hook,
             route=router(self.channel, self.shards),
         )
@@ -284,10 +288,28 @@ class ProgressPublisher:
 
     def accept(self, fields: dict[str, Any]) -> None:
         """Queue one event's validated wire fields (no envelope); the ``EventSink`` side
-        of the tracking API. Job code calls ``emit()``, which validates first."""
+        of the tracking API. Job code calls ``emit()``, which validates first.
+
+        The event is serialised here, on the caller's thread: what goes out is the event
+        as it is now, whatever its caller does to its dicts later.
+        """
+        try:
+            entry = self._new_entry(fields)
+        except (TypeError, ValueError) as exc:
+            problem = Problem("$", "json", f"must be JSON-serialisable: {exc}")
+            raise InvalidEventError([problem], event_type=str(fields.get("event"))) from None
+        self._accept_entry(entry)
+
+    def _new_entry(self, fields: dict[str, Any]) -> Entry:
+        """Serialise an event, on the caller's thread and outside the lock."""
         if self._pid != os.getpid():  # backstop if at-fork hooks did not run
             self._after_fork_in_child()
         entry = Entry(fields, time.time())
+        if entry.progress_key is None:
+            entry.serialise(self._encoder, keep=self._keep_fields)
+        return entry
+
+    def _accept_entry(self, entry: Entry) -> None:
         sender = self._sender
         with self._lock:
             # Checked under the lock: a close() racing this emit either sees the event

@@ -144,7 +144,7 @@ class CapturingPublisher(ProgressPublisher):
         self._capture_lock = threading.Lock()
         self._numbers = SeqNumbers()
         self._recorded = 0
-        self._encoder = WireEncoder(self.source)
+        self._capture_encoder = WireEncoder(self.source)
 
     def accept(self, fields: dict[str, Any]) -> None:
         """Record one event at once, numbered and with its envelope (the ``EventSink``
@@ -156,7 +156,7 @@ class CapturingPublisher(ProgressPublisher):
                 )
             seq = self._numbers.next(fields["media_id"])
             self._recorded += 1
-            self.events._append(self._encoder.encode(fields, seq, time.time()))
+            self.events._append(self._capture_encoder.encode(fields, seq, time.time()))
 
     def run_ended(self) -> None:
         """Nothing to wait for: every event is recorded when accepted."""

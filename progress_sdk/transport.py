@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import redis
 
 from . import defaults as d
+from ._resp import ReplyReader, Tally, frame_command, frame_publishes
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
 
@@ -40,7 +42,7 @@ __all__ = [
     "mask_url",
 ]
 
-Command = Sequence[bytes]
+Command = Sequence[bytes | str | int | float]
 """A Redis command as its arguments, e.g. ``(b"SET", key, value)``."""
 
 
@@ -83,9 +85,10 @@ class Transport(Protocol):
         extra: Sequence[Command] = (),
         channels: Sequence[bytes] | None = None,
     ) -> Delivery:
-        """PUBLISH ``payloads`` in order, then run ``extra`` commands in the same batch
-        (their replies are not events); ``channels``, when given, names each payload's
-        channel (shard channels). May raise ``ConnectFailed`` (nothing written)."""
+        """Run ``extra`` commands, then PUBLISH ``payloads`` in order, in the same batch
+        (the extras' replies are not events); ``channels``, when given, names each
+        payload's channel (shard channels). May raise ``ConnectFailed`` (nothing
+        written)."""
 
     def check(self) -> None:
         """Raise ConnectFailed if the destination cannot be reached."""
@@ -99,6 +102,24 @@ class Transport(Protocol):
 
 class ConnectFailed(Exception):
     """No connection to Redis; nothing of the batch was written."""
+
+
+def _broken_delivery(events: int, extras: int, tally: Tally, exc: BaseException) -> Delivery:
+    """The connection failed after the batch was written, ``tally.replies`` replies in."""
+    if tally.replies < extras:
+        tally.extra_errors = tally.errors
+    answered = max(0, tally.replies - extras)
+    refused = max(0, tally.errors - tally.extra_errors)
+    timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
+    return Delivery(
+        published=answered - refused,
+        refused=refused,
+        not_sent=events - answered,
+        resend=not timed_out,
+        receivers=tally.receivers,
+        error=mask_url(f"{type(exc).__name__}: {exc}"),
+        extra_failed=tally.extra_errors + max(0, extras - tally.replies),
+    )
 
 
 def describe_target(target: object) -> str:
@@ -173,65 +194,77 @@ class RedisTransport:
         extra: Sequence[Command] = (),
         channels: Sequence[bytes] | None = None,
     ) -> Delivery:
-        """PUBLISH every payload, in order, on the transport's channel (or each on its
-        ``channels`` entry), then the ``extra`` commands; see ``Delivery``."""
+        """Run the ``extra`` commands, then PUBLISH every payload in order on the
+        transport's channel (or each on its ``channels`` entry), in one write; see
+        ``Delivery``."""
         try:
             conn = self._connection()
         except ConnectFailed as exc:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
-        channel = self._channel_bytes
-        commands: list[Any] = (
-            [("PUBLISH", channel, p) for p in payloads]
-            if channels is None
-            else [("PUBLISH", c, p) for c, p in zip(channels, payloads, strict=True)]
-        )
-        commands.extend(extra)
-        replies = 0
-        receivers = 0
-        refused = 0
-        extra_failed = 0
-        first_error: str | None = None
+        sock = getattr(conn, "_sock", None)
+        tally = Tally()
         try:
-            # One buffer, one sendall: redis-py would send the packed chunks (~6 KB each)
-            # one by one, and each socket call gives up the interpreter lock, which a
-            # busy job thread then holds for up to 5 ms (sys.getswitchinterval()) before
-            # the sender gets it back: ~70 ms per batch of 500 instead of a few.
-            packed = b"".join(conn.pack_commands(commands))
-            conn.send_packed_command([packed], check_health=False)
-            for _ in commands:
-                try:
-                    reply = conn.read_response()
-                except redis.ResponseError as exc:
-                    # An error reply: the connection is fine, this command was refused.
-                    first_error = first_error or f"ResponseError: {exc}"
-                    if replies < len(payloads):
-                        refused += 1
-                    else:
-                        extra_failed += 1
-                else:
-                    if replies < len(payloads):
-                        receivers += int(reply)
-                replies += 1
+            # One buffer, one sendall: each socket call gives up the interpreter lock,
+            # which a busy job thread then holds for up to 5 ms (sys.getswitchinterval())
+            # before the sender gets it back.
+            if isinstance(sock, socket.socket):
+                self._publish_framed(sock, payloads, extra, channels, tally)
+            else:  # a connection without a plain socket (fakeredis): the generic client
+                self._publish_generic(conn, payloads, extra, channels, tally)
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()
-            timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
-            confirmed = min(replies, len(payloads))
-            return Delivery(
-                published=confirmed - refused,
-                refused=refused,
-                not_sent=len(payloads) - confirmed,
-                resend=not timed_out,
-                receivers=receivers,
-                error=mask_url(f"{type(exc).__name__}: {exc}"),
-                extra_failed=extra_failed + len(commands) - max(replies, len(payloads)),
-            )
+            return _broken_delivery(len(payloads), len(extra), tally, exc)
+        refused = max(0, tally.errors - tally.extra_errors)
         return Delivery(
             published=len(payloads) - refused,
             refused=refused,
-            receivers=receivers,
-            error=None if first_error is None else mask_url(first_error),
-            extra_failed=extra_failed,
+            receivers=tally.receivers,
+            error=mask_url(f"ResponseError: {tally.first_error}") if tally.errors else None,
+            extra_failed=tally.extra_errors,
         )
+
+    def _publish_framed(
+        self,
+        sock: socket.socket,
+        payloads: list[bytes],
+        extra: Sequence[Command],
+        channels: Sequence[bytes] | None,
+        tally: Tally,
+    ) -> None:
+        # RESP framed here and replies counted in bulk: redis-py's per-command packing
+        # and per-reply parsing cost more than the rest of the sender together.
+        parts = [frame_command(command) for command in extra]
+        if channels is None:
+            parts += frame_publishes(self._channel_bytes, payloads)
+        else:
+            pairs = zip(channels, payloads, strict=True)
+            parts += (frame_command((b"PUBLISH", c, p)) for c, p in pairs)
+        sock.sendall(b"".join(parts))
+        reader = ReplyReader(sock)
+        reader.read_others(len(extra), tally)
+        tally.extra_errors = tally.errors
+        reader.read_publishes(len(payloads), tally)
+
+    def _publish_generic(
+        self,
+        conn: Any,
+        payloads: list[bytes],
+        extra: Sequence[Command],
+        channels: Sequence[bytes] | None,
+        tally: Tally,
+    ) -> None:
+        targets = channels if channels is not None else [self._channel_bytes] * len(payloads)
+        pairs = zip(targets, payloads, strict=True)
+        commands: list[Any] = [*extra, *(("PUBLISH", c, p) for c, p in pairs)]
+        conn.send_packed_command([b"".join(conn.pack_commands(commands))], check_health=False)
+        for i in range(len(commands)):
+            try:
+                tally.add(False, int(conn.read_response()) if i >= len(extra) else 0, "")
+            except redis.ResponseError as exc:
+                # An error reply: the connection is fine, this command was refused.
+                tally.add(True, 0, str(exc))
+            if i + 1 == len(extra):
+                tally.extra_errors = tally.errors
 
     def check(self) -> None:
         """Connect and PING on a separate pooled connection (the sender's stays its own,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from progress_sdk._buffer import DONE, Entry, EventBuffer
+from progress_sdk._wire import WireEncoder
+
+ENCODER = WireEncoder("test-source")
 
 
 class Clock:
@@ -22,19 +26,28 @@ def fields(event: str, media: str = "m1", model: str | None = "A", **data: Any) 
     return {"media_id": media, "user_id": "u1", "event": event, "message": "x", "data": body}
 
 
+def entry(body: dict[str, Any]) -> Entry:
+    made = Entry(body, 0.0)
+    if made.progress_key is None:
+        made.serialise(ENCODER, keep=False)
+    return made
+
+
 def progress(done: int, media: str = "m1", model: str = "A") -> Entry:
-    return Entry(fields("FRAME_ANALYSIS_PROGRESS", media, model, progress=done, total=9), 0.0)
+    return entry(fields("FRAME_ANALYSIS_PROGRESS", media, model, progress=done, total=9))
 
 
 def lifecycle(event: str = "ANALYSIS_STARTED", media: str = "m1", model: str | None = "A") -> Entry:
-    return Entry(fields(event, media, model), 0.0)
+    return entry(fields(event, media, model))
 
 
 def taken(buffer: EventBuffer) -> list[tuple[str, int, Any]]:
     batch = buffer.take(1000)
     buffer.settle(batch)
     buffer.settled_batch()
-    return [(e.event, e.seq, e.fields["data"].get("progress")) for e in batch]
+    decoded = [json.loads(e.finish(ENCODER, keep=False)) for e in batch]
+    assert [d["seq"] for d in decoded] == [e.seq for e in batch]
+    return [(d["event"], d["seq"], d["data"].get("progress")) for d in decoded]
 
 
 def test_waiting_progress_is_replaced_in_place_and_only_new_work_wakes_the_sender():

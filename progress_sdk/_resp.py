@@ -1,0 +1,143 @@
+"""Redis protocol (RESP) framing and reply reading for the sender's pipelined batches.
+
+The sender writes a batch of a few hundred commands at once and then needs only to know,
+per command, whether Redis answered with an error, and for PUBLISH the receiver count.
+Framing the commands directly as bytes and scanning the replies in bulk costs a fraction
+of a generic client's per-command packing and per-reply parsing (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Sequence
+
+Arg = bytes | str | int | float
+
+
+def _arg(value: Arg) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return repr(value).encode() if isinstance(value, float) else b"%d" % value
+
+
+def frame_command(args: Sequence[Arg]) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for value in args:
+        data = _arg(value)
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def frame_publishes(channel: bytes, payloads: Iterable[bytes]) -> list[bytes]:
+    """PUBLISH ``channel`` each payload, as the pieces of one buffer (to be joined)."""
+    head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n" % (len(channel), channel)
+    parts: list[bytes] = []
+    for payload in payloads:
+        parts += (head, b"$%d\r\n" % len(payload), payload, b"\r\n")
+    return parts
+
+
+class ReplyReader:
+    """Reads whole replies from a socket; only their kind and integer value matter."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def _line(self) -> bytes:
+        while True:
+            end = self._buf.find(b"\r\n", self._pos)
+            if end >= 0:
+                line = self._buf[self._pos : end]
+                self._pos = end + 2
+                return line
+            self._fill()
+
+    def _skip(self, count: int) -> None:
+        while len(self._buf) - self._pos < count:
+            self._fill()
+        self._pos += count
+
+    def _fill(self) -> None:
+        data = self._sock.recv(65536)
+        if not data:
+            raise ConnectionError("Connection closed by server.")
+        self._buf = self._buf[self._pos :] + data
+        self._pos = 0
+
+    def read(self) -> tuple[bool, int, str]:
+        """One reply: (is an error, integer value or 0, error text or "")."""
+        line = self._line()
+        kind = line[:1]
+        if kind == b":":
+            return False, int(line[1:]), ""
+        if kind in (b"-", b"!"):
+            if kind == b"!":  # RESP3 bulk error: the text follows
+                length = int(line[1:])
+                self._skip(length + 2)
+                text = self._buf[self._pos - length - 2 : self._pos - 2]
+                return True, 0, text.decode(errors="replace")
+            return True, 0, line[1:].decode(errors="replace")
+        if kind in (b"$", b"="):
+            length = int(line[1:])
+            if length >= 0:
+                self._skip(length + 2)
+        elif kind in (b"*", b"~", b">", b"%", b"|"):
+            count = int(line[1:])
+            for _ in range(count * (2 if kind in (b"%", b"|") else 1)):
+                self.read()
+        return False, 0, ""
+
+    def read_publishes(self, count: int, tally: Tally) -> None:
+        """Read ``count`` PUBLISH replies into ``tally`` (kept up to date, so after a
+        connection error it says how many got an answer).
+
+        Integer replies are counted in bulk, a whole received chunk at a time.
+        """
+        end = tally.replies + count
+        while tally.replies < end:
+            if self._buf.find(b"\r\n", self._pos) < 0:
+                self._fill()
+                continue
+            lines = self._buf[self._pos :].split(b"\r\n")
+            lines.pop()  # what follows the last complete line
+            for line in lines[: end - tally.replies]:
+                if line[:1] != b":":
+                    break
+                tally.receivers += int(line[1:])
+                self._pos += len(line) + 2
+                tally.replies += 1
+            else:
+                continue
+            tally.add(*self.read())  # not an integer: an error, most likely
+
+    def read_others(self, count: int, tally: Tally) -> None:
+        """Read ``count`` replies of any kind into ``tally``."""
+        for _ in range(count):
+            tally.add(*self.read())
+
+
+class Tally:
+    """What the replies of a batch said so far."""
+
+    __slots__ = ("errors", "extra_errors", "first_error", "receivers", "replies")
+
+    def __init__(self) -> None:
+        self.extra_errors = 0  # errors among the extra commands, which come first
+        self.replies = 0
+        self.receivers = 0
+        self.errors = 0
+        self.first_error = ""
+
+    def add(self, is_error: bool, value: int, text: str) -> None:
+        """Count one reply."""
+        self.replies += 1
+        if is_error:
+            self.errors += 1
+            self.first_error = self.first_error or text
+        else:
+            self.receivers += value
