@@ -22,6 +22,7 @@ nothing); the lifecycle validator reports them as sequence gaps.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import queue
@@ -34,7 +35,7 @@ import redis
 
 from progress_sdk.cluster import Address, SlotMap
 
-__all__ = ["ClusterSubscription"]
+__all__ = ["AsyncClusterPubSub", "ClusterSubscription"]
 
 _log = logging.getLogger(__name__)
 
@@ -229,3 +230,70 @@ class ClusterSubscription:
             reader.close()
         self._readers.clear()
         self._pending = set(self.channels)
+
+
+class AsyncClusterPubSub:
+    """``ClusterSubscription`` for asyncio code (the relay, ``e2e``): the face of a
+    ``redis.asyncio`` PubSub (``subscribe``, ``get_message``, ``aclose``).
+
+    The subscription runs on a thread of its own and hands messages to the event loop;
+    ``get_message`` returns ``{"type": "subscribe", ...}`` once per channel after
+    ``subscribe``, then ``{"type": "message", "channel": None, "data": payload}``, and
+    raises ``redis.ConnectionError`` once the cluster has been unreachable for good.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._subscription: ClusterSubscription | None = None
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    async def subscribe(self, *channels: str) -> None:
+        """Subscribe every channel (waits for the confirmations on a worker thread)."""
+        subscription = ClusterSubscription(self.url, channels)
+        self._subscription = await asyncio.to_thread(subscription.open)
+        for n, channel in enumerate(subscription.channels, 1):
+            self._queue.put_nowait({"type": "subscribe", "channel": channel, "data": n})
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._pump, args=(loop,), name="progress-cluster-pubsub", daemon=True
+        )
+        self._thread.start()
+
+    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._subscription is not None
+        put = self._queue.put_nowait
+
+        def hand_over(payload: bytes) -> bool:
+            loop.call_soon_threadsafe(put, {"type": "message", "channel": None, "data": payload})
+            return True
+
+        try:
+            self._subscription.pump(hand_over, stop=self._stop)
+        except Exception as exc:  # the cluster is gone: the caller reconnects
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(put, exc)
+
+    async def get_message(
+        self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0
+    ) -> dict[str, Any] | None:
+        """The next message, or None after ``timeout`` seconds."""
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout or 0.001)
+        except (asyncio.TimeoutError, TimeoutError):
+            return None
+        if isinstance(item, Exception):
+            raise item
+        if ignore_subscribe_messages and item["type"] == "subscribe":
+            return None
+        message: dict[str, Any] = item
+        return message
+
+    async def aclose(self) -> None:
+        """Stop the thread and close every connection."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 2.0)
+        if self._subscription is not None:
+            await asyncio.to_thread(self._subscription.close)

@@ -98,6 +98,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
         jwt_secret=jwt_secret,
         redis_url=redis_url,
         channel=channel,
+        shards=(ctx.obj or {}).get("shards") or d.DEFAULT_SHARDS,
         user_claim=user_claim,
         cors_origins=list(cors_origins) if cors_origins else "*",
     )

@@ -35,11 +35,12 @@ from typing import Any
 import socketio
 
 from progress_sdk import defaults as d
+from progress_sdk.sharding import subscribed_channels
 
 from .auth import TokenRefused, TokenVerifier
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
-from .subscriber import ChannelSubscriber, PubSubFactory, open_redis_pubsub
+from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
 
 __all__ = ["HttpResponse", "Relay", "RelayConfig"]
 
@@ -60,6 +61,8 @@ class RelayConfig:
     jwt_secret: str = field(repr=False)
     redis_url: str = field(default=d.DEFAULT_REDIS_URL, repr=False)
     channel: str = d.DEFAULT_CHANNEL
+    shards: int = d.DEFAULT_SHARDS
+    """Also subscribe to ``channel:0`` .. ``channel:<shards-1>`` (progress_sdk.sharding)."""
     user_claim: str = "userId"
     cors_origins: str | list[str] = "*"
     """Origins allowed to connect from a browser (``*``: any; the token is the guard)."""
@@ -98,10 +101,10 @@ class Relay:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.subscriber = ChannelSubscriber(
-            config.channel,
+            subscribed_channels(config.channel, config.shards),
             self.deliver,
             self.stats,
-            open_pubsub=open_pubsub or open_redis_pubsub(config.redis_url),
+            open_pubsub=open_pubsub or open_detected_pubsub(config.redis_url),
             where=config.redis_url,
         )
         self._sockets: dict[str, set[str]] = {}

@@ -7,9 +7,13 @@ disconnected, waits (capped exponential backoff) and subscribes again, for as lo
 relay runs. Pub/sub is at-most-once: what was published while no connection existed is
 gone, which ``/healthz`` makes visible (``redis_connected``, ``redis_errors``).
 
-How the subscription is made is one callable, ``open_pubsub``: the default opens a
-``redis.asyncio`` client from a URL; a Redis Cluster (sharded pub/sub, say) plugs in
-another that returns anything with ``subscribe``, ``get_message`` and ``aclose``.
+How the subscription is made is one callable, ``open_pubsub``: the default
+(``open_detected_pubsub``) asks the node whether it is part of a Redis Cluster each time
+it connects, and opens either a ``redis.asyncio`` client of the one server or sharded
+subscriptions on the cluster (``simulator.cluster_subscription.AsyncClusterPubSub``,
+which follows failovers and moved slots by itself). Anything with ``subscribe``,
+``get_message`` and ``aclose`` will do. Several channels (the plain one and the shard
+channels, ``progress_sdk.sharding``) are subscribed at once.
 """
 
 from __future__ import annotations
@@ -17,18 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from progress_sdk import defaults as d
+from progress_sdk.cluster import is_cluster
 from progress_sdk.transport import mask_url
 
+from ..cluster_subscription import AsyncClusterPubSub
 from .stats import RelayStats
 
-__all__ = ["ChannelSubscriber", "PubSubLike", "open_redis_pubsub"]
+__all__ = ["ChannelSubscriber", "PubSubLike", "open_detected_pubsub", "open_redis_pubsub"]
 
 log = logging.getLogger("progress_sim.relay")
 
@@ -69,12 +75,30 @@ def open_redis_pubsub(url: str) -> PubSubFactory:
     return open_pubsub
 
 
+def open_detected_pubsub(url: str) -> PubSubFactory:
+    """The default ``open_pubsub``: sharded subscriptions when ``url`` names a Redis
+    Cluster node (asked at every connection), else ``open_redis_pubsub``'s."""
+    single = open_redis_pubsub(url)
+
+    async def open_pubsub() -> PubSubLike:
+        try:
+            cluster = await asyncio.to_thread(is_cluster, url)
+        except ResponseError:  # INFO not allowed for this user: a plain server
+            cluster = False
+        if cluster:
+            return AsyncClusterPubSub(url)
+        return await single()
+
+    return open_pubsub
+
+
 class ChannelSubscriber:
-    """Feed ``handle`` every message of ``channel``; reconnect forever until cancelled."""
+    """Feed ``handle`` every message of ``channel`` (one name or several);
+    reconnect forever until cancelled."""
 
     def __init__(
         self,
-        channel: str,
+        channel: str | Sequence[str],
         handle: Callable[[bytes], Awaitable[None]],
         stats: RelayStats,
         *,
@@ -83,7 +107,8 @@ class ChannelSubscriber:
         backoff_initial: float = d.RECONNECT_BACKOFF_INITIAL,
         backoff_max: float = d.RECONNECT_BACKOFF_MAX,
     ) -> None:
-        self.channel = channel
+        self.channels = [channel] if isinstance(channel, str) else list(channel)
+        self.channel = self.channels[0]
         self._handle = handle
         self._stats = stats
         self._open = open_pubsub
@@ -110,7 +135,7 @@ class ChannelSubscriber:
     async def _session(self) -> None:
         pubsub = await self._open()
         try:
-            await pubsub.subscribe(self.channel)
+            await pubsub.subscribe(*self.channels)
             await self._confirmed(pubsub)
             stats, handle = self._stats, self._handle
             while True:
@@ -136,7 +161,7 @@ class ChannelSubscriber:
         self._stats.redis_connected = True
         self._stats.redis_connects += 1
         self.subscribed.set()
-        log.info("subscribed to %r on %s", self.channel, self._where)
+        log.info("subscribed to %s on %s", ", ".join(map(repr, self.channels)), self._where)
 
     def _lost(self, exc: BaseException, delay: float) -> None:
         self._stats.redis_errors += 1
