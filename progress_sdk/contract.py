@@ -12,9 +12,13 @@ lifecycle rules 1–6 of docs/contract.md incrementally::
     report = validator.finish()
 
 Memory is proportional to the runs and models that are open, not to the number of
-events: a run's state is dropped at its terminal event. Three things are remembered past
-that, each in a bounded least-recently-used table so a long or endless stream cannot
-grow them without limit (``MAX_FINISHED_RUNS``, ``MAX_SEQUENCES``, ``MAX_FINDINGS``):
+events: a run's state is dropped at its terminal event. Open runs are bounded too
+(``MAX_OPEN_RUNS``): past that many, the run seen least recently is forgotten and
+reported as incomplete (its later events are not lifecycle-checked; its terminal event
+takes it off the list), so a live validator of a stream where jobs die runs in flat
+memory. Three things are remembered past a run's end, each in a bounded
+least-recently-used table so a long or endless stream cannot grow them without limit
+(``MAX_FINISHED_RUNS``, ``MAX_SEQUENCES``, ``MAX_FINDINGS``):
 
 * finished runs, to report events that arrive after a run's terminal event (rule 4).
   An event for a run evicted from this table is reported as an event before
@@ -45,6 +49,7 @@ from .exceptions import Problem
 __all__ = [
     "MAX_FINDINGS",
     "MAX_FINISHED_RUNS",
+    "MAX_OPEN_RUNS",
     "MAX_SEQUENCES",
     "Finding",
     "LifecycleValidator",
@@ -59,6 +64,9 @@ __all__ = [
 # media. Each entry costs a few hundred bytes, so the tables stay under ~10 MB.
 MAX_FINISHED_RUNS = 10_000
 MAX_SEQUENCES = 10_000
+# Open runs: far more than a fleet has in flight at once (a media takes minutes), so only
+# runs whose job died are ever forgotten. ~350 bytes each with a model or two: ~20 MB.
+MAX_OPEN_RUNS = 50_000
 # A stream that is wrong throughout (say, every line is not JSON) would otherwise keep a
 # finding per event; the first thousand say everything a person will read.
 MAX_FINDINGS = 1_000
@@ -297,7 +305,8 @@ class LifecycleValidator:
     ``strict`` requires the v1 envelope (``schema_version``, ``seq``, ``source``,
     ``timestamp``); lenient mode (the default) accepts producers that omit it.
     ``allow_incomplete`` accepts runs still open when the stream ends (a crashed job).
-    The ``max_*`` arguments bound the memory kept past a run's end (see the module doc).
+    The ``max_*`` arguments bound the memory kept for open runs and past a run's end (see
+    the module doc).
     """
 
     def __init__(
@@ -308,13 +317,22 @@ class LifecycleValidator:
         max_findings: int = MAX_FINDINGS,
         max_finished_runs: int = MAX_FINISHED_RUNS,
         max_sequences: int = MAX_SEQUENCES,
+        max_open_runs: int = MAX_OPEN_RUNS,
     ) -> None:
         self.strict = strict
         self._report = Report(strict=strict, allow_incomplete=allow_incomplete)
         self._max_findings = max_findings
         self._max_finished = max_finished_runs
         self._max_sequences = max_sequences
-        self._runs: dict[RunKey, _Run] = {}
+        self._max_open = max_open_runs
+        # Open runs, least recently seen first: the first one goes when there are too many.
+        self._runs: OrderedDict[RunKey, _Run] = OrderedDict()
+        # Runs forgotten while open -> what finish() reports of them (incomplete, unless
+        # their terminal event still comes); bounded like _finished. ``_forgotten_gone``
+        # counts those pushed out of this table too: incomplete for good.
+        self._forgotten: OrderedDict[RunKey, tuple[int, int, str]] = OrderedDict()
+        self._forgotten_gone = 0
+        self._gone_listed: list[Finding] = []
         # run -> (terminal event type, its position); insertion order is recency.
         self._finished: OrderedDict[RunKey, tuple[str, int]] = OrderedDict()
         self._seqs: OrderedDict[tuple[str, str], int] = OrderedDict()
@@ -435,6 +453,7 @@ class LifecycleValidator:
             return findings
         # A progress event of an open run (rule 3), the most common event of all.
         run.last = pos
+        self._runs.move_to_end(key)
         data = obj["data"]
         name = data["model_name"]
         model = run.models.get(name)
@@ -460,29 +479,65 @@ class LifecycleValidator:
         up-to-date report (useful for a live validator's periodic summaries).
         """
         report = self._report
-        report.incomplete = []
-        report.incomplete_count = 0
-        for (media_id, run_id), run in self._runs.items():
-            report.incomplete_count += 1
-            if len(report.incomplete) >= self._max_findings:
-                continue
-            open_models = [name for name, m in run.models.items() if m.state < _COMPLETED]
-            models = (
-                f"; models without a terminal event: {_names(open_models)}" if open_models else ""
-            )
-            report.incomplete.append(
-                Finding(
-                    "incomplete",
-                    "rule 4",
-                    run.started,
-                    f"run started at line {run.started}, last event at line {run.last}, "
-                    "has no PROCESSING_COMPLETED or PROCESSING_FAILED (job crashed or "
-                    f"stream cut short){models}",
-                    media_id=media_id,
-                    run_id=run_id,
-                )
-            )
+        report.incomplete = self._gone_listed[: self._max_findings]
+        report.incomplete_count = self._forgotten_gone + len(self._forgotten) + len(self._runs)
+        forgotten = ((key, *seen) for key, seen in self._forgotten.items())
+        still_open = ((key, *_open_run_facts(run)) for key, run in self._runs.items())
+        for source in (forgotten, still_open):
+            for key, started, last, models in source:
+                if len(report.incomplete) >= self._max_findings:
+                    break
+                report.incomplete.append(self._incomplete(key, started, last, models))
         return report
+
+    def _incomplete(
+        self, key: RunKey, started: int, last: int, models: str, *, forgotten: bool = False
+    ) -> Finding:
+        why = (
+            f"and was forgotten when more than {self._max_open} runs were open (job crashed?)"
+            if forgotten or key in self._forgotten
+            else "(job crashed or stream cut short)"
+        )
+        return Finding(
+            "incomplete",
+            "rule 4",
+            started,
+            f"run started at line {started}, last event at line {last}, has no "
+            f"PROCESSING_COMPLETED or PROCESSING_FAILED {why}{models}",
+            media_id=key[0],
+            run_id=key[1],
+        )
+
+    def _open_run(self, key: RunKey, pos: int) -> _Run:
+        """Open a run; forget the least recently seen one when too many are open."""
+        run = self._runs[key] = _Run(pos)
+        if self._forgotten and key in self._forgotten:
+            del self._forgotten[key]  # it is back: open again, no longer forgotten
+        if len(self._runs) > self._max_open:
+            old_key, old = self._runs.popitem(last=False)
+            forgotten = self._forgotten
+            forgotten[old_key] = _open_run_facts(old)
+            if len(forgotten) > self._max_finished:
+                gone_key, gone = forgotten.popitem(last=False)
+                self._forgotten_gone += 1
+                if len(self._gone_listed) < self._max_findings:
+                    self._gone_listed.append(self._incomplete(gone_key, *gone, forgotten=True))
+        return run
+
+    def _forgotten_event(self, event: str, key: RunKey, pos: int) -> bool:
+        """Handle an event of a run forgotten while open; False if the run is not one.
+
+        Its state is gone, so its events are not checked against rules 2-5; its terminal
+        event takes it off the incomplete list.
+        """
+        seen = self._forgotten.pop(key, None)
+        if seen is None:
+            return False
+        if event in _MEDIA_TERMINALS:
+            self._remember_finished(key, event, pos)
+        else:
+            self._forgotten[key] = (seen[0], pos, seen[2])
+        return True
 
     # -- rules ------------------------------------------------------------------------
 
@@ -531,7 +586,7 @@ class LifecycleValidator:
                 # A new PROCESSING_STARTED after a terminal event is a re-analysis.
                 if ended is not None:
                     del self._finished[key]
-                self._runs[key] = _Run(pos)
+                self._open_run(key, pos)
                 return
             if ended is not None:
                 self._finished.move_to_end(key)
@@ -549,6 +604,8 @@ class LifecycleValidator:
                     )
                 )
                 return
+            if self._forgotten and self._forgotten_event(event, key, pos):
+                return
             findings.append(
                 self._violation(
                     "rule 1",
@@ -562,7 +619,9 @@ class LifecycleValidator:
             )
             # Carry on as if it had started, so the rest of the run is still checked
             # and this one omission is reported once.
-            run = self._runs[key] = _Run(pos)
+            run = self._open_run(key, pos)
+        else:
+            self._runs.move_to_end(key)
         run.last = pos
 
         if event in _MODEL_EVENTS:
@@ -727,6 +786,9 @@ class LifecycleValidator:
                 )
             )
         del self._runs[key]
+        self._remember_finished(key, event, pos)
+
+    def _remember_finished(self, key: RunKey, event: str, pos: int) -> None:
         finished = self._finished
         finished[key] = (event, pos)
         if len(finished) > self._max_finished:
@@ -760,6 +822,13 @@ class LifecycleValidator:
         if len(report.lost) < self._max_findings:
             report.lost.append(finding)
         return finding
+
+
+def _open_run_facts(run: _Run) -> tuple[int, int, str]:
+    """(started, last, "; models without a terminal event: …") of an open run."""
+    open_models = [name for name, m in run.models.items() if m.state < _COMPLETED]
+    models = f"; models without a terminal event: {_names(open_models)}" if open_models else ""
+    return run.started, run.last, models
 
 
 def _identity(obj: dict[str, Any]) -> dict[str, Any]:

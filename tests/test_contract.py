@@ -535,10 +535,75 @@ def test_memory_after_runs_end_is_bounded() -> None:
     assert "and 7 more" in report.to_text()
 
 
+def started(media: str) -> dict[str, Any]:
+    """A PROCESSING_STARTED of ``media`` (lenient: no envelope)."""
+    return {"media_id": media, "user_id": "u-1", "event": "PROCESSING_STARTED",
+            "message": "go", "data": {}}
+
+
+def test_open_runs_are_bounded_and_the_forgotten_reported_incomplete() -> None:
+    """Runs that never end are forgotten past max_open_runs and still counted as incomplete."""
+    validator = LifecycleValidator(max_open_runs=3, max_finished_runs=2, max_findings=10)
+    for m in range(10):
+        assert validator.feed(started(f"m{m}")) == []
+    assert len(validator._runs) == 3
+    assert len(validator._forgotten) == 2
+    report = validator.finish()
+    assert report.incomplete_count == 10
+    assert [f.media_id for f in report.incomplete] == [f"m{m}" for m in range(10)]
+    assert all("forgotten" in f.message for f in report.incomplete[:7])
+    assert not any("forgotten" in f.message for f in report.incomplete[7:])
+
+
+def test_the_least_recently_seen_open_run_is_forgotten_first() -> None:
+    """An event keeps its run open; the run quiet for longest goes first."""
+    validator = LifecycleValidator(max_open_runs=2)
+    run = Run()
+    run.add("PROCESSING_STARTED", "a").add("PROCESSING_STARTED", "b")
+    run.add("ANALYSIS_STARTED", "a", model_name="M")
+    run.add("PROCESSING_STARTED", "c")  # b is forgotten, not a
+    run.add("FRAME_ANALYSIS_PROGRESS", "a", model_name="M", progress=5, total=10)
+    run.add("FRAME_ANALYSIS_PROGRESS", "a", model_name="M", progress=4, total=10)
+    findings = [f for ev in run.events for f in validator.feed(ev)]
+    assert [(f.rule, f.media_id) for f in findings] == [("rule 3", "a")]
+    assert sorted(validator._runs) == [("a", "r1"), ("c", "r1")]
+
+
+def test_a_forgotten_run_that_ends_is_no_longer_incomplete() -> None:
+    """Events of a forgotten run are no violation; its terminal event closes it."""
+    validator = LifecycleValidator(max_open_runs=1)
+    run = Run()
+    run.add("PROCESSING_STARTED", "a").add("ANALYSIS_STARTED", "a", model_name="M")
+    run.add("PROCESSING_STARTED", "b")  # a is forgotten
+    run.add("ANALYSIS_COMPLETED", "a", model_name="M", prediction="FAKE", confidence=0.9)
+    run.add("PROCESSING_COMPLETED", "a")
+    findings = [f for ev in run.events for f in validator.feed(ev)]
+    assert findings == []
+    report = validator.finish()
+    assert [f.media_id for f in report.incomplete] == ["b"]
+    # The run ended: a later event of it breaks rule 4 as for any finished run.
+    late = Run()
+    late.seq["a"] = 4
+    late.add("PROCESSING_FAILED", "a", error_message="again")
+    assert [f.rule for f in validator.feed(late.events[0])] == ["rule 4"]
+
+
+def test_open_runs_stay_bounded_over_a_long_stream() -> None:
+    """A listener fed 20,000 runs that never end keeps at most max_open_runs of them."""
+    validator = LifecycleValidator(max_open_runs=100, max_finished_runs=100, max_findings=5)
+    for m in range(20_000):
+        validator.feed(started(f"m{m}"))
+    assert (len(validator._runs), len(validator._forgotten)) == (100, 100)
+    report = validator.finish()
+    assert report.incomplete_count == 20_000
+    assert len(report.incomplete) == 5
+
+
 def test_default_bounds_are_documented_constants() -> None:
     """The default bounds are the module constants the docs name."""
     validator = LifecycleValidator()
     assert validator._max_finished == contract_module.MAX_FINISHED_RUNS
+    assert validator._max_open == contract_module.MAX_OPEN_RUNS
     assert validator._max_sequences == contract_module.MAX_SEQUENCES
     assert validator._max_findings == contract_module.MAX_FINDINGS
 
