@@ -449,10 +449,13 @@ class ModelRun:
         name = self._event_name(event, _rules.PROGRESS_EVENT_NAMES, "progress")
         if name is None:
             return
-        counts = self._counts(name, done, total)
-        if counts is None:
-            return
-        data: dict[str, Any] = {}
+        # The checks of the common case are inline: this is the call jobs make per frame.
+        if not (type(done) is int and type(total) is int and 0 <= done <= total and total > 0):
+            counts = self._counts(name, done, total)
+            if counts is None:
+                return
+            done, total = counts
+        data: dict[str, Any] = {"progress": done, "total": total}
         if phase is not None:
             checked = self.run._field(
                 "data.phase", phase, d.MAX_PHASE_CHARS, "a short stage name", "phase"
@@ -465,13 +468,18 @@ class ModelRun:
                 data["details"] = kept
         verb, unit = _PROGRESS_UNITS[name]
         with self.run._lock:
-            self._require_started(f"progress({done}, {total})")
-            done, total = self._kept_rule_3(name, *counts)
-            text = self.run._text(message, f"{verb} {done}/{total} {unit}")
+            if self._state != "started":
+                self._require_started(f"progress({done}, {total})")
+            last = self._last_progress.get(name)
+            if last is not None and (done < last[0] or total != last[1]):
+                done, total = self._kept_rule_3(name, done, total, last)
+                data["progress"], data["total"] = done, total
+            default = f"{verb} {done}/{total} {unit}"
+            text = default if message is None else self.run._text(message, default)
             # Everything is checked before the rule-3 state is recorded: a refused call
             # has no effect, so the job may retry it with a corrected argument.
             self._last_progress[name] = (done, total)
-            self._emit(name, text, {"progress": done, "total": total, **data})
+            self._emit(name, text, data)
 
     def track(
         self,
@@ -555,10 +563,10 @@ class ModelRun:
             self.run._forgive("progress_range", error)
         return _lenient.clamp_progress(fixed_done, fixed_total), fixed_total
 
-    def _kept_rule_3(self, name: str, done: int, total: int) -> tuple[int, int]:
-        last = self._last_progress.get(name)
-        if last is None or (done >= last[0] and total == last[1]):
-            return done, total
+    def _kept_rule_3(
+        self, name: str, done: int, total: int, last: tuple[int, int]
+    ) -> tuple[int, int]:
+        """Rule 3 broken (``last`` is the previous value): raise, or the repaired value."""
         error = InvalidEventError(
             [
                 Problem(
