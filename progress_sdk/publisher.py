@@ -47,7 +47,7 @@ from .exceptions import (
 from .failures import ErrorMessages
 from .redis_urls import mask_url
 from .sharding import resolve_shards, router
-from .tracking import MediaRun
+from .tracking import MediaRun, fail_open_runs
 from .transport import ConnectFailed, Transport
 
 __all__ = ["ProgressPublisher", "PublisherStats"]
@@ -166,6 +166,10 @@ class ProgressPublisher:
     ``error_messages`` maps exception types to the text users read when a model or media
     fails (``progress_sdk.failures``).
 
+    ``fail_runs_left_open`` (on by default): ``close()`` and the exit hook end every media
+    run job code left open with ``PROCESSING_FAILED`` (``tracking.fail_open_runs``), so
+    no panel stays open; off only for simulating workers that crash.
+
     ``batch_hook`` (advanced) returns extra Redis commands to write in the same pipeline
     as each batch, after its PUBLISH commands (see ``progress_sdk._sender.BatchHook``).
     """
@@ -181,6 +185,7 @@ class ProgressPublisher:
         batch_size: int = d.DEFAULT_BATCH_SIZE,
         source: str | None = None,
         finish_flush_timeout: float = d.DEFAULT_FINISH_FLUSH_TIMEOUT,
+        fail_runs_left_open: bool = True,
         strict: bool | None = None,
         error_messages: ErrorMessages | None = None,
         batch_hook: BatchHook | None = None,
@@ -204,6 +209,7 @@ class ProgressPublisher:
         self.min_progress_interval = float(min_progress_interval)
         self.batch_size = batch_size
         self.finish_flush_timeout = float(finish_flush_timeout)
+        self.fail_runs_left_open = fail_runs_left_open
         self.batch_hook = batch_hook
         self._explicit_source = source
         self.strict = (
@@ -370,6 +376,8 @@ class ProgressPublisher:
         nothing accepted was lost. Events still buffered when the timeout passes are
         counted as ``dropped["closed"]``.
         """
+        if self.fail_runs_left_open and not self._closed:
+            fail_open_runs(self, "the worker stopped before this media's analysis finished")
         sender = self._sender
         with self._lock:
             if self._closed:
@@ -427,6 +435,8 @@ class ProgressPublisher:
 
     def _flush_at_exit(self, timeout: float) -> None:
         if not self._closed and self._pid == os.getpid():
+            if self.fail_runs_left_open:
+                fail_open_runs(self, "the worker exited before this media's analysis finished")
             self.flush(timeout)
 
     def _dropped_locked(self) -> dict[str, int]:

@@ -23,15 +23,23 @@ An exception leaving a model block emits ``ANALYSIS_FAILED`` with its user-facin
 ``PROCESSING_COMPLETED`` if at least one model completed, else ``PROCESSING_FAILED``
 (contract rule 5).
 
+The job's own exception always wins: if reporting its failure fails too (the publisher
+was closed, say), that is logged and the job's exception leaves the block unchanged.
+
 The objects also work without ``with``: ``start()``, then ``complete()``/``fail()`` on
-models and ``finish()``/``fail()`` on the media. A job that dies simply stops emitting.
+models and ``finish()``/``fail()`` on the media. A run that job code leaves open (it
+raised between ``start()`` and ``finish()``) is ended with ``PROCESSING_FAILED`` when its
+publisher is closed or the process exits (``fail_open_runs``), so its panel closes too. A
+process killed outright simply stops emitting.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,7 +52,7 @@ from .events import EventType
 from .exceptions import InvalidEventError, Problem, TrackingError
 from .failures import describe_error
 
-__all__ = ["MediaRun", "ModelRun"]
+__all__ = ["MediaRun", "ModelRun", "fail_open_runs"]
 
 logger = logging.getLogger("progress_sdk")
 
@@ -116,6 +124,46 @@ def _message(given: object, default: str) -> str:
     raise InvalidEventError([problem])
 
 
+# Runs started and not yet ended, per sink, for fail_open_runs. Strong references: a run
+# job code dropped without ending it must still be failed at close or exit.
+_open_runs: weakref.WeakKeyDictionary[EventSink, dict[int, MediaRun]] = (
+    weakref.WeakKeyDictionary()
+)
+_open_runs_lock = threading.Lock()
+
+
+def _forget_parent_runs() -> None:
+    # A forked child's runs are its own: failing the parent's from the child would send
+    # a second terminal event for runs the parent may still complete. The lock is new
+    # too: another thread of the parent may have held it at the fork.
+    global _open_runs_lock  # noqa: PLW0603 - the child needs a fresh lock
+    _open_runs_lock = threading.Lock()
+    _open_runs.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_runs)
+
+
+def fail_open_runs(sink: EventSink, reason: str) -> int:
+    """End every run of ``sink`` still open with ``PROCESSING_FAILED``; returns how many.
+
+    ``ProgressPublisher.close()`` and the exit hook call it before they flush, so a media
+    whose job never ended its run (it raised between ``start()`` and ``finish()``, or was
+    still running when the worker shut down) ends on its user's screen with ``reason``
+    instead of staying open. Never raises: it runs on the way out.
+    """
+    with _open_runs_lock:
+        runs = list(_open_runs.pop(sink, {}).values())
+    failed = 0
+    for run in runs:
+        try:
+            failed += run._fail_left_open(reason)
+        except Exception:
+            logger.exception("progress_sdk: could not fail media %r left open", run.media_id)
+    return failed
+
+
 class MediaRun:
     """One analysis run of one media: ``PROCESSING_STARTED`` … one terminal event."""
 
@@ -156,6 +204,7 @@ class MediaRun:
         self._terminal: str | None = None
         self._models: dict[str, ModelRun] = {}
         self._completed_models = 0
+        self._failed_left_open = False  # ended by fail_open_runs, not by job code
 
     # Events of this run share these fields; a fresh dict per event (the publisher
     # owns what it is given).
@@ -245,6 +294,8 @@ class MediaRun:
                 return self
             self._started = True
             self._emit("PROCESSING_STARTED", message, data)
+            with _open_runs_lock:
+                _open_runs.setdefault(self._publisher, {})[id(self)] = self
         return self
 
     def _require_open(self, what: str) -> None:
@@ -347,6 +398,11 @@ class MediaRun:
         ``error`` is an exception (its user-facing text, see ``progress_sdk.failures``;
         its type goes to ``data.details.error_type``) or the text itself.
         """
+        if self._failed_left_open:
+            # Already failed when the publisher closed: a job reporting its exception
+            # afterwards (`except E as exc: run.fail(exc); raise`) must not get a
+            # TrackingError in its place.
+            return "PROCESSING_FAILED"
         error_message, data = self._failure(error)
         message = self._text(message or None, f"Processing failed: {error_message}")
         with self._lock:
@@ -361,8 +417,23 @@ class MediaRun:
         self._terminal = event
         if self.filename is not None:
             data["filename"] = self.filename
+        with _open_runs_lock:
+            _open_runs.get(self._publisher, {}).pop(id(self), None)
         self._emit(event, message, data)
         return event
+
+    def _fail_left_open(self, reason: str) -> bool:
+        """``PROCESSING_FAILED`` for a run job code did not end; False if it had ended."""
+        with self._lock:
+            if self._terminal is not None:
+                return False
+            self._failed_left_open = True
+            self._close_open_models(reason)
+            self._end(
+                "PROCESSING_FAILED", _message(None, f"Processing failed: {reason}"),
+                {"error_message": reason},
+            )
+            return True
 
     def __enter__(self) -> MediaRun:
         return self.start()
@@ -375,10 +446,16 @@ class MediaRun:
     ) -> None:
         if self._terminal is not None or not self._started:
             return
-        if exc is not None:
-            self.fail(exc)
-        else:
+        if exc is None:
             self.finish()
+            return
+        try:
+            self.fail(exc)
+        except Exception:
+            # The job's own exception matters more than our failure to report it: it
+            # leaves the block unchanged. A closed publisher has failed the run already.
+            logger.exception("progress_sdk: could not report the failure of media %r",
+                             self.media_id)
 
 
 class ModelRun:
@@ -696,7 +773,12 @@ class ModelRun:
     ) -> None:
         if self._state != "started":
             return
-        if exc is not None:
-            self.fail(exc)
-        else:
+        if exc is None:
             self.complete()
+            return
+        try:
+            self.fail(exc)
+        except Exception:
+            # As for the media block: the job's exception wins over our reporting of it.
+            logger.exception("progress_sdk: could not report the failure of model %r",
+                             self.model_name)

@@ -214,7 +214,9 @@ class RunSession:
             self._sub_client = None
         # The simulator's process outlives every media run, so a run's end need not wait
         # for delivery (the default does, for workers that exit right after a job).
-        options: dict[str, Any] = {"finish_flush_timeout": 0}
+        # Crashed media (--crash-rate) stand for workers that died: nothing may end their
+        # runs, so the publisher leaves runs left open as they are when it closes.
+        options: dict[str, Any] = {"finish_flush_timeout": 0, "fail_runs_left_open": False}
         if min_progress_interval is not None:
             options["min_progress_interval"] = min_progress_interval
         self.publisher = ProgressPublisher(pub_target, channel, shards=shards, **options)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -257,5 +259,62 @@ def test_a_child_forked_mid_connect_with_an_explicit_source_delivers_under_its_o
         keys = [(e["source"], e["media_id"], e["seq"]) for e in events]
         assert len(keys) == 3 and len(set(keys)) == 3
         assert {e["source"] for e in events} == {"worker-3", f"worker-3:{pid}"}
+    finally:
+        publisher.close(1)
+
+
+def test_a_worker_that_exits_on_an_exception_fails_the_run_it_left_open(
+    redis_url, channel, subscriber
+):
+    """A real worker process whose start()/finish() job raises out of the process: the
+    exit hook ends the run with PROCESSING_FAILED, delivered before the process ends."""
+    script = (
+        "import sys\n"
+        "from progress_sdk import ProgressPublisher\n"
+        "publisher = ProgressPublisher(sys.argv[1], sys.argv[2])\n"
+        "run = publisher.media('m-exit', 'u1').start()\n"
+        "run.model('SIGLIP-LSTM-V4').start().progress(2, 10)\n"
+        "raise ValueError('the decoder crashed')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, redis_url, channel],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1 and "the decoder crashed" in result.stderr
+    events = _decode(subscriber.wait_for(5))
+    assert [e["event"] for e in events] == [
+        "PROCESSING_STARTED", "ANALYSIS_STARTED", "FRAME_ANALYSIS_PROGRESS",
+        "ANALYSIS_FAILED", "PROCESSING_FAILED",
+    ]
+    assert "exited before" in str(events[-1]["data"]["error_message"])
+
+
+def test_a_forked_child_closing_its_publisher_does_not_fail_the_parents_runs(
+    redis_url, channel, subscriber
+):
+    """Runs open in the parent at the fork are the parent's: the child's close() leaves
+    them alone, so each run gets exactly one terminal event."""
+    publisher = ProgressPublisher(redis_url, channel, min_progress_interval=0)
+    try:
+        run = publisher.media("m-parent", "u1").start()
+        model = run.model("SIGLIP-LSTM-V4").start()
+        assert publisher.flush(5)
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                code = 0 if publisher.close(5) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        model.complete("REAL", 0.8)
+        assert run.finish() == "PROCESSING_COMPLETED"
+        assert publisher.flush(5)
+        subscriber.wait_for(4)
+        time.sleep(0.2)  # a terminal event from the child would arrive by now
+        events = _decode(subscriber.messages)
+        terminals = [e["event"] for e in events if str(e["event"]).startswith("PROCESSING_")]
+        assert terminals == ["PROCESSING_STARTED", "PROCESSING_COMPLETED"]
     finally:
         publisher.close(1)

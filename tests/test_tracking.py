@@ -954,6 +954,7 @@ def _through_fakeredis(program: Program, **options: Any) -> list[bytes]:
         assert stats.published + stats.coalesced == stats.accepted
     finally:
         assert publisher.close(2)
+    stats = publisher.stats()  # close() failed the runs left open: their events count too
     received = []
     while (message := pubsub.get_message(timeout=0.01)) is not None:
         if message["type"] == "message":
@@ -972,8 +973,8 @@ def test_real_publisher_delivers_the_api_stream_through_fakeredis(program, inter
     lifecycle event, never the latest progress value, and never leaves a seq gap."""
     expected_publisher = CapturingPublisher()
     run_program(expected_publisher, Program(program.ops, program.endings))
+    expected_publisher.close()  # fails the runs left open ("crash"), as the real one does
     expected = list(expected_publisher.events)
-    expected_publisher.close()
 
     received = _through_fakeredis(program, min_progress_interval=interval)
     report = validate_lines(received, strict=True, allow_incomplete=True)
@@ -1062,3 +1063,118 @@ def _race_models_against_fail(rng: random.Random) -> None:
         for thread in threads:
             thread.join()
         publisher.events.assert_valid()
+
+
+# -- the job's own exception wins; no run is left open -------------------------------------
+
+
+class UnprintableError(Exception):
+    """An exception whose __str__ itself raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ failed")
+
+
+class NotTextError(Exception):
+    """An exception whose __str__ returns something that is not a str."""
+
+    def __str__(self) -> str:
+        return 42  # type: ignore[return-value]  # noqa: PLE0307 - the point of the test
+
+
+@pytest.mark.parametrize("error", [UnprintableError(), NotTextError(), KeyboardInterrupt()])
+def test_any_exception_leaves_the_block_unchanged_and_fails_the_run(pub, error):
+    """Whatever the exception's __str__ does, it propagates as is and PROCESSING_FAILED goes out."""
+    with pytest.raises(type(error)) as info, pub.media("m1", "u1") as run:  # noqa: SIM117
+        with run.model(SIGLIP) as model:
+            model.progress(1, 10)
+            raise error
+    assert info.value is error
+    assert [e["event"] for e in pub.events][-2:] == ["ANALYSIS_FAILED", "PROCESSING_FAILED"]
+    assert pub.events[-1]["data"]["error_message"]
+    pub.events.assert_valid()
+
+
+def _through_closed_publisher(job: Any) -> list[dict[str, Any]]:
+    """Run ``job(publisher)`` on a real publisher into fakeredis; return what was published."""
+    client = fakeredis.FakeRedis()
+    pubsub = client.pubsub()
+    pubsub.subscribe("progress")
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    publisher = ProgressPublisher(client, "progress", min_progress_interval=0)
+    try:
+        job(publisher)
+    finally:
+        publisher.close(2)
+    events = []
+    while (message := pubsub.get_message(timeout=0.05)) is not None:
+        if message["type"] == "message":
+            events.append(json.loads(message["data"]))
+    pubsub.close()
+    return events
+
+
+def test_the_jobs_exception_wins_when_the_publisher_was_closed_mid_run():
+    """close() during a run fails it (PROCESSING_FAILED); the job's ValueError still leaves
+    the with block as a ValueError, not PublisherClosedError."""
+
+    def job(publisher: ProgressPublisher) -> None:
+        with (
+            pytest.raises(ValueError, match="disk full"),
+            publisher.media("m1", "u1") as run,
+            run.model(SIGLIP) as model,
+        ):
+            model.progress(1, 10)
+            publisher.close(2)  # the worker shuts down while the job runs
+            raise ValueError("disk full")
+
+    events = _through_closed_publisher(job)
+    assert [e["event"] for e in events][-2:] == ["ANALYSIS_FAILED", "PROCESSING_FAILED"]
+    assert "stopped before" in events[-1]["data"]["error_message"]
+    assert validate_lines([json.dumps(e) for e in events], strict=True).ok
+
+
+def test_reporting_a_failure_after_close_does_not_replace_the_jobs_exception():
+    """`except E as exc: run.fail(exc); raise` re-raises E though close() failed the run."""
+
+    def job(publisher: ProgressPublisher) -> None:
+        run = publisher.media("m1", "u1").start()
+        with pytest.raises(ValueError, match="bad frame"):
+            try:
+                publisher.close(2)
+                raise ValueError("bad frame")
+            except ValueError as exc:
+                assert run.fail(exc) == "PROCESSING_FAILED"
+                raise
+
+    events = _through_closed_publisher(job)
+    assert [e["event"] for e in events] == ["PROCESSING_STARTED", "PROCESSING_FAILED"]
+
+
+def test_a_start_finish_job_that_raises_still_ends_its_run():
+    """start()/finish() style: the job raises before finish(); close() ends the run with
+    PROCESSING_FAILED (open models failed first), so no panel stays open."""
+
+    def crashing_job(publisher: ProgressPublisher) -> None:
+        run = publisher.media("m1", "u1", filename="clip.mp4").start()
+        model = run.model(SIGLIP).start()
+        model.progress(3, 10)
+        raise ValueError("the decoder crashed")
+
+    def job(publisher: ProgressPublisher) -> None:
+        with pytest.raises(ValueError):
+            crashing_job(publisher)
+
+    events = _through_closed_publisher(job)
+    assert [e["event"] for e in events][-2:] == ["ANALYSIS_FAILED", "PROCESSING_FAILED"]
+    assert events[-1]["data"]["filename"] == "clip.mp4"
+    assert validate_lines([json.dumps(e) for e in events], strict=True).ok
+
+
+def test_runs_left_open_stay_open_when_asked():
+    """fail_runs_left_open=False (a simulator of crashed workers) leaves them as they are."""
+    client = fakeredis.FakeRedis()
+    publisher = ProgressPublisher(client, "progress", fail_runs_left_open=False)
+    run = publisher.media("m1", "u1").start()
+    publisher.close(2)
+    assert run.outcome is None
