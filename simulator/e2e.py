@@ -19,19 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 import socketio
 from redis.exceptions import RedisError
 
 from progress_sdk import ProgressPublisher
 from progress_sdk import defaults as d
 from progress_sdk.contract import check_event
+from progress_sdk.sharding import subscribed_channels
 from progress_sdk.transport import mask_url
 
 from .catalog import PRESETS
 from .delivery import DeliveryReport, Received, SocketLog, TruthEvent, check_deliveries
 from .listener import latency_percentiles
 from .relay.auth import sign_token
+from .relay.subscriber import PubSubLike, open_detected_pubsub
 from .runner import Simulation, SimulationConfig
 
 __all__ = ["E2EConfig", "E2EResult", "E2ESetupError", "run_e2e"]
@@ -63,6 +64,9 @@ class E2EConfig:
     jwt_secret: str = field(repr=False)
     redis_url: str = field(default=d.DEFAULT_REDIS_URL, repr=False)
     channel: str = d.DEFAULT_CHANNEL
+    shards: int = d.DEFAULT_SHARDS
+    """The simulation spreads media over this many shard channels; the ground truth
+    subscribes to all of them (progress_sdk.sharding)."""
     user_claim: str = "userId"
     users: int = 3
     sockets_per_user: int = 2
@@ -186,10 +190,10 @@ class _Probe:
 class _Truth:
     """The channel as a plain subscriber sees it: the checked users' valid events."""
 
-    def __init__(self, redis_url: str, channel: str, users: set[str]) -> None:
-        self._client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=d.CONNECT_TIMEOUT)
-        self._pubsub = self._client.pubsub()
-        self._channel = channel
+    def __init__(self, redis_url: str, channels: list[str], users: set[str]) -> None:
+        self._open = open_detected_pubsub(redis_url)  # one server or a Redis Cluster
+        self._pubsub: PubSubLike | None = None
+        self._channels = channels
         self._users = users
         self.events: list[TruthEvent] = []
         self.recording = True
@@ -197,13 +201,15 @@ class _Truth:
         after the listening time)."""
 
     async def open(self) -> None:
-        await self._pubsub.subscribe(self._channel)
+        self._pubsub = await self._open()
+        await self._pubsub.subscribe(*self._channels)
         while True:
             message = await self._pubsub.get_message(timeout=1.0)
             if message is not None and message["type"] == "subscribe":
                 return
 
     async def pump(self) -> None:
+        assert self._pubsub is not None, "open() first"
         while True:
             message = await self._pubsub.get_message(timeout=1.0)
             if message is None or message["type"] != "message" or not self.recording:
@@ -220,8 +226,8 @@ class _Truth:
             self.events.append(TruthEvent(len(self.events) + 1, obj))
 
     async def close(self) -> None:
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        await self._client.aclose()
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
 
 
 async def run_e2e(config: E2EConfig) -> E2EResult:
@@ -235,7 +241,9 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
         users = [f"{prefix}{i}" for i in range(1, config.users + 1)]
         # A user who owns no media: a relay that broadcasts shows up here.
         users.append(f"e2e-{tag}-bystander")
-    truth = _Truth(config.redis_url, config.channel, set(users))
+    truth = _Truth(
+        config.redis_url, subscribed_channels(config.channel, config.shards), set(users)
+    )
     try:
         await truth.open()
     except (RedisError, OSError) as exc:
@@ -261,7 +269,10 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
         await asyncio.gather(pump, return_exceptions=True)
         await asyncio.gather(*(p.client.disconnect() for p in probes), return_exceptions=True)
         await truth.close()
-    report = check_deliveries(truth.events, [p.log for p in probes], whole_stream=not listening)
+    report = check_deliveries(
+        truth.events, [p.log for p in probes], whole_stream=not listening,
+        per_media_order=config.shards > 1,
+    )
     return E2EResult(config, users, report, published, time.monotonic() - began)
 
 
@@ -294,7 +305,9 @@ def _simulate(config: E2EConfig, prefix: str) -> int:
         concurrency=min(config.media, 4), speed=config.speed, fail_rate=config.fail_rate,
         user_prefix=prefix,
     )
-    publisher = ProgressPublisher(config.redis_url, config.channel, finish_flush_timeout=0)
+    publisher = ProgressPublisher(
+        config.redis_url, config.channel, shards=config.shards, finish_flush_timeout=0
+    )
     try:
         publisher.check_connection()
         Simulation(publisher, sim).run()

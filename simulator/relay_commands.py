@@ -191,6 +191,7 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
         relay_urls=relay_urls, jwt_secret=jwt_secret,
         redis_url=(ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL,
         channel=(ctx.obj or {}).get("channel") or d.DEFAULT_CHANNEL,
+        shards=(ctx.obj or {}).get("shards") or d.DEFAULT_SHARDS,
         user_claim=user_claim, users=users, sockets_per_user=sockets_per_user, media=media,
         models=names, speed=speed, seed=seed, settle_seconds=settle,
         listen_seconds=listen_seconds, watch_users=watch_users,

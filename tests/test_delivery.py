@@ -101,3 +101,26 @@ def test_a_missing_media_update_is_lost() -> None:
     report = check_deliveries(t, [_log("a", [t[0], t[2]], final=False)])
     assert dict(report.fault_counts) == {"lost": 1}
     assert "media_update of media m1" in report.faults[0].message
+
+
+def _two_media_of_one_user() -> list[TruthEvent]:
+    wires = [
+        {"media_id": media, "user_id": "a", "event": kind, "message": kind[:1], "data": {},
+         "seq": seq, "source": "w", "timestamp": f"2026-11-26T05:00:0{n}.000000Z"}
+        for n, (media, kind, seq) in enumerate([
+            ("m1", "PROCESSING_STARTED", 1), ("m2", "PROCESSING_STARTED", 1),
+            ("m1", "PROCESSING_COMPLETED", 2), ("m2", "PROCESSING_COMPLETED", 2)])
+    ]
+    return [TruthEvent(n, w) for n, w in enumerate(wires, start=1)]
+
+
+def test_with_shard_channels_only_each_medias_order_counts() -> None:
+    """per_media_order: two media of a user interleaved differently is fine (they came
+    over different shard channels); one media's events swapped is still a reorder."""
+    t = _two_media_of_one_user()
+    across = _log("a", [t[1], t[3], t[0], t[2]])
+    assert not check_deliveries(t, [across]).ok
+    assert check_deliveries(t, [across], per_media_order=True).ok
+    within = _log("a", [t[2], t[0], t[1], t[3]])
+    report = check_deliveries(t, [within], per_media_order=True)
+    assert report.fault_counts["reordered"] == 1

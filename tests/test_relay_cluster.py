@@ -4,6 +4,7 @@ killed mid-run while the publisher keeps emitting."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
@@ -148,3 +149,27 @@ def test_a_master_killed_mid_run_costs_only_counted_events(redis_cluster):
     assert stats.accepted == stats.published + stats.coalesced + stats.dropped_total
     assert stats.reconnects >= 1  # the outage happened and was noticed
     assert health["redis_connected"]
+
+
+def test_e2e_over_the_cluster_passes_two_relay_nodes(redis_cluster):
+    """`progress-sim e2e --shards 3` on a cluster: its ground truth subscribes to every
+    shard, two relay nodes deliver each event to every socket of its user once, in order."""
+    from click.testing import CliRunner
+
+    from simulator.cli import cli
+
+    base = f"t-{uuid.uuid4().hex[:8]}"
+    nodes = [_relay(redis_cluster, base, 3) for _ in range(2)]
+    try:
+        result = CliRunner().invoke(cli, [
+            "--redis-url", redis_cluster.url, "--channel", base, "--shards", "3",
+            "e2e", "--jwt-secret", SECRET, "--relay-url", nodes[0].url,
+            "--relay-url", nodes[1].url, "--users", "3", "--media", "6",
+            "--models", "SIGLIP-LSTM-V4", "--settle", "1", "--json",
+        ])
+    finally:
+        for node in nodes:
+            node.stop()
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.output)
+    assert verdict["ok"] is True and verdict["published"] > 30
