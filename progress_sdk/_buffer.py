@@ -10,13 +10,24 @@ injected, so every policy here is unit-tested deterministically.
 - **Hold.** Each progress key is sent at most once per ``min_interval``; a value that
   comes too soon is held (newer ones replace it) and released when the interval is over,
   or before its model's next lifecycle event, or on flush/close.
-- **Overflow.** ``capacity`` counts waiting and in-flight events. When full, the oldest
-  waiting progress event is evicted to make room for a lifecycle event; otherwise the
-  newcomer is dropped.
 - **Numbering.** ``seq`` counts per media and is assigned when an event enters the queue
   (a held value when it is released), so the queue's order is the numbers' order; a
   replaced event takes its predecessor's number and leaves no gap, while an evicted or
   refused one takes its number with it, which consumers see as a gap.
+- **Overflow.** ``capacity`` counts waiting and in-flight events. Events rank: progress,
+  then other lifecycle events, then a model's terminal event, then a media's
+  ``PROCESSING_STARTED`` and terminal event. When full, a newcomer evicts the oldest
+  waiting event of the lowest rank present, if that rank is not above its own (among
+  progress, a value a newer one of its key supersedes goes first); otherwise the newcomer
+  is dropped. So a media's terminal event is only ever lost when the buffer holds nothing
+  but terminal and start events, and every loss before it shows as a gap in its ``seq``.
+- **Memory.** Without a batch hook or shard routing, a numbered lifecycle event is kept
+  as its bytes alone (no per-event object the garbage collector has to walk); progress
+  events stay ``Entry`` objects so a newer value can replace them.
+
+Positions: every event that enters the queue gets the next *ticket*; the queue always
+holds tickets ``popped`` … ``pushed - 1`` in order (an evicted event leaves ``None`` in its
+place), so ticket ``t`` sits at ``queue[t - popped]``, and ``flush`` waits for a ticket.
 """
 
 from __future__ import annotations
@@ -140,6 +151,25 @@ class SeqNumbers:
         return seq
 
 
+_RANKS = 4
+
+
+def _rank(entry: Entry) -> int:
+    if entry.progress_key is not None:
+        return 0
+    event = entry.event
+    if event in _MEDIA_TERMINALS or event == "PROCESSING_STARTED":
+        return 3
+    return 2 if event in _MODEL_TERMINALS else 1
+
+
+# How far eviction looks for a superseded progress value before taking the oldest.
+_SUPERSEDED_SCAN = 64
+# Hold timestamps kept, least recently used first out (a media that never ends must not
+# keep its models' entries forever).
+_MAX_HOLD_MEDIA = 10_000
+
+
 class EventBuffer:
     """Accepted events waiting for the sender; see the module docstring."""
 
@@ -149,22 +179,28 @@ class EventBuffer:
         min_interval: float,
         *,
         clock: Callable[[], float] = time.monotonic,
+        keep_entries: bool = False,
     ) -> None:
         self.capacity = capacity
         self.min_interval = min_interval
         self.clock = clock
+        self.keep_entries = keep_entries  # a batch hook or shard routing needs them
         self.coalesced = 0
         self.dropped: Counter[str] = Counter()  # evicted, buffer_full, closed
-        self.in_flight: list[Entry] = []  # the batch the sender holds
-        self._queue: deque[Entry] = deque()
-        self._live = 0  # entries in _queue that are not dead
-        self._progress_fifo: deque[Entry] = deque()  # eviction candidates, oldest first
-        self._pending: dict[ProgressKey, Entry] = {}
-        self._last_of_model: dict[ModelKey, Entry] = {}
+        self.in_flight: list[Any] = []  # the live events of the batch the sender holds
+        self._taken: list[Any] = []  # that batch's tickets' items, evicted ones as None
+        self._taken_start = 0
+        self._queue: deque[Any] = deque()
+        self._popped = 0
+        self._pushed = 0
+        self._settled = 0  # every ticket below this is published or dropped
+        self._live = 0  # events in the queue (not evicted)
+        self._by_rank: tuple[deque[int], ...] = tuple(deque() for _ in range(_RANKS))
+        self._pending: dict[ProgressKey, Entry] = {}  # replaceable waiting progress
         self._held: dict[ProgressKey, Entry] = {}
         self._deadlines: list[tuple[float, int, ProgressKey]] = []
         self._tiebreak = itertools.count()
-        self._last_sent_at: dict[ProgressKey, float] = {}
+        self._last_sent_at: OrderedDict[str, dict[ProgressKey, float]] = OrderedDict()
         self._seq = SeqNumbers()
 
     # -- accepting ------------------------------------------------------------------
@@ -184,17 +220,28 @@ class EventBuffer:
             self.coalesced += 1
             return False
         pending = self._pending.get(key)
-        if pending is not None and self._last_of_model.get(entry.model_key) is pending:  # type: ignore[arg-type]
+        if pending is not None:
             pending.replace(entry)
             self.coalesced += 1
             return False
         if self.min_interval > 0:
             now = self.clock()
-            last = self._last_sent_at.get(key)
+            sent = self._last_sent_at.get(key[0])
+            last = None if sent is None else sent.get(key)
             if last is not None and now - last < self.min_interval:
                 return self._hold(entry, key, last + self.min_interval)
-            self._last_sent_at[key] = now
+            self._sent_now(key, now)
         return self._enqueue(entry)
+
+    def _sent_now(self, key: ProgressKey, now: float) -> None:
+        sent = self._last_sent_at.get(key[0])
+        if sent is None:
+            sent = self._last_sent_at[key[0]] = {}
+            if len(self._last_sent_at) > _MAX_HOLD_MEDIA:
+                self._last_sent_at.popitem(last=False)
+        else:
+            self._last_sent_at.move_to_end(key[0])
+        sent[key] = now
 
     def _hold(self, entry: Entry, key: ProgressKey, deadline: float) -> bool:
         # Too soon after the last update of this key: newer values replace this one,
@@ -215,15 +262,17 @@ class EventBuffer:
                     held = self._held.pop((*model_key, progress_event), None)
                     if held is not None:
                         self._enqueue(held)
-            if event in _MODEL_TERMINALS and self._last_sent_at:
-                for progress_event in _PROGRESS:
-                    self._last_sent_at.pop((*model_key, progress_event), None)
-        elif event in _MEDIA_TERMINALS and (self._held or self._last_sent_at):
+            if event in _MODEL_TERMINALS:
+                sent = self._last_sent_at.get(entry.media_id)
+                if sent:
+                    for progress_event in _PROGRESS:
+                        sent.pop((*model_key, progress_event), None)
+        elif event in _MEDIA_TERMINALS:
             media_id = entry.media_id
-            for key in [k for k in self._held if k[0] == media_id]:
-                self._enqueue(self._held.pop(key))
-            for key in [k for k in self._last_sent_at if k[0] == media_id]:
-                del self._last_sent_at[key]
+            if self._held:
+                for key in [k for k in self._held if k[0] == media_id]:
+                    self._enqueue(self._held.pop(key))
+            self._last_sent_at.pop(media_id, None)
         return self._enqueue(entry)
 
     def _enqueue(self, entry: Entry) -> bool:
@@ -231,36 +280,66 @@ class EventBuffer:
         if self._live + len(self.in_flight) >= self.capacity and not self._make_room(entry):
             return False
         entry.number(self._seq.next(entry.media_id))
-        self._queue.append(entry)
+        model_key = entry.model_key
+        if model_key is not None:
+            # Whatever of this model waits can no longer be replaced: the newer value
+            # would overtake this event.
+            pending = self._pending
+            if pending:
+                for progress_event in _PROGRESS:
+                    pending.pop((*model_key, progress_event), None)
+            if entry.progress_key is not None:
+                pending[entry.progress_key] = entry
+        keep = self.keep_entries or entry.progress_key is not None
+        self._queue.append(entry if keep else entry.wire)
+        self._by_rank[_rank(entry)].append(self._pushed)
+        self._pushed += 1
         self._live += 1
-        if entry.model_key is not None:
-            self._last_of_model[entry.model_key] = entry
-        if entry.progress_key is not None:
-            self._pending[entry.progress_key] = entry
-            self._progress_fifo.append(entry)
         return True
 
     def _make_room(self, entry: Entry) -> bool:
-        """Full: evict the oldest waiting progress for a lifecycle event. False if
-        ``entry`` itself is dropped."""
-        if entry.progress_key is None:
-            fifo = self._progress_fifo
-            while fifo:
-                victim = fifo.popleft()
-                if victim.state != QUEUED:
-                    continue
-                victim.state = DEAD
-                self._live -= 1
-                self.dropped["evicted"] += 1
-                if self._pending.get(victim.progress_key) is victim:  # type: ignore[arg-type]
-                    del self._pending[victim.progress_key]  # type: ignore[arg-type]
+        """Full: evict the oldest waiting event of the lowest rank not above the
+        newcomer's. False if ``entry`` itself is dropped."""
+        for rank in range(_rank(entry) + 1):
+            ticket = self._victim(rank)
+            if ticket is not None:
+                self._evict(ticket)
                 return True
-        # Nothing to evict (or a progress event itself): the newcomer is dropped. Its
-        # seq number goes with it, so the media's next event shows the gap.
+        # Nothing may give way: the newcomer is dropped. Its seq number goes with it, so
+        # the media's next event shows the gap.
         self.dropped["buffer_full"] += 1
         self._seq.next(entry.media_id)
         entry.state = DONE
         return False
+
+    def _victim(self, rank: int) -> int | None:
+        fifo = self._by_rank[rank]
+        queue, popped = self._queue, self._popped
+        while fifo and (fifo[0] < popped or queue[fifo[0] - popped] is None):
+            fifo.popleft()  # already sent, evicted or taken: no candidate any more
+        if not fifo:
+            return None
+        if rank == 0:
+            # A value that a newer one of its key supersedes goes before the newest.
+            for i in range(min(len(fifo), _SUPERSEDED_SCAN)):
+                ticket = fifo[i]
+                if ticket >= popped:
+                    item = queue[ticket - popped]
+                    if item is not None and self._pending.get(item.progress_key) is not item:
+                        del fifo[i]
+                        return ticket
+        return fifo.popleft()
+
+    def _evict(self, ticket: int) -> None:
+        position = ticket - self._popped
+        item = self._queue[position]
+        self._queue[position] = None
+        self._live -= 1
+        self.dropped["evicted"] += 1
+        if isinstance(item, Entry):
+            item.state = DEAD
+            if item.progress_key is not None and self._pending.get(item.progress_key) is item:
+                del self._pending[item.progress_key]
 
     # -- held values ----------------------------------------------------------------
 
@@ -279,7 +358,7 @@ class EventBuffer:
             entry = self._held.pop(key, None)
             if entry is None:
                 continue  # already released by a lifecycle event of its model
-            self._last_sent_at[key] = now
+            self._sent_now(key, now)
             self._enqueue(entry)
 
     # -- the sender's side ------------------------------------------------------------
@@ -294,46 +373,51 @@ class EventBuffer:
         """Events waiting, held and in flight: not yet published or dropped."""
         return self._live + len(self._held) + len(self.in_flight)
 
-    def take(self, limit: int) -> list[Entry]:
-        """Take up to ``limit`` waiting events in order; they are in flight until
-        ``settle``d or ``requeue``d."""
-        batch: list[Entry] = []
+    def take(self, limit: int) -> list[Any]:
+        """Take up to ``limit`` waiting events in order: ``bytes`` or ``Entry`` items,
+        in flight until ``finish_batch``."""
+        batch: list[Any] = []
+        taken: list[Any] = []
         queue = self._queue
+        self._taken_start = self._popped
         while queue and len(batch) < limit:
-            entry = queue.popleft()
-            if entry.state == DEAD:
+            item = queue.popleft()
+            taken.append(item)
+            if item is None:
                 continue  # evicted: its number is a gap
-            self._live -= 1
-            entry.state = TAKEN
-            if entry.model_key is not None and self._last_of_model.get(entry.model_key) is entry:
-                del self._last_of_model[entry.model_key]
-            if entry.progress_key is not None and self._pending.get(entry.progress_key) is entry:
-                del self._pending[entry.progress_key]
-            batch.append(entry)
-        fifo = self._progress_fifo
-        # Progress entries leave in the order they entered, so the ones just taken sit at
-        # the head of the eviction list.
-        while fifo and fifo[0].state != QUEUED:
-            fifo.popleft()
+            if type(item) is not bytes:
+                item.state = TAKEN
+                key = item.progress_key
+                if key is not None and self._pending.get(key) is item:
+                    del self._pending[key]
+            batch.append(item)
+        self._popped += len(taken)
+        self._live -= len(batch)
+        self._taken = taken
         self.in_flight = batch
         return batch
 
-    def requeue(self, batch: list[Entry]) -> None:
-        """Put taken entries back at the head: they go out first, unchanged (not
-        replaceable any more)."""
-        for entry in batch:
-            entry.state = QUEUED
-        self._queue.extendleft(reversed(batch))
-        self._live += len(batch)
-        self.in_flight = []
-
-    def settle(self, entries: list[Entry]) -> None:
-        """Mark ``entries`` as published or dropped (the sender counts which)."""
-        for entry in entries:
-            entry.state = DONE
-
-    def settled_batch(self) -> None:
-        """The in-flight batch is fully settled."""
+    def finish_batch(self, requeue: list[Any] | None = None) -> None:
+        """The batch in flight is settled (published or dropped, as the sender counted),
+        except ``requeue``: those go back to the head, unchanged and ahead of everything
+        (no longer replaceable or evictable)."""
+        if requeue:
+            keep = {id(item) for item in requeue}
+            back = [item if id(item) in keep else None for item in self._taken]
+            for item in back:
+                if item is not None and type(item) is not bytes:
+                    item.state = QUEUED
+            self._queue.extendleft(reversed(back))
+            self._popped = self._taken_start
+            self._live += len(requeue)
+            for item in self._taken:
+                if id(item) not in keep:
+                    _done(item)
+        else:
+            for item in self._taken:
+                _done(item)
+            self._settled = self._taken_start + len(self._taken)
+        self._taken = []
         self.in_flight = []
 
     def drain(self) -> int:
@@ -341,22 +425,31 @@ class EventBuffer:
         lost = self._live + len(self._held)
         if lost:
             self.dropped["closed"] += lost
-        for entry in (*self._queue, *self._held.values()):
-            entry.state = DONE
+        for item in (*self._queue, *self._held.values()):
+            _done(item)
+        self._popped += len(self._queue)
         self._queue.clear()
         self._held.clear()
         self._deadlines.clear()
         self._pending.clear()
-        self._last_of_model.clear()
-        self._progress_fifo.clear()
+        for fifo in self._by_rank:
+            fifo.clear()
         self._live = 0
         return lost
 
-    def outstanding(self) -> list[Entry]:
-        """The entries standing for every event accepted so far and not yet settled, about
-        in the order they will settle (for flush)."""
-        return [
-            *self.in_flight,
-            *(e for e in self._queue if e.state != DEAD),
-            *self._held.values(),
-        ]
+    def flush_target(self) -> int:
+        """Queue every held value; the ticket ``flush`` waits for (``settled_through``)."""
+        self.release_due(everything=True)
+        return self._pushed
+
+    @property
+    def settled_through(self) -> int:
+        """Every ticket below this is published or dropped."""
+        if not self._live and not self.in_flight:
+            return self._pushed
+        return self._settled
+
+
+def _done(item: Any) -> None:
+    if item is not None and type(item) is not bytes:
+        item.state = DONE

@@ -9,6 +9,7 @@ of a generic client's per-command packing and per-reply parsing (docs/benchmarks
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterable, Sequence
 
 Arg = bytes | str | int | float
@@ -43,8 +44,9 @@ def frame_publishes(channel: bytes, payloads: Iterable[bytes]) -> list[bytes]:
 class ReplyReader:
     """Reads whole replies from a socket; only their kind and integer value matter."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, patience: float = 0.0) -> None:
         self._sock = sock
+        self._give_up_at = time.monotonic() + patience
         self._buf = b""
         self._pos = 0
 
@@ -63,7 +65,15 @@ class ReplyReader:
         self._pos += count
 
     def _fill(self) -> None:
-        data = self._sock.recv(65536)
+        while True:
+            try:
+                data = self._sock.recv(65536)
+                break
+            except TimeoutError:
+                # A frozen server answers once it thaws; sending again would duplicate.
+                if time.monotonic() > self._give_up_at:
+                    raise
+
         if not data:
             raise ConnectionError("Connection closed by server.")
         self._buf = self._buf[self._pos :] + data

@@ -82,6 +82,8 @@ class Sender:
         self.idle = False
         self.flushers = 0  # flush() calls waiting: held values go out at once
         self.closing = False
+        self.running = False  # the thread is running (set under the lock)
+        self.publishing_since: float | None = None  # monotonic time a publish call began
         self.published = 0
         self.dropped: Counter[str] = Counter()
         self.reconnects = 0
@@ -96,7 +98,9 @@ class Sender:
     # -- the thread -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the thread (under the lock, by the first accepted event)."""
+        """Start the thread (under the lock: by the first accepted event, or by the next
+        one after the thread ended)."""
+        self.running = True
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -114,23 +118,52 @@ class Sender:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def stalled(self, after: float) -> bool:
+        """Whether a publish call has been waiting on Redis for more than ``after`` s."""
+        since = self.publishing_since
+        return since is not None and time.monotonic() - since > after
+
     def _run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                delivery = self._send(batch)
-                if delivery is not None and not self._account(batch, delivery):
+                if not self._deliver(batch):
                     return
-        except BaseException:  # pragma: no cover - a bug outside a batch; never reach job code
-            logger.exception("progress_sdk: sender thread failed; events are no longer sent")
+        except BaseException:
+            # A bug outside any batch. The thread ends; the next emit() starts a new one.
+            logger.exception("progress_sdk: sender thread failed; the next event restarts it")
             with self.settled:
                 self.last_error = "sender thread failed (see log)"
         finally:
+            with self.settled:
+                self.running = False
+                lost = len(self.buffer.in_flight)
+                if lost:  # the batch it held when it failed: counted, not left in flight
+                    self.dropped["sender_error"] += lost
+                    self.buffer.finish_batch()
+                self.settled.notify_all()
             if self.stop.is_set():
                 # close() gave up waiting for this thread (a slow Redis): the connection
                 # it may have opened since is released here, not left behind.
                 self.transport.close()
 
-    def _next_batch(self) -> list[Entry] | None:
+    def _deliver(self, batch: list[Any]) -> bool:
+        """Send one batch and account for it. False: stop (close() gave up)."""
+        try:
+            delivery = self._send(batch)
+            return True if delivery is None else self._account(batch, delivery)
+        except Exception as exc:
+            # Whatever went wrong costs this batch, never the sender.
+            self._log_once(
+                f"error:{type(exc).__name__}",
+                "progress_sdk: unexpected error sending %d event(s); they are counted as "
+                "dropped (sender_error) and sending continues (logged once per error type)",
+                len(batch),
+                exc_info=True,
+            )
+            self._drop(batch, "sender_error", mask_url(repr(exc)))
+            return True
+
+    def _next_batch(self) -> list[Any] | None:
         """Wait for work; take up to batch_size events, numbered. None: stop."""
         buffer = self.buffer
         while True:
@@ -151,16 +184,14 @@ class Sender:
 
     # -- one batch --------------------------------------------------------------------
 
-    def _send(self, batch: list[Entry]) -> Delivery | None:
-        """Deliver one batch. None when the transport failed unexpectedly (the batch is
-        then counted as dropped)."""
-        payloads = self._finish(batch)
+    def _send(self, batch: list[Any]) -> Delivery | None:
+        """Deliver one batch. None when nothing of it was left to send."""
+        payloads = self._payloads(batch)
         if not payloads:
-            with self.settled:
-                self.buffer.settled_batch()
-                self.settled.notify_all()
+            self._finish_batch()
             return None
         extra = self._extra_commands(batch) if self.batch_hook is not None else ()
+        self.publishing_since = time.monotonic()
         try:
             if self.route is not None:  # shard channels: each media's own
                 route = self.route
@@ -171,36 +202,35 @@ class Sender:
             return self.transport.publish(payloads)
         except ConnectFailed as exc:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
-        except Exception as exc:
-            # A bug, or an error nobody foresaw: lose this batch, not the sender.
-            logger.exception(
-                "progress_sdk: unexpected error sending %d event(s); they are counted as "
-                "dropped (sender_error) and sending continues",
-                len(batch),
-            )
-            self._drop(batch, "sender_error", mask_url(repr(exc)))
-            return None
+        finally:
+            self.publishing_since = None
 
-    def _finish(self, batch: list[Entry]) -> list[bytes]:
+    def _payloads(self, batch: list[Any]) -> list[bytes]:
         """The batch's bytes, serialising its progress events, in place; one that cannot
         be serialised (its data was changed after emit()) is dropped alone."""
         payloads: list[bytes] = []
-        kept: list[Entry] = []
+        kept: list[Any] = []
         keep = self.batch_hook is not None
-        for entry in batch:
+        for item in batch:
+            if type(item) is bytes:
+                payloads.append(item)
+                kept.append(item)
+                continue
             try:
-                payloads.append(entry.finish(self.encoder, keep=keep))
-            except (TypeError, ValueError) as exc:
-                self._drop_unserialisable(entry, exc)
+                payloads.append(item.finish(self.encoder, keep=keep))
+            except (TypeError, ValueError, RecursionError) as exc:
+                self._drop_unserialisable(item, exc)
             else:
-                kept.append(entry)
-        batch[:] = kept
+                kept.append(item)
+        batch[:] = kept  # the buffer's in-flight list: the dropped one is no longer in it
         return payloads
 
     def _drop_unserialisable(self, entry: Entry, exc: Exception) -> None:
-        logger.error(
+        self._log_once(
+            "unserialisable",
             "progress_sdk: dropped a %s event of media %r that is no longer "
-            "JSON-serialisable (was its data changed after emit()?): %s",
+            "JSON-serialisable (was its data changed after emit()?): %s (logged once; "
+            "counted as dropped[unserialisable])",
             entry.event,
             entry.media_id,
             exc,
@@ -208,9 +238,8 @@ class Sender:
         with self.settled:
             self.dropped["unserialisable"] += 1
             entry.state = DONE
-            self.settled.notify_all()
 
-    def _extra_commands(self, batch: list[Entry]) -> Sequence[Command]:
+    def _extra_commands(self, batch: list[Any]) -> Sequence[Command]:
         assert self.batch_hook is not None
         try:
             return self.batch_hook(self.source, batch)
@@ -222,47 +251,47 @@ class Sender:
             )
             return ()
 
-    def _drop(self, batch: list[Entry], reason: str, error: str) -> None:
+    def _finish_batch(self, requeue: list[Any] | None = None) -> None:
         with self.settled:
-            self.buffer.settle(batch)
-            self.buffer.settled_batch()
+            self.buffer.finish_batch(requeue)
+            self.settled.notify_all()
+
+    def _drop(self, batch: list[Any], reason: str, error: str) -> None:
+        with self.settled:
             self.dropped[reason] += len(batch)
             self.last_error = error
+            self.buffer.finish_batch()
             self.settled.notify_all()
 
     # -- accounting ---------------------------------------------------------------------
 
-    def _account(self, batch: list[Entry], delivery: Delivery) -> bool:
+    def _account(self, batch: list[Any], delivery: Delivery) -> bool:
         """Record a batch's fate; wait out an outage. False: stop (close() gave up)."""
         done = delivery.published + delivery.refused
         if delivery.refused:
             self._log_refusals(delivery)
-        if delivery.unsent is not None:
-            # Not the batch's tail: its own order is kept (each media is on one channel).
-            left = set(delivery.unsent)
-            rest = [batch[i] for i in delivery.unsent]
-            settled = [e for i, e in enumerate(batch) if i not in left]
-        else:
-            rest, settled = batch[done:], batch[:done]
+        # Not sent: the batch's tail, or (a cluster batch spans masters) given positions.
+        unsent = delivery.unsent
+        rest = batch[done:] if unsent is None else [batch[i] for i in unsent]
         with self.settled:
-            self.buffer.settle(settled)
             self.published += delivery.published
             if delivery.refused:
                 self.dropped["rejected"] += delivery.refused
             self.no_subscribers += max(0, delivery.published - delivery.receivers)
             if delivery.error is not None:
                 self.last_error = delivery.error
-            if not delivery.not_sent:
-                self.connected = True
-                self.buffer.settled_batch()
+            self.connected = not delivery.not_sent
+            if not rest:
+                self.buffer.finish_batch()
+            elif not delivery.resend:
+                self._lose_unknown_locked(rest, delivery)
+            else:
+                self.buffer.finish_batch(rest)
             self.settled.notify_all()
         if not delivery.not_sent:
             self._outage_over()
             return True
-        if not delivery.resend:
-            self._lose_unknown(rest, delivery)
-            return True
-        return self._retry_later(rest, delivery)
+        return True if not delivery.resend else self._retry_later(delivery)
 
     def _log_refusals(self, delivery: Delivery) -> None:
         self._log_once(
@@ -274,7 +303,7 @@ class Sender:
             delivery.error,
         )
 
-    def _lose_unknown(self, rest: list[Entry], delivery: Delivery) -> None:
+    def _lose_unknown_locked(self, rest: list[Any], delivery: Delivery) -> None:
         logger.warning(
             "progress_sdk: no reply from %s (%s); %d event(s) of unknown fate counted as "
             "dropped (pub/sub is at-most-once).",
@@ -282,18 +311,11 @@ class Sender:
             delivery.error,
             len(rest),
         )
-        with self.settled:
-            self.buffer.settle(rest)
-            self.buffer.settled_batch()
-            self.dropped["delivery_unknown"] += len(rest)
-            self.connected = False
-            self.settled.notify_all()
+        self.dropped["delivery_unknown"] += len(rest)
+        self.buffer.finish_batch()
 
-    def _retry_later(self, rest: list[Entry], delivery: Delivery) -> bool:
-        """Put the unsent events back and wait (backoff with jitter). False: stop."""
-        with self.settled:
-            self.buffer.requeue(rest)
-            self.connected = False
+    def _retry_later(self, delivery: Delivery) -> bool:
+        """Wait before sending the events put back (backoff with jitter). False: stop."""
         if self._outage_started is None:
             self._outage_started = time.monotonic()
             logger.warning(

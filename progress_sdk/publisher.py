@@ -31,7 +31,7 @@ import redis
 
 from . import _rules
 from . import defaults as d
-from ._buffer import DEAD, Entry, EventBuffer
+from ._buffer import Entry, EventBuffer
 from ._free_json import check_free_json
 from ._sender import BatchHook, Sender
 from ._wire import WireEncoder
@@ -236,10 +236,17 @@ class ProgressPublisher:
         self._settled = threading.Condition(self._lock)
         self._accepted = 0
         self._forgiven: Counter[str] = Counter()
-        self._buffer = EventBuffer(self.buffer_size, self.min_progress_interval)
-        self._encoder = WireEncoder(source)
-        # A batch hook is given each event's fields: then they are kept after serialising.
+        route = router(self.channel, self.shards)
+        # A batch hook is given each event's fields: then they are kept after serialising;
+        # a hook and shard routing need each event's media_id: then every event keeps its
+        # Entry (otherwise a lifecycle event is kept as its bytes alone).
         self._keep_fields = self.batch_hook is not None
+        self._buffer = EventBuffer(
+            self.buffer_size,
+            self.min_progress_interval,
+            keep_entries=self._keep_fields or route is not None,
+        )
+        self._encoder = WireEncoder(source)
         self._sender = Sender(
             self._buffer,
             self._settled,
@@ -249,7 +256,7 @@ class ProgressPublisher:
             name=f"progress-sdk-sender-{self.channel}",
             source=source,
             batch_hook=self.batch_hook,
-            route=router(self.channel, self.shards),
+            route=route,
         )
 
     def _after_fork_in_child(self) -> None:
@@ -301,7 +308,7 @@ class ProgressPublisher:
         """
         try:
             entry = self._new_entry(fields)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             problem = Problem("$", "json", f"must be JSON-serialisable: {exc}")
             raise InvalidEventError([problem], event_type=str(fields.get("event"))) from None
         self._accept_entry(entry)
@@ -328,8 +335,8 @@ class ProgressPublisher:
             # An event that only replaces or is held behind an earlier deadline leaves
             # the sender asleep: waking it costs the job the interpreter lock.
             wake = self._buffer.accept(entry) and sender.idle
-            if not sender.started:
-                sender.start()
+            if not sender.running:
+                sender.start()  # the first event, or the thread ended (a bug): restart it
         if wake:
             sender.wakeup.set()
 
@@ -342,30 +349,34 @@ class ProgressPublisher:
         ``timeout`` seconds (None: no limit). Events that other threads emit meanwhile
         are not waited for.
         """
+        return self._wait_settled(timeout, stall_after=None)
+
+    def _wait_settled(self, timeout: float | None, *, stall_after: float | None) -> bool:
+        """flush(); with ``stall_after``, give up once a publish call has been waiting on
+        Redis that long (a frozen server)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         sender = self._sender
+        buffer = self._buffer
         with self._lock:
-            # The entries that stand for every event accepted so far. A newer progress
-            # value may replace one's fields later: it then goes out with it, which is
-            # fine. Entries mostly settle in this order, so one pass over the list does.
-            waiting = self._buffer.outstanding()
-            i = 0
+            target = buffer.flush_target()
+            if buffer.settled_through >= target:
+                return True
             sender.flushers += 1
             if sender.idle:
                 sender.wakeup.set()
             try:
-                while True:
-                    while i < len(waiting) and waiting[i].state >= DEAD:
-                        i += 1
-                    if i == len(waiting):
-                        return True
-                    if not sender.is_alive():
+                while buffer.settled_through < target:
+                    if not sender.running:
+                        return False
+                    if stall_after is not None and sender.stalled(stall_after):
                         return False
                     remaining = 0.5 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
                         return False
-                    # Bounded, so that a sender that died is noticed (is_alive above).
-                    self._settled.wait(min(remaining, 0.5))
+                    # Bounded, so that a sender that ended or stalled is noticed.
+                    slice_ = 0.5 if stall_after is None else stall_after / 2
+                    self._settled.wait(min(remaining, slice_))
+                return True
             finally:
                 sender.flushers -= 1
 
@@ -387,7 +398,7 @@ class ProgressPublisher:
         sender.wakeup.set()
         deadline = time.monotonic() + timeout
         delivered = True
-        if sender.is_alive():
+        if sender.running:
             # Keep a slice of the budget for stopping the thread: close() must return
             # within its timeout even when Redis is down.
             delivered = self.flush(max(0.0, timeout * 0.9 - 0.05))
@@ -421,10 +432,13 @@ class ProgressPublisher:
         timeout = self.finish_flush_timeout
         if timeout <= 0 or self._pid != os.getpid():
             return
+        sender = self._sender
         with self._lock:
-            known_down = not self._sender.connected and self._sender.last_error is not None
-        if not known_down:
-            self.flush(timeout)
+            known_down = not sender.connected and sender.last_error is not None
+        # A server that takes our bytes but does not answer (frozen, overloaded) costs
+        # each run at most STALL_NOTICE: then, and while it lasts, runs do not wait.
+        if not known_down and not sender.stalled(d.STALL_NOTICE):
+            self._wait_settled(timeout, stall_after=d.STALL_NOTICE)
 
     def count_forgiven(self, kind: str) -> int:
         """Count one repair of bad progress data (the ``EventSink`` side of the tracking

@@ -240,7 +240,7 @@ class RedisTransport:
             pairs = zip(channels, payloads, strict=True)
             parts += (frame_command((b"PUBLISH", c, p)) for c, p in pairs)
         sock.sendall(b"".join(parts))
-        reader = ReplyReader(sock)
+        reader = ReplyReader(sock, patience=d.REPLY_PATIENCE)
         reader.read_others(len(extra), tally)
         tally.extra_errors = tally.errors
         reader.read_publishes(len(payloads), tally)

@@ -23,6 +23,9 @@ class TcpProxy:
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
+        # While set, what the server sends back is swallowed: requests reach it, replies
+        # never reach the client (a connection cut between the two).
+        self.hold_replies = False
         self.restore()
 
     @property
@@ -50,7 +53,9 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(client, upstream), daemon=True
+            ).start()
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         sel = selectors.DefaultSelector()
@@ -62,6 +67,8 @@ class TcpProxy:
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:
                         return
+                    if self.hold_replies and key.fileobj is b:
+                        continue
                     key.data.sendall(data)
         except (OSError, ValueError):
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from progress_sdk._buffer import DONE, Entry, EventBuffer
+from progress_sdk._buffer import Entry, EventBuffer
 from progress_sdk._wire import WireEncoder
 
 ENCODER = WireEncoder("test-source")
@@ -41,12 +41,14 @@ def lifecycle(event: str = "ANALYSIS_STARTED", media: str = "m1", model: str | N
     return entry(fields(event, media, model))
 
 
+def wire(item: Any) -> bytes:
+    return item if isinstance(item, bytes) else item.finish(ENCODER, keep=False)
+
+
 def taken(buffer: EventBuffer) -> list[tuple[str, int, Any]]:
     batch = buffer.take(1000)
-    buffer.settle(batch)
-    buffer.settled_batch()
-    decoded = [json.loads(e.finish(ENCODER, keep=False)) for e in batch]
-    assert [d["seq"] for d in decoded] == [e.seq for e in batch]
+    decoded = [json.loads(wire(item)) for item in batch]
+    buffer.finish_batch()
     return [(d["event"], d["seq"], d["data"].get("progress")) for d in decoded]
 
 
@@ -101,10 +103,46 @@ def test_overflow_evicts_the_oldest_progress_for_lifecycle_and_numbers_show_the_
     buffer.accept(progress(1, model="A"))
     buffer.accept(lifecycle(model="B"))
     buffer.accept(progress(1, model="C"))
-    assert buffer.accept(progress(1, model="D")) is False  # full: the newcomer is dropped
-    assert buffer.accept(lifecycle(model="E")) is True  # evicts A's progress
-    assert dict(buffer.dropped) == {"buffer_full": 1, "evicted": 1}
-    assert [(t[1]) for t in taken(buffer)] == [2, 3, 5]
+    assert buffer.accept(progress(1, model="D")) is True  # evicts A's (older) progress
+    assert buffer.accept(lifecycle(model="E")) is True  # evicts C's progress
+    assert buffer.accept(lifecycle(model="F")) is True  # evicts D's progress
+    assert buffer.accept(progress(2, model="G")) is False  # no progress left: dropped
+    assert dict(buffer.dropped) == {"buffer_full": 1, "evicted": 3}
+    assert [t[1] for t in taken(buffer)] == [2, 5, 6]
+
+
+def test_terminal_events_are_kept_ahead_of_everything_else():
+    """A full buffer gives way progress first, then other lifecycle events, then model
+    terminals, oldest first; a media's terminal event displaces them all."""
+    buffer = EventBuffer(3, 0.0, clock=Clock())
+    buffer.accept(lifecycle("PROCESSING_STARTED", media="m1", model=None))
+    buffer.accept(lifecycle("ANALYSIS_STARTED", media="m1"))
+    buffer.accept(lifecycle("ANALYSIS_COMPLETED", media="m1"))
+    assert buffer.accept(lifecycle("ANALYSIS_STARTED", media="m2")) is True  # evicts m1's
+    assert buffer.accept(progress(1, media="m2")) is False  # progress never displaces
+    assert buffer.accept(lifecycle("PROCESSING_COMPLETED", media="m1", model=None)) is True
+    assert buffer.accept(lifecycle("PROCESSING_COMPLETED", media="m2", model=None)) is True
+    assert [t[0] for t in taken(buffer)] == [
+        "PROCESSING_STARTED",
+        "PROCESSING_COMPLETED",
+        "PROCESSING_COMPLETED",
+    ]
+    assert dict(buffer.dropped) == {"evicted": 3, "buffer_full": 1}
+
+
+def test_a_superseded_progress_value_gives_way_before_the_newest_of_its_model():
+    """Of two values of one key, the older goes first, even if another key's is older."""
+    buffer = EventBuffer(3, 0.0, clock=Clock())
+    buffer.accept(progress(1, model="A"))
+    buffer.accept(progress(1, model="B"))
+    buffer.accept(lifecycle("ANALYSIS_STARTED", model="B"))  # B's value is now fixed
+    assert buffer.accept(progress(2, model="B")) is True  # full: evicts B's first value
+    events = taken(buffer)
+    assert [(e[0], e[2]) for e in events] == [
+        ("FRAME_ANALYSIS_PROGRESS", 1),
+        ("ANALYSIS_STARTED", None),
+        ("FRAME_ANALYSIS_PROGRESS", 2),
+    ]
 
 
 def test_requeued_events_go_first_unchanged_and_drain_counts_what_is_left():
@@ -114,21 +152,39 @@ def test_requeued_events_go_first_unchanged_and_drain_counts_what_is_left():
     first = buffer.take(10)
     buffer.accept(lifecycle(model="B"))
     assert buffer.queued == 2
-    buffer.requeue(first)
+    buffer.finish_batch(requeue=first)
     assert taken(buffer) == [("ANALYSIS_STARTED", 1, None), ("ANALYSIS_STARTED", 2, None)]
     buffer.accept(lifecycle(model="C"))
     assert buffer.drain() == 1
     assert buffer.dropped["closed"] == 1 and buffer.queued == 0
-    assert all(e.state == DONE for e in first)
 
 
-def test_outstanding_lists_in_flight_waiting_and_held_events():
-    """flush() waits for exactly these."""
+def test_flush_waits_for_a_ticket_that_settles_with_its_batch():
+    """Held values are queued by flush_target; the target is reached when every event
+    before it is settled, evicted ones included."""
     clock = Clock()
     buffer = EventBuffer(10, 1.0, clock=clock)
     buffer.accept(progress(1))
-    in_flight = buffer.take(10)
+    taken(buffer)
     buffer.accept(lifecycle(model="B"))
     buffer.accept(progress(2))  # held
-    assert len(buffer.outstanding()) == 3
-    assert buffer.outstanding()[0] is in_flight[0]
+    target = buffer.flush_target()
+    assert buffer.ready == 2 and buffer.settled_through < target
+    batch = buffer.take(1)
+    buffer.finish_batch(requeue=batch)  # not sent: still short of the target
+    assert buffer.settled_through < target
+    taken(buffer)
+    assert buffer.settled_through >= target
+
+
+def test_every_per_media_table_is_bounded(monkeypatch):
+    """Media that never end leave nothing behind past the bounds."""
+    from progress_sdk import _buffer
+
+    monkeypatch.setattr(_buffer, "_MAX_HOLD_MEDIA", 5)
+    buffer = EventBuffer(1000, 1.0, clock=Clock())
+    for i in range(50):
+        buffer.accept(progress(1, media=f"m{i}"))
+    taken(buffer)
+    assert len(buffer._last_sent_at) == 5
+    assert not buffer._pending and not buffer._held

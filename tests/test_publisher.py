@@ -339,29 +339,39 @@ def test_the_throttle_releases_on_its_own_timer(transport):
 # -- overflow and outages ----------------------------------------------------------------
 
 
-def test_full_buffer_drops_progress_first_and_the_gap_shows_in_seq(transport):
-    """When the buffer is full, waiting progress is evicted for lifecycle events, new
-    progress is dropped, and consumers see the loss as seq gaps."""
+def test_full_buffer_gives_way_progress_first_then_oldest_lifecycle_and_gaps_show(transport):
+    """When the buffer is full, the oldest waiting progress gives way first (to progress
+    and lifecycle events alike), then the oldest lifecycle event of the lowest rank; a
+    media's terminal event is kept; consumers see every loss as a seq gap before it."""
     # buffer_size counts the batch the sender holds: here the blocker, in flight.
     pub = ProgressPublisher(_transport=transport, buffer_size=5, min_progress_interval=0)
+    pub.emit({**lifecycle(i=-1), "event": "PROCESSING_STARTED", "data": {}})  # seq 1
+    assert pub.flush(5)
+    transport.entered.clear()
     hold_sender(pub, transport)
     try:
-        pub.emit(lifecycle(i=0))  # seq 1
-        pub.emit(progress(5, model="A"))  # seq 2: evicted below
-        pub.emit(lifecycle(i=1))  # seq 3
-        pub.emit(progress(5, model="B"))  # seq 4: evicted below
-        pub.emit(progress(5, model="C"))  # buffer full of 4: dropped (buffer_full)
-        pub.emit(lifecycle(i=2))  # evicts A
-        pub.emit(lifecycle(i=3))  # evicts B
-        pub.emit(lifecycle(i=4))  # nothing left to evict: dropped
-        stats = pub.stats()
-        assert stats.dropped == {"buffer_full": 2, "evicted": 2}
+        pub.emit(lifecycle(i=0))  # seq 2: evicted by lifecycle 4
+        pub.emit(progress(5, model="A"))  # seq 3: evicted by C
+        pub.emit(lifecycle(i=1))  # seq 4: evicted by the terminal event
+        pub.emit(progress(5, model="B"))  # seq 5: evicted by lifecycle 2
+        pub.emit(progress(5, model="C"))  # seq 6: evicted by lifecycle 3
+        pub.emit(lifecycle(i=2))  # seq 7
+        pub.emit(lifecycle(i=3))  # seq 8
+        pub.emit(lifecycle(i=4))  # seq 9: no progress left, the oldest step gives way
+        pub.emit({**lifecycle(i=5), "event": "PROCESSING_COMPLETED", "data": {}})  # seq 10
+        assert pub.stats().dropped == {"evicted": 5}
         transport.open.set()
         assert pub.flush(10)
         events = [e for e in transport.events() if e["media_id"] == "m1"]
-        assert [e["message"] for e in events] == ["step 0", "step 1", "step 2", "step 3"]
+        assert [(e["message"], e["seq"]) for e in events] == [
+            ("step -1", 1),
+            ("step 2", 7),
+            ("step 3", 8),
+            ("step 4", 9),
+            ("step 5", 10),
+        ]
         report = validate_lines([json.dumps(e).encode() for e in events])
-        assert sum(f.count for f in report.lost) == 3  # the 4th drop is trailing: invisible
+        assert sum(f.count for f in report.lost) == 5
     finally:
         pub.close(1)
 

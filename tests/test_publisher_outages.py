@@ -1,0 +1,157 @@
+"""The publisher against Redis servers of the tests' own that are frozen, killed and cut.
+
+Each test starts its own redis-server on a free loopback port (the shared server is never
+stopped), and a subscriber of its own on that server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from own_redis import OwnRedis
+from tcp_proxy import TcpProxy
+
+from progress_sdk import ProgressPublisher
+from progress_sdk.contract import validate_lines
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture
+def server() -> Iterator[OwnRedis]:
+    own = OwnRedis().start()
+    yield own
+    own.kill()
+
+
+class Collector:
+    """Subscribes on its own connection and keeps every message's bytes."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(channel)
+        self.messages: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self.pubsub.get_message(timeout=0.05)
+            except (redis.RedisError, OSError):
+                return
+            if message is not None:
+                self.messages.append(message["data"])
+
+    def wait_for(self, count: int, timeout: float = 15) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return list(self.messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.client.close()
+
+
+def one_run(publisher: ProgressPublisher, media_id: str) -> float:
+    """A short media run; returns the seconds its end (the terminal event) took."""
+    with publisher.media(media_id, "u1") as run, run.model("A") as model:
+        model.progress(1, 2)
+        started = time.perf_counter()
+        model.complete()
+    return time.perf_counter() - started
+
+
+def test_a_frozen_redis_costs_each_run_at_most_a_moment_and_loses_nothing(server):
+    """Redis frozen (SIGSTOP): the end of a run notices the stall instead of waiting its
+    full timeout, later runs do not wait at all; after SIGCONT every event arrives once."""
+    collector = Collector(server.url, "outage")
+    publisher = ProgressPublisher(server.url, "outage", finish_flush_timeout=2.0)
+    try:
+        one_run(publisher, "warm-up")
+        assert publisher.flush(5)
+        server.freeze()
+        t0 = time.perf_counter()
+        for i in range(6):
+            with publisher.media(f"m{i}", "u1") as run, run.model("A") as model:
+                model.progress(1, 2)
+        job_time_lost = time.perf_counter() - t0
+        # The first run notices within the stall threshold; the others pay nothing.
+        assert job_time_lost < 1.0, job_time_lost
+        server.thaw()
+        assert publisher.flush(15)
+        stats = publisher.stats()
+        assert stats.dropped == {}
+        wire = collector.wait_for(stats.published)
+        assert len(wire) == len(set(wire)) == stats.published == stats.accepted
+        report = validate_lines(wire)
+        assert not report.violations and not report.lost and not report.incomplete
+    finally:
+        publisher.close(2)
+        collector.close()
+
+
+def test_a_killed_and_restarted_redis_gets_every_buffered_event(server):
+    """Events accepted while Redis is down are delivered once it is back, in order."""
+    publisher = ProgressPublisher(server.url, "restart", min_progress_interval=0)
+    try:
+        one_run(publisher, "before")
+        assert publisher.flush(5)
+        server.kill()
+        for i in range(3):
+            one_run(publisher, f"during-{i}")
+        assert publisher.stats().queued > 0
+        server.start()
+        collector = Collector(server.url, "restart")
+        time.sleep(0.2)
+        assert publisher.flush(15)
+        stats = publisher.stats()
+        wire = collector.wait_for(15)
+        collector.close()
+        assert stats.dropped == {}
+        assert len(wire) == 15  # 3 runs of 5 events
+        assert not validate_lines(wire).violations
+    finally:
+        publisher.close(2)
+
+
+def test_a_batch_cut_after_forwarding_is_resent_byte_identical(server):
+    """A proxy forwards a batch, then resets the connection before the replies: the
+    events without a reply are sent again, unchanged, so consumers can drop the repeats
+    by (source, media_id, seq); nothing is lost and nothing else is repeated."""
+    proxy = TcpProxy(("127.0.0.1", server.port))
+    collector = Collector(server.url, "cut")
+    publisher = ProgressPublisher(proxy.url, "cut", min_progress_interval=0)
+    try:
+        one_run(publisher, "before")
+        assert publisher.flush(5)
+        proxy.hold_replies = True  # Redis gets the next batch; we never see its replies
+        one_run(publisher, "cut-run")
+        deadline = time.monotonic() + 5
+        while len(collector.messages) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proxy.cut()
+        proxy.hold_replies = False
+        proxy.restore()
+        assert publisher.flush(15)
+        wire = collector.wait_for(15, timeout=5)
+        unique = list(dict.fromkeys(wire))
+        assert len(unique) == 10
+        repeats = [w for w in wire if wire.count(w) > 1]
+        assert repeats, "the cut batch was not sent again"
+        keys = {(e["source"], e["media_id"], e["seq"]) for e in map(json.loads, wire)}
+        assert len(keys) == len(unique)  # a repeat is the same bytes under the same key
+        assert publisher.stats().dropped == {}
+    finally:
+        publisher.close(2)
+        collector.close()
+        proxy.close()
