@@ -278,11 +278,15 @@ class AsyncClusterPubSub:
     async def get_message(
         self, ignore_subscribe_messages: bool = False, timeout: float | None = 0.0
     ) -> dict[str, Any] | None:
-        """The next message, or None after ``timeout`` seconds."""
-        try:
-            item = await asyncio.wait_for(self._queue.get(), timeout or 0.001)
-        except (asyncio.TimeoutError, TimeoutError):
-            return None
+        """The next message, or None after ``timeout`` seconds (``None``: wait for one,
+        as redis-py's ``PubSub.get_message`` does; the relay reads that way)."""
+        if timeout is None:
+            item = await self._queue.get()
+        else:
+            try:
+                item = await asyncio.wait_for(self._queue.get(), timeout or 0.001)
+            except (asyncio.TimeoutError, TimeoutError):
+                return None
         if isinstance(item, Exception):
             raise item
         if ignore_subscribe_messages and item["type"] == "subscribe":

@@ -38,6 +38,7 @@ from progress_sdk import defaults as d
 from progress_sdk.sharding import subscribed_channels
 
 from .auth import TokenRefused, TokenVerifier
+from .packets import JsonPacket
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
@@ -97,6 +98,7 @@ class Relay:
             cors_allowed_origins=config.cors_origins,
             logger=False,
             engineio_logger=False,
+            serializer=JsonPacket,
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)

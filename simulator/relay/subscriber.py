@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -38,9 +39,18 @@ __all__ = ["ChannelSubscriber", "PubSubLike", "open_detected_pubsub", "open_redi
 
 log = logging.getLogger("progress_sim.relay")
 
-# A silent connection (Redis frozen, a cable cut without RST) is noticed by a PING that
-# goes unanswered: redis-py sends one when a subscription has been idle this long.
-HEALTH_CHECK_SECONDS = 5.0
+# The subscription reads block until a message comes (a read with a timeout costs a
+# timer per message: a third of the read's CPU, docs/relay.md). A Redis that restarts or
+# dies closes the connection, which ends the read at once; a path that goes silent
+# (a cut cable, a NAT that forgets the flow) is found by TCP keepalive: first probe after
+# 10 s idle, then every 5 s, given up after 3 unanswered, so within ~25 s. A frozen Redis
+# (SIGSTOP) keeps its connections: nothing is published meanwhile, and reading resumes
+# when it does.
+KEEPALIVE_OPTIONS = {
+    option: value
+    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, option)
+}
 
 
 class PubSubLike(Protocol):
@@ -66,7 +76,9 @@ def open_redis_pubsub(url: str) -> PubSubFactory:
             url,
             socket_connect_timeout=d.CONNECT_TIMEOUT,
             socket_keepalive=True,
-            health_check_interval=HEALTH_CHECK_SECONDS,
+            socket_keepalive_options={
+                getattr(socket, name): value for name, value in KEEPALIVE_OPTIONS.items()
+            },
         )
         # The pubsub owns the client's connection; closing it closes the client too.
         pubsub: PubSubLike = client.pubsub()
@@ -139,7 +151,7 @@ class ChannelSubscriber:
             await self._confirmed(pubsub)
             stats, handle = self._stats, self._handle
             while True:
-                message = await pubsub.get_message(timeout=1.0)
+                message = await pubsub.get_message(timeout=None)
                 if message is None or message.get("type") != "message":
                     continue
                 data = message["data"]

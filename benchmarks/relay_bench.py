@@ -1,0 +1,272 @@
+"""Relay load benchmark: 500 sockets, 5,000 events/s in, two relay processes against one.
+
+    python benchmarks/relay_bench.py [--rates 5000,1000] [--seconds 6] [--sockets 500]
+        [--repeats 3]
+
+Layouts, interleaved (A B A B ...) and reported as medians over the repeats:
+
+- ``2 nodes``: two ``progress-sim relay`` processes; each user has two sockets, one on
+  each node (the worst case for fan-out: every node serves every user);
+- ``1 node``: the product's layout, one process with all the sockets.
+
+Each trial: a publisher process PUBLISHes valid FRAME_ANALYSIS_PROGRESS events at
+each of ``--rates`` for ``--seconds`` (pipelined, paced every 10 ms; the send time rides in
+``data.details.sent``); two client processes hold the sockets with a minimal Engine.IO
+client over ``websockets`` (cheaper than python-socketio's, so they are not the
+bottleneck; their CPU is reported) and record each ``progress_update``'s arrival.
+Reported: events/s in, deliveries received against expected, latency publish → socket
+p50/p99, relay CPU (cores, from /proc), client CPU. Against the shared Redis at REDIS_URL,
+on a channel of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from array import array
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "benchmark-secret-that-is-32-bytes-long!"
+HERE = Path(__file__).resolve()
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+# -- the client process -------------------------------------------------------------------
+
+
+async def _socket(url: str, token: str, arrivals: array[float], ready: asyncio.Event,
+                  stop: asyncio.Event) -> None:
+    import orjson
+    import websockets
+
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(ws_url, max_queue=None, compression=None) as ws:
+        await ws.recv()  # Engine.IO open
+        await ws.send("40" + json.dumps({"token": token}))
+        reply = await ws.recv()
+        if not str(reply).startswith("40"):
+            raise RuntimeError(f"refused: {reply!r}")
+        ready.set()
+        while not stop.is_set():
+            try:
+                message = await asyncio.wait_for(ws.recv(), 0.5)
+            except asyncio.TimeoutError:
+                continue
+            if message == "2":
+                await ws.send("3")
+            elif isinstance(message, str) and message.startswith('42["progress_update"'):
+                now = time.time()
+                payload = orjson.loads(message[2:])[1]
+                arrivals.append(now - payload["data"]["details"]["sent"])
+
+
+async def _client_main(urls: list[str], users: list[str]) -> None:
+    sys.path.insert(0, str(HERE.parent.parent))
+    from simulator.relay.auth import sign_token
+
+    arrivals: array[float] = array("d")
+    stop = asyncio.Event()
+    readies = []
+    tasks = []
+    for user in users:
+        token = sign_token(SECRET, user)
+        for url in urls:
+            ready = asyncio.Event()
+            readies.append(ready)
+            tasks.append(asyncio.create_task(_socket(url, token, arrivals, ready, stop)))
+            await asyncio.sleep(0.002)  # no thundering herd of handshakes
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    began = cpu_seconds(os.getpid())
+    await loop.run_in_executor(None, sys.stdin.readline)  # the parent says when
+    cpu = cpu_seconds(os.getpid()) - began
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps({"latencies": list(arrivals), "cpu": cpu}), flush=True)
+
+
+# -- the publisher process ----------------------------------------------------------------
+
+
+def _publish_main(channel: str, users: list[str], rate: int, seconds: float) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    tick = 0.01
+    per_tick = max(1, round(rate * tick))
+    sent, began = 0, time.monotonic()
+    total = int(rate * seconds)
+    n_users = len(users)
+    while sent < total:
+        pipe = client.pipeline(transaction=False)
+        now = time.time()
+        stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for _ in range(min(per_tick, total - sent)):
+            user = users[sent % n_users]
+            sent += 1
+            pipe.publish(channel, json.dumps({
+                "media_id": f"m-{user}", "user_id": user, "event": "FRAME_ANALYSIS_PROGRESS",
+                "message": f"Analyzed {sent % 300 + 1}/300 frames",
+                "data": {"model_name": "SIGLIP-LSTM-V4", "progress": sent % 300 + 1,
+                         "total": 300, "details": {"sent": now}},
+                "schema_version": 1, "seq": sent, "source": "bench", "timestamp": stamp,
+            }, separators=(",", ":")))
+        pipe.execute()
+        due = began + sent / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    elapsed = time.monotonic() - began
+    print(json.dumps({"published": sent, "seconds": elapsed}), flush=True)
+
+
+# -- the parent ---------------------------------------------------------------------------
+
+
+class Relay:
+    """One ``progress-sim relay`` process on a free port."""
+
+    def __init__(self, channel: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from simulator.cli import main; main()",
+             "--redis-url", REDIS_URL, "--channel", channel, "relay", "--port", "0",
+             "--log-level", "warning"],
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "JWT_SECRET": SECRET},
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if "listening on " in line:
+                self.url = line.split("listening on ")[1].split()[0]
+                break
+        while not self.healthz()["redis_connected"]:
+            time.sleep(0.05)
+
+    def healthz(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=10) as response:
+            body: dict[str, Any] = json.load(response)
+            return body
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(HERE), *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def trial(nodes: int, rate: int, seconds: float, sockets: int) -> dict[str, float]:
+    """One run of one layout; returns its figures."""
+    channel = f"bench-relay-{uuid.uuid4().hex}"
+    users = [f"bench-{uuid.uuid4().hex[:6]}-{i}" for i in range(sockets // 2)]
+    relays = [Relay(channel) for _ in range(nodes)]
+    urls = [r.url for r in relays]
+    # Two sockets per user: one on each node, or both on the single node.
+    socket_urls = urls if nodes == 2 else urls * 2
+    halves = [users[: len(users) // 2], users[len(users) // 2:]]
+    clients = [_spawn("client", ",".join(socket_urls), ",".join(h)) for h in halves]
+    try:
+        for client in clients:
+            assert client.stdout is not None
+            if client.stdout.readline().strip() != "ready":
+                raise RuntimeError("a client process did not get its sockets up")
+        before = [cpu_seconds(r.proc.pid) for r in relays]
+        publisher = _spawn("publish", channel, ",".join(users), str(rate), str(seconds))
+        out, _ = publisher.communicate(timeout=seconds * 10 + 60)
+        sent = json.loads(out)
+        expected = sent["published"] * 2
+        delivered = lambda: sum(r.healthz()["delivered"] for r in relays)  # noqa: E731
+        deadline = time.monotonic() + 30
+        while delivered() < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the last packets on their way to the clients
+        relay_cpu = sum(cpu_seconds(r.proc.pid) - b for r, b in zip(relays, before, strict=True))
+        wall = sent["seconds"] + 1.0
+        results = []
+        for client in clients:
+            out, _ = client.communicate("stop\n", timeout=60)
+            results.append(json.loads(out))
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+        for relay in relays:
+            relay.stop()
+    latencies = sorted(x for r in results for x in r["latencies"])
+    q = lambda p: latencies[min(len(latencies) - 1, round(p * (len(latencies) - 1)))]  # noqa: E731
+    return {
+        "rate_in": sent["published"] / sent["seconds"],
+        "received": len(latencies),
+        "expected": expected,
+        "p50_ms": q(0.5) * 1000,
+        "p99_ms": q(0.99) * 1000,
+        "relay_cores": relay_cpu / wall,
+        "client_cores": sum(r["cpu"] for r in results) / wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="5000,1000",
+                        help="Comma-separated events/s to run each layout at.")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--sockets", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    layouts = {"2 nodes": 2, "1 node": 1}
+    rates = [int(r) for r in args.rates.split(",")]
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    loads = []
+    for repeat in range(args.repeats):
+        for rate in rates:
+            for name, nodes in layouts.items():
+                loads.append(os.getloadavg()[0])
+                figures = trial(nodes, rate, args.seconds, args.sockets)
+                figures["relay_us_per_event"] = (
+                    figures["relay_cores"] * 1e6 / figures["rate_in"]
+                )
+                runs.setdefault((name, rate), []).append(figures)
+                print(f"[{repeat + 1}/{args.repeats}] {name} @ {rate}/s: " + ", ".join(
+                    f"{k} {v:,.1f}" for k, v in figures.items()), flush=True)
+    print(f"\n{args.sockets} sockets ({args.sockets // 2} users x 2), {args.seconds:g} s per "
+          f"run; medians of {args.repeats} interleaved runs; load average before the runs "
+          f"{statistics.median(loads):.1f} (median) on {os.cpu_count()} cores, shared")
+    print(f"{'layout':<8} {'in/s':>7} {'received/expected':>19} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'relay cores':>12} {'relay us/event':>15} {'client cores':>13}")
+    for (name, _), figures in runs.items():
+        med = {k: statistics.median(f[k] for f in figures) for k in figures[0]}
+        print(f"{name:<8} {med['rate_in']:>7,.0f} "
+              f"{med['received']:>9,.0f}/{med['expected']:<9,.0f} {med['p50_ms']:>8.1f} "
+              f"{med['p99_ms']:>8.1f} {med['relay_cores']:>12.2f} "
+              f"{med['relay_us_per_event']:>15.0f} {med['client_cores']:>13.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "client":
+        asyncio.run(_client_main(sys.argv[2].split(","), sys.argv[3].split(",")))
+    elif len(sys.argv) > 1 and sys.argv[1] == "publish":
+        _publish_main(sys.argv[2], sys.argv[3].split(","), int(sys.argv[4]), float(sys.argv[5]))
+    else:
+        main()
