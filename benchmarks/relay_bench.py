@@ -144,11 +144,11 @@ def _publish_main(channel: str, users: list[str], rate: int, seconds: float) -> 
 class Relay:
     """One ``progress-sim relay`` process on a free port."""
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, event_loop: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from simulator.cli import main; main()",
              "--redis-url", REDIS_URL, "--channel", channel, "relay", "--port", "0",
-             "--log-level", "warning"],
+             "--log-level", "warning", "--event-loop", event_loop],
             stderr=subprocess.PIPE, text=True, env={**os.environ, "JWT_SECRET": SECRET},
         )
         assert self.proc.stderr is not None
@@ -176,11 +176,12 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, text=True)
 
 
-def trial(nodes: int, rate: int, seconds: float, sockets: int) -> dict[str, float]:
+def trial(nodes: int, rate: int, seconds: float, sockets: int,
+          event_loop: str = "auto") -> dict[str, float]:
     """One run of one layout; returns its figures."""
     channel = f"bench-relay-{uuid.uuid4().hex}"
     users = [f"bench-{uuid.uuid4().hex[:6]}-{i}" for i in range(sockets // 2)]
-    relays = [Relay(channel) for _ in range(nodes)]
+    relays = [Relay(channel, event_loop) for _ in range(nodes)]
     urls = [r.url for r in relays]
     # Two sockets per user: one on each node, or both on the single node.
     socket_urls = urls if nodes == 2 else urls * 2
@@ -234,7 +235,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--sockets", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loops", action="store_true",
+                        help="Instead: one node at the first rate, uvloop against asyncio.")
     args = parser.parse_args()
+    if args.loops:
+        compare_loops(args)
+        return
     layouts = {"2 nodes": 2, "1 node": 1}
     rates = [int(r) for r in args.rates.split(",")]
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -261,6 +267,23 @@ def main() -> None:
               f"{med['received']:>9,.0f}/{med['expected']:<9,.0f} {med['p50_ms']:>8.1f} "
               f"{med['p99_ms']:>8.1f} {med['relay_cores']:>12.2f} "
               f"{med['relay_us_per_event']:>15.0f} {med['client_cores']:>13.2f}")
+
+
+def compare_loops(args: argparse.Namespace) -> None:
+    """One relay node, the event loop as the only difference, interleaved."""
+    rate = int(args.rates.split(",")[0])
+    runs: dict[str, list[dict[str, float]]] = {"asyncio": [], "uvloop": []}
+    for repeat in range(args.repeats):
+        for loop, results in runs.items():
+            figures = trial(1, rate, args.seconds, args.sockets, event_loop=loop)
+            figures["relay_us_per_event"] = figures["relay_cores"] * 1e6 / figures["rate_in"]
+            results.append(figures)
+            print(f"[{repeat + 1}/{args.repeats}] {loop}: " + ", ".join(
+                f"{k} {v:,.1f}" for k, v in figures.items()), flush=True)
+    for loop, figures in runs.items():
+        med = {k: statistics.median(f[k] for f in figures) for k in figures[0]}
+        print(f"{loop:<8} relay {med['relay_us_per_event']:.0f} us/event, "
+              f"p50 {med['p50_ms']:.1f} ms, p99 {med['p99_ms']:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
               "spreads connections over them.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
+@click.option("--event-loop", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto",
+              show_default=True, help="auto: uvloop when installed (the relay extra has it).")
 @click.pass_context
 def relay(  # noqa: PLR0917 - one parameter per click option
     ctx: click.Context,
@@ -74,6 +76,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     cors_origins: tuple[str, ...],
     reuse_port: bool,
     log_level: str,
+    event_loop: str,
 ) -> None:
     """Relay the channel's events to browsers over Socket.IO, a private room per user.
 
@@ -120,7 +123,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
             err=True,
         )
 
-    serve(node, sock, log_level=log_level, on_ready=ready)
+    serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
 
 
 @click.command()

@@ -48,9 +48,14 @@ def serve(
     sock: socket.socket,
     *,
     log_level: str = "info",
+    event_loop: str = "auto",
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; ``on_ready(url)`` once the relay accepts sockets."""
+    """Serve until SIGINT/SIGTERM; ``on_ready(url)`` once the relay accepts sockets.
+
+    ``event_loop``: ``auto`` (uvloop when installed, as the relay extra does), ``uvloop``
+    or ``asyncio``.
+    """
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
@@ -62,6 +67,7 @@ def serve(
     config = uvicorn.Config(
         relay.asgi_app(),
         log_level=log_level,
+        loop=event_loop,
         # The access log prints request lines, query strings included; a client that put
         # its token in the URL would see it logged. The relay logs what matters itself.
         access_log=False,
