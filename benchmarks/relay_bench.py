@@ -15,8 +15,10 @@ each of ``--rates`` for ``--seconds`` (pipelined, paced every 10 ms; the send ti
 client over ``websockets`` (cheaper than python-socketio's, so they are not the
 bottleneck; their CPU is reported) and record each ``progress_update``'s arrival.
 Reported: events/s in, deliveries received against expected, latency publish → socket
-p50/p99, relay CPU (cores, from /proc), client CPU. Against the shared Redis at REDIS_URL,
-on a channel of its own.
+p50/p99, relay CPU (cores, from /proc), client CPU. ``--loops`` compares uvloop with
+asyncio on one node; ``--micro`` the per-event costs of packet encoding and subscription
+reads, each against python-socketio's / redis-py's default way. Against the shared Redis
+at REDIS_URL, on a channel of its own.
 """
 
 from __future__ import annotations
@@ -237,7 +239,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--loops", action="store_true",
                         help="Instead: one node at the first rate, uvloop against asyncio.")
+    parser.add_argument("--micro", action="store_true",
+                        help="Instead: packet encoding and subscription reads per event.")
     args = parser.parse_args()
+    if args.micro:
+        micro(args.repeats)
+        return
     if args.loops:
         compare_loops(args)
         return
@@ -267,6 +274,73 @@ def main() -> None:
               f"{med['received']:>9,.0f}/{med['expected']:<9,.0f} {med['p50_ms']:>8.1f} "
               f"{med['p99_ms']:>8.1f} {med['relay_cores']:>12.2f} "
               f"{med['relay_us_per_event']:>15.0f} {med['client_cores']:>13.2f}")
+
+
+_PAYLOAD = {
+    "mediaId": "9b2f0c1e-3c41-4f0e-9d7a-0c1f2e3d4a5b", "userId": "u-17",
+    "event": "FRAME_ANALYSIS_PROGRESS", "message": "Analyzed 150/300 frames",
+    "data": {"model_name": "SIGLIP-LSTM-V4", "progress": 150, "total": 300,
+             "phase": "frame_analysis", "details": {"fps": 29.97, "window": [120, 150]}},
+    "timestamp": "2026-11-26T05:00:00.123456Z", "seq": 42, "source": "worker-3:4711:a8f2",
+    "runId": "run-0007",
+}
+
+
+def _encode_us(packet_class: Any, repeats: int = 20000) -> float:
+    began = time.process_time()
+    for _ in range(repeats):
+        packet_class(2, namespace="/", data=["progress_update", _PAYLOAD]).encode()
+    return (time.process_time() - began) / repeats * 1e6
+
+
+async def _read_us(blocking: bool, hiredis: bool, messages: int = 20000) -> float:
+    import redis
+    import redis.asyncio as aioredis
+    from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
+
+    channel = f"bench-read-{uuid.uuid4().hex}"
+    parser = _AsyncHiredisParser if hiredis else _AsyncRESP2Parser
+    client = aioredis.Redis.from_url(REDIS_URL, parser_class=parser)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    while (await pubsub.get_message(timeout=1.0) or {}).get("type") != "subscribe":
+        pass
+    publisher = redis.Redis.from_url(REDIS_URL)
+    pipe = publisher.pipeline(transaction=False)
+    for _ in range(messages):
+        pipe.publish(channel, json.dumps(_PAYLOAD))
+    pipe.execute()
+    publisher.close()
+    began, got = time.process_time(), 0
+    while got < messages:
+        message = await pubsub.get_message(timeout=None if blocking else 1.0)
+        if message is not None and message["type"] == "message":
+            got += 1
+    spent = time.process_time() - began
+    await pubsub.aclose()
+    await client.aclose()
+    return spent / messages * 1e6
+
+
+def micro(repeats: int) -> None:
+    """The two per-event costs the relay chose its way around, each against the default."""
+    import socketio.packet
+
+    sys.path.insert(0, str(HERE.parent.parent))
+    from simulator.relay.packets import JsonPacket
+
+    figures: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        figures.setdefault("encode default Packet", []).append(_encode_us(socketio.packet.Packet))
+        figures.setdefault("encode JsonPacket", []).append(_encode_us(JsonPacket))
+        for blocking in (False, True):
+            for hiredis in (False, True):
+                name = (f"read {'blocking' if blocking else 'timeout=1'}, "
+                        f"{'hiredis' if hiredis else 'Python parser'}")
+                figures.setdefault(name, []).append(asyncio.run(_read_us(blocking, hiredis)))
+    print(f"CPU per event, medians of {repeats} interleaved runs (process time, shared machine)")
+    for name, values in figures.items():
+        print(f"  {name:<36} {statistics.median(values):6.1f} us")
 
 
 def compare_loops(args: argparse.Namespace) -> None:

@@ -216,7 +216,12 @@ class Relay:
         self.stats.connects += 1
         log.debug("socket %s connected as user %r", sid, user_id)
         for hook in self._connect_hooks:
-            await hook(sid, user_id)
+            try:
+                await hook(sid, user_id)
+            except Exception:
+                # The socket stays connected and gets live events; a failing extra (a
+                # snapshot, say) is logged, not allowed to strand the socket.
+                log.exception("connect hook %r failed for socket %s", hook, sid)
 
     async def _on_disconnect(self, sid: str, *reason: Any) -> None:
         user_id = self._user_of.pop(sid, None)

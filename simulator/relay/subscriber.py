@@ -127,6 +127,7 @@ class ChannelSubscriber:
         self._where = mask_url(where)
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._was_up = False
         self.subscribed = asyncio.Event()
         """Set while a subscription is confirmed (tests and start-up wait on it)."""
 
@@ -172,12 +173,17 @@ class ChannelSubscriber:
                 break
         self._stats.redis_connected = True
         self._stats.redis_connects += 1
+        self._was_up = True
         self.subscribed.set()
         log.info("subscribed to %s on %s", ", ".join(map(repr, self.channels)), self._where)
 
     def _lost(self, exc: BaseException, delay: float) -> None:
         self._stats.redis_errors += 1
-        log.warning(
+        # One warning per outage; the retries after it only at debug level.
+        level = logging.WARNING if self._stats.redis_errors == 1 or self._was_up else logging.DEBUG
+        self._was_up = False
+        log.log(
+            level,
             "Redis connection lost or refused (%s: %s); retrying in %.2f s",
             type(exc).__name__, mask_url(str(exc)), delay,
         )
