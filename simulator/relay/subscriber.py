@@ -40,8 +40,9 @@ __all__ = ["ChannelSubscriber", "PubSubLike", "open_detected_pubsub", "open_redi
 log = logging.getLogger("progress_sim.relay")
 
 # The subscription reads block until a message comes (a read with a timeout costs a
-# timer per message: a third of the read's CPU, docs/relay.md). A Redis that restarts or
-# dies closes the connection, which ends the read at once; a path that goes silent
+# timer per message: a quarter to a third of the read's CPU, docs/relay.md). A Redis
+# that restarts or dies closes the connection, which ends the read at once; a path that
+# goes silent
 # (a cut cable, a NAT that forgets the flow) is found by TCP keepalive: first probe after
 # 10 s idle, then every 5 s, given up after 3 unanswered, so within ~25 s. A frozen Redis
 # (SIGSTOP) keeps its connections: nothing is published meanwhile, and reading resumes
@@ -54,7 +55,8 @@ KEEPALIVE_OPTIONS = {
 
 
 class PubSubLike(Protocol):
-    """What the subscriber needs of a pub/sub connection (``redis.asyncio.client.PubSub``)."""
+    """What the subscriber needs of a pub/sub connection (``redis.asyncio.client.PubSub``);
+    ``get_message(timeout=None)`` must wait until a message comes."""
 
     async def subscribe(self, *channels: str) -> Any: ...
 
