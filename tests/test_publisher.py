@@ -616,3 +616,34 @@ def test_sequence_counters_are_remembered_least_recently_used_first_out(
         ("b", 1),
         ("a", 1),
     ]
+
+
+def test_a_sender_thread_that_dies_is_restarted_by_the_next_event(transport, caplog):
+    """Even an error no batch guard catches (here a BaseException from the transport)
+    costs only its batch, counted as sender_error; the next emit() starts a new thread
+    and delivery goes on; accounting stays exact."""
+    calls = []
+    real_publish = transport.publish
+
+    def dies_once(payloads: list[bytes], *args: object) -> Delivery:
+        calls.append(len(payloads))
+        if len(calls) == 1:
+            raise SystemExit("a bug that ends the thread")
+        return real_publish(payloads)
+
+    transport.publish = dies_once  # type: ignore[method-assign]
+    with (
+        caplog.at_level(logging.ERROR, logger="progress_sdk"),
+        ProgressPublisher(_transport=transport, min_progress_interval=0) as pub,
+    ):
+        pub.emit(lifecycle(i=0))
+        deadline = time.monotonic() + 5
+        while pub.stats().dropped.get("sender_error") != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pub.stats().dropped == {"sender_error": 1}
+        pub.emit(lifecycle(i=1))
+        assert pub.flush(5)
+        stats = pub.stats()
+        assert [e["message"] for e in transport.events()] == ["step 1"]
+        assert stats.accepted == stats.published + stats.dropped_total + stats.queued == 2
+    assert "restarts it" in caplog.text
