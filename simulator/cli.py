@@ -13,7 +13,7 @@ from progress_sdk import defaults as d
 from progress_sdk.contract import read_lines, validate_lines
 from progress_sdk.exceptions import ConfigurationError
 
-from .streams import event_lines
+from .streams import MAX_LINE_BYTES, event_lines
 
 # The simulator's commands live in simulator.commands, which imports redis, rich and the
 # publisher. They are loaded when one of them is run or listed, so `validate` (and
@@ -121,13 +121,15 @@ def validate(file: str, strict: bool, as_json: bool, allow_incomplete: bool) -> 
     try:
         if file == "-":
             report = validate_lines(
-                event_lines(read_lines(sys.stdin.buffer)),
+                event_lines(read_lines(sys.stdin.buffer, MAX_LINE_BYTES)),
                 strict, allow_incomplete=allow_incomplete,
             )
         else:
             with open(file, "rb") as stream:
                 report = validate_lines(
-                    event_lines(read_lines(stream)), strict, allow_incomplete=allow_incomplete
+                    event_lines(read_lines(stream, MAX_LINE_BYTES)),
+                    strict,
+                    allow_incomplete=allow_incomplete,
                 )
     except OSError as exc:
         click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)

@@ -17,9 +17,13 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["HEADER_KEY", "PLAIN", "RECORDING", "detect_format", "event_lines"]
+__all__ = ["HEADER_KEY", "MAX_LINE_BYTES", "PLAIN", "RECORDING", "detect_format", "event_lines"]
 
 HEADER_KEY = "progress_sim_recording"
+# The longest line worth reading whole. A recording wraps an event of up to
+# MAX_EVENT_BYTES with "t" and "channel", and writes it ASCII-escaped: a character of
+# two to four UTF-8 bytes becomes a six-byte \uXXXX escape (twelve for a surrogate pair).
+MAX_LINE_BYTES = 6 * 64 * 1024 + 1024
 PLAIN = "events"
 RECORDING = "recording"
 

@@ -208,3 +208,24 @@ def test_every_pair_of_stream_commands_round_trips(redis_url, channel, tmp_path)
     assert [{k: v for k, v in e.items() if k != "timestamp"} for e in again] == (
         without_timestamps(events)
     )
+
+
+def test_a_recorded_event_near_the_size_limit_validates(tmp_path):
+    """A recording escapes non-ASCII text, so its line is longer than the event: still valid."""
+    text = "é" * 20_000  # 40,000 bytes of UTF-8, 120,000 once escaped as \u00e9
+    events = [
+        {"media_id": "m1", "user_id": "u1", "event": "PROCESSING_STARTED", "message": "go",
+         "data": {"details": {"notes": text}}},
+        {"media_id": "m1", "user_id": "u1", "event": "PROCESSING_FAILED", "message": "x",
+         "data": {"error_message": "x"}},
+    ]
+    path = tmp_path / "big.ndjson"
+    path.write_text(as_recording([json.dumps(e).encode() for e in events]))
+    assert len(path.read_bytes().splitlines()[1]) > 64 * 1024
+    result = invoke("validate", "--json", str(path))
+    assert result.exit_code == 0, result.stdout
+    too_big = tmp_path / "too-big.ndjson"
+    too_big.write_text(json.dumps({**events[0], "data": {"details": {"n": "x" * 70_000}}}) + "\n")
+    result = invoke("validate", "--json", str(too_big))
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["violations"][0]["check"] == "max_size"
