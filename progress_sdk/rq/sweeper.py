@@ -1,0 +1,54 @@
+"""The sweeper: reports the jobs of workers that died with their work horse.
+
+A ``TrackingWorker`` keeps a short-lived key alive (``alive_ttl``, 15 s by default) and
+records itself as the owner of each job it runs. When a worker is SIGKILLed, its host
+reboots or it is OOM-killed together with its horse, nothing in it can report anything,
+and RQ itself only moves the job to its failed registry after the job's heartbeat
+expires (a minute or more) and a worker's maintenance pass runs (every 10 minutes by
+default). ``sweep()`` finds open tracked jobs whose owner's key has expired and reports
+them at once (``close_job``): every ``TrackingWorker`` sweeps every few seconds, and
+``progress_sdk.rq.sweep(connection)`` can run from cron or any process.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from ..publisher import ProgressPublisher
+from . import settings
+from .closing import close_job
+from .state import RunState
+
+__all__ = ["sweep"]
+
+log = logging.getLogger("progress_sdk.rq")
+
+
+def sweep(
+    connection: redis.Redis,
+    publisher: ProgressPublisher | None = None,
+    *,
+    limit: int = 1000,
+) -> int:
+    """Report the open jobs of dead workers; returns how many were closed."""
+    config = settings.current()
+    state = RunState(connection, prefix=config.prefix, ttl=config.state_ttl)
+    out = publisher or settings.default_publisher()
+    closed = 0
+    for job_id in state.open_jobs(limit):
+        record = state.load_job(job_id)
+        if record is None:
+            state.close_job(job_id)  # its record expired: nothing left to report
+            continue
+        if record.closed or record.owner is None or state.is_alive(record.owner):
+            continue
+        reason = (
+            f"the worker running this job ({record.owner}) stopped without reporting it "
+            "(killed together with its work horse, or its machine went down)"
+        )
+        log.warning("job %s: %s", job_id, reason)
+        if close_job(out, state, job_id, reason, delivery_timeout=config.delivery_timeout):
+            closed += 1
+    return closed

@@ -1,0 +1,165 @@
+"""``TrackingWorker``: an RQ worker whose parent process reports what its horse could not.
+
+RQ forks a work horse per job. A horse killed by a signal (the OOM killer's SIGKILL),
+killed by RQ at a hard timeout (the job's timeout plus RQ's 60 s grace, when the job
+sits in native code and ignores the soft one) or by ``send_stop_job_command`` runs no
+more code: no ``except``, no ``on_failure`` callback. The worker's parent process
+survives it and calls ``handle_job_failure`` for each of these; this subclass reports
+the job's open models and (by contract rule 5) its media from there, through the shared
+state (``RunState``) the horse kept, before RQ records the failure and enqueues the
+media's finalizer.
+
+It overrides only hooks RQ has kept public and stable since 1.16: ``handle_job_failure``
+(every failure, in the parent and in the horse), ``handle_work_horse_killed`` (the exit
+status of a killed horse), ``execute_job`` (which job this worker owns) and
+``register_birth``/``register_death`` (a liveness key and the sweeper thread). Failures
+it cannot see (the worker killed with its horse) are left to the sweeper; see
+``progress_sdk.rq.sweeper``. Use it with ``rq worker -w progress_sdk.rq.TrackingWorker``
+or ``progress-sim worker``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from rq import Worker
+
+from ..publisher import ProgressPublisher
+from . import settings
+from .closing import close_job
+from .state import RunState
+from .sweeper import sweep
+
+__all__ = ["TrackingWorker", "failure_reason"]
+
+log = logging.getLogger("progress_sdk.rq")
+
+
+def failure_reason(job: Any, exc_string: str, exit_status: int | None) -> str:
+    """The sentence the UI shows for a job that ended without reporting its failure."""
+    if "stopped" in exc_string.lower():
+        return "the job was stopped (RQ stop command)"
+    if exit_status is not None and os.WIFSIGNALED(exit_status):
+        number = os.WTERMSIG(exit_status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        started = getattr(job, "started_at", None)
+        timeout = getattr(job, "timeout", None)
+        if timeout and timeout > 0 and started is not None:
+            ran = time.time() - started.timestamp()
+            if ran >= timeout:
+                return f"the job ran past its {timeout} s timeout and was killed ({name})"
+        hint = " (out of memory?)" if number == signal.SIGKILL else ""
+        return f"the work horse was killed by {name}{hint}"
+    if exit_status is not None:
+        return f"the work horse exited with status {os.waitstatus_to_exitcode(exit_status)}"
+    lines = [line.strip() for line in exc_string.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "the job failed"
+
+
+class TrackingWorker(Worker):
+    """An ``rq.Worker`` that reports tracked jobs its work horses could not."""
+
+    #: Seconds the liveness key lives; the sweeper reports a worker silent this long.
+    alive_ttl: float = 15.0
+    #: Seconds between two sweeps of this worker's sweeper thread.
+    sweep_interval: float = 5.0
+
+    def __init__(
+        self,
+        *args: Any,
+        publisher: ProgressPublisher | None = None,
+        alive_ttl: float | None = None,
+        sweep_interval: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if publisher is not None:
+            settings.configure(publisher=publisher)
+        if alive_ttl is not None:
+            self.alive_ttl = alive_ttl
+        if sweep_interval is not None:
+            self.sweep_interval = sweep_interval
+        self._killed: dict[str, int] = {}
+        self._stop_sweeping = threading.Event()
+        self._sweeper: threading.Thread | None = None
+
+    def _shared_state(self) -> RunState:
+        config = settings.current()
+        return RunState(self.connection, prefix=config.prefix, ttl=config.state_ttl)
+
+    def execute_job(self, job: Any, queue: Any) -> Any:
+        """Own the job (for the sweeper), run it, then close it if nobody did."""
+        self._shared_state().record_job(job.id, owner=self.name)
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            self._report(job, "the job ended without reporting its result", None)
+
+    def handle_work_horse_killed(self, job: Any, retpid: Any, ret_val: Any, rusage: Any) -> None:
+        """Remember how the horse ended, for the failure's message."""
+        if isinstance(ret_val, int):
+            self._killed[job.id] = ret_val
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call,unused-ignore]
+
+    def handle_job_failure(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
+        """Report the job's open models and media, then let RQ record the failure."""
+        exc_string = kwargs.get("exc_string", "")
+        self._report(job, exc_string, self._killed.pop(job.id, None))
+        return super().handle_job_failure(job, queue, *args, **kwargs)
+
+    def _report(self, job: Any, exc_string: str, exit_status: int | None) -> None:
+        # Never let reporting break the worker: RQ must still record the job's end.
+        try:
+            config = settings.current()
+            close_job(
+                settings.default_publisher(), self._shared_state(), job.id,
+                failure_reason(job, exc_string, exit_status),
+                delivery_timeout=config.delivery_timeout,
+            )
+        except Exception:
+            log.exception("job %s: could not report its failure", job.id)
+
+    # -- liveness and the sweeper ----------------------------------------------------
+
+    def register_birth(self, *args: Any, **kwargs: Any) -> Any:
+        """Start keeping this worker's liveness key and sweeping dead workers' jobs."""
+        result = super().register_birth(*args, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
+        self._shared_state().keep_alive(self.name, self.alive_ttl)
+        self._stop_sweeping.clear()
+        self._sweeper = threading.Thread(
+            target=self._keep_alive_and_sweep, name="progress-sdk-sweeper", daemon=True
+        )
+        self._sweeper.start()
+        return result
+
+    def register_death(self, *args: Any, **kwargs: Any) -> Any:
+        """Stop the sweeper and say this worker stopped cleanly."""
+        self._stop_sweeping.set()
+        if self._sweeper is not None:
+            self._sweeper.join(5)
+        try:
+            self._shared_state().forget_worker(self.name)
+        except Exception:
+            log.exception("could not remove the liveness key of %s", self.name)
+        return super().register_death(*args, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
+
+    def _keep_alive_and_sweep(self) -> None:
+        beat = max(self.alive_ttl / 3, 0.1)
+        next_sweep = time.monotonic()
+        while not self._stop_sweeping.wait(0 if next_sweep <= time.monotonic() else beat):
+            try:
+                self._shared_state().keep_alive(self.name, self.alive_ttl)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_interval
+                    sweep(self.connection)
+            except Exception:
+                log.exception("worker %s: liveness or sweep failed; retrying", self.name)
+                next_sweep = time.monotonic() + self.sweep_interval
