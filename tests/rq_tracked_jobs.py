@@ -61,12 +61,12 @@ def analyse_model(tracking: JobTracking, frames: int, frame_seconds: float,
 
 @tracked_job
 def analyse_media(tracking: JobTracking, frames: int, frame_seconds: float,
-                  plan: dict[str, str], marker: str | None = None) -> str | None:
+                  plan: dict[str, str], marker: str | None = None) -> list[str]:
     """Every model of a media (the single-job layout); a failed model does not stop it."""
     for name in tracking.models:
         with contextlib.suppress(ModelError), tracking.model(name) as model:
             _play(model, frames, frame_seconds, plan.get(name), marker)
-    return tracking.run.outcome
+    return [tracking.model(name).state for name in tracking.models]
 
 
 def work(url: str, queue_name: str, burst: bool, alive_ttl: float) -> None:

@@ -4,11 +4,13 @@ Job functions, the finalizer, the worker and the sweeper all run in processes RQ
 or starts; they find their publisher here. ``configure()`` before the worker starts (a
 worker script, or ``rq worker -c`` settings module) sets it for every horse it forks;
 without it, the first use creates a ``ProgressPublisher()`` from the environment
-(``REDIS_URL``, ``MEDIA_PROGRESS_CHANNEL_NAME``).
+(``REDIS_URL``, ``MEDIA_PROGRESS_CHANNEL_NAME``). The shared state's key prefix comes
+from ``PROGRESS_SDK_RQ_PREFIX`` when set (give each deployment, or test, its own).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, replace
 
@@ -16,7 +18,9 @@ from ..exceptions import ConfigurationError
 from ..publisher import ProgressPublisher
 from .state import DEFAULT_PREFIX, DEFAULT_STATE_TTL
 
-__all__ = ["Settings", "configure", "current", "default_publisher"]
+__all__ = ["ENV_PREFIX", "Settings", "configure", "current", "default_publisher"]
+
+ENV_PREFIX = "PROGRESS_SDK_RQ_PREFIX"
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Settings:
 
 
 _lock = threading.Lock()
-_settings = Settings()
+_settings = Settings(prefix=os.environ.get(ENV_PREFIX) or DEFAULT_PREFIX)
 
 
 def configure(

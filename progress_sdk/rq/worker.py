@@ -25,6 +25,7 @@ import os
 import signal
 import threading
 import time
+from datetime import timezone
 from typing import Any
 
 from rq import Worker
@@ -44,18 +45,19 @@ def failure_reason(job: Any, exc_string: str, exit_status: int | None) -> str:
     """The sentence the UI shows for a job that ended without reporting its failure."""
     if "stopped" in exc_string.lower():
         return "the job was stopped (RQ stop command)"
+    timeout = getattr(job, "timeout", None)
+    started = getattr(job, "started_at", None)
+    if timeout and timeout > 0 and started is not None:
+        if started.tzinfo is None:  # rq < 2 keeps naive UTC times
+            started = started.replace(tzinfo=timezone.utc)
+        if time.time() - started.timestamp() >= timeout:
+            return f"the job ran past its {timeout} s timeout and was killed"
     if exit_status is not None and os.WIFSIGNALED(exit_status):
         number = os.WTERMSIG(exit_status)
         try:
             name = signal.Signals(number).name
         except ValueError:
             name = f"signal {number}"
-        started = getattr(job, "started_at", None)
-        timeout = getattr(job, "timeout", None)
-        if timeout and timeout > 0 and started is not None:
-            ran = time.time() - started.timestamp()
-            if ran >= timeout:
-                return f"the job ran past its {timeout} s timeout and was killed ({name})"
         hint = " (out of memory?)" if number == signal.SIGKILL else ""
         return f"the work horse was killed by {name}{hint}"
     if exit_status is not None:

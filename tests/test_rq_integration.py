@@ -1,0 +1,493 @@
+"""progress_sdk.rq against the real Redis server with real forking RQ workers.
+
+Every worker here is a ``TrackingWorker`` in its own process (``tests/rq_tracked_jobs.py``)
+that forks a work horse per job. RQ's keys live in database 15, shared with other test
+sessions: each test uses its own queues and its own shared-state prefix and deletes its
+queues afterwards. Progress events go over the test's own channel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from rq import Queue
+from rq.command import send_stop_job_command
+from rq.job import JobStatus
+
+from progress_sdk import ProgressPublisher, validate_lines
+from progress_sdk.rq import configure, enqueue_media, failure_reason
+from progress_sdk.rq.settings import ENV_PREFIX, current
+from progress_sdk.testing import CapturingPublisher
+
+pytestmark = pytest.mark.redis
+
+TESTS = Path(__file__).parent
+A, B, C = "SIGLIP-LSTM-V4", "LIP-FD-V1", "COLOR-CUES-LSTM-V1"
+TERMINAL = ("PROCESSING_COMPLETED", "PROCESSING_FAILED")
+
+
+@pytest.fixture
+def rq_url(redis_url: str) -> str:
+    """The same server, database 15."""
+    return urlunsplit(urlsplit(redis_url)._replace(path="/15"))
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A shared-state prefix of this test alone, in this process and its workers."""
+    before = current().prefix
+    name = f"progress-test-rq:{uuid.uuid4().hex}"
+    configure(prefix=name)
+    yield name
+    configure(prefix=before)
+
+
+@pytest.fixture
+def queues(rq_url: str) -> Iterator[Callable[[], Queue]]:
+    """Makes queues no other test uses; deletes them, their jobs and registries after."""
+    connection = redis.Redis.from_url(rq_url)
+    made: list[Queue] = []
+
+    def make() -> Queue:
+        queue = Queue(f"progress-test-{uuid.uuid4().hex}", connection=connection)
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        registries = [queue.started_job_registry, queue.finished_job_registry,
+                      queue.failed_job_registry, queue.deferred_job_registry,
+                      queue.scheduled_job_registry, queue.canceled_job_registry]
+        job_ids = set(queue.get_job_ids())
+        for registry in registries:
+            job_ids.update(registry.get_job_ids())
+        for job_id in job_ids:
+            connection.delete(f"rq:job:{job_id}", f"rq:results:{job_id}",
+                              f"rq:job:{job_id}:dependents", f"rq:job:{job_id}:dependencies")
+        connection.delete(*(registry.key for registry in registries))
+        queue.delete(delete_jobs=True)
+    connection.close()
+
+
+@pytest.fixture
+def publisher(redis_url: str, channel: str) -> Iterator[ProgressPublisher]:
+    """The enqueuing side's publisher (it announces per-model media)."""
+    out = ProgressPublisher(redis_url, channel, finish_flush_timeout=2)
+    yield out
+    out.close()
+
+
+class Workers:
+    """Starts TrackingWorker processes; kills whatever is left at the end."""
+
+    def __init__(self, rq_url: str, events_url: str, channel: str, prefix: str) -> None:
+        self.rq_url = rq_url
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+            REDIS_URL=events_url,
+            MEDIA_PROGRESS_CHANNEL_NAME=channel,
+            **{ENV_PREFIX: prefix},
+        )
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, queue: Queue, *, burst: bool = True, alive_ttl: float = 15.0,
+              ) -> subprocess.Popen[bytes]:
+        command = [sys.executable, str(TESTS / "rq_tracked_jobs.py"), self.rq_url, queue.name,
+                   "burst" if burst else "forever", str(alive_ttl)]
+        process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        self.started.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+
+
+@pytest.fixture
+def workers(rq_url: str, redis_url: str, channel: str, prefix: str) -> Iterator[Workers]:
+    """Real forking TrackingWorker processes publishing on this test's channel."""
+    started = Workers(rq_url, redis_url, channel, prefix)
+    yield started
+    started.close()
+
+
+def wait_for_terminals(subscriber: Any, media: set[str], timeout: float) -> list[dict[str, Any]]:
+    """Wait until every media's terminal event arrived; return every event so far."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = [json.loads(raw) for raw in subscriber.wait_for(0, timeout=0)]
+        ended = {e["media_id"] for e in events if e["event"] in TERMINAL}
+        if media <= ended or time.monotonic() > deadline:
+            assert media <= ended, f"no terminal event for {sorted(media - ended)}"
+            return events
+        time.sleep(0.1)
+
+
+def settle(subscriber: Any, url: str, channel: str) -> list[bytes]:
+    """Everything on the channel so far: a sentinel published now arrives after it all."""
+    sentinel = f"sentinel-{uuid.uuid4().hex}".encode()
+    client = redis.Redis.from_url(url)
+    client.publish(channel, sentinel)
+    client.close()
+    deadline = time.monotonic() + 10
+    messages = subscriber.wait_for(1, timeout=10)
+    while sentinel not in messages and time.monotonic() < deadline:
+        messages = subscriber.wait_for(len(messages) + 1, timeout=deadline - time.monotonic())
+    assert sentinel in messages, "the sentinel never arrived"
+    return [m for m in messages if m != sentinel]
+
+
+def lifecycle(events: list[dict[str, Any]], media_id: str) -> list[tuple[str, str | None]]:
+    """The media's lifecycle events (no progress, no repeated PROCESSING_STARTED)."""
+    out: list[tuple[str, str | None]] = []
+    for e in events:
+        if e["media_id"] != media_id or e["event"].endswith("_PROGRESS"):
+            continue
+        if e["event"] == "PROCESSING_STARTED" and ("PROCESSING_STARTED", None) in out:
+            continue
+        out.append((e["event"], e["data"].get("model_name")))
+    return out
+
+
+def errors(events: list[dict[str, Any]], media_id: str) -> dict[str | None, str]:
+    """The media's error messages by model (None: the media's)."""
+    return {
+        e["data"].get("model_name"): e["data"]["error_message"]
+        for e in events
+        if e["media_id"] == media_id and "error_message" in e["data"]
+    }
+
+
+def assert_strictly_valid(received: list[bytes]) -> None:
+    report = validate_lines(received, strict=True)
+    assert report.ok, report.to_text()
+    assert report.incomplete_count == 0 and report.lost_events == 0, report.to_text()
+    assert len(set(received)) == len(received), "a message arrived twice"
+
+
+# -- without a worker ---------------------------------------------------------------------
+
+
+def test_a_tracked_job_runs_without_a_worker_with_the_testing_helpers() -> None:
+    """Called directly, a tracked job emits its whole, valid stream to the given publisher."""
+    import rq_tracked_jobs as jobs
+
+    capturing = CapturingPublisher()
+    outcome = jobs.analyse_media.with_publisher(capturing)(
+        4, 0.0, {B: "fail"}, media_id="m-direct", user_id="u-1", models=[A, B]
+    )
+    assert outcome == ["completed", "failed"]
+    capturing.events.assert_valid()
+    assert [(e["event"], e["data"].get("model_name")) for e in capturing.events
+            if not e["event"].endswith("_PROGRESS")] == [
+        ("PROCESSING_STARTED", None), ("ANALYSIS_QUEUED", A), ("ANALYSIS_QUEUED", B),
+        ("ANALYSIS_STARTED", A), ("ANALYSIS_COMPLETED", A),
+        ("ANALYSIS_STARTED", B), ("ANALYSIS_FAILED", B), ("PROCESSING_COMPLETED", None),
+    ]
+
+
+def test_an_exception_outside_any_model_fails_the_media() -> None:
+    """Rule 5: a job failing outside a model ends its media with PROCESSING_FAILED."""
+    from progress_sdk.rq import JobTracking, tracked_job
+
+    @tracked_job
+    def broken(tracking: JobTracking) -> None:
+        with tracking.model(A) as model:
+            model.complete("REAL", 0.6)
+        raise OSError("the upload vanished")
+
+    capturing = CapturingPublisher()
+    with pytest.raises(OSError):
+        broken.with_publisher(capturing)(media_id="m-broken", user_id="u-1", models=[A])
+    capturing.events.assert_valid()
+    last = capturing.events[-1]
+    assert last["event"] == "PROCESSING_FAILED"
+    assert last["data"]["error_message"] == "OSError: the upload vanished"
+
+
+def test_a_tracked_job_without_ids_says_how_to_pass_them() -> None:
+    """The error names the two ways to give a job its media and user ids."""
+    import rq_tracked_jobs as jobs
+
+    from progress_sdk import TrackingError
+
+    with pytest.raises(TrackingError, match="media_id and user_id"):
+        jobs.analyse_media.with_publisher(CapturingPublisher())(1, 0.0, {})
+
+
+def test_failure_reasons_name_what_ended_the_horse() -> None:
+    """Stop command, signal and exit status each give the UI a sentence of their own."""
+
+    class FakeJob:
+        timeout = 180
+        started_at = None
+
+    assert "stopped" in failure_reason(FakeJob(), "Job stopped by user, work-horse terminated.", None)
+    assert failure_reason(FakeJob(), "", signal.SIGKILL) == (
+        "the work horse was killed by SIGKILL (out of memory?)"
+    )
+    assert failure_reason(FakeJob(), "", 3 << 8) == "the work horse exited with status 3"
+
+
+# -- real workers -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_both_layouts_deliver_every_media_once_in_a_strictly_valid_stream(
+    rq_url, redis_url, channel, subscriber, publisher, queues, workers
+):
+    """3 media x 3 models per layout, two forking workers: one terminal per media, by
+    rule 5, every event once, and the latest progress mirrored in each job's meta."""
+    queue = queues()
+    models = [A, B, C]
+    per_model = {}
+    single = {}
+    for i in range(3):
+        plan = {B: "fail"} if i == 1 else {}
+        per_model[f"m-pm-{i}"] = enqueue_media(
+            queue, "rq_tracked_jobs.analyse_model", 12, 0.005, plan,
+            media_id=f"m-pm-{i}", user_id=f"u-{i}", models=models, run_id=f"run-{i}",
+            filename=f"clip-{i}.mp4", publisher=publisher,
+        )
+        all_failed = dict.fromkeys(models, "fail") if i == 2 else plan
+        single[f"m-single-{i}"] = enqueue_media(
+            queue, "rq_tracked_jobs.analyse_media", 12, 0.005, all_failed,
+            media_id=f"m-single-{i}", user_id=f"u-{i}", models=models, layout="single",
+            publisher=publisher,
+        )
+    for process in [workers.start(queue), workers.start(queue)]:
+        assert process.wait(60) == 0
+
+    received = settle(subscriber, redis_url, channel)
+    assert_strictly_valid(received)
+    events = [json.loads(raw) for raw in received]
+    for media_id in [*per_model, *single]:
+        steps = lifecycle(events, media_id)
+        assert [s for s in steps if s[0] in TERMINAL] == [steps[-1]], steps
+        for model in models:
+            ends = [s for s in steps if s[1] == model and s[0].startswith("ANALYSIS_")
+                    and s[0] in ("ANALYSIS_COMPLETED", "ANALYSIS_FAILED")]
+            assert len(ends) == 1, (media_id, model, steps)
+    assert lifecycle(events, "m-pm-1")[-1] == ("PROCESSING_COMPLETED", None)
+    assert errors(events, "m-pm-1") == {B: f"ModelError: {B} lost the face track"}
+    assert lifecycle(events, "m-single-2")[-1] == ("PROCESSING_FAILED", None)
+    assert errors(events, "m-single-2")[None] == "every model failed"
+
+    for jobs in per_model.values():
+        jobs.finalizer.refresh()
+        assert jobs.finalizer.get_status() == JobStatus.FINISHED
+        assert jobs.finalizer.return_value() == "PROCESSING_COMPLETED"
+        mirrored = jobs.jobs[A].get_meta()["progress"]
+        assert (mirrored["model"], mirrored["progress"], mirrored["total"]) == (A, 12, 12)
+    assert {e["data"].get("filename") for e in events
+            if e["media_id"] == "m-pm-0" and e["event"] in TERMINAL} == {"clip-0.mp4"}
+
+
+def _marker_pid(connection: redis.Redis, key: str, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = connection.get(key)
+        if value is not None:
+            return int(value)
+        time.sleep(0.05)
+    raise AssertionError(f"the job never reached {key}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_failures_the_job_cannot_report_close_the_media(
+    rq_url, redis_url, channel, subscriber, publisher, queues, workers
+):
+    """A SIGKILLed horse (both layouts), RQ's hard timeout, a stop command and a worker
+    killed with its horse (then the sweeper): each gets its failure events, by rule 5,
+    and the whole stream stays strictly valid with no run left open."""
+    connection = redis.Redis.from_url(rq_url)
+    marker = f"progress-test-marker:{uuid.uuid4().hex}"
+    frames = 20
+
+    def enqueue(queue: Queue, media_id: str, models: list[str], plan: dict[str, str],
+                **options: Any) -> Any:
+        job = "rq_tracked_jobs.analyse_media" if options.get("layout") == "single" else (
+            "rq_tracked_jobs.analyse_model")
+        return enqueue_media(queue, job, frames, 0.01, plan, f"{marker}:{media_id}",
+                             media_id=media_id, user_id="u-crash", models=models,
+                             publisher=publisher, **options)
+
+    # The hard timeout takes RQ 60 s past the job's timeout: start it first.
+    hard = queues()
+    enqueue(hard, "m-hard-timeout", [A], {A: "hang"}, job_timeout=1)
+    workers.start(hard)
+    killed = queues()
+    enqueue(killed, "m-killed-pm", [A, B], {B: "sigkill"})
+    enqueue(killed, "m-killed-single", [A, B], {A: "sigkill"}, layout="single")
+    workers.start(killed)
+    stopped = queues()
+    stop_jobs = enqueue(stopped, "m-stopped", [A, B], {A: "stall"})
+    workers.start(stopped)
+    sweeper = workers.start(queues(), burst=False)  # a live worker sweeps dead ones' jobs
+    dead = queues()
+    enqueue(dead, "m-dead-worker", [A, B], {B: "stall"}, layout="single")
+    doomed = workers.start(dead, burst=False, alive_ttl=2)
+
+    _marker_pid(connection, f"{marker}:m-stopped:{A}")
+    send_stop_job_command(connection, stop_jobs.jobs[A].id)
+    horse = _marker_pid(connection, f"{marker}:m-dead-worker:{B}")
+    doomed.kill()
+    os.kill(horse, signal.SIGKILL)
+    doomed_at = time.monotonic()
+
+    wait_for_terminals(subscriber, {"m-dead-worker"}, timeout=30)
+    # Reported within seconds: the doomed worker's 2 s liveness key, a 1 s sweep.
+    assert time.monotonic() - doomed_at < 15
+    media = {"m-killed-pm", "m-killed-single", "m-stopped", "m-dead-worker"}
+    wait_for_terminals(subscriber, media, timeout=30)
+    wait_for_terminals(subscriber, media | {"m-hard-timeout"}, timeout=100)
+    assert sweeper.poll() is None, "the sweeping worker died"
+    received = settle(subscriber, redis_url, channel)
+    assert_strictly_valid(received)
+    events = [json.loads(raw) for raw in received]
+
+    steps = lifecycle(events, "m-killed-pm")
+    assert steps[-1] == ("PROCESSING_COMPLETED", None)
+    assert {("ANALYSIS_FAILED", B), ("ANALYSIS_COMPLETED", A)} <= set(steps)
+    assert errors(events, "m-killed-pm") == {
+        B: "the work horse was killed by SIGKILL (out of memory?)"
+    }
+    assert lifecycle(events, "m-killed-single")[-3:] == [
+        ("ANALYSIS_FAILED", A), ("ANALYSIS_FAILED", B), ("PROCESSING_FAILED", None),
+    ]
+    assert errors(events, "m-killed-single") == {
+        A: "the work horse was killed by SIGKILL (out of memory?)",
+        B: "not run: the work horse was killed by SIGKILL (out of memory?)",
+        None: "every model failed",
+    }
+    assert errors(events, "m-stopped") == {A: "the job was stopped (RQ stop command)"}
+    assert lifecycle(events, "m-stopped")[-1] == ("PROCESSING_COMPLETED", None)
+    assert stop_jobs.jobs[A].get_status() == JobStatus.STOPPED
+    assert lifecycle(events, "m-dead-worker")[-3:] == [
+        ("ANALYSIS_STARTED", B), ("ANALYSIS_FAILED", B), ("PROCESSING_COMPLETED", None),
+    ]
+    assert "stopped without reporting it" in errors(events, "m-dead-worker")[B]
+    assert errors(events, "m-hard-timeout") == {
+        A: "the job ran past its 1 s timeout and was killed", None: "every model failed",
+    }
+    connection.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_redis(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+    return process
+
+
+@pytest.mark.slow
+def test_a_redis_restart_mid_run_delays_the_lifecycle_events_but_loses_none(
+    rq_url, queues, prefix
+):
+    """The events' Redis (our own server) restarts while models run: the jobs finish, and
+    their lifecycle events, buffered meanwhile, arrive after the reconnect."""
+    from conftest import Subscriber
+    from tcp_proxy import TcpProxy
+
+    port = _free_port()
+    server = _start_redis(port)
+    # Publishers reach the server through a proxy we can hold shut until the restarted
+    # server has its subscriber again: pub/sub keeps nothing for a subscriber not there.
+    proxy = TcpProxy(("127.0.0.1", port))
+    direct = f"redis://127.0.0.1:{port}/0"
+    channel = f"test-progress-{uuid.uuid4().hex}"
+    before = Subscriber(direct, channel)
+    after = None
+    announcer = ProgressPublisher(proxy.url, channel)
+    started = Workers(rq_url, proxy.url, channel, prefix)
+    try:
+        queue = queues()
+        media = {f"m-restart-{i}" for i in range(3)}
+        for media_id in sorted(media):
+            enqueue_media(queue, "rq_tracked_jobs.analyse_model", 40, 0.05, {},
+                          media_id=media_id, user_id="u-restart", models=[A, B],
+                          publisher=announcer)
+        workers_ = [started.start(queue), started.start(queue)]
+        deadline = time.monotonic() + 20
+        while not any(b'"ANALYSIS_STARTED"' in m for m in before.wait_for(0, timeout=0)):
+            assert time.monotonic() < deadline, "no model started"
+            time.sleep(0.05)
+        proxy.cut()
+        time.sleep(0.3)  # what the server published reaches the subscriber
+        early = before.wait_for(0, timeout=0)
+        before.close()  # its thread would die with the server's connection
+        server.kill()
+        server.wait(10)
+        time.sleep(1.0)
+        server = _start_redis(port)
+        after = Subscriber(direct, channel)
+        proxy.restore()
+        for process in workers_:
+            assert process.wait(60) == 0
+        client = redis.Redis.from_url(direct)
+        sentinel = b"end-of-restart-test"
+        client.publish(channel, sentinel)
+        client.close()
+        late = after.wait_for(1, timeout=10)
+        deadline = time.monotonic() + 10
+        while sentinel not in late and time.monotonic() < deadline:
+            late = after.wait_for(len(late) + 1, timeout=1)
+        late = [m for m in late if m != sentinel]
+        received = early + late
+    finally:
+        announcer.close(1)
+        started.close()
+        before.close()
+        if after is not None:
+            after.close()
+        proxy.close()
+        server.kill()
+        server.wait(10)
+
+    late_events = [json.loads(raw) for raw in late]
+    assert {e["media_id"] for e in late_events if e["event"] in TERMINAL} == media
+    assert any(e["event"] == "ANALYSIS_COMPLETED" for e in late_events)
+    report = validate_lines(received, strict=True)
+    # Messages the old server published but its dying connection never delivered are
+    # seq gaps (counted as lost); nothing may break the lifecycle or stay open.
+    assert report.ok and report.incomplete_count == 0, report.to_text()
+    events = [json.loads(raw) for raw in received]
+    for media_id in media:
+        assert [s for s in lifecycle(events, media_id) if s[0] in TERMINAL] == [
+            ("PROCESSING_COMPLETED", None)
+        ]
