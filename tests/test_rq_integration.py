@@ -238,7 +238,8 @@ def test_failure_reasons_name_what_ended_the_horse() -> None:
         timeout = 180
         started_at = None
 
-    assert "stopped" in failure_reason(FakeJob(), "Job stopped by user, work-horse terminated.", None)
+    stopped = "Job stopped by user, work-horse terminated."
+    assert failure_reason(FakeJob(), stopped, None) == "the job was stopped (RQ stop command)"
     assert failure_reason(FakeJob(), "", signal.SIGKILL) == (
         "the work horse was killed by SIGKILL (out of memory?)"
     )
@@ -249,7 +250,7 @@ def test_failure_reasons_name_what_ended_the_horse() -> None:
 
 
 @pytest.mark.slow
-def test_both_layouts_deliver_every_media_once_in_a_strictly_valid_stream(
+def test_both_layouts_deliver_every_media_once_in_a_strictly_valid_stream(  # noqa: PLR0917
     rq_url, redis_url, channel, subscriber, publisher, queues, workers
 ):
     """3 media x 3 models per layout, two forking workers: one terminal per media, by
@@ -311,7 +312,7 @@ def _marker_pid(connection: redis.Redis, key: str, timeout: float = 30) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_failures_the_job_cannot_report_close_the_media(
+def test_failures_the_job_cannot_report_close_the_media(  # noqa: PLR0917
     rq_url, redis_url, channel, subscriber, publisher, queues, workers
 ):
     """A SIGKILLed horse (both layouts), RQ's hard timeout, a stop command and a worker
