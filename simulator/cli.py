@@ -27,6 +27,7 @@ _SIMULATOR_COMMANDS = {
     "sweep": ("commands", "sweep"),
     "relay": ("relay_commands", "relay"),
     "e2e": ("relay_commands", "e2e"),
+    "worker": ("commands", "worker"),
 }
 
 

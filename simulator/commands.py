@@ -40,7 +40,7 @@ from .recording import Recorder, RecordingError, at_rate, read_stream, replay
 from .runner import SimulationConfig
 from .session import RunSession
 
-__all__ = ["listen", "record", "replay_command", "run", "sweep"]
+__all__ = ["listen", "record", "replay_command", "run", "sweep", "worker"]
 
 _PROGRESS_EVENTS = frozenset(
     {"FRAME_ANALYSIS_PROGRESS", "WINDOW_PROCESSING_PROGRESS", "VISUALIZATION_GENERATION_PROGRESS"}
@@ -173,6 +173,13 @@ def _model_help() -> str:
 @click.option("--plain", is_flag=True,
               help="Plain lines (lifecycle events, not progress) even on a terminal.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
+@click.option("--via", type=click.Choice(["process", "rq"]), default="process",
+              show_default=True,
+              help="process: simulate in this process. rq: enqueue real RQ jobs (one per "
+              "model and a finalizer per media) for `progress-sim worker` to run; "
+              "--crash-rate then SIGKILLs work horses. Needs --redis-url.")
+@click.option("--queue", "queue_name", default=None,
+              help="The RQ queue, with --via rq. [default: progress-sim]")
 @click.pass_context
 def run(  # noqa: PLR0917 - one parameter per click option
     ctx: click.Context,
@@ -189,6 +196,8 @@ def run(  # noqa: PLR0917 - one parameter per click option
     as_json: bool,
     plain: bool,
     quiet: bool,
+    via: str,
+    queue_name: str | None,
 ) -> None:
     """Simulate media analysed by several models, publishing through the SDK.
 
@@ -205,6 +214,11 @@ def run(  # noqa: PLR0917 - one parameter per click option
         seed = random.SystemRandom().randrange(1, 1_000_000)
     if media is None and duration is None:
         media = 3
+    if via == "rq":
+        _run_via_rq(ctx, queue_name, media, names, users, seed, speed, fail_rate, crash_rate)
+        return
+    if queue_name is not None:
+        _fail("--queue is for --via rq")
     config = SimulationConfig(
         models=names, seed=seed, media=media, users=users, concurrency=concurrency,
         speed=speed, fail_rate=fail_rate, crash_rate=crash_rate, duration=duration,
@@ -276,6 +290,67 @@ def run(  # noqa: PLR0917 - one parameter per click option
     click.echo(summary.to_text(), err=info_err)
     if not summary.ok:
         sys.exit(1)
+
+
+def _needs_rq_url(ctx: click.Context, what: str) -> str:
+    url: str | None = ctx.obj.get("redis_url") if ctx.obj else None
+    if url is None:
+        _fail(f"{what} needs --redis-url (or REDIS_URL): RQ workers are other processes")
+    try:
+        from . import rq_run  # noqa: F401, PLC0415 - needs the rq extra
+    except ImportError:
+        _fail("the RQ integration needs the rq extra: pip install 'progress-sdk[rq]'")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, ValueError) as exc:
+        _fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")
+    return url
+
+
+def _run_via_rq(  # noqa: PLR0917 - the options of `run` that --via rq uses
+    ctx: click.Context, queue_name: str | None, media: int | None, names: tuple[str, ...],
+    users: int, seed: int, speed: float, fail_rate: float, crash_rate: float,
+) -> None:
+    url = _needs_rq_url(ctx, "--via rq")
+    if media is None:
+        _fail("--via rq needs --media (--duration is for in-process runs)")
+    from rq import Queue  # noqa: PLC0415 - the rq extra
+
+    from progress_sdk import ProgressPublisher  # noqa: PLC0415
+
+    from .rq_run import DEFAULT_QUEUE, enqueue_simulation, wait_for  # noqa: PLC0415
+
+    queue = Queue(queue_name or DEFAULT_QUEUE, connection=redis.Redis.from_url(url))
+    with ProgressPublisher(url, _channel(ctx)) as publisher:
+        enqueued = enqueue_simulation(
+            queue, publisher, media=media, models=names, users=users, seed=seed,
+            speed=speed, fail_rate=fail_rate, crash_rate=crash_rate,
+        )
+    click.echo(
+        f"progress-sim: enqueued {media} media x {len(names)} models (seed {seed}) on RQ "
+        f"queue {queue.name!r} at {mask_url(url)}; waiting for `progress-sim worker`. "
+        "Ctrl-C stops waiting.", err=True,
+    )
+    summary = wait_for(enqueued, timeout=None)
+    click.echo(summary.to_text())
+
+
+@click.command()
+@click.option("--queue", "queues", multiple=True, default=None,
+              help="Queue to work on (repeat for several). [default: progress-sim]")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.pass_context
+def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker (progress_sdk.rq.TrackingWorker) for tracked jobs.
+
+    Jobs publish on --channel at --redis-url, which also holds RQ's queues. Its parent
+    process reports work horses that die (SIGKILL, hard timeout, stop command) and it
+    sweeps the jobs of workers that died with their horse.
+    """
+    url = _needs_rq_url(ctx, "worker")
+    from .rq_run import DEFAULT_QUEUE, run_worker  # noqa: PLC0415 - the rq extra
+
+    run_worker(url, _channel(ctx), queues or (DEFAULT_QUEUE,), burst=burst)
 
 
 # -- listen -------------------------------------------------------------------------------

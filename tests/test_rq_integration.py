@@ -492,3 +492,24 @@ def test_a_redis_restart_mid_run_delays_the_lifecycle_events_but_loses_none(
         assert [s for s in lifecycle(events, media_id) if s[0] in TERMINAL] == [
             ("PROCESSING_COMPLETED", None)
         ]
+
+
+@pytest.mark.slow
+def test_a_media_analysed_again_gets_a_whole_new_run(  # noqa: PLR0917
+    rq_url, redis_url, channel, subscriber, publisher, queues, workers
+):
+    """Enqueued again (no run_id), a media starts afresh: the first run's shared state
+    does not end the second one early or swallow its terminal event."""
+    for layout in ("per-model", "single", "per-model"):
+        queue = queues()
+        job = "rq_tracked_jobs.analyse_model" if layout == "per-model" else (
+            "rq_tracked_jobs.analyse_media")
+        enqueue_media(queue, job, 4, 0.0, {}, media_id="m-again", user_id="u-1",
+                      models=[A, B], layout=layout, publisher=publisher)
+        assert workers.start(queue).wait(60) == 0
+    received = settle(subscriber, redis_url, channel)
+    assert_strictly_valid(received)
+    events = [json.loads(raw) for raw in received]
+    assert [e["event"] for e in events if e["event"] in TERMINAL] == [
+        "PROCESSING_COMPLETED"
+    ] * 3

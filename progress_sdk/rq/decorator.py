@@ -227,6 +227,7 @@ class JobTracking:
         key = self._state.record_run(
             media_id=self.media_id, user_id=self.user_id, run_id=self.run_id,
             filename=self.filename, layout=self.layout, models=list(self.models),
+            fresh=self.layout == "single",  # a single job is the whole run
         )
         role = "model" if self.layout == "per-model" else "single"
         self._state.record_job(self.job.id, run_key=key, role=role, model=self.model_name)

@@ -107,6 +107,7 @@ def enqueue_media(
     run_key = state.run_key(media_id, run_id)
     if layout == "single":
         job_id = uuid.uuid4().hex
+        state.forget_run(run_key)  # a re-analysis: the horse records the run afresh
         state.record_job(job_id, run_key=run_key, role="single")
         result.jobs["*"] = queue.enqueue(
             job, *args, job_id=job_id, meta={META_KEY: ids}, job_timeout=job_timeout, **kwargs
@@ -117,7 +118,7 @@ def enqueue_media(
     run.start()
     run.queue(names)
     state.record_run(media_id=media_id, user_id=user_id, run_id=run_id, filename=filename,
-                     layout="per-model", models=names)
+                     layout="per-model", models=names, fresh=True)
     out.flush(config.delivery_timeout)
     for name in names:
         job_id = uuid.uuid4().hex

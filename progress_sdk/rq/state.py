@@ -158,9 +158,12 @@ class RunState:
         filename: str | None,
         layout: str,
         models: list[str],
-        state: str = "queued",
+        fresh: bool = False,
     ) -> str:
-        """Record a run and its models (models already recorded keep their state)."""
+        """Record a run and its models, queued (models already recorded keep their state).
+
+        ``fresh`` forgets what an earlier run with the same ids left (a re-analysis).
+        """
         if len(models) > MAX_MODELS:
             raise ConfigurationError(
                 f"a tracked run has at most {MAX_MODELS} models, got {len(models)}: "
@@ -175,12 +178,18 @@ class RunState:
             "layout": layout,
         }
         with self.connection.pipeline() as pipe:
+            if fresh:
+                pipe.delete(key)
             pipe.hset(key, mapping=fields)
             for name in models:
-                pipe.hsetnx(key, f"m:{name}", state)
+                pipe.hsetnx(key, f"m:{name}", "queued")
             pipe.expire(key, self.ttl)
             pipe.execute()
         return key
+
+    def forget_run(self, run_key: str) -> None:
+        """Forget a run's state (before its ids are used for a new run)."""
+        self.connection.delete(run_key)
 
     def set_model(self, run_key: str, model: str, state: str) -> None:
         """Record a model's progress through its lifecycle (not its end: see end_model)."""

@@ -1,0 +1,149 @@
+"""``progress-sim run --via rq`` and ``progress-sim worker``: simulated media as real RQ jobs.
+
+``enqueue_simulation`` plans each media with a seeded RNG (units per model, time per
+unit, which models fail and which work horses crash) and enqueues it in the product's
+layout: one ``simulate_model`` job per model and a finalizer (``enqueue_media``). A
+planned crash is real: the job SIGKILLs its own work horse half-way through its model,
+and the ``TrackingWorker`` that ran it reports the model's failure and, when it was the
+media's last model, the media's end. ``run_worker`` runs such a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from rq import Queue
+
+from progress_sdk import ProgressPublisher
+from progress_sdk.rq import (
+    JobTracking,
+    MediaJobs,
+    TrackingWorker,
+    configure,
+    enqueue_media,
+    tracked_job,
+)
+
+from .catalog import CATALOG
+
+__all__ = ["RqRunSummary", "enqueue_simulation", "run_worker", "simulate_model", "wait_for"]
+
+DEFAULT_QUEUE = "progress-sim"
+
+
+class SimulatedModelError(Exception):
+    """A simulated model failure (its message is what the UI shows)."""
+
+
+@tracked_job
+def simulate_model(tracking: JobTracking, plan: dict[str, dict[str, Any]]) -> str:
+    """One model of a simulated media: progress, then complete, fail or a real crash."""
+    model = tracking.model()
+    step = plan[model.model_name]
+    units, seconds = int(step["units"]), float(step["seconds"])
+    event = step["event"]
+    for unit in range(1, units + 1):
+        if unit == step.get("crash_at"):
+            os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
+        if unit == step.get("fail_at"):
+            raise SimulatedModelError(f"{model.model_name}: no face found in frame {unit}")
+        model.progress(unit, units, event=event)
+        time.sleep(seconds)
+    model.complete("FAKE" if step["fake"] else "REAL", round(float(step["confidence"]), 3))
+    return model.model_name
+
+
+def _plan(rng: random.Random, models: tuple[str, ...], speed: float, fail_rate: float,
+          crash_rate: float) -> dict[str, dict[str, Any]]:
+    plan: dict[str, dict[str, Any]] = {}
+    for name in models:
+        units = rng.randint(40, 120)
+        audio = CATALOG[name].kind == "audio"
+        step: dict[str, Any] = {
+            "units": units,
+            "seconds": 0.0 if speed == 0 else rng.uniform(0.005, 0.03) / speed,
+            "event": "WINDOW_PROCESSING_PROGRESS" if audio else "FRAME_ANALYSIS_PROGRESS",
+            "fake": rng.random() < 0.5,
+            "confidence": rng.uniform(0.5, 1.0),
+        }
+        if rng.random() < crash_rate:
+            step["crash_at"] = rng.randint(2, units)
+        elif rng.random() < fail_rate:
+            step["fail_at"] = rng.randint(2, units)
+        plan[name] = step
+    return plan
+
+
+def enqueue_simulation(
+    queue: Queue, publisher: ProgressPublisher, *, media: int, models: tuple[str, ...],
+    users: int, seed: int, speed: float = 1.0, fail_rate: float = 0.0,
+    crash_rate: float = 0.0,
+) -> list[MediaJobs]:
+    """Enqueue ``media`` simulated media, one job per model plus a finalizer each."""
+    rng = random.Random(seed)
+    enqueued = []
+    for index in range(media):
+        media_id = f"sim-{seed}-{index:04d}"
+        plan = _plan(rng, models, speed, fail_rate, crash_rate)
+        enqueued.append(enqueue_media(
+            queue, simulate_model, plan, media_id=media_id,
+            user_id=f"user-{index % users + 1}", models=list(models),
+            run_id=f"run-{media_id}", filename=f"{media_id}.mp4", publisher=publisher,
+        ))
+    return enqueued
+
+
+@dataclass
+class RqRunSummary:
+    """How the enqueued media ended, as their last jobs (finalizers) report it."""
+
+    media: int
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def finished(self) -> int:
+        """Media whose finalizer returned."""
+        return sum(self.outcomes.values())
+
+    def to_text(self) -> str:
+        """One line for people."""
+        parts = ", ".join(f"{count} {name}" for name, count in sorted(self.outcomes.items()))
+        return f"{self.finished}/{self.media} media ended ({parts or 'none'})"
+
+
+def wait_for(enqueued: list[MediaJobs], timeout: float | None) -> RqRunSummary:
+    """Wait until every media's last job ended (or ``timeout``); summarise outcomes."""
+    summary = RqRunSummary(len(enqueued))
+    pending = list(enqueued)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while pending and (deadline is None or time.monotonic() < deadline):
+        still = []
+        for jobs in pending:
+            status = jobs.last.get_status(refresh=True)
+            if status == "finished":
+                summary.outcomes[str(jobs.last.return_value())] += 1
+            elif status in ("failed", "stopped", "canceled"):
+                summary.outcomes[f"finalizer {status}"] += 1
+            else:
+                still.append(jobs)
+        pending = still
+        if pending:
+            time.sleep(0.2)
+    return summary
+
+
+def run_worker(url: str, channel: str, queues: tuple[str, ...], *, burst: bool) -> None:
+    """Run a TrackingWorker on ``queues``; its jobs publish on ``channel`` at ``url``."""
+    connection = redis.Redis.from_url(url)
+    configure(publisher=ProgressPublisher(url, channel))
+    worker = TrackingWorker(
+        [Queue(name, connection=connection) for name in queues], connection=connection
+    )
+    worker.work(burst=burst, logging_level="WARNING")
