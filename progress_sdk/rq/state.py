@@ -282,10 +282,14 @@ class RunState:
             first, _ = pipe.execute()
         return bool(first)
 
-    def open_jobs(self, limit: int = 1000) -> list[str]:
-        """Ids of open jobs, oldest first; entries older than the ttl are forgotten."""
-        self.connection.zremrangebyscore(self.open_key, 0, time.time() - self.ttl)
-        return [_text(j) or "" for j in self.connection.zrange(self.open_key, 0, limit - 1)]
+    def open_jobs(self, limit: int = 1000) -> list[tuple[str, float]]:
+        """(id, seconds since recorded) of open jobs, oldest first; older than ttl: forgotten."""
+        now = time.time()
+        self.connection.zremrangebyscore(self.open_key, 0, now - self.ttl)
+        entries: list[tuple[bytes, float]] = self.connection.zrange(  # type: ignore[assignment]
+            self.open_key, 0, limit - 1, withscores=True
+        )
+        return [(_text(job_id) or "", now - float(score)) for job_id, score in entries]
 
     # -- workers --------------------------------------------------------------------
 
