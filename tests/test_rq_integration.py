@@ -531,3 +531,41 @@ def test_a_model_job_canceled_before_it_ran_still_ends_its_media(  # noqa: PLR09
     assert errors(events, "m-canceled") == {B: "the job was canceled before it ran"}
     assert lifecycle(events, "m-canceled")[-1] == ("PROCESSING_COMPLETED", None)
     assert_strictly_valid(settle(subscriber, redis_url, channel))
+
+
+def test_a_media_that_cannot_be_enqueued_ends_instead_of_staying_open(queues, prefix) -> None:
+    """The UI saw the media announced; RQ refusing the job fails its models and media."""
+    capturing = CapturingPublisher()
+
+    def local_job(tracking: Any) -> None:
+        """Not importable by a worker: RQ refuses it."""
+
+    local_job.__module__ = "__main__"
+    with pytest.raises(ValueError, match="__main__"):
+        enqueue_media(queues(), local_job, media_id="m-refused", user_id="u-1",
+                      models=[A, B], publisher=capturing)
+    capturing.events.assert_valid()
+    assert capturing.events.types()[-3:] == [
+        "ANALYSIS_FAILED", "ANALYSIS_FAILED", "PROCESSING_FAILED",
+    ]
+    assert capturing.events[-2]["data"]["error_message"].startswith(
+        "the media could not be enqueued: Functions from the __main__ module"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["rq_per_model.py", "rq_single_job.py"])
+def test_the_documented_examples_run_and_keep_the_contract(
+    example, rq_url, redis_url, channel, subscriber
+):
+    """examples/*.py, as docs/rq.md tells users to run them: a strictly valid stream."""
+    env = dict(os.environ, REDIS_URL=rq_url, MEDIA_PROGRESS_CHANNEL_NAME=channel,
+               EXAMPLE_QUEUE=f"progress-test-{uuid.uuid4().hex}",
+               **{ENV_PREFIX: f"progress-test-rq:{uuid.uuid4().hex}"})
+    result = subprocess.run([sys.executable, str(TESTS.parent / "examples" / example)],
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    received = settle(subscriber, redis_url, channel)
+    assert_strictly_valid(received)
+    ends = [json.loads(raw)["event"] for raw in received]
+    assert ends.count("PROCESSING_COMPLETED") == (2 if example == "rq_per_model.py" else 1)

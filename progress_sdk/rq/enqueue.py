@@ -120,7 +120,27 @@ def enqueue_media(
     state.record_run(media_id=media_id, user_id=user_id, run_id=run_id, filename=filename,
                      layout="per-model", models=names, fresh=True)
     out.flush(config.delivery_timeout)
-    for name in names:
+    try:
+        _enqueue_per_model(
+            queue, state, result, run_key=run_key, job=job, args=args, kwargs=kwargs, ids=ids,
+            job_timeout=job_timeout, finalizer_timeout=finalizer_timeout,
+        )
+    except BaseException as exc:
+        # The UI already shows the media: end it rather than leave its panel open.
+        for enqueued in result.jobs.values():
+            enqueued.cancel()
+        finalize_run(out, state, run_key, f"the media could not be enqueued: {exc}",
+                     delivery_timeout=config.delivery_timeout)
+        raise
+    return result
+
+
+def _enqueue_per_model(
+    queue: Queue, state: RunState, result: MediaJobs, *, run_key: str, job: Any,
+    args: tuple[Any, ...], kwargs: dict[str, Any], ids: dict[str, Any],
+    job_timeout: int | None, finalizer_timeout: int,
+) -> None:
+    for name in ids["models"]:
         job_id = uuid.uuid4().hex
         state.record_job(job_id, run_key=run_key, role="model", model=name)
         result.jobs[name] = queue.enqueue(
@@ -132,6 +152,6 @@ def enqueue_media(
     result.finalizer = queue.enqueue(
         finalize_media, run_key, job_id=finalizer_id, job_timeout=finalizer_timeout,
         depends_on=Dependency(jobs=list(result.jobs.values()), allow_failure=True),
-        meta={META_KEY: {"media_id": media_id, "run_id": run_id, "role": "finalizer"}},
+        meta={META_KEY: {"media_id": ids["media_id"], "run_id": ids["run_id"],
+                         "role": "finalizer"}},
     )
-    return result
