@@ -176,6 +176,7 @@ class MediaRun:
         filename: str | None = None,
         run_id: str | None = None,
         message: str | None = None,
+        ends_elsewhere: bool = False,
     ) -> None:
         _check_text("media_id", media_id, d.MAX_MEDIA_ID_CHARS, "the media being analysed")
         _check_text(
@@ -191,6 +192,9 @@ class MediaRun:
         if message is not None:
             _message(message, "")
         self._publisher = publisher
+        # Another process publishes this run's terminal event (one job per model: the
+        # last model's process ends the media), so close() and exit leave it open.
+        self.ends_elsewhere = ends_elsewhere
         self.media_id = media_id
         self.user_id = user_id
         self.run_id = run_id
@@ -294,8 +298,9 @@ class MediaRun:
                 return self
             self._started = True
             self._emit("PROCESSING_STARTED", message, data)
-            with _open_runs_lock:
-                _open_runs.setdefault(self._publisher, {})[id(self)] = self
+            if not self.ends_elsewhere:
+                with _open_runs_lock:
+                    _open_runs.setdefault(self._publisher, {})[id(self)] = self
         return self
 
     def _require_open(self, what: str) -> None:

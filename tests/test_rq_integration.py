@@ -569,3 +569,25 @@ def test_the_documented_examples_run_and_keep_the_contract(
     assert_strictly_valid(received)
     ends = [json.loads(raw)["event"] for raw in received]
     assert ends.count("PROCESSING_COMPLETED") == (2 if example == "rq_per_model.py" else 1)
+
+
+def test_closing_a_publisher_leaves_runs_that_other_processes_end(queues, prefix) -> None:
+    """The enqueuer's announcement and a model job's run end elsewhere (the last model's
+    process): closing their publisher must not fail the media (fail_runs_left_open)."""
+    import rq_tracked_jobs as jobs
+
+    announcer = CapturingPublisher()
+    enqueue_media(queues(), "rq_tracked_jobs.analyse_model", 1, 0.0, {},
+                  media_id="m-announced", user_id="u-1", models=[A, B], publisher=announcer)
+    model_job = CapturingPublisher()
+    jobs.analyse_model.with_publisher(model_job)(
+        2, 0.0, {}, media_id="m-announced", user_id="u-1", model=A, models=[A, B]
+    )
+    announcer.close()
+    model_job.close()
+    assert announcer.events.types() == [
+        "PROCESSING_STARTED", "ANALYSIS_QUEUED", "ANALYSIS_QUEUED",
+    ]
+    assert [t for t in model_job.events.types() if not t.endswith("_PROGRESS")] == [
+        "PROCESSING_STARTED", "ANALYSIS_STARTED", "ANALYSIS_COMPLETED",
+    ]

@@ -146,8 +146,10 @@ class JobTracking:
         self.models: tuple[str, ...] = tuple(models)
         self.layout = "per-model" if self.model_name is not None else "single"
         self.job = job
-        self.run: MediaRun = publisher.media(
-            self.media_id, self.user_id, filename=self.filename, run_id=self.run_id
+        # A model job's run ends in whichever process ends the media's last model.
+        self.run = MediaRun(
+            publisher, self.media_id, self.user_id, filename=self.filename,
+            run_id=self.run_id, ends_elsewhere=self.layout == "per-model",
         )
         self.failed_in_model: BaseException | None = None
         self._state = state

@@ -23,6 +23,7 @@ from rq.job import Dependency, Job
 
 from ..exceptions import ConfigurationError
 from ..publisher import ProgressPublisher
+from ..tracking import MediaRun
 from . import settings
 from .closing import finalize_run
 from .decorator import META_KEY
@@ -114,7 +115,9 @@ def enqueue_media(
         )
         return result
     out = publisher or settings.default_publisher()
-    run = out.media(media_id, user_id, filename=filename, run_id=run_id)
+    # The model jobs and whoever ends the last model end this run, not this process.
+    run = MediaRun(out, media_id, user_id, filename=filename, run_id=run_id,
+                   ends_elsewhere=True)
     run.start()
     run.queue(names)
     state.record_run(media_id=media_id, user_id=user_id, run_id=run_id, filename=filename,
