@@ -45,8 +45,8 @@ from ._wire import WireEncoder
 
 _PROGRESS = _rules.PROGRESS_EVENT_NAMES
 _MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
-_MODEL_TERMINALS = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_FAILED"})
-_MEDIA_TERMINALS = frozenset({"PROCESSING_COMPLETED", "PROCESSING_FAILED"})
+_MODEL_TERMINALS = _rules.MODEL_TERMINAL_NAMES
+_MEDIA_TERMINALS = _rules.MEDIA_TERMINAL_NAMES
 
 ModelKey = tuple[str, "str | None", str]
 ProgressKey = tuple[str, "str | None", str, str]

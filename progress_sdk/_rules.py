@@ -40,6 +40,8 @@ MODEL_EVENT_NAMES = frozenset(
 )
 ALL_EVENT_NAMES = MEDIA_EVENT_NAMES | MODEL_EVENT_NAMES
 FAILURE_EVENT_NAMES = frozenset({"ANALYSIS_FAILED", "PROCESSING_FAILED"})
+MEDIA_TERMINAL_NAMES = frozenset({"PROCESSING_COMPLETED", "PROCESSING_FAILED"})
+MODEL_TERMINAL_NAMES = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_FAILED"})
 ENVELOPE_V1_FIELDS = ("schema_version", "seq", "source", "timestamp")
 
 _ZERO = timedelta(0)
@@ -61,7 +63,12 @@ def _is_int(value: object) -> bool:
 _INFO_SEPARATORS = frozenset("\x1c\x1d\x1e\x1f")
 
 
-def _check_str(
+def is_blank(value: str) -> bool:
+    """Empty, or nothing but Unicode White_Space: what no text field of the contract takes."""
+    return not value or (value.isspace() and not _INFO_SEPARATORS.intersection(value))
+
+
+def check_str(
     problems: list[Problem],
     field: str,
     value: object,
@@ -79,7 +86,7 @@ def _check_str(
             Problem(field, "type", f"must be a string, got {type(value).__name__}: {what}")
         )
         return
-    if not value or (value.isspace() and not _INFO_SEPARATORS.intersection(value)):
+    if is_blank(value):
         problems.append(Problem(field, "non_empty", f"must not be empty: {what}"))
     elif len(value) > max_chars:
         problems.append(
@@ -104,7 +111,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
     """Append the problems of ``data`` for an event of (already normalised) type ``event``."""
     model_name = data.get("model_name")
     if event in MODEL_EVENT_NAMES:
-        _check_str(
+        check_str(
             problems,
             "data.model_name",
             model_name,
@@ -113,7 +120,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
             what=f"{event} is a model event; the UI groups progress by model_name",
         )
     elif model_name is not None:
-        _check_str(
+        check_str(
             problems,
             "data.model_name",
             model_name,
@@ -166,7 +173,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
 
     phase = data.get("phase")
     if phase is not None:
-        _check_str(
+        check_str(
             problems,
             "data.phase",
             phase,
@@ -187,7 +194,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
 
     prediction = data.get("prediction")
     if prediction is not None:
-        _check_str(
+        check_str(
             problems,
             "data.prediction",
             prediction,
@@ -212,7 +219,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
 
     error_message = data.get("error_message")
     if event in FAILURE_EVENT_NAMES or error_message is not None:
-        _check_str(
+        check_str(
             problems,
             "data.error_message",
             error_message,
@@ -223,7 +230,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
 
     filename = data.get("filename")
     if filename is not None:
-        _check_str(
+        check_str(
             problems,
             "data.filename",
             filename,
@@ -242,7 +249,7 @@ def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[
     mode accepts events from producers that do not send them.
     """
     if type(obj) is dict:
-        accepted = _fast_accept(obj, strict)
+        accepted = fast_accept(obj, strict)
         if accepted is not None:
             return accepted, []
     return _check_event_full(obj, strict=strict)
@@ -258,7 +265,7 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
         problems.append(Problem("$", "type", f"an event must be a JSON object, got {kind}"))
         return None, problems
 
-    _check_str(
+    check_str(
         problems,
         "media_id",
         obj.get("media_id"),
@@ -266,7 +273,7 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
         required=True,
         what="the id of the media this event is about",
     )
-    _check_str(
+    check_str(
         problems,
         "user_id",
         obj.get("user_id"),
@@ -327,7 +334,8 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
 
 
 def _bad_str(value: object, max_chars: int) -> bool:
-    """True unless ``value`` is a string ``_check_str`` accepts (non-blank, not too long)."""
+    """True unless ``value`` is a string ``check_str`` certainly accepts (non-blank, not
+    too long). Conservative: any ``isspace()`` string defers to ``check_str``."""
     return type(value) is not str or not value or len(value) > max_chars or value.isspace()
 
 
@@ -364,7 +372,7 @@ _CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
 
 def _accept_id(value: object, max_chars: int) -> bool:
     """The fast path's check of an identity string not in ``_KNOWN_IDS``; remembers it."""
-    if type(value) is not str or not value or len(value) > max_chars or value.isspace():
+    if type(value) is not str or _bad_str(value, max_chars):
         return False
     if len(value) <= _KNOWN_ID_CHARS:
         if len(_KNOWN_IDS) >= _KNOWN_IDS_MAX:
@@ -388,7 +396,7 @@ def _accept_timestamp(value: str, strict: bool) -> bool:
     return True
 
 
-def _fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
+def fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
     """The normalised event type if ``obj`` is certainly valid, else ``None``.
 
     The common case, a valid event, is decided here in one pass with few function calls
@@ -553,7 +561,7 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
 
     source = obj.get("source")
     if source is not None or strict:
-        _check_str(
+        check_str(
             problems,
             "source",
             source,
@@ -607,7 +615,7 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
 
     run_id = obj.get("run_id")
     if run_id is not None:
-        _check_str(
+        check_str(
             problems,
             "run_id",
             run_id,

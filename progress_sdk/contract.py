@@ -43,7 +43,7 @@ from typing import IO, Any, Literal
 
 from . import _rules
 from . import defaults as d
-from ._rules import _fast_accept
+from ._rules import fast_accept
 from .exceptions import Problem
 
 __all__ = [
@@ -119,8 +119,8 @@ RunKey = tuple[str, "str | None"]
 
 _MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
 _PROGRESS_EVENTS = _rules.PROGRESS_EVENT_NAMES
-_MEDIA_TERMINALS = frozenset({"PROCESSING_COMPLETED", "PROCESSING_FAILED"})
-_MODEL_TERMINALS = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_FAILED"})
+_MEDIA_TERMINALS = _rules.MEDIA_TERMINAL_NAMES
+_MODEL_TERMINALS = _rules.MODEL_TERMINAL_NAMES
 
 # Model states, ordered so that ``state >= _COMPLETED`` means "has its terminal event".
 _QUEUED, _STARTED, _COMPLETED, _FAILED = 0, 1, 2, 3
@@ -373,9 +373,9 @@ class LifecycleValidator:
             except _DECODE_ERRORS as exc:
                 return [self._violation("json", pos, f"not a JSON document: {_brief(exc)}")]
 
-        # _fast_accept is check_event's own first step; calling it here saves two calls
+        # fast_accept is check_event's own first step; calling it here saves two calls
         # per event, and check_event runs whenever it does not accept.
-        event = _fast_accept(obj, self.strict) if type(obj) is dict else None
+        event = fast_accept(obj, self.strict) if type(obj) is dict else None
         if event is not None:
             return self._accepted(event, obj, pos)
         event, problems = _rules.check_event(obj, strict=self.strict)
@@ -419,7 +419,7 @@ class LifecycleValidator:
         return findings
 
     def _accepted(self, event: str, obj: dict[str, Any], pos: int) -> list[Finding]:
-        """``feed`` for an event ``_fast_accept`` accepted: most events, so written out.
+        """``feed`` for an event ``fast_accept`` accepted: most events, so written out.
 
         What the fast path accepted is known to be well typed: ``media_id`` is a
         non-empty str, ``run_id`` and ``source`` are a str or absent, ``seq`` an int or

@@ -93,7 +93,7 @@ def timing_details(done: int, total: int | None, elapsed: float) -> dict[str, fl
 
 def _check_text(field: str, value: object, max_chars: int, what: str) -> None:
     problems: list[Problem] = []
-    _rules._check_str(problems, field, value, max_chars, required=True, what=what)
+    _rules.check_str(problems, field, value, max_chars, required=True, what=what)
     if problems:
         raise InvalidEventError(problems)
 
