@@ -23,10 +23,12 @@ class ScriptedTransport:
         self.script = list(script)
         self.gate = threading.Event()  # the first call waits for it
         self.gate.set()
+        self.entered = threading.Event()
 
     def publish(self, payloads: list[bytes], extra: object = (),
                 channels: Sequence[bytes] | None = None) -> Delivery:
         if not self.calls:
+            self.entered.set()
             self.gate.wait(10)
         self.calls.append((list(payloads), None if channels is None else list(channels)))
         if self.script:
@@ -78,7 +80,9 @@ def _held(transport: ScriptedTransport, publisher: ProgressPublisher, n: int) ->
     """Emit n events so that events 1..n-1 form the second batch: the first batch
     (event 0) is held in the transport until they are all accepted."""
     transport.gate.clear()
-    for i in range(n):
+    publisher.emit(_event("m", 0))
+    assert transport.entered.wait(10), "the sender never took the first event"
+    for i in range(1, n):
         publisher.emit(_event("m", i))
     transport.gate.set()
 
