@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .events import EventData, EventType, ProgressEvent, parse_event
     from .publisher import ProgressPublisher, PublisherStats
     from .schema import event_json_schema
+    from .snapshot import MediaSnapshot, SnapshotConfig, SnapshotKeys
+    from .sweeper import Sweeper
     from .tracking import MediaRun, ModelRun
 
 __version__ = "0.1.0"
@@ -32,6 +34,7 @@ __all__ = [
     "InvalidEventError",
     "LifecycleValidator",
     "MediaRun",
+    "MediaSnapshot",
     "ModelRun",
     "Problem",
     "ProgressEvent",
@@ -41,6 +44,9 @@ __all__ = [
     "PublisherStats",
     "RedisUnavailableError",
     "Report",
+    "SnapshotConfig",
+    "SnapshotKeys",
+    "Sweeper",
     "TrackingError",
     "__version__",
     "event_json_schema",
@@ -61,6 +67,10 @@ _LAZY = {
     "PublisherStats": ".publisher",
     "MediaRun": ".tracking",
     "ModelRun": ".tracking",
+    "MediaSnapshot": ".snapshot",
+    "SnapshotConfig": ".snapshot",
+    "SnapshotKeys": ".snapshot",
+    "Sweeper": ".sweeper",
 }
 
 

@@ -77,6 +77,7 @@ MAX_REMEMBERED_MEDIA = 100_000
 #   {prefix}user:{user_id}     sorted set: the user's media with a snapshot, by updated-at
 #   {prefix}inflight           sorted set: media without a terminal event, by updated-at
 #   {prefix}sweeper            string: the dead-worker sweeper's lease (SET NX PX)
+ENV_SNAPSHOTS = "PROGRESS_SDK_SNAPSHOTS"  # "0", "false" or "off" turns them off
 ENV_SNAPSHOT_PREFIX = "PROGRESS_SNAPSHOT_PREFIX"
 DEFAULT_SNAPSHOT_PREFIX = "progress:"
 SNAPSHOT_MEDIA_KEY = "{prefix}media:{media_id}"

@@ -47,6 +47,7 @@ from .exceptions import (
 from .failures import ErrorMessages
 from .redis_urls import mask_url
 from .sharding import resolve_shards, router
+from .snapshot import SnapshotConfig, SnapshotHook
 from .tracking import MediaRun, fail_open_runs
 from .transport import ConnectFailed, Transport
 
@@ -112,6 +113,38 @@ def _check_settings(
         )
 
 
+def _snapshot_config(snapshots: SnapshotConfig | bool | None) -> SnapshotConfig | None:
+    if snapshots is None:
+        snapshots = os.environ.get(d.ENV_SNAPSHOTS, "").strip().lower() not in (
+            "0", "false", "off", "no",
+        )
+    if isinstance(snapshots, SnapshotConfig):
+        return snapshots
+    if snapshots is True:
+        return SnapshotConfig()
+    if snapshots is False:
+        return None
+    raise ConfigurationError(
+        f"snapshots must be a SnapshotConfig, True or False, got {snapshots!r}"
+    )
+
+
+def _batch_hook(
+    snapshots: SnapshotConfig | None, user: BatchHook | None, channel: str
+) -> BatchHook | None:
+    # A fresh hook per sender, so a forked child starts without its parent's snapshots.
+    if snapshots is None:
+        return user
+    hook = SnapshotHook(snapshots, channel)
+    if user is None:
+        return hook
+
+    def both(source: str, events: Any) -> list[Any]:
+        return [*hook(source, events), *user(source, events)]
+
+    return both
+
+
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     if (
         isinstance(value, bool)
@@ -170,6 +203,11 @@ class ProgressPublisher:
     run job code left open with ``PROCESSING_FAILED`` (``tracking.fail_open_runs``), so
     no panel stays open; off only for simulating workers that crash.
 
+    ``snapshots`` keeps the current state of each media in Redis for relays and the
+    sweeper (``progress_sdk.snapshot``), written in the same pipeline as each batch: a
+    ``SnapshotConfig``, ``True`` for the defaults, ``False`` for none; ``None`` reads
+    ``PROGRESS_SDK_SNAPSHOTS`` (``0``/``false``/``off``: none), else the defaults.
+
     ``batch_hook`` (advanced) returns extra Redis commands to write in the same pipeline
     as each batch, after its PUBLISH commands (see ``progress_sdk._sender.BatchHook``).
     """
@@ -189,6 +227,7 @@ class ProgressPublisher:
         strict: bool | None = None,
         error_messages: ErrorMessages | None = None,
         batch_hook: BatchHook | None = None,
+        snapshots: SnapshotConfig | bool | None = None,
         _transport: Transport | None = None,
     ) -> None:
         target = (
@@ -211,6 +250,7 @@ class ProgressPublisher:
         self.finish_flush_timeout = float(finish_flush_timeout)
         self.fail_runs_left_open = fail_runs_left_open
         self.batch_hook = batch_hook
+        self.snapshots = _snapshot_config(snapshots)
         self._explicit_source = source
         self.strict = (
             strict if strict is not None else os.environ.get(d.ENV_STRICT, "") in ("1", "true")
@@ -240,7 +280,7 @@ class ProgressPublisher:
         # A batch hook is given each event's fields: then they are kept after serialising;
         # a hook and shard routing need each event's media_id: then every event keeps its
         # Entry (otherwise a lifecycle event is kept as its bytes alone).
-        self._keep_fields = self.batch_hook is not None
+        self._keep_fields = self.batch_hook is not None or self.snapshots is not None
         self._buffer = EventBuffer(
             self.buffer_size,
             self.min_progress_interval,
@@ -255,7 +295,7 @@ class ProgressPublisher:
             batch_size=self.batch_size,
             name=f"progress-sdk-sender-{self.channel}",
             source=source,
-            batch_hook=self.batch_hook,
+            batch_hook=_batch_hook(self.snapshots, self.batch_hook, self.channel),
             route=route,
         )
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -38,9 +39,11 @@ __all__ = [
     "MediaSnapshot",
     "ModelSnapshot",
     "SnapshotConfig",
+    "SnapshotHook",
     "SnapshotKeys",
     "SnapshotTracker",
     "apply_event",
+    "media_fields",
     "parse_snapshot",
     "read_media",
     "read_user",
@@ -104,7 +107,7 @@ class SnapshotKeys:
 class SnapshotConfig:
     """Whether and how a publisher keeps snapshots."""
 
-    keys: SnapshotKeys = field(default_factory=SnapshotKeys)
+    keys: SnapshotKeys = field(default_factory=SnapshotKeys.from_env)
     ttl: float = d.DEFAULT_SNAPSHOT_TTL
     """Seconds a finished media's snapshot stays after its terminal event."""
     inflight_ttl: float = d.DEFAULT_SNAPSHOT_INFLIGHT_TTL
@@ -187,6 +190,8 @@ class MediaSnapshot:
     updated_at: float = 0.0
     started_at: float | None = None
     models: Mapping[str, ModelSnapshot] = field(default_factory=dict)
+    channel: str | None = None
+    """The channel the media's events went to (the sweeper publishes its failures there)."""
 
     @property
     def terminal(self) -> bool:
@@ -200,6 +205,30 @@ class MediaSnapshot:
             return False
         last = self.seqs.get(source)
         return last is not None and seq <= last
+
+    @classmethod
+    def from_client(cls, payload: Mapping[str, Any]) -> MediaSnapshot:
+        """Read a ``progress_snapshot`` payload back (what a client received)."""
+        models = {
+            str(m.get("modelName")): ModelSnapshot(
+                status=m.get("status") or "queued", progress=_int(m.get("progress")),
+                total=_int(m.get("total")), phase=_text(m.get("phase")),
+                prediction=_text(m.get("prediction")),
+                confidence=_number(m.get("confidence")), error=_text(m.get("error")),
+                eta_seconds=_number(m.get("etaSeconds")),
+            )
+            for m in payload.get("models") or () if isinstance(m, Mapping)
+        }  # fmt: skip
+        seqs = payload.get("seqs")
+        return cls(
+            str(payload.get("mediaId")), user_id=_text(payload.get("userId")),
+            status=payload.get("status") or RUNNING, filename=_text(payload.get("filename")),
+            run_id=_text(payload.get("runId")), error=_text(payload.get("error")),
+            seq=_int(payload.get("seq")), source=_text(payload.get("source")),
+            seqs={k: v for k, v in seqs.items() if type(v) is int}
+            if isinstance(seqs, Mapping) else {},
+            models=models,
+        )  # fmt: skip
 
     def to_client(self) -> dict[str, Any]:
         """The ``progress_snapshot`` payload: camelCase like ``progress_update``."""
@@ -321,7 +350,7 @@ def _next_model(
 
 # -- hash fields ------------------------------------------------------------------------
 
-_MEDIA_TEXT_FIELDS = ("user_id", "status", "filename", "run_id", "error", "source")
+_MEDIA_TEXT_FIELDS = ("user_id", "status", "filename", "run_id", "error", "source", "channel")
 _MODEL_PREFIX = "model:"
 _SEQ_PREFIX = "seq:"
 
@@ -376,6 +405,7 @@ def parse_snapshot(
         seqs=seqs,
         updated_at=_float(text.get("updated_at")) or 0.0,
         started_at=_float(text.get("started_at")),
+        channel=text.get("channel"),
         models=dict(sorted(models.items(), key=lambda item: item[1].updated_at)),
     )
 
@@ -454,8 +484,12 @@ class SnapshotTracker:
     still updates its hash field by field).
     """
 
-    def __init__(self, config: SnapshotConfig, *, max_media: int = d.MAX_REMEMBERED_MEDIA):
+    def __init__(
+        self, config: SnapshotConfig, *, channel: str | None = None,
+        max_media: int = d.MAX_REMEMBERED_MEDIA,
+    ) -> None:
         self.config = config
+        self.channel = channel
         self._max_media = max_media
         self._states: OrderedDict[str, MediaSnapshot] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
@@ -467,6 +501,8 @@ class SnapshotTracker:
             return
         previous = self._states.pop(media_id, None)
         state = apply_event(previous, event, now)
+        if state.channel != self.channel:
+            state = replace(state, channel=self.channel)
         self._states[media_id] = state
         if len(self._states) > self._max_media:
             evicted, _ = self._states.popitem(last=False)
@@ -497,6 +533,39 @@ class SnapshotTracker:
 
     def __len__(self) -> int:
         return len(self._states)
+
+
+class SnapshotHook:
+    """The publisher's batch hook (``ProgressPublisher(snapshots=...)``): folds each batch
+    into its media's snapshots and returns the writes for the same pipeline."""
+
+    def __init__(self, config: SnapshotConfig, channel: str | None = None) -> None:
+        self.tracker = SnapshotTracker(config, channel=channel)
+
+    def __call__(
+        self, source: str, events: Sequence[OutgoingEvent]
+    ) -> list[tuple[bytes, ...]]:
+        """``events``: a batch about to be published by ``source``, in order."""
+        now = time.time()
+        apply = self.tracker.apply
+        for event in events:
+            if event.fields is not None:
+                apply({**event.fields, "seq": event.seq, "source": source}, event.ts or now)
+        return [
+            tuple(part if isinstance(part, bytes) else part.encode() for part in command)
+            for command in self.tracker.take_commands()
+        ]
+
+
+class OutgoingEvent(Protocol):
+    """What the publisher's batch hook sees of an event (``progress_sdk._sender``)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def ts(self) -> float | None: ...
+    @property
+    def fields(self) -> dict[str, Any] | None: ...
 
 
 # -- reading ------------------------------------------------------------------------------

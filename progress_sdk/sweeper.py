@@ -5,7 +5,8 @@ seconds and has no terminal event gets ``ANALYSIS_FAILED`` for each model still 
 then ``PROCESSING_FAILED`` ("the worker stopped reporting"): rule 5 allows
 ``PROCESSING_COMPLETED`` only when the job finished, so a job that stopped always fails,
 even with some models completed. The panel then closes with a visible error instead of
-staying open forever.
+staying open forever. The events go to the channel the media's own events went to
+(recorded in its snapshot), else to the sweeper's ``channel``.
 
 Any number of sweepers may run (every relay node, ``progress-sim sweep``): a lease in Redis
 (``SET NX PX``, renewed by its holder) lets one act at a time, and each media is failed by
@@ -190,8 +191,8 @@ class Sweeper:
             return 0
         payloads, final = failure
         args: list[Any] = [
-            raw_updated, self.channel, max(1, int(self.config.ttl * 1000)), media_id,
-            int(now * 1000), len(payloads), *payloads,
+            raw_updated, snapshot.channel or self.channel, max(1, int(self.config.ttl * 1000)),
+            media_id, int(now * 1000), len(payloads), *payloads,
         ]  # fmt: skip
         for pair in media_fields(final).items():
             args.extend(pair)

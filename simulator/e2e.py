@@ -29,6 +29,7 @@ from progress_sdk.sharding import subscribed_channels
 from progress_sdk.transport import mask_url
 
 from .catalog import PRESETS
+from .catchup_check import check_late_join
 from .delivery import DeliveryReport, Received, SocketLog, TruthEvent, check_deliveries
 from .listener import latency_percentiles
 from .relay.auth import sign_token
@@ -50,6 +51,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 # counts as lost, and how long after everything arrived to wait for duplicates.
 DEFAULT_SETTLE_SECONDS = 5.0
 _DUPLICATE_WINDOW = 0.5
+# The late socket joins after this many of its user's events: mid-run for a usual media.
+_LATE_AFTER_EVENTS = 20
 
 
 class E2ESetupError(Exception):
@@ -81,6 +84,9 @@ class E2EConfig:
     watch_users: tuple[str, ...] = ()
     """With ``listen_seconds``: the users whose events to check."""
     connect_timeout: float = 10.0
+    late_join: bool = True
+    """While simulating, connect one more socket mid-run and check its catch-up
+    (``simulator.catchup_check``): snapshots first, no gap or repeat, same final panel."""
 
     def __post_init__(self) -> None:
         if not self.relay_urls:
@@ -101,11 +107,13 @@ class E2EResult:
     published: int | None
     """Events the simulation's publisher got into Redis (None when only listening)."""
     seconds: float
+    late_join: list[str] | None = None
+    """Faults of the socket that joined mid-run (None: not checked)."""
 
     @property
     def ok(self) -> bool:
         """The relay delivered everything right, and the check saw events at all."""
-        return self.report.ok and self.report.events > 0
+        return self.report.ok and self.report.events > 0 and not self.late_join
 
     def latency_ms(self) -> tuple[float, float] | None:
         """Worker → socket latency p50 and p99 in milliseconds."""
@@ -126,6 +134,11 @@ class E2EResult:
         if latency is not None:
             lines.append(f"  latency worker → socket: p50 {latency[0]:.1f} ms, "
                          f"p99 {latency[1]:.1f} ms")
+        if self.late_join is not None:
+            lines.append("  late joiner: " + ("OK: snapshots first, then live events with "
+                         "no gap or repeat, same final panel as a socket there from the start"
+                         if not self.late_join else f"BROKEN: {len(self.late_join)} faults"))
+            lines.extend(f"    {fault}" for fault in self.late_join[:10])
         if rep.events == 0:
             lines.append("  verdict: NOTHING CHECKED: no event for the checked users was "
                          "seen on the channel")
@@ -155,6 +168,7 @@ class E2EResult:
             "latency_ms": None if latency is None else
             {"p50": round(latency[0], 3), "p99": round(latency[1], 3)},
             "faults": dict(rep.fault_counts),
+            "late_join_faults": self.late_join,
             "fault_messages": [str(f) for f in rep.faults[:1000]],
             "seconds": round(self.seconds, 3),
         }
@@ -255,6 +269,7 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
     truth.recording = not listening
     pump = asyncio.create_task(truth.pump())
     published: int | None = None
+    late: _Probe | None = None
     try:
         await _connect_all(config, probes)
         if config.listen_seconds is not None:
@@ -262,18 +277,47 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
             await asyncio.sleep(config.listen_seconds)
             truth.recording = False
         else:
-            published = await asyncio.to_thread(_simulate, config, prefix)
+            simulation = asyncio.ensure_future(asyncio.to_thread(_simulate, config, prefix))
+            if config.late_join:
+                late = await _join_late(config, truth, users[0], simulation)
+            published = await simulation
+        # The late socket is not waited for: it never gets the events its snapshots
+        # cover, and it is served by the same relay as the others.
         await _settle(truth, probes, config.settle_seconds)
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
-        await asyncio.gather(*(p.client.disconnect() for p in probes), return_exceptions=True)
+        await asyncio.gather(*(p.client.disconnect() for p in [*probes, *([late] if late else [])]),
+                             return_exceptions=True)
         await truth.close()
     report = check_deliveries(
         truth.events, [p.log for p in probes], whole_stream=not listening,
         per_media_order=config.shards > 1,
     )
-    return E2EResult(config, users, report, published, time.monotonic() - began)
+    late_faults = None
+    if late is not None:
+        early = next(p for p in probes if p.log.user_id == users[0])
+        late_faults = check_late_join(_pairs(early), _pairs(late), late.log.label)
+    return E2EResult(config, users, report, published, time.monotonic() - began, late_faults)
+
+
+def _pairs(probe: _Probe) -> list[tuple[str, Any]]:
+    return [(r.name, r.payload) for r in probe.log.received]
+
+
+async def _join_late(
+    config: E2EConfig, truth: _Truth, user: str, simulation: asyncio.Future[int]
+) -> _Probe | None:
+    """Connect one more socket of ``user`` once a few of its events went by."""
+    while not simulation.done():
+        if sum(1 for e in truth.events if e.user_id == user) >= _LATE_AFTER_EVENTS:
+            probe = _Probe(SocketLog(user, f"late socket of user {user}"),
+                           config.relay_urls[-1])
+            token = sign_token(config.jwt_secret, user, claim=config.user_claim)
+            await probe.connect(token, config.connect_timeout)
+            return probe
+        await asyncio.sleep(0.01)
+    return None  # the run was over before the user had enough events: nothing to check
 
 
 def _probes(config: E2EConfig, users: list[str]) -> list[_Probe]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from progress_sdk import defaults as d
+from progress_sdk.snapshot import SnapshotKeys
 from progress_sdk.transport import mask_url
 
 __all__ = ["e2e", "relay"]
@@ -66,6 +68,22 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
               default="info", show_default=True)
 @click.option("--event-loop", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto",
               show_default=True, help="auto: uvloop when installed (the relay extra has it).")
+@click.option("--snapshot-prefix", envvar=d.ENV_SNAPSHOT_PREFIX,
+              default=d.DEFAULT_SNAPSHOT_PREFIX, show_default=True,
+              help="Key prefix of the publishers' snapshots (catch-up on connect, sweeper). "
+              f"Env: {d.ENV_SNAPSHOT_PREFIX}.")
+@click.option("--catch-up/--no-catch-up", default=True, show_default=True,
+              help="Send each new socket progress_snapshot per in-flight media first.")
+@click.option("--sweep/--no-sweep", default=True, show_default=True,
+              help="Fail media whose worker stopped reporting (one node acts at a time).")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True),
+              default=d.DEFAULT_SWEEP_STALE_AFTER, show_default=True,
+              help="Seconds without news after which the sweeper fails a media.")
+@click.option("--dev", is_flag=True,
+              help="Print the page's URL with a token for each simulated user (user-1, ...); "
+              "without a secret, make one up.")
+@click.option("--dev-users", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many simulated users --dev prints URLs for.")
 @click.pass_context
 def relay(  # noqa: PLR0917 - one parameter per click option
     ctx: click.Context,
@@ -77,6 +95,12 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     reuse_port: bool,
     log_level: str,
     event_loop: str,
+    snapshot_prefix: str,
+    catch_up: bool,
+    sweep: bool,
+    stale_after: float,
+    dev: bool,
+    dev_users: int,
 ) -> None:
     """Relay the channel's events to browsers over Socket.IO, a private room per user.
 
@@ -86,10 +110,24 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     sockets: every relay subscribes to Redis itself and serves only its own sockets, so
     a user's sockets on different relays each get every event once. GET /healthz reports
     counters. Redis may be down at start or restart later: the relay reconnects.
+
+    GET / is a browser panel (open it with a token: /#token=...; --dev prints such URLs).
+    A new socket first gets progress_snapshot per in-flight media of its user, then live
+    events; every node runs the dead-worker sweeper, one acts at a time.
     """
     _need_relay_extra()
-    from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415 - the relay extra
+    from .relay import (  # noqa: PLC0415 - the relay extra
+        Relay,
+        RelayConfig,
+        bind,
+        configure_logging,
+        serve,
+        sign_token,
+    )
+    from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
+    if dev and not jwt_secret:
+        jwt_secret = secrets.token_urlsafe(32)
     if not jwt_secret:
         _fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
     if not user_claim:
@@ -106,6 +144,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
         cors_origins=list(cors_origins) if cors_origins else "*",
     )
     node = Relay(config)
+    install_extras(node, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
+                   stale_after=stale_after)
     if node.verifier.weak_secret:
         logging.getLogger("progress_sim.relay").warning(
             "the JWT secret is shorter than 32 bytes: weak for HS256"
@@ -115,6 +155,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
+    secret: str = jwt_secret
+
     def ready(url: str) -> None:
         click.echo(
             f"progress-sim relay: listening on {url} (Socket.IO at /socket.io/, "
@@ -122,6 +164,11 @@ def relay(  # noqa: PLR0917 - one parameter per click option
             f"user id from claim {user_claim!r}",
             err=True,
         )
+        if dev:
+            for i in range(1, dev_users + 1):
+                user_id = f"user-{i}"
+                token = sign_token(secret, user_id, claim=user_claim, expires_in=86_400)
+                click.echo(f"{user_id}: {url}/#token={token}")
 
     serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
 
@@ -150,6 +197,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
 @click.option("--user", "watch_users", multiple=True,
               help="With --listen: a user id whose events to check (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--late-join/--no-late-join", default=True, show_default=True,
+              help="Also check catch-up: a socket joining mid-run (progress_snapshot).")
 @click.pass_context
 def e2e(  # noqa: PLR0917 - one parameter per click option
     ctx: click.Context,
@@ -166,6 +215,7 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
     listen_seconds: float | None,
     watch_users: tuple[str, ...],
     as_json: bool,
+    late_join: bool,
 ) -> None:
     """Check a relay end to end: every event of a user reaches every socket of that user
     and no other, in order, exactly once.
@@ -174,6 +224,9 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
     truth, runs a simulation through the SDK (or, with --listen, watches another
     producer) and compares. Works with any relay that follows the contract, including
     one that forwards only the product's six fields. Reports worker → browser latency.
+    While simulating, one more socket joins mid-run and must catch up: progress_snapshot
+    first, then live events with no gap or repeat, ending with the same panel as a
+    socket there from the start (--no-late-join for relays without catch-up).
     Exit status: 0 delivered right, 1 a fault (each named), 2 could not run.
     """
     _need_relay_extra()
@@ -197,7 +250,7 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
         shards=(ctx.obj or {}).get("shards") or d.DEFAULT_SHARDS,
         user_claim=user_claim, users=users, sockets_per_user=sockets_per_user, media=media,
         models=names, speed=speed, seed=seed, settle_seconds=settle,
-        listen_seconds=listen_seconds, watch_users=watch_users,
+        listen_seconds=listen_seconds, watch_users=watch_users, late_join=late_join,
     )
     try:
         result = asyncio.run(run_e2e(config))

@@ -17,6 +17,11 @@ from redis_cluster import ClusterStartError, LocalCluster
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Publishers keep snapshots by default, and relays sweep them: under a prefix of this test
+# session's own (child processes inherit it), so neither meets another session's media
+# in the shared Redis.
+os.environ.setdefault("PROGRESS_SNAPSHOT_PREFIX", f"test-session-{uuid.uuid4().hex[:8]}:")
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:

@@ -73,10 +73,11 @@ def _broken(redis_url: str, channel: str, fault: str, nth: int = 12) -> RelayPro
 def test_a_relay_forwarding_only_the_six_product_fields_passes(
     redis_url: str, channel: str
 ) -> None:
-    """Without seq/source/runId, events are matched by content and order."""
+    """Without seq/source/runId, events are matched by content and order (the product's
+    relay has no catch-up either, so the late-joiner check is off)."""
     relay = _broken(redis_url, channel, "six-fields")
     try:
-        result = _check(redis_url, channel, relay.url)
+        result = _check(redis_url, channel, relay.url, late_join=False)
     finally:
         relay.stop()
     assert result.ok, result.to_text()

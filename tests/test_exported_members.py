@@ -10,9 +10,10 @@ def test_public_api_is_exactly_what_is_documented():
     assert sorted(progress_sdk.__all__) == progress_sdk.__all__
     assert set(progress_sdk.__all__) == {
         "ConfigurationError", "EventData", "EventType", "Finding", "InvalidEventError",
-        "LifecycleValidator", "MediaRun", "ModelRun", "Problem", "ProgressEvent",
-        "ProgressPublisher", "ProgressSDKError", "PublisherClosedError", "PublisherStats",
-        "RedisUnavailableError", "Report", "TrackingError", "__version__",
+        "LifecycleValidator", "MediaRun", "MediaSnapshot", "ModelRun", "Problem",
+        "ProgressEvent", "ProgressPublisher", "ProgressSDKError", "PublisherClosedError",
+        "PublisherStats", "RedisUnavailableError", "Report", "SnapshotConfig", "SnapshotKeys",
+        "Sweeper", "TrackingError", "__version__",
         "event_json_schema", "parse_event", "validate_lines",
     }
     for name in progress_sdk.__all__:

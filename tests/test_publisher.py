@@ -528,7 +528,7 @@ def test_an_unexpected_sender_error_loses_one_batch_not_the_sender(transport, ca
     failures = [RuntimeError("boom")]
     real_publish = transport.publish
 
-    def flaky(payloads: list[bytes]) -> int:
+    def flaky(payloads: list[bytes], extra: object = ()) -> int:
         if failures:
             raise failures.pop()
         return real_publish(payloads)

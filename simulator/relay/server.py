@@ -16,6 +16,12 @@ Extension points (for catch-up snapshots, pages and housekeeping):
 
 - ``add_event_hook(fn)``: ``fn(routed)`` for every valid event, before it is emitted,
   on the event loop (keep it quick; it must not raise);
+- ``add_join_hook(fn)``: ``await fn(sid, user_id)`` before a socket joins its room; the
+  room is joined right after the last one returns, with no await in between, so a hook
+  that also sees every event (``add_event_hook``) can hand the socket what arrived while
+  it ran and nothing is lost or doubled (catch-up snapshots, ``catchup``);
+- ``add_skip_hook(fn)``: ``fn(routed)`` → sids of the event's room that must not get it
+  (a socket whose catch-up snapshot already holds it);
 - ``add_connect_hook(fn)``: ``await fn(sid, user_id)`` after a socket joined its room;
 - ``add_route(path, handler)``: ``await handler(scope)`` → ``HttpResponse`` for a GET;
 - ``add_background_task(fn)``: ``await fn()`` runs for the relay's life;
@@ -28,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +58,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ConnectHook = Callable[[str, str], Awaitable[None]]
 EventHook = Callable[[Routed], None]
+SkipHook = Callable[[Routed], Iterable[str]]
 RouteHandler = Callable[[Scope], Awaitable["HttpResponse"]]
 
 
@@ -112,6 +119,8 @@ class Relay:
         self._sockets: dict[str, set[str]] = {}
         self._user_of: dict[str, str] = {}
         self._connect_hooks: list[ConnectHook] = []
+        self._join_hooks: list[ConnectHook] = []
+        self._skip_hooks: list[SkipHook] = []
         self._event_hooks: list[EventHook] = []
         self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
         self._tasks: list[asyncio.Task[None]] = []
@@ -122,6 +131,14 @@ class Relay:
     def add_connect_hook(self, hook: ConnectHook) -> None:
         """Await ``hook(sid, user_id)`` after each socket joined its user's room."""
         self._connect_hooks.append(hook)
+
+    def add_join_hook(self, hook: ConnectHook) -> None:
+        """Await ``hook(sid, user_id)`` before each socket joins its user's room."""
+        self._join_hooks.append(hook)
+
+    def add_skip_hook(self, hook: SkipHook) -> None:
+        """Leave the sids ``hook(routed)`` returns out of that event's room emit."""
+        self._skip_hooks.append(hook)
 
     def add_event_hook(self, hook: EventHook) -> None:
         """Call ``hook(routed)`` for every valid event, before it is emitted."""
@@ -197,8 +214,9 @@ class Relay:
     async def forward(self, routed: Routed) -> None:
         """Emit one routed event to its room (a test double overrides this)."""
         room = routed.room
+        skip = [sid for hook in self._skip_hooks for sid in hook(routed)] or None
         for name, payload in routed.emits:
-            await self.sio.emit(name, payload, room=room)
+            await self.sio.emit(name, payload, room=room, skip_sid=skip)
 
     # -- sockets ----------------------------------------------------------------------
 
@@ -209,6 +227,10 @@ class Relay:
             self.stats.refused[refused.reason] += 1
             log.info("refused a socket: %s", refused)
             raise socketio.exceptions.ConnectionRefusedError(str(refused)) from None
+        for hook in self._join_hooks:
+            await hook(sid, user_id)
+        # Does not suspend (python-socketio's in-memory manager): no event can slip
+        # between the last join hook and the room.
         await self.sio.enter_room(sid, user_room(user_id))
         self._user_of[sid] = user_id
         self._sockets.setdefault(user_id, set()).add(sid)

@@ -1,0 +1,31 @@
+"""What the relay adds to the bare delivery path: the page, catch-up and the sweeper."""
+
+from __future__ import annotations
+
+from progress_sdk import defaults as d
+from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys
+
+from .catchup import CatchUp, install_catch_up
+from .page import install_page
+from .server import Relay
+from .sweeping import install_sweeper
+
+__all__ = ["install_extras"]
+
+
+def install_extras(
+    relay: Relay,
+    keys: SnapshotKeys,
+    *,
+    catch_up: bool = True,
+    sweep: bool = True,
+    stale_after: float = d.DEFAULT_SWEEP_STALE_AFTER,
+    sweep_interval: float | None = None,
+) -> CatchUp | None:
+    """Serve the panel at ``/``; send snapshots on connect; run the sweeper."""
+    install_page(relay)
+    if sweep:
+        # Sweep a few times per stale period, so a dead worker's media fails soon after.
+        interval = sweep_interval or min(d.DEFAULT_SWEEP_INTERVAL, max(stale_after / 4, 0.1))
+        install_sweeper(relay, SnapshotConfig(keys), stale_after=stale_after, interval=interval)
+    return install_catch_up(relay, keys) if catch_up else None

@@ -1,0 +1,194 @@
+"""Catch-up, the page and the sweeper in real relay processes, with real Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+from conftest import Subscriber
+from relay_support import SECRET, Client, RelayProcess, wait_until
+
+from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
+from simulator.catchup_check import check_late_join
+from simulator.cli import cli
+from simulator.relay import sign_token
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+BUSY_JOB = Path(__file__).with_name("busy_job.py")
+
+
+@pytest.fixture
+def keys() -> SnapshotKeys:
+    """A snapshot prefix no other test uses."""
+    return SnapshotKeys(f"test-catchup-{uuid.uuid4().hex[:8]}:")
+
+
+def pairs(client: Client) -> list[tuple[str, Any]]:
+    """What a client received, as (socket event, payload)."""
+    return list(client.events)
+
+
+def test_sockets_joining_a_busy_stream_get_snapshots_then_live_events_without_gap_or_dup(
+    redis_url: str, channel: str, keys: SnapshotKeys
+) -> None:
+    """Sockets connecting while a job streams fast each end with the panel of a socket
+    there from the start, got their snapshot first, and no seq twice or missing."""
+    relay = RelayProcess.cli(redis_url, channel, "--snapshot-prefix", keys.prefix, "--no-sweep")
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    token = sign_token(SECRET, user)
+    try:
+        relay.wait_subscribed()
+
+        async def scenario() -> tuple[Client, list[Client]]:
+            early = Client()
+            await early.connect(relay.url, {"token": token})
+            job = subprocess.Popen([sys.executable, str(BUSY_JOB), redis_url, channel,
+                                    keys.prefix, user, "3000"])
+            late: list[Client] = []
+            try:
+                await early.wait_for("progress_update", 20)
+                while job.poll() is None and len(late) < 5:
+                    client = Client()
+                    await client.connect(relay.url, {"token": token})
+                    late.append(client)
+                    await asyncio.sleep(0.3)
+                assert await asyncio.to_thread(job.wait, 60) == 0
+            finally:
+                if job.poll() is None:
+                    job.kill()
+            await early.wait_for("media_update", 1, timeout=20)
+            for client in late:
+                await client.wait_for("media_update", 1, timeout=20)
+            await asyncio.sleep(0.3)  # time for a duplicate to show up
+            for client in [early, *late]:
+                await client.sio.disconnect()
+            return early, late
+
+        early, late = asyncio.run(scenario())
+        assert len(late) >= 2, "the job ended before sockets could join it"
+        joined_mid_run = 0
+        for index, client in enumerate(late):
+            assert check_late_join(pairs(early), pairs(client), f"late socket {index}") == []
+            snapshots = client.named("progress_snapshot")
+            joined_mid_run += any(s["status"] == "running" for s in snapshots)
+        assert joined_mid_run >= 2
+    finally:
+        relay.stop()
+
+
+def test_the_page_and_its_scripts_are_served_without_any_cdn(
+    redis_url: str, channel: str
+) -> None:
+    """GET / is the panel; its scripts, Socket.IO's client included, come from the relay."""
+    relay = RelayProcess.cli(redis_url, channel, "--no-sweep")
+    try:
+        with urllib.request.urlopen(f"{relay.url}/", timeout=5) as response:
+            page = response.read().decode()
+            assert response.headers["content-type"].startswith("text/html")
+        assert '<script src="socket.io.min.js">' in page and "http" not in page.split("<body>")[1]
+        with urllib.request.urlopen(f"{relay.url}/socket.io.min.js", timeout=5) as response:
+            assert b"Socket.IO v4" in response.read(200)
+        with urllib.request.urlopen(f"{relay.url}/panel.js", timeout=5) as response:
+            assert b"progress_snapshot" in response.read()
+    finally:
+        relay.stop()
+
+
+def test_two_relay_nodes_run_the_sweeper_and_one_acts(
+    redis_url: str, channel: str, keys: SnapshotKeys, subscriber: Subscriber
+) -> None:
+    """Both nodes sweep; one holds the lease and fails each stale media, once."""
+    client = redis.Redis.from_url(redis_url)
+    tracker = SnapshotTracker(SnapshotConfig(keys), channel=channel)
+    old = time.time() - 60
+    for n in range(3):
+        for seq, (kind, data) in enumerate([("PROCESSING_STARTED", {}),
+                                            ("ANALYSIS_STARTED", {"model_name": "A"})], 1):
+            tracker.apply({"media_id": f"dead-{n}", "user_id": "u", "event": kind,
+                           "data": data, "seq": seq, "source": "w"}, old)
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+    nodes = [RelayProcess.cli(redis_url, channel, "--snapshot-prefix", keys.prefix,
+                              "--stale-after", "1") for _ in range(2)]
+    try:
+        wait_until(lambda: all(
+            (s := read_media(client, keys, f"dead-{n}")) is not None and s.terminal
+            for n in range(3)
+        ), timeout=20, what="the sweeper to fail the dead media")
+        time.sleep(1.5)  # both nodes sweep again: nothing more may go out
+        events = [json.loads(m) for m in subscriber.messages]
+        assert sorted(e["media_id"] for e in events if e["event"] == "PROCESSING_FAILED") == [
+            "dead-0", "dead-1", "dead-2",
+        ]
+        assert len(events) == 6  # ANALYSIS_FAILED for A and PROCESSING_FAILED, per media
+        acted = [n for n, node in enumerate(nodes) if "stopped reporting" in node.output]
+        assert len(acted) == 1, [node.output for node in nodes]
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_dev_mode_prints_a_working_page_url_for_each_simulated_user(
+    redis_url: str, channel: str
+) -> None:
+    """`relay --dev` makes up a secret and prints user-1..N URLs whose tokens connect."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from simulator.cli import main; main()", "--redis-url",
+         redis_url, "--channel", channel, "relay", "--port", "0", "--dev", "--dev-users", "2",
+         "--no-sweep"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={k: v for k, v in __import__("os").environ.items() if k != "JWT_SECRET"},
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip() for _ in range(2)]
+        assert [line.split(":")[0] for line in lines] == ["user-1", "user-2"]
+        url, token = lines[1].split(" ", 1)[1].split("/#token=")
+
+        async def connect() -> list[Any]:
+            client = Client()
+            await client.connect(url, {"token": token})
+            await client.sio.disconnect()
+            return client.events
+
+        asyncio.run(connect())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_e2e_checks_the_late_joiner_and_fails_a_relay_without_catch_up(
+    redis_url: str, channel: str, keys: SnapshotKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`progress-sim e2e` passes the relay with catch-up and names the gap without it."""
+    monkeypatch.setenv("PROGRESS_SNAPSHOT_PREFIX", keys.prefix)
+    verdicts = {}
+    for flag in ("--catch-up", "--no-catch-up"):
+        relay = RelayProcess.cli(redis_url, channel, "--snapshot-prefix", keys.prefix,
+                                 "--no-sweep", flag)
+        try:
+            relay.wait_subscribed()
+            result = CliRunner().invoke(cli, [
+                "--redis-url", redis_url, "--channel", channel, "e2e", "--relay-url",
+                relay.url, "--jwt-secret", SECRET, "--media", "3", "--users", "1",
+                "--speed", "10", "--json",
+            ])  # fmt: skip
+            verdicts[flag] = (result.exit_code, json.loads(result.stdout))
+        finally:
+            relay.stop()
+    code, report = verdicts["--catch-up"]
+    assert code == 0 and report["late_join_faults"] == [], report
+    code, report = verdicts["--no-catch-up"]
+    assert code == 1 and any("gap" in f or "ends as" in f for f in report["late_join_faults"])
