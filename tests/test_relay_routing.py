@@ -69,6 +69,7 @@ def test_failed_adds_processing_error() -> None:
         (_raw(media_id=None), "missing_media_id"),
         (_raw(event="NOT_AN_EVENT"), "schema"),
         (_raw(event="ANALYSIS_STARTED"), "schema"),  # no model_name
+        (_raw(data={"details": {"blob": "x" * 70_000}}), "too_large"),
     ],
 )
 def test_unroutable_or_invalid_messages_are_dropped_and_counted(raw: bytes, reason: str) -> None:

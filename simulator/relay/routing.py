@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from progress_sdk import defaults as d
 from progress_sdk.contract import check_event
 
 from .stats import RelayStats
@@ -83,6 +84,11 @@ class EventRouter:
 
     def route(self, raw: bytes | str) -> Routed | None:
         """The emits for one message, or ``None`` when it is dropped (and counted)."""
+        if len(raw) > d.MAX_EVENT_BYTES:
+            # Over the contract's limit: not parsed at all (a huge message would cost
+            # every relay node the time to read it).
+            self.stats.drop("too_large")
+            return None
         try:
             obj = _loads(raw)
         except (ValueError, RecursionError):

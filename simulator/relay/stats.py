@@ -11,7 +11,9 @@ from typing import Any
 
 __all__ = ["DROP_REASONS", "RelayStats"]
 
-DROP_REASONS = ("invalid_json", "missing_user_id", "missing_media_id", "schema")
+DROP_REASONS = (
+    "too_large", "invalid_json", "missing_user_id", "missing_media_id", "schema"
+)
 """Why a channel message was not forwarded (the keys of ``dropped``)."""
 
 
