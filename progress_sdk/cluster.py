@@ -17,6 +17,7 @@ publisher does no I/O) whether a URL names a cluster node or a single server;
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 Address = tuple[str, int]
+
+logger = logging.getLogger("progress_sdk")
 
 
 def slot_of(name: str | bytes) -> int:
@@ -225,6 +228,7 @@ class ClusterTransport:
         self._conns: dict[Address, Any] = {}
         self._owners: dict[bytes, Address] = {}
         self._stale = True
+        self._warned_extra = False
 
     def publish(
         self,
@@ -249,8 +253,13 @@ class ClusterTransport:
             self._write(conns[owner], commands)
         for owner, indices in groups.items():
             receivers += self._read(conns[owner], owner, indices, outcomes, errors)
-        if extra:
-            errors.append("extra commands are not supported on a Redis Cluster")
+        if extra and not self._warned_extra:
+            # A batch hook's keys live on any master; routing them is not done yet.
+            self._warned_extra = True
+            logger.warning(
+                "progress_sdk: the batch hook's extra commands are not run on a Redis "
+                "Cluster (%s); events are published without them", self.description
+            )
         return self._delivery(outcomes, receivers, errors, len(extra))
 
     def _route(self, names: Sequence[bytes]) -> dict[Address, list[int]]:

@@ -178,3 +178,21 @@ def test_a_simulation_over_the_cluster_keeps_the_contract_strictly(redis_cluster
     ])
     assert result.exit_code == 0, result.output
     assert "contract:   OK" in result.output and "never arrived" not in result.output
+
+
+def test_a_batch_hook_on_a_cluster_is_skipped_with_one_warning(redis_cluster, caplog):
+    """Extra commands of a batch hook are not run on a cluster: the events still go out,
+    and the log says so once."""
+    channel = f"t-{uuid.uuid4().hex[:8]}"
+    collector = Collector(ClusterSubscription(redis_cluster.url, [channel]).open())
+    try:
+        with ProgressPublisher(redis_cluster.url, channel,
+                               batch_hook=lambda *_: [(b"SET", b"k", b"v")]) as publisher:
+            for i in range(3):
+                publisher.emit(_event("m-1", i))
+                assert publisher.flush(10)
+        assert len(_wait(collector, 3)) == 3
+    finally:
+        collector.close()
+    warnings = [r for r in caplog.records if "batch hook" in r.getMessage()]
+    assert len(warnings) == 1
