@@ -185,8 +185,10 @@ class CountingEvent(threading.Event):
         super().set()
 
 
-def cpu_job(kind: str, steps: int, step_us: float, pinned: bool) -> tuple[float, int]:
-    """Seconds the job took, and the sender's wake-ups."""
+def cpu_job(kind: str, steps: int, step_us: float, pinned: bool) -> tuple[float, int, float, float]:
+    """Wall seconds the job took, the sender's wake-ups, the process's CPU seconds (both
+    threads; other processes' load does not count) and the seconds spent inside
+    model.progress()."""
     if pinned:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     try:
@@ -200,6 +202,8 @@ def cpu_job(kind: str, steps: int, step_us: float, pinned: bool) -> tuple[float,
             counter = CountingEvent()
             pub._sender.wakeup = counter
         spin = step_us / 1e6
+        inside = 0.0
+        cpu = time.process_time()
         start = time.perf_counter()
         if pub is None:
             for _ in range(steps):
@@ -212,13 +216,18 @@ def cpu_job(kind: str, steps: int, step_us: float, pinned: bool) -> tuple[float,
                     until = time.perf_counter() + spin
                     while time.perf_counter() < until:
                         pass
+                    t0 = time.perf_counter()
                     model.progress(i, steps)
+                    inside += time.perf_counter() - t0
         elapsed = time.perf_counter() - start
+        if pub is not None:
+            pub.flush(5)  # the sender's work for these events counts as the job's CPU
+        cpu = time.process_time() - cpu
         wakes = 0
         if pub is not None:
             wakes = counter.sets
             pub.close()
-        return elapsed, wakes
+        return elapsed, wakes, cpu, inside
     finally:
         if pinned:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
@@ -272,8 +281,14 @@ def emit_busy(n: int) -> dict[str, float]:
 
 def buffered_pause(n: int) -> dict[str, float]:
     """With ``n`` events buffered (Redis unreachable): the longest emit() while filling
-    and a full garbage collection, in milliseconds."""
+    and a full garbage collection, in milliseconds; the reference is the same full
+    collection with the buffer empty."""
     pub = ProgressPublisher(DEAD_URL, "bench7", min_progress_interval=0, buffer_size=n)
+    pub.emit(event_fields(0))
+    gc.collect()
+    t0 = time.perf_counter()
+    gc.collect()
+    empty = time.perf_counter() - t0
     longest = 0
     for i in range(n):
         t0 = time.perf_counter_ns()
@@ -284,14 +299,27 @@ def buffered_pause(n: int) -> dict[str, float]:
     full = time.perf_counter() - t0
     queued = pub.stats().queued
     pub.close(0.2)
-    return {"longest_emit_ms": longest / 1e6, "full_gc_ms": full * 1000, "queued": queued}
+    return {
+        "longest_emit_ms": longest / 1e6,
+        "full_gc_ms": full * 1000,
+        "empty_gc_ms": empty * 1000,
+        "queued": queued,
+    }
 
 
 # -- 4. memory ---------------------------------------------------------------------------
 
 
-def memory_per_event(n: int) -> dict[str, float]:
-    pub = ProgressPublisher(DEAD_URL, "bench7", min_progress_interval=0, buffer_size=n)
+def memory_per_event(n: int, *, hook: bool = False) -> dict[str, float]:
+    """Bytes per buffered lifecycle event; ``hook``: with a batch hook, which keeps each
+    event's fields (as snapshots do)."""
+    pub = ProgressPublisher(
+        DEAD_URL,
+        "bench7",
+        min_progress_interval=0,
+        buffer_size=n,
+        batch_hook=(lambda source, events: ()) if hook else None,
+    )
     events = [event_fields(i) for i in range(n)]
     pub.emit(events[0])  # starts the sender thread outside the measurement
     gc.collect()
@@ -350,16 +378,21 @@ def main() -> None:
         jobs = interleave(
             {k: (lambda k=k, p=pinned: cpu_job(k, steps, 200.0, p)) for k in kinds}, args.repeats
         )
-        base = statistics.median(t for t, _ in jobs["no reporting"])
+        base = statistics.median(r[0] for r in jobs["no reporting"])
+        base_cpu = statistics.median(r[2] for r in jobs["no reporting"])
         label = "pinned to one core" if pinned else "free"
-        print(f"   {label}: no reporting {base:.3f} s")
+        print(f"   {label}: no reporting {base:.3f} s wall, {base_cpu:.3f} s CPU")
         for k in kinds[1:]:
-            t = statistics.median(x for x, _ in jobs[k])
-            wakes = statistics.median(w for _, w in jobs[k])
+            t = statistics.median(r[0] for r in jobs[k])
+            wakes = statistics.median(r[1] for r in jobs[k])
+            cpu = statistics.median(r[2] for r in jobs[k])
+            inside = statistics.median(r[3] for r in jobs[k])
             target = 2 if k == "default settings" else 5
             print(
-                f"     {k:18s} {t:.3f} s  {100 * (t / base - 1):+5.1f}% (target <= +{target}%)"
-                f"  sender wake-ups per 10k calls: {wakes * 10_000 / steps:,.0f}"
+                f"     {k:18s} wall {t:.3f} s {100 * (t / base - 1):+5.1f}%, process CPU "
+                f"{100 * (cpu / base_cpu - 1):+5.1f}%, inside progress() "
+                f"{100 * inside / base:4.1f}% (target <= +{target}%); "
+                f"sender wake-ups per 10k calls: {wakes * 10_000 / steps:,.0f}"
             )
     print()
 
@@ -384,15 +417,20 @@ def main() -> None:
     print(
         f"   100,000 buffered: longest emit "
         f"{statistics.median(p['longest_emit_ms'] for p in pauses):.2f} ms, full gc "
-        f"{statistics.median(p['full_gc_ms'] for p in pauses):.2f} ms (target: no pause > 5)\n"
+        f"{statistics.median(p['full_gc_ms'] for p in pauses):.2f} ms vs "
+        f"{statistics.median(p['empty_gc_ms'] for p in pauses):.2f} ms with the buffer empty "
+        f"(target: no pause > 5)\n"
     )
 
     print("4. Memory per buffered event")
-    mem = memory_per_event(100_000)
-    print(
-        f"   {mem['per_event_b']:.0f} B per event, payload {mem['payload_b']:.0f} B: "
-        f"{mem['per_event_b'] / mem['payload_b']:.2f}x (target <= 1.3x)"
-    )
+    for hook in (False, True):
+        mem = memory_per_event(100_000, hook=hook)
+        label = "with a batch hook (fields kept)" if hook else "default"
+        print(
+            f"   {label}: {mem['per_event_b']:.0f} B per event, payload "
+            f"{mem['payload_b']:.0f} B: {mem['per_event_b'] / mem['payload_b']:.2f}x"
+            + ("" if hook else " (target <= 1.3x)")
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """progress_sdk: publish media-analysis progress events without waiting on delivery."""
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .contract import Finding, LifecycleValidator, Report, validate_lines
 from .exceptions import (
@@ -16,7 +14,7 @@ from .exceptions import (
     TrackingError,
 )
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .events import EventData, EventType, ProgressEvent, parse_event
     from .publisher import ProgressPublisher, PublisherStats
     from .schema import event_json_schema
@@ -74,14 +72,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    # The public names only: not the helpers above, nor submodules loaded so far.
+    return sorted(__all__)

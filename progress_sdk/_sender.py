@@ -273,6 +273,7 @@ class Sender:
         # Not sent: the batch's tail, or (a cluster batch spans masters) given positions.
         unsent = delivery.unsent
         rest = batch[done:] if unsent is None else [batch[i] for i in unsent]
+        recovered = not delivery.not_sent and self._outage_started is not None
         with self.settled:
             self.published += delivery.published
             if delivery.refused:
@@ -281,6 +282,9 @@ class Sender:
             if delivery.error is not None:
                 self.last_error = delivery.error
             self.connected = not delivery.not_sent
+            if recovered:
+                # Counted with the batch it delivered: whoever sees it settled sees this.
+                self.reconnects += 1
             if not rest:
                 self.buffer.finish_batch()
             elif not delivery.resend:
@@ -343,8 +347,6 @@ class Sender:
             time.monotonic() - self._outage_started,
         )
         self._outage_started = None
-        with self.settled:
-            self.reconnects += 1
 
     def _log_once(self, key: str, message: str, *args: object, exc_info: bool = False) -> None:
         if key in self._logged:

@@ -99,7 +99,12 @@ def test_outage_emit_stays_fast_and_lifecycle_events_arrive_after_recovery(
         assert publisher.flush(15)
         received = subscriber.wait_for(501)
         details = [e["data"]["details"]["i"] for e in _decode(received)]  # type: ignore[index]
-        assert details == list(range(501))
+        missing = sorted(set(range(501)) - set(details))
+        repeated = sorted({i for i in details if details.count(i) > 1})
+        assert details == list(range(501)), (
+            f"{len(details)} received, missing {missing[:20]}, repeated {repeated[:20]}, "
+            f"stats {publisher.stats()}"
+        )
         assert publisher.stats().reconnects >= 1
     finally:
         publisher.close(1)
