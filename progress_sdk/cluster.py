@@ -78,6 +78,7 @@ class SlotMap:
         *,
         timeout: float = d.CONNECT_TIMEOUT,
         connection_kwargs: dict[str, Any] | None = None,
+        connection_class: type[redis.connection.AbstractConnection] | None = None,
     ) -> None:
         pool = _pool_from_url(url)
         kwargs: dict[str, Any] = dict(pool.connection_kwargs)
@@ -86,7 +87,8 @@ class SlotMap:
         if "path" in kwargs:
             raise ConfigurationError("a Redis Cluster is reached over TCP, not a unix socket")
         self.description = mask_url(url)
-        self._connection_class = pool.connection_class
+        # A RedisCluster client's (TLS, say) wins over what the URL says.
+        self._connection_class = connection_class or pool.connection_class
         self._kwargs = kwargs
         self._timeout = timeout
         self._known: list[Address] = [(str(kwargs.get("host", "127.0.0.1")),
@@ -217,9 +219,11 @@ class ClusterTransport:
     def __init__(self, target: str | redis.RedisCluster, channel: str) -> None:
         if isinstance(target, redis.RedisCluster):
             node = target.get_default_node() or target.get_nodes()[0]  # type: ignore[no-untyped-call]
-            kwargs = node.redis_connection.connection_pool.connection_kwargs
+            node_pool = node.redis_connection.connection_pool
+            kwargs = node_pool.connection_kwargs
             url = f"redis://{node.host}:{node.port}/0"
-            self.slots = SlotMap(url, connection_kwargs=kwargs)
+            self.slots = SlotMap(url, connection_kwargs=kwargs,
+                                 connection_class=node_pool.connection_class)
         else:
             self.slots = SlotMap(target)
         self.description = f"Redis Cluster via {self.slots.description}"
