@@ -57,6 +57,12 @@ def test_a_tampered_payload_is_refused() -> None:
     assert _reason({"token": f"{header}.{forged.decode()}.{signature}"}) == "bad_signature"
 
 
+def test_a_stripped_signature_is_refused() -> None:
+    """header.payload. (an HS256 header with the signature cut off) does not verify."""
+    header, payload, _ = sign_token(SECRET, "u-1").split(".")
+    assert _reason({"token": f"{header}.{payload}."}) == "bad_signature"
+
+
 def test_an_expired_token_is_refused() -> None:
     """A token past its exp is refused as expired."""
     token = sign_token(SECRET, "u-1", now=time.time() - 3600, expires_in=60)

@@ -50,7 +50,7 @@ def test_each_user_gets_only_their_own_events_in_camel_case(
     relay: RelayProcess, publish: redis.Redis, shared_channel: str
 ) -> None:
     """Two users' sockets each receive their own events, camelCase plus seq/source/runId,
-    in channel order, and none of the other user's."""
+    in channel order, and none of the other user's, even after asking to join its room."""
     alice, bob = _user(), _user()
 
     async def scenario() -> tuple[Client, Client, Client]:
@@ -58,6 +58,10 @@ def test_each_user_gets_only_their_own_events_in_camel_case(
         await a1.connect(relay.url, {"token": sign_token(SECRET, alice)})
         await a2.connect(relay.url, {"token": sign_token(SECRET, alice)})
         await b.connect(relay.url, {"token": sign_token(SECRET, bob)})
+        # The relay registers no client events: asking to join alice's room does nothing.
+        for name in ("join", "join_room", "enter_room", "subscribe"):
+            await b.sio.emit(name, f"user:{alice}")
+            await b.sio.emit(name, alice)
         for n in range(1, 6):
             publish.publish(shared_channel, event(alice, "m-a", "PROCESSING_STARTED",
                                                   seq=n, source="w1", run_id="r1",
