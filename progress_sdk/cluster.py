@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -398,9 +399,15 @@ class DetectingTransport:
         self._url = url
         self._channel = channel
         self._chosen: Transport | None = None
+        self._choosing = threading.Lock()
         self.description = self._single.description
 
     def _choose(self) -> Transport:
+        # check_connection() (the caller's thread) may race the sender's first batch.
+        with self._choosing:
+            return self._chosen or self._decide()
+
+    def _decide(self) -> Transport:
         if self._chosen is None:
             try:
                 cluster = is_cluster(self._url)
@@ -440,6 +447,7 @@ class DetectingTransport:
 
     def after_fork_in_child(self) -> None:
         """Let the chosen transport forget the parent's connections."""
+        self._choosing = threading.Lock()  # the parent's sender may have held it
         (self._chosen or self._single).after_fork_in_child()
 
 
