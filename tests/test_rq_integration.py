@@ -594,3 +594,23 @@ def test_closing_a_publisher_leaves_runs_that_other_processes_end(queues, prefix
     assert [t for t in model_job.events.types() if not t.endswith("_PROGRESS")] == [
         "PROCESSING_STARTED", "ANALYSIS_STARTED", "ANALYSIS_COMPLETED",
     ]
+
+
+@pytest.mark.slow
+def test_the_rq_cli_runs_the_tracking_worker(  # noqa: PLR0917
+    rq_url, redis_url, channel, subscriber, publisher, queues, workers
+):
+    """`rq worker -w progress_sdk.rq.TrackingWorker`, as documented, reports a killed horse."""
+    queue = queues()
+    enqueue_media(queue, "rq_tracked_jobs.analyse_model", 6, 0.0, {B: "sigkill"},
+                  media_id="m-rq-cli", user_id="u-1", models=[A, B], publisher=publisher)
+    result = subprocess.run(
+        [sys.executable, "-m", "rq.cli", "worker", "-w", "progress_sdk.rq.TrackingWorker",
+         "--burst", "--url", rq_url, queue.name],
+        env=workers.env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = wait_for_terminals(subscriber, {"m-rq-cli"}, timeout=20)
+    killed = "the work horse was killed by SIGKILL (out of memory?)"
+    assert errors(events, "m-rq-cli") == {B: killed}
+    assert_strictly_valid(settle(subscriber, redis_url, channel))
