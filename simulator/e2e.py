@@ -33,6 +33,7 @@ from .catchup_check import check_late_join
 from .delivery import DeliveryReport, Received, SocketLog, TruthEvent, check_deliveries
 from .listener import latency_percentiles
 from .relay.auth import sign_token
+from .relay.routing import RepeatFilter
 from .relay.subscriber import PubSubLike, open_detected_pubsub
 from .runner import Simulation, SimulationConfig
 
@@ -210,6 +211,8 @@ class _Truth:
         self._channels = channels
         self._users = users
         self.events: list[TruthEvent] = []
+        # A publisher's resend after a reset is one event, not two, for the UI too.
+        self._repeats = RepeatFilter()
         self.recording = True
         """Off while the check is not watching (listening: before the sockets are up,
         after the listening time)."""
@@ -234,8 +237,8 @@ class _Truth:
                 continue
             if not isinstance(obj, dict) or obj.get("user_id") not in self._users:
                 continue
-            # Only what the contract asks a relay to forward: valid events.
-            if check_event(obj)[1]:
+            # Only what the contract asks a relay to forward: valid events, once.
+            if check_event(obj)[1] or self._repeats.is_repeat(obj):
                 continue
             self.events.append(TruthEvent(len(self.events) + 1, obj))
 

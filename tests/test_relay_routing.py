@@ -85,3 +85,25 @@ def test_the_completed_alias_is_forwarded_as_sent() -> None:
         _raw(event="ANALYSIS_COMPLETE", data={"model_name": "M"})
     )
     assert routed is not None and routed.emits[0][1]["event"] == "ANALYSIS_COMPLETE"
+
+
+def test_a_resent_event_is_dropped_as_a_repeat() -> None:
+    """The same (source, media_id, seq) twice, or a seq not above the last: forwarded once,
+    the rest counted under repeat; other sources and media keep their own sequence."""
+    stats = RelayStats()
+    router = EventRouter(stats)
+    first = _raw(seq=5, source="w:1")
+    assert router.route(first) is not None
+    assert router.route(first) is None  # the resend after a reset
+    assert router.route(_raw(seq=4, source="w:1")) is None
+    assert router.route(_raw(seq=5, source="w:2")) is not None
+    assert router.route(_raw(seq=5, source="w:1", media_id="m2")) is not None
+    assert router.route(_raw(seq=6, source="w:1")) is not None
+    assert dict(stats.dropped) == {"repeat": 2}
+
+
+def test_events_without_seq_or_source_are_never_repeats() -> None:
+    """A legacy producer's identical events are all forwarded."""
+    router = EventRouter(RelayStats())
+    assert all(router.route(_raw()) is not None for _ in range(3))
+    assert all(router.route(_raw(seq=1)) is not None for _ in range(2))

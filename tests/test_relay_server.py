@@ -180,7 +180,7 @@ def test_events_without_ids_or_failing_the_schema_are_dropped_and_counted(
     after = relay.healthz()["dropped"]
     delta = {reason: after[reason] - before[reason] for reason in after}
     assert delta == {"missing_user_id": 1, "missing_media_id": 1, "invalid_json": 2,
-                     "schema": 1, "too_large": 0}
+                     "schema": 1, "too_large": 0, "repeat": 0}
 
 
 def test_a_users_sockets_on_two_relays_each_get_every_event_once(

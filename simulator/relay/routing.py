@@ -5,7 +5,8 @@ lenient about the envelope as readers must be) and returns what the relay emits:
 ``progress_update`` in the product relay's camelCase shape plus ``seq``, ``source`` and
 ``runId``; after ``PROCESSING_COMPLETED`` also ``media_update``, after
 ``PROCESSING_FAILED`` also ``processing_error``. Anything else is dropped and counted by
-reason; nothing here raises on bad input. No I/O: the server emits what it returns.
+reason (a repeat of an event already forwarded too); nothing here raises on bad input.
+No I/O: the server emits what it returns.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from progress_sdk.contract import check_event
 
 from .stats import RelayStats
 
-__all__ = ["EventRouter", "Routed", "progress_update", "user_room"]
+__all__ = ["EventRouter", "RepeatFilter", "Routed", "progress_update", "user_room"]
 
 try:  # orjson (the sim and relay extras install it) parses an event ~3x faster.
     import orjson
@@ -35,6 +36,38 @@ except ImportError:  # pragma: no cover - depends on the environment
 MAX_REMEMBERED_FILENAMES = 10_000
 
 _OPTIONAL = (("seq", "seq"), ("source", "source"), ("run_id", "runId"))
+
+# The last seq of this many (source, media_id) pairs, least recently seen first out
+# (~150 bytes each). A publisher resends the unconfirmed tail of a batch after a
+# connection reset, and those copies come within seconds.
+MAX_REMEMBERED_SEQUENCES = 100_000
+
+
+class RepeatFilter:
+    """Spots events already seen: a ``seq`` not above the last one of its (``source``,
+    ``media_id``). By the contract (rule 6) seq only rises on the channel, so what does
+    not is a publisher's resend after a connection reset (identical bytes), or a
+    producer breaking the rule; either way the UI must not get it twice. Events without
+    ``source``/``seq`` (other producers) are never repeats."""
+
+    def __init__(self, capacity: int = MAX_REMEMBERED_SEQUENCES) -> None:
+        self._last: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._capacity = capacity
+
+    def is_repeat(self, obj: dict[str, Any]) -> bool:
+        """True when ``obj`` was seen already; otherwise remember it."""
+        seq, source = obj.get("seq"), obj.get("source")
+        if not isinstance(seq, int) or not isinstance(source, str):
+            return False
+        key = (source, obj["media_id"])
+        last = self._last.get(key)
+        if last is not None and seq <= last:
+            return True
+        self._last[key] = seq
+        self._last.move_to_end(key)
+        if len(self._last) > self._capacity:
+            self._last.popitem(last=False)
+        return False
 
 
 def user_room(user_id: str) -> str:
@@ -81,6 +114,7 @@ class EventRouter:
     def __init__(self, stats: RelayStats) -> None:
         self.stats = stats
         self._filenames: OrderedDict[str, str] = OrderedDict()
+        self._repeats = RepeatFilter()
 
     def route(self, raw: bytes | str) -> Routed | None:
         """The emits for one message, or ``None`` when it is dropped (and counted)."""
@@ -109,6 +143,9 @@ class EventRouter:
         event, problems = check_event(obj)
         if problems or event is None:
             self.stats.drop("schema")
+            return None
+        if self._repeats.is_repeat(obj):
+            self.stats.drop("repeat")
             return None
         return Routed(user_id, obj, self._emits(event, obj))
 
