@@ -15,13 +15,15 @@ directly. At random intervals one of:
 Reports: lifecycle events lost (every lifecycle event a run emitted must arrive),
 duplicates (repeats of (source, media_id, seq), which consumers drop), job time lost
 to stalls (time the runs' ends waited, total and worst), and the process's memory over
-time. Expected: 0, any (resent after cuts; dropped by consumers), near 0, flat.
+time (the job process's RSS; jobs and publisher run in a process of their own).
+Expected: 0, any (resent after cuts; dropped by consumers), near 0, flat.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import random
 import sys
@@ -37,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from own_redis import OwnRedis
 from tcp_proxy import TcpProxy
 
-from progress_sdk import ProgressPublisher, PublisherStats
+from progress_sdk import ProgressPublisher
 
 CHANNEL = "soak"
 MODELS = ("SIGLIP-LSTM-V4", "LIP-FD-V1")
@@ -51,6 +53,7 @@ class Subscriber(threading.Thread):
         self.port = port
         self.messages: list[bytes] = []
         self.subscribed = threading.Event()
+        self.subscriptions = 0  # how many times it has subscribed
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -59,6 +62,8 @@ class Subscriber(threading.Thread):
                 client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CHANNEL)
+                pubsub.get_message(timeout=1.0)  # the confirmation: subscribed for real
+                self.subscriptions += 1
                 self.subscribed.set()
                 while not self.stop.is_set():
                     message = pubsub.get_message(timeout=0.1)
@@ -97,9 +102,31 @@ def job(
         out["expected"][media_id] = lifecycle
 
 
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
+def rss_mib(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def jobs_main(url: str, workers: int, seconds: float, out_path: str) -> None:
+    """The job process: its memory is the publisher's and the jobs' alone."""
+    publisher = ProgressPublisher(url, CHANNEL)
+    stop = threading.Event()
+    out: dict[str, Any] = {"end_wait": [], "expected": {}}
+    threads = [
+        threading.Thread(target=job, args=(publisher, w, stop, out), daemon=True)
+        for w in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    flushed = publisher.flush(60)
+    stats = publisher.stats()
+    publisher.close(5)
+    with open(out_path, "w") as f:
+        json.dump({**out, "flushed": flushed, "stats": repr(stats)}, f)
 
 
 def chaos(
@@ -116,11 +143,13 @@ def chaos(
         log[kind] += 1
         if kind == "kill":
             proxy.cut()
+            before = sub.subscriptions
             server.kill()
             time.sleep(rng.uniform(1, 5))
             server.start()
-            sub.subscribed.wait(10)
-            time.sleep(0.1)
+            deadline = time.monotonic() + 10
+            while sub.subscriptions == before and time.monotonic() < deadline:
+                time.sleep(0.01)
             proxy.restore()
         elif kind == "freeze":
             server.freeze()
@@ -143,16 +172,14 @@ def main() -> None:
     sub = Subscriber(server.port)
     sub.start()
     sub.subscribed.wait(10)
-    publisher = ProgressPublisher(proxy.url, CHANNEL)
-    stop, chaos_stop = threading.Event(), threading.Event()
-    out: dict[str, Any] = {"end_wait": [], "expected": {}}
+    out_path = f"/tmp/soak-{os.getpid()}.json"
+    ctx = mp.get_context("spawn")
+    child = ctx.Process(
+        target=jobs_main, args=(proxy.url, args.workers, args.minutes * 60, out_path)
+    )
+    child.start()
+    chaos_stop = threading.Event()
     log: Counter[str] = Counter()
-    workers = [
-        threading.Thread(target=job, args=(publisher, w, stop, out), daemon=True)
-        for w in range(args.workers)
-    ]
-    for w in workers:
-        w.start()
     chaos_thread = threading.Thread(
         target=chaos,
         kwargs={
@@ -166,27 +193,26 @@ def main() -> None:
         daemon=True,
     )
     chaos_thread.start()
-    memory = [rss_mib()]
+    memory: list[float] = []
     deadline = time.monotonic() + args.minutes * 60
-    while time.monotonic() < deadline:
-        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
-        memory.append(rss_mib())
-        print(
-            f"  {len(out['expected'])} runs, {len(sub.messages)} messages, "
-            f"RSS {memory[-1]:.1f} MiB, chaos {dict(log)}",
-            flush=True,
-        )
+    while time.monotonic() < deadline and child.is_alive():
+        time.sleep(min(10.0, max(0.1, deadline - time.monotonic())))
+        if child.pid is not None and child.is_alive():
+            memory.append(rss_mib(child.pid))
+            print(
+                f"  {len(sub.messages)} messages, job process RSS {memory[-1]:.1f} MiB, "
+                f"chaos {dict(log)}",
+                flush=True,
+            )
     chaos_stop.set()
     chaos_thread.join(30)
-    stop.set()
-    for w in workers:
-        w.join(30)
-    flushed = publisher.flush(60)
+    child.join(120)
     time.sleep(1.0)
     sub.stop.set()
-    stats = publisher.stats()
-    publisher.close(5)
-    report(out, sub.messages, stats, flushed=flushed, memory=memory, log=log)
+    with open(out_path) as f:
+        out = json.load(f)
+    os.unlink(out_path)
+    report(out, sub.messages, out["stats"], flushed=out["flushed"], memory=memory, log=log)
     proxy.close()
     server.kill()
 
@@ -194,7 +220,7 @@ def main() -> None:
 def report(
     out: dict[str, Any],
     messages: list[bytes],
-    stats: PublisherStats,
+    stats: str,
     *,
     flushed: bool,
     memory: list[float],
@@ -222,7 +248,11 @@ def report(
         f"worst {waits[-1] * 1000 if waits else 0:.0f} ms, "
         f"p99 {waits[int(0.99 * (len(waits) - 1))] * 1000 if waits else 0:.1f} ms"
     )
-    print(f"RSS MiB: first {memory[0]:.1f}, last {memory[-1]:.1f}, max {max(memory):.1f}")
+    if memory:
+        print(
+            f"job process RSS MiB, every 10 s: {' '.join(f'{m:.1f}' for m in memory)} "
+            f"(first {memory[0]:.1f}, last {memory[-1]:.1f}, max {max(memory):.1f})"
+        )
 
 
 if __name__ == "__main__":

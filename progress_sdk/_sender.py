@@ -118,6 +118,10 @@ class Sender:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def known_down(self) -> bool:
+        """Whether the last attempt to reach Redis failed (read under the lock)."""
+        return not self.connected and self.last_error is not None
+
     def stalled(self, after: float) -> bool:
         """Whether a publish call has been waiting on Redis for more than ``after`` s."""
         since = self.publishing_since

@@ -408,8 +408,10 @@ class ProgressPublisher:
                 while buffer.settled_through < target:
                     if not sender.running:
                         return False
-                    if stall_after is not None and sender.stalled(stall_after):
-                        return False
+                    if stall_after is not None and (
+                        sender.stalled(stall_after) or sender.known_down()
+                    ):
+                        return False  # Redis stalled or down meanwhile: stop waiting
                     remaining = 0.5 if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
                         return False
@@ -474,7 +476,7 @@ class ProgressPublisher:
             return
         sender = self._sender
         with self._lock:
-            known_down = not sender.connected and sender.last_error is not None
+            known_down = sender.known_down()
         # A server that takes our bytes but does not answer (frozen, overloaded) costs
         # each run at most STALL_NOTICE: then, and while it lasts, runs do not wait.
         if not known_down and not sender.stalled(d.STALL_NOTICE):

@@ -155,3 +155,20 @@ def test_a_batch_cut_after_forwarding_is_resent_byte_identical(server):
         publisher.close(2)
         collector.close()
         proxy.close()
+
+
+def test_a_redis_killed_while_the_sender_idles_costs_a_run_end_a_moment(server):
+    """The sender learns of a dead server only when the run's end asks it to send: the
+    wait stops as soon as it fails to connect, not at the 2 s timeout."""
+    publisher = ProgressPublisher(server.url, "killed", finish_flush_timeout=2.0)
+    try:
+        one_run(publisher, "warm-up")
+        assert publisher.flush(5)
+        server.kill()
+        t0 = time.perf_counter()
+        for i in range(3):
+            one_run(publisher, f"m{i}")
+        assert time.perf_counter() - t0 < 1.0
+        assert publisher.stats().queued > 0 and publisher.stats().dropped == {}
+    finally:
+        publisher.close(0.5)
