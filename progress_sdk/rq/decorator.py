@@ -211,11 +211,12 @@ class JobTracking:
             )
 
     def _model_ended(self, name: str, outcome: str) -> None:
-        # The event goes out before the shared state says the model ended: a horse
-        # killed in between has its model failed again (a duplicate the UI shrugs
-        # off) rather than never closed. Not while Redis is known to be down: the
-        # job's next model must not wait for it (the job's end still does, bounded).
-        if self._state is not None and not _known_down(self.publisher):
+        # The event goes out before the shared state says the model ended: the media's
+        # terminal event, which another process may publish as soon as the state says
+        # so, must not overtake it (a Redis outage shorter than delivery_timeout keeps
+        # the order), and a horse killed in between has its model failed again (a
+        # duplicate the UI shrugs off) rather than never closed.
+        if self._state is not None:
             self.publisher.flush(self._settings.delivery_timeout)
         self._shared("the model's end", self._end_model, name, outcome)
 
@@ -285,11 +286,6 @@ class TrackedJob(Protocol[R_co]):
     def __call__(self, *args: Any, **kwargs: Any) -> R_co: ...
 
     def with_publisher(self, publisher: ProgressPublisher) -> Callable[..., R_co]: ...
-
-
-def _known_down(publisher: ProgressPublisher) -> bool:
-    stats = publisher.stats()
-    return not stats.connected and stats.last_error is not None
 
 
 def _ids(kwargs: dict[str, Any], job: Any) -> dict[str, Any]:
