@@ -647,3 +647,39 @@ def test_a_sender_thread_that_dies_is_restarted_by_the_next_event(transport, cap
         assert [e["message"] for e in transport.events()] == ["step 1"]
         assert stats.accepted == stats.published + stats.dropped_total + stats.queued == 2
     assert "restarts it" in caplog.text
+
+
+def test_accounting_is_exact_at_every_moment_close_included(transport):
+    """accepted == published + coalesced + dropped + queued whenever stats() is read:
+    while threads emit, while the sender is mid-batch, and after a close() that gave up
+    with a batch still in flight (it stays counted as queued, then as closed)."""
+    pub = ProgressPublisher(_transport=transport, buffer_size=50, min_progress_interval=0.01)
+
+    def balanced() -> None:
+        s = pub.stats()
+        assert s.accepted == s.published + s.coalesced + s.dropped_total + s.queued, s
+
+    def work(t: int) -> None:
+        for i in range(200):
+            pub.emit(progress(i, total=200, model=f"M{t}") if i % 3 else lifecycle(f"m{t}", i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        balanced()
+    for thread in threads:
+        thread.join()
+    balanced()
+    transport.open.clear()  # the next batch hangs in flight
+    pub.emit(lifecycle("last", 0))
+    assert transport.entered.wait(5)
+    pub.emit(lifecycle("last", 1))
+    assert pub.close(0.3) is False
+    balanced()
+    transport.open.set()  # the hung batch completes after close() gave up
+    deadline = time.monotonic() + 5
+    while pub.stats().queued and time.monotonic() < deadline:
+        time.sleep(0.01)
+    balanced()
+    assert pub.stats().queued == 0

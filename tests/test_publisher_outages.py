@@ -34,9 +34,10 @@ class Collector:
 
     def __init__(self, url: str, channel: str) -> None:
         self.client = redis.Redis.from_url(url)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub = self.client.pubsub()
         self.pubsub.subscribe(channel)
         self.messages: list[bytes] = []
+        self.subscribed = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -47,7 +48,11 @@ class Collector:
                 message = self.pubsub.get_message(timeout=0.05)
             except (redis.RedisError, OSError):
                 return
-            if message is not None:
+            if message is None:
+                continue
+            if message["type"] == "subscribe":
+                self.subscribed.set()  # Redis confirmed: from now on nothing is missed
+            elif message["type"] == "message":
                 self.messages.append(message["data"])
 
     def wait_for(self, count: int, timeout: float = 15) -> list[bytes]:
@@ -75,6 +80,7 @@ def test_a_frozen_redis_costs_each_run_at_most_a_moment_and_loses_nothing(server
     """Redis frozen (SIGSTOP): the end of a run notices the stall instead of waiting its
     full timeout, later runs do not wait at all; after SIGCONT every event arrives once."""
     collector = Collector(server.url, "outage")
+    assert collector.subscribed.wait(5)
     publisher = ProgressPublisher(server.url, "outage", finish_flush_timeout=2.0)
     try:
         one_run(publisher, "warm-up")
@@ -102,17 +108,22 @@ def test_a_frozen_redis_costs_each_run_at_most_a_moment_and_loses_nothing(server
 
 def test_a_killed_and_restarted_redis_gets_every_buffered_event(server):
     """Events accepted while Redis is down are delivered once it is back, in order."""
-    publisher = ProgressPublisher(server.url, "restart", min_progress_interval=0)
+    # The publisher goes through a proxy that stays cut until the new subscriber is in:
+    # what the publisher sends the moment the server is back must have a listener.
+    proxy = TcpProxy(("127.0.0.1", server.port))
+    publisher = ProgressPublisher(proxy.url, "restart", min_progress_interval=0)
     try:
         one_run(publisher, "before")
         assert publisher.flush(5)
+        proxy.cut()
         server.kill()
         for i in range(3):
             one_run(publisher, f"during-{i}")
         assert publisher.stats().queued > 0
         server.start()
         collector = Collector(server.url, "restart")
-        time.sleep(0.2)
+        assert collector.subscribed.wait(5)
+        proxy.restore()
         assert publisher.flush(15)
         stats = publisher.stats()
         wire = collector.wait_for(15)
@@ -122,6 +133,7 @@ def test_a_killed_and_restarted_redis_gets_every_buffered_event(server):
         assert not validate_lines(wire).violations
     finally:
         publisher.close(2)
+        proxy.close()
 
 
 def test_a_batch_cut_after_forwarding_is_resent_byte_identical(server):
@@ -130,6 +142,7 @@ def test_a_batch_cut_after_forwarding_is_resent_byte_identical(server):
     by (source, media_id, seq); nothing is lost and nothing else is repeated."""
     proxy = TcpProxy(("127.0.0.1", server.port))
     collector = Collector(server.url, "cut")
+    assert collector.subscribed.wait(5)
     publisher = ProgressPublisher(proxy.url, "cut", min_progress_interval=0)
     try:
         one_run(publisher, "before")
