@@ -593,7 +593,8 @@ def test_open_runs_stay_bounded_over_a_long_stream() -> None:
     validator = LifecycleValidator(max_open_runs=100, max_finished_runs=100, max_findings=5)
     for m in range(20_000):
         validator.feed(started(f"m{m}"))
-    assert (len(validator._runs), len(validator._forgotten)) == (100, 100)
+    assert 100 - 100 // 16 < len(validator._runs) <= 100  # forgotten a sixteenth at a time
+    assert len(validator._forgotten) == 100
     report = validator.finish()
     assert report.incomplete_count == 20_000
     assert len(report.incomplete) == 5
