@@ -7,8 +7,9 @@ figure run in turn, the turns repeated (interleaved, so the shared machine's loa
 both alike); the median is reported with the ratio on/off.
 
 1. Delivered throughput, coalescing off (lifecycle-shaped events over 50 media, so a
-   batch of 500 events touches 50 snapshots), to a subscriber in another process that
-   only counts messages on a raw socket (its capacity: a raw-socket pipeline of prebuilt
+   batch of 500 events touches 50 snapshots: the publisher-core benchmark's events; and
+   over 1 media, a worker's usual stream), to a subscriber in another process that only
+   counts messages on a raw socket (its capacity: a raw-socket pipeline of prebuilt
    payloads, measured in the same run).
 2. A CPU-bound job: --steps steps of ~200 us, ``model.progress`` every step, with default
    settings and with coalescing off; the job's time against no reporting at all.
@@ -35,10 +36,10 @@ MARK = b"$7\r\nmessage\r\n"
 KEYS = SnapshotKeys(f"bench-snap-{uuid.uuid4().hex[:6]}:")
 
 
-def event_fields(i: int) -> dict[str, Any]:
+def event_fields(i: int, media: int = 50) -> dict[str, Any]:
     """A lifecycle-shaped event (never coalesced): every one is delivered."""
     return {
-        "media_id": f"media-{i % 50}",
+        "media_id": f"media-{i % media}",
         "user_id": "user-17",
         "event": "AUDIO_EXTRACTION_START",
         "message": f"Extracting audio, step {i}",
@@ -84,8 +85,8 @@ def delivered_rate(send: Callable[[str], None], n: int) -> float:
     return float(result["got"]) / (result["last"] - start)
 
 
-def throughput(snapshots: bool, n: int) -> float:
-    fields = [event_fields(i) for i in range(n)]
+def throughput(snapshots: bool, n: int, media: int = 50) -> float:
+    fields = [event_fields(i, media) for i in range(n)]
     config = SnapshotConfig(KEYS) if snapshots else False
 
     def send(channel: str) -> None:
@@ -165,14 +166,18 @@ def main() -> None:
     args = parser.parse_args()
     print(f"snapshot cost, medians of {args.repeats} interleaved runs (machine shared)")
     rates = interleave({
-        "snapshots off": lambda: throughput(False, args.events),
-        "snapshots on": lambda: throughput(True, args.events),
+        "50 media, snapshots off": lambda: throughput(False, args.events),
+        "50 media, snapshots on": lambda: throughput(True, args.events),
+        "1 media, snapshots off": lambda: throughput(False, args.events, 1),
+        "1 media, snapshots on": lambda: throughput(True, args.events, 1),
         "raw socket (subscriber capacity)": lambda: raw_socket(args.events),
     }, args.repeats)  # fmt: skip
-    print(f"1. delivered throughput, coalescing off, {args.events:,} events over 50 media")
+    print(f"1. delivered throughput, coalescing off, {args.events:,} events")
     for name, rate in rates.items():
         print(f"   {name:34s} {rate:>10,.0f} events/s")
-    print(f"   on/off: {rates['snapshots on'] / rates['snapshots off']:.3f}")
+    for media in ("50 media", "1 media"):
+        ratio = rates[f"{media}, snapshots on"] / rates[f"{media}, snapshots off"]
+        print(f"   {media}: on/off {ratio:.3f}")
     names = ["no reporting", "default, snapshots off", "default, snapshots on",
              "coalescing off, snapshots off", "coalescing off, snapshots on"]
     times = interleave({n: (lambda n=n: cpu_job(n, args.steps)) for n in names}, args.repeats)

@@ -21,6 +21,7 @@ media attribute (``status``, ``user_id``, ``filename``, ``run_id``, ``error``, `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -43,8 +44,11 @@ __all__ = [
     "SnapshotKeys",
     "SnapshotTracker",
     "apply_event",
+    "copy_snapshot",
+    "fold_event",
     "media_fields",
     "parse_snapshot",
+    "progress_commands",
     "read_media",
     "read_user",
     "read_user_async",
@@ -122,7 +126,7 @@ class SnapshotConfig:
                 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ModelSnapshot:
     """One model's row: ``status`` is queued, analyzing, completed or failed."""
 
@@ -139,7 +143,7 @@ class ModelSnapshot:
 
     def to_json(self) -> str:
         """Compact JSON for the ``model:{name}`` hash field (``None`` left out)."""
-        fields = {k: v for k, v in self.__dict__.items() if v is not None}
+        fields = {k: v for k in _MODEL_FIELDS if (v := getattr(self, k)) is not None}
         return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
@@ -151,7 +155,7 @@ class ModelSnapshot:
             return None
         if not isinstance(obj, dict):
             return None
-        known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in obj.items() if k in _MODEL_FIELDS}
         try:
             return cls(**known)
         except TypeError:
@@ -172,7 +176,7 @@ class ModelSnapshot:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MediaSnapshot:
     """One media's current state; ``status`` is running, completed or failed."""
 
@@ -185,11 +189,11 @@ class MediaSnapshot:
     seq: int | None = None
     """The last ``seq`` applied (of ``source``)."""
     source: str | None = None
-    seqs: Mapping[str, int] = field(default_factory=dict)
+    seqs: dict[str, int] = field(default_factory=dict)
     """The last ``seq`` applied per source: a relay drops live events at or below it."""
     updated_at: float = 0.0
     started_at: float | None = None
-    models: Mapping[str, ModelSnapshot] = field(default_factory=dict)
+    models: dict[str, ModelSnapshot] = field(default_factory=dict)
     channel: str | None = None
     """The channel the media's events went to (the sweeper publishes its failures there)."""
 
@@ -269,87 +273,110 @@ def _number(value: object) -> float | None:
 def apply_event(
     state: MediaSnapshot | None, event: Mapping[str, Any], now: float
 ) -> MediaSnapshot:
-    """Fold one decoded wire event into ``state`` (None: no snapshot yet); return the new one.
+    """Fold one decoded wire event into a copy of ``state`` (None: no snapshot yet).
 
     Lenient like the UI: fields of the wrong type are ignored, names are normalised
     (``ANALYSIS_COMPLETE``), a ``PROCESSING_STARTED`` after a terminal event starts a
     fresh snapshot (a re-analysis). The caller checked that ``event`` has a ``media_id``.
     """
+    return fold_event(copy_snapshot(state) if state is not None else None, event, now)
+
+
+def copy_snapshot(state: MediaSnapshot) -> MediaSnapshot:
+    """A copy that shares nothing mutable with ``state``."""
+    return replace(
+        state, seqs=dict(state.seqs), models={k: replace(m) for k, m in state.models.items()}
+    )
+
+
+def fold_event(
+    state: MediaSnapshot | None,
+    event: Mapping[str, Any],
+    now: float,
+    seq: int | None = None,
+    source: str | None = None,
+) -> MediaSnapshot:
+    """``apply_event`` in place (the publisher's hot path): returns ``state`` changed, or
+    a new snapshot for a first event or a new run. ``seq``/``source``, when given, stand
+    for the event's own (the publisher numbers events outside their fields)."""
     name = event.get("event")
     name = _rules.normalize_event_name(name) if type(name) is str else ""
     data = event.get("data")
     data = data if isinstance(data, Mapping) else {}
-    media_id = str(event.get("media_id"))
-    if state is None or (state.terminal and name == "PROCESSING_STARTED"):
-        state = MediaSnapshot(media_id, started_at=now)
-    changes: dict[str, Any] = {"updated_at": now}
-    user_id = _text(event.get("user_id"))
-    if user_id is not None and user_id != state.user_id:
-        changes["user_id"] = user_id
-    run_id = _text(event.get("run_id"))
-    if run_id is not None and run_id != state.run_id:
-        changes["run_id"] = run_id
-    seq, source = _int(event.get("seq")), _text(event.get("source"))
-    if seq is not None and source is not None:
-        changes.update(seq=seq, source=source, seqs={**state.seqs, source: seq})
+    if state is None or (name == "PROCESSING_STARTED" and state.status != RUNNING):
+        state = MediaSnapshot(str(event.get("media_id")), started_at=now)
+    state.updated_at = now
+    user_id, run_id = event.get("user_id"), event.get("run_id")
+    if type(user_id) is str and user_id:
+        state.user_id = user_id
+    if type(run_id) is str and run_id:
+        state.run_id = run_id
+    if seq is None:
+        seq, source = _int(event.get("seq")), _text(event.get("source"))
+    if seq is not None and source:
+        state.seq, state.source = seq, source
+        state.seqs[source] = seq
     if name in _rules.MEDIA_EVENT_NAMES:
-        changes.update(_media_changes(state, name, data, event))
-    else:
-        model = _text(data.get("model_name"))
-        if model is not None and name in _rules.MODEL_EVENT_NAMES:
-            row = _next_model(state.models.get(model), name, data, now)
-            changes["models"] = {**state.models, model: row}
-    return replace(state, **changes)
+        _fold_media(state, name, data, event)
+    elif name in _rules.MODEL_EVENT_NAMES:
+        model = data.get("model_name")
+        if type(model) is str and model:
+            row = state.models.get(model)
+            if row is None:
+                row = state.models[model] = ModelSnapshot()
+            _fold_model(row, name, data, now)
+    return state
 
 
-def _media_changes(
+def _fold_media(
     state: MediaSnapshot, name: str, data: Mapping[str, Any], event: Mapping[str, Any]
-) -> dict[str, Any]:
+) -> None:
     if name == "PROCESSING_STARTED":
-        filename = _text(data.get("filename"))
-        return {"filename": filename} if filename and not state.filename else {}
-    if name == "PROCESSING_COMPLETED":
-        return {"status": COMPLETED}
-    error = _text(data.get("error_message")) or _text(event.get("message")) or "failed"
-    return {"status": FAILED, "error": error}
+        if not state.filename:
+            state.filename = _text(data.get("filename"))
+    elif name == "PROCESSING_COMPLETED":
+        state.status = COMPLETED
+    else:
+        state.status = FAILED
+        state.error = _text(data.get("error_message")) or _text(event.get("message")) or "failed"
 
 
-def _next_model(
-    row: ModelSnapshot | None, name: str, data: Mapping[str, Any], now: float
-) -> ModelSnapshot:
-    row = row or ModelSnapshot()
-    changes: dict[str, Any] = {"updated_at": now}
+def _fold_model(row: ModelSnapshot, name: str, data: Mapping[str, Any], now: float) -> None:
+    row.updated_at = now
     status = _MODEL_STATUS.get(name)
     if status is not None:
-        changes["status"] = status
+        row.status = status
     elif row.status == "queued":
-        changes["status"] = "analyzing"  # joined late: its ANALYSIS_STARTED went by
-    phase = _text(data.get("phase")) or _PHASE_OF.get(name)
+        row.status = "analyzing"  # joined late: its ANALYSIS_STARTED went by
+    phase = data.get("phase")
+    phase = phase if type(phase) is str and phase else _PHASE_OF.get(name)
     if phase is not None:
-        changes["phase"] = phase
-    progress, total = _int(data.get("progress")), _int(data.get("total"))
-    if progress is not None and total is not None and total > 0:
-        changes.update(progress=min(max(progress, 0), total), total=total)
+        row.phase = phase
+    progress, total = data.get("progress"), data.get("total")
+    if type(progress) is int and type(total) is int and total > 0:
+        row.progress, row.total = min(max(progress, 0), total), total
     details = data.get("details")
-    if isinstance(details, Mapping):
+    if details is not None and isinstance(details, Mapping):
         eta = _number(details.get("eta_seconds"))
         if eta is not None:
-            changes["eta_seconds"] = max(eta, 0.0)
+            row.eta_seconds = max(eta, 0.0)
     if name == "ANALYSIS_COMPLETED":
-        changes.update(
-            prediction=_text(data.get("prediction")),
-            confidence=_number(data.get("confidence")),
-            eta_seconds=None,
-        )
+        row.prediction = _text(data.get("prediction"))
+        row.confidence = _number(data.get("confidence"))
+        row.eta_seconds = None
         if row.total is not None:
-            changes["progress"] = row.total
+            row.progress = row.total
     elif name == "ANALYSIS_FAILED":
-        changes.update(error=_text(data.get("error_message")) or "failed", eta_seconds=None)
-    return replace(row, **changes)
+        row.error = _text(data.get("error_message")) or "failed"
+        row.eta_seconds = None
 
 
 # -- hash fields ------------------------------------------------------------------------
 
+_MODEL_FIELDS = (
+    "status", "progress", "total", "phase", "prediction", "confidence", "error",
+    "eta_seconds", "updated_at",
+)  # fmt: skip
 _MEDIA_TEXT_FIELDS = ("user_id", "status", "filename", "run_id", "error", "source", "channel")
 _MODEL_PREFIX = "model:"
 _SEQ_PREFIX = "seq:"
@@ -372,6 +399,17 @@ def media_fields(state: MediaSnapshot, models: Iterable[str] | None = None) -> d
         fields[_SEQ_PREFIX + source] = str(seq)
     names = state.models if models is None else models
     for name in names:
+        fields[_MODEL_PREFIX + name] = state.models[name].to_json()
+    return fields
+
+
+def _progress_fields(state: MediaSnapshot, models: Iterable[str]) -> dict[str, str]:
+    fields = {"updated_at": repr(state.updated_at)}
+    if state.seq is not None and state.source is not None:
+        fields["seq"] = str(state.seq)
+        fields["source"] = state.source
+        fields[_SEQ_PREFIX + state.source] = str(state.seq)
+    for name in models:
         fields[_MODEL_PREFIX + name] = state.models[name].to_json()
     return fields
 
@@ -449,6 +487,12 @@ return 1
 """
 
 
+WRITE_SCRIPT_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
+# Once per batch instead of the script's text in every call: a no-op for Redis when the
+# script is cached, and it makes the batch's EVALSHA calls work after a Redis restart.
+LOAD_COMMAND = ("SCRIPT", "LOAD", WRITE_SCRIPT)
+
+
 def write_command(
     state: MediaSnapshot,
     config: SnapshotConfig,
@@ -456,23 +500,42 @@ def write_command(
     models: Iterable[str] | None = None,
     fresh: bool = False,
 ) -> tuple[str | bytes, ...]:
-    """The ``EVAL`` command writing ``state`` (only ``models``, when given) to Redis."""
+    """The ``EVALSHA`` command writing all of ``state`` (rows: only ``models``, when given)
+    to Redis; ``LOAD_COMMAND`` must run before it on the same connection."""
     keys = config.keys
     ttl = config.ttl if state.terminal else config.inflight_ttl
     user_key = keys.user(state.user_id) if state.user_id else ""
     pairs = [part for item in media_fields(state, models).items() for part in item]
     return (
-        "EVAL", WRITE_SCRIPT, "3", keys.media(state.media_id), keys.inflight, user_key,
+        "EVALSHA", WRITE_SCRIPT_SHA, "3", keys.media(state.media_id), keys.inflight, user_key,
         state.media_id, str(int(state.updated_at * 1000)), str(max(1, int(ttl * 1000))),
         "1" if state.terminal else "0", "1" if fresh else "0",
         str(int(max(config.ttl, config.inflight_ttl) * 1000)), *pairs,
     )  # fmt: skip
 
 
+def progress_commands(
+    state: MediaSnapshot, config: SnapshotConfig, models: Iterable[str]
+) -> list[tuple[str | bytes, ...]]:
+    """The plain commands for a running media whose writer wrote it whole before: its
+    updated-at, seq and changed rows, its expiry, its in-flight score. A fifth of the
+    script's cost in Redis. ``ZADD XX`` cannot put back a media the sweeper took out, and
+    the status is not written, so a worker that resumes cannot reopen a failed media."""
+    key = config.keys.media(state.media_id)
+    fields = _progress_fields(state, models)
+    return [
+        ("HSET", key, *(part for item in fields.items() for part in item)),
+        ("PEXPIRE", key, str(max(1, int(config.inflight_ttl * 1000)))),
+        ("ZADD", config.keys.inflight, "XX", str(int(state.updated_at * 1000)), state.media_id),
+    ]
+
+
 @dataclass
 class _Pending:
     models: set[str] = field(default_factory=set)
     fresh: bool = False
+    full: bool = False
+    """Write every field: a media-level event, or the first write of this tracker."""
 
 
 class SnapshotTracker:
@@ -494,38 +557,53 @@ class SnapshotTracker:
         self._states: OrderedDict[str, MediaSnapshot] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
 
-    def apply(self, event: Mapping[str, Any], now: float) -> None:
-        """Fold one event that is about to be published into its media's snapshot."""
+    def apply(
+        self, event: Mapping[str, Any], now: float, seq: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Fold one event that is about to be published into its media's snapshot
+        (``seq``/``source`` stand for the event's own when given)."""
         media_id = event.get("media_id")
         if type(media_id) is not str or not media_id:
             return
         previous = self._states.pop(media_id, None)
-        state = apply_event(previous, event, now)
-        if state.channel != self.channel:
-            state = replace(state, channel=self.channel)
+        was_open = previous is not None and previous.status == RUNNING
+        state = fold_event(previous, event, now, seq, source)
+        state.channel = self.channel
         self._states[media_id] = state
         if len(self._states) > self._max_media:
             evicted, _ = self._states.popitem(last=False)
             self._pending.pop(evicted, None)
-        pending = self._pending.setdefault(media_id, _Pending())
+        pending = self._pending.get(media_id)
+        if pending is None:
+            pending = self._pending[media_id] = _Pending()
         # Only a new run may replace a finished snapshot in Redis (see WRITE_SCRIPT).
-        if event.get("event") == "PROCESSING_STARTED" and (previous is None or previous.terminal):
+        if event.get("event") == "PROCESSING_STARTED" and not was_open:
             pending.fresh = True
+        if previous is None or event.get("event") in _rules.MEDIA_EVENT_NAMES:
+            pending.full = True
         data = event.get("data")
-        model = _text(data.get("model_name")) if isinstance(data, Mapping) else None
-        if model is not None and model in state.models:
+        model = data.get("model_name") if isinstance(data, Mapping) else None
+        if type(model) is str and model in state.models:
             pending.models.add(model)
 
     def take_commands(self) -> list[tuple[str | bytes, ...]]:
-        """One ``EVAL`` per media changed since the last call; finished media are forgotten."""
-        commands = []
+        """The writes for every media changed since the last call: the script
+        (``LOAD_COMMAND`` first, then ``EVALSHA``) for a first write, a media-level event or
+        the end, plain ``progress_commands`` otherwise. Finished media are forgotten."""
+        commands: list[tuple[str | bytes, ...]] = []
         for media_id, pending in self._pending.items():
             state = self._states.get(media_id)
             if state is None:
                 continue
-            commands.append(
-                write_command(state, self.config, models=pending.models, fresh=pending.fresh)
-            )
+            if pending.full or state.terminal:
+                if not commands or commands[0] is not LOAD_COMMAND:
+                    commands.insert(0, LOAD_COMMAND)
+                commands.append(write_command(
+                    state, self.config, models=pending.models, fresh=pending.fresh
+                ))  # fmt: skip
+            else:
+                commands.extend(progress_commands(state, self.config, pending.models))
             if state.terminal:
                 del self._states[media_id]
         self._pending.clear()
@@ -550,7 +628,7 @@ class SnapshotHook:
         apply = self.tracker.apply
         for event in events:
             if event.fields is not None:
-                apply({**event.fields, "seq": event.seq, "source": source}, event.ts or now)
+                apply(event.fields, event.ts or now, event.seq, source)
         return [
             tuple(part if isinstance(part, bytes) else part.encode() for part in command)
             for command in self.tracker.take_commands()

@@ -89,7 +89,7 @@ def test_subscribe_then_read_gives_no_gap_under_a_busy_stream(
             started.set()
             for i in range(1, 10_001):
                 model.progress(i, 10_000)
-                if i % 20 == 0:
+                if i % 10 == 0:
                     time.sleep(0.002)  # long enough a stream for readers to join it
             model.complete()
 

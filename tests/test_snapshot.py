@@ -18,6 +18,8 @@ from progress_sdk.snapshot import (
     SnapshotKeys,
     SnapshotTracker,
     apply_event,
+    copy_snapshot,
+    fold_event,
     media_fields,
     parse_snapshot,
     read_media,
@@ -90,6 +92,16 @@ def test_media_terminal_events_set_the_media_status() -> None:
     assert (failed.status, failed.error) == ("failed", "bad")
 
 
+def test_apply_event_leaves_the_given_snapshot_unchanged() -> None:
+    """apply_event works on a copy; fold_event (the publisher's path) changes in place."""
+    before = fold(ev("PROCESSING_STARTED", 1), ev("ANALYSIS_STARTED", 2, model_name="A"))
+    kept = copy_snapshot(before)
+    after = apply_event(before, ev("ANALYSIS_FAILED", 3, model_name="A", error_message="x"), 9)
+    assert before == kept and after.models["A"].status == "failed"
+    assert fold_event(before, ev("PROCESSING_COMPLETED", 4), 10) is before
+    assert before.status == "completed"
+
+
 def test_the_read_side_alias_completes_a_model() -> None:
     """ANALYSIS_COMPLETE (other producers) completes the row like ANALYSIS_COMPLETED."""
     s = fold(ev("PROCESSING_STARTED", 1), ev("ANALYSIS_COMPLETE", 2, model_name="A"))
@@ -147,19 +159,20 @@ def test_client_payload_is_camel_case_with_seq() -> None:
 
 
 def test_tracker_writes_only_changed_models_and_forgets_finished_media() -> None:
-    """A batch's command carries the touched rows only; a finished media is then dropped."""
+    """A batch's writes carry the touched rows only; a finished media is then dropped."""
     tracker = SnapshotTracker(SnapshotConfig())
     tracker.apply(ev("PROCESSING_STARTED", 1), 1.0)
     tracker.apply(ev("ANALYSIS_STARTED", 2, model_name="A"), 1.0)
     tracker.apply(ev("ANALYSIS_STARTED", 3, model_name="B"), 1.0)
-    first = tracker.take_commands()
-    assert len(first) == 1 and b"model:A" not in first[0]
-    assert {"model:A", "model:B"} <= set(first[0])
+    load, first = tracker.take_commands()
+    assert load[:2] == ("SCRIPT", "LOAD") and first[0] == "EVALSHA"
+    assert {"model:A", "model:B"} <= set(first)
     tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", 4, model_name="B", progress=1, total=2), 2.0)
-    (second,) = tracker.take_commands()
-    assert "model:B" in second and "model:A" not in second
+    light = tracker.take_commands()  # a running media written before: plain commands
+    assert [c[0] for c in light] == ["HSET", "PEXPIRE", "ZADD"]
+    assert "model:B" in light[0] and "model:A" not in light[0] and "status" not in light[0]
     tracker.apply(ev("PROCESSING_FAILED", 5, error_message="x"), 3.0)
-    assert len(tracker.take_commands()) == 1 and len(tracker) == 0
+    assert len(tracker.take_commands()) == 2 and len(tracker) == 0
     assert tracker.take_commands() == []
 
 
@@ -168,7 +181,7 @@ def test_tracker_is_bounded() -> None:
     tracker = SnapshotTracker(SnapshotConfig(), max_media=2)
     for media in ("a", "b", "c"):
         tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
-    assert len(tracker) == 2 and len(tracker.take_commands()) == 2
+    assert len(tracker) == 2 and len(tracker.take_commands()) == 1 + 2
 
 
 def test_config_refuses_unusable_ttls_and_keys_follow_the_prefix(

@@ -76,6 +76,26 @@ def test_a_stale_media_gets_failure_events_for_running_models_then_processing_fa
     assert client.zscore(config.keys.inflight, "fresh") is not None
 
 
+def test_a_worker_that_resumes_after_the_sweep_cannot_reopen_its_media(
+    client: redis.Redis, config: SnapshotConfig, channel: str
+) -> None:
+    """The stopped worker's next progress write leaves the media failed and swept."""
+    tracker = SnapshotTracker(config)
+    event = {"media_id": "zombie", "user_id": "u", "data": {"model_name": "B"}, "source": "w"}
+    tracker.apply({**event, "event": "PROCESSING_STARTED", "seq": 1}, time.time() - 60)
+    tracker.apply({**event, "event": "ANALYSIS_STARTED", "seq": 2}, time.time() - 60)
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+    assert Sweeper(client, channel=channel, config=config, stale_after=30).sweep().failed
+    tracker.apply({**event, "event": "FRAME_ANALYSIS_PROGRESS", "seq": 3,
+                   "data": {"model_name": "B", "progress": 5, "total": 9}}, time.time())
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+    snap = read_media(client, config.keys, "zombie")
+    assert snap is not None and snap.status == "failed"
+    assert client.zscore(config.keys.inflight, "zombie") is None
+
+
 def test_only_the_lease_holder_acts_until_it_lets_go(
     client: redis.Redis, config: SnapshotConfig, channel: str
 ) -> None:
@@ -140,7 +160,8 @@ def test_a_sigkilled_worker_process_gets_its_media_failed_and_the_stream_keeps_t
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             snap = read_media(client, config.keys, "doomed")
-            if snap is not None and (snap.models.get("B") or snap.models["A"]).progress:
+            row = snap.models.get("B") if snap is not None else None
+            if row is not None and row.progress:
                 break
             time.sleep(0.05)
         else:
