@@ -259,7 +259,9 @@ class RedisTransport:
         conn.send_packed_command([b"".join(conn.pack_commands(commands))], check_health=False)
         for i in range(len(commands)):
             try:
-                tally.add(False, int(conn.read_response()) if i >= len(extra) else 0, "")
+                # Every reply is read, the extras' too (their replies are not counts).
+                reply = conn.read_response()
+                tally.add(False, int(reply) if i >= len(extra) else 0, "")
             except redis.ResponseError as exc:
                 # An error reply: the connection is fine, this command was refused.
                 tally.add(True, 0, str(exc))
