@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,7 +130,8 @@ def _snapshot_config(snapshots: SnapshotConfig | bool | None) -> SnapshotConfig 
 
 
 def _batch_hook(
-    snapshots: SnapshotConfig | None, user: BatchHook | None, channel: str
+    snapshots: SnapshotConfig | None, user: BatchHook | None,
+    channel: str | Callable[[str], str],
 ) -> BatchHook | None:
     # A fresh hook per sender, so a forked child starts without its parent's snapshots.
     if snapshots is None:
@@ -295,7 +296,10 @@ class ProgressPublisher:
             batch_size=self.batch_size,
             name=f"progress-sdk-sender-{self.channel}",
             source=source,
-            batch_hook=_batch_hook(self.snapshots, self.batch_hook, self.channel),
+            batch_hook=_batch_hook(
+                self.snapshots, self.batch_hook,
+                self.channel if route is None else lambda media_id: route(media_id).decode(),
+            ),
             route=route,
         )
 

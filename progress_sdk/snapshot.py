@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -548,11 +548,12 @@ class SnapshotTracker:
     """
 
     def __init__(
-        self, config: SnapshotConfig, *, channel: str | None = None,
+        self, config: SnapshotConfig, *, channel: str | Callable[[str], str] | None = None,
         max_media: int = d.MAX_REMEMBERED_MEDIA,
     ) -> None:
         self.config = config
         self.channel = channel
+        """The channel the events go to, or media_id -> its shard channel."""
         self._max_media = max_media
         self._states: OrderedDict[str, MediaSnapshot] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
@@ -569,7 +570,7 @@ class SnapshotTracker:
         previous = self._states.pop(media_id, None)
         was_open = previous is not None and previous.status == RUNNING
         state = fold_event(previous, event, now, seq, source)
-        state.channel = self.channel
+        state.channel = self.channel(media_id) if callable(self.channel) else self.channel
         self._states[media_id] = state
         if len(self._states) > self._max_media:
             evicted, _ = self._states.popitem(last=False)
@@ -617,7 +618,9 @@ class SnapshotHook:
     """The publisher's batch hook (``ProgressPublisher(snapshots=...)``): folds each batch
     into its media's snapshots and returns the writes for the same pipeline."""
 
-    def __init__(self, config: SnapshotConfig, channel: str | None = None) -> None:
+    def __init__(
+        self, config: SnapshotConfig, channel: str | Callable[[str], str] | None = None
+    ) -> None:
         self.tracker = SnapshotTracker(config, channel=channel)
 
     def __call__(

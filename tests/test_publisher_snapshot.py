@@ -14,6 +14,7 @@ from conftest import Subscriber
 from progress_sdk import ProgressPublisher
 from progress_sdk import defaults as d
 from progress_sdk.exceptions import ConfigurationError
+from progress_sdk.sharding import channel_for
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, read_media, read_user
 
 pytestmark = pytest.mark.redis
@@ -119,3 +120,15 @@ def test_subscribe_then_read_gives_no_gap_under_a_busy_stream(
         publisher.close()
         for _, sub in readers:
             sub.close()
+
+
+def test_with_shard_channels_the_snapshot_names_the_media_s_own_channel(
+    redis_url: str, channel: str, config: SnapshotConfig
+) -> None:
+    """shards=3: the snapshot records the shard channel, where the sweeper then publishes."""
+    with ProgressPublisher(redis_url, channel, snapshots=config, shards=3) as publisher:
+        run_job(publisher, "sharded")
+        assert publisher.flush(5)
+    snap = read_media(redis.Redis.from_url(redis_url), config.keys, "sharded")
+    assert snap is not None and snap.channel == channel_for(channel, 3, "sharded")
+    assert snap.channel != channel
