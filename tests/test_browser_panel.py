@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -30,11 +31,26 @@ USER = "user-1"
 CONNECTED = '#connection[data-state="connected"]'
 
 
+def _ensure_chromium() -> None:
+    """Install Debian's Chromium when it is missing, as .ci/run does, so the README's test
+    command works on a fresh machine too; fail with the reason when that is not possible."""
+    if os.path.exists(CHROMIUM):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.fail(f"{CHROMIUM} is missing: run `apt-get install chromium` as root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        done = subprocess.run(
+            step, check=False, env=env, capture_output=True, text=True, timeout=900
+        )
+        if done.returncode != 0:
+            pytest.fail(f"`{' '.join(step)}` failed: {done.stderr.strip()[-500:]}")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)")
+    _ensure_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
