@@ -37,6 +37,7 @@ __all__ = [
     "ClusterTransport",
     "DetectingTransport",
     "SlotMap",
+    "client_for",
     "is_cluster",
     "slot_of",
     "transport_for",
@@ -68,6 +69,23 @@ def is_cluster(url: str, timeout: float = d.CONNECT_TIMEOUT) -> bool:
     finally:
         client.close()
         pool.disconnect()
+
+
+def client_for(
+    url: str, *, timeout: float = d.CONNECT_TIMEOUT, socket_timeout: float = 5.0
+) -> redis.Redis | redis.RedisCluster:
+    """A client for ``url``: a ``RedisCluster`` when the node is part of a cluster (every
+    command routed to its key's master), else a plain ``Redis``. Asks the node (``INFO
+    cluster``), so raises redis errors when it cannot be reached."""
+    try:
+        cluster = is_cluster(url, timeout)
+    except redis.ResponseError:  # INFO not allowed for this user: a plain server
+        cluster = False
+    if cluster:
+        return redis.RedisCluster.from_url(url, socket_connect_timeout=timeout,
+                                           socket_timeout=socket_timeout)
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout,
+                                socket_timeout=socket_timeout)
 
 
 class SlotMap:
@@ -182,6 +200,22 @@ class SlotMap:
         return sorted({entry[2] for entry in self._ranges})
 
 
+def _key_of(command: Command) -> bytes | str | None:
+    """The key a command is routed by: ``EVAL``/``EVALSHA``'s first key, else its first
+    argument; None for a command without one (``SCRIPT LOAD``, ``EVAL`` of no key)."""
+    name = str(command[0].decode() if isinstance(command[0], bytes) else command[0]).upper()
+    if name in ("SCRIPT", "FUNCTION", "PING"):
+        return None
+    if name in ("EVAL", "EVALSHA", "FCALL"):
+        index = 3 if int(command[2]) > 0 else None
+    else:
+        index = 1 if len(command) > 1 else None
+    if index is None:
+        return None
+    key = command[index]
+    return key if isinstance(key, (bytes, str)) else str(key)
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else "" if value is None else str(value)
 
@@ -215,6 +249,14 @@ class ClusterTransport:
     reply that timed out leaves its events of unknown fate (counted as lost, never sent
     twice). When the events left over are not the last of the batch, ``Delivery.unsent``
     lists them, so the sender puts back exactly those.
+
+    A batch hook's extra commands (snapshots) are routed by their key (each touches one
+    key, or keys of one slot; one without a key, such as ``SCRIPT LOAD``, runs first on
+    every master the others go to) and pipelined per master like the events, in a round trip
+    of their own before the events': a media's snapshot lives on its key's master while
+    its events go to the channel's, and a relay that reads the snapshot after subscribing
+    must find it written before the events it covers were published. An extra that
+    fails is counted (``Delivery.extra_failed``), never resent; the events go out anyway.
     """
 
     def __init__(self, target: str | redis.RedisCluster, channel: str) -> None:
@@ -233,7 +275,6 @@ class ClusterTransport:
         self._conns: dict[Address, Any] = {}
         self._owners: dict[bytes, Address] = {}
         self._stale = True
-        self._warned_extra = False
 
     def publish(
         self,
@@ -250,6 +291,7 @@ class ClusterTransport:
         except ConnectFailed as exc:
             self._stale = True
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
+        extra_failed = self._run_extras(extra) if extra else 0
         outcomes = [_RESEND] * len(payloads)
         receivers = 0
         errors: list[str] = []
@@ -258,14 +300,54 @@ class ClusterTransport:
             self._write(conns[owner], commands)
         for owner, indices in groups.items():
             receivers += self._read(conns[owner], owner, indices, outcomes, errors)
-        if extra and not self._warned_extra:
-            # A batch hook's keys live on any master; routing them is not done yet.
-            self._warned_extra = True
-            logger.warning(
-                "progress_sdk: the batch hook's extra commands are not run on a Redis "
-                "Cluster (%s); events are published without them", self.description
-            )
-        return self._delivery(outcomes, receivers, errors, len(extra))
+        return self._delivery(outcomes, receivers, errors, extra_failed)
+
+    def _run_extras(self, extra: Sequence[Command]) -> int:
+        """Write ``extra`` pipelined per master of each command's key and read every
+        reply; the number that failed (error reply, no master, connection lost)."""
+        groups: dict[Address, list[Command]] = {}
+        keyless: list[Command] = []
+        failed = 0
+        for command in extra:
+            key = _key_of(command)
+            owner = None if key is None else self.slots.owner(key)
+            if key is None:
+                keyless.append(command)
+            elif owner is None:
+                failed += 1
+                self._stale = True
+            else:
+                groups.setdefault(owner, []).append(command)
+        # A command without a key (SCRIPT LOAD) runs first on every master concerned.
+        groups = {owner: [*keyless, *commands] for owner, commands in groups.items()}
+        conns: dict[Address, Any] = {}
+        for owner, commands in groups.items():
+            try:
+                conns[owner] = self._connection(owner)
+            except ConnectFailed:
+                failed += len(commands)
+                self._stale = True
+                continue
+            self._write(conns[owner], commands)
+        for owner, conn in conns.items():
+            failed += self._read_extras(conn, len(groups[owner]))
+        return failed
+
+    def _read_extras(self, conn: Any, count: int) -> int:
+        failed = 0
+        for n in range(count):
+            try:
+                conn.read_response()
+            except redis.ResponseError as exc:
+                failed += 1
+                if str(exc).split(" ", 1)[0] in _NOT_PROCESSED or isinstance(
+                        exc, (redis.exceptions.MovedError, redis.exceptions.AskError)):
+                    self._stale = True
+            except (redis.RedisError, OSError):
+                conn.disconnect()  # the events' pipeline reconnects to this master
+                self._stale = True
+                return failed + count - n
+        return failed
 
     def _route(self, names: Sequence[bytes]) -> dict[Address, list[int]]:
         """Indices of the batch per master; reads the slot map first when stale."""

@@ -9,8 +9,9 @@ events with a higher ``seq``; a sweeper finds media whose worker stopped reporti
 
 This module is pure: ``apply_event`` folds an event into a ``MediaSnapshot``;
 ``SnapshotTracker`` remembers the snapshots one publisher is writing and turns each batch's
-changes into Redis commands (one script call per touched media); ``parse_snapshot`` reads a
-hash back. The readers (``read_media``, ``read_user``) are the only functions doing I/O.
+changes into Redis commands (one key each, so a Redis Cluster can route them);
+``parse_snapshot`` reads a hash back. The readers (``read_media``, ``read_user``) are the
+only functions doing I/O.
 
 Key layout (``defaults.py``): ``{prefix}media:{media_id}`` is a hash with one field per
 media attribute (``status``, ``user_id``, ``filename``, ``run_id``, ``error``, ``seq``,
@@ -52,7 +53,7 @@ __all__ = [
     "read_media",
     "read_user",
     "read_user_async",
-    "write_command",
+    "write_commands",
 ]
 
 RUNNING = "running"
@@ -461,57 +462,62 @@ def _float(value: str | None) -> float | None:
 
 # -- writing ------------------------------------------------------------------------------
 
-# One call per touched media and batch: the hash, its expiry and both indexes change
-# together, and a write that arrives after a terminal state (a worker that resumed after
-# the sweeper gave up on it) is refused, unless it starts a new run. KEYS: media hash,
-# in-flight index, user index. ARGV: media id, score (ms), expiry (ms), terminal (0/1),
-# fresh start (0/1), user-index expiry (ms), then field/value pairs.
+# The hash's write, for a media's first write, its media-level events and its end. The
+# hash and its expiry change together, and a write that arrives after a terminal state (a
+# worker that resumed after the sweeper gave up on it) is refused, unless it starts a new
+# run. The indexes are written by commands of their own (``write_commands``): each
+# command touches one key, so a Redis Cluster can route it to its key's master (a
+# script's keys must share a slot). KEYS: media hash. ARGV: expiry (ms), fresh start
+# (0/1), then field/value pairs.
 WRITE_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'running' then
-  if ARGV[5] ~= '1' then return 0 end
+  if ARGV[2] ~= '1' then return 0 end
   redis.call('DEL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[4] == '1' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-else
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-end
-if KEYS[3] ~= '' then
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
-end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
 
 WRITE_SCRIPT_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
 # Once per batch instead of the script's text in every call: a no-op for Redis when the
-# script is cached, and it makes the batch's EVALSHA calls work after a Redis restart.
+# script is cached, and it makes the batch's EVALSHA calls work after a Redis restart. It
+# has no key: on a cluster it runs on every master the batch's writes go to.
 LOAD_COMMAND = ("SCRIPT", "LOAD", WRITE_SCRIPT)
 
 
-def write_command(
+def write_commands(
     state: MediaSnapshot,
     config: SnapshotConfig,
     *,
     models: Iterable[str] | None = None,
     fresh: bool = False,
-) -> tuple[str | bytes, ...]:
-    """The ``EVALSHA`` command writing all of ``state`` (rows: only ``models``, when given)
-    to Redis; ``LOAD_COMMAND`` must run before it on the same connection."""
+) -> list[tuple[str, ...]]:
+    """The commands writing all of ``state`` (rows: only ``models``, when given) to Redis:
+    the hash (``EVALSHA``; ``LOAD_COMMAND`` must run before it on the same connection),
+    then the in-flight index, then the user's index. The indexes are written even when the
+    hash's write is refused: a finished media put back in the in-flight index is dropped
+    by the sweeper's next look at it, and a reader fetches each indexed media's hash."""
     keys = config.keys
     ttl = config.ttl if state.terminal else config.inflight_ttl
-    user_key = keys.user(state.user_id) if state.user_id else ""
+    score = str(int(state.updated_at * 1000))
     pairs = [part for item in media_fields(state, models).items() for part in item]
-    return (
-        "EVALSHA", WRITE_SCRIPT_SHA, "3", keys.media(state.media_id), keys.inflight, user_key,
-        state.media_id, str(int(state.updated_at * 1000)), str(max(1, int(ttl * 1000))),
-        "1" if state.terminal else "0", "1" if fresh else "0",
-        str(int(max(config.ttl, config.inflight_ttl) * 1000)), *pairs,
-    )  # fmt: skip
+    commands: list[tuple[str, ...]] = [(
+        "EVALSHA", WRITE_SCRIPT_SHA, "1", keys.media(state.media_id),
+        str(max(1, int(ttl * 1000))), "1" if fresh else "0", *pairs,
+    )]  # fmt: skip
+    if state.terminal:
+        commands.append(("ZREM", keys.inflight, state.media_id))
+    else:
+        commands.append(("ZADD", keys.inflight, score, state.media_id))
+    if state.user_id:
+        user_key = keys.user(state.user_id)
+        index_ttl = str(int(max(config.ttl, config.inflight_ttl) * 1000))
+        commands.append(("ZADD", user_key, score, state.media_id))
+        commands.append(("PEXPIRE", user_key, index_ttl))
+    return commands
 
 
 def progress_commands(
@@ -590,7 +596,7 @@ class SnapshotTracker:
 
     def take_commands(self) -> list[tuple[str | bytes, ...]]:
         """The writes for every media changed since the last call: the script
-        (``LOAD_COMMAND`` first, then ``EVALSHA``) for a first write, a media-level event or
+        (``LOAD_COMMAND`` first, then ``write_commands``) for a first write, a media-level event or
         the end, plain ``progress_commands`` otherwise. Finished media are forgotten."""
         commands: list[tuple[str | bytes, ...]] = []
         for media_id, pending in self._pending.items():
@@ -600,7 +606,7 @@ class SnapshotTracker:
             if pending.full or state.terminal:
                 if not commands or commands[0] is not LOAD_COMMAND:
                     commands.insert(0, LOAD_COMMAND)
-                commands.append(write_command(
+                commands.extend(write_commands(
                     state, self.config, models=pending.models, fresh=pending.fresh
                 ))  # fmt: skip
             else:

@@ -75,6 +75,18 @@ if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
 for i = 7, 6 + n do redis.call('PUBLISH', ARGV[2], ARGV[i]) end
 return n
 """
+# On a Redis Cluster the keys live on different masters and the events go out with
+# SPUBLISH (consumers subscribe to shard channels), so the work is split: this script (one
+# key) is the compare-and-set that lets one sweeper fail a media, then the indexes are
+# written and the events published, in that order. KEYS: media hash. ARGV: updated_at as
+# read, expiry (ms), field/value pairs.
+_CLAIM_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'updated_at') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
 
 _BATCH = 100
 
@@ -101,7 +113,7 @@ class Sweeper:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         channel: str = d.DEFAULT_CHANNEL,
         config: SnapshotConfig | None = None,
@@ -125,6 +137,8 @@ class Sweeper:
         self._renew = client.register_script(_RENEW_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
         self._fail = client.register_script(_FAIL_SCRIPT)
+        self._claim = client.register_script(_CLAIM_SCRIPT)
+        self._on_cluster = isinstance(client, redis.RedisCluster)
 
     @property
     def keys(self) -> SnapshotKeys:
@@ -190,15 +204,32 @@ class Sweeper:
             self.client.zrem(self.keys.inflight, media_id)
             return 0
         payloads, final = failure
-        args: list[Any] = [
-            raw_updated, snapshot.channel or self.channel, max(1, int(self.config.ttl * 1000)),
-            media_id, int(now * 1000), len(payloads), *payloads,
-        ]  # fmt: skip
-        for pair in media_fields(final).items():
-            args.extend(pair)
+        channel = snapshot.channel or self.channel
+        if self._on_cluster:
+            return self._fail_on_cluster(final, raw_updated, channel, payloads)
+        ttl = max(1, int(self.config.ttl * 1000))
+        pairs = [part for pair in media_fields(final).items() for part in pair]
+        args: list[Any] = [raw_updated, channel, ttl, media_id, int(now * 1000),
+                           len(payloads), *payloads, *pairs]
         user_key = self.keys.user(final.user_id) if final.user_id else ""
         published = self._fail(keys=[key, self.keys.inflight, user_key], args=args)
         return int(published)
+
+    def _fail_on_cluster(
+        self, final: MediaSnapshot, raw_updated: Any, channel: str, payloads: list[bytes]
+    ) -> int:
+        media_id = final.media_id
+        ttl = max(1, int(self.config.ttl * 1000))
+        pairs = [part for pair in media_fields(final).items() for part in pair]
+        if not self._claim(keys=[self.keys.media(media_id)], args=[raw_updated, ttl, *pairs]):
+            return 0
+        self.client.zrem(self.keys.inflight, media_id)
+        if final.user_id:
+            self.client.zadd(self.keys.user(final.user_id),
+                             {media_id: int(final.updated_at * 1000)})
+        for payload in payloads:
+            self.client.spublish(channel, payload)
+        return len(payloads)
 
     def _failure_events(
         self, snapshot: MediaSnapshot, now: float

@@ -619,15 +619,16 @@ def sweep(  # noqa: PLR0917 - one parameter per click option
     Safe to run on several machines at once: one sweeper acts at a time (a lease in
     Redis), and a media's failure events never go out twice.
     """
+    from progress_sdk.cluster import client_for  # noqa: PLC0415
     from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys  # noqa: PLC0415
     from progress_sdk.sweeper import Sweeper  # noqa: PLC0415
 
     url = _url(ctx)
-    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
-    sweeper = Sweeper(client, channel=_channel(ctx), config=SnapshotConfig(SnapshotKeys(prefix)),
-                      stale_after=stale_after, lease=lease)
     stop = threading.Event()
     try:
+        sweeper = Sweeper(client_for(url), channel=_channel(ctx),
+                          config=SnapshotConfig(SnapshotKeys(prefix)), stale_after=stale_after,
+                          lease=lease)
         with _on_interrupt(stop.set):
             while True:
                 result = sweeper.sweep()

@@ -12,6 +12,7 @@ import redis
 from progress_sdk import defaults as d
 from progress_sdk.exceptions import ConfigurationError
 from progress_sdk.snapshot import (
+    WRITE_SCRIPT_SHA,
     MediaSnapshot,
     ModelSnapshot,
     SnapshotConfig,
@@ -164,16 +165,31 @@ def test_tracker_writes_only_changed_models_and_forgets_finished_media() -> None
     tracker.apply(ev("PROCESSING_STARTED", 1), 1.0)
     tracker.apply(ev("ANALYSIS_STARTED", 2, model_name="A"), 1.0)
     tracker.apply(ev("ANALYSIS_STARTED", 3, model_name="B"), 1.0)
-    load, first = tracker.take_commands()
+    load, first, *indexes = tracker.take_commands()
     assert load[:2] == ("SCRIPT", "LOAD") and first[0] == "EVALSHA"
+    assert [c[0] for c in indexes] == ["ZADD", "ZADD", "PEXPIRE"]
     assert {"model:A", "model:B"} <= set(first)
     tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", 4, model_name="B", progress=1, total=2), 2.0)
     light = tracker.take_commands()  # a running media written before: plain commands
     assert [c[0] for c in light] == ["HSET", "PEXPIRE", "ZADD"]
     assert "model:B" in light[0] and "model:A" not in light[0] and "status" not in light[0]
     tracker.apply(ev("PROCESSING_FAILED", 5, error_message="x"), 3.0)
-    assert len(tracker.take_commands()) == 2 and len(tracker) == 0
-    assert tracker.take_commands() == []
+    final = tracker.take_commands()
+    assert [c[0] for c in final] == ["SCRIPT", "EVALSHA", "ZREM", "ZADD", "PEXPIRE"]
+    assert len(tracker) == 0 and tracker.take_commands() == []
+
+
+def test_every_write_touches_one_key_so_a_cluster_can_route_it() -> None:
+    """Hash, in-flight index and user index are written by separate commands, one key
+    each (a Redis Cluster refuses a script whose keys span hash slots)."""
+    config = SnapshotConfig()
+    tracker = SnapshotTracker(config)
+    tracker.apply(ev("PROCESSING_STARTED", 1), 1.0)
+    _, *commands = tracker.take_commands()
+    assert commands[0][:3] == ("EVALSHA", WRITE_SCRIPT_SHA, "1")
+    keys = [c[3] if c[0] == "EVALSHA" else c[1] for c in commands]
+    user = config.keys.user("u1")
+    assert keys == [config.keys.media("m1"), config.keys.inflight, user, user]
 
 
 def test_tracker_is_bounded() -> None:
@@ -181,7 +197,7 @@ def test_tracker_is_bounded() -> None:
     tracker = SnapshotTracker(SnapshotConfig(), max_media=2)
     for media in ("a", "b", "c"):
         tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
-    assert len(tracker) == 2 and len(tracker.take_commands()) == 1 + 2
+    assert len(tracker) == 2 and len(tracker.take_commands()) == 1 + 2 * 4
 
 
 def test_config_refuses_unusable_ttls_and_keys_follow_the_prefix(

@@ -19,6 +19,7 @@ stream as before: catch-up never keeps a socket from connecting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,14 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from progress_sdk.cluster import is_cluster
 from progress_sdk.snapshot import MediaSnapshot, SnapshotKeys, read_user_async
 
 from .routing import Routed
 from .server import Relay
 
-__all__ = ["CatchUp", "CatchUpStats", "install_catch_up"]
+__all__ = ["CatchUp", "CatchUpStats", "install_catch_up", "open_snapshot_reader"]
 
 log = logging.getLogger("progress_sim.relay")
 
@@ -160,16 +162,34 @@ class CatchUp:
             return {}
 
 
+def open_snapshot_reader(url: str) -> Callable[[], Awaitable[Any]]:
+    """``await client()``: a ``redis.asyncio`` client for ``url``, chosen on first use (a
+    ``RedisCluster`` when the node is part of a cluster, so each key is read on its
+    master); asked again after a failed attempt."""
+    chosen: list[Any] = []
+
+    async def client() -> Any:
+        if not chosen:
+            try:
+                cluster = await asyncio.to_thread(is_cluster, url)
+            except ResponseError:  # INFO not allowed for this user: a plain server
+                cluster = False
+            kind = redis.asyncio.RedisCluster if cluster else redis.asyncio.Redis
+            chosen.append(kind.from_url(url, socket_connect_timeout=2.0, socket_timeout=5.0))
+        return chosen[0]
+
+    return client
+
+
 def install_catch_up(relay: Relay, keys: SnapshotKeys) -> CatchUp:
     """Give every socket of ``relay`` its snapshots from Redis before the live stream."""
-    client = redis.asyncio.Redis.from_url(relay.config.redis_url, socket_connect_timeout=2.0,
-                                          socket_timeout=5.0)
+    client = open_snapshot_reader(relay.config.redis_url)
 
     async def emit(name: str, payload: dict[str, Any], sid: str) -> None:
         await relay.sio.emit(name, payload, to=sid)
 
     async def read(user_id: str) -> list[MediaSnapshot]:
-        return await read_user_async(client, keys, user_id)
+        return await read_user_async(await client(), keys, user_id)
 
     catch_up = CatchUp(emit, read)
     relay.add_event_hook(catch_up.on_event)

@@ -13,8 +13,9 @@ import logging
 import redis
 
 from progress_sdk import defaults as d
+from progress_sdk.cluster import client_for
 from progress_sdk.snapshot import SnapshotConfig
-from progress_sdk.sweeper import Sweeper
+from progress_sdk.sweeper import Sweeper, SweepResult
 
 from .server import Relay
 
@@ -30,18 +31,24 @@ def install_sweeper(
     stale_after: float = d.DEFAULT_SWEEP_STALE_AFTER,
     interval: float = d.DEFAULT_SWEEP_INTERVAL,
     lease: float = d.DEFAULT_SWEEP_LEASE,
-) -> Sweeper:
+) -> None:
     """Run a ``Sweeper`` every ``interval`` seconds for the relay's life."""
-    client = redis.Redis.from_url(relay.config.redis_url, socket_connect_timeout=2.0,
-                                  socket_timeout=5.0)
-    sweeper = Sweeper(client, channel=relay.config.channel, config=config,
-                      stale_after=stale_after, lease=lease)
+    url = relay.config.redis_url
+    sweepers: list[Sweeper] = []
+
+    def sweep() -> SweepResult:
+        # The client is chosen on the first pass (a RedisCluster on a cluster), not at
+        # install: a relay starts while Redis is down.
+        if not sweepers:
+            sweepers.append(Sweeper(client_for(url), channel=relay.config.channel,
+                                    config=config, stale_after=stale_after, lease=lease))
+        return sweepers[0].sweep()
 
     async def run() -> None:
         try:
             while True:
                 try:
-                    result = await asyncio.to_thread(sweeper.sweep)
+                    result = await asyncio.to_thread(sweep)
                 except (redis.RedisError, OSError) as exc:
                     log.warning("sweeper: Redis error, retrying: %s", type(exc).__name__)
                 else:
@@ -50,7 +57,7 @@ def install_sweeper(
                 await asyncio.sleep(interval)
         finally:
             with contextlib.suppress(redis.RedisError, OSError):
-                await asyncio.to_thread(sweeper.release_lease)
+                for sweeper in sweepers:
+                    await asyncio.to_thread(sweeper.release_lease)
 
     relay.add_background_task(run)
-    return sweeper

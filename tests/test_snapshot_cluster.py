@@ -1,0 +1,162 @@
+"""Snapshots on a real Redis Cluster: written beside the sharded publish, read by a relay's
+catch-up, swept when a worker dies (each key routed to its own master)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from redis_cluster import LocalCluster
+from relay_support import SECRET, Client, RelayProcess
+from test_sim_cluster import Collector
+
+from progress_sdk import ProgressPublisher
+from progress_sdk import defaults as d
+from progress_sdk.cluster import client_for, slot_of
+from progress_sdk.contract import validate_lines
+from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, read_media, read_user
+from progress_sdk.sweeper import Sweeper
+from simulator.catchup_check import check_late_join
+from simulator.cluster_subscription import ClusterSubscription
+from simulator.relay import sign_token
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+BUSY_JOB = Path(__file__).with_name("busy_job.py")
+
+
+@pytest.fixture
+def keys() -> SnapshotKeys:
+    """A snapshot prefix no other test uses."""
+    return SnapshotKeys(f"test-snapclust-{uuid.uuid4().hex[:8]}:")
+
+
+def test_a_run_on_a_cluster_writes_snapshots_on_every_master(
+    redis_cluster: LocalCluster, keys: SnapshotKeys
+) -> None:
+    """Media whose snapshots live on different masters all get theirs written, in flight
+    and finished, with the user's index and the in-flight index kept."""
+    channel, user = f"t-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:6]}"
+    media = [f"m-{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+    client = client_for(redis_cluster.url)
+    owners = {redis_cluster.owner(keys.media(m)).port for m in media}
+    assert len(owners) >= 2, "the media's keys should span masters"
+    config = SnapshotConfig(keys)
+    with ProgressPublisher(redis_cluster.url, channel, snapshots=config, shards=3) as pub:
+        runs = [pub.media(m, user, filename=f"{m}.mp4").__enter__() for m in media]
+        models = [run.model("SIGLIP-LSTM-V4").__enter__() for run in runs]
+        for model in models:
+            model.progress(1, 4)
+        assert pub.flush(10)
+        running = [read_media(client, keys, m) for m in media]
+        assert [s.status if s else None for s in running] == ["running"] * 6
+        assert running[0] is not None and running[0].models["SIGLIP-LSTM-V4"].progress == 1
+        assert sorted(x.decode() for x in client.zrange(keys.inflight, 0, -1)) == sorted(media)
+        for model, run in zip(models, runs, strict=True):
+            model.complete("FAKE", 0.9)
+            run.__exit__(None, None, None)
+        assert pub.flush(10)
+    finished = read_user(client, keys, user)
+    assert sorted(s.media_id for s in finished) == sorted(media)
+    assert {s.status for s in finished} == {"completed"}
+    assert client.zrange(keys.inflight, 0, -1) == []
+
+
+def test_a_socket_joining_mid_run_on_a_cluster_gets_snapshots_then_live_events(
+    redis_cluster: LocalCluster, keys: SnapshotKeys
+) -> None:
+    """A relay on the cluster sends sockets that connect while a job streams their
+    snapshot first, then live events without gap or duplicate, ending as a socket that
+    was there from the start."""
+    channel = f"t-{uuid.uuid4().hex[:8]}"
+    relay = RelayProcess.cli(redis_cluster.url, channel, "--snapshot-prefix", keys.prefix,
+                             "--no-sweep")
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    token = sign_token(SECRET, user)
+    try:
+        relay.wait_subscribed()
+
+        async def scenario() -> tuple[Client, list[Client]]:
+            early = Client()
+            await early.connect(relay.url, {"token": token})
+            job = subprocess.Popen([sys.executable, str(BUSY_JOB), redis_cluster.url,
+                                    channel, keys.prefix, user, "2000"])
+            late: list[Client] = []
+            try:
+                await early.wait_for("progress_update", 20)
+                while job.poll() is None and len(late) < 3:
+                    client = Client()
+                    await client.connect(relay.url, {"token": token})
+                    late.append(client)
+                    await asyncio.sleep(0.3)
+                assert await asyncio.to_thread(job.wait, 60) == 0
+            finally:
+                if job.poll() is None:
+                    job.kill()
+            for client in [early, *late]:
+                await client.wait_for("media_update", 1, timeout=20)
+            await asyncio.sleep(0.3)  # time for a duplicate to show up
+            for client in [early, *late]:
+                await client.sio.disconnect()
+            return early, late
+
+        early, late = asyncio.run(scenario())
+        assert late, "the job ended before a socket could join it"
+        for index, client in enumerate(late):
+            assert check_late_join(list(early.events), list(client.events),
+                                   f"late socket {index}") == []
+        assert any(s["status"] == "running" for c in late
+                   for s in c.named("progress_snapshot")), "no socket joined mid-run"
+    finally:
+        relay.stop()
+
+
+def test_the_sweeper_on_a_cluster_fails_the_media_of_a_sigkilled_worker(
+    redis_cluster: LocalCluster, keys: SnapshotKeys
+) -> None:
+    """A plain worker process killed mid-run on a cluster: a sweeper given a node's URL
+    writes the failure into the snapshot and publishes it on the sharded channel, once."""
+    channel, user = f"t-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:6]}"
+    client = client_for(redis_cluster.url)
+    assert slot_of(keys.media("busy")) != slot_of(channel)
+    collector = Collector(ClusterSubscription(redis_cluster.url, [channel]).open())
+    worker = subprocess.Popen([sys.executable, str(BUSY_JOB), redis_cluster.url, channel,
+                               keys.prefix, user, "1000000"])
+    try:
+        deadline = time.monotonic() + 20
+        snap = None
+        while time.monotonic() < deadline and not (snap and snap.models):
+            snap = read_media(client, keys, "busy")
+            time.sleep(0.05)
+        assert snap is not None and snap.models, "the worker never reported on the cluster"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        sweeper = Sweeper(client_for(redis_cluster.url), channel=channel,
+                          config=SnapshotConfig(keys), stale_after=0.5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (snap and snap.terminal):
+            sweeper.sweep()
+            time.sleep(0.2)
+            snap = read_media(client, keys, "busy")
+        assert snap is not None and snap.error == d.SWEEP_ERROR_MESSAGE, snap
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and b"PROCESSING_FAILED" not in b"".join(
+                collector.messages):
+            time.sleep(0.05)
+        time.sleep(0.3)  # time for a second failure to show up
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        collector.close()
+    lines = [m.decode() for m in collector.messages]
+    finals = [json.loads(x) for x in lines if "PROCESSING_FAILED" in x]
+    assert len(finals) == 1 and finals[0]["data"]["error_message"] == d.SWEEP_ERROR_MESSAGE
+    assert client.zrange(keys.inflight, 0, -1) == []
+    report = validate_lines(lines, strict=True)
+    assert report.ok, report.to_text()
