@@ -16,11 +16,14 @@ injected, so every policy here is unit-tested deterministically.
   refused one takes its number with it, which consumers see as a gap.
 - **Overflow.** ``capacity`` counts waiting and in-flight events. Events rank: progress,
   then other lifecycle events, then a model's terminal event, then a media's
-  ``PROCESSING_STARTED`` and terminal event. When full, a newcomer evicts the oldest
-  waiting event of the lowest rank present, if that rank is not above its own (among
-  progress, a value a newer one of its key supersedes goes first); otherwise the newcomer
-  is dropped. So a media's terminal event is only ever lost when the buffer holds nothing
-  but terminal and start events, and every loss before it shows as a gap in its ``seq``.
+  ``PROCESSING_STARTED``, then a media's terminal event. When full, a newcomer evicts the
+  oldest waiting event of the lowest rank present, if that rank is not above its own
+  (among progress, a value a newer one of its key supersedes goes first); otherwise the
+  newcomer is dropped. A start ranks below a terminal event because the terminal may
+  belong to a media already on screen, whose panel would stay open forever without it,
+  while a start that gives way only keeps a panel from opening. So a media's terminal
+  event is only ever lost when the buffer holds nothing but terminal events, and every
+  loss before it shows as a gap in its ``seq``.
 - **Memory.** Without a batch hook or shard routing, a numbered lifecycle event is kept
   as its bytes alone (no per-event object the garbage collector has to walk); progress
   events stay ``Entry`` objects so a newer value can replace them.
@@ -152,7 +155,7 @@ class SeqNumbers:
         return seq
 
 
-_RANKS = 4
+_RANKS = 5
 
 
 class TicketFifo:
@@ -198,7 +201,9 @@ def _rank(entry: Entry) -> int:
     if entry.progress_key is not None:
         return 0
     event = entry.event
-    if event in _MEDIA_TERMINALS or event == "PROCESSING_STARTED":
+    if event in _MEDIA_TERMINALS:
+        return 4
+    if event == "PROCESSING_STARTED":
         return 3
     return 2 if event in _MODEL_TERMINALS else 1
 

@@ -130,6 +130,23 @@ def test_terminal_events_are_kept_ahead_of_everything_else():
     assert dict(buffer.dropped) == {"evicted": 3, "buffer_full": 1}
 
 
+def test_the_terminal_event_of_a_media_on_screen_outlives_starts_of_media_nobody_saw():
+    """A full buffer gives up the start of a media nobody saw before the terminal event of
+    a media whose PROCESSING_STARTED was sent (issue #8's invariant)."""
+    buffer = EventBuffer(4, 0.0, clock=Clock())
+    buffer.accept(lifecycle("PROCESSING_STARTED", media="m0", model=None))
+    assert taken(buffer) == [("PROCESSING_STARTED", 1, None)]  # m0's start is on screen
+    # Redis goes away: the buffer fills up.
+    buffer.accept(lifecycle("PROCESSING_COMPLETED", media="m0", model=None))
+    for media in ("m1", "m2"):
+        buffer.accept(lifecycle("PROCESSING_STARTED", media=media, model=None))
+        buffer.accept(lifecycle("PROCESSING_COMPLETED", media=media, model=None))
+    batch = buffer.take(1000)
+    kept = [(e["media_id"], e["event"]) for e in (json.loads(wire(i)) for i in batch)]
+    assert ("m0", "PROCESSING_COMPLETED") in kept, kept
+    assert dict(buffer.dropped) == {"evicted": 1}  # m1's start, the oldest start
+
+
 def test_a_superseded_progress_value_gives_way_before_the_newest_of_its_model():
     """Of two values of one key, the older goes first, even if another key's is older."""
     buffer = EventBuffer(3, 0.0, clock=Clock())
