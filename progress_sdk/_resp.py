@@ -41,6 +41,27 @@ def frame_publishes(channel: bytes, payloads: Iterable[bytes]) -> list[bytes]:
     return parts
 
 
+def send_all(sock: socket.socket, data: bytes, patience: float) -> None:
+    """Write all of ``data``, waiting up to ``patience`` seconds for a socket that stops
+    taking bytes (the socket's own timeout is only how often we look again).
+
+    A Redis frozen for a few seconds mid-write reads again once it thaws; giving up at the
+    socket timeout would leave a batch Redis never saw counted as of unknown fate (it
+    cannot be resent once part of it was written), so the write is as patient as the
+    reader of its replies.
+    """
+    give_up_at = time.monotonic() + patience
+    view = memoryview(data)
+    while view:
+        try:
+            sent = sock.send(view)
+        except TimeoutError:
+            if time.monotonic() > give_up_at:
+                raise
+            continue
+        view = view[sent:]
+
+
 class ReplyReader:
     """Reads whole replies from a socket; only their kind and integer value matter."""
 

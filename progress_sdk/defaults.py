@@ -55,9 +55,10 @@ DEFAULT_FINISH_FLUSH_TIMEOUT = 2.0
 # The end of a run stops waiting for delivery once a publish call has had no reply for
 # this long (a frozen or overloaded Redis); later runs do not wait while that lasts.
 STALL_NOTICE = 0.05  # seconds
-# A reply that does not come within SOCKET_TIMEOUT is waited for on the same connection
-# (a frozen server answers once it thaws, and sending again would duplicate) up to this
-# long; after that the batch's fate is unknown and it is counted as delivery_unknown.
+# A write or reply that stalls beyond SOCKET_TIMEOUT is waited for on the same connection
+# (a frozen server reads and answers once it thaws, and sending again would duplicate) up
+# to this long; after that the batch's fate is unknown and it is counted as
+# delivery_unknown.
 REPLY_PATIENCE = 60.0
 RECONNECT_BACKOFF_INITIAL = 0.05
 RECONNECT_BACKOFF_MAX = 3.0

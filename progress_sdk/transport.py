@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import redis
 
 from . import defaults as d
-from ._resp import ReplyReader, Tally, frame_command, frame_publishes
+from ._resp import ReplyReader, Tally, frame_command, frame_publishes, send_all
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
 
@@ -204,7 +204,7 @@ class RedisTransport:
         sock = getattr(conn, "_sock", None)
         tally = Tally()
         try:
-            # One buffer, one sendall: each socket call gives up the interpreter lock,
+            # One buffer, one write: each socket call gives up the interpreter lock,
             # which a busy job thread then holds for up to 5 ms (sys.getswitchinterval())
             # before the sender gets it back.
             if isinstance(sock, socket.socket):
@@ -239,7 +239,7 @@ class RedisTransport:
         else:
             pairs = zip(channels, payloads, strict=True)
             parts += (frame_command((b"PUBLISH", c, p)) for c, p in pairs)
-        sock.sendall(b"".join(parts))
+        send_all(sock, b"".join(parts), d.REPLY_PATIENCE)
         reader = ReplyReader(sock, patience=d.REPLY_PATIENCE)
         reader.read_others(len(extra), tally)
         tally.extra_errors = tally.errors

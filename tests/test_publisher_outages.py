@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -185,3 +186,39 @@ def test_a_redis_killed_while_the_sender_idles_costs_a_run_end_a_moment(server):
         assert publisher.stats().queued > 0 and publisher.stats().dropped == {}
     finally:
         publisher.close(0.5)
+
+
+def test_a_redis_frozen_shorter_than_the_reply_patience_loses_no_large_batch(server):
+    """Redis frozen for 7 s (under REPLY_PATIENCE, 60 s) while a batch larger than the
+    socket buffers is being written: nothing is counted as lost."""
+    publisher = ProgressPublisher(server.url, "big", snapshots=False)
+    try:
+        publisher.emit(lifecycle("warm"))
+        assert publisher.flush(5)
+        server.freeze()
+        publisher.emit(lifecycle("first"))  # the sender now waits on replies
+        time.sleep(0.3)
+        for i in range(1000):
+            publisher.emit(lifecycle(f"m{i}", details={"blob": "x" * 40_000}))
+        server.thaw()  # the first reply comes; the next batch (~20 MB) starts going out
+        time.sleep(0.002)
+        server.freeze()
+        time.sleep(7)
+        server.thaw()
+        assert publisher.flush(60)
+        stats = publisher.stats()
+        assert stats.dropped == {}, stats
+        assert stats.published == 1002
+    finally:
+        publisher.close(2)
+
+
+def lifecycle(media: str, **data: Any) -> dict[str, Any]:
+    """A PROCESSING_STARTED event of ``media`` as emit() takes it."""
+    return {
+        "media_id": media,
+        "user_id": "u1",
+        "event": "PROCESSING_STARTED",
+        "message": "m",
+        "data": data,
+    }
