@@ -133,8 +133,11 @@ class Sender:
                 if not self._deliver(batch):
                     return
         except BaseException:
-            # A bug outside any batch. The thread ends; the next emit() starts a new one.
-            logger.exception("progress_sdk: sender thread failed; the next event restarts it")
+            # A bug outside any batch. The thread ends; the next emit(), flush() or close()
+            # starts a new one for what is left.
+            logger.exception(
+                "progress_sdk: sender thread failed; the next emit, flush or close restarts it"
+            )
             with self.settled:
                 self.last_error = "sender thread failed (see log)"
         finally:
@@ -247,7 +250,11 @@ class Sender:
         assert self.batch_hook is not None
         try:
             return self.batch_hook(self.source, batch)
-        except Exception:
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            # Even a SystemExit from the hook's code costs only this batch's extras: the
+            # hook runs on the sender's thread, which must not end with events queued.
             self._log_once(
                 "batch_hook",
                 "progress_sdk: the batch hook failed; its commands are left out of this batch",

@@ -379,10 +379,21 @@ class ProgressPublisher:
             # An event that only replaces or is held behind an earlier deadline leaves
             # the sender asleep: waking it costs the job the interpreter lock.
             wake = self._buffer.accept(entry) and sender.idle
-            if not sender.running:
-                sender.start()  # the first event, or the thread ended (a bug): restart it
+            self._ensure_sender_locked()
         if wake:
             sender.wakeup.set()
+
+    def _ensure_sender_locked(self) -> bool:
+        """Start the sender thread if work waits and it is not running (the first event,
+        or the thread ended on a bug: what it left queued must still go out). Not once
+        close() stopped it. Returns whether the thread runs now."""
+        sender = self._sender
+        if sender.running:
+            return True
+        if sender.stop.is_set() or not self._buffer.queued:
+            return False
+        sender.start()
+        return True
 
     # -- flush, close, stats ------------------------------------------------------
 
@@ -408,10 +419,14 @@ class ProgressPublisher:
             sender.flushers += 1
             if sender.idle:
                 sender.wakeup.set()
+            # Restarted once per call: a thread that dies again is not restarted in a loop.
+            restarts = 1
             try:
                 while buffer.settled_through < target:
                     if not sender.running:
-                        return False
+                        if not restarts or not self._ensure_sender_locked():
+                            return False
+                        restarts -= 1
                     if stall_after is not None and (
                         sender.stalled(stall_after) or sender.known_down()
                     ):
@@ -435,31 +450,39 @@ class ProgressPublisher:
         """
         if self.fail_runs_left_open and not self._closed:
             fail_open_runs(self, "the worker stopped before this media's analysis finished")
-        sender = self._sender
         with self._lock:
             if self._closed:
                 return self._close_result
             self._closed = True
-            sender.closing = True
-        sender.wakeup.set()
-        deadline = time.monotonic() + timeout
-        delivered = True
-        if sender.running:
-            # Keep a slice of the budget for stopping the thread: close() must return
-            # within its timeout even when Redis is down.
-            delivered = self.flush(max(0.0, timeout * 0.9 - 0.05))
-            sender.stop.set()
-            sender.wakeup.set()
-            sender.join(max(0.0, deadline - time.monotonic()))
-            if not delivered:
-                with self._lock:
-                    self._buffer.drain()
-                    self._settled.notify_all()
+            self._sender.closing = True
+        delivered = self._stop_sending(timeout)
         self._transport.close()
         _live_publishers.discard(self)
         with self._lock:
             self._close_result = delivered and not self._dropped_locked()
             return self._close_result
+
+    def _stop_sending(self, timeout: float) -> bool:
+        """close()'s delivery part: flush, stop the thread, and count what is left as
+        dropped["closed"]. True when everything was delivered (or dropped and counted
+        before)."""
+        sender = self._sender
+        sender.wakeup.set()
+        deadline = time.monotonic() + timeout
+        # flush() restarts a sender that died with work queued. A slice of the budget is
+        # kept for stopping the thread: close() must return within its timeout even when
+        # Redis is down.
+        delivered = self.flush(max(0.0, timeout * 0.9 - 0.05))
+        sender.stop.set()
+        sender.wakeup.set()
+        sender.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            # Whatever still waits (not sent in time, or behind a sender that died) is
+            # counted, never left queued; a batch still in flight is the thread's to count.
+            if self._buffer.drain():
+                delivered = False
+            self._settled.notify_all()
+        return delivered
 
     def __enter__(self) -> ProgressPublisher:
         return self

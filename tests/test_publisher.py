@@ -649,6 +649,38 @@ def test_a_sender_thread_that_dies_is_restarted_by_the_next_event(transport, cap
     assert "restarts it" in caplog.text
 
 
+@pytest.mark.parametrize("finish", ["flush", "close"])
+def test_what_waits_behind_a_sender_that_died_goes_out_on_flush_or_close(transport, finish):
+    """A sender thread that died with events queued is restarted by flush() and close(),
+    not only by the next emit(): nothing stays queued behind it."""
+    dying = threading.Event()
+    real_publish = transport.publish
+
+    def dies_once(payloads: list[bytes], *args: object) -> Delivery:
+        if not dying.is_set():
+            dying.set()
+            time.sleep(0.1)  # the next events are accepted meanwhile
+            raise SystemExit("a bug that ends the thread")
+        return real_publish(payloads)
+
+    transport.publish = dies_once  # type: ignore[method-assign]
+    pub = ProgressPublisher(_transport=transport, min_progress_interval=0, batch_size=1)
+    pub.emit(lifecycle(i=0))
+    assert dying.wait(5)
+    pub.emit(lifecycle(i=1))
+    pub.emit(lifecycle(i=2))
+    deadline = time.monotonic() + 5
+    while pub.stats().dropped.get("sender_error") != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # the thread has ended
+    if finish == "flush":
+        assert pub.flush(5)
+    pub.close(5)
+    stats = pub.stats()
+    assert [e["message"] for e in transport.events()] == ["step 1", "step 2"]
+    assert (stats.published, stats.dropped, stats.queued) == (2, {"sender_error": 1}, 0)
+
+
 def test_accounting_is_exact_at_every_moment_close_included(transport):
     """accepted == published + coalesced + dropped + queued whenever stats() is read:
     while threads emit, while the sender is mid-batch, and after a close() that gave up

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -323,3 +325,35 @@ def test_a_forked_child_closing_its_publisher_does_not_fail_the_parents_runs(
         assert terminals == ["PROCESSING_STARTED", "PROCESSING_COMPLETED"]
     finally:
         publisher.close(1)
+
+
+def _lifecycle(media: str, event: str, **data: Any) -> dict[str, Any]:
+    return {"media_id": media, "user_id": "u1", "event": event, "message": "m", "data": data}
+
+
+def test_close_sends_or_counts_what_waits_behind_a_sender_that_died(redis_url):
+    """After the sender thread died (here: a batch hook raising SystemExit), close()
+    restarts it or counts what waits as dropped: nothing stays 'queued' after close()."""
+    calls: list[int] = []
+
+    def hook(source: str, events: Any) -> list[Any]:
+        calls.append(len(events))
+        if len(calls) == 1:
+            raise SystemExit("a hook bug")
+        return []
+
+    channel = f"dead-sender-{uuid.uuid4().hex}"
+    publisher = ProgressPublisher(
+        redis_url, channel, batch_hook=hook, snapshots=False, batch_size=1
+    )
+    publisher.emit(_lifecycle("m1", "PROCESSING_STARTED"))
+    publisher.emit(_lifecycle("m1", "PROCESSING_COMPLETED"))
+    deadline = time.monotonic() + 5
+    while calls == [] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    publisher.close(5)
+    stats = publisher.stats()
+    assert stats.queued == 0, stats
+    assert stats.published + stats.dropped_total == 2, stats
+
