@@ -258,7 +258,9 @@ class ProgressPublisher:
         )
         self.error_messages: ErrorMessages = dict(error_messages or {})
         self._closed = False
-        self._close_result = True
+        self._close_result = False
+        # Set when the first close() has decided its result: later calls wait for it.
+        self._close_done = threading.Event()
         self._init_state()
         _live_publishers.add(self)
 
@@ -444,23 +446,28 @@ class ProgressPublisher:
     def close(self, timeout: float = d.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send what is buffered (for up to ``timeout`` seconds), stop the sender, disconnect.
 
-        Idempotent: later calls return the first call's result at once. Returns True when
-        nothing accepted was lost. Events still buffered when the timeout passes are
-        counted as ``dropped["closed"]``.
+        Returns True when nothing accepted was lost. Events still buffered when the
+        timeout passes are counted as ``dropped["closed"]``. Idempotent: a later call
+        returns the first call's result, waiting (up to its own ``timeout``) for the first
+        call to finish; False if it has not.
         """
         if self.fail_runs_left_open and not self._closed:
             fail_open_runs(self, "the worker stopped before this media's analysis finished")
         with self._lock:
-            if self._closed:
-                return self._close_result
+            first = not self._closed
             self._closed = True
             self._sender.closing = True
-        delivered = self._stop_sending(timeout)
-        self._transport.close()
-        _live_publishers.discard(self)
-        with self._lock:
-            self._close_result = delivered and not self._dropped_locked()
-            return self._close_result
+        if not first:
+            return self._close_done.wait(timeout) and self._close_result
+        try:
+            delivered = self._stop_sending(timeout)
+            self._transport.close()
+            _live_publishers.discard(self)
+            with self._lock:
+                self._close_result = delivered and not self._dropped_locked()
+        finally:
+            self._close_done.set()
+        return self._close_result
 
     def _stop_sending(self, timeout: float) -> bool:
         """close()'s delivery part: flush, stop the thread, and count what is left as

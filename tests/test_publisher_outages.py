@@ -222,3 +222,22 @@ def lifecycle(media: str, **data: Any) -> dict[str, Any]:
         "message": "m",
         "data": data,
     }
+
+
+def test_a_second_close_during_the_first_returns_the_first_calls_result(server):
+    """close() called while another thread's close() is still flushing returns that
+    call's result, not True before anything was delivered."""
+    publisher = ProgressPublisher(server.url, "close-twice")
+    publisher.emit(lifecycle("warm"))
+    assert publisher.flush(5)
+    server.freeze()
+    publisher.emit(lifecycle("m1"))
+    publisher.emit({**lifecycle("m1"), "event": "PROCESSING_COMPLETED"})
+    results: dict[str, bool] = {}
+    first = threading.Thread(target=lambda: results.__setitem__("first", publisher.close(1)))
+    first.start()
+    time.sleep(0.2)
+    results["second"] = publisher.close(1)
+    first.join()
+    assert results["first"] is False  # Redis frozen: m1's events were not delivered
+    assert results["second"] == results["first"], results
