@@ -217,6 +217,7 @@ class Sender:
         be serialised (its data was changed after emit()) is dropped alone."""
         payloads: list[bytes] = []
         kept: list[Any] = []
+        failed: list[tuple[Entry, Exception]] = []
         keep = self.batch_hook is not None
         for item in batch:
             if type(item) is bytes:
@@ -226,13 +227,24 @@ class Sender:
             try:
                 payloads.append(item.finish(self.encoder, keep=keep))
             except (TypeError, ValueError, RecursionError) as exc:
-                self._drop_unserialisable(item, exc)
+                failed.append((item, exc))
             else:
                 kept.append(item)
-        batch[:] = kept  # the buffer's in-flight list: the dropped one is no longer in it
+        if failed:
+            self._drop_unserialisable(batch, kept, failed)
         return payloads
 
-    def _drop_unserialisable(self, entry: Entry, exc: Exception) -> None:
+    def _drop_unserialisable(
+        self, batch: list[Any], kept: list[Any], failed: list[tuple[Entry, Exception]]
+    ) -> None:
+        # One locked step: counted as dropped and out of the in-flight list (``batch`` is
+        # the buffer's) together, so no stats() counts an event both ways.
+        with self.settled:
+            self.dropped["unserialisable"] += len(failed)
+            for entry, _ in failed:
+                entry.state = DONE
+            batch[:] = kept
+        entry, exc = failed[0]
         self._log_once(
             "unserialisable",
             "progress_sdk: dropped a %s event of media %r that is no longer "
@@ -242,9 +254,6 @@ class Sender:
             entry.media_id,
             exc,
         )
-        with self.settled:
-            self.dropped["unserialisable"] += 1
-            entry.state = DONE
 
     def _extra_commands(self, batch: list[Any]) -> Sequence[Command]:
         assert self.batch_hook is not None

@@ -349,8 +349,11 @@ class ProgressPublisher:
         """Queue one event's validated wire fields (no envelope); the ``EventSink`` side
         of the tracking API. Job code calls ``emit()``, which validates first.
 
-        The event is serialised here, on the caller's thread: what goes out is the event
-        as it is now, whatever its caller does to its dicts later.
+        A lifecycle event is serialised here, on the caller's thread: what goes out is
+        the event as it is now, whatever its caller does to its dicts later. A progress
+        event is serialised when the sender takes it (most are replaced before that):
+        nested data its caller changes meanwhile changes what goes out, and data that is
+        no longer JSON then drops it (counted as ``dropped["unserialisable"]``).
         """
         try:
             entry = self._new_entry(fields)

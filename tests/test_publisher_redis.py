@@ -357,3 +357,37 @@ def test_close_sends_or_counts_what_waits_behind_a_sender_that_died(redis_url):
     assert stats.queued == 0, stats
     assert stats.published + stats.dropped_total == 2, stats
 
+
+def test_accounting_balances_at_every_moment_when_progress_data_breaks_after_emit(redis_url):
+    """accepted = published + coalesced + dropped + queued in every stats() snapshot, also
+    while the sender drops progress events whose data stopped being JSON after emit()."""
+    channel = f"broken-data-{uuid.uuid4().hex}"
+    publisher = ProgressPublisher(redis_url, channel, min_progress_interval=0, snapshots=False)
+    stop = threading.Event()
+    off: list[int] = []
+
+    def balance() -> int:
+        s = publisher.stats()
+        return s.accepted - (s.published + s.coalesced + s.dropped_total + s.queued)
+
+    def watch() -> None:
+        while not stop.is_set():
+            if b := balance():
+                off.append(b)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(2000):
+            details: dict[str, Any] = {"k": 1}
+            data = {"model_name": "a", "progress": 1, "total": 2, "details": details}
+            publisher.emit(_lifecycle(f"m{i % 50}", "FRAME_ANALYSIS_PROGRESS", **data))
+            details["k"] = {1, 2}  # no longer JSON once the sender serialises it
+            if i % 20 == 0:
+                time.sleep(0.002)
+        publisher.flush(5)
+    finally:
+        stop.set()
+        watcher.join()
+        publisher.close(2)
+    assert off == [], f"{len(off)} snapshots off balance, e.g. {off[:3]}"
