@@ -147,9 +147,11 @@ class ReplyReader:
             tally.add(*self.read())  # not an integer: an error, most likely
 
     def read_others(self, count: int, tally: Tally) -> None:
-        """Read ``count`` replies of any kind into ``tally``."""
+        """Read ``count`` replies of any kind into ``tally``; their values are not
+        receiver counts (a script's reply is whatever it returns)."""
         for _ in range(count):
-            tally.add(*self.read())
+            is_error, _, text = self.read()
+            tally.add(is_error, 0, text)
 
 
 class Tally:

@@ -331,6 +331,19 @@ def _lifecycle(media: str, event: str, **data: Any) -> dict[str, Any]:
     return {"media_id": media, "user_id": "u1", "event": event, "message": "m", "data": data}
 
 
+def test_no_subscribers_counts_every_event_published_to_nobody_with_snapshots_on(redis_url):
+    """With nobody subscribed, every published event counts as no_subscribers, snapshots or not."""
+    channel = f"nobody-{uuid.uuid4().hex}"
+    publisher = ProgressPublisher(redis_url, channel, snapshots=True)
+    for i in range(20):
+        publisher.emit(_lifecycle(f"m{i}", "PROCESSING_STARTED"))
+        publisher.emit(_lifecycle(f"m{i}", "PROCESSING_COMPLETED"))
+    assert publisher.close(5)
+    stats = publisher.stats()
+    assert stats.published == 40
+    assert stats.no_subscribers == 40, stats
+
+
 def test_close_sends_or_counts_what_waits_behind_a_sender_that_died(redis_url):
     """After the sender thread died (here: a batch hook raising SystemExit), close()
     restarts it or counts what waits as dropped: nothing stays 'queued' after close()."""
