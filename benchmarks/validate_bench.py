@@ -1,12 +1,18 @@
 """Measure ``progress-sim validate``: events per second and peak memory.
 
     python benchmarks/validate_bench.py [--events 1000000] [--small 100000] [--keep DIR]
+    python benchmarks/validate_bench.py --against /tmp/main-checkout [--events 300000]
 
 Writes NDJSON files of realistic interleaved runs (many media at once, several video and
 audio models each, progress events between start and end, some models failing) into a
 temporary directory, runs ``progress-sim validate --strict`` on each as a child process
 and reports its wall time, events/s and peak RSS (from ``os.wait4``, the child's own
 ``ru_maxrss``). The small file shows memory does not grow with the number of events.
+
+``--against DIR`` compares this checkout's validator with another one (DIR holds its
+``progress_sdk``, e.g. ``git worktree add DIR main``): ``validate_lines`` over the
+``--events`` stream in memory, CPU time, each run in a fresh child process, the two
+alternated ``--runs`` times; it prints each median and their ratio.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,6 +140,32 @@ def run_validate(path: Path, stdlib_json: bool = False) -> tuple[float, float, i
     return elapsed, usage.ru_maxrss / 1024, proc.returncode, text  # ru_maxrss is KiB
 
 
+# validate_lines over a file held in memory, in a child: CPU time, events/s on stdout.
+_IN_PROCESS = (
+    "import sys, time; from progress_sdk.contract import validate_lines; "
+    "lines = open(sys.argv[1], 'rb').read().splitlines(); t = time.process_time(); "
+    "validate_lines(lines, strict=True); print(len(lines) / (time.process_time() - t))"
+)
+
+
+def compare(path: Path, other: Path, runs: int) -> None:
+    """Alternate this checkout's validator and ``other``'s; print medians and the ratio."""
+    here = Path(__file__).resolve().parents[1]
+    rates: dict[str, list[float]] = {"this checkout": [], str(other): []}
+    trees = [(name, tree) for name, tree in zip(rates, (here, other.resolve()), strict=True)]
+    for run in range(runs):
+        for name, tree in trees if run % 2 == 0 else trees[::-1]:
+            env = dict(os.environ, PYTHONPATH=str(tree))
+            out = subprocess.run([sys.executable, "-c", _IN_PROCESS, str(path)], env=env,
+                                 cwd=tree, capture_output=True, text=True, check=True)
+            rates[name].append(float(out.stdout))
+    for name, values in rates.items():
+        print(f"{name}: median {statistics.median(values):,.0f} events/s "
+              f"({', '.join(f'{v:,.0f}' for v in values)})")
+    mine, theirs = (statistics.median(v) for v in rates.values())
+    print(f"ratio (this checkout / {other}): {mine / theirs:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -140,6 +173,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the files here and keep them")
     parser.add_argument("--stdlib-json", action="store_true",
                         help="run the validator with orjson hidden (standard-library json)")
+    parser.add_argument("--against", type=Path,
+                        help="compare validate_lines with the checkout in this directory")
+    parser.add_argument("--runs", type=int, default=11, help="alternated runs for --against")
     args = parser.parse_args()
 
     try:
@@ -151,6 +187,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        if args.against:
+            path = folder / f"events-{args.events}.ndjson"
+            print(f"{write_stream(path, args.events)} events, {args.runs} alternated runs")
+            compare(path, args.against, args.runs)
+            return
         tiny = folder / "tiny.ndjson"
         write_stream(tiny, 100)
         _, base_mib, _, _ = run_validate(tiny, args.stdlib_json)

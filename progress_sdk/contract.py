@@ -25,10 +25,14 @@ least-recently-used table so a long or endless stream cannot grow them without l
   An event for a run evicted from this table is reported as an event before
   ``PROCESSING_STARTED`` (rule 1) instead: still a violation, named differently;
 * the last ``seq`` per (source, media_id), to report repeats (rule 6) and gaps (lost
-  events). A pair evicted and seen again starts afresh, as a pair seen for the first
-  time does (the first ``seq`` seen is the baseline: a validator that joins a live
-  stream late, or a publisher that continues its sequence into a re-analysis, does not
-  start at 1);
+  events), with a 64-bit digest of each of the pair's last ``REPEAT_WINDOW`` events. An
+  exact copy of an event already seen (same bytes, so same source, media_id and seq) is
+  what a publisher resends after a connection reset: it is counted in
+  ``Report.duplicates`` and dropped, as consumers drop it, not checked again. A
+  different event reusing a seq stays a rule-6 violation. A pair evicted and seen again
+  starts afresh, as a pair seen for the first time does (the first ``seq`` seen is the
+  baseline: a validator that joins a live stream late, or a publisher that continues
+  its sequence into a re-analysis, does not start at 1);
 * the findings themselves: the report keeps the first ``MAX_FINDINGS`` of each kind and
   exact counts of all of them.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 import heapq
 import json
 import json.scanner
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +58,7 @@ __all__ = [
     "MAX_FINISHED_RUNS",
     "MAX_OPEN_RUNS",
     "MAX_SEQUENCES",
+    "REPEAT_WINDOW",
     "Finding",
     "LifecycleValidator",
     "Report",
@@ -63,9 +69,16 @@ __all__ = [
 
 # Sized for a relay that sees thousands of media an hour: late events after a terminal
 # event and seq repeats arrive within seconds, far inside 10,000 runs or publishers'
-# media. Each entry costs a few hundred bytes, so the tables stay under ~10 MB.
+# media. Each entry costs a few hundred bytes (~700 for a seq pair with its digests), so
+# the tables stay under ~15 MB.
 MAX_FINISHED_RUNS = 10_000
 MAX_SEQUENCES = 10_000
+# Exact repeats are recognised among the last 32 events of each (source, media_id): a
+# publisher resends what its cut connection left unanswered, a batch's events of one
+# media, at once. A power of two (the slot is ``seq & _REPEAT_MASK``); 256 bytes a pair.
+REPEAT_WINDOW = 32
+_REPEAT_MASK = REPEAT_WINDOW - 1
+_NO_DIGESTS = array("q", bytes(8 * REPEAT_WINDOW))
 # Open runs: far more than a fleet has in flight at once (a media takes minutes), so only
 # runs whose job died are ever forgotten. ~350 bytes each with a model or two: ~20 MB.
 MAX_OPEN_RUNS = 50_000
@@ -109,8 +122,16 @@ try:
     import orjson
 
     _loads: Any = orjson.loads
+
+    def _canonical(obj: dict[str, Any]) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
 except ImportError:  # pragma: no cover - depends on the environment
     _loads = _stdlib_loads
+
+    def _canonical(obj: dict[str, Any]) -> bytes:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
 # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError comes
 # from the standard library on deeply nested arrays.
 _DECODE_ERRORS = (ValueError, RecursionError)
@@ -191,7 +212,9 @@ class Report:
     ``violations``, ``lost`` and ``incomplete`` hold the first ``MAX_FINDINGS`` findings
     of each kind; ``violation_count``, ``lost_events`` and ``incomplete_count`` count
     all of them. Lost events (seq gaps) do not make a stream invalid: pub/sub is
-    at-most-once. Runs left open count as rule-4 violations unless ``allow_incomplete``.
+    at-most-once. Neither do ``duplicates``, exact repeats of an event already seen (a
+    publisher's resend after a connection reset): dropped, counted, and left out of
+    ``counts``. Runs left open count as rule-4 violations unless ``allow_incomplete``.
     """
 
     events: int = 0
@@ -202,6 +225,7 @@ class Report:
     lost: list[Finding] = field(default_factory=list)
     lost_gaps: int = 0
     lost_events: int = 0
+    duplicates: int = 0
     incomplete: list[Finding] = field(default_factory=list)
     incomplete_count: int = 0
     strict: bool = False
@@ -226,6 +250,7 @@ class Report:
             "lost_gaps": self.lost_gaps,
             "lost_events": self.lost_events,
             "lost": [f.to_dict() for f in self.lost],
+            "duplicates": self.duplicates,
             "incomplete_count": self.incomplete_count,
             "incomplete": [f.to_dict() for f in self.incomplete],
         }
@@ -266,6 +291,11 @@ class Report:
             )
             lines.extend(f"  {f}" for f in self.lost)
             _more(lines, self.lost_gaps, len(self.lost))
+        if self.duplicates:
+            lines.append(
+                f"{_plural(self.duplicates, 'duplicate')} dropped (exact repeats of an event "
+                "already seen, as a publisher resends after a connection reset; not a violation)"
+            )
         return "\n".join(lines)
 
 
@@ -287,6 +317,19 @@ class _Model:
         self.state = state
         self.where = where  # position of the event that set ``state``
         self.progress: dict[str, tuple[int, int, int]] | None = None  # type -> (p, total, pos)
+
+
+class _Sequence:
+    """The last seq of a (source, media_id) pair and digests of its recent events."""
+
+    __slots__ = ("digests", "last")
+
+    def __init__(self, last: int, digest: int) -> None:
+        self.last = last
+        # Slot ``seq & _REPEAT_MASK`` holds the digest of event ``seq``; a slot reused by a
+        # later seq holds that event's digest, which cannot match (the seq is in the bytes).
+        self.digests = _NO_DIGESTS[:]
+        self.digests[last & _REPEAT_MASK] = digest
 
 
 class _Run:
@@ -338,7 +381,7 @@ class LifecycleValidator:
         self._gone_listed: list[Finding] = []
         # run -> (terminal event type, its position); insertion order is recency.
         self._finished: OrderedDict[RunKey, tuple[str, int]] = OrderedDict()
-        self._seqs: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._seqs: OrderedDict[tuple[str, str], _Sequence] = OrderedDict()
         self._fed = 0
 
     # -- input ------------------------------------------------------------------------
@@ -348,7 +391,8 @@ class LifecycleValidator:
 
         ``position`` is reported with each finding (use the line number for files); it
         defaults to the number of events fed so far. Never raises for bad input: every
-        problem is a finding.
+        problem is a finding. An exact repeat of an event already seen returns no finding
+        and is counted in ``Report.duplicates`` (for a dict: equal content).
         """
         self._fed += 1
         pos = self._fed if position is None else position
@@ -356,7 +400,11 @@ class LifecycleValidator:
         report.events += 1
         if isinstance(raw, dict):
             obj: Any = raw
+            digest = _digest_of(raw)
         else:
+            # Python's hash of the bytes (SipHash, keyed per process): what tells a resent
+            # copy from a different event with the same seq, for ~1 % of feed's time.
+            digest = hash(raw)
             # A str is at most 4 UTF-8 bytes a character: only long ones are encoded.
             if len(raw) * (4 if isinstance(raw, str) else 1) > d.MAX_EVENT_BYTES and (
                 _size(raw.rstrip()) > d.MAX_EVENT_BYTES  # the line's newline is not counted
@@ -380,8 +428,10 @@ class LifecycleValidator:
         # per event, and check_event runs whenever it does not accept.
         event = fast_accept(obj, self.strict) if type(obj) is dict else None
         if event is not None:
-            return self._accepted(event, obj, pos)
+            return self._accepted(event, obj, digest, pos)
         event, problems = _rules.check_event(obj, strict=self.strict)
+        if event is not None and self._repeats(obj, digest):
+            return []
         if event is not None:
             counts = report.counts
             counts[event] = counts.get(event, 0) + 1
@@ -412,16 +462,17 @@ class LifecycleValidator:
             # next seq of a pair seen before.
             seqs = self._seqs
             seq_key = (source, media_id)
-            last = seqs.get(seq_key)
-            if last is not None and seq == last + 1:
-                seqs[seq_key] = seq
+            seen = seqs.get(seq_key)
+            if seen is not None and seq == seen.last + 1:
+                seen.last = seq
+                seen.digests[seq & _REPEAT_MASK] = digest
                 seqs.move_to_end(seq_key)
             else:
-                self._check_seq(seq_key, seq, last, pos, findings)
+                self._check_seq(seq_key, seq, seen, digest, pos, findings)
         self._check_lifecycle(event, obj, (media_id, run_id), pos, findings)
         return findings
 
-    def _accepted(self, event: str, obj: dict[str, Any], pos: int) -> list[Finding]:
+    def _accepted(self, event: str, obj: dict[str, Any], digest: int, pos: int) -> list[Finding]:
         """``feed`` for an event ``fast_accept`` accepted: most events, so written out.
 
         What the fast path accepted is known to be well typed: ``media_id`` is a
@@ -430,12 +481,9 @@ class LifecycleValidator:
         ``progress`` and ``total``. The checks are those of ``feed`` and
         ``_check_lifecycle``, without the type tests that guard them there.
         """
-        counts = self._report.counts
-        counts[event] = counts.get(event, 0) + 1
         findings: list[Finding] = []
         get = obj.get
         media_id: str = obj["media_id"]
-        run_id: str | None = get("run_id")
         seq = get("seq")
         if seq is not None:
             source = get("source")
@@ -443,12 +491,16 @@ class LifecycleValidator:
                 # Rule 6: the usual case is the next seq of a pair seen before.
                 seqs = self._seqs
                 seq_key = (source, media_id)
-                last = seqs.get(seq_key)
-                if last is not None and seq == last + 1:
-                    seqs[seq_key] = seq
+                pair = seqs.get(seq_key)
+                if pair is not None and seq == pair.last + 1:
+                    pair.last = seq
+                    pair.digests[seq & _REPEAT_MASK] = digest
                     seqs.move_to_end(seq_key)
-                else:
-                    self._check_seq(seq_key, seq, last, pos, findings)
+                elif self._check_seq(seq_key, seq, pair, digest, pos, findings):
+                    return findings  # an exact repeat: counted, not checked again
+        counts = self._report.counts
+        counts[event] = counts.get(event, 0) + 1
+        run_id: str | None = get("run_id")
         key = (media_id, run_id)
         run = self._runs.get(key)
         if run is None or event not in _PROGRESS_EVENTS:
@@ -554,21 +606,52 @@ class LifecycleValidator:
 
     # -- rules ------------------------------------------------------------------------
 
-    def _check_seq(
+    def _repeats(self, obj: dict[str, Any], digest: int) -> bool:
+        """True (and counted) when ``obj`` is an exact repeat of an event already seen.
+
+        For the general path, which asks before it reports the event's own findings; the
+        accepted path learns it from ``_check_seq``. The identity must be usable, as for
+        the lifecycle rules.
+        """
+        media_id = obj.get("media_id")
+        run_id = obj.get("run_id")
+        seq = obj.get("seq")
+        source = obj.get("source")
+        if (
+            type(media_id) is not str
+            or (run_id is not None and type(run_id) is not str)
+            or type(seq) is not int
+            or type(source) is not str
+        ):
+            return False
+        seen = self._seqs.get((source, media_id))
+        if seen is None or not _copies(seen, seq, digest):
+            return False
+        self._seqs.move_to_end((source, media_id))
+        self._report.duplicates += 1
+        return True
+
+    def _check_seq(  # noqa: PLR0917
         self,
         key: tuple[str, str],
         seq: int,
-        last: int | None,
+        seen: _Sequence | None,
+        digest: int,
         pos: int,
         findings: list[Finding],
-    ) -> None:
+    ) -> bool:
+        """Rule 6 for a seq that is not the next of its pair; True for an exact repeat."""
         seqs = self._seqs
-        if last is None:
-            seqs[key] = seq
+        if seen is None:
+            seqs[key] = _Sequence(seq, digest)
             if len(seqs) > self._max_sequences:
                 seqs.popitem(last=False)
-            return
+            return False
         seqs.move_to_end(key)
+        if _copies(seen, seq, digest):
+            self._report.duplicates += 1
+            return True
+        last = seen.last
         source, media_id = key
         if seq <= last:
             what = "repeats" if seq == last else "decreases from"
@@ -582,9 +665,11 @@ class LifecycleValidator:
                     source=source,
                 )
             )
-            return  # keep the highest seq seen, so one stray event is reported once
-        seqs[key] = seq
+            return False  # keep the highest seq seen, so one stray event is reported once
+        seen.last = seq
+        seen.digests[seq & _REPEAT_MASK] = digest
         findings.append(self._lost(source, media_id, last, seq, pos))
+        return False
 
     # The _check_* methods take positional arguments: they run for every event, and
     # keyword passing costs measurably there (see docs/benchmarks.md).
@@ -833,6 +918,20 @@ class LifecycleValidator:
         if len(report.lost) < self._max_findings:
             report.lost.append(finding)
         return finding
+
+
+def _copies(seen: _Sequence, seq: int, digest: int) -> bool:
+    """Whether the event ``seq`` with ``digest`` was seen among the pair's recent events."""
+    # 0 is an empty slot (and a dict that cannot be serialised has no digest).
+    return seq <= seen.last and digest != 0 and seen.digests[seq & _REPEAT_MASK] == digest
+
+
+def _digest_of(obj: dict[str, Any]) -> int:
+    """A digest of a decoded event's content (keys sorted); 0 when it cannot be made."""
+    try:
+        return hash(_canonical(obj))
+    except (TypeError, ValueError, RecursionError):  # orjson's JSONEncodeError is a TypeError
+        return 0
 
 
 def _last_position(item: tuple[RunKey, _Run]) -> int:

@@ -479,8 +479,8 @@ def _listen_summary(
     verdict = "OK" if report.violation_count == 0 else "BROKEN"
     lines.append(
         f"  contract: {verdict}: {report.violation_count} violations, "
-        f"{report.lost_events} events lost, {report.incomplete_count} runs still open "
-        "when listening stopped"
+        f"{report.lost_events} events lost, {report.duplicates} duplicates dropped, "
+        f"{report.incomplete_count} runs still open when listening stopped"
     )
     if recent is not None:
         lines.extend(f"    {f}" for f in report.violations[:10])

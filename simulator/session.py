@@ -133,6 +133,8 @@ class RunSummary:
             f"{len(self.incomplete)} incomplete runs"
             + (f" ({crashed} crashed on purpose)" if crashed else ""),
         ]
+        if rep.duplicates:  # a publisher's resend after a connection reset
+            parts.append(f"{rep.duplicates} duplicates dropped")
         lines.append(f"  contract:   {verdict}: " + ", ".join(parts))
         for finding in rep.violations[:10]:
             lines.append(f"    {finding}")
@@ -176,6 +178,7 @@ class RunSummary:
             "violations": [f.to_dict() for f in self.report.violations],
             "violation_count": self.report.violation_count,
             "lost_events": self.report.lost_events,
+            "duplicates": self.report.duplicates,
         }
 
 

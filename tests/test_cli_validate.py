@@ -74,6 +74,43 @@ def test_lost_events_are_reported_but_do_not_fail() -> None:
     assert "3 events lost in 1 seq gap" in out
 
 
+def resent_batch(tmp_path: Path) -> tuple[str, bytes]:
+    """A valid stream with lines 3-7 sent again byte for byte (a resend after a reset)."""
+    lines = (FIXTURES / "valid_video_multi_model.ndjson").read_bytes().splitlines()
+    changed = [*lines[:7], *lines[2:7], *lines[7:]]
+    path = tmp_path / "resent.ndjson"
+    path.write_bytes(b"\n".join(changed) + b"\n")
+    return str(path), lines[6]
+
+
+def test_a_resent_batch_is_valid_and_its_duplicates_are_counted(tmp_path: Path) -> None:
+    """Exact repeats exit 0 with their count in the text and the JSON report."""
+    path, _ = resent_batch(tmp_path)
+    code, out, _ = run("--strict", path)
+    assert code == 0
+    assert out.startswith("VALID: 30 events checked (strict mode)")
+    assert "\n5 duplicates dropped (exact repeats of an event already seen" in out
+    code, out, _ = run("--strict", "--json", path)
+    assert code == 0
+    assert json.loads(out)["duplicates"] == 5
+
+
+def test_a_changed_event_with_a_repeated_seq_fails(tmp_path: Path) -> None:
+    """An event that reuses a seq with other content is a rule-6 violation, not a duplicate."""
+    path, original = resent_batch(tmp_path)
+    text = Path(path).read_bytes()
+    event = json.loads(original)
+    event["message"] += " (changed)"
+    head, _, tail = text.rpartition(original)  # the second copy of line 7 (progress)
+    Path(path).write_bytes(head + json.dumps(event).encode() + tail)
+    code, out, _ = run("--strict", "--json", path)
+    report = json.loads(out)
+    assert code == 1
+    assert report["violations_by_rule"] == {"rule 6": 1}
+    assert report["violations"][0]["position"] == 12
+    assert report["duplicates"] == 4
+
+
 def test_reads_stdin_with_a_dash() -> None:
     """`-` reads the stream from standard input."""
     data = (FIXTURES / "valid_partly_failed.ndjson").read_bytes()

@@ -268,11 +268,11 @@ def test_rule6_sources_and_media_count_separately() -> None:
 
 @pytest.mark.parametrize(("seq", "word"), [(3, "repeats"), (2, "decreases")])
 def test_rule6_repeated_or_decreasing_seq(seq: int, word: str) -> None:
-    """Rule 6: a repeated or decreasing seq is a violation, not lost events."""
+    """Rule 6: a different event reusing a seq, or a decreasing seq, is a violation."""
     run = good()
-    # A second copy of a progress event (progress 3, seq 3), delivered again with `seq`.
+    # Another event after progress 3 (seq 3), sent with `seq`: not a copy of seq 3.
     assert run.events[2]["data"]["progress"] == 3
-    run.events.insert(3, dict(run.events[2], seq=seq))
+    run.events.insert(3, dict(run.events[2], seq=seq, message="progress again"))
     report = run.report()
     assert rules(report) == ["rule 6"]
     assert word in report.violations[0].message
@@ -288,6 +288,88 @@ def test_rule6_gap_is_lost_events() -> None:
     report = run.report()
     assert report.ok
     assert [(f.position, f.count) for f in report.lost] == [(5, 5)]
+
+
+# -- repeats: a publisher's resend after a connection reset ---------------------------------
+
+W = contract_module.REPEAT_WINDOW
+
+
+def two_media() -> list[bytes]:
+    """Two valid runs (m1, m2) interleaved event by event, as one publisher sends them."""
+    pairs = zip(good("m1").events, good("m2").events, strict=True)
+    return [json.dumps(ev).encode() for pair in pairs for ev in pair]
+
+
+def test_a_resent_batch_validates_strictly_with_its_events_counted_as_duplicates() -> None:
+    """A batch sent again byte for byte after a reset is N duplicates, not violations."""
+    lines = two_media()
+    # The first eight events (both PROCESSING_STARTEDs, a model start, progress) twice.
+    report = validate_lines([*lines[:8], *lines[:8], *lines[8:]], strict=True)
+    assert report.ok
+    assert report.duplicates == 8
+    assert (report.violation_count, report.lost_gaps) == (0, 0)
+    assert report.events == len(lines) + 8
+    assert report.counts == validate_lines(lines, strict=True).counts  # checked once
+
+
+def test_a_resent_terminal_event_is_not_an_event_after_the_terminal() -> None:
+    """A duplicate does not go through the lifecycle rules again (here rule 4)."""
+    lines = good().lines()
+    report = validate_lines([*lines, *lines[-2:]], strict=True)
+    assert report.ok
+    assert report.duplicates == 2
+
+
+def test_a_changed_event_reusing_a_seq_is_still_a_rule_6_violation() -> None:
+    """An event whose seq was seen but whose content differs is a repeat: rule 6."""
+    lines = two_media()
+    changed = json.loads(lines[7])  # m2's progress 7: its message changes, not its level
+    changed["message"] = "not the event first sent with this seq"
+    resend = [*lines[2:7], json.dumps(changed).encode()]
+    report = validate_lines([*lines[:8], *resend, *lines[8:]], strict=True)
+    assert rules(report) == ["rule 6"]
+    assert report.violations[0].position == 14
+    assert "repeats" in report.violations[0].message
+    assert report.duplicates == 5
+
+
+def test_exact_repeats_are_recognised_among_a_pairs_last_repeat_window_events() -> None:
+    """A copy of one of its pair's last REPEAT_WINDOW events is a duplicate; older, rule 6."""
+    run = Run().add("PROCESSING_STARTED").model("SIGLIP-LSTM-V4", *[5] * (W + 1), outcome="open")
+    sent = len(run.events)  # seq 1 .. W + 3
+    run.add("ANALYSIS_COMPLETED", model_name="SIGLIP-LSTM-V4", prediction="REAL", confidence=1)
+    lines = run.add("PROCESSING_COMPLETED").lines()
+    recent, too_old = lines[sent - W], lines[sent - W - 1]  # seq W + 3 - (W - 1), one before
+    report = validate_lines([*lines[:sent], recent, too_old, *lines[sent:]], strict=True)
+    assert report.duplicates == 1
+    assert rules(report) == ["rule 6"]
+    assert report.violations[0].position == sent + 2
+
+
+def test_decoded_events_are_duplicates_when_their_content_is_equal() -> None:
+    """feed(dict) tells a copy (keys in any order) from a different event with the same seq."""
+    validator = LifecycleValidator(strict=True)
+    events = good().events
+    for ev in events[:4]:
+        assert validator.feed(ev) == []
+    assert validator.feed(dict(reversed(list(events[3].items())))) == []
+    findings = validator.feed(dict(events[3], message="another"))
+    assert [f.rule for f in findings] == ["rule 6"]
+    for ev in events[4:]:
+        validator.feed(ev)
+    report = validator.finish()
+    assert report.duplicates == 1
+    assert report.violation_count == 1
+
+
+def test_duplicates_are_shown_in_the_text_and_json_reports() -> None:
+    """The report's text and dict both show the duplicate count."""
+    lines = good().lines()
+    report = validate_lines([*lines[:3], *lines[1:3], *lines[3:]], strict=True)
+    assert "2 duplicates dropped (exact repeats of an event already seen" in report.to_text()
+    assert report.to_dict()["duplicates"] == 2
+    assert report.to_text().startswith("VALID")
 
 
 # -- properties ---------------------------------------------------------------------------
@@ -359,11 +441,17 @@ def test_dropping_a_terminal_event_is_caught(events: list[dict[str, Any]], data:
 @settings(max_examples=40, deadline=None)
 @given(lifecycles(), st.data())
 def test_repeating_a_seq_is_caught(events: list[dict[str, Any]], data: Any) -> None:
-    """Giving an event the seq of the one before it of the same media breaks rule 6."""
+    """Giving an event the seq of the one before it breaks rule 6, unless that makes a copy."""
     later = [i for i, ev in enumerate(events) if ev["seq"] > 1]
     i = data.draw(st.sampled_from(later))
-    events[i] = dict(events[i], seq=events[i]["seq"] - 1)
-    assert "rule 6" in check(events).violations_by_rule
+    media, seq = events[i]["media_id"], events[i]["seq"] - 1
+    before = next(ev for ev in events if ev["media_id"] == media and ev["seq"] == seq)
+    events[i] = dict(events[i], seq=seq)
+    report = check(events)
+    if events[i] == before:  # two equal progress steps: now a resend of the first
+        assert report.ok and report.duplicates == 1
+    else:
+        assert "rule 6" in report.violations_by_rule
 
 
 @settings(max_examples=40, deadline=None)
@@ -665,3 +753,4 @@ def test_accepted_events_shortcut_reports_what_the_general_path_does(
     general = validate_lines(lines, strict).to_dict()
     assert fast == general
     assert fast["violation_count"] > 0
+    assert fast["duplicates"] > 0  # fixture lines picked twice: exact repeats

@@ -64,6 +64,16 @@ def test_listen_accepts_other_producers_and_complete_alias(redis_url: str, chann
     assert "contract: OK" in result.stderr
 
 
+def test_listen_counts_a_resent_batch_as_duplicates(redis_url: str, channel: str) -> None:
+    """listen's summary shows exact repeats as duplicates dropped, not violations."""
+    fixture = Path(__file__).parent / "fixtures" / "valid_video_multi_model.ndjson"
+    lines = fixture.read_bytes().splitlines()
+    publish_when_subscribed(redis_url, channel, [*lines[:7], *lines[2:7], *lines[7:]])
+    result = invoke(redis_url, channel, "listen", "--count", "30", "--timeout", "10")
+    assert result.exit_code == 0, result.stderr
+    assert "contract: OK: 0 violations, 0 events lost, 5 duplicates dropped" in result.stderr
+
+
 def test_listen_filters_by_user_and_media(redis_url: str, channel: str) -> None:
     """--user and --media keep only matching events."""
     other = [{**e, "user_id": "u2", "media_id": "m2"} for e in ML_SERVER_STREAM]
