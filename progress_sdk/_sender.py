@@ -63,8 +63,13 @@ class Sender:
         source: str,
         batch_hook: BatchHook | None = None,
         route: Callable[[str], bytes] | None = None,
+        keep_alive: object = None,
     ) -> None:
         self.buffer = buffer
+        # The thread references this sender, so whatever is kept here lives while the
+        # thread runs (until close()): the publisher front, whose exit flush otherwise
+        # misses a publisher job code no longer references, with events still queued.
+        self.keep_alive = keep_alive
         self.source = source
         self.settled = settled  # its lock guards the buffer and every counter below
         self.transport = transport

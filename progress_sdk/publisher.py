@@ -157,6 +157,8 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> Non
         raise ConfigurationError(f"{name} must be a number {bound}, got {value!r}")
 
 
+# Weak, so that a publisher nobody uses is collected; one whose sender thread runs stays
+# here anyway, as the thread keeps it alive (Sender's keep_alive) until close() ends it.
 _live_publishers: weakref.WeakSet[ProgressPublisher] = weakref.WeakSet()
 
 
@@ -303,6 +305,7 @@ class ProgressPublisher:
                 self.channel if route is None else lambda media_id: route(media_id).decode(),
             ),
             route=route,
+            keep_alive=self,
         )
 
     def _after_fork_in_child(self) -> None:

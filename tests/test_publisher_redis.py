@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -404,3 +406,49 @@ def test_accounting_balances_at_every_moment_when_progress_data_breaks_after_emi
         watcher.join()
         publisher.close(2)
     assert off == [], f"{len(off)} snapshots off balance, e.g. {off[:3]}"
+_EMIT_AND_RETURN = """
+import sys
+from progress_sdk import ProgressPublisher
+
+def main():
+    publisher = ProgressPublisher(sys.argv[1], sys.argv[2], snapshots=False)
+    for i in range(2000):
+        publisher.emit({"media_id": f"m{i}", "user_id": "u", "event": "PROCESSING_STARTED",
+                        "message": "m", "data": {}})
+    # main() returns without close(); the interpreter exits: the exit hook flushes.
+
+main()
+"""
+
+
+def test_events_of_a_publisher_that_went_out_of_scope_are_flushed_at_exit(redis_url, tmp_path):
+    """A script whose publisher was a local of a function that returned before exit still
+    gets its events out at interpreter exit (the documented 2 s exit flush)."""
+    channel = f"review-{uuid.uuid4().hex}"
+    script = tmp_path / "job.py"
+    script.write_text(_EMIT_AND_RETURN)
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    time.sleep(0.1)
+    subprocess.run([sys.executable, str(script), redis_url, channel], check=True, timeout=30)
+    received = 0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if pubsub.get_message(timeout=0.1) is not None:
+            received += 1
+    pubsub.close()
+    client.close()
+    assert received == 2000
+
+
+def test_a_closed_publisher_nobody_references_is_collected(redis_url, channel):
+    """What keeps an unreferenced publisher alive for the exit flush (its running sender)
+    ends with close(): a closed publisher is not kept in memory."""
+    publisher = ProgressPublisher(redis_url, channel, snapshots=False)
+    publisher.emit(_event("m-gc", 0))
+    assert publisher.close(5)
+    ref = weakref.ref(publisher)
+    del publisher
+    gc.collect()
+    assert ref() is None
