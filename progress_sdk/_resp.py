@@ -154,10 +154,26 @@ class ReplyReader:
             tally.add(is_error, 0, text)
 
 
+TRANSIENT_ERRORS = frozenset(
+    {"BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"}
+)
+"""Error reply prefixes meaning Redis did not run the command for now (a script running
+past busy-reply-threshold, a dataset loading, a cluster or replica not serving, a
+read-only former master after a failover): sent again later, it can succeed. Any other
+error (NOPERM, WRONGTYPE, ERR ...) is final."""
+
+
+def is_transient(error: str) -> bool:
+    """Whether an error reply's text says the command was not run, for now."""
+    return error.split(" ", 1)[0] in TRANSIENT_ERRORS
+
+
 class Tally:
     """What the replies of a batch said so far."""
 
-    __slots__ = ("errors", "extra_errors", "first_error", "receivers", "replies")
+    __slots__ = (
+        "errors", "extra_errors", "first_error", "receivers", "replies", "transient_at",
+    )
 
     def __init__(self) -> None:
         self.extra_errors = 0  # errors among the extra commands, which come first
@@ -165,12 +181,25 @@ class Tally:
         self.receivers = 0
         self.errors = 0
         self.first_error = ""
+        self.transient_at: list[int] = []  # reply positions of transient errors
 
     def add(self, is_error: bool, value: int, text: str) -> None:
         """Count one reply."""
-        self.replies += 1
         if is_error:
             self.errors += 1
             self.first_error = self.first_error or text
+            if is_transient(text):
+                self.transient_at.append(self.replies)
         else:
             self.receivers += value
+        self.replies += 1
+
+    def transient_tail(self) -> int:
+        """How many of the last replies so far are transient errors, all in a row (the
+        commands Redis did not run, from the first of them to the end)."""
+        count = 0
+        for position in reversed(self.transient_at):
+            if position != self.replies - 1 - count:
+                break
+            count += 1
+        return count

@@ -348,8 +348,8 @@ class Sender:
         if self._outage_started is None:
             self._outage_started = time.monotonic()
             logger.warning(
-                "progress_sdk: Redis unreachable at %s (%s); buffering events and retrying "
-                "with backoff. Job code is not affected.",
+                "progress_sdk: Redis unreachable or not serving at %s (%s); buffering "
+                "events and retrying with backoff. Job code is not affected.",
                 self.transport.description,
                 delivery.error,
             )

@@ -69,7 +69,7 @@ class PublisherStats:
     dropped: Mapping[str, int]
     """Events lost, by reason: ``buffer_full`` and ``evicted`` (no room), ``delivery_unknown``
     (no reply in time), ``closed`` (still buffered when close() gave up), ``rejected`` (Redis
-    answered with an error, e.g. an ACL),
+    answered with a final error, e.g. an ACL),
     ``unserialisable`` (data changed after emit), ``sender_error`` (an unexpected error)."""
     queued: int
     """Events waiting to be sent now (held progress values included)."""

@@ -4,11 +4,13 @@ Batches go out with protocol pipelining (every PUBLISH of a batch written at onc
 the replies read). ``publish`` reports what happened as a value, ``Delivery``:
 
 - ``published``: events Redis confirmed; ``refused``: events Redis answered with an
-  error (an ACL, a read-only replica): sending them again cannot help.
-- ``not_sent``: events at the end of the batch without a reply. ``resend`` says whether
-  they are safe to send again: no connection could be made (nothing written), or the
-  connection was closed or reset (a restart, a cut proxy) and Redis had almost certainly
-  not processed them. When a reply timed out, Redis may well have published them, and
+  error (an ACL, a wrong type): sending them again cannot help.
+- ``not_sent``: events at the end of the batch without a reply, or that Redis answered
+  with a transient error (BUSY, LOADING, READONLY...: not run now, see
+  ``_resp.TRANSIENT_ERRORS``). ``resend`` says whether they are safe to send again: no
+  connection could be made (nothing written), the connection was closed or reset (a
+  restart, a cut proxy) and Redis had almost certainly not processed them, or Redis said
+  it did not run them. When a reply timed out, Redis may well have published them, and
   pub/sub is at-most-once, so ``resend`` is False: they are counted as lost rather than
   sent twice (a repeated ``seq`` is a contract error; a gap is reported as loss).
 
@@ -55,7 +57,7 @@ class Delivery:
     refused: int = 0
     """Events Redis answered with an error: sending them again cannot help."""
     not_sent: int = 0
-    """Events at the end of the batch that got no reply."""
+    """Events at the end of the batch that got no reply or a transient error reply."""
     resend: bool = True
     """Whether the ``not_sent`` events certainly were not processed (safe to send again)."""
     receivers: int = 0
@@ -109,16 +111,38 @@ def _broken_delivery(events: int, extras: int, tally: Tally, exc: BaseException)
     if tally.replies < extras:
         tally.extra_errors = tally.errors
     answered = max(0, tally.replies - extras)
-    refused = max(0, tally.errors - tally.extra_errors)
     timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
+    # Answered with a transient error right before the reset: not run, resent with the rest
+    # (after a timeout the rest is of unknown fate, so they stay refused).
+    not_run = 0 if timed_out else min(tally.transient_tail(), answered)
+    refused = max(0, tally.errors - tally.extra_errors) - not_run
     return Delivery(
-        published=answered - refused,
+        published=answered - refused - not_run,
         refused=refused,
-        not_sent=events - answered,
+        not_sent=events - answered + not_run,
         resend=not timed_out,
         receivers=tally.receivers,
         error=mask_url(f"{type(exc).__name__}: {exc}"),
         extra_failed=tally.extra_errors + max(0, extras - tally.replies),
+    )
+
+
+def _answered_delivery(events: int, tally: Tally) -> Delivery:
+    """Every reply of the batch read. Events whose PUBLISH Redis answered with a transient
+    error (``_resp.TRANSIENT_ERRORS``: BUSY, LOADING...) from some point to the end of the
+    batch were not run: not sent, safe to send again. Earlier ones cannot be: later events
+    of the same media went out, and consumers drop an event older than the last they saw;
+    they are refused, like every permanent error (NOPERM, WRONGTYPE, ERR...)."""
+    not_run = min(tally.transient_tail(), events)
+    refused = max(0, tally.errors - tally.extra_errors) - not_run
+    return Delivery(
+        published=events - refused - not_run,
+        refused=refused,
+        not_sent=not_run,
+        resend=True,
+        receivers=tally.receivers,
+        error=mask_url(f"ResponseError: {tally.first_error}") if tally.errors else None,
+        extra_failed=tally.extra_errors,
     )
 
 
@@ -214,14 +238,12 @@ class RedisTransport:
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()
             return _broken_delivery(len(payloads), len(extra), tally, exc)
-        refused = max(0, tally.errors - tally.extra_errors)
-        return Delivery(
-            published=len(payloads) - refused,
-            refused=refused,
-            receivers=tally.receivers,
-            error=mask_url(f"ResponseError: {tally.first_error}") if tally.errors else None,
-            extra_failed=tally.extra_errors,
-        )
+        delivery = _answered_delivery(len(payloads), tally)
+        if delivery.not_sent:
+            # Not serving now: the retry connects afresh, which after a failover behind a
+            # proxy or DNS name (READONLY) reaches the new master.
+            conn.disconnect()
+        return delivery
 
     def _publish_framed(
         self,

@@ -7,6 +7,7 @@ stopped), and a subscriber of its own on that server.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis
-from own_redis import OwnRedis
+from own_redis import OwnRedis, free_port
 from tcp_proxy import TcpProxy
 
 from progress_sdk import ProgressPublisher
@@ -241,3 +242,52 @@ def test_a_second_close_during_the_first_returns_the_first_calls_result(server):
     first.join()
     assert results["first"] is False  # Redis frozen: m1's events were not delivered
     assert results["second"] == results["first"], results
+
+
+def ev(media: str, event: str, **data: object) -> dict[str, object]:
+    return {"media_id": media, "user_id": "u1", "event": event, "message": "m", "data": data}
+
+
+def test_a_busy_redis_delays_the_events_but_does_not_reject_them():
+    """While another client's long script makes Redis answer BUSY (a transient state), a
+    media's start and terminal are delivered once it is over, not counted as rejected."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--busy-reply-threshold", "100"],
+        stdout=subprocess.DEVNULL,
+    )
+    publisher = None
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        publisher = ProgressPublisher(f"redis://127.0.0.1:{port}/0", "busy", snapshots=False)
+        publisher.emit(ev("warm", "PROCESSING_STARTED"))
+        assert publisher.flush(5)
+        script = (
+            "local s = tonumber(redis.call('TIME')[1]) "
+            "while tonumber(redis.call('TIME')[1]) - s < 3 do end return 1"
+        )
+        threading.Thread(target=lambda: redis.Redis(port=port).eval(script, 0), daemon=True).start()
+        probe = redis.Redis(port=port)
+        for _ in range(200):  # until Redis answers BUSY
+            try:
+                probe.ping()
+                time.sleep(0.01)
+            except redis.RedisError:
+                break
+        publisher.emit(ev("m1", "PROCESSING_STARTED"))
+        publisher.emit(ev("m1", "PROCESSING_COMPLETED"))
+        assert publisher.flush(10)
+        stats = publisher.stats()
+        assert stats.dropped == {} and stats.published == 3, stats
+    finally:
+        if publisher is not None:
+            publisher.close(1)
+        proc.kill()
+        proc.wait()
