@@ -275,6 +275,10 @@ class ClusterTransport:
         self._conns: dict[Address, Any] = {}
         self._owners: dict[bytes, Address] = {}
         self._stale = True
+        # As in RedisTransport: close() does not disconnect under a batch in progress
+        # (the sender closes when it is over).
+        self._in_use = threading.Lock()
+        self._close_pending = False
 
     def publish(
         self,
@@ -284,6 +288,16 @@ class ClusterTransport:
     ) -> Delivery:
         """SPUBLISH every payload on its channel (``channels``, else the transport's
         channel), pipelined per master; see the class docstring and ``Delivery``."""
+        with self._in_use:
+            try:
+                return self._publish(payloads, extra, channels)
+            finally:
+                if self._close_pending:  # close() came during the batch
+                    self._close_locked()
+
+    def _publish(
+        self, payloads: list[bytes], extra: Sequence[Command], channels: Sequence[bytes] | None
+    ) -> Delivery:
         names = channels if channels is not None else [self._channel_bytes] * len(payloads)
         try:
             groups = self._route(names)
@@ -458,7 +472,18 @@ class ClusterTransport:
             raise ConnectFailed(mask_url(f"{type(exc).__name__}: {exc}")) from exc
 
     def close(self) -> None:
-        """Close every connection."""
+        """Close every connection (left to the thread publishing a batch, if any, which
+        closes them when it is over)."""
+        if not self._in_use.acquire(blocking=False):
+            self._close_pending = True
+            return
+        try:
+            self._close_locked()
+        finally:
+            self._in_use.release()
+
+    def _close_locked(self) -> None:
+        self._close_pending = False
         conns, self._conns = self._conns, {}
         for conn in conns.values():
             with contextlib.suppress(Exception):
@@ -467,6 +492,8 @@ class ClusterTransport:
     def after_fork_in_child(self) -> None:
         """Forget the parent's connections without touching their sockets."""
         self._conns = {}
+        self._in_use = threading.Lock()  # the parent's sender may have held it
+        self._close_pending = False
         self._stale = True
 
 

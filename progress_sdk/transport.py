@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -188,6 +189,11 @@ class RedisTransport:
                 f"got {type(target).__name__}"
             )
         self._conn: Any = None
+        # Held by the sender thread for a whole batch. close() (on the caller's thread,
+        # after giving up waiting for a sender stuck on a slow Redis) must not take the
+        # connection from under it: the sender closes it itself when the batch is over.
+        self._in_use = threading.Lock()
+        self._close_pending = False
         self._pid = os.getpid()
         self._channel_bytes = channel.encode()
 
@@ -221,6 +227,16 @@ class RedisTransport:
         """Run the ``extra`` commands, then PUBLISH every payload in order on the
         transport's channel (or each on its ``channels`` entry), in one write; see
         ``Delivery``."""
+        with self._in_use:
+            try:
+                return self._publish(payloads, extra, channels)
+            finally:
+                if self._close_pending:  # close() came during the batch
+                    self._close_locked()
+
+    def _publish(
+        self, payloads: list[bytes], extra: Sequence[Command], channels: Sequence[bytes] | None
+    ) -> Delivery:
         try:
             conn = self._connection()
         except ConnectFailed as exc:
@@ -238,6 +254,12 @@ class RedisTransport:
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()
             return _broken_delivery(len(payloads), len(extra), tally, exc)
+        except BaseException:
+            # A bug left the batch's replies unread: they may still arrive, and whoever
+            # uses this connection next (job code, if the pool is the user's) would read
+            # them as its own answers. Disconnected, it reconnects on its next use.
+            conn.disconnect()
+            raise
         delivery = _answered_delivery(len(payloads), tally)
         if delivery.not_sent:
             # Not serving now: the retry connects afresh, which after a failover behind a
@@ -299,9 +321,23 @@ class RedisTransport:
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        """Return the connection; disconnect the pool if the transport made it."""
+        """Return the connection; disconnect the pool if the transport made it. During a
+        batch (another thread's publish), the connection is left to that thread, which
+        closes it when the batch is over."""
+        if not self._in_use.acquire(blocking=False):
+            self._close_pending = True
+            return
+        try:
+            self._close_locked()
+        finally:
+            self._in_use.release()
+
+    def _close_locked(self) -> None:
+        self._close_pending = False
         conn, self._conn = self._conn, None
         if conn is not None:
+            # Every reply of its batches was read (or it was disconnected), so the pool,
+            # maybe the user's own, can hand it out to anyone.
             with contextlib.suppress(Exception):
                 self.pool.release(conn)
         if self._owns_pool:
@@ -315,6 +351,8 @@ class RedisTransport:
         # in the child under the pool's lock, which the parent's sender may have held at
         # the moment of the fork (while connecting), and then the child waits forever.
         self._conn = None
+        self._in_use = threading.Lock()  # the parent's sender may have held it
+        self._close_pending = False
         self._pid = os.getpid()
         old = self.pool
         try:

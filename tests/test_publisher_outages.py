@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import redis
 from own_redis import OwnRedis, free_port
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from tcp_proxy import TcpProxy
 
 from progress_sdk import ProgressPublisher
@@ -291,3 +293,34 @@ def test_a_busy_redis_delays_the_events_but_does_not_reject_them():
             publisher.close(1)
         proc.kill()
         proc.wait()
+
+
+def test_close_giving_up_on_a_frozen_redis_leaves_the_users_pool_answering_right(server):
+    """close() gives up on a sender waiting for a frozen Redis's replies to a batch: the
+    user's own client, on the same pool, then gets the answers to its own commands, not
+    the publisher's PUBLISH replies."""
+    # No retries: redis-py would hide a reply read by the wrong thread behind a retry.
+    client = redis.Redis(port=server.port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    key = f"pool-{time.monotonic_ns()}"
+    publisher = ProgressPublisher(client, "pool", snapshots=False)
+    publisher.emit(lifecycle("warm"))
+    assert publisher.flush(5)
+    server.freeze()
+    publisher.emit(lifecycle("m1"))
+    assert not publisher.flush(0.3)  # the sender wrote the batch and waits for replies
+    assert publisher.close(timeout=0.2) is False
+    answers: list[object] = []
+
+    def job_code() -> None:  # its commands go out while Redis is still frozen
+        try:
+            answers.extend([client.set(key, "v"), client.get(key), client.incr(key + ":n")])
+        except redis.RedisError as exc:
+            answers.append(exc)
+
+    job = threading.Thread(target=job_code)
+    job.start()
+    time.sleep(0.2)
+    server.thaw()
+    job.join(10)
+    client.close()
+    assert answers == [True, b"v", 1]
