@@ -41,7 +41,36 @@ def frame_publishes(channel: bytes, payloads: Iterable[bytes]) -> list[bytes]:
     return parts
 
 
-def send_all(sock: socket.socket, data: bytes, patience: float) -> None:
+class Activity:
+    """When the publish call under way last got anywhere (monotonic seconds), for telling
+    a stalled Redis from a slow one: a batch that takes long but keeps moving bytes is
+    not stalled, a connection that moves none is.
+
+    Written by the sender thread only, read by threads waiting at a run's end. ``moved``
+    is written before ``ready`` so that a reader who sees a call's ``ready`` time also
+    sees a ``moved`` time at least as recent.
+    """
+
+    __slots__ = ("moved", "ready")
+
+    def __init__(self) -> None:
+        self.ready = float("-inf")  # the call's connection was up (made or checked)
+        self.moved = float("-inf")  # bytes last written or received
+
+    def connected(self) -> None:
+        """The call has a working connection; what follows is the exchange."""
+        now = time.monotonic()
+        self.moved = now
+        self.ready = now
+
+    def progressed(self) -> None:
+        """Bytes were written or received."""
+        self.moved = time.monotonic()
+
+
+def send_all(
+    sock: socket.socket, data: bytes, patience: float, activity: Activity | None = None
+) -> None:
     """Write all of ``data``, waiting up to ``patience`` seconds for a socket that stops
     taking bytes (the socket's own timeout is only how often we look again).
 
@@ -60,13 +89,18 @@ def send_all(sock: socket.socket, data: bytes, patience: float) -> None:
                 raise
             continue
         view = view[sent:]
+        if activity is not None:
+            activity.progressed()
 
 
 class ReplyReader:
     """Reads whole replies from a socket; only their kind and integer value matter."""
 
-    def __init__(self, sock: socket.socket, patience: float = 0.0) -> None:
+    def __init__(
+        self, sock: socket.socket, patience: float = 0.0, activity: Activity | None = None
+    ) -> None:
         self._sock = sock
+        self._activity = activity
         self._give_up_at = time.monotonic() + patience
         self._buf = b""
         self._pos = 0
@@ -97,6 +131,8 @@ class ReplyReader:
 
         if not data:
             raise ConnectionError("Connection closed by server.")
+        if self._activity is not None:
+            self._activity.progressed()
         self._buf = self._buf[self._pos :] + data
         self._pos = 0
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from . import defaults as d
 from ._buffer import DONE, Entry, EventBuffer
+from ._resp import Activity
 from ._wire import WireEncoder
 from .redis_urls import mask_url
 from .transport import Command, ConnectFailed, Delivery, Transport
@@ -128,9 +129,25 @@ class Sender:
         return not self.connected and self.last_error is not None
 
     def stalled(self, after: float) -> bool:
-        """Whether a publish call has been waiting on Redis for more than ``after`` s."""
+        """Whether the publish call under way is stalled: on a working connection, no
+        byte has moved for more than ``after`` s (a frozen or overloaded Redis); still
+        connecting, for more than CONNECT_TIMEOUT.
+
+        Not the call's age: a fresh process's first call connects (TCP, AUTH/HELLO/SELECT,
+        the cluster question) and a large batch takes its time while its replies flow;
+        taken for stalls, they made the run's end stop waiting, and a process that ends
+        with os._exit right after lost its last run, uncounted.
+        """
         since = self.publishing_since
-        return since is not None and time.monotonic() - since > after
+        if since is None:
+            return False
+        now = time.monotonic()
+        activity: Activity | None = getattr(self.transport, "activity", None)
+        if activity is None:  # a transport that does not say: the call's age
+            return now - since > after
+        if activity.ready < since:  # still connecting (ready is an earlier call's)
+            return now - since > d.CONNECT_TIMEOUT
+        return now - activity.moved > after
 
     def _run(self) -> None:
         try:

@@ -28,6 +28,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from . import defaults as d
+from ._resp import Activity
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
 from .transport import Command, ConnectFailed, Delivery, RedisTransport, Transport
@@ -279,6 +280,7 @@ class ClusterTransport:
         # (the sender closes when it is over).
         self._in_use = threading.Lock()
         self._close_pending = False
+        self.activity = Activity()  # see Transport: how a run's end tells a stall
 
     def publish(
         self,
@@ -305,6 +307,7 @@ class ClusterTransport:
         except ConnectFailed as exc:
             self._stale = True
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
+        self.activity.connected()
         extra_failed = self._run_extras(extra) if extra else 0
         outcomes = [_RESEND] * len(payloads)
         receivers = 0
@@ -338,6 +341,7 @@ class ClusterTransport:
         for owner, commands in groups.items():
             try:
                 conns[owner] = self._connection(owner)
+                self.activity.connected()  # a master only the extras go to
             except ConnectFailed:
                 failed += len(commands)
                 self._stale = True
@@ -352,7 +356,9 @@ class ClusterTransport:
         for n in range(count):
             try:
                 conn.read_response()
+                self.activity.progressed()
             except redis.ResponseError as exc:
+                self.activity.progressed()
                 failed += 1
                 if str(exc).split(" ", 1)[0] in _NOT_PROCESSED or isinstance(
                         exc, (redis.exceptions.MovedError, redis.exceptions.AskError)):
@@ -399,11 +405,11 @@ class ClusterTransport:
             raise ConnectFailed(f"{owner[0]}:{owner[1]}: {type(exc).__name__}: {exc}") from exc
         return conn
 
-    @staticmethod
-    def _write(conn: Any, commands: Sequence[Command]) -> None:
+    def _write(self, conn: Any, commands: Sequence[Command]) -> None:
         try:
             conn.send_packed_command([b"".join(conn.pack_commands(commands))],
                                      check_health=False)
+            self.activity.progressed()
         except (redis.RedisError, OSError):
             conn.disconnect()  # its replies fail to read below: not published, resend
 
@@ -413,8 +419,10 @@ class ClusterTransport:
         for n, i in enumerate(indices):
             try:
                 receivers += int(conn.read_response())
+                self.activity.progressed()
                 outcomes[i] = _OK
             except redis.ResponseError as exc:
+                self.activity.progressed()
                 text = str(exc)
                 errors.append(f"{owner[0]}:{owner[1]}: {text}")
                 moved = text.split(" ", 1)[0] in _NOT_PROCESSED or isinstance(
@@ -507,16 +515,22 @@ class DetectingTransport:
         self._single = RedisTransport(url, channel)  # checks the URL; no I/O
         self._url = url
         self._channel = channel
-        self._chosen: Transport | None = None
+        self._chosen: RedisTransport | ClusterTransport | None = None
         self._choosing = threading.Lock()
         self.description = self._single.description
 
-    def _choose(self) -> Transport:
+    @property
+    def activity(self) -> Activity:
+        """The chosen transport's (see Transport); while choosing, the single-server
+        one's, which says the call is still connecting."""
+        return (self._chosen or self._single).activity
+
+    def _choose(self) -> RedisTransport | ClusterTransport:
         # check_connection() (the caller's thread) may race the sender's first batch.
         with self._choosing:
             return self._chosen or self._decide()
 
-    def _decide(self) -> Transport:
+    def _decide(self) -> RedisTransport | ClusterTransport:
         if self._chosen is None:
             try:
                 cluster = is_cluster(self._url)
@@ -526,7 +540,9 @@ class DetectingTransport:
                 raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
             if cluster:
                 self._single.close()
-                chosen: Transport = ClusterTransport(self._url, self._channel)
+                chosen: RedisTransport | ClusterTransport = ClusterTransport(
+                    self._url, self._channel
+                )
                 self.description = chosen.description
             else:
                 chosen = self._single

@@ -52,8 +52,12 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 # for the events to go out (well under a millisecond with Redis up; not at all while
 # Redis is known to be down).
 DEFAULT_FINISH_FLUSH_TIMEOUT = 2.0
-# The end of a run stops waiting for delivery once a publish call has had no reply for
-# this long (a frozen or overloaded Redis); later runs do not wait while that lasts.
+# The end of a run stops waiting for delivery once the publish call under way has moved
+# no byte (nothing written, no reply received) on a working connection for this long (a
+# frozen or overloaded Redis); later runs do not wait while that lasts. Connecting (TCP,
+# AUTH/HELLO/SELECT) is not a stall until it has taken CONNECT_TIMEOUT: a fresh process's
+# first call connects, and its run's end must wait for it (the process may end right
+# after with os._exit).
 STALL_NOTICE = 0.05  # seconds
 # A write or reply that stalls beyond SOCKET_TIMEOUT is waited for on the same connection
 # (a frozen server reads and answers once it thaws, and sending again would duplicate) up

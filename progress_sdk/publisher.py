@@ -415,8 +415,8 @@ class ProgressPublisher:
         return self._wait_settled(timeout, stall_after=None)
 
     def _wait_settled(self, timeout: float | None, *, stall_after: float | None) -> bool:
-        """flush(); with ``stall_after``, give up once a publish call has been waiting on
-        Redis that long (a frozen server)."""
+        """flush(); with ``stall_after``, give up once the publish call under way has
+        moved no byte that long (a frozen server; see ``Sender.stalled``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         sender = self._sender
         buffer = self._buffer

@@ -30,12 +30,14 @@ from typing import Any, Protocol
 import redis
 
 from . import defaults as d
-from ._resp import ReplyReader, Tally, frame_command, frame_publishes, send_all
+from ._resp import Activity, ReplyReader, Tally, frame_command, frame_publishes, send_all
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
 
-# mask_url is re-exported: code that describes a transport masks with it from here.
+# mask_url is re-exported: code that describes a transport masks with it from here;
+# Activity too: a transport of another module reports its progress with it.
 __all__ = [
+    "Activity",
     "Command",
     "ConnectFailed",
     "Delivery",
@@ -78,7 +80,14 @@ class Delivery:
 
 
 class Transport(Protocol):
-    """Where a publisher's sender thread delivers serialised events."""
+    """Where a publisher's sender thread delivers serialised events.
+
+    A transport may also have an ``activity`` attribute (an ``Activity``) that its
+    ``publish`` keeps up to date: then a run's end judges a stall by bytes that stopped
+    moving on a working connection, not by how long the call has taken (the sender's
+    ``stalled``). Without one, a call that takes longer than the stall notice is taken
+    for a stall.
+    """
 
     description: str
 
@@ -196,6 +205,7 @@ class RedisTransport:
         self._close_pending = False
         self._pid = os.getpid()
         self._channel_bytes = channel.encode()
+        self.activity = Activity()
 
     def _connection(self) -> Any:
         conn = self._conn
@@ -241,6 +251,9 @@ class RedisTransport:
             conn = self._connection()
         except ConnectFailed as exc:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
+        # Connecting (TCP, AUTH/HELLO/SELECT) is over: from here on a stall is a lack of
+        # bytes moving, not the time the call has taken.
+        self.activity.connected()
         sock = getattr(conn, "_sock", None)
         tally = Tally()
         try:
@@ -283,8 +296,8 @@ class RedisTransport:
         else:
             pairs = zip(channels, payloads, strict=True)
             parts += (frame_command((b"PUBLISH", c, p)) for c, p in pairs)
-        send_all(sock, b"".join(parts), d.REPLY_PATIENCE)
-        reader = ReplyReader(sock, patience=d.REPLY_PATIENCE)
+        send_all(sock, b"".join(parts), d.REPLY_PATIENCE, self.activity)
+        reader = ReplyReader(sock, patience=d.REPLY_PATIENCE, activity=self.activity)
         reader.read_others(len(extra), tally)
         tally.extra_errors = tally.errors
         reader.read_publishes(len(payloads), tally)
@@ -301,13 +314,16 @@ class RedisTransport:
         pairs = zip(targets, payloads, strict=True)
         commands: list[Any] = [*extra, *(("PUBLISH", c, p) for c, p in pairs)]
         conn.send_packed_command([b"".join(conn.pack_commands(commands))], check_health=False)
+        self.activity.progressed()
         for i in range(len(commands)):
             try:
                 # Every reply is read, the extras' too (their replies are not counts).
                 reply = conn.read_response()
+                self.activity.progressed()
                 tally.add(False, int(reply) if i >= len(extra) else 0, "")
             except redis.ResponseError as exc:
                 # An error reply: the connection is fine, this command was refused.
+                self.activity.progressed()
                 tally.add(True, 0, str(exc))
             if i + 1 == len(extra):
                 tally.extra_errors = tally.errors

@@ -7,6 +7,7 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
 
 
 class TcpProxy:
@@ -26,6 +27,9 @@ class TcpProxy:
         # While set, what the server sends back is swallowed: requests reach it, replies
         # never reach the client (a connection cut between the two).
         self.hold_replies = False
+        # Seconds a new connection's first bytes wait, both ways (a distant or slow-to-
+        # accept server: the connect and handshake take that long, later replies do not).
+        self.connect_delay = 0.0
         self.restore()
 
     @property
@@ -58,6 +62,7 @@ class TcpProxy:
             ).start()
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        time.sleep(self.connect_delay)
         sel = selectors.DefaultSelector()
         sel.register(a, selectors.EVENT_READ, b)
         sel.register(b, selectors.EVENT_READ, a)

@@ -26,7 +26,7 @@ from progress_sdk import (
     RedisUnavailableError,
 )
 from progress_sdk.contract import validate_lines
-from progress_sdk.transport import ConnectFailed, Delivery
+from progress_sdk.transport import Activity, ConnectFailed, Delivery
 
 
 class FakeTransport:
@@ -504,6 +504,71 @@ def test_the_end_of_a_media_run_waits_until_its_events_are_sent(transport):
         with pub.media("m-end", "u1") as run, run.model("A") as model:
             model.complete("REAL", 0.8)
         assert [e["event"] for e in transport.events()][-1] == "PROCESSING_COMPLETED"
+
+
+class SlowTransport(FakeTransport):
+    """Reports its progress as RedisTransport does: each publish call connects for
+    ``connecting`` s, then exchanges for ``exchanging`` s, moving bytes every 10 ms, or
+    none at all while ``frozen`` (a frozen Redis: written, never answered)."""
+
+    def __init__(self, connecting: float = 0.0, exchanging: float = 0.0) -> None:
+        super().__init__()
+        self.activity = Activity()
+        self.connecting, self.exchanging = connecting, exchanging
+        self.frozen = threading.Event()
+
+    def publish(self, payloads: list[bytes], extra: object = ()) -> Delivery:
+        time.sleep(self.connecting)
+        self.activity.connected()
+        while self.frozen.is_set():
+            time.sleep(0.01)
+        end = time.monotonic() + self.exchanging
+        while time.monotonic() < end:
+            time.sleep(0.01)
+            self.activity.progressed()
+        return super().publish(payloads, extra)
+
+
+def terminal_events(transport: FakeTransport) -> int:
+    ends = ("PROCESSING_COMPLETED", "PROCESSING_FAILED")
+    return sum(e["event"] in ends for e in transport.events())
+
+
+@pytest.mark.parametrize(
+    ("connecting", "exchanging"),
+    [(0.3, 0.0), (0.0, 0.3)],
+    ids=["a slow connect", "a long exchange whose bytes keep moving"],
+)
+def test_the_end_of_a_run_waits_for_a_slow_publish_call_that_is_not_stalled(
+    connecting, exchanging
+):
+    """A publish call that takes six times the stall notice is not a stall while it is
+    connecting (bounded by the connect timeout) or while its bytes keep moving: the run's
+    end waits for it, so a process that ends with os._exit right after loses nothing."""
+    transport = SlowTransport(connecting, exchanging)
+    with ProgressPublisher(_transport=transport, min_progress_interval=0) as pub:
+        with pub.media("m-slow", "u1") as run, run.model("A") as model:
+            model.complete("REAL", 0.8)
+        assert terminal_events(transport) == 1
+
+
+def test_a_connection_that_moves_no_bytes_costs_only_the_first_run_end_a_moment():
+    """Connected, but nothing written or received for STALL_NOTICE: the run's end stops
+    waiting, and the runs after it do not wait at all while that lasts."""
+    transport = SlowTransport()
+    pub = ProgressPublisher(_transport=transport, min_progress_interval=0)
+    transport.frozen.set()
+    ends = []
+    for i in range(6):
+        run = pub.media(f"m{i}", "u1").start()
+        started = time.perf_counter()
+        run.finish()
+        ends.append(time.perf_counter() - started)
+    assert ends[0] < 0.5 and max(ends[1:]) < 0.02, ends
+    assert terminal_events(transport) == 0
+    transport.frozen.clear()
+    assert pub.close(5)
+    assert terminal_events(transport) == 6
 
 
 def test_the_end_of_a_run_does_not_wait_while_redis_is_known_down(transport):
