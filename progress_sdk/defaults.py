@@ -100,4 +100,8 @@ DEFAULT_SNAPSHOT_INFLIGHT_TTL = 24 * 3600.0
 DEFAULT_SWEEP_STALE_AFTER = 300.0
 DEFAULT_SWEEP_INTERVAL = 10.0
 DEFAULT_SWEEP_LEASE = 30.0
+# On a cluster a sweeper claims a media before publishing its failure; a claim whose
+# publish is still pending this long after it was made is taken to be a sweeper that died
+# (a live one publishes within milliseconds of its claim) and is published again.
+DEFAULT_SWEEP_REPUBLISH_AFTER = 5.0
 SWEEP_ERROR_MESSAGE = "the worker stopped reporting"

@@ -13,6 +13,14 @@ Any number of sweepers may run (every relay node, ``progress-sim sweep``): a lea
 one script that checks the snapshot is still running and unchanged, writes the terminal
 state and publishes the events atomically, so the failure events never go out twice, and a
 worker that reported again in the meantime is left alone.
+
+On a Redis Cluster the claim and the publish cannot be one script (the keys and the
+channel live on different masters), so the claim also records the events in the media's
+hash as a pending publish, and the media stays in the in-flight index until they are out.
+A sweeper that dies (or loses its connection) between its claim and its publishes leaves
+that record behind: the next sweep finds the media still indexed, terminal, with a publish
+pending for more than ``republish_after`` seconds, and publishes the very same events
+again (same ``source`` and ``seq``, so a consumer that got some of them drops the repeats).
 """
 
 from __future__ import annotations
@@ -77,9 +85,11 @@ return n
 """
 # On a Redis Cluster the keys live on different masters and the events go out with
 # SPUBLISH (consumers subscribe to shard channels), so the work is split: this script (one
-# key) is the compare-and-set that lets one sweeper fail a media, then the indexes are
-# written and the events published, in that order. KEYS: media hash. ARGV: updated_at as
-# read, expiry (ms), field/value pairs.
+# key) is the compare-and-set that lets one sweeper fail a media, then the user index is
+# written, the events published, and the media taken out of the in-flight index, in that
+# order. The field/value pairs include the pending publish (_PENDING, _PENDING_AT), so a
+# claim whose publishes never happened can be found and completed by a later sweep.
+# KEYS: media hash. ARGV: updated_at as read, expiry (ms), field/value pairs.
 _CLAIM_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'updated_at') ~= ARGV[1] then return 0 end
@@ -87,6 +97,18 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+
+# KEYS: media hash. ARGV: field, its value as read, new value. Lets one sweeper at a time
+# take over a pending publish: the new value restarts its grace period.
+_RETAKE_SCRIPT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+# Hash fields of a claimed media whose failure events may not have gone out yet: the
+# channel and the events, as JSON, and when the claim (or the last retry) was made (ms).
+_PENDING = "sweep_pending"
+_PENDING_AT = "sweep_pending_at"
 
 _BATCH = 100
 
@@ -102,6 +124,9 @@ class SweepResult:
     """Events published (ANALYSIS_FAILED and PROCESSING_FAILED)."""
     skipped: tuple[str, ...] = field(default=())
     """Stale candidates left alone: they changed meanwhile or finished."""
+    republished: tuple[str, ...] = field(default=())
+    """media_id of each media whose failure a sweeper claimed on a cluster but may not
+    have published (it died or lost Redis in between): its events were published again."""
 
 
 class Sweeper:
@@ -120,8 +145,10 @@ class Sweeper:
         stale_after: float = d.DEFAULT_SWEEP_STALE_AFTER,
         lease: float = d.DEFAULT_SWEEP_LEASE,
         source: str | None = None,
+        republish_after: float = d.DEFAULT_SWEEP_REPUBLISH_AFTER,
     ) -> None:
-        for name, value in (("stale_after", stale_after), ("lease", lease)):
+        for name, value in (("stale_after", stale_after), ("lease", lease),
+                            ("republish_after", republish_after)):
             if not value > 0:
                 raise ConfigurationError(f"sweeper {name} must be > 0 seconds, got {value!r}")
         self.client = client
@@ -129,6 +156,7 @@ class Sweeper:
         self.config = config or SnapshotConfig()
         self.stale_after = float(stale_after)
         self.lease = float(lease)
+        self.republish_after = float(republish_after)
         self.source = source or (
             f"sweeper:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         )
@@ -138,6 +166,7 @@ class Sweeper:
         self._release = client.register_script(_RELEASE_SCRIPT)
         self._fail = client.register_script(_FAIL_SCRIPT)
         self._claim = client.register_script(_CLAIM_SCRIPT)
+        self._retake = client.register_script(_RETAKE_SCRIPT)
         self._on_cluster = isinstance(client, redis.RedisCluster)
 
     @property
@@ -163,16 +192,15 @@ class Sweeper:
         at = time.time() if now is None else now
         cutoff = int((at - self.stale_after) * 1000)
         stale = self.client.zrangebyscore(self.keys.inflight, "-inf", cutoff, 0, _BATCH)
-        failed, skipped, events = [], [], 0
+        done: dict[str, list[str]] = {"failed": [], "skipped": [], "republished": []}
+        events = 0
         for raw in stale:
             media_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            published = self._fail_media(media_id, at)
-            if published:
-                failed.append(media_id)
-                events += published
-            else:
-                skipped.append(media_id)
-        return SweepResult(True, tuple(failed), events, tuple(skipped))
+            outcome, published = self._fail_media(media_id, at)
+            done[outcome].append(media_id)
+            events += published
+        return SweepResult(True, tuple(done["failed"]), events, tuple(done["skipped"]),
+                           tuple(done["republished"]))
 
     def run(self, stop: threading.Event, interval: float = d.DEFAULT_SWEEP_INTERVAL) -> None:
         """Sweep every ``interval`` seconds until ``stop`` is set; Redis errors are logged."""
@@ -185,51 +213,95 @@ class Sweeper:
                 else:
                     for media_id in result.failed:
                         logger.info("sweeper: failed stale media %s", media_id)
+                    for media_id in result.republished:
+                        logger.warning("sweeper: published the failure of media %s again "
+                                       "(its claimer stopped before publishing)", media_id)
                 stop.wait(interval)
         finally:
             with contextlib.suppress(redis.RedisError):  # else it expires by itself
                 self.release_lease()
 
-    def _fail_media(self, media_id: str, now: float) -> int:
+    def _fail_media(self, media_id: str, now: float) -> tuple[str, int]:
+        """Fail one stale media: ("failed" | "skipped" | "republished", events published)."""
         key = self.keys.media(media_id)
         fields = self.client.hgetall(key)
         snapshot = parse_snapshot(media_id, fields)
+        if snapshot is not None and snapshot.terminal and _field(fields, _PENDING):
+            return self._republish(snapshot, fields, now)
         if snapshot is None or snapshot.terminal:
             # Expired or finished but still indexed: nothing to announce.
             self.client.zrem(self.keys.inflight, media_id)
-            return 0
+            return "skipped", 0
         raw_updated = fields.get(b"updated_at", fields.get("updated_at"))
         failure = self._failure_events(snapshot, now)
         if failure is None:
             self.client.zrem(self.keys.inflight, media_id)
-            return 0
+            return "skipped", 0
         payloads, final = failure
         channel = snapshot.channel or self.channel
         if self._on_cluster:
-            return self._fail_on_cluster(final, raw_updated, channel, payloads)
-        ttl = max(1, int(self.config.ttl * 1000))
-        pairs = [part for pair in media_fields(final).items() for part in pair]
-        args: list[Any] = [raw_updated, channel, ttl, media_id, int(now * 1000),
-                           len(payloads), *payloads, *pairs]
-        user_key = self.keys.user(final.user_id) if final.user_id else ""
-        published = self._fail(keys=[key, self.keys.inflight, user_key], args=args)
-        return int(published)
+            published = self._fail_on_cluster(final, raw_updated, channel, payloads, now)
+        else:
+            ttl = max(1, int(self.config.ttl * 1000))
+            pairs = [part for pair in media_fields(final).items() for part in pair]
+            args: list[Any] = [raw_updated, channel, ttl, media_id, int(now * 1000),
+                               len(payloads), *payloads, *pairs]
+            user_key = self.keys.user(final.user_id) if final.user_id else ""
+            published = int(self._fail(keys=[key, self.keys.inflight, user_key], args=args))
+        return ("failed" if published else "skipped"), published
 
     def _fail_on_cluster(
-        self, final: MediaSnapshot, raw_updated: Any, channel: str, payloads: list[bytes]
+        self, final: MediaSnapshot, raw_updated: Any, channel: str, payloads: list[bytes],
+        now: float,
     ) -> int:
         media_id = final.media_id
         ttl = max(1, int(self.config.ttl * 1000))
-        pairs = [part for pair in media_fields(final).items() for part in pair]
+        pending = json.dumps({"channel": channel, "events": [p.decode() for p in payloads]})
+        fields = {**media_fields(final), _PENDING: pending, _PENDING_AT: str(int(now * 1000))}
+        pairs = [part for pair in fields.items() for part in pair]
         if not self._claim(keys=[self.keys.media(media_id)], args=[raw_updated, ttl, *pairs]):
             return 0
-        self.client.zrem(self.keys.inflight, media_id)
+        self._publish_claimed(final, channel, payloads)
+        return len(payloads)
+
+    def _publish_claimed(self, final: MediaSnapshot, channel: str, payloads: list[bytes]) -> None:
+        """Index, publish, then clear the pending record and the in-flight entry: until
+        the last step a later sweep finds the media and publishes again."""
+        media_id = final.media_id
         if final.user_id:
             self.client.zadd(self.keys.user(final.user_id),
                              {media_id: int(final.updated_at * 1000)})
         for payload in payloads:
-            self.client.spublish(channel, payload)
-        return len(payloads)
+            if self._on_cluster:
+                self.client.spublish(channel, payload)
+            else:
+                self.client.publish(channel, payload)
+        self.client.hdel(self.keys.media(media_id), _PENDING, _PENDING_AT)
+        self.client.zrem(self.keys.inflight, media_id)
+
+    def _republish(
+        self, final: MediaSnapshot, fields: Mapping[Any, Any], now: float
+    ) -> tuple[str, int]:
+        """Publish again the failure a sweeper claimed and may not have published, once
+        its grace period is over (a live claimer is done within it)."""
+        claimed_at = _field(fields, _PENDING_AT) or ""
+        age = now - int(claimed_at) / 1000 if claimed_at.isdigit() else float("inf")
+        if age < self.republish_after:
+            return "skipped", 0
+        key = self.keys.media(final.media_id)
+        if not self._retake(keys=[key], args=[_PENDING_AT, claimed_at, int(now * 1000)]):
+            return "skipped", 0  # another sweeper took it over just now
+        try:
+            pending = json.loads(_field(fields, _PENDING) or "")
+            channel = str(pending["channel"])
+            payloads = [str(event).encode() for event in pending["events"]]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("sweeper: unreadable pending publish for media %s; dropped",
+                           final.media_id)
+            self.client.hdel(key, _PENDING, _PENDING_AT)
+            return "skipped", 0
+        self._publish_claimed(final, channel, payloads)
+        return "republished", len(payloads)
 
     def _failure_events(
         self, snapshot: MediaSnapshot, now: float
@@ -276,3 +348,9 @@ class Sweeper:
         if snapshot.run_id:
             event["run_id"] = snapshot.run_id
         return event
+
+
+def _field(fields: Mapping[Any, Any], name: str) -> str | None:
+    """A field of an HGETALL reply (bytes or text keys) as text."""
+    value = fields.get(name.encode(), fields.get(name))
+    return value.decode() if isinstance(value, bytes) else value

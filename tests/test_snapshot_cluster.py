@@ -11,8 +11,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from redis_cluster import LocalCluster
 from relay_support import SECRET, Client, RelayProcess
 from test_sim_cluster import Collector
@@ -21,11 +23,18 @@ from progress_sdk import ProgressPublisher
 from progress_sdk import defaults as d
 from progress_sdk.cluster import client_for, slot_of
 from progress_sdk.contract import validate_lines
-from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, read_media, read_user
+from progress_sdk.snapshot import (
+    SnapshotConfig,
+    SnapshotKeys,
+    SnapshotTracker,
+    read_media,
+    read_user,
+)
 from progress_sdk.sweeper import Sweeper
 from simulator.catchup_check import check_late_join
 from simulator.cluster_subscription import ClusterSubscription
 from simulator.relay import sign_token
+from simulator.relay.routing import RepeatFilter
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 BUSY_JOB = Path(__file__).with_name("busy_job.py")
@@ -160,3 +169,82 @@ def test_the_sweeper_on_a_cluster_fails_the_media_of_a_sigkilled_worker(
     assert client.zrange(keys.inflight, 0, -1) == []
     report = validate_lines(lines, strict=True)
     assert report.ok, report.to_text()
+
+
+class SecondPublishFails(redis.RedisCluster):
+    """A cluster client whose second SPUBLISH raises, once: a sweeper that lost Redis (or
+    died) between its claim and the last of its publishes."""
+
+    failed = False
+    published = 0
+
+    def spublish(self, channel: Any, message: Any) -> Any:
+        self.published += 1
+        if self.published == 2 and not self.failed:
+            self.failed = True
+            raise redis.ConnectionError("connection lost after the claim")
+        return super().spublish(channel, message)
+
+
+def _wait_until_heard(client: redis.RedisCluster, collector: Collector, channel: str) -> None:
+    deadline = time.monotonic() + 20
+    marker = f"marker {uuid.uuid4().hex}".encode()
+    while marker not in collector.messages:
+        assert time.monotonic() < deadline, "the subscription never heard its channel"
+        client.spublish(channel, marker)
+        time.sleep(0.1)
+
+
+def test_a_sweeper_stopped_between_its_claim_and_its_publishes_is_completed_by_the_next(
+    redis_cluster: LocalCluster, keys: SnapshotKeys
+) -> None:
+    """A claim on a cluster whose failure events did not all go out is published again by a
+    later sweep once its grace period is over (not before: its claimer may still be at
+    it), and the consumer, dropping repeats by (source, media_id, seq), gets each event
+    once and the media's PROCESSING_FAILED."""
+    channel = f"t-{uuid.uuid4().hex[:8]}"
+    config = SnapshotConfig(keys)
+    client = client_for(redis_cluster.url)
+    tracker = SnapshotTracker(config)
+    for seq, (event, model) in enumerate([("PROCESSING_STARTED", None),
+                                          ("ANALYSIS_STARTED", "A"),
+                                          ("ANALYSIS_STARTED", "B")], start=1):
+        tracker.apply({"media_id": "lost", "user_id": "u", "event": event, "seq": seq,
+                       "data": {"model_name": model} if model else {}, "source": "w"},
+                      time.time() - 60)
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+    collector = Collector(ClusterSubscription(redis_cluster.url, [channel]).open())
+    try:
+        _wait_until_heard(client, collector, channel)
+        flaky = SecondPublishFails.from_url(redis_cluster.url)
+        sweeper = Sweeper(flaky, channel=channel, config=config, stale_after=30,
+                          republish_after=5)
+        now = time.time()
+        with pytest.raises(redis.ConnectionError):
+            sweeper.sweep(now)
+        snap = read_media(client, keys, "lost")
+        assert snap is not None and snap.status == "failed"  # claimed: no sweeper fails it
+        assert sweeper.sweep(now + 1).republished == ()  # its claimer may still be at it
+        other = Sweeper(client_for(redis_cluster.url), channel=channel, config=config,
+                        stale_after=30, republish_after=5)
+        sweeper.release_lease()
+        result = other.sweep(now + 6)
+        assert result.republished == ("lost",) and result.events == 3
+        assert other.sweep(now + 20).republished == ()  # published: nothing more to do
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(
+                b"PROCESSING_FAILED" in m for m in collector.messages) < 1:
+            time.sleep(0.05)
+        time.sleep(0.3)  # time for a third copy to show up
+    finally:
+        collector.close()
+    events = [json.loads(m) for m in collector.messages if not m.startswith(b"marker")]
+    repeats = RepeatFilter()
+    kept = [e for e in events if not repeats.is_repeat(e)]
+    assert len(events) == 4  # the first event went out twice, the other two once
+    assert [(e["event"], e["data"].get("model_name"), e["seq"]) for e in kept] == [
+        ("ANALYSIS_FAILED", "A", 1), ("ANALYSIS_FAILED", "B", 2), ("PROCESSING_FAILED", None, 3),
+    ]
+    assert len({e["source"] for e in events}) == 1  # the claimer's, not the retrier's
+    assert client.zrange(keys.inflight, 0, -1) == []

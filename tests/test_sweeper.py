@@ -140,12 +140,15 @@ def test_racing_sweepers_never_publish_a_failure_twice(
     assert len(events) == 80
 
 
-def test_stale_after_and_lease_must_be_positive(client: redis.Redis) -> None:
-    """Settings that would sweep everything at once or never hold a lease are refused."""
+def test_stale_after_lease_and_republish_after_must_be_positive(client: redis.Redis) -> None:
+    """Settings that would sweep everything at once, never hold a lease or publish a
+    claimed failure again while its claimer is still publishing it are refused."""
     with pytest.raises(ConfigurationError, match="stale_after"):
         Sweeper(client, stale_after=0)
     with pytest.raises(ConfigurationError, match="lease"):
         Sweeper(client, lease=-1)
+    with pytest.raises(ConfigurationError, match="republish_after"):
+        Sweeper(client, republish_after=0)
 
 
 @pytest.mark.slow
