@@ -55,6 +55,15 @@ _MEDIA_TERMINALS = _rules.MEDIA_TERMINAL_NAMES
 ModelKey = tuple[str, "str | None", str]
 ProgressKey = tuple[str, "str | None", str, str]
 
+# Overflow ranks (see the module doc): progress 0, other lifecycle events 1, a model's
+# terminal event 2, PROCESSING_STARTED 3, a media's terminal event 4.
+_RANKS = 5
+_LIFECYCLE_RANKS = {
+    **dict.fromkeys(_MODEL_TERMINALS, 2),
+    "PROCESSING_STARTED": 3,
+    **dict.fromkeys(_MEDIA_TERMINALS, 4),
+}
+
 # Entry.state: waiting in the buffer; taken by the sender (numbered); evicted (its number
 # becomes a gap); published or dropped. flush() waits for entries to be DEAD or DONE.
 QUEUED, TAKEN, DEAD, DONE = 0, 1, 2, 3
@@ -80,6 +89,7 @@ class Entry:
         "media_id",
         "model_key",
         "progress_key",
+        "rank",
         "seq",
         "state",
         "tail",
@@ -99,6 +109,8 @@ class Entry:
         self.progress_key: ProgressKey | None = (
             (*self.model_key, event) if self.model_key and event in _PROGRESS else None
         )
+        # What gives way first when the buffer is full (see the module doc).
+        self.rank = 0 if self.progress_key is not None else _LIFECYCLE_RANKS.get(event, 1)
         self.fields: dict[str, Any] | None = fields
         self.ts: float | None = ts
         self.head: bytes | None = None
@@ -155,9 +167,6 @@ class SeqNumbers:
         return seq
 
 
-_RANKS = 5
-
-
 class TicketFifo:
     """Tickets in increasing order, as raw integers in an array: 8 bytes each, and nothing
     the garbage collector has to walk (a deque of ints costs ~36 bytes and a visit each)."""
@@ -195,17 +204,6 @@ class TicketFifo:
         """Remove every ticket."""
         self._tickets = array("q")
         self._head = 0
-
-
-def _rank(entry: Entry) -> int:
-    if entry.progress_key is not None:
-        return 0
-    event = entry.event
-    if event in _MEDIA_TERMINALS:
-        return 4
-    if event == "PROCESSING_STARTED":
-        return 3
-    return 2 if event in _MODEL_TERMINALS else 1
 
 
 # How far eviction looks for a superseded progress value before taking the oldest.
@@ -337,7 +335,7 @@ class EventBuffer:
                 pending[entry.progress_key] = entry
         keep = self.keep_entries or entry.progress_key is not None
         self._queue.append(entry if keep else entry.wire)
-        self._by_rank[_rank(entry)].append(self._pushed)
+        self._by_rank[entry.rank].append(self._pushed)
         self._pushed += 1
         self._live += 1
         return True
@@ -345,7 +343,7 @@ class EventBuffer:
     def _make_room(self, entry: Entry) -> bool:
         """Full: evict the oldest waiting event of the lowest rank not above the
         newcomer's. False if ``entry`` itself is dropped."""
-        for rank in range(_rank(entry) + 1):
+        for rank in range(entry.rank + 1):
             ticket = self._victim(rank)
             if ticket is not None:
                 self._evict(ticket)

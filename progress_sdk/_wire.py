@@ -41,23 +41,27 @@ def encode_json(obj: Any) -> bytes:
         return _SURROGATE.sub("\ufffd", text).encode()
 
 
-class TimestampFormatter:
-    """ISO 8601 UTC with microseconds, as bytes; the seconds part is formatted once per
-    second. Safe to share between threads (the cache is replaced as one tuple)."""
+class EnvelopeTail:
+    """The bytes after an event's ``seq``: ``,"source":...,"timestamp":"...Z"}``, for one
+    source. The timestamp is ISO 8601 UTC with microseconds; everything up to the seconds
+    is formatted once per second, so an event costs one small bytes formatting (0.25 us
+    against 0.75 us for formatting the timestamp and the tail separately). Safe to share
+    between threads (the cache is replaced as one tuple)."""
 
-    __slots__ = ("_cache",)
+    __slots__ = ("_cache", "_source_json")
 
-    def __init__(self) -> None:
+    def __init__(self, source_json: bytes) -> None:
+        self._source_json = source_json
         self._cache: tuple[int, bytes] = (-1, b"")
 
     def __call__(self, ts: float) -> bytes:
-        second = int(ts)
-        cached_second, prefix = self._cache
+        second, micros = divmod(int(ts * 1_000_000), 1_000_000)
+        cached_second, head = self._cache
         if second != cached_second:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-            self._cache = (second, prefix)
-        micros = min(int((ts - second) * 1_000_000), 999_999)
-        return b"%b.%06dZ" % (prefix, micros)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+            head = b',"source":%b,"timestamp":"%b.' % (self._source_json, stamp)
+            self._cache = (second, head)
+        return b'%b%06dZ"}' % (head, micros)
 
 
 class WireEncoder:
@@ -65,17 +69,12 @@ class WireEncoder:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._source_json = encode_json(source)
-        self._format_ts = TimestampFormatter()
+        self._tail = EnvelopeTail(encode_json(source))
 
     def parts(self, fields: dict[str, Any], ts: float) -> tuple[bytes, bytes]:
         """The event's bytes before and after its ``seq`` number. Raises TypeError or
         ValueError for data that is not JSON."""
-        body = encode_json(fields)
-        return (
-            body[:-1] + b',"schema_version":1,"seq":',
-            b',"source":%b,"timestamp":"%b"}' % (self._source_json, self._format_ts(ts)),
-        )
+        return encode_json(fields)[:-1] + b',"schema_version":1,"seq":', self._tail(ts)
 
     def encode(self, fields: dict[str, Any], seq: int, ts: float) -> bytes:
         """The event's bytes with ``seq``."""

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from progress_sdk import EventType, InvalidEventError, ProgressEvent, _rules, parse_event
+from progress_sdk import publisher as publisher_module
 
 ENVELOPE = {
     "schema_version": 1,
@@ -243,6 +244,42 @@ def test_fast_path_only_accepts_what_the_full_checks_accept(
     if accepted is not None:
         full = _rules._check_event_full(obj, strict=strict)
         assert full == (accepted, [])
+
+
+# What free-form JSON (data.details, unknown keys) may hold, the forbidden often.
+FREE_VALUES = st.sampled_from(
+    [0, 1.5, "text", None, True, [1, [2]], float("inf"), float("-inf"), float("nan"),
+     object(), {1: "not a str key"}, "x" * 70_000]
+)
+
+
+def _emit_outcome(check: Any, obj: dict[str, Any]) -> object:
+    try:
+        return check(copy.deepcopy(obj))
+    except InvalidEventError as exc:
+        return ("refused", [(p.field, p.rule) for p in exc.problems])
+
+
+@settings(max_examples=400, deadline=None)
+@given(near_events(), st.booleans(), st.sampled_from(["", "details", "top"]), FREE_VALUES)
+def test_emit_s_fast_path_gives_what_its_full_checks_give(
+    obj: dict[str, Any], without_envelope: bool, free_at: str, free: object
+) -> None:
+    """emit() decides a plain dict in one pass when it is certainly valid; what it accepts
+    that way is exactly what the general path returns (envelope keys and free-form JSON
+    included), and anything else goes to the general path."""
+    if without_envelope:  # what emit() is given: the publisher sets these
+        for key in _rules.ENVELOPE_V1_FIELDS:
+            obj.pop(key, None)
+    if free_at == "details" and isinstance(obj.get("data"), dict):
+        obj["data"]["details"] = {"x": free}
+    elif free_at == "top":
+        obj["x_custom"] = [free]
+    fast = publisher_module._certainly_valid_fields(copy.deepcopy(obj))
+    full = _emit_outcome(publisher_module._checked_fields, obj)
+    if fast is not None:
+        assert fast == full
+    assert _emit_outcome(publisher_module._validated_fields, obj) == full
 
 
 @pytest.mark.parametrize("event", sorted(VALID))
