@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from progress_sdk._buffer import Entry, EventBuffer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from progress_sdk._buffer import Entry, EventBuffer, WireArena
 from progress_sdk._wire import WireEncoder
 
 ENCODER = WireEncoder("test-source")
@@ -205,3 +208,56 @@ def test_every_per_media_table_is_bounded(monkeypatch):
     taken(buffer)
     assert len(buffer._last_sent_at) == 5
     assert not buffer._pending and not buffer._held
+
+
+# -- the arena of lifecycle bytes ----------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=40), st.none(), st.integers(1, 3000)), max_size=80))
+def test_the_arena_gives_back_every_ticket_s_bytes_across_compactions(ops: list[Any]) -> None:
+    """Pushes (bytes, or None for an event kept elsewhere) interleaved with releases of
+    everything read so far: every ticket not yet released reads back its own bytes,
+    whatever the compactions did (a release of n tickets is also n reads)."""
+    arena = WireArena()
+    pushed: list[bytes | None] = []
+    released = 0
+    for op in ops:
+        if isinstance(op, int):  # push op filler events, then release all but the last
+            for i in range(op):
+                wire = b"%d" % i if i % 3 else None
+                arena.push(wire)
+                pushed.append(wire)
+            released = max(released, len(pushed) - 1)
+            arena.release_before(released)
+        else:
+            arena.push(op)
+            pushed.append(op)
+        for ticket in range(released, len(pushed)):
+            if pushed[ticket] is not None:
+                assert arena.get(ticket) == pushed[ticket]
+    assert len(arena) <= 2 * sum(len(w or b"") for w in pushed[released:]) + 2 * 3000 * 4
+
+
+def test_lifecycle_events_kept_as_bytes_go_out_in_order_across_put_backs_and_evictions():
+    """3,000 lifecycle events through a full buffer while batches are taken, some put back
+    (an outage): each goes out once, in order, with its own bytes; evicted ones are gaps."""
+    buffer = EventBuffer(500, 0.0)
+    sent: list[dict[str, Any]] = []
+    for i in range(3_000):
+        buffer.accept(lifecycle("ANALYSIS_QUEUED", f"m{i % 7}", model=f"M{i}"))
+        if i % 300 == 299:
+            batch = buffer.take(200)
+            if i % 600 == 299:  # not sent: back to the head, unchanged
+                buffer.finish_batch(requeue=batch)
+                continue
+            sent += [json.loads(item) for item in batch]
+            buffer.finish_batch()
+    sent += [json.loads(item) for _, item in buffer.waiting()]
+    models = [int(event["data"]["model_name"][1:]) for event in sent]
+    assert models == sorted(models) and len(set(models)) == len(models)
+    evicted = buffer.dropped["evicted"]
+    assert evicted and len(sent) + evicted == 3_000
+    for media in range(7):
+        seqs = [e["seq"] for e in sent if e["media_id"] == f"m{media}"]
+        assert seqs == sorted(seqs)

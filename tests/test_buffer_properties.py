@@ -62,14 +62,14 @@ class Harness:
 
     def accept(self, entry: Entry, media: int) -> None:
         buffer = self.buffer
-        waiting = [item for item in buffer._queue if item is not None]
-        only_terminals_before = all(_is_terminal(item) for item in waiting)
-        terminals_before = {id(i): i for i in waiting if _is_terminal(i)}
+        waiting = buffer.waiting()
+        only_terminals_before = all(_is_terminal(item) for _, item in waiting)
+        terminals_before = {ticket: i for ticket, i in waiting if _is_terminal(i)}
         coalesced = buffer.coalesced
         buffer.accept(entry)
         if buffer.coalesced == coalesced:
             self.numbered[media] += 1
-        after = {id(item) for item in buffer._queue if item is not None}
+        after = {ticket for ticket, _ in buffer.waiting()}
         lost = [t for key, t in terminals_before.items() if key not in after]
         if entry.state == 3 and _is_terminal(entry):  # DONE at once: it was dropped
             lost.append(entry)
