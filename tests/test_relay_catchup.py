@@ -16,7 +16,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 from conftest import Subscriber
-from relay_support import SECRET, Client, RelayProcess, wait_until
+from relay_support import SECRET, Client, RedisServer, RelayProcess, wait_until
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
 from simulator.catchup_check import check_late_join
@@ -102,6 +102,52 @@ def test_the_page_and_its_scripts_are_served_without_any_cdn(
             assert b"progress_snapshot" in response.read()
     finally:
         relay.stop()
+
+
+def test_healthz_counts_catch_ups_snapshots_sent_and_catch_ups_redis_refused(
+    channel: str, keys: SnapshotKeys
+) -> None:
+    """A socket whose user has two media in flight counts one catch-up done and two
+    snapshots sent; one connecting while Redis is down still connects, gets no snapshot,
+    and counts a failed catch-up."""
+    server = RedisServer()
+    server.start()
+    tracker = SnapshotTracker(SnapshotConfig(keys), channel=channel)
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    for media_id in ("m1", "m2"):
+        tracker.apply({"media_id": media_id, "user_id": user, "event": "PROCESSING_STARTED",
+                       "data": {}, "seq": 1, "source": "w"}, time.time())
+    client = redis.Redis.from_url(server.url)
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+    relay = RelayProcess.cli(server.url, channel, "--snapshot-prefix", keys.prefix,
+                             "--no-sweep")
+    token = sign_token(SECRET, user)
+
+    async def connect() -> Client:
+        socket = Client()
+        await socket.connect(relay.url, {"token": token})
+        await asyncio.sleep(0.2)  # time for snapshots to arrive
+        await socket.sio.disconnect()
+        return socket
+
+    try:
+        relay.wait_subscribed()
+        assert relay.healthz()["catch_up"] == {
+            "done": 0, "failed": 0, "snapshots_sent": 0, "held_back": 0, "covered": 0,
+        }
+        caught_up = asyncio.run(connect())
+        assert len(caught_up.named("progress_snapshot")) == 2
+        health = relay.healthz()["catch_up"]
+        assert (health["done"], health["failed"], health["snapshots_sent"]) == (1, 0, 2)
+        server.stop()
+        late = asyncio.run(connect())
+        assert late.refusal is None and late.named("progress_snapshot") == []
+        health = relay.healthz()["catch_up"]
+        assert (health["done"], health["failed"], health["snapshots_sent"]) == (1, 1, 2)
+    finally:
+        relay.stop()
+        server.stop()
 
 
 def test_two_relay_nodes_run_the_sweeper_and_one_acts(

@@ -14,12 +14,14 @@ snapshots' seq per (media, source) and the room emit skips it for an event at or
 without ``seq`` (other producers) cannot be matched and go through.
 
 If Redis cannot be read, the socket gets no snapshot (logged, counted) and the live
-stream as before: catch-up never keeps a socket from connecting.
+stream as before: catch-up never keeps a socket from connecting. The counters
+(``CatchUpStats``) are in the relay's ``/healthz`` under ``catch_up``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -47,15 +49,23 @@ ReadSnapshots = Callable[[str], Awaitable[list[MediaSnapshot]]]
 
 @dataclass
 class CatchUpStats:
-    """What catch-up did since the relay started."""
+    """What catch-up did since the relay started (``/healthz``, ``catch_up``)."""
 
-    sockets: int = 0
-    snapshots: int = 0
+    done: int = 0
+    """Sockets caught up: their user's snapshots were read and sent."""
+    failed: int = 0
+    """Sockets that got no snapshot because Redis could not be read when they connected
+    (down, unreachable): they got the live stream only, and missed where jobs stood."""
+    snapshots_sent: int = 0
+    """``progress_snapshot`` packets sent, one per media of a socket's user."""
     held_back: int = 0
     """Live events a socket received after its snapshots instead of before."""
     covered: int = 0
     """Live events not sent because the socket's snapshot already held them."""
-    read_errors: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """The ``catch_up`` section of ``/healthz``."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -125,8 +135,7 @@ class CatchUp:
             snapshots = await self._snapshots(user_id)
             for snapshot in snapshots.values():
                 await self._emit("progress_snapshot", snapshot.to_client(), sid)
-            self.stats.sockets += 1
-            self.stats.snapshots += len(snapshots)
+                self.stats.snapshots_sent += 1
             # Events go on arriving while the emits are awaited: drain until none is
             # left, then return without awaiting, so the room is joined before the next.
             while held.pending:
@@ -154,12 +163,14 @@ class CatchUp:
 
     async def _snapshots(self, user_id: str) -> dict[str, MediaSnapshot]:
         try:
-            return {s.media_id: s for s in await self._read(user_id)}
+            snapshots = {s.media_id: s for s in await self._read(user_id)}
         except (RedisError, OSError) as exc:
-            self.stats.read_errors += 1
+            self.stats.failed += 1
             log.warning("catch-up: cannot read snapshots (%s); live events only",
                         type(exc).__name__)
             return {}
+        self.stats.done += 1
+        return snapshots
 
 
 def open_snapshot_reader(url: str) -> Callable[[], Awaitable[Any]]:
@@ -195,4 +206,5 @@ def install_catch_up(relay: Relay, keys: SnapshotKeys) -> CatchUp:
     relay.add_event_hook(catch_up.on_event)
     relay.add_join_hook(catch_up.join)
     relay.add_skip_hook(catch_up.skip)
+    relay.add_health_section("catch_up", catch_up.stats.to_dict)
     return catch_up

@@ -25,6 +25,8 @@ Extension points (for catch-up snapshots, pages and housekeeping):
 - ``add_connect_hook(fn)``: ``await fn(sid, user_id)`` after a socket joined its room;
 - ``add_route(path, handler)``: ``await handler(scope)`` → ``HttpResponse`` for a GET;
 - ``add_background_task(fn)``: ``await fn()`` runs for the relay's life;
+- ``add_health_section(name, fn)``: ``fn()`` → a dict of counters, shown under ``name``
+  in ``/healthz`` (catch-up's);
 - ``open_pubsub``: how the Redis subscription is made (see ``subscriber``).
 """
 
@@ -60,6 +62,7 @@ ConnectHook = Callable[[str, str], Awaitable[None]]
 EventHook = Callable[[Routed], None]
 SkipHook = Callable[[Routed], Iterable[str]]
 RouteHandler = Callable[[Scope], Awaitable["HttpResponse"]]
+HealthSection = Callable[[], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Relay:
         self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
         self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[str, RouteHandler] = {"/healthz": self._healthz}
+        self._health_sections: dict[str, HealthSection] = {}
 
     # -- extension points -------------------------------------------------------------
 
@@ -147,6 +151,10 @@ class Relay:
     def add_route(self, path: str, handler: RouteHandler) -> None:
         """Answer ``GET path`` with ``await handler(scope)``."""
         self._routes[path] = handler
+
+    def add_health_section(self, name: str, section: HealthSection) -> None:
+        """Show ``section()`` under ``name`` in every ``/healthz`` answer."""
+        self._health_sections[name] = section
 
     def add_background_task(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run ``await task()`` from start to stop (cancelled at stop)."""
@@ -264,7 +272,10 @@ class Relay:
     # -- HTTP -------------------------------------------------------------------------
 
     async def _healthz(self, scope: Scope) -> HttpResponse:
-        return HttpResponse.json(self.stats.to_dict())
+        body = self.stats.to_dict()
+        for name, section in self._health_sections.items():
+            body[name] = section()
+        return HttpResponse.json(body)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
