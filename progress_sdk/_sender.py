@@ -96,6 +96,7 @@ class Sender:
         self.connected = False
         self.last_error: str | None = None
         self.no_subscribers = 0
+        self.extra_failed = 0  # the batch hook's extra commands (snapshot writes) that failed
         self._logged: set[str] = set()
         self._outage_started: float | None = None
         self._backoff = d.RECONNECT_BACKOFF_INITIAL
@@ -312,6 +313,8 @@ class Sender:
         done = delivery.published + delivery.refused
         if delivery.refused:
             self._log_refusals(delivery)
+        if delivery.extra_failed:
+            self._log_extra_failures(delivery)
         # Not sent: the batch's tail, or (a cluster batch spans masters) given positions.
         unsent = delivery.unsent
         rest = batch[done:] if unsent is None else [batch[i] for i in unsent]
@@ -321,6 +324,7 @@ class Sender:
             if delivery.refused:
                 self.dropped["rejected"] += delivery.refused
             self.no_subscribers += max(0, delivery.published - delivery.receivers)
+            self.extra_failed += delivery.extra_failed
             if delivery.error is not None:
                 self.last_error = delivery.error
             self.connected = not delivery.not_sent
@@ -347,6 +351,18 @@ class Sender:
             self.transport.description,
             delivery.refused,
             delivery.error,
+        )
+
+    def _log_extra_failures(self, delivery: Delivery) -> None:
+        error = delivery.extra_error or "no reason given"
+        self._log_once(
+            f"extra:{error.split(' ', 1)[0]}",
+            "progress_sdk: %d extra command(s) of a batch (snapshot writes, or the batch "
+            "hook's) failed at %s (%s); the events themselves are not affected. Counted in "
+            "stats().extra_failed (logged once per reason).",
+            delivery.extra_failed,
+            self.transport.description,
+            error,
         )
 
     def _lose_unknown_locked(self, rest: list[Any], delivery: Delivery) -> None:

@@ -236,6 +236,35 @@ cluster cannot serve it now. Safe to send again once the slot map is fresh."""
 
 _OK, _REFUSED, _RESEND, _UNKNOWN = 0, 1, 2, 3
 
+# redis-py raises an error reply as an exception named after the reply's first word, and
+# drops that word from the text; subclasses come before their base classes here.
+_ERROR_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (redis.exceptions.MovedError, "MOVED"),
+    (redis.exceptions.AskError, "ASK"),
+    (redis.exceptions.MasterDownError, "MASTERDOWN"),
+    (redis.exceptions.ClusterDownError, "CLUSTERDOWN"),
+    (redis.exceptions.TryAgainError, "TRYAGAIN"),
+    (redis.exceptions.ReadOnlyError, "READONLY"),
+    (redis.exceptions.BusyLoadingError, "LOADING"),
+    (redis.exceptions.OutOfMemoryError, "OOM"),
+    (redis.exceptions.NoPermissionError, "NOPERM"),
+    (redis.exceptions.NoScriptError, "NOSCRIPT"),
+    (redis.exceptions.ClusterCrossSlotError, "CROSSSLOT"),
+)
+
+# What read_response raises for an error reply: the connection itself is fine (LOADING
+# comes as a ConnectionError subclass).
+_REPLY_ERRORS = (redis.ResponseError, redis.exceptions.BusyLoadingError)
+
+
+def _reply_text(exc: Exception) -> str:
+    """An error reply's text as Redis wrote it (``MOVED 3999 host:port``)."""
+    text = str(exc)
+    for kind, code in _ERROR_CODES:
+        if isinstance(exc, kind):
+            return text if text.split(" ", 1)[0] == code else f"{code} {text}"
+    return text
+
 
 class ClusterTransport:
     """Publishes batches with ``SPUBLISH`` on a Redis Cluster, pipelined per master.
@@ -308,7 +337,8 @@ class ClusterTransport:
             self._stale = True
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         self.activity.connected()
-        extra_failed = self._run_extras(extra) if extra else 0
+        extra_errors: list[str] = []
+        extra_failed = self._run_extras(extra, extra_errors) if extra else 0
         outcomes = [_RESEND] * len(payloads)
         receivers = 0
         errors: list[str] = []
@@ -317,11 +347,13 @@ class ClusterTransport:
             self._write(conns[owner], commands)
         for owner, indices in groups.items():
             receivers += self._read(conns[owner], owner, indices, outcomes, errors)
-        return self._delivery(outcomes, receivers, errors, extra_failed)
+        extra_error = mask_url(extra_errors[0]) if extra_errors else None
+        return self._delivery(outcomes, receivers, errors, extra_failed, extra_error)
 
-    def _run_extras(self, extra: Sequence[Command]) -> int:
+    def _run_extras(self, extra: Sequence[Command], errors: list[str]) -> int:
         """Write ``extra`` pipelined per master of each command's key and read every
-        reply; the number that failed (error reply, no master, connection lost)."""
+        reply; the number that failed (error reply, no master, connection lost), and
+        why in ``errors``."""
         groups: dict[Address, list[Command]] = {}
         keyless: list[Command] = []
         failed = 0
@@ -332,6 +364,7 @@ class ClusterTransport:
                 keyless.append(command)
             elif owner is None:
                 failed += 1
+                errors.append(f"no master serves the slot of {_text(key)!r}")
                 self._stale = True
             else:
                 groups.setdefault(owner, []).append(command)
@@ -342,29 +375,32 @@ class ClusterTransport:
             try:
                 conns[owner] = self._connection(owner)
                 self.activity.connected()  # a master only the extras go to
-            except ConnectFailed:
+            except ConnectFailed as exc:
                 failed += len(commands)
+                errors.append(str(exc))
                 self._stale = True
                 continue
             self._write(conns[owner], commands)
         for owner, conn in conns.items():
-            failed += self._read_extras(conn, len(groups[owner]))
+            failed += self._read_extras(conn, owner, len(groups[owner]), errors)
         return failed
 
-    def _read_extras(self, conn: Any, count: int) -> int:
+    def _read_extras(self, conn: Any, owner: Address, count: int, errors: list[str]) -> int:
         failed = 0
         for n in range(count):
             try:
                 conn.read_response()
                 self.activity.progressed()
-            except redis.ResponseError as exc:
+            except _REPLY_ERRORS as exc:
                 self.activity.progressed()
                 failed += 1
-                if str(exc).split(" ", 1)[0] in _NOT_PROCESSED or isinstance(
-                        exc, (redis.exceptions.MovedError, redis.exceptions.AskError)):
+                text = _reply_text(exc)
+                errors.append(f"{text} ({owner[0]}:{owner[1]})")
+                if text.split(" ", 1)[0] in _NOT_PROCESSED:
                     self._stale = True
-            except (redis.RedisError, OSError):
+            except (redis.RedisError, OSError) as exc:
                 conn.disconnect()  # the events' pipeline reconnects to this master
+                errors.append(f"{type(exc).__name__}: {exc} ({owner[0]}:{owner[1]})")
                 self._stale = True
                 return failed + count - n
         return failed
@@ -443,7 +479,7 @@ class ClusterTransport:
 
     @staticmethod
     def _delivery(outcomes: list[int], receivers: int, errors: list[str],
-                  extra: int) -> Delivery:
+                  extra: int, extra_error: str | None) -> Delivery:
         published = outcomes.count(_OK)
         # SPUBLISH counts only the master's own subscribers; consumers subscribe on
         # replicas (to outlive a failover), so the count says nothing: not reported.
@@ -457,11 +493,11 @@ class ClusterTransport:
         error = mask_url(errors[0]) if errors else None
         if not left:
             return Delivery(published=published, refused=refused, receivers=receivers,
-                            error=error, extra_failed=extra)
+                            error=error, extra_failed=extra, extra_error=extra_error)
         tail = list(range(len(outcomes) - len(left), len(outcomes)))
         return Delivery(
             published=published, refused=refused, not_sent=len(left), resend=not unknown,
-            receivers=receivers, error=error, extra_failed=extra,
+            receivers=receivers, error=error, extra_failed=extra, extra_error=extra_error,
             unsent=None if left == tail else tuple(left),
         )
 

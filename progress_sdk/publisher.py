@@ -85,6 +85,11 @@ class PublisherStats:
     forgiven: Mapping[str, int] = dataclasses.field(default_factory=dict)
     """Bad progress data the tracking API repaired or skipped instead of raising, by kind
     (``progress_range``, ``progress_type``, ``total_changed``...; see ``strict``)."""
+    extra_failed: int = 0
+    """Extra commands written with the events that failed: snapshot writes or a batch
+    hook's commands that Redis refused (WRONGTYPE, OOM, NOPERM...) or that a lost
+    connection cut off. The events are not affected; the first failure of each kind is
+    logged."""
 
     @property
     def dropped_total(self) -> int:
@@ -554,6 +559,7 @@ class ProgressPublisher:
                 last_error=sender.last_error,
                 no_subscribers=sender.no_subscribers,
                 forgiven=dict(self._forgiven),
+                extra_failed=sender.extra_failed,
             )
 
     def check_connection(self, timeout: float = d.CONNECT_TIMEOUT) -> None:

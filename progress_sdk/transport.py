@@ -69,6 +69,9 @@ class Delivery:
     """Why not everything was published: the first error, password-free."""
     extra_failed: int = 0
     """Extra commands of the batch (``Transport.publish``'s ``extra``) that failed."""
+    extra_error: str | None = None
+    """Why the first failed extra command failed (its error reply, or the connection's
+    error), password-free."""
     unsent: tuple[int, ...] | None = None
     """Positions in the batch of the ``not_sent`` events when they are not simply its
     last ones (a Redis Cluster batch spans masters, and one master may fail alone)."""
@@ -121,6 +124,11 @@ def _broken_delivery(events: int, extras: int, tally: Tally, exc: BaseException)
     if tally.replies < extras:
         tally.extra_errors = tally.errors
     answered = max(0, tally.replies - extras)
+    extra_failed = tally.extra_errors + max(0, extras - tally.replies)
+    if tally.extra_errors:
+        extra_error: str | None = mask_url(tally.first_error)
+    else:
+        extra_error = mask_url(f"{type(exc).__name__}: {exc}") if extra_failed else None
     timed_out = isinstance(exc, (redis.TimeoutError, TimeoutError))
     # Answered with a transient error right before the reset: not run, resent with the rest
     # (after a timeout the rest is of unknown fate, so they stay refused).
@@ -133,7 +141,8 @@ def _broken_delivery(events: int, extras: int, tally: Tally, exc: BaseException)
         resend=not timed_out,
         receivers=tally.receivers,
         error=mask_url(f"{type(exc).__name__}: {exc}"),
-        extra_failed=tally.extra_errors + max(0, extras - tally.replies),
+        extra_failed=extra_failed,
+        extra_error=extra_error,
     )
 
 
@@ -153,6 +162,8 @@ def _answered_delivery(events: int, tally: Tally) -> Delivery:
         receivers=tally.receivers,
         error=mask_url(f"ResponseError: {tally.first_error}") if tally.errors else None,
         extra_failed=tally.extra_errors,
+        # The extras come first: their first error is the batch's first.
+        extra_error=mask_url(tally.first_error) if tally.extra_errors else None,
     )
 
 

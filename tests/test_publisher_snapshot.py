@@ -132,3 +132,23 @@ def test_with_shard_channels_the_snapshot_names_the_media_s_own_channel(
     snap = read_media(redis.Redis.from_url(redis_url), config.keys, "sharded")
     assert snap is not None and snap.channel == channel_for(channel, 3, "sharded")
     assert snap.channel != channel
+
+
+def test_a_snapshot_write_redis_refuses_is_counted_and_logged_once(
+    redis_url: str, channel: str, config: SnapshotConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A media's snapshot key holding a string (WRONGTYPE): its events still go out, and
+    each refused snapshot write is counted in stats().extra_failed, logged once."""
+    client = redis.Redis.from_url(redis_url)
+    client.set(config.keys.media("clash"), "not a hash", ex=60)
+    with ProgressPublisher(redis_url, channel, snapshots=config) as publisher:
+        with publisher.media("clash", "u1") as run:
+            assert publisher.flush(5)  # a batch of its own: the start
+            with run.model("M") as model:
+                model.complete()
+        assert publisher.flush(5)
+        stats = publisher.stats()
+    assert stats.dropped == {} and stats.published == stats.accepted
+    assert stats.extra_failed >= 2  # at least the hash's write of each batch
+    refusals = [r for r in caplog.records if "WRONGTYPE" in r.getMessage()]
+    assert len(refusals) == 1
