@@ -31,7 +31,14 @@ from . import defaults as d
 from ._resp import Activity
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
-from .transport import Command, ConnectFailed, Delivery, RedisTransport, Transport
+from .transport import (
+    Command,
+    ConnectFailed,
+    Delivery,
+    RedisTransport,
+    Transport,
+    closed_by_peer,
+)
 
 __all__ = [
     "Address",
@@ -310,6 +317,10 @@ class ClusterTransport:
         self._in_use = threading.Lock()
         self._close_pending = False
         self.activity = Activity()  # see Transport: how a run's end tells a stall
+        self.reconnects = 0
+        """Connections made to a master after its first (a restart, a failover, a cut),
+        whether or not a batch failed first: what ``stats().reconnects`` reports."""
+        self._connected: set[Address] = set()
 
     def publish(
         self,
@@ -432,9 +443,16 @@ class ClusterTransport:
             if conn is None:
                 conn = self.slots.client(owner).connection_pool.get_connection()
                 self._conns[owner] = conn
-            elif conn.can_read():  # closed by a restart or a cut (see RedisTransport)
-                conn.disconnect()
-            conn.connect()
+                before = None
+            else:
+                before = getattr(conn, "_sock", None)
+                if before is not None and closed_by_peer(conn):  # a restart or a cut
+                    conn.disconnect()
+            conn.connect()  # a no-op while connected
+            if getattr(conn, "_sock", None) is not before:
+                if owner in self._connected:
+                    self.reconnects += 1
+                self._connected.add(owner)
         except (redis.RedisError, OSError) as exc:
             if conn is not None:
                 conn.disconnect()
@@ -538,6 +556,8 @@ class ClusterTransport:
         self._conns = {}
         self._in_use = threading.Lock()  # the parent's sender may have held it
         self._close_pending = False
+        self.reconnects = 0  # the child's publisher counts afresh
+        self._connected = set()
         self._stale = True
 
 
@@ -597,6 +617,14 @@ class DetectingTransport:
         except ConnectFailed as exc:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         return transport.publish(payloads, extra, channels)
+
+    @property
+    def reconnects(self) -> int:
+        """The chosen transport's reconnects (see ``RedisTransport.reconnects``)."""
+        chosen = self._chosen
+        if isinstance(chosen, ClusterTransport):
+            return chosen.reconnects
+        return self._single.reconnects
 
     def check(self) -> None:
         """Choose, then check the chosen transport; raises ConnectFailed."""

@@ -75,7 +75,8 @@ class PublisherStats:
     queued: int
     """Events waiting to be sent now (held progress values included)."""
     reconnects: int
-    """Connections re-established after a failure."""
+    """New connections after the first (each master's first, on a cluster): after a
+    restart, a cut connection or a failed batch, whether or not a batch failed first."""
     connected: bool
     """Whether the last attempt to reach Redis succeeded."""
     last_error: str | None

@@ -43,6 +43,7 @@ __all__ = [
     "Delivery",
     "RedisTransport",
     "Transport",
+    "closed_by_peer",
     "describe_target",
     "mask_url",
 ]
@@ -167,6 +168,17 @@ def _answered_delivery(events: int, tally: Tally) -> Delivery:
     )
 
 
+def closed_by_peer(conn: Any) -> bool:
+    """Whether an idle connection was closed by the other side (a restarted server, a cut
+    proxy), so the batch is written to a new one, not into a dead socket where it would
+    be reported as of unknown fate. redis-py reads such a socket as "ready" (EOF), or
+    raises while looking (hiredis)."""
+    try:
+        return bool(conn.can_read())
+    except (redis.ConnectionError, OSError):
+        return True
+
+
 def describe_target(target: object) -> str:
     """A password-free description of where events go, for reprs and log lines."""
     if isinstance(target, str):
@@ -214,6 +226,10 @@ class RedisTransport:
         # connection from under it: the sender closes it itself when the batch is over.
         self._in_use = threading.Lock()
         self._close_pending = False
+        self.reconnects = 0
+        """Connections made after the first (a restart, a cut, a failed batch), whether
+        or not a batch failed first: what ``stats().reconnects`` reports."""
+        self._connected_once = False
         self._pid = os.getpid()
         self._channel_bytes = channel.encode()
         self.activity = Activity()
@@ -226,14 +242,15 @@ class RedisTransport:
             except (redis.RedisError, OSError) as exc:
                 raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
             self._conn = conn
+            self._count_connection()
             return conn
         try:
-            # A server that restarted or a proxy that was cut closes our socket; it then
-            # reads as "ready" (EOF). Reconnect before writing, so a batch is not written
-            # into a dead socket and wrongly reported as of unknown fate.
-            if conn.can_read():
+            before = getattr(conn, "_sock", None)
+            if before is not None and closed_by_peer(conn):
                 conn.disconnect()
-            conn.connect()
+            conn.connect()  # a no-op while connected
+            if getattr(conn, "_sock", None) is not before:
+                self._count_connection()
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()
             raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
@@ -339,6 +356,11 @@ class RedisTransport:
             if i + 1 == len(extra):
                 tally.extra_errors = tally.errors
 
+    def _count_connection(self) -> None:
+        if self._connected_once:
+            self.reconnects += 1
+        self._connected_once = True
+
     def check(self) -> None:
         """Connect and PING on a separate pooled connection (the sender's stays its own,
         since this runs on the caller's thread); raises ConnectFailed with the reason."""
@@ -380,6 +402,8 @@ class RedisTransport:
         self._conn = None
         self._in_use = threading.Lock()  # the parent's sender may have held it
         self._close_pending = False
+        self.reconnects = 0  # the child's publisher counts afresh
+        self._connected_once = False
         self._pid = os.getpid()
         old = self.pool
         try:

@@ -365,3 +365,25 @@ def test_close_giving_up_on_a_frozen_redis_leaves_the_users_pool_answering_right
     job.join(10)
     client.close()
     assert answers == [True, b"v", 1]
+
+
+def test_a_restart_between_two_batches_is_one_reconnect_and_no_outage(server, caplog):
+    """Redis restarted while the sender idles: the next batch goes out at once on a new
+    connection (no failed attempt, no backoff, no outage warning), and stats().reconnects
+    counts that connection."""
+    publisher = ProgressPublisher(server.url, "reconnects", snapshots=False)
+    try:
+        publisher.emit(lifecycle("before"))
+        assert publisher.flush(5)
+        assert publisher.stats().reconnects == 0
+        server.kill()
+        server.start()
+        publisher.emit(lifecycle("after"))
+        assert publisher.flush(5)
+        stats = publisher.stats()
+        assert stats.dropped == {} and stats.published == 2
+        assert stats.reconnects == 1
+        assert stats.last_error is None
+        assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
+    finally:
+        publisher.close(2)
