@@ -28,7 +28,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from . import defaults as d
-from ._resp import Activity
+from ._resp import TRANSIENT_ERRORS, Activity
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
 from .transport import (
@@ -237,9 +237,12 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 # -- publishing ----------------------------------------------------------------------------
 
-_NOT_PROCESSED = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
-"""Error replies meaning the node did not publish: the slot is served elsewhere, or the
-cluster cannot serve it now. Safe to send again once the slot map is fresh."""
+_NOT_RUN = TRANSIENT_ERRORS | {"MOVED", "ASK"}
+"""Error reply codes meaning the node did not run the command: the slot is served
+elsewhere (``MOVED``, ``ASK``), or the node cannot serve it now (``BUSY``, ``LOADING``,
+``READONLY``...: ``_resp.TRANSIENT_ERRORS``, the single-server rule). Safe to send again
+once the slot map is read afresh, unless a later event of its channel was published
+(``_keep_order``)."""
 
 _OK, _REFUSED, _RESEND, _UNKNOWN = 0, 1, 2, 3
 
@@ -273,6 +276,19 @@ def _reply_text(exc: Exception) -> str:
     return text
 
 
+def _keep_order(outcomes: list[int], names: Sequence[bytes]) -> None:
+    """Refuse, instead of resending, an event not run when a later event of its channel
+    was published: sent again, it would arrive behind that one, and consumers drop an
+    event older than the last they saw of its media (the single-server rule, per channel:
+    a channel's events all go to one master, in order)."""
+    published_later: set[bytes] = set()
+    for i in range(len(outcomes) - 1, -1, -1):
+        if outcomes[i] == _OK:
+            published_later.add(names[i])
+        elif outcomes[i] == _RESEND and names[i] in published_later:
+            outcomes[i] = _REFUSED
+
+
 class ClusterTransport:
     """Publishes batches with ``SPUBLISH`` on a Redis Cluster, pipelined per master.
 
@@ -280,12 +296,15 @@ class ClusterTransport:
     group is written at once (one buffer per master), then the replies are read. Before
     writing, a connection to every master concerned must be up: if one cannot be made,
     nothing is written and the whole batch waits (an outage, as on one server), since a
-    dead master's slots move to its replica within seconds. A ``MOVED``/``ASK``/
-    ``CLUSTERDOWN``/``TRYAGAIN`` reply, or a connection closed or reset mid-batch, means
-    not published: those events are sent again after the slot map is read afresh. A
-    reply that timed out leaves its events of unknown fate (counted as lost, never sent
-    twice). When the events left over are not the last of the batch, ``Delivery.unsent``
-    lists them, so the sender puts back exactly those.
+    dead master's slots move to its replica within seconds. A ``MOVED``/``ASK`` reply, one
+    that says the node cannot serve now (``BUSY``, ``LOADING``, ``READONLY``,
+    ``TRYAGAIN``, ``MASTERDOWN``, ``CLUSTERDOWN``: as on one server), or a connection
+    closed or reset mid-batch, means not published: those events are sent again (with
+    backoff) after the slot map is read afresh, unless a later event of their channel was
+    published (then they are refused, as on one server). A reply that timed out leaves
+    its events of unknown fate (counted as lost, never sent twice). When the events left
+    over are not the last of the batch, ``Delivery.unsent`` lists them, so the sender
+    puts back exactly those.
 
     A batch hook's extra commands (snapshots) are routed by their key (each touches one
     key, or keys of one slot; one without a key, such as ``SCRIPT LOAD``, runs first on
@@ -318,9 +337,10 @@ class ClusterTransport:
         self._close_pending = False
         self.activity = Activity()  # see Transport: how a run's end tells a stall
         self.reconnects = 0
-        """Connections made to a master after its first (a restart, a failover, a cut),
-        whether or not a batch failed first: what ``stats().reconnects`` reports."""
-        self._connected: set[Address] = set()
+        """Connections made in place of one lost (a restart, a cut, a failover: to the
+        new master), whether or not a batch failed first: what ``stats().reconnects``
+        reports."""
+        self._lost = 0  # connections lost and not replaced yet
 
     def publish(
         self,
@@ -358,6 +378,7 @@ class ClusterTransport:
             self._write(conns[owner], commands)
         for owner, indices in groups.items():
             receivers += self._read(conns[owner], owner, indices, outcomes, errors)
+        _keep_order(outcomes, names)
         extra_error = mask_url(extra_errors[0]) if extra_errors else None
         return self._delivery(outcomes, receivers, errors, extra_failed, extra_error)
 
@@ -407,10 +428,10 @@ class ClusterTransport:
                 failed += 1
                 text = _reply_text(exc)
                 errors.append(f"{text} ({owner[0]}:{owner[1]})")
-                if text.split(" ", 1)[0] in _NOT_PROCESSED:
+                if text.split(" ", 1)[0] in _NOT_RUN:
                     self._stale = True
             except (redis.RedisError, OSError) as exc:
-                conn.disconnect()  # the events' pipeline reconnects to this master
+                self._lose(conn)  # the events' pipeline reconnects to this master
                 errors.append(f"{type(exc).__name__}: {exc} ({owner[0]}:{owner[1]})")
                 self._stale = True
                 return failed + count - n
@@ -447,17 +468,22 @@ class ClusterTransport:
             else:
                 before = getattr(conn, "_sock", None)
                 if before is not None and closed_by_peer(conn):  # a restart or a cut
-                    conn.disconnect()
+                    self._lose(conn)
             conn.connect()  # a no-op while connected
-            if getattr(conn, "_sock", None) is not before:
-                if owner in self._connected:
-                    self.reconnects += 1
-                self._connected.add(owner)
+            if getattr(conn, "_sock", None) is not before and self._lost:
+                self.reconnects += 1
+                self._lost -= 1
         except (redis.RedisError, OSError) as exc:
             if conn is not None:
                 conn.disconnect()
             raise ConnectFailed(f"{owner[0]}:{owner[1]}: {type(exc).__name__}: {exc}") from exc
         return conn
+
+    def _lose(self, conn: Any) -> None:
+        """Disconnect a connection that failed; the next one made replaces it."""
+        if getattr(conn, "_sock", None) is not None:  # not already lost
+            self._lost += 1
+        conn.disconnect()
 
     def _write(self, conn: Any, commands: Sequence[Command]) -> None:
         try:
@@ -465,7 +491,7 @@ class ClusterTransport:
                                      check_health=False)
             self.activity.progressed()
         except (redis.RedisError, OSError):
-            conn.disconnect()  # its replies fail to read below: not published, resend
+            self._lose(conn)  # its replies fail to read below: not published, resend
 
     def _read(self, conn: Any, owner: Address, indices: list[int], outcomes: list[int],
               errors: list[str]) -> int:
@@ -475,17 +501,15 @@ class ClusterTransport:
                 receivers += int(conn.read_response())
                 self.activity.progressed()
                 outcomes[i] = _OK
-            except redis.ResponseError as exc:
+            except _REPLY_ERRORS as exc:
                 self.activity.progressed()
-                text = str(exc)
+                text = _reply_text(exc)
                 errors.append(f"{owner[0]}:{owner[1]}: {text}")
-                moved = text.split(" ", 1)[0] in _NOT_PROCESSED or isinstance(
-                    exc, (redis.exceptions.MovedError, redis.exceptions.AskError,
-                          redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError))
-                outcomes[i] = _RESEND if moved else _REFUSED
-                self._stale = self._stale or moved
+                not_run = text.split(" ", 1)[0] in _NOT_RUN
+                outcomes[i] = _RESEND if not_run else _REFUSED
+                self._stale = self._stale or not_run
             except (redis.RedisError, OSError) as exc:
-                conn.disconnect()
+                self._lose(conn)
                 self._stale = True
                 errors.append(f"{owner[0]}:{owner[1]}: {type(exc).__name__}: {exc}")
                 fate = _UNKNOWN if isinstance(exc, (redis.TimeoutError, TimeoutError)) \
@@ -557,7 +581,7 @@ class ClusterTransport:
         self._in_use = threading.Lock()  # the parent's sender may have held it
         self._close_pending = False
         self.reconnects = 0  # the child's publisher counts afresh
-        self._connected = set()
+        self._lost = 0
         self._stale = True
 
 
@@ -620,7 +644,7 @@ class DetectingTransport:
 
     @property
     def reconnects(self) -> int:
-        """The chosen transport's reconnects (see ``RedisTransport.reconnects``)."""
+        """The chosen transport's reconnects (see its ``reconnects``)."""
         chosen = self._chosen
         if isinstance(chosen, ClusterTransport):
             return chosen.reconnects
