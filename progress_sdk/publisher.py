@@ -266,7 +266,11 @@ class ProgressPublisher:
             strict if strict is not None else os.environ.get(d.ENV_STRICT, "") in ("1", "true")
         )
         self.error_messages: ErrorMessages = dict(error_messages or {})
+        # close() first refuses new media runs (closing), fails the runs left open, then
+        # refuses everything (closed). ``_close_started``: a close() is past that point.
+        self._closing = False
         self._closed = False
+        self._close_started = False
         self._close_result = False
         # Set when the first close() has decided its result: later calls wait for it.
         self._close_done = threading.Event()
@@ -283,7 +287,9 @@ class ProgressPublisher:
             suffix = f":{self._pid}"
             source = source[: d.MAX_SOURCE_CHARS - len(suffix)] + suffix
         self.source = source
-        self._lock = threading.Lock()
+        # Re-entrant so that a signal handler on a thread inside emit() can read stats();
+        # close() and flush() see _held_here() and do not wait there (see close()).
+        self._lock = threading.RLock()
         # Wakes flush() waiters when work settles; guards the buffer and the counters.
         self._settled = threading.Condition(self._lock)
         self._accepted = 0
@@ -386,17 +392,27 @@ class ProgressPublisher:
         with self._lock:
             # Checked under the lock: a close() racing this emit either sees the event
             # (and sends or counts it) or makes this emit raise.
-            if self._closed:
-                raise PublisherClosedError(
-                    "emit() after close(): create a new ProgressPublisher, or emit before closing"
-                )
+            if self._closing:
+                self._refuse_if_closing(entry.event)
             self._accepted += 1
             # An event that only replaces or is held behind an earlier deadline leaves
-            # the sender asleep: waking it costs the job the interpreter lock.
-            wake = self._buffer.accept(entry) and sender.idle
+            # the sender asleep: waking it costs the job the interpreter lock. Woken
+            # under the lock, so that a signal handler interrupting this never finds
+            # the wakeup's own lock taken by its thread (close() would wait on it).
+            if self._buffer.accept(entry) and sender.idle:
+                sender.wakeup.set()
             self._ensure_sender_locked()
-        if wake:
-            sender.wakeup.set()
+
+    def _refuse_if_closing(self, event: str) -> None:
+        """Raise PublisherClosedError for an event close() no longer takes. While close()
+        fails the runs left open, their events still go in, but a new run's
+        PROCESSING_STARTED does not: close() would not see that run, and its terminal
+        event would be refused (a panel that never ends). Once closed, nothing goes in.
+        Called under the lock that orders accepting with close() (testing: its own)."""
+        if self._closed or (self._closing and event == "PROCESSING_STARTED"):
+            raise PublisherClosedError(
+                "emit() after close(): create a new ProgressPublisher, or emit before closing"
+            )
 
     def _ensure_sender_locked(self) -> bool:
         """Start the sender thread if work waits and it is not running (the first event,
@@ -424,6 +440,8 @@ class ProgressPublisher:
     def _wait_settled(self, timeout: float | None, *, stall_after: float | None) -> bool:
         """flush(); with ``stall_after``, give up once the publish call under way has
         moved no byte that long (a frozen server; see ``Sender.stalled``)."""
+        if self._held_here():
+            return False  # a signal handler interrupting emit(): see close()
         deadline = None if timeout is None else time.monotonic() + timeout
         sender = self._sender
         buffer = self._buffer
@@ -463,16 +481,21 @@ class ProgressPublisher:
         timeout passes are counted as ``dropped["closed"]``. Idempotent: a later call
         returns the first call's result, waiting (up to its own ``timeout``) for the first
         call to finish; False if it has not.
+
+        Called from a signal handler that interrupted this publisher's own lock on the
+        same thread (inside ``emit()``), it cannot wait: it refuses new media runs from
+        then on and returns False at once; a later ``close()`` or the exit hook finishes.
         """
-        if self.fail_runs_left_open and not self._closed:
-            fail_open_runs(self, "the worker stopped before this media's analysis finished")
+        if self._held_here():
+            self._closing = True
+            return False
         with self._lock:
-            first = not self._closed
-            self._closed = True
-            self._sender.closing = True
+            first = not self._close_started
+            self._close_started = self._closing = True
         if not first:
             return self._close_done.wait(timeout) and self._close_result
         try:
+            self._end_runs_left_open()
             delivered = self._stop_sending(timeout)
             self._transport.close()
             _live_publishers.discard(self)
@@ -481,6 +504,20 @@ class ProgressPublisher:
         finally:
             self._close_done.set()
         return self._close_result
+
+    def _end_runs_left_open(self) -> None:
+        """close()'s first step, while new runs are refused: the runs left open end with
+        PROCESSING_FAILED; then nothing more is accepted."""
+        if self.fail_runs_left_open:
+            fail_open_runs(self, "the worker stopped before this media's analysis finished")
+        with self._lock:
+            self._closed = True
+            self._sender.closing = True
+
+    def _held_here(self) -> bool:
+        """Whether this thread holds the lock: a signal handler interrupted it there."""
+        # RLock._is_owned is what threading.Condition itself asks; typeshed omits it.
+        return bool(self._lock._is_owned())  # type: ignore[attr-defined]
 
     def _stop_sending(self, timeout: float) -> bool:
         """close()'s delivery part: flush, stop the thread, and count what is left as
@@ -537,7 +574,7 @@ class ProgressPublisher:
             return self._forgiven[kind]
 
     def _flush_at_exit(self, timeout: float) -> None:
-        if not self._closed and self._pid == os.getpid():
+        if not self._close_started and self._pid == os.getpid():
             if self.fail_runs_left_open:
                 fail_open_runs(self, "the worker exited before this media's analysis finished")
             self.flush(timeout)
@@ -546,7 +583,8 @@ class ProgressPublisher:
         return dict(self._buffer.dropped + self._sender.dropped)
 
     def stats(self) -> PublisherStats:
-        """A consistent snapshot of the counters."""
+        """A consistent snapshot of the counters (best effort in a signal handler that
+        interrupted ``emit()``: an event may be counted as accepted and not yet queued)."""
         sender = self._sender
         with self._lock:
             return PublisherStats(

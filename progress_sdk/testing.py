@@ -27,7 +27,6 @@ from typing import Any, overload
 from ._buffer import SeqNumbers
 from ._wire import WireEncoder
 from .contract import LifecycleValidator, Report
-from .exceptions import PublisherClosedError
 from .failures import ErrorMessages
 from .publisher import ProgressPublisher, PublisherStats
 from .transport import ConnectFailed, Delivery
@@ -150,10 +149,9 @@ class CapturingPublisher(ProgressPublisher):
         """Record one event at once, numbered and with its envelope (the ``EventSink``
         side of the tracking API; ``emit()`` validates, then calls this)."""
         with self._capture_lock:
-            if self.closed:
-                raise PublisherClosedError(
-                    "emit() after close(): create a new publisher, or emit before closing"
-                )
+            # As the real publisher: while close() fails the runs left open, only their
+            # events go in; a new run's PROCESSING_STARTED does not.
+            self._refuse_if_closing(fields["event"])
             seq = self._numbers.next(fields["media_id"])
             self._recorded += 1
             self.events._append(self._capture_encoder.encode(fields, seq, time.time()))

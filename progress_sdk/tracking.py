@@ -296,12 +296,27 @@ class MediaRun:
         with self._lock:
             if self._started:
                 return self
+            # Registered before PROCESSING_STARTED goes in: a close() that accepts it then
+            # finds the run among those to fail. A refused start (close() began) undoes it.
             self._started = True
-            self._emit("PROCESSING_STARTED", message, data)
-            if not self.ends_elsewhere:
-                with _open_runs_lock:
-                    _open_runs.setdefault(self._publisher, {})[id(self)] = self
+            self._register(True)
+            try:
+                self._emit("PROCESSING_STARTED", message, data)
+            except BaseException:
+                self._started = False
+                self._register(False)
+                raise
         return self
+
+    def _register(self, is_open: bool) -> None:
+        """Add this run to, or remove it from, the runs ``fail_open_runs`` ends."""
+        if self.ends_elsewhere:
+            return
+        with _open_runs_lock:
+            if is_open:
+                _open_runs.setdefault(self._publisher, {})[id(self)] = self
+            else:
+                _open_runs.get(self._publisher, {}).pop(id(self), None)
 
     def _require_open(self, what: str) -> None:
         if not self._started:
@@ -422,16 +437,15 @@ class MediaRun:
         self._terminal = event
         if self.filename is not None:
             data["filename"] = self.filename
-        with _open_runs_lock:
-            _open_runs.get(self._publisher, {}).pop(id(self), None)
+        self._register(False)
         self._emit(event, message, data)
         return event
 
     def _fail_left_open(self, reason: str) -> bool:
         """``PROCESSING_FAILED`` for a run job code did not end; False if it had ended."""
         with self._lock:
-            if self._terminal is not None:
-                return False
+            if self._terminal is not None or not self._started:
+                return False  # ended, or its PROCESSING_STARTED was refused
             self._failed_left_open = True
             self._close_open_models(reason)
             self._end(

@@ -1,0 +1,246 @@
+"""close() racing job threads, and close()/stats() called from a signal handler.
+
+Issue #8: every media whose ``PROCESSING_STARTED`` went out gets a terminal event, and
+nothing the publisher does blocks or crashes the job, a worker's SIGTERM handler included.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from progress_sdk import MediaRun, ProgressPublisher, PublisherClosedError, TrackingError
+from progress_sdk.testing import CapturingPublisher
+from progress_sdk.transport import Delivery
+
+TERMINAL = ("PROCESSING_COMPLETED", "PROCESSING_FAILED")
+
+
+class CapturingTransport:
+    """Delivers at once and keeps every payload, in order."""
+
+    description = "memory://"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def publish(
+        self, payloads: list[bytes], extra: object = (), channels: object = None
+    ) -> Delivery:
+        self.sent.extend(payloads)
+        return Delivery(published=len(payloads), receivers=len(payloads))
+
+    def check(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def after_fork_in_child(self) -> None:
+        return None
+
+    def lifecycle(self) -> Counter[tuple[str, str]]:
+        """(media_id, START or END) -> how many went out."""
+        seen: Counter[tuple[str, str]] = Counter()
+        for payload in self.sent:
+            event = json.loads(payload)
+            if event["event"] == "PROCESSING_STARTED":
+                seen[event["media_id"], "START"] += 1
+            elif event["event"] in TERMINAL:
+                seen[event["media_id"], "END"] += 1
+        return seen
+
+
+def unended(transport: CapturingTransport) -> list[str]:
+    """Media whose PROCESSING_STARTED went out without exactly one terminal event."""
+    seen = transport.lifecycle()
+    started = {media for media, kind in seen if kind == "START"}
+    return sorted(m for m in started if seen[m, "START"] != 1 or seen[m, "END"] != 1)
+
+
+class StartsAMediaWhileClosing:
+    """Plays a worker thread that starts a media just as close() fails the runs left
+    open: a mixin over a publisher's accept()."""
+
+    late_run: MediaRun
+    late_start: BaseException | None = None
+
+    def accept(self, fields: dict[str, Any]) -> None:
+        super().accept(fields)  # type: ignore[misc]
+        if fields["event"] == "PROCESSING_FAILED" and fields["media_id"] == "left-open":
+            try:
+                self.late_run.start()
+            except PublisherClosedError as exc:
+                self.late_start = exc
+
+
+class RacedPublisher(StartsAMediaWhileClosing, ProgressPublisher):
+    pass
+
+
+class RacedCapturingPublisher(StartsAMediaWhileClosing, CapturingPublisher):
+    pass
+
+
+def test_a_media_started_while_close_fails_open_runs_is_refused():
+    """A run that starts after close() began is refused at PROCESSING_STARTED: accepted,
+    it would be missed by close() and its terminal event refused afterwards."""
+    transport = CapturingTransport()
+    publisher = RacedPublisher(channel="close-race", _transport=transport, finish_flush_timeout=0)
+    publisher.late_run = publisher.media("late", "u1")
+    publisher.media("left-open", "u1").start()
+    publisher.close(2)
+    refused_terminal = None
+    if publisher.late_start is None:  # accepted: the job must still be able to end it
+        try:
+            publisher.late_run.finish()
+        except PublisherClosedError as exc:
+            refused_terminal = exc
+    assert refused_terminal is None
+    assert isinstance(publisher.late_start, PublisherClosedError)
+    assert unended(transport) == []
+    assert transport.lifecycle()["left-open", "END"] == 1
+
+
+def test_the_capturing_publisher_refuses_a_media_started_while_closing_too():
+    """CapturingPublisher keeps the same order: the run left open is failed and recorded,
+    the late start is refused."""
+    publisher = RacedCapturingPublisher()
+    publisher.late_run = publisher.media("late", "u1")
+    publisher.media("left-open", "u1").start()
+    publisher.close()
+    assert isinstance(publisher.late_start, PublisherClosedError)
+    assert publisher.events.types() == ["PROCESSING_STARTED", "PROCESSING_FAILED"]
+    publisher.events.assert_valid()
+
+
+def test_threads_starting_and_ending_runs_while_close_runs_leave_no_panel_open():
+    """Four threads start and finish media in a loop while another thread closes the
+    publisher (with runs left open for it to fail): every PROCESSING_STARTED accepted gets
+    exactly one terminal event, and no terminal event is refused (a run close() already
+    failed answers TrackingError)."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # interleave the threads finely: the race is narrow
+    try:
+        for attempt in range(10):
+            hammer_a_closing_publisher(attempt)
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+def hammer_a_closing_publisher(attempt: int) -> None:
+    transport = CapturingTransport()
+    publisher = ProgressPublisher(
+        channel="close-race", _transport=transport, finish_flush_timeout=0
+    )
+    for i in range(100):
+        publisher.media(f"left-open-{i}", "u1").start()
+    refused_terminals: list[str] = []
+    go = threading.Barrier(5)
+
+    def work(t: int) -> None:
+        go.wait()
+        for i in range(10_000):
+            run = publisher.media(f"m{attempt}-{t}-{i}", "u1")
+            try:
+                run.start()
+            except PublisherClosedError:
+                return  # refused at the start: nothing went out for it
+            try:
+                with run.model("M") as model:
+                    model.progress(1, 2)
+                run.finish()
+            except TrackingError:
+                pass  # close() failed the run first: its terminal event went out
+            except PublisherClosedError:
+                refused_terminals.append(run.media_id)
+                return
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    go.wait()
+    publisher.close(5)
+    for thread in threads:
+        thread.join(10)
+    assert refused_terminals == []
+    assert unended(transport) == []
+    stats = publisher.stats()
+    assert stats.accepted == stats.published + stats.coalesced + stats.dropped_total
+
+
+# -- signal handlers ------------------------------------------------------------------
+
+SIGNAL_JOB = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from test_publisher_close import CapturingTransport, unended
+    from progress_sdk import ProgressPublisher
+
+    transport = CapturingTransport()
+    publisher = ProgressPublisher(channel="signal", _transport=transport)
+    seen = {{}}
+    inside = {{"accept": False}}
+
+    def on_signal(signum, frame):
+        seen["inside_emit"] = inside["accept"]
+        stats = publisher.stats()
+        seen["stats_accepted"] = stats.accepted
+        seen["flush"] = publisher.flush(1)
+        seen["close"] = publisher.close(1)
+        seen["second_close"] = publisher.close(0.2)
+
+    signal.signal(signal.SIGUSR1, on_signal)
+    buffer = publisher._buffer  # the one place that runs under the publisher's lock
+    accept = buffer.accept
+
+    def accept_after_a_signal(entry):
+        inside["accept"] = True
+        if "inside_emit" not in seen:
+            os.kill(os.getpid(), signal.SIGUSR1)  # handled at the next bytecode boundary
+        try:
+            return accept(entry)
+        finally:
+            inside["accept"] = False
+
+    buffer.accept = accept_after_a_signal
+    with publisher.media("m1", "u1") as run:
+        with run.model("M") as model:
+            model.progress(1, 1)
+    seen["final_close"] = publisher.close(2)
+    seen["unended"] = unended(transport)
+    seen["events"] = len(transport.sent)
+    print(json.dumps(seen))
+    """
+)
+
+
+def test_close_stats_and_flush_from_a_signal_handler_that_interrupts_emit_return():
+    """A SIGUSR1 handler runs while the main thread's emit() holds the publisher's lock:
+    stats() gives a snapshot, flush() and close() return False at once instead of
+    deadlocking, and a later close() sends everything (the run ends on screen)."""
+    tests = str(Path(__file__).parent)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", SIGNAL_JOB.format(tests=tests)],
+            check=False, capture_output=True, text=True, timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("close()/stats() in a signal handler interrupting emit() deadlocked")
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["inside_emit"] is True
+    assert seen["stats_accepted"] in (0, 1)
+    assert (seen["flush"], seen["close"], seen["second_close"]) == (False, False, False)
+    assert seen["final_close"] is True
+    assert seen["unended"] == []
+    assert seen["events"] == 5
