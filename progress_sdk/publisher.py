@@ -18,6 +18,7 @@ import atexit
 import dataclasses
 import os
 import random
+import secrets
 import socket
 import threading
 import time
@@ -277,16 +278,11 @@ class ProgressPublisher:
         self._init_state()
         _live_publishers.add(self)
 
-    def _init_state(self, *, forked: bool = False) -> None:
+    def _init_state(self) -> None:
         """(Re)create everything the sender thread and the front share."""
         self._pid = os.getpid()
-        source = self._explicit_source or _default_source()
-        if forked and self._explicit_source:
-            # The child numbers each media from 1 again: under the parent's source that
-            # would repeat seq values (contract rule 6), so it becomes a source of its own.
-            suffix = f":{self._pid}"
-            source = source[: d.MAX_SOURCE_CHARS - len(suffix)] + suffix
-        self.source = source
+        # A forked child numbers each media from 1 again: it gets a source of its own.
+        source = self.source = self._instance_source()
         # Re-entrant so that a signal handler on a thread inside emit() can read stats();
         # close() and flush() see _held_here() and do not wait there (see close()).
         self._lock = threading.RLock()
@@ -321,11 +317,23 @@ class ProgressPublisher:
             keep_alive=self,
         )
 
+    def _instance_source(self) -> str:
+        """The ``source`` of this publisher's events: unique to the instance and the
+        process, since each numbers every media from 1 (contract rule 6). An explicit
+        ``source=`` is its readable first part, followed by a random one: a worker
+        restarted under the same name must not repeat the seq numbers its previous
+        process sent, or consumers drop the new run's events as repeats of (source,
+        media_id, seq), as the relay does."""
+        if self._explicit_source is None:
+            return _default_source()
+        suffix = f":{secrets.token_hex(4)}"
+        return self._explicit_source[: d.MAX_SOURCE_CHARS - len(suffix)] + suffix
+
     def _after_fork_in_child(self) -> None:
         # The child gets a fresh buffer, lock, thread and connection. The parent's
         # pending events stay the parent's: sending them here too would duplicate them.
         self._transport.after_fork_in_child()
-        self._init_state(forked=True)
+        self._init_state()
 
     def __repr__(self) -> str:
         return (

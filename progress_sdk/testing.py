@@ -145,6 +145,11 @@ class CapturingPublisher(ProgressPublisher):
         self._recorded = 0
         self._capture_encoder = WireEncoder(self.source)
 
+    def _instance_source(self) -> str:
+        # Exactly as given, so tests can compare it: nothing captured here reaches a
+        # consumer that a restarted worker's seq numbers could confuse.
+        return self._explicit_source or "capturing-publisher"
+
     def accept(self, fields: dict[str, Any]) -> None:
         """Record one event at once, numbered and with its envelope (the ``EventSink``
         side of the tracking API; ``emit()`` validates, then calls this)."""

@@ -14,6 +14,7 @@ import redis
 import socketio
 from relay_support import SECRET, Client, RedisServer, RelayProcess, event
 
+from progress_sdk import ProgressPublisher
 from simulator.relay import sign_token
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -127,6 +128,39 @@ def _token_cases() -> list[tuple[str, object]]:
         ("algorithm", {"token": jwt.encode({"userId": user}, None, algorithm="none")}),
         ("no_user", {"token": sign_token(SECRET, user, claim="sub")}),
     ]
+
+
+def test_a_worker_restarted_under_the_same_source_name_still_reaches_the_screen(
+    relay: RelayProcess, redis_url: str, shared_channel: str
+) -> None:
+    """A worker process analyses a media, ends, and its replacement, created with the same
+    ``source=``, analyses the same media again: the second run's events, numbered from 1
+    again, reach the user's socket (not dropped as repeats of the first run's)."""
+    user = _user()
+
+    def one_run() -> None:
+        publisher = ProgressPublisher(redis_url, shared_channel, source="worker-3",
+                                      min_progress_interval=0)
+        with publisher, publisher.media("m-again", user) as run, run.model("LIP-FD-V1") as m:
+            m.progress(1, 2)
+
+    async def scenario() -> Client:
+        client = Client()
+        await client.connect(relay.url, {"token": sign_token(SECRET, user)})
+        one_run()
+        await client.wait_for("media_update", 1)
+        one_run()  # the restarted worker
+        await client.wait_for("media_update", 2)
+        await client.sio.disconnect()
+        return client
+
+    client = asyncio.run(scenario())
+    updates = client.named("progress_update")
+    starts = [u for u in updates if u["event"] == "PROCESSING_STARTED"]
+    ends = [u for u in updates if u["event"] == "PROCESSING_COMPLETED"]
+    assert len(starts) == 2 and len(ends) == 2, [(u["event"], u["seq"]) for u in updates]
+    assert starts[0]["source"] != starts[1]["source"]
+    assert all(u["source"].startswith("worker-3:") for u in updates)
 
 
 def test_every_kind_of_bad_token_is_refused_at_the_handshake(relay: RelayProcess) -> None:
