@@ -32,6 +32,7 @@ from ._resp import TRANSIENT_ERRORS, Activity
 from .exceptions import ConfigurationError
 from .redis_urls import check_redis_url, mask_url
 from .transport import (
+    BatchGuard,
     Command,
     ConnectFailed,
     Delivery,
@@ -331,10 +332,7 @@ class ClusterTransport:
         self._conns: dict[Address, Any] = {}
         self._owners: dict[bytes, Address] = {}
         self._stale = True
-        # As in RedisTransport: close() does not disconnect under a batch in progress
-        # (the sender closes when it is over).
-        self._in_use = threading.Lock()
-        self._close_pending = False
+        self._guard = BatchGuard()
         self.activity = Activity()  # see Transport: how a run's end tells a stall
         self.reconnects = 0
         """Connections made in place of one lost (a restart, a cut, a failover: to the
@@ -350,12 +348,8 @@ class ClusterTransport:
     ) -> Delivery:
         """SPUBLISH every payload on its channel (``channels``, else the transport's
         channel), pipelined per master; see the class docstring and ``Delivery``."""
-        with self._in_use:
-            try:
-                return self._publish(payloads, extra, channels)
-            finally:
-                if self._close_pending:  # close() came during the batch
-                    self._close_locked()
+        with self._guard.batch(self._disconnect):
+            return self._publish(payloads, extra, channels)
 
     def _publish(
         self, payloads: list[bytes], extra: Sequence[Command], channels: Sequence[bytes] | None
@@ -560,16 +554,9 @@ class ClusterTransport:
     def close(self) -> None:
         """Close every connection (left to the thread publishing a batch, if any, which
         closes them when it is over)."""
-        if not self._in_use.acquire(blocking=False):
-            self._close_pending = True
-            return
-        try:
-            self._close_locked()
-        finally:
-            self._in_use.release()
+        self._guard.close(self._disconnect)
 
-    def _close_locked(self) -> None:
-        self._close_pending = False
+    def _disconnect(self) -> None:
         conns, self._conns = self._conns, {}
         for conn in conns.values():
             with contextlib.suppress(Exception):
@@ -578,8 +565,7 @@ class ClusterTransport:
     def after_fork_in_child(self) -> None:
         """Forget the parent's connections without touching their sockets."""
         self._conns = {}
-        self._in_use = threading.Lock()  # the parent's sender may have held it
-        self._close_pending = False
+        self._guard = BatchGuard()  # the parent's sender may have held it
         self.reconnects = 0  # the child's publisher counts afresh
         self._lost = 0
         self._stale = True

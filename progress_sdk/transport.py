@@ -23,7 +23,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ from .redis_urls import check_redis_url, mask_url
 # Activity too: a transport of another module reports its progress with it.
 __all__ = [
     "Activity",
+    "BatchGuard",
     "Command",
     "ConnectFailed",
     "Delivery",
@@ -195,6 +196,42 @@ def describe_target(target: object) -> str:
     return type(target).__name__
 
 
+class BatchGuard:
+    """Keeps ``close()`` (on a caller's thread) from taking connections from under a batch
+    in progress (on the sender's): close() after giving up on a sender stuck on a slow
+    Redis would otherwise hand a connection with replies still on their way back to a
+    pool, maybe the user's own, whose next user reads them as its answers. A close() that
+    comes during a batch is done by the batch when it is over. (If it comes just as the
+    batch ends, after the batch looked, the sender's own exit, which follows a close(),
+    closes the transport.)"""
+
+    def __init__(self) -> None:
+        self._in_use = threading.Lock()
+        self._close_pending = False
+
+    @contextlib.contextmanager
+    def batch(self, close: Callable[[], None]) -> Iterator[None]:
+        """Around one batch: ``close`` runs at its end if close() was asked meanwhile."""
+        with self._in_use:
+            try:
+                yield
+            finally:
+                if self._close_pending:
+                    self._close_pending = False
+                    close()
+
+    def close(self, close: Callable[[], None]) -> None:
+        """Run ``close`` now, or at the end of the batch in progress."""
+        if not self._in_use.acquire(blocking=False):
+            self._close_pending = True
+            return
+        try:
+            self._close_pending = False
+            close()
+        finally:
+            self._in_use.release()
+
+
 class RedisTransport:
     """Publishes batches of serialised events to one channel over one connection."""
 
@@ -221,11 +258,7 @@ class RedisTransport:
                 f"got {type(target).__name__}"
             )
         self._conn: Any = None
-        # Held by the sender thread for a whole batch. close() (on the caller's thread,
-        # after giving up waiting for a sender stuck on a slow Redis) must not take the
-        # connection from under it: the sender closes it itself when the batch is over.
-        self._in_use = threading.Lock()
-        self._close_pending = False
+        self._guard = BatchGuard()
         self.reconnects = 0
         """Connections made after the first (a restart, a cut, a failed batch), whether
         or not a batch failed first: what ``stats().reconnects`` reports."""
@@ -265,12 +298,8 @@ class RedisTransport:
         """Run the ``extra`` commands, then PUBLISH every payload in order on the
         transport's channel (or each on its ``channels`` entry), in one write; see
         ``Delivery``."""
-        with self._in_use:
-            try:
-                return self._publish(payloads, extra, channels)
-            finally:
-                if self._close_pending:  # close() came during the batch
-                    self._close_locked()
+        with self._guard.batch(self._disconnect):
+            return self._publish(payloads, extra, channels)
 
     def _publish(
         self, payloads: list[bytes], extra: Sequence[Command], channels: Sequence[bytes] | None
@@ -373,16 +402,9 @@ class RedisTransport:
         """Return the connection; disconnect the pool if the transport made it. During a
         batch (another thread's publish), the connection is left to that thread, which
         closes it when the batch is over."""
-        if not self._in_use.acquire(blocking=False):
-            self._close_pending = True
-            return
-        try:
-            self._close_locked()
-        finally:
-            self._in_use.release()
+        self._guard.close(self._disconnect)
 
-    def _close_locked(self) -> None:
-        self._close_pending = False
+    def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             # Every reply of its batches was read (or it was disconnected), so the pool,
@@ -400,8 +422,7 @@ class RedisTransport:
         # in the child under the pool's lock, which the parent's sender may have held at
         # the moment of the fork (while connecting), and then the child waits forever.
         self._conn = None
-        self._in_use = threading.Lock()  # the parent's sender may have held it
-        self._close_pending = False
+        self._guard = BatchGuard()  # the parent's sender may have held it
         self.reconnects = 0  # the child's publisher counts afresh
         self._connected_once = False
         self._pid = os.getpid()
