@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,7 +34,10 @@ Outcome = Literal["completed", "failed", "crashed"]
 #   start                                  PROCESSING_STARTED
 #   queue     x=model names                ANALYSIS_QUEUED per model
 #   model                                  ANALYSIS_STARTED
-#   progress  x=done  y=total  z=(event type, phase)
+#   track     x=total  z=(event type, phase)  a progress stage begins: model.track() over
+#                                          its units reports 0/total (and, from then on,
+#                                          elapsed, rate and ETA in data.details)
+#   progress  x=done  y=total  z=(event type, phase)  the next unit is done
 #   phase     x=event type  y=message      a phase start/complete event
 #   complete  x=prediction  y=confidence  z=details
 #   fail      x=error message              ANALYSIS_FAILED
@@ -167,6 +171,7 @@ def _plan_model(
             total = rng.randint(*stage.units)
             per_unit = rng.uniform(*stage.seconds_per_unit)
             kind = (stage.event, stage.phase)
+            steps.append((t, "track", name, total, None, kind))
             random_ = rng.random
             for done in range(1, total + 1):
                 t += per_unit * (0.8 + 0.4 * random_())
@@ -177,8 +182,11 @@ def _plan_model(
             steps.append((t, "phase", name, stage.complete, f"{name}: {stage.what} done", None))
 
     if rng.random() < options.fail_rate:
-        # Fail somewhere between loading the weights and the last unit.
-        cut = rng.randint(1, len(steps))
+        # Fail somewhere between loading the weights and the last unit. The draw counts
+        # the steps that report something, not the "track" markers, so that a seed gives
+        # the plans it gave before the markers existed.
+        reported = [i for i, s in enumerate(steps) if s[1] != "track"]
+        cut = reported[rng.randint(1, len(reported)) - 1] + 1
         del steps[cut:]
         t = steps[-1][0] + rng.uniform(0.01, 0.2)
         steps.append((t, "fail", name, rng.choice(spec.errors)(rng), None, None))
@@ -199,8 +207,8 @@ class MediaJob:
     """Plays one ``MediaPlan`` through the SDK's tracking API, one step per ``step()``."""
 
     __slots__ = (
-        "_handles", "_index", "_models", "_publisher", "_run", "_steps", "crashed", "offset",
-        "plan",
+        "_handles", "_index", "_models", "_publisher", "_run", "_steps", "_units", "crashed",
+        "offset", "plan",
     )
 
     def __init__(self, publisher: ProgressPublisher, plan: MediaPlan, offset: float) -> None:
@@ -213,6 +221,8 @@ class MediaJob:
         self._index = 0
         self._run: Any = None
         self._handles: dict[str, Any] = {}
+        # model name -> the model.track() iterator of its current progress stage
+        self._units: dict[str, Iterator[int]] = {}
         self._models: dict[str, Any] = {}  # every model tracker announced, for model_states()
 
     def model_states(self) -> list[str]:
@@ -234,14 +244,24 @@ class MediaJob:
         _, op, name, x, y, z = self._steps[self._index]
         self._index += 1
         if op == "progress":
-            self._handles[name].progress(x, y, event=z[0], phase=z[1])
+            # A worker's loop takes its next unit: track() reports the one just done.
+            next(self._units[name], None)
+        elif op == "track":
+            # As a real worker loops over its frames: progress with elapsed, rate and
+            # ETA in data.details, measured by the SDK (wall clock, so it follows speed).
+            units = self._units[name] = self._handles[name].track(
+                range(x), event=z[0], phase=z[1]
+            )
+            next(units)  # the loop starts: 0/total
         elif op == "phase":
             self._handles[name].step(x, message=y)
         elif op == "model":
             self._handles[name] = self._models[name] = self._run.model(name).start()
         elif op == "complete":
+            self._units.pop(name, None)
             self._handles.pop(name).complete(prediction=x, confidence=y, details=z)
         elif op == "fail":
+            self._units.pop(name, None)
             self._handles.pop(name).fail(x)
         elif op == "start":
             plan = self.plan

@@ -49,12 +49,13 @@ def simulate_model(tracking: JobTracking, plan: dict[str, dict[str, Any]]) -> st
     step = plan[model.model_name]
     units, seconds = int(step["units"]), float(step["seconds"])
     event = step["event"]
-    for unit in range(1, units + 1):
+    # model.track() reports each unit once done, with elapsed, rate and ETA in
+    # data.details, as a real worker's frame loop does.
+    for unit in model.track(range(1, units + 1), event=event):
         if unit == step.get("crash_at"):
             os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
         if unit == step.get("fail_at"):
             raise SimulatedModelError(f"{model.model_name}: no face found in frame {unit}")
-        model.progress(unit, units, event=event)
         time.sleep(seconds)
     model.complete("FAKE" if step["fake"] else "REAL", round(float(step["confidence"]), 3))
     return model.model_name

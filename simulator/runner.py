@@ -9,9 +9,12 @@ Determinism: each media's plan comes from its own seeded RNG (``simulator.job``)
 steps are ordered by (simulated time, media index), never by wall-clock accidents. So
 the same seed and options give the same sequence of tracking calls, across media too,
 at any speed and any concurrency. Only what depends on the wall clock differs between
-runs: timestamps, the publisher's ``source``, which progress updates the publisher
-coalesces (it merges updates that come faster than ``min_progress_interval``; run with
-that set to 0 to publish every call), and with ``duration``, how many media get started.
+runs: timestamps, the publisher's ``source``, the timing in progress events'
+``data.details`` (``elapsed_seconds``, ``rate_per_second``, ``eta_seconds``: the models
+loop over their units with ``model.track()``, which measures the wall clock, so the ETA
+follows ``speed`` as a browser sees it), which progress updates the publisher coalesces
+(it merges updates that come faster than ``min_progress_interval``; run with that set to
+0 to publish every call), and with ``duration``, how many media get started.
 """
 
 from __future__ import annotations

@@ -44,6 +44,24 @@ def test_worker_with_an_unreachable_redis_says_so_without_the_password() -> None
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_simulated_rq_model_reports_its_eta_as_a_tracked_loop_does() -> None:
+    """The job run by ``run --via rq`` loops over its frames with ``model.track()``: 0/total
+    first, then every frame done with elapsed, rate and an ETA, 0 at the last frame."""
+    from progress_sdk.testing import CapturingPublisher
+    from simulator.rq_run import simulate_model
+
+    capturing = CapturingPublisher()
+    plan = {"SIGLIP-LSTM-V4": {"units": 5, "seconds": 0.002, "fake": True,
+                               "event": "FRAME_ANALYSIS_PROGRESS", "confidence": 0.9}}
+    simulate_model.with_publisher(capturing)(plan, media_id="m-eta", user_id="u-1",
+                                             model="SIGLIP-LSTM-V4")
+    progress = [e["data"] for e in capturing.events.of_type("FRAME_ANALYSIS_PROGRESS")]
+    assert [data["progress"] for data in progress] == [0, 1, 2, 3, 4, 5]
+    assert "eta_seconds" not in progress[0]["details"]
+    etas = [data["details"]["eta_seconds"] for data in progress[1:]]
+    assert all(eta > 0 for eta in etas[:-1]) and etas[-1] == 0
+
+
 @pytest.mark.slow
 def test_crashing_horses_still_close_every_media_in_a_strictly_valid_recording(
     redis_url: str, tmp_path: Path

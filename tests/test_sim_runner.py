@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -18,12 +19,19 @@ def run(config: SimulationConfig) -> tuple[CapturingPublisher, Simulation]:
     return publisher, simulation
 
 
-def strip(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
-    """Everything but the wall-clock fields."""
-    return [
-        (e["media_id"], e["user_id"], e["event"], e.get("run_id"), repr(e["data"]), e["seq"])
-        for e in events
-    ]
+TIMING = ("elapsed_seconds", "rate_per_second", "eta_seconds")
+
+
+def strip(events: list[dict[str, Any]]) -> list[tuple[object, ...]]:
+    """Everything but the wall-clock fields (timestamps, the timing track() measures)."""
+    kept = []
+    for e in events:
+        data = dict(e["data"])
+        if "details" in data and e["event"].endswith("_PROGRESS"):
+            data["details"] = {k: v for k, v in data["details"].items() if k not in TIMING}
+        kept.append((e["media_id"], e["user_id"], e["event"], e.get("run_id"), repr(data),
+                     e["seq"]))
+    return kept
 
 
 def test_same_seed_gives_the_same_event_sequence_across_media() -> None:
@@ -65,6 +73,27 @@ def test_concurrency_bounds_media_in_flight() -> None:
             open_now.discard(event["media_id"])
         most = max(most, len(open_now))
     assert most == 2
+
+
+def test_models_report_eta_through_track_in_data_details() -> None:
+    """Each progress stage is a model.track() loop: it opens at 0/total without timing,
+    then every report carries elapsed, rate and an ETA in wall-clock seconds that falls
+    to 0 at the last unit, the way the browser panel shows it."""
+    config = SimulationConfig(models=("MFF-MOE-V1",), seed=3, media=1, speed=20)
+    publisher, _ = run(config)
+    progress = [e["data"] for e in publisher.events if e["event"].endswith("_PROGRESS")]
+    assert progress, "the simulated model reported no progress"
+    opening = [data for data in progress if data["progress"] == 0]
+    assert opening and all("eta_seconds" not in data.get("details", {}) for data in opening)
+    later = [data for data in progress if data["progress"] > 0]
+    assert later and all(data["details"]["eta_seconds"] >= 0 for data in later)
+    assert all(data["details"]["eta_seconds"] == 0 for data in later
+               if data["progress"] == data["total"])
+    # Half way through its 8 experts (0.12 s or more of simulated time each) at least
+    # 0.36 simulated seconds are left; at speed 20 that is 18 ms or more of wall clock.
+    # The ETA is in wall-clock seconds, so well under the simulated time left.
+    middle = [data for data in later if data["progress"] == data["total"] // 2]
+    assert middle and all(0 < data["details"]["eta_seconds"] < 0.18 for data in middle)
 
 
 def test_speed_paces_steps_against_the_clock() -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import Any, Protocol, TypeVar, cast
 
 import redis
@@ -46,6 +46,7 @@ from .state import RunState
 __all__ = ["META_KEY", "JobTracking", "TrackedJob", "TrackedModel", "tracked_job"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 R_co = TypeVar("R_co", covariant=True)
 META_KEY = "progress_sdk"
 _ID_KWARGS = ("media_id", "user_id", "run_id", "filename", "models", "model")
@@ -88,6 +89,34 @@ class TrackedModel:
             done, total, event=event, phase=phase, message=message, details=details
         )
         self._tracking._mirror_progress(self.model_name, str(event), done, total)
+
+    def track(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        *,
+        event: EventType | str = EventType.FRAME_ANALYSIS_PROGRESS,
+        phase: str | None = None,
+    ) -> Iterator[T]:
+        """``ModelRun.track`` (progress with elapsed, rate and ETA in ``data.details``),
+        mirrored (throttled) into ``job.meta["progress"]`` like ``progress()``."""
+        if total is None and isinstance(iterable, Sized):
+            total = len(iterable)
+        return self._tracked(iterable, total, event, phase)
+
+    def _tracked(
+        self, iterable: Iterable[T], total: int | None, event: EventType | str,
+        phase: str | None,
+    ) -> Iterator[T]:
+        done = 0
+        # ModelRun.track reports the items done so far right before it yields the next.
+        for item in self._model.track(iterable, total, event=event, phase=phase):
+            if total:
+                self._tracking._mirror_progress(self.model_name, str(event), done, total)
+            yield item
+            done += 1
+        if done:
+            self._tracking._mirror_progress(self.model_name, str(event), done, total or done)
 
     def step(self, event: EventType | str, message: str | None = None) -> None:
         """``ModelRun.step``: a phase event."""
