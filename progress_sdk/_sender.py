@@ -48,6 +48,10 @@ BatchHook = Callable[[str, Sequence[OutgoingEvent]], Sequence[Command]]
 commands to write in the same pipeline, before the batch's PUBLISH commands. Called again
 for the same events if the batch is sent again after a connection reset."""
 
+WireHook = Callable[[Sequence[bytes]], Sequence[Command]]
+"""``BatchHook`` given the batch's wire bytes instead (the snapshots): it needs no event
+to keep its fields dict while it waits in the buffer."""
+
 
 class Sender:
     """Drains an ``EventBuffer`` through a ``Transport`` on a thread of its own."""
@@ -63,6 +67,7 @@ class Sender:
         name: str,
         source: str,
         batch_hook: BatchHook | None = None,
+        wire_hook: WireHook | None = None,
         route: Callable[[str], bytes] | None = None,
         keep_alive: object = None,
     ) -> None:
@@ -77,6 +82,7 @@ class Sender:
         self.encoder = encoder
         self.batch_size = batch_size
         self.batch_hook = batch_hook
+        self.wire_hook = wire_hook
         self.route = route
         """media_id -> its shard channel; None: every event on the transport's channel."""
         self.name = name
@@ -220,7 +226,8 @@ class Sender:
         if not payloads:
             self._finish_batch()
             return None
-        extra = self._extra_commands(batch) if self.batch_hook is not None else ()
+        hooked = self.batch_hook is not None or self.wire_hook is not None
+        extra = self._extra_commands(batch, payloads) if hooked else ()
         self.publishing_since = time.monotonic()
         try:
             if self.route is not None:  # shard channels: each media's own
@@ -278,10 +285,17 @@ class Sender:
             exc,
         )
 
-    def _extra_commands(self, batch: list[Any]) -> Sequence[Command]:
-        assert self.batch_hook is not None
+    def _extra_commands(self, batch: list[Any], payloads: list[bytes]) -> list[Command]:
+        extra: list[Command] = []
+        if self.wire_hook is not None:
+            extra += self._run_hook(self.wire_hook, payloads)
+        if self.batch_hook is not None:
+            extra += self._run_hook(self.batch_hook, self.source, batch)
+        return extra
+
+    def _run_hook(self, hook: Callable[..., Sequence[Command]], *args: Any) -> Sequence[Command]:
         try:
-            return self.batch_hook(self.source, batch)
+            return hook(*args)
         except KeyboardInterrupt:
             raise
         except BaseException:

@@ -137,21 +137,11 @@ def _snapshot_config(snapshots: SnapshotConfig | bool | None) -> SnapshotConfig 
     )
 
 
-def _batch_hook(
-    snapshots: SnapshotConfig | None, user: BatchHook | None,
-    channel: str | Callable[[str], str],
-) -> BatchHook | None:
+def _snapshot_hook(
+    snapshots: SnapshotConfig | None, channel: str | Callable[[str], str]
+) -> SnapshotHook | None:
     # A fresh hook per sender, so a forked child starts without its parent's snapshots.
-    if snapshots is None:
-        return user
-    hook = SnapshotHook(snapshots, channel)
-    if user is None:
-        return hook
-
-    def both(source: str, events: Any) -> list[Any]:
-        return [*hook(source, events), *user(source, events)]
-
-    return both
+    return None if snapshots is None else SnapshotHook(snapshots, channel)
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -293,8 +283,9 @@ class ProgressPublisher:
         route = router(self.channel, self.shards)
         # A batch hook is given each event's fields: then they are kept after serialising;
         # a hook and shard routing need each event's media_id: then every event keeps its
-        # Entry (otherwise a lifecycle event is kept as its bytes alone).
-        self._keep_fields = self.batch_hook is not None or self.snapshots is not None
+        # Entry (otherwise a lifecycle event is kept as its bytes alone). Snapshots read
+        # the events back from their bytes and need neither.
+        self._keep_fields = self.batch_hook is not None
         self._buffer = EventBuffer(
             self.buffer_size,
             self.min_progress_interval,
@@ -309,8 +300,9 @@ class ProgressPublisher:
             batch_size=self.batch_size,
             name=f"progress-sdk-sender-{self.channel}",
             source=source,
-            batch_hook=_batch_hook(
-                self.snapshots, self.batch_hook,
+            batch_hook=self.batch_hook,
+            wire_hook=_snapshot_hook(
+                self.snapshots,
                 self.channel if route is None else lambda media_id: route(media_id).decode(),
             ),
             route=route,

@@ -22,16 +22,19 @@ media attribute (``status``, ``user_id``, ``filename``, ``run_id``, ``error``, `
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
+
+import orjson
 
 from . import _rules
 from . import defaults as d
@@ -587,12 +590,55 @@ class SnapshotTracker:
         # Only a new run may replace a finished snapshot in Redis (see WRITE_SCRIPT).
         if event.get("event") == "PROCESSING_STARTED" and not was_open:
             pending.fresh = True
+        if state is not previous:
+            pending.models.clear()  # a new run: the rows of the one before are not its
         if previous is None or event.get("event") in _rules.MEDIA_EVENT_NAMES:
             pending.full = True
         data = event.get("data")
         model = data.get("model_name") if isinstance(data, Mapping) else None
         if type(model) is str and model in state.models:
             pending.models.add(model)
+
+    def apply_batch(
+        self, events: Iterable[Mapping[str, Any]], epoch: Callable[[Mapping[str, Any]], float]
+    ) -> None:
+        """``apply`` for each of a batch's decoded wire events, in order (they carry their
+        own ``seq`` and ``source``; ``epoch`` reads an event's time): the same snapshots
+        and pending writes, with the per-event bookkeeping done once per media (a batch
+        is hundreds of events over a few media). Recency counts per batch."""
+        states, all_pending = self._states, self._pending
+        touched: dict[str, MediaSnapshot] = {}
+        for event in events:
+            media_id = event.get("media_id")
+            if type(media_id) is not str or not media_id:
+                continue
+            previous = touched.get(media_id) or states.pop(media_id, None)
+            state = touched[media_id] = fold_event(previous, event, epoch(event))
+            pending = all_pending.get(media_id)
+            if pending is None:
+                pending = all_pending[media_id] = _Pending()
+            name = event.get("event")
+            if previous is None or name in _rules.MEDIA_EVENT_NAMES:
+                pending.full = True
+                if name == "PROCESSING_STARTED" and (previous is None or previous.terminal):
+                    pending.fresh = True
+            if state is not previous:
+                pending.models.clear()
+            data = event.get("data")
+            model = data.get("model_name") if isinstance(data, dict) else None
+            if type(model) is str and model in state.models:
+                pending.models.add(model)
+        self._settle(touched)
+
+    def _settle(self, touched: dict[str, MediaSnapshot]) -> None:
+        # What apply() does per event, once per media: channel, recency, the bound.
+        states, channel = self._states, self.channel
+        for media_id, state in touched.items():
+            state.channel = channel(media_id) if callable(channel) else channel
+            states[media_id] = state
+        while len(states) > self._max_media:
+            evicted, _ = states.popitem(last=False)
+            self._pending.pop(evicted, None)
 
     def take_commands(self) -> list[tuple[str | bytes, ...]]:
         """The writes for every media changed since the last call: the script
@@ -621,38 +667,66 @@ class SnapshotTracker:
 
 
 class SnapshotHook:
-    """The publisher's batch hook (``ProgressPublisher(snapshots=...)``): folds each batch
-    into its media's snapshots and returns the writes for the same pipeline."""
+    """The publisher's snapshot writer (``ProgressPublisher(snapshots=...)``): folds each
+    batch into its media's snapshots and returns the writes for the same pipeline.
+
+    It reads the events back from their wire bytes (``orjson``, on the sender thread), so
+    the publisher's buffer keeps no fields dict per event for it: a buffered event costs
+    the same memory, and the garbage collector the same walks, with snapshots on or off.
+    """
 
     def __init__(
         self, config: SnapshotConfig, channel: str | Callable[[str], str] | None = None
     ) -> None:
         self.tracker = SnapshotTracker(config, channel=channel)
+        self._epoch = _WireClock()
 
-    def __call__(
-        self, source: str, events: Sequence[OutgoingEvent]
-    ) -> list[tuple[bytes, ...]]:
-        """``events``: a batch about to be published by ``source``, in order."""
-        now = time.time()
-        apply = self.tracker.apply
-        for event in events:
-            if event.fields is not None:
-                apply(event.fields, event.ts or now, event.seq, source)
+    def __call__(self, payloads: Sequence[bytes]) -> list[tuple[bytes, ...]]:
+        """``payloads``: a batch's wire events about to be published, in order."""
+        self.tracker.apply_batch(_decoded(payloads), self._epoch)
         return [
             tuple(part if isinstance(part, bytes) else part.encode() for part in command)
             for command in self.tracker.take_commands()
         ]
 
 
-class OutgoingEvent(Protocol):
-    """What the publisher's batch hook sees of an event (``progress_sdk._sender``)."""
+def _decoded(payloads: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    # One at a time: each dict is freed once folded, so a batch of them never adds up to
+    # a garbage collection.
+    loads = orjson.loads
+    for payload in payloads:
+        try:
+            event = loads(payload)
+        except orjson.JSONDecodeError:
+            continue  # not one of the publisher's own events: nothing to fold
+        if type(event) is dict:
+            yield event
 
-    @property
-    def seq(self) -> int: ...
-    @property
-    def ts(self) -> float | None: ...
-    @property
-    def fields(self) -> dict[str, Any] | None: ...
+
+class _WireClock:
+    """A wire ``timestamp`` (``_wire.TimestampFormatter``'s ``...T12:00:00.123456Z``) back
+    to epoch seconds: the seconds part is parsed once per second, as it was formatted."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._second = 0
+
+    def __call__(self, event: Mapping[str, Any]) -> float:
+        stamp = event.get("timestamp")
+        if type(stamp) is not str or len(stamp) != 27:
+            return time.time()
+        prefix = stamp[:19]
+        try:
+            if prefix != self._prefix:
+                parsed = datetime.strptime(prefix, "%Y-%m-%dT%H:%M:%S")
+                self._second = calendar.timegm(parsed.timetuple())
+                self._prefix = prefix
+            # One division of integers, as datetime.timestamp() rounds it.
+            return (self._second * 1_000_000 + int(stamp[20:26])) / 1_000_000
+        except ValueError:
+            return time.time()
 
 
 # -- reading ------------------------------------------------------------------------------

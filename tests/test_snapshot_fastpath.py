@@ -1,0 +1,122 @@
+"""The publisher's snapshot writer (``SnapshotHook``) folds whole batches read back from
+their wire bytes; Redis must end up holding exactly what the straightforward fold (each
+event through ``SnapshotTracker.apply``, in order) writes."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from progress_sdk._wire import WireEncoder
+from progress_sdk.snapshot import SnapshotConfig, SnapshotHook, SnapshotKeys, SnapshotTracker
+
+pytestmark = pytest.mark.redis
+
+SOURCE = "w9:7:fast"
+MEDIA = ("m1", "m2", "m3")
+MODELS = ("A", "B", "C")
+MEDIA_EVENTS = ("PROCESSING_STARTED", "PROCESSING_COMPLETED", "PROCESSING_FAILED")
+MODEL_EVENTS = (
+    "ANALYSIS_QUEUED", "ANALYSIS_STARTED", "ANALYSIS_COMPLETED", "ANALYSIS_FAILED",
+    "AUDIO_EXTRACTION_START", "AUDIO_EXTRACTION_COMPLETE", "SPECTROGRAM_GENERATION_START",
+)  # fmt: skip
+PROGRESS_EVENTS = ("FRAME_ANALYSIS_PROGRESS", "WINDOW_PROCESSING_PROGRESS")
+
+
+def random_fields(rng: random.Random) -> dict[str, Any]:
+    """One event of any kind, sometimes with data of the wrong type, never valid for sure."""
+    kind = rng.random()
+    data: dict[str, Any] = {}
+    if kind < 0.1:
+        event = rng.choice(MEDIA_EVENTS)
+        data = rng.choice([{}, {"filename": "v.mp4"}, {"error_message": "boom"}])
+    else:
+        event = rng.choice(PROGRESS_EVENTS if kind < 0.7 else MODEL_EVENTS)
+        data["model_name"] = rng.choice(MODELS)
+        if event in PROGRESS_EVENTS or rng.random() < 0.2:
+            total = rng.choice([10, 10, 0, "10"])
+            data.update(progress=rng.choice([rng.randint(0, 12), None]), total=total)
+        if rng.random() < 0.4:
+            data["phase"] = rng.choice(["frame_analysis", "", "windows"])
+        if rng.random() < 0.3:
+            data["details"] = {"eta_seconds": rng.choice([3.5, -1, "soon", 12])}
+        if event in ("ANALYSIS_COMPLETED", "ANALYSIS_FAILED"):
+            data.update(prediction="FAKE", confidence=rng.random(), error_message="oom")
+    fields: dict[str, Any] = {
+        "media_id": rng.choice(MEDIA), "event": event, "message": event, "data": data,
+    }
+    if rng.random() < 0.95:
+        fields["user_id"] = rng.choice(["u1", "u1", "u2"])
+    if rng.random() < 0.9:
+        fields["run_id"] = rng.choice(["r1", "r2"])
+    return fields
+
+
+def random_batches(seed: int, events: int) -> Iterator[list[bytes]]:
+    """``events`` wire events as the publisher numbers and stamps them, in random batches."""
+    rng = random.Random(seed)
+    encoder = WireEncoder(SOURCE)
+    seqs: dict[str, int] = {}
+    ts = 1_790_000_000.0 + rng.random()
+    payloads = []
+    for _ in range(events):
+        fields = random_fields(rng)
+        seq = seqs[fields["media_id"]] = seqs.get(fields["media_id"], 0) + 1
+        ts += rng.choice([0.0, 0.000_001, 0.013, 0.7, 1.9])
+        payloads.append(encoder.encode(fields, seq, ts))
+    while payloads:
+        size = rng.choice([1, 2, 5, 17, 60])
+        yield payloads[:size]
+        del payloads[:size]
+
+
+def reference_commands(tracker: SnapshotTracker, batch: list[bytes]) -> list[Any]:
+    """The straightforward fold: each decoded event through ``apply``, in order."""
+    for payload in batch:
+        event = orjson.loads(payload)
+        ts = datetime.fromisoformat(event["timestamp"]).timestamp()
+        tracker.apply(event, ts)
+    return tracker.take_commands()
+
+
+def redis_contents(client: redis.Redis, keys: SnapshotKeys) -> dict[str, Any]:
+    """Every media hash and index under ``keys``, with the prefix taken out."""
+    contents: dict[str, Any] = {
+        "inflight": client.zrange(keys.inflight, 0, -1, withscores=True),
+    }
+    for user in ("u1", "u2"):
+        contents[f"user:{user}"] = client.zrange(keys.user(user), 0, -1, withscores=True)
+    for media in MEDIA:
+        contents[media] = client.hgetall(keys.media(media))
+    return contents
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_batch_fold_writes_what_the_event_by_event_fold_writes(
+    redis_url: str, seed: int
+) -> None:
+    """A random stream of every kind of event, in random batches: after each batch, the
+    snapshot keys in Redis are the same through both paths."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"test-fast-{uuid.uuid4().hex[:8]}"
+    slow = SnapshotConfig(SnapshotKeys(f"{prefix}-ref:"), ttl=30)
+    fast = SnapshotConfig(SnapshotKeys(f"{prefix}-fast:"), ttl=30)
+    tracker = SnapshotTracker(slow, channel="chan")
+    hook = SnapshotHook(fast, channel="chan")
+    try:
+        for batch in random_batches(seed, 400):
+            for command in reference_commands(tracker, batch):
+                client.execute_command(*command)
+            for command in hook(batch):
+                client.execute_command(*command)
+            assert redis_contents(client, fast.keys) == redis_contents(client, slow.keys)
+    finally:
+        for config in (slow, fast):
+            client.delete(*(k for k in client.scan_iter(f"{config.keys.prefix}*")), "none")
