@@ -92,9 +92,12 @@ SWEEPER_LEASE_KEY = "{prefix}sweeper"
 # A finished media's snapshot stays this long, so a browser that reloads just after the
 # terminal event still gets the final notice.
 DEFAULT_SNAPSHOT_TTL = 600.0  # seconds after the terminal event
-# An in-flight snapshot is refreshed on every write; this bounds what a dead worker leaves
-# behind when no sweeper runs.
+# An in-flight snapshot's expiry is pushed back as it is written; this bounds what a dead
+# worker leaves behind when no sweeper runs.
 DEFAULT_SNAPSHOT_INFLIGHT_TTL = 24 * 3600.0
+# A publisher pushes a running media's expiry back at most this often (seconds; or a tenth
+# of the in-flight TTL when that is shorter), not in every batch.
+SNAPSHOT_EXPIRY_REFRESH_MAX = 60.0
 # The slowest simulated stage reports about every 2 s, a real model may load for a minute
 # without reporting: five minutes of silence is a dead worker, not a slow one.
 DEFAULT_SWEEP_STALE_AFTER = 300.0

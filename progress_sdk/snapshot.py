@@ -38,6 +38,7 @@ import orjson
 
 from . import _rules
 from . import defaults as d
+from ._wire import encode_json
 from .exceptions import ConfigurationError
 
 __all__ = [
@@ -121,6 +122,19 @@ class SnapshotConfig:
     inflight_ttl: float = d.DEFAULT_SNAPSHOT_INFLIGHT_TTL
     """Seconds an in-flight snapshot stays after its last write (no sweeper running)."""
 
+    @property
+    def refresh_every(self) -> float:
+        """Seconds between two writes of a running media's expiry by one publisher (a
+        tenth of ``inflight_ttl``, at most a minute): not every batch, which would cost
+        Redis a command per media and batch. The expiry written is ``inflight_ttl`` plus
+        this, so a snapshot still stays at least ``inflight_ttl`` after its last write."""
+        return min(self.inflight_ttl / 10, d.SNAPSHOT_EXPIRY_REFRESH_MAX)
+
+    @property
+    def inflight_expiry_ms(self) -> str:
+        """The expiry written for a running media, in milliseconds (a command argument)."""
+        return str(max(1, int((self.inflight_ttl + self.refresh_every) * 1000)))
+
     def __post_init__(self) -> None:
         for name in ("ttl", "inflight_ttl"):
             value = getattr(self, name)
@@ -148,7 +162,7 @@ class ModelSnapshot:
     def to_json(self) -> str:
         """Compact JSON for the ``model:{name}`` hash field (``None`` left out)."""
         fields = {k: v for k in _MODEL_FIELDS if (v := getattr(self, k)) is not None}
-        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        return encode_json(fields).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ModelSnapshot | None:
@@ -504,12 +518,12 @@ def write_commands(
     hash's write is refused: a finished media put back in the in-flight index is dropped
     by the sweeper's next look at it, and a reader fetches each indexed media's hash."""
     keys = config.keys
-    ttl = config.ttl if state.terminal else config.inflight_ttl
+    expiry = str(max(1, int(config.ttl * 1000))) if state.terminal else config.inflight_expiry_ms
     score = str(int(state.updated_at * 1000))
     pairs = [part for item in media_fields(state, models).items() for part in item]
     commands: list[tuple[str, ...]] = [(
         "EVALSHA", WRITE_SCRIPT_SHA, "1", keys.media(state.media_id),
-        str(max(1, int(ttl * 1000))), "1" if fresh else "0", *pairs,
+        expiry, "1" if fresh else "0", *pairs,
     )]  # fmt: skip
     if state.terminal:
         commands.append(("ZREM", keys.inflight, state.media_id))
@@ -529,14 +543,24 @@ def progress_commands(
     """The plain commands for a running media whose writer wrote it whole before: its
     updated-at, seq and changed rows, its expiry, its in-flight score. A fifth of the
     script's cost in Redis. ``ZADD XX`` cannot put back a media the sweeper took out, and
-    the status is not written, so a worker that resumes cannot reopen a failed media."""
+    the status is not written, so a worker that resumes cannot reopen a failed media.
+    (A tracker writes the expiry only every ``config.refresh_every`` seconds and the
+    scores of a batch's media in one ``ZADD``.)"""
     key = config.keys.media(state.media_id)
-    fields = _progress_fields(state, models)
     return [
-        ("HSET", key, *(part for item in fields.items() for part in item)),
-        ("PEXPIRE", key, str(max(1, int(config.inflight_ttl * 1000)))),
-        ("ZADD", config.keys.inflight, "XX", str(int(state.updated_at * 1000)), state.media_id),
+        _progress_hset(key, state, models),
+        ("PEXPIRE", key, config.inflight_expiry_ms),
+        ("ZADD", config.keys.inflight, "XX", _score(state), state.media_id),
     ]
+
+
+def _progress_hset(key: str, state: MediaSnapshot, models: Iterable[str]) -> tuple[str, ...]:
+    fields = _progress_fields(state, models)
+    return ("HSET", key, *(part for item in fields.items() for part in item))
+
+
+def _score(state: MediaSnapshot) -> str:
+    return str(int(state.updated_at * 1000))
 
 
 @dataclass
@@ -558,14 +582,16 @@ class SnapshotTracker:
 
     def __init__(
         self, config: SnapshotConfig, *, channel: str | Callable[[str], str] | None = None,
-        max_media: int = d.MAX_REMEMBERED_MEDIA,
+        max_media: int = d.MAX_REMEMBERED_MEDIA, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.channel = channel
         """The channel the events go to, or media_id -> its shard channel."""
         self._max_media = max_media
+        self._clock = clock
         self._states: OrderedDict[str, MediaSnapshot] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
+        self._expiry_due: dict[str, float] = {}  # media_id -> when its expiry is written next
 
     def apply(
         self, event: Mapping[str, Any], now: float, seq: int | None = None,
@@ -584,6 +610,7 @@ class SnapshotTracker:
         if len(self._states) > self._max_media:
             evicted, _ = self._states.popitem(last=False)
             self._pending.pop(evicted, None)
+            self._expiry_due.pop(evicted, None)
         pending = self._pending.get(media_id)
         if pending is None:
             pending = self._pending[media_id] = _Pending()
@@ -606,29 +633,34 @@ class SnapshotTracker:
         own ``seq`` and ``source``; ``epoch`` reads an event's time): the same snapshots
         and pending writes, with the per-event bookkeeping done once per media (a batch
         is hundreds of events over a few media). Recency counts per batch."""
-        states, all_pending = self._states, self._pending
         touched: dict[str, MediaSnapshot] = {}
         for event in events:
             media_id = event.get("media_id")
-            if type(media_id) is not str or not media_id:
-                continue
-            previous = touched.get(media_id) or states.pop(media_id, None)
-            state = touched[media_id] = fold_event(previous, event, epoch(event))
-            pending = all_pending.get(media_id)
-            if pending is None:
-                pending = all_pending[media_id] = _Pending()
-            name = event.get("event")
-            if previous is None or name in _rules.MEDIA_EVENT_NAMES:
-                pending.full = True
-                if name == "PROCESSING_STARTED" and (previous is None or previous.terminal):
-                    pending.fresh = True
-            if state is not previous:
-                pending.models.clear()
-            data = event.get("data")
-            model = data.get("model_name") if isinstance(data, dict) else None
-            if type(model) is str and model in state.models:
-                pending.models.add(model)
+            if type(media_id) is str and media_id:
+                self._fold(touched, media_id, event, epoch(event))
         self._settle(touched)
+
+    def _fold(
+        self, touched: dict[str, MediaSnapshot], media_id: str, event: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        # apply()'s work on the state and its pending write, but for recency and bound.
+        previous = touched.get(media_id) or self._states.pop(media_id, None)
+        state = touched[media_id] = fold_event(previous, event, now)
+        pending = self._pending.get(media_id)
+        if pending is None:
+            pending = self._pending[media_id] = _Pending()
+        name = event.get("event")
+        if previous is None or name in _rules.MEDIA_EVENT_NAMES:
+            pending.full = True
+            if name == "PROCESSING_STARTED" and (previous is None or previous.terminal):
+                pending.fresh = True
+        if state is not previous:
+            pending.models.clear()
+        data = event.get("data")
+        model = data.get("model_name") if isinstance(data, dict) else None
+        if type(model) is str and model in state.models:
+            pending.models.add(model)
 
     def _settle(self, touched: dict[str, MediaSnapshot]) -> None:
         # What apply() does per event, once per media: channel, recency, the bound.
@@ -639,12 +671,18 @@ class SnapshotTracker:
         while len(states) > self._max_media:
             evicted, _ = states.popitem(last=False)
             self._pending.pop(evicted, None)
+            self._expiry_due.pop(evicted, None)
 
     def take_commands(self) -> list[tuple[str | bytes, ...]]:
         """The writes for every media changed since the last call: the script
-        (``LOAD_COMMAND`` first, then ``write_commands``) for a first write, a media-level event or
-        the end, plain ``progress_commands`` otherwise. Finished media are forgotten."""
+        (``LOAD_COMMAND`` first, then ``write_commands``) for a first write, a
+        media-level event or the end; otherwise ``progress_commands``, with the expiry
+        only when due (``SnapshotConfig.refresh_every``) and one ``ZADD XX`` for all
+        their scores. Finished media are forgotten."""
         commands: list[tuple[str | bytes, ...]] = []
+        scores: list[str] = []
+        now, refresh_every = self._clock(), self.config.refresh_every
+        keys, due = self.config.keys, self._expiry_due
         for media_id, pending in self._pending.items():
             state = self._states.get(media_id)
             if state is None:
@@ -655,10 +693,20 @@ class SnapshotTracker:
                 commands.extend(write_commands(
                     state, self.config, models=pending.models, fresh=pending.fresh
                 ))  # fmt: skip
-            else:
-                commands.extend(progress_commands(state, self.config, pending.models))
-            if state.terminal:
-                del self._states[media_id]
+                if state.terminal:
+                    del self._states[media_id]
+                    due.pop(media_id, None)
+                else:
+                    due[media_id] = now + refresh_every
+                continue
+            key = keys.media(media_id)
+            commands.append(_progress_hset(key, state, pending.models))
+            if now >= due.get(media_id, now):
+                commands.append(("PEXPIRE", key, self.config.inflight_expiry_ms))
+                due[media_id] = now + refresh_every
+            scores += (_score(state), media_id)
+        if scores:
+            commands.append(("ZADD", keys.inflight, "XX", *scores))
         self._pending.clear()
         return commands
 
@@ -681,13 +729,10 @@ class SnapshotHook:
         self.tracker = SnapshotTracker(config, channel=channel)
         self._epoch = _WireClock()
 
-    def __call__(self, payloads: Sequence[bytes]) -> list[tuple[bytes, ...]]:
+    def __call__(self, payloads: Sequence[bytes]) -> list[tuple[str | bytes, ...]]:
         """``payloads``: a batch's wire events about to be published, in order."""
         self.tracker.apply_batch(_decoded(payloads), self._epoch)
-        return [
-            tuple(part if isinstance(part, bytes) else part.encode() for part in command)
-            for command in self.tracker.take_commands()
-        ]
+        return self.tracker.take_commands()
 
 
 def _decoded(payloads: Iterable[bytes]) -> Iterator[dict[str, Any]]:

@@ -171,12 +171,50 @@ def test_tracker_writes_only_changed_models_and_forgets_finished_media() -> None
     assert {"model:A", "model:B"} <= set(first)
     tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", 4, model_name="B", progress=1, total=2), 2.0)
     light = tracker.take_commands()  # a running media written before: plain commands
-    assert [c[0] for c in light] == ["HSET", "PEXPIRE", "ZADD"]
+    assert [c[0] for c in light] == ["HSET", "ZADD"]  # its expiry was just written
     assert "model:B" in light[0] and "model:A" not in light[0] and "status" not in light[0]
     tracker.apply(ev("PROCESSING_FAILED", 5, error_message="x"), 3.0)
     final = tracker.take_commands()
     assert [c[0] for c in final] == ["SCRIPT", "EVALSHA", "ZREM", "ZADD", "PEXPIRE"]
     assert len(tracker) == 0 and tracker.take_commands() == []
+
+
+def test_a_running_media_s_expiry_is_pushed_back_once_per_refresh_interval() -> None:
+    """Not in every batch: every refresh_every seconds (a tenth of the in-flight TTL, at
+    most a minute), to the in-flight TTL plus that, so it never expires sooner than the
+    in-flight TTL after the last write."""
+    config = SnapshotConfig(inflight_ttl=50.0)
+    clock = [0.0]
+    tracker = SnapshotTracker(config, clock=lambda: clock[0])
+    tracker.apply(ev("PROCESSING_STARTED", 1), 1.0)
+    assert tracker.take_commands()[1][4] == "55000"  # EVALSHA's expiry argument
+    written = []
+    for seq, now in enumerate([1.0, 4.9, 5.0, 6.0, 9.9, 10.0], start=2):
+        clock[0] = now
+        tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", seq, model_name="A", progress=1, total=2), now)
+        expiry = [c for c in tracker.take_commands() if c[0] == "PEXPIRE"]
+        if expiry:
+            assert expiry == [("PEXPIRE", config.keys.media("m1"), "55000")]
+            written.append(now)
+    assert written == [5.0, 10.0]
+    assert SnapshotConfig().refresh_every == d.SNAPSHOT_EXPIRY_REFRESH_MAX
+
+
+def test_a_batch_s_running_media_share_one_in_flight_index_write() -> None:
+    """One ZADD XX carries the scores of every running media a batch touched."""
+    config = SnapshotConfig()
+    tracker = SnapshotTracker(config)
+    for media in ("a", "b", "c"):
+        tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
+    tracker.take_commands()
+    for media, now in (("a", 2.0), ("b", 3.0), ("c", 4.5)):
+        tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", 2, media=media, model_name="A",
+                         progress=1, total=2), now)  # fmt: skip
+    commands = tracker.take_commands()
+    assert [c[0] for c in commands] == ["HSET", "HSET", "HSET", "ZADD"]
+    assert commands[-1] == (
+        "ZADD", config.keys.inflight, "XX", "2000", "a", "3000", "b", "4500", "c",
+    )
 
 
 def test_every_write_touches_one_key_so_a_cluster_can_route_it() -> None:
