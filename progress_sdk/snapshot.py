@@ -563,6 +563,55 @@ def _score(state: MediaSnapshot) -> str:
     return str(int(state.updated_at * 1000))
 
 
+def _supersedes(later: Mapping[str, Any], earlier: Mapping[str, Any]) -> bool:
+    """Whether folding ``earlier`` and then ``later`` (the next event of the same media)
+    into an existing snapshot gives what folding ``later`` alone gives: both are the same
+    model event with the same ids and the same data (numbers of the same types: the fold
+    reads ``1`` and ``True`` differently), except a progress value ``later`` replaces.
+    Folding a model event twice with the same data changes nothing more than once."""
+    name = earlier.get("event")
+    if later.get("event") != name or name not in _rules.MODEL_EVENT_NAMES:
+        return False
+    old, new = earlier.get("data"), later.get("data")
+    if type(old) is not dict or type(new) is not dict:
+        return False
+    if old == new:
+        if type(old.get("progress")) is not type(new.get("progress")):
+            return False
+    elif not _progress_replaced(old, new):
+        return False
+    return (
+        _alike(old, new)
+        and type(later.get("seq")) is int
+        and later.get("source") == earlier.get("source")
+        and later.get("user_id") == earlier.get("user_id")
+        and later.get("run_id") == earlier.get("run_id")
+    )
+
+
+def _progress_replaced(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    # The data differ in their progress value alone, and the later one's counts.
+    progress, total = new.get("progress"), new.get("total")
+    if type(progress) is not int or type(total) is not int or total <= 0:
+        return False
+    return old.keys() == new.keys() and all(
+        value == new[key] for key, value in old.items() if key != "progress"
+    )
+
+
+def _alike(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    # Equal data whose numbers the fold reads the same way (1, 1.0 and True are equal;
+    # a confidence is set from the last completion whatever it is).
+    if type(old.get("total")) is not type(new.get("total")):
+        return False
+    details = old.get("details")
+    if type(details) is dict:
+        eta = details.get("eta_seconds")
+        if type(eta) is not type(new["details"].get("eta_seconds")):
+            return False
+    return True
+
+
 @dataclass
 class _Pending:
     models: set[str] = field(default_factory=set)
@@ -632,12 +681,25 @@ class SnapshotTracker:
         """``apply`` for each of a batch's decoded wire events, in order (they carry their
         own ``seq`` and ``source``; ``epoch`` reads an event's time): the same snapshots
         and pending writes, with the per-event bookkeeping done once per media (a batch
-        is hundreds of events over a few media). Recency counts per batch."""
+        is hundreds of events over a few media). Recency counts per batch.
+
+        Each media's latest event waits until the next one shows whether it is needed: an
+        event that the next one of its media repeats (``_supersedes``) changes nothing
+        that one does not, and is not folded."""
         touched: dict[str, MediaSnapshot] = {}
+        latest: dict[str, Mapping[str, Any]] = {}
         for event in events:
             media_id = event.get("media_id")
-            if type(media_id) is str and media_id:
-                self._fold(touched, media_id, event, epoch(event))
+            if type(media_id) is not str or not media_id:
+                continue
+            before = latest.get(media_id)
+            latest[media_id] = event
+            if before is not None and not (
+                _supersedes(event, before) and (media_id in touched or media_id in self._states)
+            ):
+                self._fold(touched, media_id, before, epoch(before))
+        for media_id, event in latest.items():
+            self._fold(touched, media_id, event, epoch(event))
         self._settle(touched)
 
     def _fold(
