@@ -7,12 +7,16 @@ figure run in turn, the turns repeated (interleaved, so the shared machine's loa
 both alike); the median is reported with the ratio on/off.
 
 1. Delivered throughput, coalescing off (lifecycle-shaped events over 50 media, so a
-   batch of 500 events touches 50 snapshots: the publisher-core benchmark's events; and
-   over 1 media, a worker's usual stream), to a subscriber in another process that only
-   counts messages on a raw socket (its capacity: a raw-socket pipeline of prebuilt
-   payloads, measured in the same run).
+   batch of 500 events touches 50 snapshots: the publisher-core benchmark's events, each
+   repeating its media's previous one but for its message; over 1 media, a worker's
+   usual stream; and "runs": 50 media in flight, each a whole run of 23 distinct events,
+   then the next media), to a subscriber in another process that only counts messages on
+   a raw socket (its capacity: a raw-socket pipeline of prebuilt payloads, measured in
+   the same run).
 2. A CPU-bound job: --steps steps of ~200 us, ``model.progress`` every step, with default
    settings and with coalescing off; the job's time against no reporting at all.
+3. Memory per buffered event (Redis unreachable, 100,000 events held), as
+   ``publisher_core_bench.py`` measures it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
+
+from publisher_core_bench import memory_per_event
 
 from progress_sdk import ProgressEvent, ProgressPublisher
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys
@@ -46,6 +52,39 @@ def event_fields(i: int, media: int = 50) -> dict[str, Any]:
         "data": {"model_name": "SCATTERING-WAVE-V1", "phase": "audio_extraction"},
         "run_id": "run-0007",
     }
+
+
+MODELS = ("SIGLIP-LSTM-V4", "LIP-FD-V1", "SCATTERING-WAVE-V1")
+STEPS = (
+    "ANALYSIS_STARTED", "AUDIO_EXTRACTION_START", "AUDIO_EXTRACTION_COMPLETE",
+    "SPECTROGRAM_GENERATION_START", "SPECTROGRAM_GENERATION_COMPLETE", "ANALYSIS_COMPLETED",
+)  # fmt: skip
+# One media's whole run: started, its models queued, each model's steps, completed.
+LIFECYCLE = (
+    [("PROCESSING_STARTED", None)]
+    + [("ANALYSIS_QUEUED", m) for m in MODELS]
+    + [(step, m) for m in MODELS for step in STEPS]
+    + [("PROCESSING_COMPLETED", None)]
+)
+
+
+def lifecycle_fields(i: int, media: int = 50) -> dict[str, Any]:
+    """Event ``i`` of ``media`` runs in flight at once, each a whole run of distinct
+    events (no event repeats the one before it): every one is folded."""
+    step, slot = divmod(i, media)
+    run, position = divmod(step, len(LIFECYCLE))
+    event, model = LIFECYCLE[position]
+    data: dict[str, Any] = {}
+    if model is not None:
+        data["model_name"] = model
+    if event == "PROCESSING_STARTED":
+        data["filename"] = "clip.mp4"
+    elif event == "ANALYSIS_COMPLETED":
+        data.update(prediction="FAKE", confidence=0.93)
+    return {
+        "media_id": f"media-{slot}-{run}", "user_id": "user-17", "event": event,
+        "message": event.replace("_", " ").lower(), "data": data, "run_id": "run-0007",
+    }  # fmt: skip
 
 
 def subscriber_main(channel: str, expected: int, ready: Any, out: Any) -> None:
@@ -85,8 +124,9 @@ def delivered_rate(send: Callable[[str], None], n: int) -> float:
     return float(result["got"]) / (result["last"] - start)
 
 
-def throughput(snapshots: bool, n: int, media: int = 50) -> float:
-    fields = [event_fields(i, media) for i in range(n)]
+def throughput(snapshots: bool, n: int, media: int = 50, lifecycle: bool = False) -> float:
+    make = lifecycle_fields if lifecycle else event_fields
+    fields = [make(i, media) for i in range(n)]
     config = SnapshotConfig(KEYS) if snapshots else False
 
     def send(channel: str) -> None:
@@ -170,12 +210,14 @@ def main() -> None:
         "50 media, snapshots on": lambda: throughput(True, args.events),
         "1 media, snapshots off": lambda: throughput(False, args.events, 1),
         "1 media, snapshots on": lambda: throughput(True, args.events, 1),
+        "runs, snapshots off": lambda: throughput(False, args.events, lifecycle=True),
+        "runs, snapshots on": lambda: throughput(True, args.events, lifecycle=True),
         "raw socket (subscriber capacity)": lambda: raw_socket(args.events),
     }, args.repeats)  # fmt: skip
     print(f"1. delivered throughput, coalescing off, {args.events:,} events")
     for name, rate in rates.items():
         print(f"   {name:34s} {rate:>10,.0f} events/s")
-    for media in ("50 media", "1 media"):
+    for media in ("50 media", "1 media", "runs"):
         ratio = rates[f"{media}, snapshots on"] / rates[f"{media}, snapshots off"]
         print(f"   {media}: on/off {ratio:.3f}")
     names = ["no reporting", "default, snapshots off", "default, snapshots on",
@@ -188,6 +230,14 @@ def main() -> None:
     for mode in ("default", "coalescing off"):
         on, off = times[f"{mode}, snapshots on"], times[f"{mode}, snapshots off"]
         print(f"   {mode}: snapshots on/off {on / off:.3f}")
+    sizes = interleave({
+        "snapshots off": lambda: memory_per_event(100_000)["per_event_b"],
+        "snapshots on": lambda: memory_per_event(100_000, snapshots=True)["per_event_b"],
+    }, args.repeats)  # fmt: skip
+    payload = memory_per_event(1_000)["payload_b"]
+    print(f"3. memory per buffered lifecycle event (payload {payload:.0f} B)")
+    for name, size in sizes.items():
+        print(f"   {name:34s} {size:8.0f} B  ({size / payload:.2f}x the payload)")
 
 
 if __name__ == "__main__":

@@ -320,7 +320,7 @@ def fold_event(
     name = event.get("event")
     name = _rules.normalize_event_name(name) if type(name) is str else ""
     data = event.get("data")
-    data = data if isinstance(data, Mapping) else {}
+    data = data if type(data) is dict or isinstance(data, Mapping) else {}  # ABC check: slow
     if state is None or (name == "PROCESSING_STARTED" and state.status != RUNNING):
         state = MediaSnapshot(str(event.get("media_id")), started_at=now)
     state.updated_at = now
@@ -374,7 +374,7 @@ def _fold_model(row: ModelSnapshot, name: str, data: Mapping[str, Any], now: flo
     if type(progress) is int and type(total) is int and total > 0:
         row.progress, row.total = min(max(progress, 0), total), total
     details = data.get("details")
-    if details is not None and isinstance(details, Mapping):
+    if details is not None and (type(details) is dict or isinstance(details, Mapping)):
         eta = _number(details.get("eta_seconds"))
         if eta is not None:
             row.eta_seconds = max(eta, 0.0)
@@ -517,24 +517,60 @@ def write_commands(
     then the in-flight index, then the user's index. The indexes are written even when the
     hash's write is refused: a finished media put back in the in-flight index is dropped
     by the sweeper's next look at it, and a reader fetches each indexed media's hash."""
-    keys = config.keys
+    indexes = _IndexWrites(config)
+    indexes.whole(state)
+    return [_script_write(state, config, models, fresh), *indexes.commands()]
+
+
+def _script_write(
+    state: MediaSnapshot, config: SnapshotConfig, models: Iterable[str] | None, fresh: bool
+) -> tuple[str, ...]:
     expiry = str(max(1, int(config.ttl * 1000))) if state.terminal else config.inflight_expiry_ms
-    score = str(int(state.updated_at * 1000))
     pairs = [part for item in media_fields(state, models).items() for part in item]
-    commands: list[tuple[str, ...]] = [(
-        "EVALSHA", WRITE_SCRIPT_SHA, "1", keys.media(state.media_id),
+    return (
+        "EVALSHA", WRITE_SCRIPT_SHA, "1", config.keys.media(state.media_id),
         expiry, "1" if fresh else "0", *pairs,
-    )]  # fmt: skip
-    if state.terminal:
-        commands.append(("ZREM", keys.inflight, state.media_id))
-    else:
-        commands.append(("ZADD", keys.inflight, score, state.media_id))
-    if state.user_id:
-        user_key = keys.user(state.user_id)
-        index_ttl = str(int(max(config.ttl, config.inflight_ttl) * 1000))
-        commands.append(("ZADD", user_key, score, state.media_id))
-        commands.append(("PEXPIRE", user_key, index_ttl))
-    return commands
+    )  # fmt: skip
+
+
+class _IndexWrites:
+    """A batch's index updates, one command per key and kind (a Redis command costs
+    about as much as its first member): the in-flight index gains the media written
+    whole, loses the finished ones and rescores (``XX``: never re-adds) the others; each
+    user's index gains its media written whole and has its expiry pushed back."""
+
+    def __init__(self, config: SnapshotConfig) -> None:
+        self.keys = config.keys
+        self.index_ttl = str(int(max(config.ttl, config.inflight_ttl) * 1000))
+        self.added: list[str] = []
+        self.removed: list[str] = []
+        self.rescored: list[str] = []
+        self.users: dict[str, list[str]] = {}
+
+    def whole(self, state: MediaSnapshot) -> None:
+        """``state`` was written whole (the script)."""
+        score = _score(state)
+        if state.terminal:
+            self.removed.append(state.media_id)
+        else:
+            self.added += (score, state.media_id)
+        if state.user_id:
+            user = self.users.setdefault(self.keys.user(state.user_id), [])
+            user += (score, state.media_id)
+
+    def commands(self) -> list[tuple[str, ...]]:
+        """The writes, after the hashes': a reader drops an indexed media with no hash."""
+        inflight = self.keys.inflight
+        commands: list[tuple[str, ...]] = []
+        if self.removed:
+            commands.append(("ZREM", inflight, *self.removed))
+        if self.added:
+            commands.append(("ZADD", inflight, *self.added))
+        if self.rescored:
+            commands.append(("ZADD", inflight, "XX", *self.rescored))
+        for key, pairs in self.users.items():
+            commands += (("ZADD", key, *pairs), ("PEXPIRE", key, self.index_ttl))
+        return commands
 
 
 def progress_commands(
@@ -739,38 +775,35 @@ class SnapshotTracker:
         """The writes for every media changed since the last call: the script
         (``LOAD_COMMAND`` first, then ``write_commands``) for a first write, a
         media-level event or the end; otherwise ``progress_commands``, with the expiry
-        only when due (``SnapshotConfig.refresh_every``) and one ``ZADD XX`` for all
-        their scores. Finished media are forgotten."""
+        only when due (``SnapshotConfig.refresh_every``); then the indexes' updates, one
+        command per key and kind. Finished media are forgotten."""
         commands: list[tuple[str | bytes, ...]] = []
-        scores: list[str] = []
+        indexes = _IndexWrites(self.config)
         now, refresh_every = self._clock(), self.config.refresh_every
-        keys, due = self.config.keys, self._expiry_due
+        due = self._expiry_due
         for media_id, pending in self._pending.items():
             state = self._states.get(media_id)
             if state is None:
                 continue
             if pending.full or state.terminal:
-                if not commands or commands[0] is not LOAD_COMMAND:
-                    commands.insert(0, LOAD_COMMAND)
-                commands.extend(write_commands(
-                    state, self.config, models=pending.models, fresh=pending.fresh
-                ))  # fmt: skip
+                commands.append(_script_write(state, self.config, pending.models, pending.fresh))
+                indexes.whole(state)
                 if state.terminal:
                     del self._states[media_id]
                     due.pop(media_id, None)
                 else:
                     due[media_id] = now + refresh_every
                 continue
-            key = keys.media(media_id)
+            key = self.config.keys.media(media_id)
             commands.append(_progress_hset(key, state, pending.models))
             if now >= due.get(media_id, now):
                 commands.append(("PEXPIRE", key, self.config.inflight_expiry_ms))
                 due[media_id] = now + refresh_every
-            scores += (_score(state), media_id)
-        if scores:
-            commands.append(("ZADD", keys.inflight, "XX", *scores))
+            indexes.rescored += (_score(state), media_id)
         self._pending.clear()
-        return commands
+        if any(command[0] == "EVALSHA" for command in commands):
+            commands.insert(0, LOAD_COMMAND)
+        return commands + indexes.commands()
 
     def __len__(self) -> int:
         return len(self._states)

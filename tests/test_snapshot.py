@@ -217,6 +217,32 @@ def test_a_batch_s_running_media_share_one_in_flight_index_write() -> None:
     )
 
 
+def test_a_batch_writes_each_index_once_after_every_hash() -> None:
+    """Media started, finished and progressing in one batch: one command per index and
+    kind, after the hashes (a reader drops an indexed media whose hash it cannot find)."""
+    config = SnapshotConfig()
+    keys = config.keys
+    tracker = SnapshotTracker(config)
+    for media in ("done", "busy"):
+        tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
+    tracker.take_commands()
+    tracker.apply(ev("PROCESSING_COMPLETED", 2, media="done"), 2.0)
+    tracker.apply(ev("ANALYSIS_STARTED", 2, media="busy", model_name="A"), 2.0)
+    for media in ("new1", "new2"):
+        tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 3.0)
+    commands = tracker.take_commands()
+    assert [c[0] for c in commands] == [
+        "SCRIPT", "EVALSHA", "HSET", "EVALSHA", "EVALSHA", "ZREM", "ZADD", "ZADD", "ZADD",
+        "PEXPIRE",
+    ]  # fmt: skip
+    assert commands[5:9] == [
+        ("ZREM", keys.inflight, "done"),
+        ("ZADD", keys.inflight, "3000", "new1", "3000", "new2"),
+        ("ZADD", keys.inflight, "XX", "2000", "busy"),
+        ("ZADD", keys.user("u1"), "2000", "done", "3000", "new1", "3000", "new2"),
+    ]
+
+
 def test_every_write_touches_one_key_so_a_cluster_can_route_it() -> None:
     """Hash, in-flight index and user index are written by separate commands, one key
     each (a Redis Cluster refuses a script whose keys span hash slots)."""
@@ -232,10 +258,12 @@ def test_every_write_touches_one_key_so_a_cluster_can_route_it() -> None:
 
 def test_tracker_is_bounded() -> None:
     """At most max_media snapshots are remembered, least recently updated first out."""
-    tracker = SnapshotTracker(SnapshotConfig(), max_media=2)
+    config = SnapshotConfig()
+    tracker = SnapshotTracker(config, max_media=2)
     for media in ("a", "b", "c"):
         tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
-    assert len(tracker) == 2 and len(tracker.take_commands()) == 1 + 2 * 4
+    written = [c[3] for c in tracker.take_commands() if c[0] == "EVALSHA"]
+    assert len(tracker) == 2 and written == [config.keys.media("b"), config.keys.media("c")]
 
 
 def test_config_refuses_unusable_ttls_and_keys_follow_the_prefix(
