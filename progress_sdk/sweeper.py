@@ -128,6 +128,16 @@ class SweepResult:
     """media_id of each media whose failure a sweeper claimed on a cluster but may not
     have published (it died or lost Redis in between): its events were published again."""
 
+    def notices(self) -> list[tuple[int, str]]:
+        """What this sweep did, a line per media, with its logging level: what the CLI
+        prints and the sweepers (``Sweeper.run``, the relay's) log."""
+        lines = [(logging.INFO, f"failed {media_id}: {d.SWEEP_ERROR_MESSAGE}")
+                 for media_id in self.failed]
+        lines += [(logging.WARNING, f"published the failure of {media_id} again: the "
+                   "sweeper that claimed it stopped before publishing")
+                  for media_id in self.republished]
+        return lines
+
 
 class Sweeper:
     """Fails media whose snapshot went stale; see the module docstring.
@@ -211,11 +221,8 @@ class Sweeper:
                 except redis.RedisError as exc:
                     logger.warning("sweeper: Redis error, retrying: %s", type(exc).__name__)
                 else:
-                    for media_id in result.failed:
-                        logger.info("sweeper: failed stale media %s", media_id)
-                    for media_id in result.republished:
-                        logger.warning("sweeper: published the failure of media %s again "
-                                       "(its claimer stopped before publishing)", media_id)
+                    for level, line in result.notices():
+                        logger.log(level, "sweeper: %s", line)
                 stop.wait(interval)
         finally:
             with contextlib.suppress(redis.RedisError):  # else it expires by itself

@@ -632,8 +632,8 @@ def sweep(  # noqa: PLR0917 - one parameter per click option
         with _on_interrupt(stop.set):
             while True:
                 result = sweeper.sweep()
-                for media_id in result.failed:
-                    click.echo(f"failed {media_id}: {d.SWEEP_ERROR_MESSAGE}")
+                for _, line in result.notices():
+                    click.echo(line)
                 if once:
                     if not result.leader:
                         click.echo("another sweeper holds the lease; nothing done")

@@ -10,6 +10,7 @@ import redis
 from click.testing import CliRunner
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
+from progress_sdk.sweeper import Sweeper, SweepResult
 from simulator.cli import cli
 
 
@@ -43,3 +44,19 @@ def test_sweep_with_unreachable_redis_is_one_error_line() -> None:
     assert result.exit_code == 2
     assert result.output.startswith("error: cannot reach Redis")
     assert "s3cret" not in result.output and result.output.count("\n") == 1
+
+
+def test_sweep_also_says_which_failures_it_published_again(monkeypatch) -> None:
+    """A sweep that published a failure again (its first sweeper died after claiming it,
+    on a cluster) says so, after the media it failed."""
+    monkeypatch.setattr(Sweeper, "sweep", lambda self, now=None: SweepResult(
+        True, failed=("m-stale",), events=2, republished=("m-claimed",)))
+    monkeypatch.setattr(Sweeper, "release_lease", lambda self: None)
+    result = CliRunner().invoke(cli, ["--redis-url", "redis://127.0.0.1:6379/0",
+                                      "sweep", "--once"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "failed m-stale: the worker stopped reporting",
+        "published the failure of m-claimed again: the sweeper that claimed it stopped "
+        "before publishing",
+    ]

@@ -52,8 +52,8 @@ def install_sweeper(
                 except (redis.RedisError, OSError) as exc:
                     log.warning("sweeper: Redis error, retrying: %s", type(exc).__name__)
                 else:
-                    for media_id in result.failed:
-                        log.info("sweeper: media %s stopped reporting; failed it", media_id)
+                    for level, line in result.notices():
+                        log.log(level, "sweeper: %s", line)
                 await asyncio.sleep(interval)
         finally:
             with contextlib.suppress(redis.RedisError, OSError):
