@@ -481,16 +481,18 @@ def _float(value: str | None) -> float | None:
 
 # The hash's write, for a media's first write, its media-level events and its end. The
 # hash and its expiry change together, and a write that arrives after a terminal state (a
-# worker that resumed after the sweeper gave up on it) is refused, unless it starts a new
-# run. The indexes are written by commands of their own (``write_commands``): each
-# command touches one key, so a Redis Cluster can route it to its key's master (a
-# script's keys must share a slot). KEYS: media hash. ARGV: expiry (ms), fresh start
-# (0/1), then field/value pairs.
+# worker that resumed after the sweeper gave up on it) is refused. A new run (fresh
+# start) replaces the hash whatever it holds: the run before may have ended in the same
+# batch, its end never written, and its model rows are not the new run's. The indexes
+# are written by commands of their own (``write_commands``): each command touches one
+# key, so a Redis Cluster can route it to its key's master (a script's keys must share a
+# slot). KEYS: media hash. ARGV: expiry (ms), fresh start (0/1), then field/value pairs.
 WRITE_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status and status ~= 'running' then
-  if ARGV[2] ~= '1' then return 0 end
+if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1])
+else
+  local status = redis.call('HGET', KEYS[1], 'status')
+  if status and status ~= 'running' then return 0 end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])

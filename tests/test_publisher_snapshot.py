@@ -137,10 +137,11 @@ def test_with_shard_channels_the_snapshot_names_the_media_s_own_channel(
 def test_a_snapshot_write_redis_refuses_is_counted_and_logged_once(
     redis_url: str, channel: str, config: SnapshotConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A media's snapshot key holding a string (WRONGTYPE): its events still go out, and
-    each refused snapshot write is counted in stats().extra_failed, logged once."""
+    """A user's snapshot index holding a string (WRONGTYPE): the media's events still go
+    out, and each refused snapshot write is counted in stats().extra_failed, logged once.
+    (A media's own key holding a string is simply replaced by its run's first write.)"""
     client = redis.Redis.from_url(redis_url)
-    client.set(config.keys.media("clash"), "not a hash", ex=60)
+    client.set(config.keys.user("u1"), "not a sorted set", ex=60)
     with ProgressPublisher(redis_url, channel, snapshots=config) as publisher:
         with publisher.media("clash", "u1") as run:
             assert publisher.flush(5)  # a batch of its own: the start
@@ -149,6 +150,6 @@ def test_a_snapshot_write_redis_refuses_is_counted_and_logged_once(
         assert publisher.flush(5)
         stats = publisher.stats()
     assert stats.dropped == {} and stats.published == stats.accepted
-    assert stats.extra_failed >= 2  # at least the hash's write of each batch
+    assert stats.extra_failed >= 2  # at least the index's write of each batch
     refusals = [r for r in caplog.records if "WRONGTYPE" in r.getMessage()]
     assert len(refusals) == 1

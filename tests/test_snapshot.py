@@ -383,3 +383,27 @@ def test_a_write_after_the_terminal_state_is_refused_unless_it_starts_a_new_run(
     again = read_media(client, config.keys, "m1")
     assert again is not None and again.status == "running" and again.models == {}
     assert again.filename == "again.mp4"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("fold_by", ["event", "batch"])
+def test_a_run_that_ends_and_starts_again_within_one_batch_leaves_no_old_rows(
+    client: redis.Redis, config: SnapshotConfig, fold_by: str
+) -> None:
+    """The old run's end was never written when the new run's start comes in the same
+    batch: the new run's snapshot still holds only its own models (a reloading browser
+    would show the old run's rows as this run's)."""
+    tracker = SnapshotTracker(config)
+    write(client, tracker, ev("PROCESSING_STARTED", 1), ev("ANALYSIS_STARTED", 2, model_name="A"))
+    batch = [ev("ANALYSIS_COMPLETED", 3, model_name="A", prediction="real", confidence=0.9),
+             ev("PROCESSING_COMPLETED", 4), ev("PROCESSING_STARTED", 5, filename="again.mp4"),
+             ev("ANALYSIS_STARTED", 6, model_name="B")]  # fmt: skip
+    if fold_by == "event":
+        write(client, tracker, *batch)
+    else:
+        tracker.apply_batch(batch, lambda event: time.time())
+        for command in tracker.take_commands():
+            client.execute_command(*command)
+    again = read_media(client, config.keys, "m1")
+    assert again is not None and again.status == "running" and again.seq == 6
+    assert set(again.models) == {"B"} and again.filename == "again.mp4"
