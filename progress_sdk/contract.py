@@ -396,8 +396,7 @@ class LifecycleValidator:
         """
         self._fed += 1
         pos = self._fed if position is None else position
-        report = self._report
-        report.events += 1
+        self._report.events += 1
         if isinstance(raw, dict):
             obj: Any = raw
             digest = _digest_of(raw)
@@ -409,16 +408,7 @@ class LifecycleValidator:
             if len(raw) * (4 if isinstance(raw, str) else 1) > d.MAX_EVENT_BYTES and (
                 _size(raw.rstrip()) > d.MAX_EVENT_BYTES  # the line's newline is not counted
             ):
-                size = _size(raw.rstrip())
-                return [
-                    self._violation(
-                        "event",
-                        pos,
-                        f"the event is {size} bytes or more, at most {d.MAX_EVENT_BYTES} allowed",
-                        field="$",
-                        check="max_size",
-                    )
-                ]
+                return [self._too_large(raw, pos)]
             try:
                 obj = _loads(raw)
             except _DECODE_ERRORS as exc:
@@ -429,11 +419,28 @@ class LifecycleValidator:
         event = fast_accept(obj, self.strict) if type(obj) is dict else None
         if event is not None:
             return self._accepted(event, obj, digest, pos)
+        return self._checked(obj, digest, pos)
+
+    def _too_large(self, raw: bytes | str, pos: int) -> Finding:
+        size = _size(raw.rstrip())
+        return self._violation(
+            "event",
+            pos,
+            f"the event is {size} bytes or more, at most {d.MAX_EVENT_BYTES} allowed",
+            field="$",
+            check="max_size",
+        )
+
+    def _checked(self, obj: Any, digest: int, pos: int) -> list[Finding]:
+        """``feed`` for a decoded event ``fast_accept`` did not accept: every rule, typed.
+
+        Its per-event findings come first, then those of the sequence and lifecycle rules.
+        """
         event, problems = _rules.check_event(obj, strict=self.strict)
         if event is not None and self._repeats(obj, digest):
             return []
         if event is not None:
-            counts = report.counts
+            counts = self._report.counts
             counts[event] = counts.get(event, 0) + 1
         findings: list[Finding] = []
         if problems:
@@ -458,8 +465,7 @@ class LifecycleValidator:
         seq = obj.get("seq")
         source = obj.get("source")
         if type(seq) is int and type(source) is str:
-            # Rule 6, written out here (it runs for every event): the usual case is the
-            # next seq of a pair seen before.
+            # Rule 6: the usual case is the next seq of a pair seen before.
             seqs = self._seqs
             seq_key = (source, media_id)
             seen = seqs.get(seq_key)
