@@ -143,6 +143,60 @@ def _model_help() -> str:
     return f"Models to run: names or presets ({presets}), comma-separated or repeated."
 
 
+_OnEvent = Callable[[bytes, dict[str, Any] | None], None]
+_T = TypeVar("_T")
+
+
+def _panel_for(out: IO[str], other_output: bool) -> PanelState | None:
+    """The live panel's state when it is what the user sees: no other mode, a terminal."""
+    return PanelState() if not other_output and _is_terminal(out) else None
+
+
+def _event_writer(out: IO[str], as_json: bool, *, lines: bool, progress: bool) -> _OnEvent | None:
+    """What prints each event: NDJSON, a plain line (``progress`` events too, or not), or
+    nothing (``lines`` False: the panel shows them, or --quiet)."""
+    write: _OnEvent
+    if as_json:
+        write = _ndjson_writer(out)
+    elif lines:
+        write = _plain_writer(progress)
+    else:
+        return None
+    return _quiet_on_broken_pipe(write)
+
+
+def _plain_writer(progress: bool) -> _OnEvent:
+    def write(payload: bytes, event: dict[str, Any] | None) -> None:
+        if not progress and event is not None and event.get("event") in _PROGRESS_EVENTS:
+            return
+        click.echo(plain_line(event, payload))
+
+    return write
+
+
+def _footer(
+    observer: Callable[[], Observer], recent: deque[Finding], received: str
+) -> Callable[[], str]:
+    """The panel's last line: events received, violations, and the latest of them."""
+
+    def footer() -> str:
+        obs = observer()
+        text = f"{obs.received:,} {received} · {obs.violations} violations"
+        return text + (f" · last: {recent[-1]}" if recent else "")
+
+    return footer
+
+
+def _shown(
+    panel: PanelState | None, out: IO[str], footer: Callable[[], str], work: Callable[[], _T]
+) -> _T:
+    """Do ``work``, drawing the live panel meanwhile if there is one."""
+    if panel is None:
+        return work()
+    with LivePanel(panel, Console(file=out), footer=footer):
+        return work()
+
+
 # -- run ----------------------------------------------------------------------------------
 
 
@@ -223,30 +277,26 @@ def run(  # noqa: PLR0917 - one parameter per click option
         models=names, seed=seed, media=media, users=users, concurrency=concurrency,
         speed=speed, fail_rate=fail_rate, crash_rate=crash_rate, duration=duration,
     )
+    _run_in_process(ctx, config, min_progress_interval, as_json=as_json, plain=plain,
+                    quiet=quiet)
+
+
+def _run_in_process(
+    ctx: click.Context, config: SimulationConfig, min_progress_interval: float | None, *,
+    as_json: bool, plain: bool, quiet: bool,
+) -> None:
+    """`run` without --via rq: a RunSession, its events shown as the options ask."""
     redis_url: str | None = ctx.obj.get("redis_url") if ctx.obj else None
     out = sys.stdout
     info_err = as_json or quiet
-    use_panel = not (as_json or plain or quiet) and _is_terminal(out)
-    panel = PanelState() if use_panel else None
-
-    on_event: Callable[[bytes, dict[str, Any] | None], None] | None = None
-    if as_json:
-        on_event = _ndjson_writer(out)
-    elif not (quiet or use_panel):
-        def on_event(payload: bytes, event: dict[str, Any] | None) -> None:
-            if event is not None and event.get("event") in _PROGRESS_EVENTS:
-                return
-            click.echo(plain_line(event, payload))
-
-    if on_event is not None:
-        on_event = _quiet_on_broken_pipe(on_event)
+    panel = _panel_for(out, as_json or plain or quiet)
     recent: deque[Finding] = deque(maxlen=3)
     session = RunSession(
         config,
         redis_url=redis_url,
         channel=_channel(ctx),
         panel=panel,
-        on_event=on_event,
+        on_event=_event_writer(out, as_json, lines=not quiet and panel is None, progress=False),
         on_finding=recent.append,
         min_progress_interval=min_progress_interval,
         shards=_shards(ctx),
@@ -255,41 +305,32 @@ def run(  # noqa: PLR0917 - one parameter per click option
         session.check()
     except RedisUnavailableError as exc:
         _fail(str(exc))
-
-    where = (
-        "an embedded in-process Redis (no server needed; "
-        "`progress-sim --redis-url URL run` publishes to a real one)"
-        if redis_url is None
-        else f"{mask_url(redis_url)} channel {_channel(ctx)!r}"
-    )
-    count = f"{media} media" if media is not None else "media"
-    limit = f" for {duration:g} s" if duration is not None else ""
     if not quiet:
-        click.echo(
-            f"progress-sim: simulating {count}{limit} with {len(names)} models (seed {seed}) "
-            f"on {where}. Ctrl-C stops.",
-            err=info_err,
-        )
-
-    def footer() -> str:
-        obs = session.observer
-        text = f"{obs.received:,} events received · {obs.violations} violations"
-        if recent:
-            text += f" · last: {recent[-1]}"
-        return text
-
+        click.echo(_run_banner(config, redis_url, _channel(ctx)), err=info_err)
+    footer = _footer(lambda: session.observer, recent, "events received")
     try:
         with _on_interrupt(session.stop):
-            if panel is not None:
-                with LivePanel(panel, Console(file=out), footer=footer):
-                    summary = session.run()
-            else:
-                summary = session.run()
+            summary = _shown(panel, out, footer, session.run)
     except (redis.RedisError, OSError) as exc:
         _fail(f"lost Redis while running: {mask_url(str(exc))}")
     click.echo(summary.to_text(), err=info_err)
     if not summary.ok:
         sys.exit(1)
+
+
+def _run_banner(config: SimulationConfig, redis_url: str | None, channel: str) -> str:
+    where = (
+        "an embedded in-process Redis (no server needed; "
+        "`progress-sim --redis-url URL run` publishes to a real one)"
+        if redis_url is None
+        else f"{mask_url(redis_url)} channel {channel!r}"
+    )
+    count = f"{config.media} media" if config.media is not None else "media"
+    limit = f" for {config.duration:g} s" if config.duration is not None else ""
+    return (
+        f"progress-sim: simulating {count}{limit} with {len(config.models)} models "
+        f"(seed {config.seed}) on {where}. Ctrl-C stops."
+    )
 
 
 def _needs_rq_url(ctx: click.Context, what: str) -> str:
@@ -403,29 +444,19 @@ def listen(  # noqa: PLR0917 - one parameter per click option
     """
     url, channel = _url(ctx), _channel(ctx)
     out = sys.stdout
-    use_panel = not (as_json or plain) and _is_terminal(out)
-    panel = PanelState() if use_panel else None
+    panel = _panel_for(out, as_json or plain)
     recent: deque[Finding] = deque(maxlen=3)
 
     def on_finding(finding: Finding) -> None:
-        if use_panel:
+        if panel is not None:
             recent.append(finding)
         else:
             click.echo(f"VIOLATION {finding}", err=True)
 
-    on_event: Callable[[bytes, dict[str, Any] | None], None] | None = None
-    if as_json:
-        on_event = _ndjson_writer(out)
-    elif not use_panel:
-        def on_event(payload: bytes, event: dict[str, Any] | None) -> None:
-            click.echo(plain_line(event, payload))
-
-    if on_event is not None:
-        on_event = _quiet_on_broken_pipe(on_event)
     observer = Observer(
         validator=LifecycleValidator(strict, allow_incomplete=True),
         panel=panel,
-        on_event=on_event,
+        on_event=_event_writer(out, as_json, lines=panel is None, progress=True),
         on_finding=on_finding,
         users=users,
         media=media,
@@ -435,24 +466,20 @@ def listen(  # noqa: PLR0917 - one parameter per click option
     click.echo(f"Listening on {mask_url(url)} {_describe(channels)} (Ctrl-C stops)", err=True)
     stop = threading.Event()
     began = time.monotonic()
+    footer = _footer(lambda: observer, recent, "events")
 
-    def footer() -> str:
-        text = f"{observer.received:,} events · {observer.violations} violations"
-        return text + (f" · last: {recent[-1]}" if recent else "")
+    def pump() -> None:
+        subscription.pump(observer.handle, stop=stop, count=count, timeout=timeout)
 
     try:
         with _on_interrupt(stop.set):
-            if panel is not None:
-                with LivePanel(panel, Console(file=out), footer=footer):
-                    subscription.pump(observer.handle, stop=stop, count=count, timeout=timeout)
-            else:
-                subscription.pump(observer.handle, stop=stop, count=count, timeout=timeout)
+            _shown(panel, out, footer, pump)
     except (redis.RedisError, OSError) as exc:
         _fail(f"lost Redis while listening: {mask_url(str(exc))}")
     finally:
         subscription.close()
         out.flush()
-    _listen_summary(observer, time.monotonic() - began, recent if use_panel else None)
+    _listen_summary(observer, time.monotonic() - began, recent if panel is not None else None)
     report = observer.report()
     if report is not None and report.violation_count:
         sys.exit(1)
