@@ -130,93 +130,122 @@ class Simulation:
 
     def run(self) -> SimulationResult:
         """Play the whole simulation and return what happened."""
-        config = self.config
-        options = config.plan_options
-        result = SimulationResult()
-        heap: list[tuple[float, int, MediaJob]] = []
-        stopping = self._stop
-        clock = self._clock
-        began = clock()
-        deadline = None if config.duration is None else began + config.duration
-        speed = config.speed
-        next_index = 0
-        active = 0
+        playback = _Playback(
+            self.publisher, self.config, self._clock, self._stop, self._on_media_end
+        )
+        return playback.play()
 
-        def admit(now: float) -> None:
-            nonlocal next_index, active
-            while active < config.concurrency and not stopping.is_set():
-                if config.media is not None and next_index >= config.media:
-                    return
-                if deadline is not None and clock() >= deadline:
-                    return
-                plan = plan_media(next_index, options)
-                # Stagger the first wave a little, as uploads do not arrive in lockstep.
-                offset = now + (0.1 * next_index if next_index < config.concurrency else 0.0)
-                job = MediaJob(self.publisher, plan, offset)
-                heapq.heappush(heap, (job.next_time, next_index, job))
-                next_index += 1
-                active += 1
 
-        def end(job: MediaJob, outcome: str) -> None:
-            nonlocal active
-            active -= 1
-            result.outcomes[outcome] += 1
-            plan = job.plan
-            if outcome == "crashed":
-                result.crashed.append(plan.media_id)
-                for value in plan.model_outcomes.values():
-                    result.model_outcomes[value] += 1
-            elif outcome == "interrupted":
-                result.interrupted.append(plan.media_id)
-                # What the models really ended as: the plan's outcomes never happened.
-                for state in job.model_states():
-                    result.model_outcomes[state] += 1
-            else:
-                for value in plan.model_outcomes.values():
-                    result.model_outcomes[value] += 1
-            if self._on_media_end is not None:
-                self._on_media_end(plan, outcome)
+class _Playback:
+    """One ``Simulation.run``: the media in flight, a heap of them by simulated time."""
 
-        admit(0.0)
+    def __init__(
+        self,
+        publisher: ProgressPublisher,
+        config: SimulationConfig,
+        clock: Callable[[], float],
+        stopping: threading.Event,
+        on_media_end: Callable[[MediaPlan, str], None] | None,
+    ) -> None:
+        self.publisher = publisher
+        self.config = config
+        self.options = config.plan_options
+        self.clock = clock
+        self.stopping = stopping
+        self.on_media_end = on_media_end
+        self.began = clock()
+        self.deadline = None if config.duration is None else self.began + config.duration
+        self.result = SimulationResult()
+        # (simulated time of its next step, media index, job): ties go to the lower index.
+        self.heap: list[tuple[float, int, MediaJob]] = []
+        self.next_index = 0
+        self.active = 0
+
+    def play(self) -> SimulationResult:
+        heap = self.heap
+        self.admit(0.0)
         now = 0.0
-        steps = 0
-        while heap:
-            if stopping.is_set():
-                break
+        while heap and not self.stopping.is_set():
             now, index, job = heapq.heappop(heap)
-            if speed > 0:
-                due = began + now / speed
-                # Sleep in short slices so stop() is honoured promptly.
-                while not stopping.is_set():
-                    wait = due - clock()
-                    if wait <= 0:
-                        break
-                    stopping.wait(min(wait, 0.1))
-                if stopping.is_set():
-                    heapq.heappush(heap, (now, index, job))
-                    break
-            # Play this media's steps while it stays first in line, saving heap work.
-            rival = heap[0] if heap else None
-            while True:
-                job.step()
-                steps += 1
-                if job.done:
-                    break
-                t = job.next_time
-                if rival is not None and (t, index) > (rival[0], rival[1]):
-                    break
-                if speed > 0 and t > now:
-                    break
+            if not self.wait_until(now):
+                heapq.heappush(heap, (now, index, job))
+                break
+            self.result.steps += self.take_turn(job, index, now)
             if job.done:
-                end(job, "crashed" if job.crashed else job.plan.outcome)
-                admit(now)
+                self.end(job, "crashed" if job.crashed else job.plan.outcome)
+                self.admit(now)
             else:
                 heapq.heappush(heap, (job.next_time, index, job))
-
         for _, _, job in sorted(heap, key=lambda item: item[1]):
             job.abort("simulation interrupted")
-            end(job, "interrupted")
-        result.steps = steps
-        result.seconds = clock() - began
-        result.simulated_seconds = now
-        return result
+            self.end(job, "interrupted")
+        self.result.seconds = self.clock() - self.began
+        self.result.simulated_seconds = now
+        return self.result
+
+    def admit(self, now: float) -> None:
+        """Start media until ``concurrency`` are in flight, unless no more may start."""
+        config = self.config
+        while self.active < config.concurrency and not self.stopping.is_set():
+            index = self.next_index
+            if config.media is not None and index >= config.media:
+                return
+            if self.deadline is not None and self.clock() >= self.deadline:
+                return
+            plan = plan_media(index, self.options)
+            # Stagger the first wave a little, as uploads do not arrive in lockstep.
+            offset = now + (0.1 * index if index < config.concurrency else 0.0)
+            job = MediaJob(self.publisher, plan, offset)
+            heapq.heappush(self.heap, (job.next_time, index, job))
+            self.next_index += 1
+            self.active += 1
+
+    def wait_until(self, now: float) -> bool:
+        """Wait until simulated time ``now`` is due; False if stopped meanwhile."""
+        speed = self.config.speed
+        if speed <= 0:
+            return True
+        due = self.began + now / speed
+        stopping = self.stopping
+        # Sleep in short slices so stop() is honoured promptly.
+        while not stopping.is_set():
+            wait = due - self.clock()
+            if wait <= 0:
+                break
+            stopping.wait(min(wait, 0.1))
+        return not stopping.is_set()
+
+    def take_turn(self, job: MediaJob, index: int, now: float) -> int:
+        """Play ``job``'s steps while it stays first in line (saving heap work); how many."""
+        rival = self.heap[0] if self.heap else None
+        paced = self.config.speed > 0
+        steps = 0
+        while True:
+            job.step()
+            steps += 1
+            if job.done:
+                return steps
+            t = job.next_time
+            if rival is not None and (t, index) > (rival[0], rival[1]):
+                return steps
+            if paced and t > now:
+                return steps
+
+    def end(self, job: MediaJob, outcome: str) -> None:
+        """Count a media that ended (``outcome``) and its models; tell ``on_media_end``."""
+        self.active -= 1
+        result = self.result
+        result.outcomes[outcome] += 1
+        plan = job.plan
+        if outcome == "interrupted":
+            result.interrupted.append(plan.media_id)
+            # What the models really ended as: the plan's outcomes never happened.
+            for state in job.model_states():
+                result.model_outcomes[state] += 1
+        else:
+            if outcome == "crashed":
+                result.crashed.append(plan.media_id)
+            for value in plan.model_outcomes.values():
+                result.model_outcomes[value] += 1
+        if self.on_media_end is not None:
+            self.on_media_end(plan, outcome)
