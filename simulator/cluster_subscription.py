@@ -35,6 +35,8 @@ import redis
 
 from progress_sdk.cluster import Address, SlotMap
 
+from .pumping import Polled, pump_messages
+
 __all__ = ["AsyncClusterPubSub", "ClusterSubscription"]
 
 _log = logging.getLogger(__name__)
@@ -197,32 +199,27 @@ class ClusterSubscription:
         """Feed messages to ``handle`` until ``stop`` is set, ``count`` messages were kept
         or ``timeout`` seconds passed; ``idle`` is asked after each quiet poll whether to
         stop. Returns the number kept."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        kept = 0
-        while not (stop is not None and stop.is_set()) and not (
-            count is not None and kept >= count
-        ):
-            wait = RETRY_INTERVAL if self._pending else 0.1
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    break
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                self._maintain()
-                if idle is not None and idle():
-                    break
-                continue
-            if isinstance(item, _ChannelReader):
-                self._drop(item)
-                self._maintain(force_refresh=True)
-                continue
-            if handle(item if isinstance(item, bytes) else str(item).encode()):
-                kept += 1
-            if time.monotonic() >= self._next_refresh:
-                self._maintain()
-        return kept
+        return pump_messages(self._receive, handle, stop, count, timeout, idle, self._poll)
+
+    def _poll(self) -> float:
+        # While a channel waits for a node, wake up to retry it every RETRY_INTERVAL.
+        return RETRY_INTERVAL if self._pending else 0.1
+
+    def _receive(self, wait: float) -> bytes | str | Polled:
+        """The next message of any channel; keeps the subscriptions up meanwhile."""
+        try:
+            item = self._queue.get(timeout=wait)
+        except queue.Empty:
+            self._maintain()
+            return Polled.QUIET
+        if isinstance(item, _ChannelReader):  # its channel lost its node or slot
+            self._drop(item)
+            self._maintain(force_refresh=True)
+            return Polled.OTHER
+        if time.monotonic() >= self._next_refresh:  # a busy channel never goes quiet
+            self._maintain()
+        message: bytes | str = item
+        return message
 
     def close(self) -> None:
         """Unsubscribe everything and release the connections."""

@@ -27,6 +27,7 @@ from progress_sdk.contract import Finding, LifecycleValidator, Report
 
 from .cluster_subscription import ClusterSubscription
 from .panel import PanelState
+from .pumping import Polled, pump_messages
 
 __all__ = [
     "ChannelSubscription",
@@ -193,6 +194,10 @@ def plain_line(event: dict[str, Any] | None, payload: bytes) -> str:
     return " ".join(parts)
 
 
+def _poll() -> float:
+    return 0.1
+
+
 class Subscription:
     """A pub/sub subscription to one or more channels of one server, pumped into a handler.
 
@@ -238,32 +243,17 @@ class Subscription:
         """Feed messages to ``handle`` until ``stop`` is set, ``count`` messages were kept,
         or ``timeout`` seconds passed; ``idle`` is asked after each quiet poll whether to
         stop. Returns the number kept."""
-        pubsub = self._pubsub
-        assert pubsub is not None, "open() first"
-        deadline = None if timeout is None else time.monotonic() + timeout
-        kept = 0
-        get = pubsub.get_message
-        while True:
-            if stop is not None and stop.is_set():
-                break
-            if count is not None and kept >= count:
-                break
-            wait = 0.1
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    break
-            message = get(timeout=wait)
-            if message is None:
-                if idle is not None and idle():
-                    break
-                continue
-            if message.get("type") != "message":
-                continue
-            data = message["data"]
-            if handle(data if isinstance(data, bytes) else str(data).encode()):
-                kept += 1
-        return kept
+        assert self._pubsub is not None, "open() first"
+        return pump_messages(self._receive, handle, stop, count, timeout, idle, _poll)
+
+    def _receive(self, wait: float) -> bytes | str | Polled:
+        message = self._pubsub.get_message(timeout=wait)
+        if message is None:
+            return Polled.QUIET
+        if message.get("type") != "message":
+            return Polled.OTHER
+        data: bytes | str = message["data"]
+        return data
 
     def close(self) -> None:
         """Unsubscribe and release the connection (and the client, if owned)."""
