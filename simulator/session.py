@@ -86,6 +86,12 @@ class RunSummary:
 
     def to_text(self) -> str:
         """The end-of-run summary for people."""
+        return "\n".join(
+            [*self._run_lines(), *self._subscriber_lines(), *self._contract_lines()]
+        )
+
+    def _run_lines(self) -> list[str]:
+        """What ran and how it ended, from the jobs' and the publisher's side."""
         cfg, res, st = self.config, self.result, self.stats
         where = "embedded in-process Redis (fakeredis)" if self.embedded else "Redis"
         speed = "as fast as possible" if cfg.speed == 0 else f"speed x{cfg.speed:g}"
@@ -101,7 +107,7 @@ class RunSummary:
             if m[k]
         ) or "none"
         rate = st.accepted / self.seconds if self.seconds > 0 else 0.0
-        lines = [
+        return [
             f"Simulated {res.media} media (seed {cfg.seed}, {len(cfg.models)} models, "
             f"{speed}, concurrency {cfg.concurrency}) through {where} in {self.seconds:.1f} s",
             f"  media:      {media}",
@@ -111,6 +117,9 @@ class RunSummary:
             f"{st.dropped_total:,} dropped"
             + (f" {dict(st.dropped)}" if st.dropped_total else ""),
         ]
+
+    def _subscriber_lines(self) -> list[str]:
+        """What the subscriber received, how late, and of which types."""
         latency = ""
         if self.latency_p50 is not None and self.latency_p99 is not None:
             latency = (
@@ -118,12 +127,16 @@ class RunSummary:
                 f"p99 {self.latency_p99 * 1000:.1f} ms"
             )
         missed = f" ({self.undelivered:,} never arrived)" if self.undelivered else ""
-        lines.append(f"  subscriber: {self.received:,} events received{missed}{latency}")
+        lines = [f"  subscriber: {self.received:,} events received{missed}{latency}"]
         if self.counts:
             lines.append(
                 "  by type:    "
                 + ", ".join(f"{name} {n:,}" for name, n in sorted(self.counts.items()))
             )
+        return lines
+
+    def _contract_lines(self) -> list[str]:
+        """The verdict on the stream, with the first violations and unexpected runs."""
         rep = self.report
         verdict = "OK" if self.ok else "BROKEN"
         crashed = len(self.crashed)
@@ -135,9 +148,8 @@ class RunSummary:
         ]
         if rep.duplicates:  # a publisher's resend after a connection reset
             parts.append(f"{rep.duplicates} duplicates dropped")
-        lines.append(f"  contract:   {verdict}: " + ", ".join(parts))
-        for finding in rep.violations[:10]:
-            lines.append(f"    {finding}")
+        lines = [f"  contract:   {verdict}: " + ", ".join(parts)]
+        lines.extend(f"    {finding}" for finding in rep.violations[:10])
         if rep.violation_count > 10:
             lines.append(f"    … and {rep.violation_count - 10} more violations")
         if self.unexpected_incomplete:
@@ -150,7 +162,7 @@ class RunSummary:
                 "    crashed on purpose but not seen as incomplete: "
                 + ", ".join(sorted(self.missing_incomplete)[:10])
             )
-        return "\n".join(lines)
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready data."""
