@@ -100,16 +100,7 @@ def plan_media(index: int, options: PlanOptions) -> MediaPlan:
     run_id = f"run-{digest.hex()[-8:]}"
     user_id = f"{options.user_prefix}{rng.randrange(options.users) + 1}"
 
-    av = tuple(n for n in options.models if CATALOG[n].kind != "image")
-    images = tuple(n for n in options.models if CATALOG[n].kind == "image")
-    is_image = bool(images) and (not av or rng.random() < 0.25)
-    models = images if is_image else av
-    if is_image:
-        filename = f"{rng.choice(_IMAGE_NAMES)}_{index:04d}.{rng.choice(('jpg', 'png'))}"
-    elif any(CATALOG[n].kind == "video" for n in models):
-        filename = f"{rng.choice(_VIDEO_NAMES)}_{index:04d}.mp4"
-    else:
-        filename = f"{rng.choice(_AUDIO_NAMES)}_{index:04d}.{rng.choice(('wav', 'mp3'))}"
+    models, filename = _pick_media(rng, index, options.models)
     is_fake = rng.random() < 0.5
 
     steps: list[Step] = [(0.0, "start", "", None, None, None)]
@@ -136,12 +127,7 @@ def plan_media(index: int, options: PlanOptions) -> MediaPlan:
 
     if rng.random() < options.crash_rate:
         cut = rng.uniform(0.05, 0.95) * end
-        steps = [s for s in steps if s[0] <= cut or s[1] == "start"]
-        steps.append((cut, "crash", "", None, None, None))
-        finished = {s[2] for s in steps if s[1] in ("complete", "fail")}
-        for name in model_outcomes:
-            if name not in finished:
-                model_outcomes[name] = "open"
+        steps = _crash_at(cut, steps, model_outcomes)
         outcome, end = "crashed", cut
 
     return MediaPlan(
@@ -156,6 +142,34 @@ def plan_media(index: int, options: PlanOptions) -> MediaPlan:
         duration=end,
         model_outcomes=model_outcomes,
     )
+
+
+def _pick_media(
+    rng: random.Random, index: int, names: tuple[str, ...]
+) -> tuple[tuple[str, ...], str]:
+    """An image (its image models) or a video or audio file (the others), and its name."""
+    av = tuple(n for n in names if CATALOG[n].kind != "image")
+    images = tuple(n for n in names if CATALOG[n].kind == "image")
+    is_image = bool(images) and (not av or rng.random() < 0.25)
+    models = images if is_image else av
+    if is_image:
+        filename = f"{rng.choice(_IMAGE_NAMES)}_{index:04d}.{rng.choice(('jpg', 'png'))}"
+    elif any(CATALOG[n].kind == "video" for n in models):
+        filename = f"{rng.choice(_VIDEO_NAMES)}_{index:04d}.mp4"
+    else:
+        filename = f"{rng.choice(_AUDIO_NAMES)}_{index:04d}.{rng.choice(('wav', 'mp3'))}"
+    return models, filename
+
+
+def _crash_at(cut: float, steps: list[Step], model_outcomes: dict[str, str]) -> list[Step]:
+    """The steps of a job that dies at ``cut``; models not finished by then stay open."""
+    kept = [s for s in steps if s[0] <= cut or s[1] == "start"]
+    kept.append((cut, "crash", "", None, None, None))
+    finished = {s[2] for s in kept if s[1] in ("complete", "fail")}
+    for name in model_outcomes:
+        if name not in finished:
+            model_outcomes[name] = "open"
+    return kept
 
 
 def _plan_model(
