@@ -344,6 +344,48 @@ class _Run:
         self.models: dict[str, _Model] = {}
 
 
+def _after_model_end(event: str, model: _Model) -> str:
+    done = "ANALYSIS_COMPLETED" if model.state == _COMPLETED else "ANALYSIS_FAILED"
+    return (
+        f"{event} after {done} at line {model.where}; expected nothing for the model after "
+        "its terminal event (exactly one of ANALYSIS_COMPLETED / ANALYSIS_FAILED)"
+    )
+
+
+def _start_late(
+    event: str, run: _Run, name: str, model: _Model | None, pos: int
+) -> tuple[_Model, str]:
+    """A progress or phase event of a model not started: the model as if it had started
+    (so this omission is reported once), and the problem."""
+    what = "ANALYSIS_QUEUED only" if model is not None else "no ANALYSIS_STARTED"
+    if model is None:
+        model = run.models[name] = _Model(_STARTED, pos)
+    else:
+        model.state, model.where = _STARTED, pos
+    return model, (
+        f"{event} for a model with {what}; expected ANALYSIS_STARTED before its progress "
+        "and phase events"
+    )
+
+
+def _end_model(event: str, run: _Run, name: str, model: _Model | None, pos: int) -> str | None:
+    """Record a model's terminal event (it has none yet); the problem with it, if any."""
+    completed = event == "ANALYSIS_COMPLETED"
+    problem = None
+    # A model that fails before it starts (the job gave up while it was queued) may go
+    # straight to ANALYSIS_FAILED; a completed one must have started.
+    if model is None or (completed and model.state == _QUEUED):
+        before = "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
+        problem = f"{event} for a model that was never started; expected {before} first"
+    if model is None:
+        model = run.models[name] = _Model(_STARTED, pos)
+    model.state, model.where = (_COMPLETED if completed else _FAILED), pos
+    if completed:
+        run.completed += 1
+    model.progress = None  # no longer needed: nothing may follow
+    return problem
+
+
 class LifecycleValidator:
     """Feed events one at a time; ``finish()`` returns the ``Report``.
 
@@ -759,12 +801,7 @@ class LifecycleValidator:
 
         if state >= _COMPLETED:
             assert model is not None
-            done = "ANALYSIS_COMPLETED" if state == _COMPLETED else "ANALYSIS_FAILED"
-            problem = (
-                f"{event} after {done} at line {model.where}; expected nothing for the "
-                "model after its terminal event (exactly one of ANALYSIS_COMPLETED / "
-                "ANALYSIS_FAILED)"
-            )
+            problem = _after_model_end(event, model)
         elif event == "ANALYSIS_QUEUED":
             if model is None:
                 run.models[name] = _Model(_QUEUED, pos)
@@ -784,30 +821,10 @@ class LifecycleValidator:
                     "one ANALYSIS_STARTED per model and run"
                 )
         elif event in _MODEL_TERMINALS:
-            completed = event == "ANALYSIS_COMPLETED"
-            # A model that fails before it starts (the job gave up while it was queued)
-            # may go straight to ANALYSIS_FAILED; a completed one must have started.
-            if model is None or (completed and state == _QUEUED):
-                before = "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
-                problem = f"{event} for a model that was never started; expected {before} first"
-            if model is None:
-                model = run.models[name] = _Model(_STARTED, pos)
-            model.state, model.where = (_COMPLETED if completed else _FAILED), pos
-            if completed:
-                run.completed += 1
-            model.progress = None  # no longer needed: nothing may follow
-        else:  # a progress or phase event before ANALYSIS_STARTED
+            problem = _end_model(event, run, name, model, pos)
+        else:  # a progress or phase event (before ANALYSIS_STARTED, if state is not _STARTED)
             if model is None or state == _QUEUED:
-                what = "ANALYSIS_QUEUED only" if model is not None else "no ANALYSIS_STARTED"
-                problem = (
-                    f"{event} for a model with {what}; expected ANALYSIS_STARTED before "
-                    "its progress and phase events"
-                )
-                # Carry on as if it had started, to report this omission once.
-                if model is None:
-                    model = run.models[name] = _Model(_STARTED, pos)
-                else:
-                    model.state, model.where = _STARTED, pos
+                model, problem = _start_late(event, run, name, model, pos)
             if event in _PROGRESS_EVENTS:
                 self._check_progress(event, data, model, name, key, pos, findings)
         if problem is not None:
