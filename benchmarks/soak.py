@@ -95,6 +95,15 @@ class WaitHistogram:
         self.total += other.total
         self.worst = max(self.worst, other.worst)
 
+    def over(self, seconds: float) -> tuple[int, float]:
+        """How many waits took longer than ``seconds`` (to a bucket) and about how long in
+        all (each counted at its bucket's upper bound)."""
+        first = int(math.log(seconds / 1e-6, BUCKET)) + 1
+        count = sum(n for b, n in self.buckets.items() if b >= first)
+        return count, sum(
+            n * 1e-6 * BUCKET ** (b + 1) for b, n in self.buckets.items() if b >= first
+        )
+
     def percentile(self, p: float) -> float:
         """The upper bound of the bucket holding the p-th percentile, in seconds."""
         rank, seen = p * self.count, 0
@@ -207,7 +216,8 @@ def jobs_main(settings: JobSettings, out: Any) -> None:
         "runs": sum(t.runs for t in tallies),
         "lifecycle": sum(t.lifecycle for t in tallies),
         "waits": {"count": waits.count, "total": waits.total, "worst": waits.worst,
-                  "p50": waits.percentile(0.5), "p99": waits.percentile(0.99)},
+                  "p50": waits.percentile(0.5), "p99": waits.percentile(0.99),
+                  "over_10ms": waits.over(0.01), "over_100ms": waits.over(0.1)},
         "flushed": flushed,
         "stats": repr(stats),
         "growth": growth,
@@ -236,7 +246,9 @@ class Tally:
         self.messages = 0
         self.lifecycle = 0  # distinct lifecycle events received
         self.complete = 0  # runs with their terminal and every lifecycle event
-        self.repeats = 0  # same bytes, same (source, media_id, seq): consumers drop them
+        self.repeats: Counter[str] = Counter()  # same bytes under a seen (source, media_id,
+        # seq), which consumers drop; by the chaos action last begun when it arrived
+        self.chaos = "none"
         self.other_bytes = 0  # a seq seen before with other bytes: a real duplicate
         self.lifecycle_again = 0  # a lifecycle event again under a new seq: real too
         self.forgotten = 0  # finished runs pushed out of the recent list
@@ -251,7 +263,7 @@ class Tally:
         seq, digest = event["seq"], hash(raw)
         if seq in run.seqs:
             if run.seqs[seq] == digest:
-                self.repeats += 1
+                self.repeats[self.chaos] += 1
             else:
                 self.other_bytes += 1
             return
@@ -321,6 +333,7 @@ def chaos(
     while not stop.wait(rng.uniform(2, 6)):
         kind = rng.choice(["kill", "freeze", "cut"])
         log[kind] += 1
+        sub.tally.chaos = kind
         if kind == "kill":
             proxy.cut()
             before = sub.subscriptions
@@ -377,7 +390,8 @@ def report(final: dict[str, Any], tally: Tally, samples: list[dict[str, Any]],
         print(f"  open: {media_id}: {sorted(f'{e}/{m}' for e, m in run.lifecycle)}")
     print(
         f"duplicates: repeats (same bytes, same source/media_id/seq; consumers drop them) "
-        f"{tally.repeats}; real: other bytes under a seen seq {tally.other_bytes}, "
+        f"{tally.repeats.total()} {dict(tally.repeats)} (by the chaos action last begun); "
+        f"real: other bytes under a seen seq {tally.other_bytes}, "
         f"a lifecycle event again under a new seq {tally.lifecycle_again}"
         f"{f'; finished runs forgotten {tally.forgotten}' if tally.forgotten else ''}"
     )
@@ -385,7 +399,9 @@ def report(final: dict[str, Any], tally: Tally, samples: list[dict[str, Any]],
         f"job time lost at run ends: total {waits['total']:.2f} s over {waits['count']} runs "
         f"({waits['total'] / max(waits['count'], 1) * 1000:.1f} ms a run), "
         f"p50 {waits['p50'] * 1000:.1f} ms, p99 {waits['p99'] * 1000:.1f} ms, "
-        f"worst {waits['worst'] * 1000:.0f} ms"
+        f"worst {waits['worst'] * 1000:.0f} ms; over 10 ms: {waits['over_10ms'][0]} runs "
+        f"(~{waits['over_10ms'][1]:.1f} s), over 100 ms: {waits['over_100ms'][0]} runs "
+        f"(~{waits['over_100ms'][1]:.1f} s)"
     )
     if samples:
         rss = " ".join(f"{s['rss']:.1f}" for s in samples)
