@@ -437,8 +437,13 @@ class MediaRun:
         self._terminal = event
         if self.filename is not None:
             data["filename"] = self.filename
-        self._register(False)
-        self._emit(event, message, data)
+        # Unregistered only once the event is in: a close() that begins meanwhile finds
+        # the run, waits for its lock, then sees it ended. Unregistered first, close()
+        # could miss the run and refuse everything before this emit (a panel left open).
+        try:
+            self._emit(event, message, data)
+        finally:
+            self._register(False)
         return event
 
     def _fail_left_open(self, reason: str) -> bool:

@@ -177,6 +177,54 @@ def hammer_a_closing_publisher(attempt: int) -> None:
     assert stats.accepted == stats.published + stats.coalesced + stats.dropped_total
 
 
+class ClosesWhileATerminalEventGoesIn(ProgressPublisher):
+    """Plays close() on another thread arriving just as a job thread's finish() hands in
+    its terminal event: accept() lets that close() go as far as it can first (to its
+    end, or until it waits for the run being ended)."""
+
+    closer: threading.Thread | None = None
+    close_went_far = threading.Event()
+
+    def accept(self, fields: dict[str, Any]) -> None:
+        if fields["event"] in TERMINAL and self.closer is None:
+            self.closer = threading.Thread(target=self.close_then_say, args=(5,))
+            self.closer.start()
+            assert self.close_went_far.wait(10)
+        super().accept(fields)
+
+    def close_then_say(self, timeout: float) -> None:
+        self.close(timeout)
+        self.close_went_far.set()
+
+
+class RunThatSaysWhenCloseReachesIt(MediaRun):
+    def _fail_left_open(self, reason: str) -> bool:
+        publisher = self._publisher
+        assert isinstance(publisher, ClosesWhileATerminalEventGoesIn)
+        publisher.close_went_far.set()  # close() waits for this run's lock from here
+        return super()._fail_left_open(reason)
+
+
+def test_a_terminal_event_handed_in_as_close_begins_goes_out():
+    """A run ending on one thread while another closes the publisher: close() either
+    fails the run or waits for its terminal event, which is never refused (the run left
+    close()'s list of open runs only after its terminal event was accepted)."""
+    transport = CapturingTransport()
+    publisher = ClosesWhileATerminalEventGoesIn(
+        channel="close-end-race", _transport=transport, finish_flush_timeout=0
+    )
+    publisher.close_went_far = threading.Event()
+    run = RunThatSaysWhenCloseReachesIt(publisher, "ending", "u1").start()
+    try:
+        outcome: str | BaseException = run.finish()
+    except PublisherClosedError as exc:
+        outcome = exc
+    assert publisher.closer is not None
+    publisher.closer.join(10)
+    assert outcome == "PROCESSING_FAILED"
+    assert unended(transport) == []
+
+
 # -- signal handlers ------------------------------------------------------------------
 
 SIGNAL_JOB = textwrap.dedent(
