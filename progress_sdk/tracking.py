@@ -129,7 +129,9 @@ def _message(given: object, default: str) -> str:
 _open_runs: weakref.WeakKeyDictionary[EventSink, dict[int, MediaRun]] = (
     weakref.WeakKeyDictionary()
 )
-_open_runs_lock = threading.Lock()
+# Re-entrant: a signal handler calling close() (fail_open_runs) may interrupt the main
+# thread while it holds this lock to register a run; a plain lock deadlocked there.
+_open_runs_lock = threading.RLock()
 
 
 def _forget_parent_runs() -> None:
@@ -137,7 +139,7 @@ def _forget_parent_runs() -> None:
     # a second terminal event for runs the parent may still complete. The lock is new
     # too: another thread of the parent may have held it at the fork.
     global _open_runs_lock  # noqa: PLW0603 - the child needs a fresh lock
-    _open_runs_lock = threading.Lock()
+    _open_runs_lock = threading.RLock()
     _open_runs.clear()
 
 

@@ -292,3 +292,56 @@ def test_close_stats_and_flush_from_a_signal_handler_that_interrupts_emit_return
     assert seen["final_close"] is True
     assert seen["unended"] == []
     assert seen["events"] == 5
+
+
+SIGNAL_DURING_START = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from test_publisher_close import CapturingTransport
+    from progress_sdk import ProgressPublisher, PublisherClosedError
+
+    armed = {{"on": False}}
+
+    def signal_once():
+        if armed["on"]:
+            armed["on"] = False
+            os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs right here
+
+    class Publisher(ProgressPublisher):
+        # Hashed as the run registers itself as open, under the registry's lock.
+        def __hash__(self):
+            signal_once()
+            return id(self) >> 4
+
+    transport = CapturingTransport()
+    publisher = Publisher(channel="signal-start", _transport=transport)
+    seen = {{}}
+    signal.signal(signal.SIGUSR1, lambda *_: seen.setdefault("close", publisher.close(1)))
+    armed["on"] = True
+    try:
+        with publisher.media("m1", "u1"):
+            seen["body_ran"] = True
+    except PublisherClosedError:
+        seen["start_refused"] = True
+    seen["events"] = [json.loads(p)["event"] for p in transport.sent]
+    print(json.dumps(seen))
+    """
+)
+
+
+def test_close_from_a_signal_handler_that_interrupts_a_runs_registration() -> None:
+    """A SIGTERM-style handler calls close() while the main thread's run.start() holds
+    the lock of the registry of open runs: close() does not deadlock there, and the start
+    that follows is refused (nothing went out for the media)."""
+    tests = str(Path(__file__).parent)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", SIGNAL_DURING_START.format(tests=tests)],
+            check=False, capture_output=True, text=True, timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("close() in a signal handler interrupting a run's registration deadlocked")
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen == {"close": True, "start_refused": True, "events": []}
