@@ -49,7 +49,7 @@ from . import defaults as d
 from ._free_json import check_free_json
 from ._sink import EventSink
 from .events import EventType
-from .exceptions import InvalidEventError, Problem, TrackingError
+from .exceptions import InvalidEventError, Problem, ProgressSDKError, TrackingError
 from .failures import describe_error
 
 __all__ = ["MediaRun", "ModelRun", "fail_open_runs"]
@@ -299,12 +299,14 @@ class MediaRun:
             if self._started:
                 return self
             # Registered before PROCESSING_STARTED goes in: a close() that accepts it then
-            # finds the run among those to fail. A refused start (close() began) undoes it.
+            # finds the run among those to fail. A refused start (close() began) undoes it;
+            # any other exception (a signal handler's SystemExit, KeyboardInterrupt) may
+            # come after the event went in, so the run stays open for close() to end.
             self._started = True
             self._register(True)
             try:
                 self._emit("PROCESSING_STARTED", message, data)
-            except BaseException:
+            except ProgressSDKError:
                 self._started = False
                 self._register(False)
                 raise

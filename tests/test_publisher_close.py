@@ -225,6 +225,29 @@ def test_a_terminal_event_handed_in_as_close_begins_goes_out():
     assert unended(transport) == []
 
 
+class InterruptedRightAfterTheStart(ProgressPublisher):
+    """Plays a SIGTERM handler that raises SystemExit (as docs/publisher.md advises) and
+    runs just after a run's PROCESSING_STARTED went in, before start() returns."""
+
+    def accept(self, fields: dict[str, Any]) -> None:
+        super().accept(fields)
+        if fields["event"] == "PROCESSING_STARTED":
+            raise SystemExit("SIGTERM")
+
+
+def test_a_start_interrupted_after_its_event_went_in_is_still_ended_by_close():
+    """An exception that interrupts start() after its PROCESSING_STARTED was accepted
+    leaves the run among the open ones: close() (or the exit hook) ends it."""
+    transport = CapturingTransport()
+    publisher = InterruptedRightAfterTheStart(
+        channel="interrupted-start", _transport=transport, finish_flush_timeout=0
+    )
+    with pytest.raises(SystemExit), publisher.media("m1", "u1"):
+        pass
+    assert publisher.close(2) is True
+    assert transport.lifecycle() == {("m1", "START"): 1, ("m1", "END"): 1}
+
+
 # -- signal handlers ------------------------------------------------------------------
 
 SIGNAL_JOB = textwrap.dedent(
