@@ -535,7 +535,7 @@ class EventBuffer:
     def finish_batch(self, requeue: list[Any] | None = None) -> None:
         """The batch in flight is settled (published or dropped, as the sender counted),
         except ``requeue``: those go back to the head, unchanged and ahead of everything
-        (no longer replaceable or evictable)."""
+        (no longer replaceable; still evictable, by rank, like any waiting event)."""
         if requeue:
             keep = {id(item) for item in requeue}
             back = [item if id(item) in keep else None for item in self._taken]
