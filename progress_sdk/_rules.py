@@ -132,44 +132,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
     progress = data.get("progress")
     total = data.get("total")
     if event in PROGRESS_EVENT_NAMES or progress is not None or total is not None:
-        needed = event in PROGRESS_EVENT_NAMES or progress is not None or total is not None
-        with_what = (
-            "progress events" if event in PROGRESS_EVENT_NAMES else "data.progress/data.total"
-        )
-        ok = True
-        for name, value in (("progress", progress), ("total", total)):
-            if value is None:
-                if needed:
-                    problems.append(
-                        Problem(
-                            f"data.{name}",
-                            "required",
-                            f"is required with {with_what}: "
-                            "give both progress and total as integers",
-                        )
-                    )
-                ok = False
-            elif not _is_int(value):
-                problems.append(
-                    Problem(
-                        f"data.{name}",
-                        "type",
-                        f"must be an integer, got {type(value).__name__} {value!r}",
-                    )
-                )
-                ok = False
-        if ok:
-            assert isinstance(total, int) and isinstance(progress, int)
-            if total <= 0:
-                problems.append(Problem("data.total", "positive", f"must be > 0, got {total}"))
-            elif progress < 0 or progress > total:
-                problems.append(
-                    Problem(
-                        "data.progress",
-                        "bounds",
-                        f"must satisfy 0 <= progress <= total, got {progress}/{total}",
-                    )
-                )
+        _check_progress_total(event, progress, total, problems)
 
     phase = data.get("phase")
     if phase is not None:
@@ -204,18 +167,7 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
         )
     confidence = data.get("confidence")
     if confidence is not None:
-        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
-            problems.append(
-                Problem(
-                    "data.confidence",
-                    "type",
-                    f"must be a number in [0, 1], got {type(confidence).__name__}",
-                )
-            )
-        elif not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
-            problems.append(
-                Problem("data.confidence", "bounds", f"must be in [0, 1], got {confidence}")
-            )
+        _check_confidence(confidence, problems)
 
     error_message = data.get("error_message")
     if event in FAILURE_EVENT_NAMES or error_message is not None:
@@ -237,6 +189,64 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
             d.MAX_FILENAME_CHARS,
             required=False,
             what="the uploaded file's name, shown in the panel title",
+        )
+
+
+def _check_progress_total(
+    event: str, progress: object, total: object, problems: list[Problem]
+) -> None:
+    """data.progress and data.total, for a progress event or data giving either: both
+    integers, total > 0 and 0 <= progress <= total."""
+    with_what = (
+        "progress events" if event in PROGRESS_EVENT_NAMES else "data.progress/data.total"
+    )
+    ok = True
+    for name, value in (("progress", progress), ("total", total)):
+        if value is None:
+            problems.append(
+                Problem(
+                    f"data.{name}",
+                    "required",
+                    f"is required with {with_what}: give both progress and total as integers",
+                )
+            )
+            ok = False
+        elif not _is_int(value):
+            problems.append(
+                Problem(
+                    f"data.{name}",
+                    "type",
+                    f"must be an integer, got {type(value).__name__} {value!r}",
+                )
+            )
+            ok = False
+    if ok:
+        assert isinstance(total, int) and isinstance(progress, int)
+        if total <= 0:
+            problems.append(Problem("data.total", "positive", f"must be > 0, got {total}"))
+        elif progress < 0 or progress > total:
+            problems.append(
+                Problem(
+                    "data.progress",
+                    "bounds",
+                    f"must satisfy 0 <= progress <= total, got {progress}/{total}",
+                )
+            )
+
+
+def _check_confidence(confidence: object, problems: list[Problem]) -> None:
+    """data.confidence: a finite number in [0, 1] (a bool is not one)."""
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        problems.append(
+            Problem(
+                "data.confidence",
+                "type",
+                f"must be a number in [0, 1], got {type(confidence).__name__}",
+            )
+        )
+    elif not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+        problems.append(
+            Problem("data.confidence", "bounds", f"must be in [0, 1], got {confidence}")
         )
 
 
