@@ -12,13 +12,16 @@ import logging
 import secrets
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from progress_sdk import defaults as d
 from progress_sdk.snapshot import SnapshotKeys
 from progress_sdk.transport import mask_url
+
+if TYPE_CHECKING:
+    from .relay.server import RelayConfig
 
 __all__ = ["e2e", "relay"]
 
@@ -116,14 +119,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     events; every node runs the dead-worker sweeper, one acts at a time.
     """
     _need_relay_extra()
-    from .relay import (  # noqa: PLC0415 - the relay extra
-        Relay,
-        RelayConfig,
-        bind,
-        configure_logging,
-        serve,
-        sign_token,
-    )
+    from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415
     from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
     if dev and not jwt_secret:
@@ -132,13 +128,11 @@ def relay(  # noqa: PLR0917 - one parameter per click option
         _fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
     if not user_claim:
         _fail("--user-claim must not be empty")
-    redis_url: str = (ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL
-    channel: str = (ctx.obj or {}).get("channel") or d.DEFAULT_CHANNEL
     configure_logging(log_level)
     config = RelayConfig(
         jwt_secret=jwt_secret,
-        redis_url=redis_url,
-        channel=channel,
+        redis_url=(ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL,
+        channel=(ctx.obj or {}).get("channel") or d.DEFAULT_CHANNEL,
         shards=(ctx.obj or {}).get("shards") or d.DEFAULT_SHARDS,
         user_claim=user_claim,
         cors_origins=list(cors_origins) if cors_origins else "*",
@@ -154,23 +148,30 @@ def relay(  # noqa: PLR0917 - one parameter per click option
         sock = bind(host, port, reuse_port=reuse_port)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    ready = _announce(config, dev_users if dev else 0)
+    serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
 
-    secret: str = jwt_secret
+
+def _announce(config: RelayConfig, dev_users: int) -> Callable[[str], None]:
+    """What the relay prints once it listens: where, and a page URL with a token for the
+    first ``dev_users`` simulated users (--dev)."""
+    from .relay import sign_token  # noqa: PLC0415 - the relay extra
 
     def ready(url: str) -> None:
         click.echo(
             f"progress-sim relay: listening on {url} (Socket.IO at /socket.io/, "
-            f"GET /healthz); channel {channel!r} on {mask_url(redis_url)}; "
-            f"user id from claim {user_claim!r}",
+            f"GET /healthz); channel {config.channel!r} on {mask_url(config.redis_url)}; "
+            f"user id from claim {config.user_claim!r}",
             err=True,
         )
-        if dev:
-            for i in range(1, dev_users + 1):
-                user_id = f"user-{i}"
-                token = sign_token(secret, user_id, claim=user_claim, expires_in=86_400)
-                click.echo(f"{user_id}: {url}/#token={token}")
+        for i in range(1, dev_users + 1):
+            user_id = f"user-{i}"
+            token = sign_token(
+                config.jwt_secret, user_id, claim=config.user_claim, expires_in=86_400
+            )
+            click.echo(f"{user_id}: {url}/#token={token}")
 
-    serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
+    return ready
 
 
 @click.command()
