@@ -338,7 +338,9 @@ class ClusterTransport:
         """Connections made in place of one lost (a restart, a cut, a failover: to the
         new master), whether or not a batch failed first: what ``stats().reconnects``
         reports."""
-        self._lost = 0  # connections lost and not replaced yet
+        # Connections (by id) lost and not replaced yet; a set, since a batch may find the
+        # same connection failing more than once (its write, then its read).
+        self._lost: set[int] = set()
 
     def publish(
         self,
@@ -466,7 +468,7 @@ class ClusterTransport:
             conn.connect()  # a no-op while connected
             if getattr(conn, "_sock", None) is not before and self._lost:
                 self.reconnects += 1
-                self._lost -= 1
+                self._lost.pop()
         except (redis.RedisError, OSError) as exc:
             if conn is not None:
                 conn.disconnect()
@@ -474,9 +476,10 @@ class ClusterTransport:
         return conn
 
     def _lose(self, conn: Any) -> None:
-        """Disconnect a connection that failed; the next one made replaces it."""
-        if getattr(conn, "_sock", None) is not None:  # not already lost
-            self._lost += 1
+        """Disconnect a connection that failed; the next one made replaces it. Counted
+        whatever its state: redis-py disconnects a connection whose call failed before
+        raising, so by now it may well look as if it was never connected."""
+        self._lost.add(id(conn))
         conn.disconnect()
 
     def _write(self, conn: Any, commands: Sequence[Command]) -> None:
@@ -567,7 +570,7 @@ class ClusterTransport:
         self._conns = {}
         self._guard = BatchGuard()  # the parent's sender may have held it
         self.reconnects = 0  # the child's publisher counts afresh
-        self._lost = 0
+        self._lost = set()
         self._stale = True
 
 

@@ -113,3 +113,38 @@ def test_a_permanent_error_is_refused():
     )
     assert (delivery.published, delivery.refused, delivery.not_sent) == (1, 1, 0)
     assert delivery.error is not None and "NOPERM" in delivery.error
+
+
+class SelfClosingConnection(ScriptedConnection):
+    """Like redis-py's connection: a failed read disconnects it before raising, and
+    connect() makes a new socket when it has none."""
+
+    def __init__(self, replies: Sequence[int | Exception]) -> None:
+        super().__init__(replies)
+        self._sock: object | None = None
+
+    def read_response(self) -> int:
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            self._sock = None
+            raise reply
+        return reply
+
+    def connect(self) -> None:
+        if self._sock is None:
+            self._sock = object()
+
+    def disconnect(self) -> None:
+        self._sock = None
+
+
+def test_a_connection_that_closed_itself_on_failing_counts_a_reconnect_when_replaced():
+    """redis-py disconnects a connection whose read failed before raising: the new one
+    made for the next batch still counts as a reconnect."""
+    connection = SelfClosingConnection([redis.ConnectionError("Connection reset by peer"), 1])
+    transport = ClusterTransport("redis://127.0.0.1:7000/0", "ch")
+    transport.slots = OneMaster(connection)  # type: ignore[assignment]
+    first = transport.publish([b"e1"])
+    assert first.not_sent == 1 and first.resend
+    assert transport.publish([b"e1"]).published == 1
+    assert transport.reconnects == 1
