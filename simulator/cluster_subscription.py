@@ -11,10 +11,11 @@ drains on the caller's thread (so ``handle`` runs on one thread, as ``Observer``
 and a channel's messages keep their order). A channel is moved when its reader fails
 (its node died), when the server unsubscribes it (``sunsubscribe``: its slot migrated
 away) or when the periodic look at ``CLUSTER SHARDS`` no longer counts its node in the
-slot's shard: the old connection is closed first, then the channel is subscribed on the
-new shard, so it is never read twice. Until a node of the shard answers the channel is retried every
-``RETRY_INTERVAL``; if no node at all has answered for ``GIVE_UP_AFTER`` seconds,
-``pump`` raises ``redis.ConnectionError``.
+slot's shard: the old connection is read to its end (what the old node had sent, a
+lagging reader may not have read yet) and closed first, then the channel is subscribed on
+the new shard, so it is never read twice and its messages keep their order. Until a node
+of the shard answers the channel is retried every ``RETRY_INTERVAL``; if no node at all
+has answered for ``GIVE_UP_AFTER`` seconds, ``pump`` raises ``redis.ConnectionError``.
 
 Messages published while a channel had no live subscription are not seen (pub/sub keeps
 nothing); the lifecycle validator reports them as sequence gaps.
@@ -45,6 +46,10 @@ RETRY_INTERVAL = 0.1
 REFRESH_INTERVAL = 1.0
 GIVE_UP_AFTER = 30.0
 _POLL = 0.2
+# A reader leaving a node reads until a poll this long comes back empty, for at most
+# _DRAIN_PATIENCE seconds in all.
+_DRAIN_POLL = 0.05
+_DRAIN_PATIENCE = 5.0
 
 
 class _ChannelReader:
@@ -57,6 +62,7 @@ class _ChannelReader:
         self._pubsub: Any = self._client.pubsub()  # type: ignore[no-untyped-call]
         self._out = out
         self._stop = threading.Event()
+        self._draining = threading.Event()
         self._thread: threading.Thread | None = None
 
     def subscribe(self, timeout: float) -> None:
@@ -77,8 +83,11 @@ class _ChannelReader:
     def _read(self) -> None:
         try:
             while not self._stop.is_set():
-                message = self._pubsub.get_message(timeout=_POLL)
+                draining = self._draining.is_set()
+                message = self._pubsub.get_message(timeout=_DRAIN_POLL if draining else _POLL)
                 if message is None:
+                    if draining:
+                        return  # read to the end: the node sends this channel no more
                     continue
                 kind = message.get("type")
                 if kind == "smessage":
@@ -91,10 +100,14 @@ class _ChannelReader:
                 _log.info("shard channel %s lost its node (%s)", self.channel, exc)
                 self._out.put(self)
 
-    def close(self) -> None:
-        self._stop.set()
+    def close(self, *, drain: bool = False) -> None:
+        """Stop reading and disconnect; with ``drain``, first hand over what was already
+        sent to this node (its slot moved: nothing more comes, and what a reader lagging
+        behind has not read yet would otherwise be lost)."""
+        (self._draining if drain else self._stop).set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(_POLL + 1.0)
+            self._thread.join(_DRAIN_PATIENCE if drain else _POLL + 1.0)
+        self._stop.set()
         with contextlib.suppress(Exception):
             self._pubsub.close()
         with contextlib.suppress(Exception):
@@ -154,7 +167,7 @@ class ClusterSubscription:
             # No shard (a failover under way: the master failed, no replica promoted
             # yet) is no reason to leave a replica that is about to be promoted.
             if shard and reader.owner not in shard:
-                self._drop(reader)
+                self._drop(reader, drain=True)
         problem = ""
         for channel in sorted(self._pending):
             problem = self._subscribe(channel) or problem
@@ -180,12 +193,14 @@ class ClusterSubscription:
             return ""
         return problem
 
-    def _drop(self, reader: _ChannelReader) -> None:
+    def _drop(self, reader: _ChannelReader, *, drain: bool = False) -> None:
+        # Drained before the channel is subscribed again elsewhere: the old node's
+        # messages are all queued before the new node's, so the order holds.
         if self._readers.get(reader.channel) is reader:
             del self._readers[reader.channel]
             self._pending.add(reader.channel)
             self.moves += 1
-        reader.close()
+        reader.close(drain=drain)
 
     def pump(
         self,
