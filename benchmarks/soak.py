@@ -62,6 +62,7 @@ from own_redis import OwnRedis
 from tcp_proxy import TcpProxy
 
 from progress_sdk import ProgressPublisher
+from progress_sdk import defaults as d
 
 CHANNEL = "soak"
 MODELS = ("SIGLIP-LSTM-V4", "LIP-FD-V1")
@@ -172,6 +173,7 @@ class JobSettings:
     seconds: float
     every: float  # seconds between samples
     trace: bool  # tracemalloc on
+    remember: int | None = None  # the publisher's per-media bound, if not the default
 
 
 def jobs_main(settings: JobSettings, out: Any) -> None:
@@ -181,6 +183,11 @@ def jobs_main(settings: JobSettings, out: Any) -> None:
     every, trace = settings.every, settings.trace
     if trace:
         tracemalloc.start(8)
+    if settings.remember is not None:
+        # Every run is a new media: the per-media tables (seq counters: ~125 B a media)
+        # grow until this bound, 100,000 by default, then stay. A smaller one reaches it
+        # within the run, so what grows after that is something else.
+        d.MAX_REMEMBERED_MEDIA = settings.remember
     publisher = ProgressPublisher(url, CHANNEL)
     stop = threading.Event()
     tallies = [JobTally() for _ in range(workers)]
@@ -424,6 +431,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sample", type=float, default=15.0, help="seconds between samples")
     parser.add_argument("--tracemalloc", action="store_true", help="report allocation growth")
+    parser.add_argument("--remember", type=int, default=None,
+                        help="the publisher's per-media bound (default 100,000): smaller "
+                        "fills within the run, to see whether anything else grows")
     args = parser.parse_args()
     print(f"seed {args.seed}, {args.workers} workers, {args.minutes} min; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)  # fmt: skip
@@ -437,7 +447,8 @@ def main() -> None:
     child = ctx.Process(
         target=jobs_main,
         args=(
-            JobSettings(proxy.url, args.workers, args.minutes * 60, args.sample, args.tracemalloc),
+            JobSettings(proxy.url, args.workers, args.minutes * 60, args.sample,
+                        args.tracemalloc, args.remember),
             out,
         ),
     )
