@@ -575,6 +575,10 @@ class ProgressPublisher:
 
     def _flush_at_exit(self, timeout: float) -> None:
         if not self._close_started and self._pid == os.getpid():
+            # As close() does first: daemon threads still run job code during exit, and a
+            # run they started after the open runs were failed would never end.
+            with self._lock:
+                self._closing = True
             if self.fail_runs_left_open:
                 fail_open_runs(self, "the worker exited before this media's analysis finished")
             self.flush(timeout)

@@ -299,6 +299,42 @@ def test_a_worker_that_exits_on_an_exception_fails_the_run_it_left_open(
     assert "exited before" in str(events[-1]["data"]["error_message"])
 
 
+def test_a_run_a_daemon_thread_starts_while_the_process_exits_never_stays_open(
+    redis_url, channel, subscriber
+):
+    """A daemon thread keeps starting and ending runs while the main thread exits: the exit
+    hook refuses new runs before it fails the open ones, so every PROCESSING_STARTED that
+    went out has its terminal event."""
+    script = (
+        "import sys, threading, time\n"
+        "from progress_sdk import ProgressPublisher, PublisherClosedError\n"
+        "publisher = ProgressPublisher(sys.argv[1], sys.argv[2], min_progress_interval=0)\n"
+        "def runs():\n"
+        "    i = 0\n"
+        "    while True:\n"
+        "        i += 1\n"
+        "        try:\n"
+        "            with publisher.media(f'm-{i}', 'u1'):\n"
+        "                time.sleep(0.0005)\n"
+        "        except PublisherClosedError:\n"
+        "            return\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "threading.Thread(target=runs, daemon=True).start()\n"
+        "time.sleep(0.3)\n"
+    )
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", script, redis_url, channel],
+                       check=True, timeout=60)
+    time.sleep(0.5)
+    events = _decode(subscriber.wait_for(1))
+    started = {(e["source"], e["media_id"]) for e in events
+               if e["event"] == "PROCESSING_STARTED"}
+    ended = {(e["source"], e["media_id"]) for e in events
+             if e["event"] in ("PROCESSING_COMPLETED", "PROCESSING_FAILED")}
+    assert started and started <= ended, sorted(started - ended)[:5]
+
+
 def test_a_forked_child_closing_its_publisher_does_not_fail_the_parents_runs(
     redis_url, channel, subscriber
 ):
