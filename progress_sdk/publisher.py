@@ -49,7 +49,7 @@ from .failures import ErrorMessages
 from .redis_urls import mask_url
 from .sharding import resolve_shards, router
 from .snapshot import SnapshotConfig, SnapshotHook
-from .tracking import MediaRun, fail_open_runs
+from .tracking import MediaRun, fail_open_runs, inside_a_run
 from .transport import ConnectFailed, Transport
 
 __all__ = ["ProgressPublisher", "PublisherStats"]
@@ -482,11 +482,12 @@ class ProgressPublisher:
         returns the first call's result, waiting (up to its own ``timeout``) for the first
         call to finish; False if it has not.
 
-        Called from a signal handler that interrupted this publisher's own lock on the
-        same thread (inside ``emit()``), it cannot wait: it refuses new media runs from
-        then on and returns False at once; a later ``close()`` or the exit hook finishes.
+        Called from a signal handler that interrupted this publisher's own lock or one
+        of its media runs on the same thread (inside ``emit()``, or a run's change such
+        as its end), it cannot wait: it refuses new media runs from then on and returns
+        False at once; a later ``close()`` or the exit hook finishes.
         """
-        if self._held_here():
+        if self._held_here() or inside_a_run(self):
             self._closing = True
             return False
         with self._lock:

@@ -166,6 +166,16 @@ def fail_open_runs(sink: EventSink, reason: str) -> int:
     return failed
 
 
+def inside_a_run(sink: EventSink) -> bool:
+    """Whether this thread is inside one of ``sink``'s open runs' locked sections (a
+    signal handler interrupted it there): ``close()`` can then neither end that run (it
+    is in the middle of a change, its end maybe) nor wait for it (on its own thread)."""
+    with _open_runs_lock:
+        runs = list(_open_runs.get(sink, {}).values())
+    # RLock._is_owned is what threading.Condition itself asks; typeshed omits it.
+    return any(run._lock._is_owned() for run in runs)  # type: ignore[attr-defined]
+
+
 class MediaRun:
     """One analysis run of one media: ``PROCESSING_STARTED`` … one terminal event."""
 

@@ -248,6 +248,37 @@ def test_a_start_interrupted_after_its_event_went_in_is_still_ended_by_close():
     assert transport.lifecycle() == {("m1", "START"): 1, ("m1", "END"): 1}
 
 
+class ClosedByAHandlerInsideARunsEnd(ProgressPublisher):
+    """Plays a signal handler calling close() on the job's own thread while finish() is
+    handing in its terminal event (the run has marked itself ended, the event is not in
+    yet: the few microseconds it is serialised)."""
+
+    handler_result: bool | None = None
+
+    def accept(self, fields: dict[str, Any]) -> None:
+        if fields["event"] in TERMINAL and self.handler_result is None:
+            self.handler_result = self.close(2)
+        super().accept(fields)
+
+
+def test_close_from_a_handler_inside_a_runs_end_holds_back_and_the_end_goes_out():
+    """close() from a handler that interrupted a run's end on the same thread cannot end
+    that run (it is ending) nor wait for it (it would wait on its own thread): it refuses
+    new runs and returns False at once, the terminal event goes in, and a later close()
+    sends everything."""
+    transport = CapturingTransport()
+    publisher = ClosedByAHandlerInsideARunsEnd(
+        channel="handler-in-run-end", _transport=transport, finish_flush_timeout=0
+    )
+    with publisher.media("m1", "u1"):
+        pass
+    assert publisher.handler_result is False
+    with pytest.raises(PublisherClosedError):
+        publisher.media("m2", "u1").start()
+    assert publisher.close(2) is True
+    assert transport.lifecycle() == {("m1", "START"): 1, ("m1", "END"): 1}
+
+
 # -- signal handlers ------------------------------------------------------------------
 
 SIGNAL_JOB = textwrap.dedent(
