@@ -42,30 +42,62 @@ def frame_publishes(channel: bytes, payloads: Iterable[bytes]) -> list[bytes]:
 
 
 class Activity:
-    """When the publish call under way last got anywhere (monotonic seconds), for telling
-    a stalled Redis from a slow one: a batch that takes long but keeps moving bytes is
-    not stalled, a connection that moves none is.
+    """When the publish call under way last got anywhere (monotonic seconds), and how long
+    Redis takes to answer, for telling a stalled Redis from a slow or distant one: a
+    batch that takes long but keeps moving bytes is not stalled, a connection that moves
+    none for longer than its answers usually take is.
 
     Written by the sender thread only, read by threads waiting at a run's end. ``moved``
     is written before ``ready`` so that a reader who sees a call's ``ready`` time also
-    sees a ``moved`` time at least as recent.
+    sees a ``moved`` time at least as recent; ``round_trip`` is replaced as one float.
     """
 
-    __slots__ = ("moved", "ready")
+    __slots__ = ("_asked", "_samples", "moved", "ready", "round_trip")
 
     def __init__(self) -> None:
         self.ready = float("-inf")  # the call's connection was up (made or checked)
         self.moved = float("-inf")  # bytes last written or received
+        self.round_trip = 0.0  # the shortest of the last answers' waits (0: none yet)
+        self._samples: tuple[float, ...] = ()
+        self._asked: float | None = None  # when the last write ended, until answered
 
-    def connected(self) -> None:
-        """The call has a working connection; what follows is the exchange."""
+    def connected(self, handshake: float | None = None) -> None:
+        """The call has a working connection; what follows is the exchange. ``handshake``:
+        how long a connection just made took (a few round trips: an estimate of the
+        answers' wait until the first real one is measured)."""
         now = time.monotonic()
+        if handshake is not None:
+            self._sample(handshake)
         self.moved = now
         self.ready = now
 
     def progressed(self) -> None:
         """Bytes were written or received."""
         self.moved = time.monotonic()
+
+    def wrote(self) -> None:
+        """A whole request went out: its answer is awaited from now."""
+        now = self.moved = time.monotonic()
+        if self._asked is None:
+            self._asked = now
+
+    def answered(self) -> None:
+        """Bytes of an answer arrived."""
+        now = self.moved = time.monotonic()
+        if self._asked is not None:
+            self._sample(now - self._asked)
+            self._asked = None
+
+    def patience(self, notice: float) -> float:
+        """How long no byte may move before the call counts as stalled: ``notice``, or
+        four of the answers' usual waits on a distant Redis (where answers take longer
+        than ``notice``). The shortest recent wait is the path's own: a freeze makes one
+        long sample, which the shortest ignores."""
+        return max(notice, 4 * self.round_trip)
+
+    def _sample(self, wait: float) -> None:
+        self._samples = (*self._samples[-7:], wait)
+        self.round_trip = min(self._samples)
 
 
 def send_all(
@@ -91,6 +123,8 @@ def send_all(
         view = view[sent:]
         if activity is not None:
             activity.progressed()
+    if activity is not None:
+        activity.wrote()
 
 
 class ReplyReader:
@@ -132,7 +166,7 @@ class ReplyReader:
         if not data:
             raise ConnectionError("Connection closed by server.")
         if self._activity is not None:
-            self._activity.progressed()
+            self._activity.answered()
         self._buf = self._buf[self._pos :] + data
         self._pos = 0
 

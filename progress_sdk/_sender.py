@@ -138,8 +138,9 @@ class Sender:
 
     def stalled(self, after: float) -> bool:
         """Whether the publish call under way is stalled: on a working connection, no
-        byte has moved for more than ``after`` s (a frozen or overloaded Redis); still
-        connecting, for more than CONNECT_TIMEOUT.
+        byte has moved for more than ``after`` s, or four of Redis's usual answer times
+        if longer (a frozen or overloaded Redis, not a distant one); still connecting,
+        for more than CONNECT_TIMEOUT.
 
         Not the call's age: a fresh process's first call connects (TCP, AUTH/HELLO/SELECT,
         the cluster question) and a large batch takes its time while its replies flow;
@@ -155,7 +156,8 @@ class Sender:
             return now - since > after
         if activity.ready < since:  # still connecting (ready is an earlier call's)
             return now - since > d.CONNECT_TIMEOUT
-        return now - activity.moved > after
+        # A distant Redis answers each batch later than ``after``: that is not a stall.
+        return now - activity.moved > activity.patience(after)
 
     def _run(self) -> None:
         try:

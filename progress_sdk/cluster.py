@@ -418,9 +418,9 @@ class ClusterTransport:
         for n in range(count):
             try:
                 conn.read_response()
-                self.activity.progressed()
+                self.activity.answered()
             except _REPLY_ERRORS as exc:
-                self.activity.progressed()
+                self.activity.answered()
                 failed += 1
                 text = _reply_text(exc)
                 errors.append(f"{text} ({owner[0]}:{owner[1]})")
@@ -486,7 +486,7 @@ class ClusterTransport:
         try:
             conn.send_packed_command([b"".join(conn.pack_commands(commands))],
                                      check_health=False)
-            self.activity.progressed()
+            self.activity.wrote()
         except (redis.RedisError, OSError):
             self._lose(conn)  # its replies fail to read below: not published, resend
 
@@ -496,10 +496,10 @@ class ClusterTransport:
         for n, i in enumerate(indices):
             try:
                 receivers += int(conn.read_response())
-                self.activity.progressed()
+                self.activity.answered()
                 outcomes[i] = _OK
             except _REPLY_ERRORS as exc:
-                self.activity.progressed()
+                self.activity.answered()
                 text = _reply_text(exc)
                 errors.append(f"{owner[0]}:{owner[1]}: {text}")
                 not_run = text.split(" ", 1)[0] in _NOT_RUN

@@ -23,6 +23,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -262,7 +263,7 @@ class RedisTransport:
         self.reconnects = 0
         """Connections made after the first (a restart, a cut, a failed batch), whether
         or not a batch failed first: what ``stats().reconnects`` reports."""
-        self._connected_once = False
+        self._made = 0  # connections made
         self._pid = os.getpid()
         self._channel_bytes = channel.encode()
         self.activity = Activity()
@@ -304,13 +305,14 @@ class RedisTransport:
     def _publish(
         self, payloads: list[bytes], extra: Sequence[Command], channels: Sequence[bytes] | None
     ) -> Delivery:
+        asked, made = time.monotonic(), self._made
         try:
             conn = self._connection()
         except ConnectFailed as exc:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         # Connecting (TCP, AUTH/HELLO/SELECT) is over: from here on a stall is a lack of
         # bytes moving, not the time the call has taken.
-        self.activity.connected()
+        self.activity.connected(time.monotonic() - asked if self._made != made else None)
         sock = getattr(conn, "_sock", None)
         tally = Tally()
         try:
@@ -371,24 +373,24 @@ class RedisTransport:
         pairs = zip(targets, payloads, strict=True)
         commands: list[Any] = [*extra, *(("PUBLISH", c, p) for c, p in pairs)]
         conn.send_packed_command([b"".join(conn.pack_commands(commands))], check_health=False)
-        self.activity.progressed()
+        self.activity.wrote()
         for i in range(len(commands)):
             try:
                 # Every reply is read, the extras' too (their replies are not counts).
                 reply = conn.read_response()
-                self.activity.progressed()
+                self.activity.answered()
                 tally.add(False, int(reply) if i >= len(extra) else 0, "")
             except redis.ResponseError as exc:
                 # An error reply: the connection is fine, this command was refused.
-                self.activity.progressed()
+                self.activity.answered()
                 tally.add(True, 0, str(exc))
             if i + 1 == len(extra):
                 tally.extra_errors = tally.errors
 
     def _count_connection(self) -> None:
-        if self._connected_once:
+        if self._made:
             self.reconnects += 1
-        self._connected_once = True
+        self._made += 1
 
     def check(self) -> None:
         """Connect and PING on a separate pooled connection (the sender's stays its own,
@@ -424,7 +426,7 @@ class RedisTransport:
         self._conn = None
         self._guard = BatchGuard()  # the parent's sender may have held it
         self.reconnects = 0  # the child's publisher counts afresh
-        self._connected_once = False
+        self._made = 0
         self._pid = os.getpid()
         old = self.pool
         try:

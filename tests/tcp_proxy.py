@@ -30,6 +30,9 @@ class TcpProxy:
         # Seconds a new connection's first bytes wait, both ways (a distant or slow-to-
         # accept server: the connect and handshake take that long, later replies do not).
         self.connect_delay = 0.0
+        # Seconds each chunk the server sends back waits (a distant server: every answer
+        # takes that long).
+        self.reply_delay = 0.0
         self.restore()
 
     @property
@@ -74,6 +77,8 @@ class TcpProxy:
                         return
                     if self.hold_replies and key.fileobj is b:
                         continue
+                    if self.reply_delay and key.fileobj is b:
+                        time.sleep(self.reply_delay)
                     key.data.sendall(data)
         except (OSError, ValueError):
             return

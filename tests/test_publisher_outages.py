@@ -115,20 +115,25 @@ import os, sys
 from progress_sdk import ProgressPublisher
 
 publisher = ProgressPublisher(sys.argv[1], sys.argv[2])
-with publisher.media("m-last", "u1") as run, run.model("A") as model:
-    model.progress(1, 2)
-    model.complete("REAL", 0.9)
+for media in ("m-first", "m-last"):
+    with publisher.media(media, "u1") as run, run.model("A") as model:
+        model.progress(1, 2)
+        model.complete("REAL", 0.9)
 os._exit(0)
 """
 
 
-def test_a_process_that_exits_right_after_its_run_over_a_slow_connect_delivers_it(server):
+@pytest.mark.parametrize(("delay", "seconds"), [("connect_delay", 0.3), ("reply_delay", 0.15)])
+def test_a_process_that_exits_right_after_its_runs_over_a_slow_path_delivers_them(
+    server, delay, seconds
+):
     """A fresh process's first publish call connects (TCP, handshake, the cluster
-    question), which can take far longer than the stall notice (a distant Redis, a loaded
-    machine): that is not a stall, so its only run's end waits for delivery and
-    PROCESSING_COMPLETED arrives although the process ends with os._exit right after."""
+    question), which can take far longer than the stall notice (a loaded machine), and a
+    distant Redis answers every batch later than it: neither is a stall, so each run's end
+    waits for delivery and the last PROCESSING_COMPLETED arrives although the process
+    ends with os._exit right after."""
     proxy = TcpProxy(("127.0.0.1", server.port))
-    proxy.connect_delay = 0.3  # each new connection's first bytes
+    setattr(proxy, delay, seconds)  # each new connection's first bytes, or every answer
     collector = Collector(server.url, "short-lived")
     assert collector.subscribed.wait(5)
     try:
@@ -142,8 +147,8 @@ def test_a_process_that_exits_right_after_its_run_over_a_slow_connect_delivers_i
             b"PROCESSING_COMPLETED" in m for m in collector.messages
         ):
             time.sleep(0.02)
-        events = [json.loads(m)["event"] for m in collector.messages]
-        assert events and events[-1] == "PROCESSING_COMPLETED", events
+        events = [(json.loads(m)["media_id"], json.loads(m)["event"]) for m in collector.messages]
+        assert events and events[-1] == ("m-last", "PROCESSING_COMPLETED"), events
         report = validate_lines(collector.messages)
         assert not report.violations and not report.lost and not report.incomplete
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from progress_sdk import _resp
 from progress_sdk._resp import Tally
 from progress_sdk.redis_urls import mask_url
 from progress_sdk.transport import _answered_delivery, _broken_delivery, describe_target
@@ -107,3 +108,23 @@ def test_a_timeout_after_transient_refusals_resends_nothing():
     delivery = _broken_delivery(5, 0, _tally(1, BUSY), TimeoutError("timed out"))
     assert (delivery.published, delivery.refused, delivery.not_sent) == (1, 1, 3)
     assert not delivery.resend
+
+
+def test_a_distant_redis_gets_four_of_its_answer_times_and_a_freeze_does_not_widen_that(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """How long no byte may move before a run's end stops waiting: the stall notice, or
+    four of the shortest recent answer times of a Redis far away; one answer that came
+    only after a freeze is not its usual time."""
+    clock = [100.0]
+    monkeypatch.setattr(_resp.time, "monotonic", lambda: clock[0])
+    activity = _resp.Activity()
+    assert activity.patience(0.05) == 0.05  # nothing measured yet
+    for wait in (0.2, 0.25, 5.0):  # two answers from afar, then one after a freeze
+        activity.wrote()
+        clock[0] += wait
+        activity.answered()
+        activity.answered()  # more bytes of the same answer: not another sample
+    assert activity.patience(0.05) == pytest.approx(0.8)
+    activity.connected(handshake=0.01)  # a new connection, quick to make
+    assert activity.patience(0.05) == 0.05
