@@ -40,7 +40,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -52,7 +52,7 @@ from .events import EventType
 from .exceptions import InvalidEventError, Problem, ProgressSDKError, TrackingError
 from .failures import describe_error
 
-__all__ = ["MediaRun", "ModelRun", "fail_open_runs"]
+__all__ = ["MediaRun", "ModelRun", "fail_open_runs", "inside_a_run", "track_progress"]
 
 logger = logging.getLogger("progress_sdk")
 
@@ -174,6 +174,42 @@ def inside_a_run(sink: EventSink) -> bool:
         runs = list(_open_runs.get(sink, {}).values())
     # RLock._is_owned is what threading.Condition itself asks; typeshed omits it.
     return any(run._lock._is_owned() for run in runs)  # type: ignore[attr-defined]
+
+
+ProgressReport = Callable[..., None]
+"""A model's ``progress(done, total, *, event, phase, details)``."""
+
+
+def track_progress(
+    progress: ProgressReport, iterable: Iterable[T], total: int | None, *,
+    event: EventType | str, phase: str | None,
+) -> Iterator[T]:
+    """``ModelRun.track``'s loop, reporting through ``progress`` (a wrapper such as RQ's
+    ``TrackedModel`` passes its own, which also mirrors into ``job.meta``). ``total``
+    defaults to ``len(iterable)``, taken at once."""
+    if total is None and isinstance(iterable, Sized):
+        total = len(iterable)
+    return _tracked(progress, iterable, total, event, phase)
+
+
+def _tracked(
+    progress: ProgressReport, iterable: Iterable[T], total: int | None,
+    event: EventType | str, phase: str | None,
+) -> Iterator[T]:
+    clock = time.monotonic
+    began = clock()
+    done = 0
+    if total:
+        progress(0, total, event=event, phase=phase, details=timing_details(0, total, 0))
+    for item in iterable:
+        yield item
+        done += 1
+        if total:
+            progress(done, total, event=event, phase=phase,
+                     details=timing_details(done, total, clock() - began))
+    if total is None and done:
+        progress(done, done, event=event, phase=phase,
+                 details=timing_details(done, done, clock() - began))
 
 
 class MediaRun:
@@ -612,32 +648,7 @@ class ModelRun:
         total (a generator), the contract has no way to draw a bar: the count goes out
         once, when the iterable is exhausted.
         """
-        if total is None and isinstance(iterable, Sized):
-            total = len(iterable)
-        return self._tracked(iterable, total, event, phase)
-
-    def _tracked(
-        self, iterable: Iterable[T], total: int | None, event: EventType | str, phase: str | None
-    ) -> Iterator[T]:
-        clock = time.monotonic
-        began = clock()
-        done = 0
-        if total:
-            self.progress(0, total, event=event, phase=phase, details=timing_details(0, total, 0))
-        for item in iterable:
-            yield item
-            done += 1
-            if total:
-                elapsed = clock() - began
-                self.progress(
-                    done, total, event=event, phase=phase,
-                    details=timing_details(done, total, elapsed),
-                )
-        if total is None and done:
-            self.progress(
-                done, done, event=event, phase=phase,
-                details=timing_details(done, done, clock() - began),
-            )
+        return track_progress(self.progress, iterable, total, event=event, phase=phase)
 
     def _event_name(self, event: object, allowed: frozenset[str], what: str) -> str | None:
         """The normalised event type, or ``None`` (skip the call) when it is not allowed."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, cast
 
 import redis
@@ -37,7 +37,7 @@ from rq import get_current_job
 from ..events import EventType
 from ..exceptions import TrackingError
 from ..publisher import ProgressPublisher
-from ..tracking import MediaRun, ModelRun
+from ..tracking import MediaRun, ModelRun, track_progress
 from . import settings
 from .closing import publish_terminal
 from .mirror import MetaMirror, snapshot
@@ -100,23 +100,7 @@ class TrackedModel:
     ) -> Iterator[T]:
         """``ModelRun.track`` (progress with elapsed, rate and ETA in ``data.details``),
         mirrored (throttled) into ``job.meta["progress"]`` like ``progress()``."""
-        if total is None and isinstance(iterable, Sized):
-            total = len(iterable)
-        return self._tracked(iterable, total, event, phase)
-
-    def _tracked(
-        self, iterable: Iterable[T], total: int | None, event: EventType | str,
-        phase: str | None,
-    ) -> Iterator[T]:
-        done = 0
-        # ModelRun.track reports the items done so far right before it yields the next.
-        for item in self._model.track(iterable, total, event=event, phase=phase):
-            if total:
-                self._tracking._mirror_progress(self.model_name, str(event), done, total)
-            yield item
-            done += 1
-        if done:
-            self._tracking._mirror_progress(self.model_name, str(event), done, total or done)
+        return track_progress(self.progress, iterable, total, event=event, phase=phase)
 
     def step(self, event: EventType | str, message: str | None = None) -> None:
         """``ModelRun.step``: a phase event."""
