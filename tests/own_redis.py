@@ -23,8 +23,9 @@ def free_port() -> int:
 class OwnRedis:
     """``start()``/``kill()``/``freeze()``/``thaw()`` one redis-server process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         self.port = free_port()
+        self.options = options  # more redis-server options, e.g. --busy-reply-threshold
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,6 +44,7 @@ class OwnRedis:
                 "",
                 "--appendonly",
                 "no",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -194,3 +194,36 @@ def event(user_id: str, media_id: str, kind: str = "PROCESSING_STARTED", **field
     obj = {"media_id": media_id, "user_id": user_id, "event": kind,
            "message": f"{kind} {media_id}", "data": data, **fields}
     return json.dumps(obj).encode()
+
+
+def sockets_joining_a_busy_job(
+    relay_url: str, token: str, job: list[str], joiners: int
+) -> tuple[Client, list[Client]]:
+    """One socket connected before the ``job`` command starts streaming, and up to
+    ``joiners`` more connecting 0.3 s apart while it runs; each waits for its media's end
+    (and a moment for a duplicate to show up). Returns (the early one, the late ones)."""
+
+    async def scenario() -> tuple[Client, list[Client]]:
+        early = Client()
+        await early.connect(relay_url, {"token": token})
+        process = subprocess.Popen(job)
+        late: list[Client] = []
+        try:
+            await early.wait_for("progress_update", 20)
+            while process.poll() is None and len(late) < joiners:
+                client = Client()
+                await client.connect(relay_url, {"token": token})
+                late.append(client)
+                await asyncio.sleep(0.3)
+            assert await asyncio.to_thread(process.wait, 60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        for client in [early, *late]:
+            await client.wait_for("media_update", 1, timeout=20)
+        await asyncio.sleep(0.3)  # time for a duplicate to show up
+        for client in [early, *late]:
+            await client.sio.disconnect()
+        return early, late
+
+    return asyncio.run(scenario())

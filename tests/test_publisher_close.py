@@ -281,6 +281,22 @@ def test_close_from_a_handler_inside_a_runs_end_holds_back_and_the_end_goes_out(
 
 # -- signal handlers ------------------------------------------------------------------
 
+def run_signal_job(script: str, what: str) -> dict[str, Any]:
+    """Run a job script (``{tests}`` in it: this directory) in a process of its own, where
+    a real signal can hit it; what it printed as JSON. A hang fails the test as a deadlock
+    of ``what``."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script.format(tests=str(Path(__file__).parent))],
+            check=False, capture_output=True, text=True, timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} deadlocked")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 SIGNAL_JOB = textwrap.dedent(
     """
     import json, os, signal, sys
@@ -330,16 +346,7 @@ def test_close_stats_and_flush_from_a_signal_handler_that_interrupts_emit_return
     """A SIGUSR1 handler runs while the main thread's emit() holds the publisher's lock:
     stats() gives a snapshot, flush() and close() return False at once instead of
     deadlocking, and a later close() sends everything (the run ends on screen)."""
-    tests = str(Path(__file__).parent)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", SIGNAL_JOB.format(tests=tests)],
-            check=False, capture_output=True, text=True, timeout=30,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("close()/stats() in a signal handler interrupting emit() deadlocked")
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = run_signal_job(SIGNAL_JOB, "close()/stats() in a handler interrupting emit()")
     assert seen["inside_emit"] is True
     assert seen["stats_accepted"] in (0, 1)
     assert (seen["flush"], seen["close"], seen["second_close"]) == (False, False, False)
@@ -388,14 +395,5 @@ def test_close_from_a_signal_handler_that_interrupts_a_runs_registration() -> No
     """A SIGTERM-style handler calls close() while the main thread's run.start() holds
     the lock of the registry of open runs: close() does not deadlock there, and the start
     that follows is refused (nothing went out for the media)."""
-    tests = str(Path(__file__).parent)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", SIGNAL_DURING_START.format(tests=tests)],
-            check=False, capture_output=True, text=True, timeout=20,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("close() in a signal handler interrupting a run's registration deadlocked")
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = run_signal_job(SIGNAL_DURING_START, "close() in a handler interrupting a start")
     assert seen == {"close": True, "start_refused": True, "events": []}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from own_redis import OwnRedis, free_port
+from own_redis import OwnRedis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from tcp_proxy import TcpProxy
@@ -299,21 +299,10 @@ def ev(media: str, event: str, **data: object) -> dict[str, object]:
 def test_a_busy_redis_delays_the_events_but_does_not_reject_them():
     """While another client's long script makes Redis answer BUSY (a transient state), a
     media's start and terminal are delivered once it is over, not counted as rejected."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--busy-reply-threshold", "100"],
-        stdout=subprocess.DEVNULL,
-    )
+    server = OwnRedis("--busy-reply-threshold", "100").start()
+    port = server.port
     publisher = None
     try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         publisher = ProgressPublisher(f"redis://127.0.0.1:{port}/0", "busy", snapshots=False)
         publisher.emit(ev("warm", "PROCESSING_STARTED"))
         assert publisher.flush(5)
@@ -337,8 +326,7 @@ def test_a_busy_redis_delays_the_events_but_does_not_reject_them():
     finally:
         if publisher is not None:
             publisher.close(1)
-        proc.kill()
-        proc.wait()
+        server.kill()
 
 
 def test_close_giving_up_on_a_frozen_redis_leaves_the_users_pool_answering_right(server):

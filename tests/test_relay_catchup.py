@@ -16,7 +16,14 @@ import pytest
 import redis
 from click.testing import CliRunner
 from conftest import Subscriber
-from relay_support import SECRET, Client, RedisServer, RelayProcess, wait_until
+from relay_support import (
+    SECRET,
+    Client,
+    RedisServer,
+    RelayProcess,
+    sockets_joining_a_busy_job,
+    wait_until,
+)
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
 from simulator.catchup_check import check_late_join
@@ -49,32 +56,10 @@ def test_sockets_joining_a_busy_stream_get_snapshots_then_live_events_without_ga
     try:
         relay.wait_subscribed()
 
-        async def scenario() -> tuple[Client, list[Client]]:
-            early = Client()
-            await early.connect(relay.url, {"token": token})
-            job = subprocess.Popen([sys.executable, str(BUSY_JOB), redis_url, channel,
-                                    keys.prefix, user, "3000"])
-            late: list[Client] = []
-            try:
-                await early.wait_for("progress_update", 20)
-                while job.poll() is None and len(late) < 5:
-                    client = Client()
-                    await client.connect(relay.url, {"token": token})
-                    late.append(client)
-                    await asyncio.sleep(0.3)
-                assert await asyncio.to_thread(job.wait, 60) == 0
-            finally:
-                if job.poll() is None:
-                    job.kill()
-            await early.wait_for("media_update", 1, timeout=20)
-            for client in late:
-                await client.wait_for("media_update", 1, timeout=20)
-            await asyncio.sleep(0.3)  # time for a duplicate to show up
-            for client in [early, *late]:
-                await client.sio.disconnect()
-            return early, late
-
-        early, late = asyncio.run(scenario())
+        early, late = sockets_joining_a_busy_job(
+            relay.url, token,
+            [sys.executable, str(BUSY_JOB), redis_url, channel, keys.prefix, user, "3000"], 5,
+        )
         assert len(late) >= 2, "the job ended before sockets could join it"
         joined_mid_run = 0
         for index, client in enumerate(late):

@@ -391,31 +391,6 @@ def test_failures_the_job_cannot_report_close_the_media(  # noqa: PLR0917
     connection.close()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _start_redis(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    client.close()
-    return process
-
-
 @pytest.mark.slow
 def test_a_redis_restart_mid_run_delays_the_lifecycle_events_but_loses_none(
     rq_url, queues, prefix
@@ -423,10 +398,11 @@ def test_a_redis_restart_mid_run_delays_the_lifecycle_events_but_loses_none(
     """The events' Redis (our own server) restarts while models run: the jobs finish, and
     their lifecycle events, buffered meanwhile, arrive after the reconnect."""
     from conftest import Subscriber
+    from own_redis import OwnRedis
     from tcp_proxy import TcpProxy
 
-    port = _free_port()
-    server = _start_redis(port)
+    server = OwnRedis().start()
+    port = server.port
     # Publishers reach the server through a proxy we can hold shut until the restarted
     # server has its subscriber again: pub/sub keeps nothing for a subscriber not there.
     proxy = TcpProxy(("127.0.0.1", port))
@@ -453,9 +429,8 @@ def test_a_redis_restart_mid_run_delays_the_lifecycle_events_but_loses_none(
         early = before.wait_for(0, timeout=0)
         before.close()  # its thread would die with the server's connection
         server.kill()
-        server.wait(10)
         time.sleep(1.0)
-        server = _start_redis(port)
+        server.start()  # on the same port
         after = Subscriber(direct, channel)
         proxy.restore()
         for process in workers_:
@@ -478,7 +453,6 @@ def test_a_redis_restart_mid_run_delays_the_lifecycle_events_but_loses_none(
             after.close()
         proxy.close()
         server.kill()
-        server.wait(10)
 
     late_events = [json.loads(raw) for raw in late]
     assert {e["media_id"] for e in late_events if e["event"] in TERMINAL} == media

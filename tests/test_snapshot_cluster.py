@@ -3,7 +3,6 @@ catch-up, swept when a worker dies (each key routed to its own master)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 from redis_cluster import LocalCluster
-from relay_support import SECRET, Client, RelayProcess
+from relay_support import SECRET, RelayProcess, sockets_joining_a_busy_job
 from test_sim_cluster import Collector
 
 from progress_sdk import ProgressPublisher
@@ -91,31 +90,11 @@ def test_a_socket_joining_mid_run_on_a_cluster_gets_snapshots_then_live_events(
     try:
         relay.wait_subscribed()
 
-        async def scenario() -> tuple[Client, list[Client]]:
-            early = Client()
-            await early.connect(relay.url, {"token": token})
-            job = subprocess.Popen([sys.executable, str(BUSY_JOB), redis_cluster.url,
-                                    channel, keys.prefix, user, "2000"])
-            late: list[Client] = []
-            try:
-                await early.wait_for("progress_update", 20)
-                while job.poll() is None and len(late) < 3:
-                    client = Client()
-                    await client.connect(relay.url, {"token": token})
-                    late.append(client)
-                    await asyncio.sleep(0.3)
-                assert await asyncio.to_thread(job.wait, 60) == 0
-            finally:
-                if job.poll() is None:
-                    job.kill()
-            for client in [early, *late]:
-                await client.wait_for("media_update", 1, timeout=20)
-            await asyncio.sleep(0.3)  # time for a duplicate to show up
-            for client in [early, *late]:
-                await client.sio.disconnect()
-            return early, late
-
-        early, late = asyncio.run(scenario())
+        early, late = sockets_joining_a_busy_job(
+            relay.url, token,
+            [sys.executable, str(BUSY_JOB), redis_cluster.url, channel, keys.prefix, user,
+             "2000"], 3,
+        )
         assert late, "the job ended before a socket could join it"
         for index, client in enumerate(late):
             assert check_late_join(list(early.events), list(client.events),
