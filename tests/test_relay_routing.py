@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from simulator.relay.fencing import RunFence
 from simulator.relay.routing import EventRouter, progress_update, user_room
 from simulator.relay.stats import RelayStats
 
@@ -100,6 +101,36 @@ def test_a_resent_event_is_dropped_as_a_repeat() -> None:
     assert router.route(_raw(seq=5, source="w:1", media_id="m2")) is not None
     assert router.route(_raw(seq=6, source="w:1")) is not None
     assert dict(stats.dropped) == {"repeat": 2}
+
+
+def test_the_first_end_of_a_run_wins_and_a_new_start_opens_it_again() -> None:
+    """After a run's terminal event its later events, a second end included, are dropped
+    as after_terminal; a PROCESSING_STARTED of the media starts a new run that goes out;
+    other runs of the media and runs without run_id are fenced each on their own."""
+    stats = RelayStats()
+    router = EventRouter(stats)
+    progress = {"model_name": "M", "progress": 1, "total": 2}
+    failed = {"error_message": "the worker stopped reporting"}
+    assert router.route(_raw(run_id="r1")) is not None
+    assert router.route(_raw(run_id="r1", event="PROCESSING_FAILED", data=failed)) is not None
+    assert router.route(_raw(run_id="r1", event="FRAME_ANALYSIS_PROGRESS", data=progress)) is None
+    assert router.route(_raw(run_id="r1", event="PROCESSING_COMPLETED")) is None
+    assert router.route(_raw(run_id="r2", event="FRAME_ANALYSIS_PROGRESS", data=progress))
+    assert router.route(_raw(event="PROCESSING_COMPLETED")) is not None  # no run_id: its own
+    assert router.route(_raw(event="PROCESSING_FAILED", data=failed)) is None
+    assert router.route(_raw(run_id="r1")) is not None  # a re-analysis under the same id
+    assert router.route(_raw(run_id="r1", event="PROCESSING_COMPLETED")) is not None
+    assert dict(stats.dropped) == {"after_terminal": 3}
+
+
+def test_the_fence_forgets_the_oldest_ended_runs_past_its_capacity() -> None:
+    """Bounded: with room for two ended runs, the first one ended is forgotten."""
+    fence = RunFence(capacity=2)
+    for media in ("a", "b", "c"):
+        assert not fence.ended({"media_id": media, "event": "PROCESSING_COMPLETED"})
+    assert len(fence) == 2
+    assert not fence.ended({"media_id": "a", "event": "PROCESSING_FAILED"})  # forgotten
+    assert fence.ended({"media_id": "c", "event": "PROCESSING_FAILED"})
 
 
 def test_events_without_seq_or_source_are_never_repeats() -> None:

@@ -214,7 +214,41 @@ def test_events_without_ids_or_failing_the_schema_are_dropped_and_counted(
     after = relay.healthz()["dropped"]
     delta = {reason: after[reason] - before[reason] for reason in after}
     assert delta == {"missing_user_id": 1, "missing_media_id": 1, "invalid_json": 2,
-                     "schema": 1, "too_large": 0, "repeat": 0}
+                     "schema": 1, "too_large": 0, "repeat": 0, "after_terminal": 0}
+
+
+def test_a_runs_events_after_its_first_end_never_reach_a_socket(
+    relay: RelayProcess, publish: redis.Redis, shared_channel: str
+) -> None:
+    """A sweeper fails a run whose worker was only silent; the worker then reports on and
+    completes: the socket sees the failure alone (one ending), the worker's three late
+    events are counted under after_terminal, and a new run of the media goes through."""
+    user = _user()
+    worker = {"run_id": "r1", "source": "worker-1"}
+    late = [("FRAME_ANALYSIS_PROGRESS", {"model_name": "M", "progress": 2, "total": 3}),
+            ("ANALYSIS_COMPLETED", {"model_name": "M", "prediction": "REAL"}),
+            ("PROCESSING_COMPLETED", {})]
+
+    async def scenario() -> Client:
+        client = Client()
+        await client.connect(relay.url, {"token": sign_token(SECRET, user)})
+        publish.publish(shared_channel, event(user, "m", seq=1, **worker))
+        publish.publish(shared_channel, event(user, "m", "PROCESSING_FAILED", seq=1,
+                                              run_id="r1", source="sweeper-1"))
+        for seq, (kind, data) in enumerate(late, 2):
+            publish.publish(shared_channel, event(user, "m", kind, data=data, seq=seq, **worker))
+        publish.publish(shared_channel, event(user, "m", seq=1, run_id="r2", source="worker-2"))
+        await client.wait_for("progress_update", 3)
+        await client.sio.disconnect()
+        return client
+
+    before = relay.healthz()["dropped"]["after_terminal"]
+    client = asyncio.run(scenario())
+    assert [(u["event"], u["runId"]) for u in client.named("progress_update")] == [
+        ("PROCESSING_STARTED", "r1"), ("PROCESSING_FAILED", "r1"), ("PROCESSING_STARTED", "r2"),
+    ]
+    assert client.named("media_update") == [] and len(client.named("processing_error")) == 1
+    assert relay.healthz()["dropped"]["after_terminal"] - before == 3
 
 
 def test_a_users_sockets_on_two_relays_each_get_every_event_once(

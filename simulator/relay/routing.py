@@ -5,7 +5,8 @@ lenient about the envelope as readers must be) and returns what the relay emits:
 ``progress_update`` in the product relay's camelCase shape plus ``seq``, ``source`` and
 ``runId``; after ``PROCESSING_COMPLETED`` also ``media_update``, after
 ``PROCESSING_FAILED`` also ``processing_error``. Anything else is dropped and counted by
-reason (a repeat of an event already forwarded too); nothing here raises on bad input.
+reason (a repeat of an event already forwarded too, and an event of a run that already
+ended, ``fencing``); nothing here raises on bad input.
 No I/O: the server emits what it returns.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from progress_sdk import defaults as d
 from progress_sdk.contract import check_event
 
+from .fencing import RunFence
 from .stats import RelayStats
 
 __all__ = ["EventRouter", "RepeatFilter", "Routed", "progress_update", "user_room"]
@@ -115,6 +117,7 @@ class EventRouter:
         self.stats = stats
         self._filenames: OrderedDict[str, str] = OrderedDict()
         self._repeats = RepeatFilter()
+        self._fence = RunFence()
 
     def route(self, raw: bytes | str) -> Routed | None:
         """The emits for one message, or ``None`` when it is dropped (and counted)."""
@@ -146,6 +149,9 @@ class EventRouter:
             return None
         if self._repeats.is_repeat(obj):
             self.stats.drop("repeat")
+            return None
+        if self._fence.ended(obj):
+            self.stats.drop("after_terminal")
             return None
         return Routed(user_id, obj, self._emits(event, obj))
 

@@ -12,7 +12,8 @@ from typing import Any
 __all__ = ["DROP_REASONS", "RelayStats"]
 
 DROP_REASONS = (
-    "too_large", "invalid_json", "missing_user_id", "missing_media_id", "schema", "repeat"
+    "too_large", "invalid_json", "missing_user_id", "missing_media_id", "schema", "repeat",
+    "after_terminal",
 )
 """Why a channel message was not forwarded (the keys of ``dropped``)."""
 
