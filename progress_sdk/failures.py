@@ -24,12 +24,13 @@ more than a pretty message).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 
 from . import defaults as d
 from ._lenient import GENERIC_ERROR, clip
 
-__all__ = ["ErrorMessages", "describe_error", "error_type_name"]
+__all__ = ["ErrorMessages", "describe_error", "error_type_name", "traceback_text"]
 
 logger = logging.getLogger("progress_sdk")
 
@@ -86,3 +87,34 @@ def describe_error(
         return clip(error.strip(), d.MAX_ERROR_MESSAGE_CHARS), None
     text = (_mapped_text(error, messages) if messages else None) or _own_text(error)
     return clip(text or GENERIC_ERROR, d.MAX_ERROR_MESSAGE_CHARS), error_type_name(error)
+
+
+# The exception line that ends a formatted traceback: ``module.Class: text`` or ``Class``.
+_EXCEPTION_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?::[ \t]*(?P<text>.*))?")
+
+
+def traceback_text(formatted: str) -> str:
+    """The user-facing text of an exception known only as a formatted traceback.
+
+    Another process (RQ's work horse, say) hands over ``traceback.format_exception``
+    text, which ends with ``module.Class: text`` (and the text's further lines); users
+    read only the text, as ``describe_error`` gives them for a live exception. A class
+    without a text gives the generic sentence; anything that is not a traceback comes
+    back as its last line.
+    """
+    lines = [line for line in formatted.rstrip().splitlines() if line.strip()]
+    if not lines:
+        return GENERIC_ERROR
+    if not formatted.lstrip().startswith("Traceback"):
+        return clip(lines[-1].strip(), d.MAX_ERROR_MESSAGE_CHARS)
+    # The exception's lines are the unindented ones after the last frame (indented).
+    first = len(lines)
+    while first > 0 and not lines[first - 1][:1].isspace():
+        first -= 1
+    first = min(first, len(lines) - 1)
+    match = _EXCEPTION_LINE.fullmatch(lines[first].strip())
+    if match is None:
+        text = " ".join(line.strip() for line in lines[first:])
+    else:
+        text = " ".join([match.group("text") or "", *(line.strip() for line in lines[first + 1:])])
+    return clip(text.strip() or GENERIC_ERROR, d.MAX_ERROR_MESSAGE_CHARS)

@@ -380,17 +380,22 @@ def _run_via_rq(  # noqa: PLR0917 - the options of `run` that --via rq uses
 @click.option("--queue", "queues", multiple=True, default=None,
               help="Queue to work on (repeat for several). [default: progress-sim]")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--path", "-P", "paths", multiple=True, default=(".",), show_default=True,
+              help="A folder to import job modules from (repeatable), as `rq worker --path`.")
 @click.pass_context
-def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool) -> None:
+def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool,
+           paths: tuple[str, ...]) -> None:
     """Run an RQ worker (progress_sdk.rq.TrackingWorker) for tracked jobs.
 
     Jobs publish on --channel at --redis-url, which also holds RQ's queues. Its parent
     process reports work horses that die (SIGKILL, hard timeout, stop command) and it
-    sweeps the jobs of workers that died with their horse.
+    sweeps the jobs of workers that died with their horse. Job modules are imported from
+    the current folder (and each --path), as `rq worker` does.
     """
     url = _needs_rq_url(ctx, "worker")
-    from .rq_run import DEFAULT_QUEUE, run_worker  # noqa: PLC0415 - the rq extra
+    from .rq_run import DEFAULT_QUEUE, add_import_paths, run_worker  # noqa: PLC0415 - rq extra
 
+    add_import_paths(paths)
     run_worker(url, _channel(ctx), queues or (DEFAULT_QUEUE,), burst=burst)
 
 

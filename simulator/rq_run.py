@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,10 +31,19 @@ from progress_sdk.rq import (
     enqueue_media,
     tracked_job,
 )
+from progress_sdk.rq.worker import unloadable
 
 from .catalog import CATALOG
 
-__all__ = ["RqRunSummary", "enqueue_simulation", "run_worker", "simulate_model", "wait_for"]
+__all__ = [
+    "RqRunSummary",
+    "SimulatorWorker",
+    "add_import_paths",
+    "enqueue_simulation",
+    "run_worker",
+    "simulate_model",
+    "wait_for",
+]
 
 DEFAULT_QUEUE = "progress-sim"
 
@@ -140,11 +150,39 @@ def wait_for(enqueued: list[MediaJobs], timeout: float | None) -> RqRunSummary:
     return summary
 
 
+class SimulatorWorker(TrackingWorker):
+    """``progress-sim worker``'s TrackingWorker: a job whose code cannot be imported is one
+    ``error:`` line on stderr (which module, and what to do) instead of rq's traceback."""
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> None:
+        """One line for an unimportable job; rq's logged traceback for anything else."""
+        why = unloadable(job) if self.is_horse else None
+        if why is None:
+            super().handle_exception(job, *exc_info)
+            return
+        sys.stderr.write(
+            f"error: cannot import {job.func_name} ({why}): start the worker in the folder "
+            "that holds its module, or name that folder with --path\n"
+        )
+        sys.stderr.flush()
+
+
+def add_import_paths(paths: tuple[str, ...]) -> None:
+    """Put ``paths`` on ``sys.path`` as ``rq worker --path`` does (its default: ``.``).
+
+    Absolute, so a job's module is found however the horse's working folder changes.
+    """
+    for path in paths:
+        folder = os.path.abspath(path)
+        if folder not in sys.path:
+            sys.path.append(folder)
+
+
 def run_worker(url: str, channel: str, queues: tuple[str, ...], *, burst: bool) -> None:
     """Run a TrackingWorker on ``queues``; its jobs publish on ``channel`` at ``url``."""
     connection = redis.Redis.from_url(url)
     configure(publisher=ProgressPublisher(url, channel))
-    worker = TrackingWorker(
+    worker = SimulatorWorker(
         [Queue(name, connection=connection) for name in queues], connection=connection
     )
     worker.work(burst=burst, logging_level="WARNING")

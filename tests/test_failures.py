@@ -6,10 +6,11 @@ Issue #9, finding 2.
 from __future__ import annotations
 
 import logging
+import traceback
 
 import pytest
 
-from progress_sdk.failures import describe_error, error_type_name
+from progress_sdk.failures import describe_error, error_type_name, traceback_text
 from progress_sdk.testing import CapturingPublisher
 
 SIGLIP = "SIGLIP-LSTM-V4"
@@ -113,3 +114,39 @@ def test_error_type_name_leaves_builtins_short():
     """Builtins read as their name, others with their module."""
     assert error_type_name(ValueError()) == "ValueError"
     assert error_type_name(JobTimeoutException()) == f"{__name__}.JobTimeoutException"
+
+
+def _formatted(error: BaseException) -> str:
+    try:
+        raise error
+    except BaseException as raised:
+        return "".join(traceback.format_exception(raised))
+
+
+def test_a_traceback_from_another_process_gives_the_text_without_the_class():
+    """RQ's horse hands over a formatted traceback: users read its text, no class name."""
+    assert traceback_text(_formatted(ValueError("Invalid attribute name: jobs.run"))) == (
+        "Invalid attribute name: jobs.run"
+    )
+    assert traceback_text(_formatted(JobTimeoutException("ran 3 s: too long"))) == (
+        "ran 3 s: too long"
+    )
+    assert traceback_text(_formatted(RuntimeError("two\nlines"))) == "two lines"
+    assert traceback_text(_formatted(KeyError())) == "an unexpected error occurred"
+    try:
+        try:
+            raise KeyError("first")
+        except KeyError:
+            raise RuntimeError("what the job ended with") from None
+    except RuntimeError as chained:
+        assert traceback_text("".join(traceback.format_exception(chained))) == (
+            "what the job ended with"
+        )
+
+
+def test_text_that_is_not_a_traceback_comes_back_as_its_last_line():
+    """RQ's own sentences (a horse that died) are passed through, stripped."""
+    assert traceback_text("Work-horse terminated unexpectedly; waitpid returned 9\n") == (
+        "Work-horse terminated unexpectedly; waitpid returned 9"
+    )
+    assert traceback_text("  ") == "an unexpected error occurred"

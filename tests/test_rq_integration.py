@@ -244,6 +244,9 @@ def test_failure_reasons_name_what_ended_the_horse() -> None:
         "the work horse was killed by SIGKILL (out of memory?)"
     )
     assert failure_reason(FakeJob(), "", 3 << 8) == "the work horse exited with status 3"
+    raised = ("Traceback (most recent call last):\n  File \"rq/utils.py\", line 9, in f\n"
+              "    raise ValueError(...)\nValueError: Invalid attribute name: jobs.run\n")
+    assert failure_reason(FakeJob(), raised, None) == "Invalid attribute name: jobs.run"
 
 
 # -- real workers -------------------------------------------------------------------------
@@ -384,7 +387,11 @@ def test_failures_the_job_cannot_report_close_the_media(  # noqa: PLR0917
     assert lifecycle(events, "m-dead-worker")[-3:] == [
         ("ANALYSIS_STARTED", B), ("ANALYSIS_FAILED", B), ("PROCESSING_COMPLETED", None),
     ]
-    assert "stopped without reporting it" in errors(events, "m-dead-worker")[B]
+    # The worker's name (RQ's internal id) stays in the log, out of the user's text.
+    assert errors(events, "m-dead-worker")[B] == (
+        "the worker running this job stopped without reporting it (killed together with "
+        "its work horse, or its machine went down)"
+    )
     assert errors(events, "m-hard-timeout") == {
         A: "the job ran past its 1 s timeout and was killed", None: "every model failed",
     }

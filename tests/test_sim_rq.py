@@ -7,12 +7,14 @@ rq`` enqueueing media whose horses crash (SIGKILL) at ``--crash-rate``, a burst
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -139,3 +141,96 @@ def _forget_queue(url: str, queue_name: str) -> None:
     connection.delete(*(registry.key for registry in registries))
     queue.delete(delete_jobs=True)
     connection.close()
+
+
+_JOB_MODULE = '''
+from progress_sdk.rq import tracked_job
+
+
+@tracked_job
+def analyse_one(tracking):
+    model = tracking.model()
+    model.complete("REAL", 0.9)
+    return model.model_name
+'''
+
+# As the console script runs: without -c's current folder on sys.path (-P), so only the
+# worker's own --path handling can find a module there.
+SCRIPT = [sys.executable, "-P", "-c", "from simulator.cli import main; main()"]
+
+
+def _enqueue(url: str, queue_name: str, channel: str, prefix: str, func: str) -> str:
+    """One media of one model running ``func`` (by name); returns its media id."""
+    from rq import Queue
+
+    from progress_sdk import ProgressPublisher
+    from progress_sdk.rq import configure, enqueue_media
+    from progress_sdk.rq.settings import current
+
+    before = current().prefix
+    configure(prefix=prefix)
+    media_id = f"m-{uuid.uuid4().hex[:8]}"
+    try:
+        with ProgressPublisher(url, channel) as publisher:
+            enqueue_media(Queue(queue_name, connection=redis.Redis.from_url(url)), func,
+                          media_id=media_id, user_id="u-1", models=["SIGLIP-LSTM-V4"],
+                          publisher=publisher)
+    finally:
+        configure(prefix=before)
+    return media_id
+
+
+def _terminals(subscriber: Any, media: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every event of ``media``, once each has its terminal event (or the deadline)."""
+    deadline = time.monotonic() + 60
+    while True:
+        events = [json.loads(raw) for raw in subscriber.wait_for(0, timeout=0)]
+        ended = {e["media_id"] for e in events if e["event"].startswith("PROCESSING_")
+                 and e["event"] != "PROCESSING_STARTED"}
+        if media <= ended or time.monotonic() > deadline:
+            assert media <= ended, f"no terminal event for {sorted(media - ended)}"
+            return {m: [e for e in events if e["media_id"] == m] for m in media}
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_the_worker_imports_job_modules_from_its_folder_and_path(
+    redis_url: str, tmp_path: Path, channel: str, subscriber: Any
+) -> None:
+    """A job module in the worker's folder runs, as does one in a --path folder; a job
+    whose module is nowhere is one `error:` line naming it, and the UI's failure text
+    names no exception class."""
+    url = urlunsplit(urlsplit(redis_url)._replace(path="/15"))
+    prefix = f"progress-test-rq:{uuid.uuid4().hex}"
+    env = dict(os.environ, PROGRESS_SDK_RQ_PREFIX=prefix)
+    jobs = tmp_path / "team"
+    jobs.mkdir()
+    (jobs / "nc_jobs.py").write_text(_JOB_MODULE)
+    here, elsewhere = f"q-{uuid.uuid4().hex}", f"q-{uuid.uuid4().hex}"
+    try:
+        found = _enqueue(url, here, channel, prefix, "nc_jobs.analyse_one")
+        missing = _enqueue(url, here, channel, prefix, "missing_jobs.analyse_one")
+        by_path = _enqueue(url, elsewhere, channel, prefix, "nc_jobs.analyse_one")
+        common = [*SCRIPT, "--redis-url", url, "--channel", channel, "worker", "--burst"]
+        in_folder = subprocess.run([*common, "--queue", here], cwd=jobs, env=env,
+                                   capture_output=True, text=True, timeout=120, check=False)
+        with_path = subprocess.run([*common, "--queue", elsewhere, "--path", str(jobs)],
+                                   cwd=tmp_path, env=env, capture_output=True, text=True,
+                                   timeout=120, check=False)
+    finally:
+        _forget_queue(url, here)
+        _forget_queue(url, elsewhere)
+    assert in_folder.returncode == 0 and with_path.returncode == 0, in_folder.stderr
+    errors = [line for line in in_folder.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, in_folder.stderr
+    assert errors[0].startswith("error: cannot import missing_jobs.analyse_one (")
+    assert "--path" in errors[0] and "Traceback" not in in_folder.stderr
+    assert with_path.stderr.strip() == ""
+    events = _terminals(subscriber, {found, missing, by_path})
+    assert events[found][-1]["event"] == "PROCESSING_COMPLETED"
+    assert events[by_path][-1]["event"] == "PROCESSING_COMPLETED"
+    failed = next(e for e in events[missing] if e["event"] == "ANALYSIS_FAILED")
+    assert failed["data"]["error_message"] == (
+        "the worker could not load this job's code (missing_jobs.analyse_one)"
+    )
+    assert "Error" not in failed["message"]

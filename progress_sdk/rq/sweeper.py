@@ -57,11 +57,12 @@ def sweep(
         elif state.is_alive(record.owner):
             continue
         else:
+            # Users read this: the worker's name is RQ's internal id, for the log only.
             reason = (
-                f"the worker running this job ({record.owner}) stopped without reporting "
-                "it (killed together with its work horse, or its machine went down)"
+                "the worker running this job stopped without reporting it (killed "
+                "together with its work horse, or its machine went down)"
             )
-        log.warning("job %s: %s", job_id, reason)
+        log.warning("job %s (worker %s): %s", job_id, record.owner, reason)
         if close_job(out, state, job_id, reason, delivery_timeout=config.delivery_timeout):
             closed += 1
     return closed

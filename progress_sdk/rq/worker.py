@@ -30,13 +30,14 @@ from typing import Any
 
 from rq import Worker
 
+from ..failures import traceback_text
 from ..publisher import ProgressPublisher
 from . import settings
 from .closing import close_job
 from .state import RunState
 from .sweeper import sweep
 
-__all__ = ["TrackingWorker", "failure_reason"]
+__all__ = ["TrackingWorker", "failure_reason", "unloadable"]
 
 log = logging.getLogger("progress_sdk.rq")
 
@@ -62,8 +63,24 @@ def failure_reason(job: Any, exc_string: str, exit_status: int | None) -> str:
         return f"the work horse was killed by {name}{hint}"
     if exit_status is not None:
         return f"the work horse exited with status {os.waitstatus_to_exitcode(exit_status)}"
-    lines = [line.strip() for line in exc_string.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "the job failed"
+    if not exc_string.strip():
+        return "the job failed"
+    # A traceback's last line names the exception's class: users read only its text.
+    return traceback_text(exc_string)
+
+
+def unloadable(job: Any) -> str | None:
+    """Why the worker cannot import ``job``'s function (``None``: it can).
+
+    rq imports the function by its dotted name in the work horse; a module that is not
+    on ``sys.path`` fails there with ``ValueError: Invalid attribute name``, which tells
+    a team nothing about the folder their worker was started in.
+    """
+    try:
+        job.func  # noqa: B018 - rq's import of the function by name
+    except Exception as exc:  # ImportError, rq's ValueError, the module's own errors
+        return str(exc) or "it could not be imported"
+    return None
 
 
 class TrackingWorker(Worker):
@@ -114,6 +131,9 @@ class TrackingWorker(Worker):
     def handle_job_failure(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
         """Report the job's open models and media, then let RQ record the failure."""
         exc_string = kwargs.get("exc_string", "")
+        # Only in the horse, which has just tried the import: the parent runs no job code.
+        if self.is_horse and unloadable(job) is not None:
+            exc_string = f"the worker could not load this job's code ({job.func_name})"
         self._report(job, exc_string, self._killed.pop(job.id, None))
         return super().handle_job_failure(job, queue, *args, **kwargs)
 
