@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -23,7 +24,7 @@ from progress_sdk.transport import mask_url
 if TYPE_CHECKING:
     from .relay.server import RelayConfig
 
-__all__ = ["e2e", "relay"]
+__all__ = ["e2e", "e2e_command", "relay"]
 
 ENV_JWT_SECRET = "JWT_SECRET"
 
@@ -122,7 +123,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415
     from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
-    if dev and not jwt_secret:
+    made_up = dev and not jwt_secret
+    if made_up:
         jwt_secret = secrets.token_urlsafe(32)
     if not jwt_secret:
         _fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
@@ -148,13 +150,37 @@ def relay(  # noqa: PLR0917 - one parameter per click option
         sock = bind(host, port, reuse_port=reuse_port)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    ready = _announce(config, dev_users if dev else 0)
+    ready = _announce(config, dev_users if dev else 0, show_secret=made_up)
     serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
 
 
-def _announce(config: RelayConfig, dev_users: int) -> Callable[[str], None]:
-    """What the relay prints once it listens: where, and a page URL with a token for the
-    first ``dev_users`` simulated users (--dev)."""
+def e2e_command(config: RelayConfig, url: str, *, show_secret: bool) -> str:
+    """The ``progress-sim e2e`` command line that checks this relay, ready to paste.
+
+    The secret is spelled out only when --dev made it up (it signs the printed dev
+    tokens anyway); a secret the user gave stays in their environment, and so does a
+    Redis URL that carries a password (no message shows one).
+    """
+    secret = f"JWT_SECRET={shlex.quote(config.jwt_secret)} " if show_secret else ""
+    redis_url = config.redis_url
+    shown_url = '"$REDIS_URL"' if mask_url(redis_url) != redis_url else shlex.quote(redis_url)
+    words = [f"{secret}progress-sim --redis-url {shown_url}"]
+    if config.channel != d.DEFAULT_CHANNEL:
+        words.append(f"--channel {shlex.quote(config.channel)}")
+    if config.shards != d.DEFAULT_SHARDS:
+        words.append(f"--shards {config.shards}")
+    words.append(f"e2e --relay-url {shlex.quote(url)}")
+    if config.user_claim != "userId":
+        words.append(f"--user-claim {shlex.quote(config.user_claim)}")
+    return " ".join(words)
+
+
+def _announce(
+    config: RelayConfig, dev_users: int, *, show_secret: bool = False
+) -> Callable[[str], None]:
+    """What the relay prints once it listens: where, and with --dev (``dev_users`` > 0)
+    a page URL with a token for each of the first simulated users and the ``e2e``
+    command line that checks this relay."""
     from .relay import sign_token  # noqa: PLC0415 - the relay extra
 
     def ready(url: str) -> None:
@@ -170,6 +196,8 @@ def _announce(config: RelayConfig, dev_users: int) -> Callable[[str], None]:
                 config.jwt_secret, user_id, claim=config.user_claim, expires_in=86_400
             )
             click.echo(f"{user_id}: {url}/#token={token}")
+        if dev_users:
+            click.echo(f"e2e: {e2e_command(config, url, show_secret=show_secret)}")
 
     return ready
 

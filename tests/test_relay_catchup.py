@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -172,18 +173,19 @@ def test_two_relay_nodes_run_the_sweeper_and_one_acts(
 def test_dev_mode_prints_a_working_page_url_for_each_simulated_user(
     redis_url: str, channel: str
 ) -> None:
-    """`relay --dev` makes up a secret and prints user-1..N URLs whose tokens connect."""
+    """`relay --dev` makes up a secret and prints user-1..N URLs whose tokens connect, and
+    an `e2e` command line that, run as printed, checks this relay and passes."""
     proc = subprocess.Popen(
         [sys.executable, "-c", "from simulator.cli import main; main()", "--redis-url",
          redis_url, "--channel", channel, "relay", "--port", "0", "--dev", "--dev-users", "2",
          "--no-sweep"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={k: v for k, v in __import__("os").environ.items() if k != "JWT_SECRET"},
+        env={k: v for k, v in os.environ.items() if k != "JWT_SECRET"},
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline().strip() for _ in range(2)]
-        assert [line.split(":")[0] for line in lines] == ["user-1", "user-2"]
+        lines = [proc.stdout.readline().strip() for _ in range(3)]
+        assert [line.split(":")[0] for line in lines] == ["user-1", "user-2", "e2e"]
         url, token = lines[1].split(" ", 1)[1].split("/#token=")
 
         async def connect() -> list[Any]:
@@ -193,11 +195,34 @@ def test_dev_mode_prints_a_working_page_url_for_each_simulated_user(
             return client.events
 
         asyncio.run(connect())
+        command = lines[2].removeprefix("e2e: ")
+        assert f"--relay-url {url}" in command and "JWT_SECRET=" in command
+        # Run the line as a user pastes it, `progress-sim` being this checkout's CLI.
+        script = (f'progress-sim() {{ "{sys.executable}" -c '
+                  "'from simulator.cli import main; main()' \"$@\"; }\n"
+                  f"{command} --media 2 --users 1 --no-late-join")
+        env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET", "REDIS_URL")}
+        checked = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                 timeout=120, env=env, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "verdict: OK" in checked.stdout
     finally:
         proc.terminate()
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_the_e2e_line_keeps_given_secrets_and_redis_passwords_out() -> None:
+    """A secret the user gave and a password in the Redis URL are never printed."""
+    from simulator.relay import RelayConfig
+    from simulator.relay_commands import e2e_command
+
+    config = RelayConfig(jwt_secret="the-api-servers-own-secret-of-32-bytes",
+                         redis_url="redis://:hunter2@10.0.0.5:6379/0")
+    line = e2e_command(config, "http://127.0.0.1:3001", show_secret=False)
+    assert line == ('progress-sim --redis-url "$REDIS_URL" e2e --relay-url '
+                    "http://127.0.0.1:3001")
 
 
 def test_e2e_checks_the_late_joiner_and_fails_a_relay_without_catch_up(
