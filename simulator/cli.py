@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -34,8 +35,55 @@ _SIMULATOR_COMMANDS = {
 _OFFLINE_COMMANDS = frozenset({"validate", "schema"})
 
 
+# click >= 8.2 raises this for a group run without a command (older versions print help).
+_NoArgsIsHelp: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
+
+
+def usage_error_line(error: click.ClickException) -> str:
+    """A click error as the one ``error:`` line every failure of the CLI is.
+
+    click's own report is three lines (Usage, Try, Error) with a capital ``Error:``;
+    docs/simulator.md promises one line a script can match, so the usage hint moves to
+    the end of that line.
+    """
+    text = " ".join(error.format_message().split())
+    ctx = getattr(error, "ctx", None)
+    if isinstance(error, click.UsageError) and ctx is not None:
+        text = f"{text.rstrip('.')} (see '{ctx.command_path} --help')"
+    return f"error: {text}"
+
+
 class _Group(click.Group):
-    """A click group that imports ``simulator.commands`` only when it needs one of them."""
+    """A click group that imports ``simulator.commands`` only when it needs one of them,
+    and reports click's usage errors as one ``error:`` line with exit status 2."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's ``main``; in standalone mode (the console script, ``CliRunner``) its
+        errors are reported here instead of by click."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NoArgsIsHelp as exc:  # bare `progress-sim`: its help, as --help gives it
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else "")
+            sys.exit(0)
+        except click.ClickException as exc:  # bad options and values, unreadable files
+            click.echo(usage_error_line(exc), err=True)
+            sys.exit(2)
+        except click.Abort:  # Ctrl-C at a prompt or while click parses
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        # --help and --version end with ctx.exit(0), which non-standalone click returns.
+        sys.exit(code if isinstance(code, int) else 0)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_SIMULATOR_COMMANDS})

@@ -240,3 +240,55 @@ def test_console_script_without_the_sim_extra_says_what_to_install() -> None:
         "error: progress-sim needs the simulator's dependencies (click missing): "
         "pip install 'progress-sdk[sim]'\n"
     )
+
+
+BAD_USAGE = [
+    (["run", "--bogus"], "--bogus' (see 'progress-sim run --help')"),
+    (["run", "--media", "x"], "Invalid value for '--media'"),
+    (["run", "--via", "carrier-pigeon"], "Invalid value for '--via'"),
+    (["--shards", "0", "run"], "Invalid value for '--shards'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["validate"], "Missing argument 'FILE'"),
+    (["replay", "a", "b"], "Got unexpected extra argument (b)"),
+    (["relay", "--port", "99999"], "Invalid value for '--port'"),
+    (["e2e"], "Missing option '--relay-url'"),
+    (["worker", "--queue"], "Option '--queue' requires an argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), BAD_USAGE, ids=[" ".join(a) for a, _ in BAD_USAGE])
+def test_bad_options_and_values_are_one_error_line_with_exit_2(
+    args: list[str], words: str
+) -> None:
+    """click's usage errors read as every other error: one `error:` line, exit 2."""
+    result = CliRunner().invoke(cli, args, prog_name="progress-sim")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert words in lines[0]
+
+
+def test_a_bad_option_is_one_line_from_the_console_script_too() -> None:
+    """The installed command (a real process) prints the same single line."""
+    import subprocess
+    import sys
+
+    for args, words in BAD_USAGE[:3]:
+        result = subprocess.run(
+            [sys.executable, "-c", "from simulator.console import main; main()", *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+        assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_version_and_a_bare_call_still_exit_0() -> None:
+    """--help, --version and no command at all print what they did before, exit 0."""
+    for args in (["--help"], ["--version"], [], ["run", "--help"]):
+        result = CliRunner().invoke(cli, args, prog_name="progress-sim")
+        assert result.exit_code == 0, (args, result.output)
+        assert result.stderr == ""
+        assert result.stdout.startswith(("Usage: progress-sim", "progress-sim, version"))
