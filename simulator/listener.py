@@ -183,12 +183,16 @@ def plain_line(event: dict[str, Any] | None, payload: bytes) -> str:
     ]
     model = data.get("model_name")
     message = event.get("message")
-    if model and not (isinstance(message, str) and message.startswith(str(model))):
+    error = data.get("error_message")
+    # A failure line shows the error, not the message: the model must then be named
+    # here even when the message began with it (ANALYSIS_FAILED's "M failed: ...").
+    shown = message if not error and isinstance(message, str) else ""
+    if model and not shown.startswith(str(model)):
         parts.append(str(model))
     if "progress" in data and "total" in data:
         parts.append(f"{data['progress']}/{data['total']}")
-    if data.get("error_message"):
-        parts.append(f"error: {data['error_message']}")
+    if error:
+        parts.append(f"error: {error}")
     elif message:
         parts.append(f"- {message}")
     return " ".join(parts)

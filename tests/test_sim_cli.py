@@ -292,3 +292,19 @@ def test_help_version_and_a_bare_call_still_exit_0() -> None:
         assert result.exit_code == 0, (args, result.output)
         assert result.stderr == ""
         assert result.stdout.startswith(("Usage: progress-sim", "progress-sim, version"))
+
+
+def test_plain_output_names_the_model_on_every_model_level_line() -> None:
+    """`run --plain` (and `listen`): each model event's line carries its model's name,
+    ANALYSIS_FAILED included, whose message is replaced by its error text."""
+    result = invoke("run", "--speed", "0", "--seed", "7", "--media", "6", "--fail-rate",
+                    "0.5", "--plain")
+    assert result.exit_code == 0, result.output
+    from simulator.catalog import CATALOG
+
+    lines = [line.split(maxsplit=3) for line in result.stdout.splitlines()]
+    model_lines = [words for words in lines if len(words) == 4 and words[0].startswith("user-")
+                   and not words[2].startswith("PROCESSING_")]
+    assert any(words[2] == "ANALYSIS_FAILED" for words in model_lines), result.stdout
+    for words in model_lines:
+        assert any(name in words[3] for name in CATALOG), " ".join(words)
