@@ -15,12 +15,14 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, Any, NamedTuple, NoReturn, TypeVar
 
 import click
 import redis
@@ -234,6 +236,9 @@ def _shown(
               "--crash-rate then SIGKILLs work horses. Needs --redis-url.")
 @click.option("--queue", "queue_name", default=None,
               help="The RQ queue, with --via rq. [default: progress-sim]")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --via rq: start this many real RQ workers (`progress-sim worker "
+              "--burst`) for the run; 0 waits for workers started elsewhere.")
 @click.pass_context
 def run(  # noqa: PLR0917 - one parameter per click option
     ctx: click.Context,
@@ -252,6 +257,7 @@ def run(  # noqa: PLR0917 - one parameter per click option
     quiet: bool,
     via: str,
     queue_name: str | None,
+    workers: int,
 ) -> None:
     """Simulate media analysed by several models, publishing through the SDK.
 
@@ -269,10 +275,12 @@ def run(  # noqa: PLR0917 - one parameter per click option
     if media is None and duration is None:
         media = 3
     if via == "rq":
-        _run_via_rq(ctx, queue_name, media, names, users, seed, speed, fail_rate, crash_rate)
+        plan = _RqPlan(queue_name, media, names, users, seed, speed, fail_rate, crash_rate,
+                       workers)
+        _run_via_rq(ctx, plan, as_json=as_json, plain=plain, quiet=quiet)
         return
-    if queue_name is not None:
-        _fail("--queue is for --via rq")
+    if queue_name is not None or workers:
+        _fail("--queue and --workers are for --via rq")
     config = SimulationConfig(
         models=names, seed=seed, media=media, users=users, concurrency=concurrency,
         speed=speed, fail_rate=fail_rate, crash_rate=crash_rate, duration=duration,
@@ -348,32 +356,130 @@ def _needs_rq_url(ctx: click.Context, what: str) -> str:
     return url
 
 
-def _run_via_rq(  # noqa: PLR0917 - the options of `run` that --via rq uses
-    ctx: click.Context, queue_name: str | None, media: int | None, names: tuple[str, ...],
-    users: int, seed: int, speed: float, fail_rate: float, crash_rate: float,
+class _RqPlan(NamedTuple):
+    """What `run --via rq` enqueues, and how many workers it starts for it."""
+
+    queue: str | None
+    media: int | None
+    models: tuple[str, ...]
+    users: int
+    seed: int
+    speed: float
+    fail_rate: float
+    crash_rate: float
+    workers: int
+
+
+def _run_via_rq(
+    ctx: click.Context, plan: _RqPlan, *, as_json: bool, plain: bool, quiet: bool
 ) -> None:
+    """Enqueue the media as RQ jobs, then show their events (the live panel on a
+    terminal, else plain lines or NDJSON) until every media's last job ended."""
     url = _needs_rq_url(ctx, "--via rq")
-    if media is None:
+    if plan.media is None:
         _fail("--via rq needs --media (--duration is for in-process runs)")
     from rq import Queue  # noqa: PLC0415 - the rq extra
 
     from progress_sdk import ProgressPublisher  # noqa: PLC0415
 
-    from .rq_run import DEFAULT_QUEUE, enqueue_simulation, wait_for  # noqa: PLC0415
+    from . import rq_run  # noqa: PLC0415
 
-    queue = Queue(queue_name or DEFAULT_QUEUE, connection=redis.Redis.from_url(url))
+    out = sys.stdout
+    panel = _panel_for(out, as_json or plain or quiet)
+    observer = Observer(
+        panel=panel, media=rq_run.media_ids(plan.seed, plan.media),
+        on_event=_event_writer(out, as_json, lines=not quiet and panel is None, progress=False),
+    )
+    # Subscribed before anything is enqueued: the media's first events are on screen too.
+    subscription = _open_subscription(url, subscribed_channels(_channel(ctx), _shards(ctx)))
+    queue = Queue(plan.queue or rq_run.DEFAULT_QUEUE, connection=redis.Redis.from_url(url))
     with ProgressPublisher(url, _channel(ctx)) as publisher:
-        enqueued = enqueue_simulation(
-            queue, publisher, media=media, models=names, users=users, seed=seed,
-            speed=speed, fail_rate=fail_rate, crash_rate=crash_rate,
+        enqueued = rq_run.enqueue_simulation(
+            queue, publisher, media=plan.media, models=plan.models, users=plan.users,
+            seed=plan.seed, speed=plan.speed, fail_rate=plan.fail_rate,
+            crash_rate=plan.crash_rate,
         )
+    who = (f"{plan.workers} worker{'s' if plan.workers != 1 else ''} started here"
+           if plan.workers else "`progress-sim worker`")
     click.echo(
-        f"progress-sim: enqueued {media} media x {len(names)} models (seed {seed}) on RQ "
-        f"queue {queue.name!r} at {mask_url(url)}; waiting for `progress-sim worker`. "
+        f"progress-sim: enqueued {plan.media} media x {len(plan.models)} models (seed "
+        f"{plan.seed}) on RQ queue {queue.name!r} at {mask_url(url)}; waiting for {who}. "
         "Ctrl-C stops waiting.", err=True,
     )
-    summary = wait_for(enqueued, timeout=None)
-    click.echo(summary.to_text())
+    with tempfile.TemporaryFile() as log:
+        started = rq_run.start_workers(url, _channel(ctx), queue.name, plan.workers, log)
+        try:
+            summary = _watch_rq(enqueued, subscription, observer, panel, out)
+        finally:
+            subscription.close()
+            _stop_workers(started)
+        _echo_worker_errors(log)
+    click.echo(summary.to_text(), err=as_json or quiet)
+
+
+def _watch_rq(
+    enqueued: list[Any], subscription: ChannelSubscription, observer: Observer,
+    panel: PanelState | None, out: IO[str],
+) -> Any:
+    """Pump the channel into ``observer`` on a thread while waiting for the media to end."""
+    from .rq_run import wait_for  # noqa: PLC0415 - the rq extra
+
+    stop, pumped = threading.Event(), threading.Event()
+
+    def pump() -> None:
+        # A lost subscription costs only the live view: the wait below still ends.
+        with contextlib.suppress(redis.RedisError, OSError):
+            subscription.pump(observer.handle, stop=pumped)
+
+    reader = threading.Thread(target=pump, name="progress-sim-rq-events", daemon=True)
+    reader.start()
+    footer = _footer(lambda: observer, deque(), "events received")
+
+    def work() -> Any:
+        summary = wait_for(enqueued, timeout=None, stop=stop)
+        # A media's terminal event is published before its last job returns; give the
+        # subscription a moment to hand over what is still in flight.
+        deadline = time.monotonic() + 2.0
+        while (_terminals_seen(observer) < summary.finished and not stop.is_set()
+               and time.monotonic() < deadline):
+            stop.wait(0.05)
+        return summary
+
+    try:
+        with _on_interrupt(stop.set):
+            return _shown(panel, out, footer, work)
+    finally:
+        pumped.set()
+        reader.join(5)
+
+
+def _terminals_seen(observer: Observer) -> int:
+    return observer.counts["PROCESSING_COMPLETED"] + observer.counts["PROCESSING_FAILED"]
+
+
+def _stop_workers(started: list[subprocess.Popen[bytes]]) -> None:
+    """Burst workers end on their own; after Ctrl-C, ask them to stop (SIGTERM: RQ's
+    warm shutdown lets a running job finish)."""
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    for process in started:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _echo_worker_errors(log: IO[bytes]) -> None:
+    """The workers' own `error:` lines (a job module they cannot import), once each."""
+    log.seek(0)
+    seen: set[str] = set()
+    for raw in log:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line.startswith("error: ") and line not in seen:
+            seen.add(line)
+            click.echo(line, err=True)
 
 
 @click.command()

@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import redis
 from rq import Queue
@@ -40,8 +42,11 @@ __all__ = [
     "SimulatorWorker",
     "add_import_paths",
     "enqueue_simulation",
+    "media_ids",
+    "plan_steps",
     "run_worker",
     "simulate_model",
+    "start_workers",
     "wait_for",
 ]
 
@@ -65,14 +70,16 @@ def simulate_model(tracking: JobTracking, plan: dict[str, dict[str, Any]]) -> st
         if unit == step.get("crash_at"):
             os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does
         if unit == step.get("fail_at"):
-            raise SimulatedModelError(f"{model.model_name}: no face found in frame {unit}")
+            raise SimulatedModelError(step["error"])
         time.sleep(seconds)
     model.complete("FAKE" if step["fake"] else "REAL", round(float(step["confidence"]), 3))
     return model.model_name
 
 
-def _plan(rng: random.Random, models: tuple[str, ...], speed: float, fail_rate: float,
-          crash_rate: float) -> dict[str, dict[str, Any]]:
+def plan_steps(rng: random.Random, models: tuple[str, ...], speed: float, fail_rate: float,
+               crash_rate: float) -> dict[str, dict[str, Any]]:
+    """One media's plan: per model, its units, time per unit, verdict, and where it fails
+    (with a reason of its kind) or its horse crashes."""
     plan: dict[str, dict[str, Any]] = {}
     for name in models:
         units = rng.randint(40, 120)
@@ -88,6 +95,9 @@ def _plan(rng: random.Random, models: tuple[str, ...], speed: float, fail_rate: 
             step["crash_at"] = rng.randint(2, units)
         elif rng.random() < fail_rate:
             step["fail_at"] = rng.randint(2, units)
+            # The model's own kind of failure (an audio model finds no audio stream, a
+            # video model no face), as the in-process simulation gives it.
+            step["error"] = rng.choice(CATALOG[name].errors)(rng)
         plan[name] = step
     return plan
 
@@ -100,15 +110,20 @@ def enqueue_simulation(
     """Enqueue ``media`` simulated media, one job per model plus a finalizer each."""
     rng = random.Random(seed)
     enqueued = []
-    for index in range(media):
-        media_id = f"sim-{seed}-{index:04d}"
-        plan = _plan(rng, models, speed, fail_rate, crash_rate)
+    for index, media_id in enumerate(media_ids(seed, media)):
+        plan = plan_steps(rng, models, speed, fail_rate, crash_rate)
         enqueued.append(enqueue_media(
             queue, simulate_model, plan, media_id=media_id,
             user_id=f"user-{index % users + 1}", models=list(models),
             run_id=f"run-{media_id}", filename=f"{media_id}.mp4", publisher=publisher,
         ))
     return enqueued
+
+
+def media_ids(seed: int, media: int) -> list[str]:
+    """The ids ``enqueue_simulation`` gives its media (known before they are enqueued,
+    so a subscriber can keep to them)."""
+    return [f"sim-{seed}-{index:04d}" for index in range(media)]
 
 
 @dataclass
@@ -129,12 +144,16 @@ class RqRunSummary:
         return f"{self.finished}/{self.media} media ended ({parts or 'none'})"
 
 
-def wait_for(enqueued: list[MediaJobs], timeout: float | None) -> RqRunSummary:
-    """Wait until every media's last job ended (or ``timeout``); summarise outcomes."""
+def wait_for(
+    enqueued: list[MediaJobs], timeout: float | None, stop: threading.Event | None = None
+) -> RqRunSummary:
+    """Wait until every media's last job ended (or ``timeout``, or ``stop`` is set);
+    summarise outcomes."""
     summary = RqRunSummary(len(enqueued))
     pending = list(enqueued)
     deadline = None if timeout is None else time.monotonic() + timeout
-    while pending and (deadline is None or time.monotonic() < deadline):
+    stop = stop or threading.Event()
+    while pending and (deadline is None or time.monotonic() < deadline) and not stop.is_set():
         still = []
         for jobs in pending:
             status = jobs.last.get_status(refresh=True)
@@ -146,8 +165,22 @@ def wait_for(enqueued: list[MediaJobs], timeout: float | None) -> RqRunSummary:
                 still.append(jobs)
         pending = still
         if pending:
-            time.sleep(0.2)
+            stop.wait(0.2)
     return summary
+
+
+def start_workers(
+    url: str, channel: str, queue: str, count: int, log: IO[bytes]
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` burst ``progress-sim worker`` processes on ``queue``, output to ``log``.
+
+    Burst: each stops once the queue is empty. A media's finalizer is enqueued by the
+    worker that ended its last model before that worker looks at the queue again, so the
+    last worker standing always runs it.
+    """
+    command = [sys.executable, "-c", "from simulator.cli import main; main()",
+               "--redis-url", url, "--channel", channel, "worker", "--burst", "--queue", queue]
+    return [subprocess.Popen(command, stdout=log, stderr=log) for _ in range(count)]
 
 
 class SimulatorWorker(TrackingWorker):

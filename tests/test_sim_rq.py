@@ -93,7 +93,9 @@ def test_crashing_horses_still_close_every_media_in_a_strictly_valid_recording(
             assert worker.returncode == 0, worker.stderr[-2000:]
             stdout, stderr = run.communicate(timeout=60)
             assert run.returncode == 0, stderr
-            assert stdout.startswith("4/4 media ended"), stdout
+            # Plain lines of the media's events while waiting, then the summary.
+            assert stdout.splitlines()[-1].startswith("4/4 media ended"), stdout
+            assert " PROCESSING_STARTED " in stdout
             # The crashes were real: RQ logged its horses' deaths.
             assert "signal 9" in worker.stdout + worker.stderr
             time.sleep(0.5)
@@ -234,3 +236,76 @@ def test_the_worker_imports_job_modules_from_its_folder_and_path(
         "the worker could not load this job's code (missing_jobs.analyse_one)"
     )
     assert "Error" not in failed["message"]
+
+
+def test_simulated_audio_models_fail_with_audio_reasons() -> None:
+    """A failing model's reason is one of its own kind's (no face for video, no audio
+    stream for audio), from the catalog, as in the in-process simulation."""
+    import random
+
+    from progress_sdk.testing import CapturingPublisher
+    from simulator.catalog import CATALOG
+    from simulator.rq_run import plan_steps, simulate_model
+
+    for seed in range(20):
+        plan = plan_steps(random.Random(seed), ("MEL-SPECTROGRAM-CNN-V3", "SIGLIP-LSTM-V4"),
+                     speed=0, fail_rate=1.0, crash_rate=0.0)
+        audio, video = plan["MEL-SPECTROGRAM-CNN-V3"]["error"], plan["SIGLIP-LSTM-V4"]["error"]
+        assert "face" not in audio.lower() and "video" not in audio.lower(), audio
+        assert "audio" not in video.lower() and "spectrogram" not in video.lower(), video
+    capturing = CapturingPublisher()
+    with pytest.raises(Exception, match="^" + plan["MEL-SPECTROGRAM-CNN-V3"]["error"]):
+        simulate_model.with_publisher(capturing)(plan, media_id="m-a", user_id="u-1",
+                                                 model="MEL-SPECTROGRAM-CNN-V3")
+    (failed,) = capturing.events.of_type("ANALYSIS_FAILED")
+    assert failed["data"]["error_message"] == plan["MEL-SPECTROGRAM-CNN-V3"]["error"]
+    assert CATALOG["MEL-SPECTROGRAM-CNN-V3"].kind == "audio"
+
+
+@pytest.mark.slow
+def test_run_via_rq_with_workers_shows_the_live_panel_until_every_media_ended(
+    redis_url: str,
+) -> None:
+    """On a terminal, `run --via rq --workers 2` starts two real workers and draws the
+    panel while it waits: each media's final notice, then the summary, exit 0."""
+    import pty
+    import select
+
+    url = urlunsplit(urlsplit(redis_url)._replace(path="/15"))
+    channel, queue = f"test-progress-{uuid.uuid4().hex}", f"q-{uuid.uuid4().hex}"
+    env = dict(os.environ, PROGRESS_SDK_RQ_PREFIX=f"progress-test-rq:{uuid.uuid4().hex}",
+               COLUMNS="160", LINES="60")
+    primary, secondary = pty.openpty()
+    try:
+        run = subprocess.Popen(
+            [*CLI, "--redis-url", url, "--channel", channel, "run", "--via", "rq", "--queue",
+             queue, "--workers", "2", "--media", "3", "--models",
+             "SIGLIP-LSTM-V4,MEL-SPECTROGRAM-CNN-V3", "--seed", "4", "--speed", "5"],
+            stdout=secondary, stderr=subprocess.PIPE, env=env,
+        )
+        os.close(secondary)
+        shown = bytearray()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # the run closed its end
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif run.poll() is not None:
+                break
+        stderr = run.communicate(timeout=60)[1].decode()
+    finally:
+        os.close(primary)
+        _forget_queue(url, queue)
+    text = shown.decode("utf-8", "replace")
+    assert run.returncode == 0, stderr
+    assert "2 workers started here" in stderr
+    assert "overall" in text  # the live panel was drawn while waiting
+    for index in range(3):
+        assert f"(sim-4-000{index}): " in text, text[-3000:]
+    assert "3/3 media ended" in text
