@@ -55,6 +55,18 @@ _STAGES = {
 }
 _STATUS = {"ANALYSIS_QUEUED": "queued", "ANALYSIS_STARTED": "analyzing"}
 _TERMINAL_ROW = frozenset({"completed", "failed"})
+_ROW_STATES = frozenset({"queued", "analyzing", "completed", "failed"})
+# The tracking API's phase names, for producers that leave data.phase out.
+_PHASE_OF = {
+    "AUDIO_EXTRACTION_START": "audio_extraction",
+    "AUDIO_EXTRACTION_COMPLETE": "audio_extraction",
+    "SPECTROGRAM_GENERATION_START": "spectrogram_generation",
+    "SPECTROGRAM_GENERATION_COMPLETE": "spectrogram_generation",
+}
+_RUNNING = "running"
+# Sequenced events kept per media to rebuild on a snapshot older than they are (as the
+# browser store's replayLimit).
+_REPLAY = 256
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,13 @@ class RowView:
     """Seconds left in this stage, as of the row's last event."""
     since: tuple[float, int] | None = None
     """(time, progress) of the first event of this stage, to estimate an ETA."""
+    phase: str | None = None
+    """The stage the model last reported (``data.phase``, or the phase event's own)."""
+
+    @property
+    def state(self) -> str:
+        """queued, analyzing, completed or failed (``status`` may name the phase instead)."""
+        return self.status if self.status in _ROW_STATES else "analyzing"
 
     @property
     def finished(self) -> bool:
@@ -101,6 +120,21 @@ class MediaView:
     idle: float
     """Seconds since this media's last event (a stale panel: the job may have died)."""
     late: bool
+    status: str = "running"
+    """running, completed or failed."""
+    error: str | None = None
+    """The media's error, when it failed."""
+    open: bool = True
+    """False once every row ended (the panel closes before the media's own end)."""
+
+    @property
+    def outcome(self) -> str | None:
+        """None while running; success, partial (completed with failed rows) or failed."""
+        if self.status == "running":
+            return None
+        if self.status == "failed":
+            return "failed"
+        return "partial" if any(r.status == "failed" for r in self.rows) else "success"
 
     @property
     def overall(self) -> float:
@@ -143,103 +177,181 @@ class _Media:
     late: bool
     open: bool = True
     rows: dict[str, RowView] = field(default_factory=dict)
+    run_id: str | None = None
+    status: str = _RUNNING
+    error: str | None = None
+    seqs: dict[str, int] = field(default_factory=dict)
+    """The last seq applied per source: an event at or below it is a repeat."""
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_REPLAY))
+    """The last sequenced events applied, to rebuild on a snapshot older than they are."""
+    trimmed: dict[str, int] = field(default_factory=dict)
+    """The highest seq per source that left ``recent``."""
 
 
 class PanelState:
-    """Feed decoded events with ``feed``; read ``snapshot()`` and ``drain_notices()``.
+    """Feed decoded events with ``feed`` (and a relay's ``progress_snapshot`` payloads with
+    ``apply_snapshot``); read ``snapshot()``, ``all_media()`` and ``drain_notices()``.
 
-    Thread-safe: one thread may feed while another draws.
+    The same semantics as the browser package's store (clients/js), held to it by the
+    conformance suite (clients/js/conformance/streams.json, tests/test_conformance.py):
+    repeats dropped by (source, seq), a snapshot merged with the live events it does not
+    cover, one notice per media run. Thread-safe: one thread may feed while another draws.
     """
 
-    def __init__(self, *, max_notices: int = 1000) -> None:
+    def __init__(self, *, max_notices: int = 1000, max_ended: int = 1000) -> None:
         self._lock = threading.Lock()
         self._media: dict[str, _Media] = {}
         self._notices: deque[Notice] = deque(maxlen=max_notices)
+        self._max_ended = max_ended
         self.completed = 0
         """Media that ended with PROCESSING_COMPLETED (partial ones included)."""
         self.partial = 0
         """Media that completed with at least one failed model."""
         self.failed = 0
         """Media that ended with an error notice."""
+        self.repeats = 0
+        """Events dropped as already applied (by source and seq)."""
 
     def feed(self, event: dict[str, Any], now: float | None = None) -> None:
         """Apply one decoded event (any producer; malformed fields are ignored)."""
         media_id = event.get("media_id")
-        name = event.get("event")
-        if type(media_id) is not str or type(name) is not str:
+        if type(media_id) is not str or type(event.get("event")) is not str:
             return
-        data = event.get("data")
-        if not isinstance(data, dict):
-            data = {}
         at = time.monotonic() if now is None else now
         with self._lock:
             media = self._media.get(media_id)
-            if name == "PROCESSING_STARTED":
-                # A repeat (one job per model announces the run each) keeps the panel.
-                if media is None:
-                    media = self._media[media_id] = _Media(
-                        _str(event.get("user_id")), _str(data.get("filename")), at, late=False
-                    )
-                elif media.filename is None:
-                    media.filename = _str(data.get("filename"))
-                media.last = at
+            at_seq = _sequence(event)
+            if media is not None and at_seq and at_seq[1] <= media.seqs.get(at_seq[0], -1):
+                self.repeats += 1
                 return
-            if name in ("PROCESSING_COMPLETED", "PROCESSING_FAILED"):
-                self._finish(media_id, media, name, event, data)
-                return
-            model = data.get("model_name")
-            if type(model) is not str or not model:
-                return
-            lowered = model.lower()
-            if "worker" in lowered or "backend" in lowered:
-                return
+            before = _run_state(media)
+            media = self._apply(media_id, media, event, at)
             if media is None:
+                return
+            if at_seq:
+                _remember(media, event, at_seq)
+            self._notify(media_id, before, media)
+
+    def _apply(
+        self, media_id: str, media: _Media | None, event: dict[str, Any], at: float
+    ) -> _Media | None:
+        name = str(event["event"])
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        run_id = _str(event.get("run_id"))
+        at_seq = _sequence(event)
+        if name == "PROCESSING_STARTED":
+            if media is None or media.status != _RUNNING or (
+                run_id and media.run_id and run_id != media.run_id
+            ):  # a new run; a repeat (one job per model announces the run each) keeps it
+                seqs = dict(media.seqs) if media is not None else {}
                 media = self._media[media_id] = _Media(
-                    _str(event.get("user_id")), None, at, late=True
+                    _str(event.get("user_id")), _str(data.get("filename")), at, late=False,
+                    run_id=run_id, seqs=seqs,
                 )
-            media.last = at
-            row = media.rows.get(model)
-            media.rows[model] = _next_row(row, model, name, data, at)
+            elif media.filename is None:
+                media.filename = _str(data.get("filename"))
+        elif media is not None and media.status != _RUNNING:
+            pass  # a straggler after the media's end does not reopen it
+        elif name in ("PROCESSING_COMPLETED", "PROCESSING_FAILED"):
+            media = media or self._new_late(media_id, event, at)
+            media.status = "completed" if name == "PROCESSING_COMPLETED" else "failed"
+            if media.status == "failed":
+                media.error = (_str(data.get("error_message")) or _str(event.get("message"))
+                               or "failed")
+        else:
+            model = data.get("model_name")
+            if type(model) is not str or not _shown(model):
+                return media
+            media = media or self._new_late(media_id, event, at)
+            media.rows[model] = _next_row(media.rows.get(model), model, name, data, at)
             # Close when every row has its terminal status; a later model event reopens.
             media.open = not all(r.status in _TERMINAL_ROW for r in media.rows.values())
+        if media is not None:
+            media.last = at
+            media.run_id = run_id or media.run_id
+            if at_seq:
+                media.seqs[at_seq[0]] = at_seq[1]
+        return media
 
-    def _finish(
-        self, media_id: str, media: _Media | None, name: str, event: dict[str, Any],
-        data: dict[str, Any],
-    ) -> None:
-        ok = name == "PROCESSING_COMPLETED"
-        filename = media.filename if media is not None else _str(data.get("filename"))
-        outcome = "failed"
-        if ok:
-            rows = media.rows.values() if media is not None else ()
-            done = sum(1 for r in rows if r.status == "completed")
-            failed = sum(1 for r in rows if r.status == "failed")
-            text = f"analysis complete: {done} model{'s' if done != 1 else ''} completed"
-            outcome = "success"
-            if failed:
-                text = f"analysis partly failed: {done} of {done + failed} models completed, "
-                text += f"{failed} failed"
-                outcome = "partial"
-                self.partial += 1
-            self.completed += 1
-        else:
-            text = "analysis failed: " + (
-                _str(data.get("error_message")) or _str(event.get("message")) or "unknown error"
-            )
+    def _new_late(self, media_id: str, event: dict[str, Any], at: float) -> _Media:
+        media = self._media[media_id] = _Media(_str(event.get("user_id")), None, at, late=True)
+        return media
+
+    def apply_snapshot(self, payload: dict[str, Any], now: float | None = None) -> None:
+        """Apply a relay's ``progress_snapshot`` (camelCase): it replaces the media's state,
+        and the live events already applied that it does not cover are applied again on
+        top. A snapshot older than the events kept for that is ignored."""
+        media_id = payload.get("mediaId")
+        if type(media_id) is not str:
+            return
+        at = time.monotonic() if now is None else now
+        base = _from_snapshot(payload, at)
+        with self._lock:
+            prev = self._media.get(media_id)
+            if prev is not None and any(
+                seq > base.seqs.get(source, -1) for source, seq in prev.trimmed.items()
+            ):
+                return
+            before = _run_state(prev)
+            self._media[media_id] = base
+            for event in prev.recent if prev is not None else ():
+                source, seq = _sequence(event) or ("", -1)
+                run_id = _str(event.get("run_id"))
+                if seq > base.seqs.get(source, -1) and (
+                    not run_id or not base.run_id or run_id == base.run_id
+                ):
+                    self._apply(media_id, base, event, at)
+                    base.recent.append(event)
+            for source, seq in (prev.seqs if prev is not None else {}).items():
+                base.seqs[source] = max(base.seqs.get(source, seq), seq)
+            self._notify(media_id, before, base)
+
+    def _notify(self, media_id: str, before: tuple[str, str | None] | None,
+                media: _Media) -> None:
+        """The notice of a media that just ended: once per run, none when it had ended."""
+        if media.status == _RUNNING:
+            return
+        if before is not None and before[0] != _RUNNING and (
+            before[1] is None or media.run_id is None or before[1] == media.run_id
+        ):
+            return
+        self._notices.append(self._notice(media_id, media))
+        ended = [k for k, m in self._media.items() if m.status != _RUNNING]
+        for key in ended[: max(len(ended) - self._max_ended, 0)]:
+            del self._media[key]
+
+    def _notice(self, media_id: str, media: _Media) -> Notice:
+        if media.status == "failed":
             self.failed += 1
-        self._notices.append(Notice(media_id, filename, ok, text, outcome))
-        self._media.pop(media_id, None)
+            text = "analysis failed: " + (media.error or "unknown error")
+            return Notice(media_id, media.filename, False, text, "failed")
+        done = sum(1 for r in media.rows.values() if r.status == "completed")
+        failed = sum(1 for r in media.rows.values() if r.status == "failed")
+        text = f"analysis complete: {done} model{'s' if done != 1 else ''} completed"
+        outcome = "success"
+        if failed:
+            text = f"analysis partly failed: {done} of {done + failed} models completed, "
+            text += f"{failed} failed"
+            outcome = "partial"
+            self.partial += 1
+        self.completed += 1
+        return Notice(media_id, media.filename, True, text, outcome)
 
     def snapshot(self, now: float | None = None) -> list[MediaView]:
         """The open panels, oldest first, as immutable views."""
+        return [v for v in self.all_media(now) if v.status == _RUNNING and v.open]
+
+    def all_media(self, now: float | None = None) -> list[MediaView]:
+        """Every media kept, running or ended (the newest ``max_ended`` of those)."""
         at = time.monotonic() if now is None else now
         with self._lock:
             return [
                 MediaView(
-                    media_id, m.user_id, m.filename, tuple(m.rows.values()), at - m.last, m.late
+                    media_id, m.user_id, m.filename, tuple(m.rows.values()), at - m.last, m.late,
+                    status=m.status, error=m.error, open=m.open,
                 )
                 for media_id, m in self._media.items()
-                if m.open
             ]
 
     def drain_notices(self) -> list[Notice]:
@@ -253,7 +365,75 @@ class PanelState:
     def open_media(self) -> list[str]:
         """media_id of every panel still open (a crashed job's panel stays open)."""
         with self._lock:
-            return [media_id for media_id, m in self._media.items() if m.open]
+            return [
+                media_id for media_id, m in self._media.items()
+                if m.open and m.status == _RUNNING
+            ]
+
+
+def _run_state(media: _Media | None) -> tuple[str, str | None] | None:
+    return (media.status, media.run_id) if media is not None else None
+
+
+def _sequence(event: dict[str, Any]) -> tuple[str, int] | None:
+    source, seq = event.get("source"), event.get("seq")
+    if type(source) is str and source and type(seq) is int:
+        return source, seq
+    return None
+
+
+def _remember(media: _Media, event: dict[str, Any], at_seq: tuple[str, int]) -> None:
+    if len(media.recent) == media.recent.maxlen:
+        old = _sequence(media.recent[0])
+        if old is not None:
+            media.trimmed[old[0]] = max(media.trimmed.get(old[0], old[1]), old[1])
+    media.recent.append(event)
+
+
+def _shown(model: str) -> bool:
+    lowered = model.lower()
+    return bool(model) and "worker" not in lowered and "backend" not in lowered
+
+
+def _from_snapshot(payload: dict[str, Any], at: float) -> _Media:
+    status = payload.get("status")
+    media = _Media(
+        _str(payload.get("userId")), _str(payload.get("filename")), at, late=False,
+        run_id=_str(payload.get("runId")),
+        status=status if status in ("completed", "failed") else _RUNNING,
+        error=_str(payload.get("error")),
+    )
+    seqs = payload.get("seqs")
+    for source, seq in (seqs.items() if isinstance(seqs, dict) else ()):
+        if type(seq) is int:
+            media.seqs[str(source)] = seq
+    models = payload.get("models")
+    for row in models if isinstance(models, list) else ():
+        name = row.get("modelName") if isinstance(row, dict) else None
+        if type(name) is str and _shown(name):
+            media.rows[name] = _snapshot_row(name, row)
+    media.open = not media.rows or not all(
+        r.status in _TERMINAL_ROW for r in media.rows.values())
+    return media
+
+
+def _snapshot_row(name: str, row: dict[str, Any]) -> RowView:
+    status = row.get("status")
+    phase = _str(row.get("phase"))
+    eta, confidence = row.get("etaSeconds"), row.get("confidence")
+    return RowView(
+        name, status if status in _ROW_STATES else "queued",
+        progress=row.get("progress") if type(row.get("progress")) is int else None,
+        total=row.get("total") if type(row.get("total")) is int else None,
+        error=_str(row.get("error")), prediction=_str(row.get("prediction")),
+        confidence=_number(confidence), stage=phase, phase=phase, eta=_number(eta),
+    )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _str(value: object) -> str | None:
@@ -264,27 +444,32 @@ def _next_row(
     row: RowView | None, model: str, name: str, data: dict[str, Any], at: float
 ) -> RowView:
     base = row if row is not None else RowView(model, "analyzing")
+    phase = _str(data.get("phase")) or _PHASE_OF.get(name) or base.phase
     if name in _COMPLETED:
         confidence = data.get("confidence")
         return dataclasses.replace(
-            base, status="completed", eta=None,
+            base, status="completed", eta=None, phase=phase,
             prediction=_str(data.get("prediction")),
-            confidence=float(confidence) if isinstance(confidence, (int, float)) else None,
+            confidence=_number(confidence),
+            progress=base.total if base.total is not None else base.progress,
         )
     if name == "ANALYSIS_FAILED":
         error = _str(data.get("error_message")) or "failed"
-        return dataclasses.replace(base, status="failed", error=error, eta=None)
-    status = _STATUS.get(name) or _str(data.get("phase")) or (row.status if row else "analyzing")
+        return dataclasses.replace(base, status="failed", error=error, eta=None, phase=phase)
+    # Any other model event means the model runs (its ANALYSIS_STARTED may have gone by).
+    fallback = row.status if row is not None and row.status != "queued" else "analyzing"
+    status = _STATUS.get(name) or _str(data.get("phase")) or fallback
     progress, total = data.get("progress"), data.get("total")
     if not (type(progress) is int and type(total) is int and total > 0):
-        return dataclasses.replace(base, status=status)
+        return dataclasses.replace(base, status=status, phase=phase)
+    progress = min(max(progress, 0), total)
     stage = _str(data.get("phase")) or _STAGES.get(name, "progress")
     since = base.since
     if stage != base.stage or since is None or progress < since[1]:
         since = (at, progress)  # a new stage: its bar starts again, so does the estimate
     return dataclasses.replace(
         base, status=status, progress=progress, total=total, stage=stage, since=since,
-        eta=_eta(data, progress, total, since, at),
+        eta=_eta(data, progress, total, since, at), phase=phase,
     )
 
 

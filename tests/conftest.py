@@ -10,7 +10,9 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import js_package
 import pytest
 import redis
 from redis_cluster import ClusterStartError, LocalCluster
@@ -48,6 +50,12 @@ def redis_cluster() -> Iterator[LocalCluster]:
         pytest.fail(f"cannot start a local Redis Cluster: {exc}", pytrace=False)
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def js_client() -> Path:
+    """clients/js, its packages installed and built once for the session (dist/)."""
+    return js_package.build()
 
 
 @pytest.fixture

@@ -1,0 +1,225 @@
+/**
+ * The client store: folds a relay's socket events into per-media state, framework-free.
+ *
+ * `attach(socket)` listens to a Socket.IO socket (any object with `on`/`off`); `receive`
+ * takes one socket event by hand. `subscribe`/`getState` fit React's
+ * `useSyncExternalStore`: the state is immutable and its object changes only when
+ * something shown changed.
+ *
+ * Catch-up and reconnects: the relay sends one `progress_snapshot` per media on every
+ * connect. A snapshot replaces what the store held for its media, and the live updates
+ * already applied that the snapshot does not cover (seq above its `seqs[source]`: they
+ * came before it, around a catch-up) are applied again on top, so nothing is lost or
+ * shown twice. For that each media keeps its last `replayLimit` sequenced updates.
+ */
+import {
+  applyUpdate, fromSnapshot, isRepeat, type MediaState, sequence, type UpdateLike,
+} from "./fold.js";
+import type { ProgressSnapshot } from "./generated/socket.js";
+import { type Notice, terminalNotice } from "./toasts.js";
+
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "refused";
+
+export interface Counters {
+  /** Live updates applied. */
+  readonly updates: number;
+  /** Live updates dropped as already applied (by source and seq). */
+  readonly repeats: number;
+  /** `progress_snapshot` payloads applied. */
+  readonly snapshots: number;
+  /** Snapshots older than what the store held and could not rebuild from: kept its own. */
+  readonly staleSnapshots: number;
+}
+
+export interface ProgressState {
+  /** Every media seen, by id, in the order first seen. */
+  readonly media: Readonly<Record<string, MediaState>>;
+  readonly connection: ConnectionState;
+  /** Why the relay refused the socket (`connect_error`), while `connection` is refused. */
+  readonly connectionError: string | null;
+  /** The last terminal notices, oldest first; `id` rises by one per notice. */
+  readonly notices: readonly Notice[];
+  readonly counters: Counters;
+}
+
+/** What `attach` needs of a Socket.IO socket (typed or not: the names are `any` so a
+ *  `Socket<ServerToClientEvents>` fits). */
+export interface SocketLike {
+  on(event: any, listener: (...args: any[]) => void): unknown;
+  off(event: any, listener: (...args: any[]) => void): unknown;
+  readonly connected?: boolean;
+}
+
+export interface StoreOptions {
+  /** Epoch ms; injected by tests. */
+  now?: () => number;
+  /** Sequenced live updates kept per media to rebuild on an older snapshot (default 256). */
+  replayLimit?: number;
+  /** Finished media kept (oldest dropped first); default 200. */
+  maxFinished?: number;
+  /** Notices kept in the state; default 50. */
+  maxNotices?: number;
+}
+
+export interface ProgressStore {
+  getState(): ProgressState;
+  subscribe(listener: () => void): () => void;
+  /** Apply one socket event (name and payload); unknown names are ignored. */
+  receive(name: string, payload: unknown): void;
+  /** Listen to a socket; returns a function that stops listening. */
+  attach(socket: SocketLike): () => void;
+}
+
+interface Track {
+  recent: UpdateLike[];
+  trimmed: Record<string, number>;
+}
+
+const EVENTS = ["progress_snapshot", "progress_update", "processing_error",
+                "media_update"] as const;
+
+export function createProgressStore(options: StoreOptions = {}): ProgressStore {
+  const now = options.now ?? Date.now;
+  const replayLimit = options.replayLimit ?? 256;
+  const maxFinished = options.maxFinished ?? 200;
+  const maxNotices = options.maxNotices ?? 50;
+  const tracks = new Map<string, Track>();
+  const listeners = new Set<() => void>();
+  let state: ProgressState = {
+    media: {}, connection: "connecting", connectionError: null, notices: [],
+    counters: { updates: 0, repeats: 0, snapshots: 0, staleSnapshots: 0 },
+  };
+  let noticeId = 0;
+
+  function set(next: ProgressState): void {
+    state = next;
+    for (const listener of [...listeners]) listener();
+  }
+
+  function count(key: keyof Counters): Counters {
+    return { ...state.counters, [key]: state.counters[key] + 1 };
+  }
+
+  function commit(prev: MediaState | undefined, next: MediaState, counters: Counters): void {
+    const notice = terminalNotice(prev, next);
+    let notices = state.notices;
+    if (notice) notices = [...notices, { ...notice, id: ++noticeId }].slice(-maxNotices);
+    const media = { ...state.media, [next.mediaId]: next };
+    set({ ...state, media: prune(media), notices, counters });
+  }
+
+  function prune(media: Record<string, MediaState>): Record<string, MediaState> {
+    const finished = Object.values(media).filter((m) => m.status !== "running");
+    for (const m of finished.slice(0, Math.max(finished.length - maxFinished, 0))) {
+      delete media[m.mediaId];
+      tracks.delete(m.mediaId);
+    }
+    return media;
+  }
+
+  function track(id: string): Track {
+    let t = tracks.get(id);
+    if (!t) tracks.set(id, (t = { recent: [], trimmed: {} }));
+    return t;
+  }
+
+  function remember(t: Track, u: UpdateLike): void {
+    if (!sequence(u)) return;
+    t.recent.push(u);
+    if (t.recent.length > replayLimit) {
+      const [source, seq] = sequence(t.recent.shift()!)!;
+      t.trimmed[source] = Math.max(t.trimmed[source] ?? seq, seq);
+    }
+  }
+
+  function onUpdate(u: UpdateLike): void {
+    if (u === null || typeof u !== "object" || typeof u.mediaId !== "string") return;
+    const prev = state.media[u.mediaId];
+    if (prev && isRepeat(prev.seqs, u)) {
+      set({ ...state, counters: count("repeats") });
+      return;
+    }
+    const next = applyUpdate(prev, u, now());
+    if (next === undefined || next === prev) return;
+    remember(track(u.mediaId), u);
+    commit(prev, next, count("updates"));
+  }
+
+  function onSnapshot(snap: ProgressSnapshot): void {
+    if (snap === null || typeof snap !== "object") return;
+    const at = now();
+    let next = fromSnapshot(snap, at);
+    if (!next) return;
+    const prev = state.media[next.mediaId];
+    const t = track(next.mediaId);
+    const base = next;
+    const uncovered = (u: UpdateLike): boolean => {
+      const [source, seq] = sequence(u)!;
+      const runId = typeof u.runId === "string" ? u.runId : null;
+      return seq > (base.seqs[source] ?? -Infinity) && (!runId || !base.runId ||
+                                                         runId === base.runId);
+    };
+    const tooOld = Object.entries(t.trimmed).some(
+      ([source, seq]) => seq > (base.seqs[source] ?? -Infinity));
+    if (prev && tooOld) {
+      set({ ...state, counters: count("staleSnapshots") });
+      return;
+    }
+    t.recent = t.recent.filter(uncovered);
+    for (const u of t.recent) next = applyUpdate(next, u, at) ?? next;
+    if (prev) next = { ...next, seqs: highest(prev.seqs, next.seqs) };
+    commit(prev, next, count("snapshots"));
+  }
+
+  // A relay that does not forward the terminal progress_update still sends these.
+  function onFallback(name: string, payload: unknown): void {
+    const p = payload as { mediaId?: unknown; error?: unknown } | null;
+    const m = p && typeof p.mediaId === "string" ? state.media[p.mediaId] : undefined;
+    if (!m || m.status !== "running") return;
+    const failed = name === "processing_error";
+    onUpdate({ mediaId: m.mediaId, event: failed ? "PROCESSING_FAILED" : "PROCESSING_COMPLETED",
+               data: failed ? { error_message: p!.error } : {} });
+  }
+
+  function receive(name: string, payload: unknown): void {
+    if (name === "progress_update") onUpdate(payload as UpdateLike);
+    else if (name === "progress_snapshot") onSnapshot(payload as ProgressSnapshot);
+    else if (name === "processing_error" || name === "media_update") onFallback(name, payload);
+  }
+
+  function connection(connection: ConnectionState, error: string | null = null): void {
+    if (state.connection !== connection || state.connectionError !== error) {
+      set({ ...state, connection, connectionError: error });
+    }
+  }
+
+  function attach(socket: SocketLike): () => void {
+    const handlers: [string, (...args: any[]) => void][] = [
+      ...EVENTS.map((name) => [name, (p: unknown) => receive(name, p)] as [string, (p: unknown) => void]),
+      ["connect", () => connection("connected")],
+      ["disconnect", () => connection("disconnected")],
+      ["connect_error", (err: { message?: unknown }) =>
+        connection("refused", typeof err?.message === "string" ? err.message : "refused")],
+    ];
+    for (const [name, fn] of handlers) socket.on(name, fn);
+    if (socket.connected) connection("connected");
+    return () => { for (const [name, fn] of handlers) socket.off(name, fn); };
+  }
+
+  return {
+    getState: () => state,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => { listeners.delete(listener); };
+    },
+    receive,
+    attach,
+  };
+}
+
+function highest(a: Readonly<Record<string, number>>,
+                 b: Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = { ...a };
+  for (const [source, seq] of Object.entries(b)) out[source] = Math.max(out[source] ?? seq, seq);
+  return out;
+}
