@@ -29,6 +29,12 @@ def test_generated_types_are_what_the_schemas_make(js_client: Path) -> None:
     assert done.returncode == 0, done.stderr + "\nrun `npm run generate` in clients/js"
 
 
+def test_the_pages_bundle_is_built_from_the_package(js_client: Path) -> None:
+    """simulator/web/progress-client.js is what esbuild makes of the store's sources now."""
+    done = run(["node", "scripts/bundle-page.mjs", "--check"], js_client)
+    assert done.returncode == 0, done.stderr + "\nrun `npm run bundle:page` in clients/js"
+
+
 def test_the_drift_check_fails_when_a_schema_changes(js_client: Path, tmp_path: Path) -> None:
     """A copy of the package whose socket schema gained a field is reported stale."""
     copy = tmp_path / "repo"

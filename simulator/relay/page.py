@@ -1,8 +1,10 @@
-"""The browser panel, served by the relay: ``GET /`` and its three static files.
+"""The browser panel, served by the relay: ``GET /`` and its four static files.
 
-The files live in ``simulator/web`` (no build step); the Socket.IO client is the official
+The files live in ``simulator/web``; the Socket.IO client is the official
 ``socket.io-client`` build vendored there (``socket.io.min.js``, MIT, see
-``vendor/socket.io.LICENSE``), so the page needs no CDN. The page reads its token from
+``vendor/socket.io.LICENSE``), and ``progress-client.js`` is the browser package's store
+bundled from ``clients/js`` (``npm run bundle:page``; a test checks it is current), so the
+page needs no CDN and no build step at install. The page reads its token from
 the URL's fragment (``/#token=...``), which the browser never sends to the server.
 """
 
@@ -18,6 +20,7 @@ __all__ = ["PAGE_FILES", "install_page"]
 PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/panel.js": ("panel.js", "text/javascript; charset=utf-8"),
+    "/progress-client.js": ("progress-client.js", "text/javascript; charset=utf-8"),
     "/panel.css": ("panel.css", "text/css; charset=utf-8"),
     "/socket.io.min.js": ("vendor/socket.io.min.js", "text/javascript; charset=utf-8"),
 }

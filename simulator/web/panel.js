@@ -2,164 +2,41 @@
  * The browser panel of the reference relay: one panel per media, a row per model, an
  * overall progress and a final notice, as the product's UI shows them (docs/panel.md).
  *
- * State comes from three socket events: `progress_snapshot` (sent on connect, one per
- * media of the user: the state so far and the last seq per source), `progress_update`
- * (live events; one whose seq a snapshot or an earlier event already covered is dropped)
- * and `processing_error` (a fallback for relays that do not forward the terminal event).
- * Everything user-provided is written with textContent, never as HTML.
+ * The state is the browser package's store (progress-client.js, bundled from clients/js:
+ * the same code a product UI imports as @progress-sdk/client, held to the conformance
+ * suite): it folds `progress_snapshot` and live `progress_update`s per media, drops
+ * repeats by (source, seq) and merges a reconnect's snapshots without gap or duplicate.
+ * This file only draws it. Everything user-provided is written with textContent, never
+ * as HTML.
  */
 (function () {
   "use strict";
 
-  var COMPLETED = { ANALYSIS_COMPLETED: 1, ANALYSIS_COMPLETE: 1 };
-  var PHASE_OF = {
-    AUDIO_EXTRACTION_START: "audio_extraction", AUDIO_EXTRACTION_COMPLETE: "audio_extraction",
-    SPECTROGRAM_GENERATION_START: "spectrogram_generation",
-    SPECTROGRAM_GENERATION_COMPLETE: "spectrogram_generation",
-  };
   var NOTICE_MS = 8000;
   var SEEN_KEY = "progress-panel:notices-shown";
+  var PC = window.ProgressClient;
+  var store = PC ? PC.createProgressStore() : null;
 
-  // -- state -------------------------------------------------------------------------
+  // -- final notices, shown once per media run and outcome (also across reloads) --------
 
-  var media = {};   // mediaId -> {mediaId, filename, status, error, rows: {name: row}, order}
-  var seqs = {};    // mediaId -> {source: last seq applied}
-  var counters = { updates: 0, duplicates: 0, snapshots: 0 };
-  var order = 0;
-
-  function text(v) { return typeof v === "string" && v ? v : null; }
-  function int(v) { return typeof v === "number" && Math.floor(v) === v ? v : null; }
-  function ignoredModel(name) { return /worker|backend/i.test(name); }
-
-  function newMedia(id) {
-    return { mediaId: id, filename: null, status: "running", error: null, rows: {},
-             order: order++, noticeShown: false };
-  }
-
-  function covered(id, source, seq) {
-    if (typeof source !== "string" || int(seq) === null) return false;
-    var last = (seqs[id] || {})[source];
-    return last !== undefined && seq <= last;
-  }
-
-  function remember(id, source, seq) {
-    if (typeof source !== "string" || int(seq) === null) return;
-    (seqs[id] = seqs[id] || {})[source] = seq;
-  }
-
-  function applySnapshot(snap) {
-    var id = snap.mediaId;
-    if (typeof id !== "string") return;
-    var m = newMedia(id);
-    if (media[id]) m.order = media[id].order;
-    m.filename = text(snap.filename);
-    m.status = snap.status || "running";
-    m.error = text(snap.error);
-    (snap.models || []).forEach(function (r) {
-      if (typeof r.modelName !== "string" || ignoredModel(r.modelName)) return;
-      m.rows[r.modelName] = {
-        name: r.modelName, status: r.status || "queued", progress: int(r.progress),
-        total: int(r.total), phase: text(r.phase), prediction: text(r.prediction),
-        confidence: typeof r.confidence === "number" ? r.confidence : null,
-        error: text(r.error), eta: typeof r.etaSeconds === "number" ? r.etaSeconds : null,
-      };
-    });
-    media[id] = m;
-    seqs[id] = Object.assign({}, snap.seqs || {});
-    counters.snapshots++;
-    if (m.status !== "running") finish(m, m.status === "completed");
-    schedule();
-  }
-
-  function applyUpdate(u) {
-    var id = u.mediaId, name = u.event, data = u.data || {};
-    if (typeof id !== "string" || typeof name !== "string") return;
-    if (covered(id, u.source, u.seq)) { counters.duplicates++; return; }
-    remember(id, u.source, u.seq);
-    counters.updates++;
-    var m = media[id];
-    if (name === "PROCESSING_STARTED") {
-      if (!m || m.status !== "running") m = media[id] = newMedia(id);
-      m.filename = m.filename || text(data.filename);
-    } else {
-      if (!m) m = media[id] = newMedia(id);  // joined late, without a snapshot
-      if (name === "PROCESSING_COMPLETED") { m.status = "completed"; finish(m, true); }
-      else if (name === "PROCESSING_FAILED") {
-        m.status = "failed";
-        m.error = text(data.error_message) || text(u.message) || "failed";
-        finish(m, false);
-      } else if (text(data.model_name) && !ignoredModel(data.model_name)) {
-        updateRow(m, data.model_name, name, data);
-      }
-    }
-    schedule();
-  }
-
-  function updateRow(m, model, name, data) {
-    var row = m.rows[model] || (m.rows[model] = { name: model, status: "queued",
-      progress: null, total: null, phase: null, prediction: null, confidence: null,
-      error: null, eta: null });
-    if (name === "ANALYSIS_QUEUED") row.status = "queued";
-    else if (name === "ANALYSIS_STARTED") row.status = "analyzing";
-    else if (COMPLETED[name]) {
-      row.status = "completed"; row.prediction = text(data.prediction);
-      row.confidence = typeof data.confidence === "number" ? data.confidence : null;
-      if (row.total !== null) row.progress = row.total;
-      row.eta = null;
-    } else if (name === "ANALYSIS_FAILED") {
-      row.status = "failed"; row.error = text(data.error_message) || "failed"; row.eta = null;
-    } else if (row.status === "queued") row.status = "analyzing";
-    var phase = text(data.phase) || PHASE_OF[name];
-    if (phase) row.phase = phase;
-    var p = int(data.progress), t = int(data.total);
-    if (p !== null && t !== null && t > 0) { row.progress = Math.min(Math.max(p, 0), t); row.total = t; }
-    var eta = data.details && data.details.eta_seconds;
-    if (typeof eta === "number" && row.status === "analyzing") row.eta = Math.max(eta, 0);
-  }
-
-  function rowFraction(r) {
-    if (r.status === "completed" || r.status === "failed") return 1;
-    return r.total ? r.progress / r.total : 0;
-  }
-
-  function overall(m) {
-    var rows = Object.values(m.rows);
-    if (m.status !== "running") return 1;
-    if (!rows.length) return 0;
-    return rows.reduce(function (s, r) { return s + rowFraction(r); }, 0) / rows.length;
-  }
-
-  function outcome(m) {
-    if (m.status === "running") return null;
-    if (m.status === "failed") return "failed";
-    var rows = Object.values(m.rows);
-    return rows.some(function (r) { return r.status === "failed"; }) ? "partial" : "completed";
-  }
-
-  // -- final notices, shown once per media and outcome (also across reloads) ------------
+  var lastNotice = 0;
 
   function seenNotices() {
     try { return JSON.parse(localStorage.getItem(SEEN_KEY) || "[]"); } catch (e) { return []; }
   }
 
-  function finish(m, ok) {
-    if (m.noticeShown) return;
-    m.noticeShown = true;
-    var key = m.mediaId + ":" + m.status + ":" + JSON.stringify(seqs[m.mediaId] || {});
+  function showNotices(notices) {
+    var fresh = notices.filter(function (n) { return n.id > lastNotice; });
+    if (!fresh.length) return;
+    lastNotice = fresh[fresh.length - 1].id;
     var seen = seenNotices();
-    if (seen.indexOf(key) >= 0) return;
-    seen.push(key);
+    fresh.forEach(function (n) {
+      var key = PC.noticeKey(n);
+      if (seen.indexOf(key) >= 0) return;
+      seen.push(key);
+      toast(n.kind, n.title, n.body, n.mediaId);
+    });
     try { localStorage.setItem(SEEN_KEY, JSON.stringify(seen.slice(-200))); } catch (e) { /* private mode */ }
-    var rows = Object.values(m.rows);
-    var done = rows.filter(function (r) { return r.status === "completed"; }).length;
-    var failed = rows.filter(function (r) { return r.status === "failed"; }).length;
-    var kind = ok ? (failed ? "partial" : "success") : "failed";
-    var title = { success: "Analysis complete", partial: "Analysis partly complete",
-                  failed: "Analysis failed" }[kind];
-    var body = ok
-      ? done + " of " + rows.length + " models completed" + (failed ? ", " + failed + " failed" : "")
-      : (m.error || "failed");
-    toast(kind, title + ": " + (m.filename || m.mediaId), body, m.mediaId);
   }
 
   function toast(kind, title, body, mediaId) {
@@ -198,6 +75,11 @@
     return b;
   }
 
+  function rowFraction(r) {
+    if (r.status === "completed" || r.status === "failed") return 1;
+    return r.total ? (r.progress || 0) / r.total : 0;
+  }
+
   function statusText(r) {
     if (r.status === "analyzing" && r.phase) return r.phase.replace(/_/g, " ");
     return r.status;
@@ -211,23 +93,25 @@
     }
     var parts = [];
     if (r.total) parts.push(r.progress + " / " + r.total);
-    if (r.eta !== null) parts.push("~" + Math.ceil(r.eta) + " s left");
+    if (r.etaSeconds !== null) parts.push("~" + Math.ceil(r.etaSeconds) + " s left");
     return parts.join(" · ");
   }
 
   function renderRow(r) {
     var tr = el("tr", "row");
-    tr.dataset.model = r.name;
+    tr.dataset.model = r.modelName;
     tr.dataset.status = r.status;
     var barCell = el("td", "row-bar");
     barCell.append(bar(rowFraction(r)));
-    tr.append(el("td", "row-name", r.name), el("td", "row-status", statusText(r)), barCell,
+    tr.append(el("td", "row-name", r.modelName), el("td", "row-status", statusText(r)), barCell,
               el("td", "row-detail", detailText(r)));
     return tr;
   }
 
+  var OUTCOME_CLASS = { success: "completed", partial: "partial", failed: "failed" };
+
   function renderPanel(m) {
-    var result = outcome(m);
+    var result = OUTCOME_CLASS[PC.outcome(m)] || null;
     var panel = el("article", "panel");
     panel.dataset.mediaId = m.mediaId;
     panel.dataset.status = result || "running";
@@ -238,9 +122,9 @@
     head.append(titles);
     if (result) head.append(el("span", "outcome " + result,
       { completed: "completed", partial: "partly completed", failed: "failed" }[result]));
-    var rows = Object.values(m.rows);
+    var rows = Object.values(m.models);
     var done = rows.filter(function (r) { return r.status === "completed" || r.status === "failed"; }).length;
-    var fraction = overall(m);
+    var fraction = PC.overallProgress(m);
     var line = el("div", "overall");
     line.append(bar(fraction), el("span", "overall-text",
       Math.round(fraction * 100) + "% · " + done + "/" + rows.length + " models"));
@@ -253,7 +137,9 @@
   }
 
   function render() {
-    var all = Object.values(media).sort(function (a, b) { return a.order - b.order; });
+    var state = store.getState();
+    showNotices(state.notices);
+    var all = Object.values(state.media);  // in the order first seen
     var active = all.filter(function (m) { return m.status === "running"; });
     var finished = all.filter(function (m) { return m.status !== "running"; }).reverse();
     document.getElementById("active").replaceChildren.apply(
@@ -266,45 +152,58 @@
 
   // -- connection ---------------------------------------------------------------------
 
+  var LABELS = { connecting: "connecting…", connected: "live", disconnected: "reconnecting…" };
+
   function setConnection(state, label) {
     var c = document.getElementById("connection");
-    c.dataset.state = state;
+    c.dataset.state = state === "refused" ? "error" : state === "disconnected" ? "connecting" : state;
     c.textContent = label;
+  }
+
+  function showConnection() {
+    var s = store.getState();
+    setConnection(s.connection, s.connection === "refused"
+      ? "refused: " + s.connectionError : LABELS[s.connection]);
   }
 
   // The token travels in the URL's fragment, which browsers never send to a server.
   var token = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (!token) {
+  if (!store) {
+    setConnection("error", "the progress client did not load");
+  } else if (!token) {
     setConnection("error", "no token: open the URL `progress-sim relay --dev` prints");
   } else if (typeof io !== "function") {
     setConnection("error", "the Socket.IO client did not load");
   } else {
-    var socket = io({ auth: { token: token } });
-    socket.on("connect", function () { setConnection("connected", "live"); });
-    socket.on("disconnect", function () { setConnection("connecting", "reconnecting…"); });
-    socket.on("connect_error", function (err) { setConnection("error", "refused: " + err.message); });
-    socket.on("progress_snapshot", applySnapshot);
-    socket.on("progress_update", applyUpdate);
-    socket.on("processing_error", function (e) {
-      var m = e && media[e.mediaId];
-      if (m && m.status === "running") {
-        applyUpdate({ mediaId: e.mediaId, event: "PROCESSING_FAILED", data: { error_message: e.error } });
-      }
-    });
+    store.subscribe(schedule);
+    store.subscribe(showConnection);
+    store.attach(io({ auth: { token: token } }));
   }
 
   // For tests and the e2e check: the panel state as plain data.
   window.progressPanel = {
     state: function () {
       var out = {};
+      var media = store ? store.getState().media : {};
       Object.keys(media).forEach(function (id) {
         var m = media[id];
-        out[id] = { status: m.status, outcome: outcome(m), filename: m.filename, error: m.error,
-                    overall: overall(m), rows: JSON.parse(JSON.stringify(m.rows)) };
+        var rows = {};
+        Object.keys(m.models).forEach(function (name) {
+          var r = m.models[name];
+          rows[name] = { status: r.status, progress: r.progress, total: r.total, phase: r.phase,
+                         prediction: r.prediction, confidence: r.confidence, error: r.error,
+                         eta: r.etaSeconds };
+        });
+        out[id] = { status: m.status, outcome: PC.outcome(m), filename: m.filename,
+                    error: m.error, overall: PC.overallProgress(m), rows: rows,
+                    lastUpdateAt: m.lastUpdateAt };
       });
       return out;
     },
-    counters: counters,
+    get counters() {
+      var c = store ? store.getState().counters : {};
+      return { updates: c.updates, duplicates: c.repeats, snapshots: c.snapshots };
+    },
   };
-  render();
+  if (store) render();
 })();
