@@ -44,7 +44,16 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["LivePanel", "MediaView", "Notice", "PanelState", "RowView", "format_eta", "render"]
+__all__ = [
+    "LivePanel",
+    "MediaView",
+    "Notice",
+    "PanelState",
+    "RowView",
+    "format_eta",
+    "model_counts",
+    "render",
+]
 
 _COMPLETED = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_COMPLETE"})
 # The stage a progress event type's bar shows, when the event has no data.phase.
@@ -186,6 +195,21 @@ class _Media:
     """The last sequenced events applied, to rebuild on a snapshot older than they are."""
     trimmed: dict[str, int] = field(default_factory=dict)
     """The highest seq per source that left ``recent``."""
+    queued: dict[str, int] = field(default_factory=dict)
+    """Each model's place in the media's queue (its ANALYSIS_QUEUED among the others)."""
+
+    def ordered_rows(self) -> tuple[RowView, ...]:
+        """Rows in queue order, whatever order their events came in.
+
+        A listener that joined late (or a snapshot) gave no ANALYSIS_QUEUED for some
+        models: those follow, by name, so two listeners (or one restarted) draw the same
+        rows in the same order rather than in whichever order the models reported.
+        """
+        return tuple(sorted(
+            self.rows.values(),
+            key=lambda row: (0, self.queued[row.model], "") if row.model in self.queued
+            else (1, 0, row.model),
+        ))
 
 
 class PanelState:
@@ -264,6 +288,9 @@ class PanelState:
             if type(model) is not str or not _shown(model):
                 return media
             media = media or self._new_late(media_id, event, at)
+            if name == "ANALYSIS_QUEUED" and model not in media.rows:
+                # Its first queueing places it; a retry's re-queueing keeps that place.
+                media.queued.setdefault(model, len(media.queued))
             media.rows[model] = _next_row(media.rows.get(model), model, name, data, at)
             # Close when every row has its terminal status; a later model event reopens.
             media.open = not all(r.status in _TERMINAL_ROW for r in media.rows.values())
@@ -295,6 +322,8 @@ class PanelState:
                 return
             before = _run_state(prev)
             self._media[media_id] = base
+            if prev is not None and prev.run_id == base.run_id:
+                base.queued = dict(prev.queued)  # the snapshot's rows carry no queue order
             for event in prev.recent if prev is not None else ():
                 source, seq = _sequence(event) or ("", -1)
                 run_id = _str(event.get("run_id"))
@@ -348,7 +377,7 @@ class PanelState:
         with self._lock:
             return [
                 MediaView(
-                    media_id, m.user_id, m.filename, tuple(m.rows.values()), at - m.last, m.late,
+                    media_id, m.user_id, m.filename, m.ordered_rows(), at - m.last, m.late,
                     status=m.status, error=m.error, open=m.open,
                 )
                 for media_id, m in self._media.items()
@@ -530,11 +559,23 @@ def _title(view: MediaView) -> str:
         note += f" · [yellow]no events for {view.idle:.0f} s[/]"
     summary = ""
     if view.rows:
-        done = sum(1 for r in view.rows if r.finished)
-        summary = f" · {view.overall:.0%} overall, {done}/{len(view.rows)} models done"
+        summary = f" · {view.overall:.0%} overall, {model_counts(view.rows)}"
         if view.eta is not None:
             summary += f", ETA {format_eta(view.eta)}"
     return f"[bold]{title}[/]{summary} [dim]{escape(view.media_id)}{who}{note}[/]"
+
+
+def model_counts(rows: tuple[RowView, ...]) -> str:
+    """``8 completed, 2 failed`` (and ``, 3 to go`` while models still run): a failed
+    model is not a done one, as "10/10 models" made it look."""
+    completed = sum(1 for r in rows if r.status == "completed")
+    failed = sum(1 for r in rows if r.status == "failed")
+    parts = [f"{completed} completed"]
+    if failed:
+        parts.append(f"{failed} failed")
+    if len(rows) - completed - failed:
+        parts.append(f"{len(rows) - completed - failed} to go")
+    return ", ".join(parts)
 
 
 def _row_status(row: RowView) -> tuple[Text, Text]:

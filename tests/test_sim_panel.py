@@ -171,7 +171,7 @@ def test_overall_progress_per_media() -> None:
     state.feed(ev("ANALYSIS_FAILED", model_name="C", error_message="x"))
     (view,) = state.snapshot()
     assert view.overall == (0.5 + 1 + 1 + 0) / 4
-    assert "62% overall, 2/4 models done" in render_text(state)
+    assert "62% overall, 1 completed, 1 failed, 2 to go" in render_text(state)
 
 
 def test_success_partial_failure_and_failure_are_three_outcomes() -> None:
@@ -191,3 +191,52 @@ def test_success_partial_failure_and_failure_are_three_outcomes() -> None:
     assert str(notices["part"]).startswith("◐ part.mp4")
     assert str(notices["bad"]).startswith("✗ bad.mp4")
     assert (state.completed, state.partial, state.failed) == (2, 1, 1)
+
+
+def test_counts_tell_failed_models_from_completed_ones() -> None:
+    """A media whose models all ended reads "8 completed, 2 failed", not "10/10"."""
+    state = PanelState()
+    state.feed(ev("PROCESSING_STARTED"))
+    names = [f"M{i}" for i in range(10)]
+    for name in names:
+        state.feed(ev("ANALYSIS_QUEUED", model_name=name))
+    state.feed(ev("ANALYSIS_STARTED", model_name="M0"))  # one still running: panel open
+    for name in names[1:9]:
+        state.feed(ev("ANALYSIS_COMPLETED", model_name=name))
+    state.feed(ev("ANALYSIS_FAILED", model_name="M9", error_message="x"))
+    assert "8 completed, 1 failed, 1 to go" in render_text(state)
+    state.feed(ev("ANALYSIS_FAILED", model_name="M0", error_message="x"))
+    state.feed(ev("PROCESSING_COMPLETED"))
+    (notice,) = state.drain_notices()
+    assert "8 of 10 models completed, 2 failed" in notice.text
+    assert "10/10" not in notice.text
+
+
+def _order(events: list[dict[str, Any]]) -> list[str]:
+    state = PanelState()
+    for event in events:
+        state.feed(event)
+    (view,) = state.snapshot()
+    return [row.model for row in view.rows]
+
+
+def test_rows_stay_in_queue_order_whatever_order_models_report_in() -> None:
+    """Rows follow ANALYSIS_QUEUED order although models start and report in another; a
+    retry's re-queueing keeps the row's place."""
+    queued = [ev("ANALYSIS_QUEUED", model_name=name) for name in ("C", "A", "D", "B")]
+    started = [ev("ANALYSIS_STARTED", model_name=name) for name in ("B", "D", "A", "C")]
+    requeued = [ev("ANALYSIS_FAILED", model_name="C", error_message="x"),
+                ev("ANALYSIS_QUEUED", model_name="C")]
+    assert _order([ev("PROCESSING_STARTED"), *queued, *started, *requeued]) == [
+        "C", "A", "D", "B"
+    ]
+
+
+def test_a_late_listener_draws_the_same_rows_in_the_same_order_each_time() -> None:
+    """Joined after the queueing (a restarted `listen`), the rows do not follow the order
+    the models happened to report in: two arrival orders, one row order."""
+    progress = [ev("FRAME_ANALYSIS_PROGRESS", model_name=name, progress=1, total=9)
+                for name in ("LIP", "EFF", "SIG")]
+    first = _order(progress)
+    again = _order(list(reversed(progress)))
+    assert first == again == ["EFF", "LIP", "SIG"]
