@@ -7,7 +7,9 @@ to the same channel, so it sees the same order); each ``SocketLog`` is what one
 Socket.IO client received. Events are matched by content: the six fields the product's
 relay forwards (``mediaId``, ``userId``, ``event``, ``message``, ``data``, ``timestamp``),
 so a relay that drops ``seq`` is judged as well as one that keeps it; where ``seq`` and
-``source`` do arrive they must be the channel's.
+``source`` do arrive they must be the channel's. Values are compared as a JavaScript
+consumer reads them (``js_value``): a Node.js relay parses each event and serialises it
+again, so ``0.0`` arrives as ``0`` and is the same value.
 
 Each fault names the event (type, media, user, seq, position on the channel):
 ``misrouted`` (reached a socket of another user), ``lost``, ``duplicate``, ``reordered``,
@@ -17,7 +19,6 @@ Each fault names the event (type, media, user, seq, position on the channel):
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "TruthEvent",
     "check_deliveries",
     "content_key",
+    "js_value",
 ]
 
 ContentKey = tuple[Any, ...]
@@ -39,13 +41,30 @@ ContentKey = tuple[Any, ...]
 _FINAL_EVENTS = {"PROCESSING_COMPLETED": "media_update", "PROCESSING_FAILED": "processing_error"}
 
 
+def js_value(value: Any) -> Any:
+    """``value`` as JavaScript holds it after ``JSON.parse``, hashable: every number a
+    double (``0.0`` and ``0`` are one value, as are -0 and 0; an integer beyond 2**53
+    rounds as JavaScript rounds it), objects unordered (key order is all a
+    ``JSON.stringify`` round trip changes besides numbers). Booleans stay booleans."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        # Tagged, so a number never equals a boolean (True == 1.0 in Python, not in JS);
+        # + 0.0 turns -0.0 into 0.0, as JSON.stringify(-0) does.
+        return ("n", float(value) + 0.0)
+    if isinstance(value, dict):
+        return ("{}", frozenset((str(k), js_value(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("[]", tuple(js_value(v) for v in value))
+    return ("?", repr(value))
+
+
 def content_key(update: dict[str, Any]) -> ContentKey:
     """What identifies a ``progress_update`` when only the product relay's six fields
-    (camelCase) arrive."""
+    (camelCase) arrive, compared by value as a JavaScript consumer reads them."""
     return (
         update.get("mediaId"), update.get("userId"), update.get("event"),
-        update.get("message"), json.dumps(update.get("data"), sort_keys=True),
-        update.get("timestamp"),
+        update.get("message"), js_value(update.get("data")), update.get("timestamp"),
     )
 
 
@@ -242,7 +261,7 @@ def _match(payload: Any, by_key: dict[ContentKey, list[TruthEvent]],
     # first copy this socket has not had yet; the envelope, where forwarded, must agree.
     fresh = [e for e in candidates if not seen[e.position]] or candidates
     for event in fresh:
-        if all(payload.get(camel, event.wire.get(wire)) == event.wire.get(wire)
+        if all(js_value(payload.get(camel, event.wire.get(wire))) == js_value(event.wire.get(wire))
                for wire, camel in (("seq", "seq"), ("source", "source"), ("run_id", "runId"))):
             return event
     return None

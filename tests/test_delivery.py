@@ -124,3 +124,22 @@ def test_with_shard_channels_only_each_medias_order_counts() -> None:
     within = _log("a", [t[2], t[0], t[1], t[3]])
     report = check_deliveries(t, [within], per_media_order=True)
     assert report.fault_counts["reordered"] == 1
+
+
+def test_numbers_are_compared_as_javascript_reads_them() -> None:
+    """A Node.js relay re-serialises each event: 0.0 arrives as 0, 2.50 as 2.5, keys in
+    another order; those are the same events, and a changed value still is not."""
+    wire = {"media_id": "m1", "user_id": "a", "event": "FRAME_ANALYSIS_PROGRESS",
+            "message": "p", "seq": 1, "source": "w", "timestamp": "2026-11-26T05:00:00Z",
+            "data": {"model_name": "M", "progress": 1, "total": 2,
+                     "details": {"eta_seconds": 0.0, "fps": 2.5, "flags": [True, -0.0]}}}
+    truth = [TruthEvent(1, wire)]
+    as_node_sent = {**_update(wire), "data": {"total": 2, "model_name": "M", "progress": 1.0,
+                    "details": {"fps": 2.5, "flags": [True, 0], "eta_seconds": 0}}}
+    log = SocketLog("a", "socket of a", [Received("progress_update", as_node_sent, 0.0)])
+    assert check_deliveries(truth, [log]).ok
+    for changed in ({"eta_seconds": 0.5, "fps": 2.5, "flags": [True, 0]},
+                    {"eta_seconds": 0, "fps": 2.5, "flags": [1, 0]}):  # true is not 1
+        altered = {**as_node_sent, "data": {**as_node_sent["data"], "details": changed}}
+        log = SocketLog("a", "socket of a", [Received("progress_update", altered, 0.0)])
+        assert check_deliveries(truth, [log]).fault_counts == {"unexpected": 1, "lost": 1}
