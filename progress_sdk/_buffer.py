@@ -14,16 +14,25 @@ injected, so every policy here is unit-tested deterministically.
   (a held value when it is released), so the queue's order is the numbers' order; a
   replaced event takes its predecessor's number and leaves no gap, while an evicted or
   refused one takes its number with it, which consumers see as a gap.
-- **Overflow.** ``capacity`` counts waiting and in-flight events. Events rank: progress,
-  then other lifecycle events, then a model's terminal event, then a media's
-  ``PROCESSING_STARTED``, then a media's terminal event. When full, a newcomer evicts the
-  oldest waiting event of the lowest rank present, if that rank is not above its own
-  (among progress, a value a newer one of its key supersedes goes first); otherwise the
-  newcomer is dropped. A start ranks below a terminal event because the terminal may
-  belong to a media already on screen, whose panel would stay open forever without it,
-  while a start that gives way only keeps a panel from opening. So a media's terminal
-  event is only ever lost when the buffer holds nothing but terminal events, and every
-  loss before it shows as a gap in its ``seq``.
+- **Overflow.** ``capacity`` counts the events waiting; the batch the sender holds is
+  not counted, and cannot be evicted: once the connection is up it may be written already
+  (partly, or read by Redis), and what Redis may have published cannot be taken back. So a
+  connect that hangs with the whole buffer in flight leaves the buffer's full capacity to
+  the events accepted meanwhile, under the same ranks; at most ``capacity`` plus one batch
+  is held. A batch put back (nothing of it was written, or Redis certainly did not run it)
+  waits again, evictable like any waiting event. Events rank: progress, then other
+  lifecycle events, then a model's terminal event, then a media's ``PROCESSING_STARTED``,
+  then the terminal event of a media whose start was lost here (an *orphan*: no panel
+  opened for it), then a media's terminal event. When full, a newcomer evicts the oldest
+  waiting event of the lowest rank present, if that rank is not above its own (among
+  progress, a value a newer one of its key supersedes goes first); otherwise the newcomer
+  is dropped. A start ranks below a terminal event because the terminal may belong to a
+  media already on screen, whose panel would stay open forever without it, while a start
+  that gives way only keeps a panel from opening; a start evicted while its terminal
+  event waits behind it takes that terminal event with it (a media nobody saw, which
+  would otherwise hold a terminal's place). So a media's terminal event is only ever lost
+  when the waiting events are all terminal events of media whose start was not lost,
+  counted in ``terminals_lost``; and every loss before it shows as a gap in its ``seq``.
 - **Memory.** Without a batch hook or shard routing, a numbered lifecycle event is kept
   as its bytes alone, back to back with the others in one bytearray (``WireArena``): no
   per-event object, so a full garbage collection costs the same with 100,000 events
@@ -38,8 +47,10 @@ place, one in the arena the shared ``IN_ARENA`` placeholder), so ticket ``t`` si
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
+import json
 import time
 from array import array
 from collections import Counter, OrderedDict, deque
@@ -59,12 +70,14 @@ ModelKey = tuple[str, "str | None", str]
 ProgressKey = tuple[str, "str | None", str, str]
 
 # Overflow ranks (see the module doc): progress 0, other lifecycle events 1, a model's
-# terminal event 2, PROCESSING_STARTED 3, a media's terminal event 4.
-_RANKS = 5
+# terminal event 2, PROCESSING_STARTED 3, the terminal event of a media whose start was
+# lost here 4, a media's terminal event 5.
+_RANKS = 6
+_START, _ORPHAN_END, _END = 3, 4, 5
 _LIFECYCLE_RANKS = {
     **dict.fromkeys(_MODEL_TERMINALS, 2),
-    "PROCESSING_STARTED": 3,
-    **dict.fromkeys(_MEDIA_TERMINALS, 4),
+    "PROCESSING_STARTED": _START,
+    **dict.fromkeys(_MEDIA_TERMINALS, _END),
 }
 
 # Entry.state: waiting in the buffer; taken by the sender (numbered); evicted (its number
@@ -193,15 +206,32 @@ class TicketFifo:
     def popleft(self) -> int:
         """Remove and return the oldest ticket."""
         ticket = self._tickets[self._head]
+        self._advance()
+        return ticket
+
+    def _advance(self) -> None:
         self._head += 1
         if self._head > 1024 and self._head * 2 > len(self._tickets):
             del self._tickets[: self._head]  # compact now and then: amortised O(1)
             self._head = 0
-        return ticket
 
     def remove_at(self, i: int) -> None:
-        """Remove the ``i``-th oldest ticket."""
-        del self._tickets[self._head + i]
+        """Remove the ``i``-th oldest ticket. Near the front (behind a batch in flight,
+        whose tickets stay), the tickets before it move up one: O(i), not O(len)."""
+        tickets, head = self._tickets, self._head
+        if i * 2 < len(tickets) - head:
+            tickets[head + 1 : head + i + 1] = tickets[head : head + i]
+            self._advance()
+        else:
+            del tickets[head + i]
+
+    def pop_newest(self) -> int:
+        """Remove and return the newest ticket."""
+        return self._tickets.pop()
+
+    def index_from(self, ticket: int) -> int:
+        """The position of the oldest ticket not below ``ticket``."""
+        return bisect.bisect_left(self._tickets, ticket, self._head) - self._head
 
     def clear(self) -> None:
         """Remove every ticket."""
@@ -278,6 +308,80 @@ class WireArena:
         self._start = self._shift = 0
 
 
+class StartWatch:
+    """Which media's ``PROCESSING_STARTED`` is in the buffer (waiting or in flight), and
+    which media's start was lost here (evicted, or dropped on arrival), for the overflow
+    ranks: a terminal event of a media whose start was lost closes a panel that never
+    opened, and one accepted while its media's start is still here goes if that start
+    is evicted later (see the module doc). Keyed by media: runs of a media follow one
+    another. A repeated start (rule 1 allows it) is not tracked while the first is here.
+    """
+
+    def __init__(self) -> None:
+        # media -> ticket of its start, oldest first (tickets rise), and the reverse.
+        self._by_media: OrderedDict[str, int] = OrderedDict()
+        self._by_ticket: dict[int, str] = {}
+        self._ends: dict[str, int] = {}  # media -> its terminal event's ticket, start still here
+        self._lost: OrderedDict[str, None] = OrderedDict()  # least recently lost first out
+
+    def started(self, media_id: str, ticket: int | None) -> None:
+        """A start entered the queue as ``ticket``, or was dropped on arrival (None)."""
+        if ticket is None:
+            self._lose(media_id)
+            return
+        self._lost.pop(media_id, None)
+        if media_id not in self._by_media:
+            self._by_media[media_id] = ticket
+            self._by_ticket[ticket] = media_id
+
+    def lost(self, media_id: str) -> bool:
+        """Whether the media's latest start was lost here and its terminal has not come."""
+        return media_id in self._lost
+
+    def ended(self, media_id: str, ticket: int | None) -> None:
+        """A media's terminal event entered the queue as ``ticket`` (None: dropped)."""
+        self._lost.pop(media_id, None)
+        if ticket is not None and media_id in self._by_media:
+            self._ends[media_id] = ticket
+
+    def evicted(self, ticket: int) -> int | None:
+        """The start at ``ticket`` was evicted; returns the ticket of its media's terminal
+        event, accepted since, which goes with it (None: none came yet)."""
+        media_id = self._by_ticket.pop(ticket, None)
+        if media_id is None:
+            return None  # a repeated start, not tracked
+        del self._by_media[media_id]
+        end = self._ends.pop(media_id, None)
+        if end is None:
+            self._lose(media_id)
+        return end
+
+    def settled(self, before: int) -> None:
+        """Every ticket below ``before`` is published or dropped: forget those starts."""
+        by_media = self._by_media
+        while by_media:
+            media_id, ticket = next(iter(by_media.items()))
+            if ticket >= before:
+                return
+            by_media.popitem(last=False)
+            del self._by_ticket[ticket]
+            self._ends.pop(media_id, None)
+
+    def clear(self) -> None:
+        """Forget everything (the buffer was drained)."""
+        self._by_media.clear()
+        self._by_ticket.clear()
+        self._ends.clear()
+        self._lost.clear()
+
+    def _lose(self, media_id: str) -> None:
+        lost = self._lost
+        lost[media_id] = None
+        lost.move_to_end(media_id)
+        if len(lost) > d.MAX_REMEMBERED_MEDIA:
+            lost.popitem(last=False)  # forgotten: its terminal event ranks as on screen
+
+
 # How far eviction looks for a superseded progress value before taking the oldest.
 _SUPERSEDED_SCAN = 64
 # Hold timestamps kept, least recently used first out (a media that never ends must not
@@ -302,6 +406,10 @@ class EventBuffer:
         self.keep_entries = keep_entries  # a batch hook or shard routing needs them
         self.coalesced = 0
         self.dropped: Counter[str] = Counter()  # evicted, buffer_full, closed
+        # Terminal events lost to overflow (dropped or evicted) whose media's start went
+        # out or may go out: each is a panel that may stay open. Counted in dropped too.
+        self.terminals_lost = 0
+        self.last_terminal_lost: str | None = None  # the media of the latest one
         self.in_flight: list[Any] = []  # the live events of the batch the sender holds
         self._taken: list[Any] = []  # that batch's tickets' items, evicted ones as None
         self._taken_start = 0
@@ -318,6 +426,7 @@ class EventBuffer:
         self._tiebreak = itertools.count()
         self._last_sent_at: OrderedDict[str, dict[ProgressKey, float]] = OrderedDict()
         self._seq = SeqNumbers()
+        self._starts = StartWatch()
 
     # -- accepting ------------------------------------------------------------------
 
@@ -389,11 +498,33 @@ class EventBuffer:
                 for key in [k for k in self._held if k[0] == media_id]:
                     self._enqueue(self._held.pop(key))
             self._last_sent_at.pop(media_id, None)
-        return self._enqueue(entry)
+        if entry.rank < _START:
+            return self._enqueue(entry)
+        return self._accept_media_edge(entry)
+
+    def _accept_media_edge(self, entry: Entry) -> bool:
+        """A media's start or terminal event, tracked for the overflow ranks."""
+        starts, media_id = self._starts, entry.media_id
+        if entry.rank == _START:
+            queued = self._enqueue(entry)
+            starts.started(media_id, self._pushed - 1 if queued else None)
+            return queued
+        orphan = starts.lost(media_id)
+        if orphan:
+            entry.rank = _ORPHAN_END
+        queued = self._enqueue(entry)
+        if queued and not orphan and starts.lost(media_id):
+            # It made room by evicting its own media's start: an orphan after all. Its
+            # ticket is the newest, so it moves to the end of the orphans' order.
+            self._by_rank[_END].pop_newest()
+            self._by_rank[_ORPHAN_END].append(self._pushed - 1)
+        starts.ended(media_id, self._pushed - 1 if queued else None)
+        return queued
 
     def _enqueue(self, entry: Entry) -> bool:
-        # In-flight events count: a batch that fails to send comes back to the buffer.
-        if self._live + len(self.in_flight) >= self.capacity and not self._make_room(entry):
+        # The batch in flight does not count (the module doc says why); put back, it
+        # may hold the buffer over capacity until sent, each newcomer evicting one.
+        if self._live >= self.capacity and not self._make_room(entry):
             return False
         entry.number(self._seq.next(entry.media_id))
         model_key = entry.model_key
@@ -423,32 +554,65 @@ class EventBuffer:
         for rank in range(entry.rank + 1):
             ticket = self._victim(rank)
             if ticket is not None:
+                if rank == _END:
+                    self._count_lost_terminal(self._media_at(ticket))
                 self._evict(ticket)
+                if rank == _START:
+                    end = self._starts.evicted(ticket)
+                    if end is not None and self._is_waiting(end):
+                        self._evict(end)  # a media nobody saw: its terminal goes too
                 return True
         # Nothing may give way: the newcomer is dropped. Its seq number goes with it, so
         # the media's next event shows the gap.
         self.dropped["buffer_full"] += 1
         self._seq.next(entry.media_id)
         entry.state = DONE
+        if entry.rank == _END:
+            self._count_lost_terminal(entry.media_id)
         return False
 
+    def _count_lost_terminal(self, media_id: str) -> None:
+        self.terminals_lost += 1
+        self.last_terminal_lost = media_id
+
+    def _is_waiting(self, ticket: int) -> bool:
+        position = ticket - self._popped
+        return 0 <= position < len(self._queue) and self._queue[position] is not None
+
+    def _media_at(self, ticket: int) -> str:
+        """The media of a waiting event (parsed back from its bytes if in the arena)."""
+        item = self._queue[ticket - self._popped]
+        if item is IN_ARENA:
+            media_id: str = json.loads(self._arena.get(ticket))["media_id"]
+            return media_id
+        return str(item.media_id)
+
     def _victim(self, rank: int) -> int | None:
+        """Remove and return the ticket of the oldest waiting event of ``rank`` (among
+        progress, a superseded value first), or None. The batch in flight is skipped:
+        its tickets stay, for a put-back batch is evictable again."""
         fifo = self._by_rank[rank]
-        queue, popped = self._queue, self._popped
-        while len(fifo) and (fifo[0] < popped or queue[fifo[0] - popped] is None):
-            fifo.popleft()  # already sent, evicted or taken: no candidate any more
-        if not len(fifo):
+        queue, popped, first_taken = self._queue, self._popped, self._taken_start
+        while len(fifo) and (
+            fifo[0] < first_taken or (fifo[0] >= popped and queue[fifo[0] - popped] is None)
+        ):
+            fifo.popleft()  # settled or evicted: no candidate any more
+        first = 0 if not len(fifo) or fifo[0] >= popped else fifo.index_from(popped)
+        while first < len(fifo) and queue[fifo[first] - popped] is None:
+            fifo.remove_at(first)  # settled in a batch put back in part
+        if first >= len(fifo):
             return None
         if rank == 0:
             # A value that a newer one of its key supersedes goes before the newest.
-            for i in range(min(len(fifo), _SUPERSEDED_SCAN)):
+            for i in range(first, min(len(fifo), first + _SUPERSEDED_SCAN)):
                 ticket = fifo[i]
-                if ticket >= popped:
-                    item = queue[ticket - popped]
-                    if item is not None and self._pending.get(item.progress_key) is not item:
-                        fifo.remove_at(i)
-                        return ticket
-        return fifo.popleft()
+                item = queue[ticket - popped]
+                if item is not None and self._pending.get(item.progress_key) is not item:
+                    fifo.remove_at(i)
+                    return ticket
+        ticket = fifo[first]
+        fifo.remove_at(first)
+        return ticket
 
     def _evict(self, ticket: int) -> None:
         position = ticket - self._popped
@@ -551,7 +715,8 @@ class EventBuffer:
         else:
             for item in self._taken:
                 _done(item)
-            self._settled = self._taken_start + len(self._taken)
+            self._settled = self._taken_start = self._taken_start + len(self._taken)
+            self._starts.settled(self._settled)
         self._taken = []
         self.in_flight = []
 
@@ -563,6 +728,8 @@ class EventBuffer:
         for item in (*self._queue, *self._held.values()):
             _done(item)
         self._popped += len(self._queue)
+        if not self.in_flight:
+            self._taken_start = self._popped
         self._queue.clear()
         self._arena.clear(self._pushed)
         self._held.clear()
@@ -570,6 +737,7 @@ class EventBuffer:
         self._pending.clear()
         for fifo in self._by_rank:
             fifo.clear()
+        self._starts.clear()
         self._live = 0
         return lost
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import logging
 import os
 import random
 import secrets
@@ -53,6 +54,8 @@ from .tracking import MediaRun, fail_open_runs, inside_a_run
 from .transport import ConnectFailed, Transport
 
 __all__ = ["ProgressPublisher", "PublisherStats"]
+
+logger = logging.getLogger("progress_sdk")
 
 _ENVELOPE_ORDER = ("schema_version", "seq", "source", "timestamp")
 _ENVELOPE_KEYS = frozenset(_ENVELOPE_ORDER)
@@ -92,6 +95,12 @@ class PublisherStats:
     hook's commands that Redis refused (WRONGTYPE, OOM, NOPERM...) or that a lost
     connection cut off. The events are not affected; the first failure of each kind is
     logged."""
+    terminals_lost: int = 0
+    """Media terminal events lost to a full buffer although the media's
+    ``PROCESSING_STARTED`` went out or was on its way: each is a panel that may stay
+    open. Only when every waiting event was such a terminal event (more media ended
+    during an outage than ``buffer_size`` holds); also counted in ``dropped`` and logged
+    (once)."""
 
     @property
     def dropped_total(self) -> int:
@@ -280,6 +289,7 @@ class ProgressPublisher:
         self._settled = threading.Condition(self._lock)
         self._accepted = 0
         self._forgiven: Counter[str] = Counter()
+        self._terminal_loss_logged = False
         route = router(self.channel, self.shards)
         # A batch hook is given each event's fields: then they are kept after serialising;
         # a hook and shard routing need each event's media_id: then every event keeps its
@@ -402,6 +412,20 @@ class ProgressPublisher:
             if self._buffer.accept(entry) and sender.idle:
                 sender.wakeup.set()
             self._ensure_sender_locked()
+            lost_terminal = self._buffer.last_terminal_lost
+        if lost_terminal is not None and not self._terminal_loss_logged:
+            self._log_terminal_loss(lost_terminal)
+
+    def _log_terminal_loss(self, media_id: str) -> None:
+        self._terminal_loss_logged = True
+        logger.error(
+            "progress_sdk: the terminal event of media %r was lost: the buffer "
+            "(buffer_size=%d) held nothing but terminal events of media that may be on "
+            "screen, so a panel may stay open. Counted in stats().terminals_lost (logged "
+            "once); a larger buffer_size rides out a longer outage.",
+            media_id,
+            self.buffer_size,
+        )
 
     def _refuse_if_closing(self, event: str) -> None:
         """Raise PublisherClosedError for an event close() no longer takes. While close()
@@ -604,6 +628,7 @@ class ProgressPublisher:
                 no_subscribers=sender.no_subscribers,
                 forgiven=dict(self._forgiven),
                 extra_failed=sender.extra_failed,
+                terminals_lost=self._buffer.terminals_lost,
             )
 
     def check_connection(self, timeout: float = d.CONNECT_TIMEOUT) -> None:

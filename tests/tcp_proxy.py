@@ -33,6 +33,12 @@ class TcpProxy:
         # Seconds each chunk the server sends back waits (a distant server: every answer
         # takes that long).
         self.reply_delay = 0.0
+        # Cleared by hang_connects(): new connections are accepted but nothing flows until
+        # release_connects() (a connect that hangs: a stuck load balancer, a server too
+        # busy to answer the handshake). Connections made so far are not affected.
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.accepted = 0  # connections accepted so far
         self.restore()
 
     @property
@@ -60,12 +66,26 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
+                self.accepted += 1
+            flowing = self._flowing if not self._flowing.is_set() else None
             threading.Thread(
-                target=self._pump, args=(client, upstream), daemon=True
+                target=self._pump, args=(client, upstream, flowing), daemon=True
             ).start()
 
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+    def hang_connects(self) -> None:
+        """Accept new connections, but pass nothing either way until release_connects()."""
+        self._flowing = threading.Event()
+
+    def release_connects(self) -> None:
+        """Let the hung connections (those still open) and new ones flow."""
+        self._flowing.set()
+
+    def _pump(
+        self, a: socket.socket, b: socket.socket, flowing: threading.Event | None = None
+    ) -> None:
         time.sleep(self.connect_delay)
+        if flowing is not None:
+            flowing.wait()
         sel = selectors.DefaultSelector()
         sel.register(a, selectors.EVENT_READ, b)
         sel.register(b, selectors.EVENT_READ, a)
@@ -104,6 +124,7 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()
+        self._flowing.set()  # hung pumps find their sockets closed and end
 
     def close(self) -> None:
         self.cut()

@@ -147,7 +147,14 @@ def test_the_terminal_event_of_a_media_on_screen_outlives_starts_of_media_nobody
     batch = buffer.take(1000)
     kept = [(e["media_id"], e["event"]) for e in (json.loads(wire(i)) for i in batch)]
     assert ("m0", "PROCESSING_COMPLETED") in kept, kept
-    assert dict(buffer.dropped) == {"evicted": 1}  # m1's start, the oldest start
+    # m1's start, the oldest start, and with it m1's terminal event: nobody saw m1.
+    assert dict(buffer.dropped) == {"evicted": 2}
+    assert kept == [
+        ("m0", "PROCESSING_COMPLETED"),
+        ("m2", "PROCESSING_STARTED"),
+        ("m2", "PROCESSING_COMPLETED"),
+    ]
+    assert buffer.terminals_lost == 0
 
 
 def test_a_superseded_progress_value_gives_way_before_the_newest_of_its_model():

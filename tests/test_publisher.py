@@ -343,8 +343,9 @@ def test_full_buffer_gives_way_progress_first_then_oldest_lifecycle_and_gaps_sho
     """When the buffer is full, the oldest waiting progress gives way first (to progress
     and lifecycle events alike), then the oldest lifecycle event of the lowest rank; a
     media's terminal event is kept; consumers see every loss as a seq gap before it."""
-    # buffer_size counts the batch the sender holds: here the blocker, in flight.
-    pub = ProgressPublisher(_transport=transport, buffer_size=5, min_progress_interval=0)
+    # buffer_size counts the events waiting, not the batch the sender holds (here the
+    # blocker, in flight).
+    pub = ProgressPublisher(_transport=transport, buffer_size=4, min_progress_interval=0)
     pub.emit({**lifecycle(i=-1), "event": "PROCESSING_STARTED", "data": {}})  # seq 1
     assert pub.flush(5)
     transport.entered.clear()

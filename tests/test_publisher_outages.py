@@ -380,3 +380,80 @@ def test_a_restart_between_two_batches_is_one_reconnect_and_no_outage(server, ca
         assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
     finally:
         publisher.close(2)
+
+
+def _runs_left_open(messages: list[bytes]) -> list[str]:
+    """Media whose PROCESSING_STARTED arrived and whose terminal event did not."""
+    started: set[str] = set()
+    ended: set[str] = set()
+    for raw in messages:
+        event = json.loads(raw)
+        if event["event"] == "PROCESSING_STARTED":
+            started.add(event["media_id"])
+        elif event["event"] in ("PROCESSING_COMPLETED", "PROCESSING_FAILED"):
+            ended.add(event["media_id"])
+    return sorted(started - ended)
+
+
+@pytest.mark.parametrize("unseen_first", [True, False])
+def test_a_hanging_connect_with_the_whole_buffer_in_flight_leaves_no_started_media_open(
+    server, unseen_first
+):
+    """Issue 17: a connect that hangs (accepted, never answered) rather than refused, with
+    a buffer of 50 whose every event is in the batch in flight, while 300 media run: the
+    batch cannot be evicted (once connected it may be written), so it does not count
+    against the buffer, and the terminal events of its 50 started media find room, also
+    when 250 media nobody saw end first. Every media shown as started ends."""
+    proxy = TcpProxy(("127.0.0.1", server.port))
+    proxy.hang_connects()
+    collector = Collector(server.url, "hang")
+    assert collector.subscribed.wait(5)
+    # A short handshake timeout: the first attempt (one batch of the first events) fails
+    # and the next takes the whole buffer; later attempts may fail and put it back too.
+    pool = redis.ConnectionPool.from_url(proxy.url, socket_timeout=1, socket_connect_timeout=1)
+    publisher = ProgressPublisher(
+        pool,
+        "hang",
+        buffer_size=50,
+        min_progress_interval=0,
+        finish_flush_timeout=0,
+        snapshots=False,
+    )
+    try:
+        shown = [publisher.media(f"shown-{i}", "u1") for i in range(50)]
+        for run in shown:
+            run.start()
+        deadline = time.monotonic() + 30  # fails a hung test only
+        while proxy.accepted < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.accepted >= 2  # the second attempt, with all 50 starts, hangs
+
+        def end_shown() -> None:
+            for run in shown:
+                with run.model("A") as model:
+                    model.progress(1, 2)
+                run.finish()
+
+        if not unseen_first:
+            end_shown()
+        for i in range(250):
+            one_run(publisher, f"unseen-{i}")
+        if unseen_first:
+            end_shown()
+        proxy.release_connects()
+        assert publisher.flush(30)
+        stats = publisher.stats()
+        wire = collector.wait_for(stats.published)
+        assert len(wire) == stats.published
+        assert _runs_left_open(wire) == []
+        assert {f"shown-{i}" for i in range(50)} <= {json.loads(m)["media_id"] for m in wire}
+        assert stats.terminals_lost == 0
+        assert stats.accepted == stats.published + stats.coalesced + stats.dropped_total
+        # The terminal event's seq counts every event of its media, the lost ones too
+        # (start, model start, progress, model end, end): consumers see the gaps.
+        ends = [json.loads(m) for m in wire if b'"PROCESSING_COMPLETED"' in m]
+        assert {e["seq"] for e in ends if e["media_id"].startswith("shown-")} == {5}
+    finally:
+        publisher.close(2)
+        collector.close()
+        proxy.close()
