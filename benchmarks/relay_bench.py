@@ -327,7 +327,7 @@ def micro(repeats: int) -> None:
     import socketio.packet
 
     sys.path.insert(0, str(HERE.parent.parent))
-    from simulator.relay.packets import JsonPacket
+    from simulator.relay.engine_internals import JsonPacket
 
     figures: dict[str, list[float]] = {}
     for _ in range(repeats):

@@ -108,3 +108,12 @@ DEFAULT_SWEEP_LEASE = 30.0
 # (a live one publishes within milliseconds of its claim) and is published again.
 DEFAULT_SWEEP_REPUBLISH_AFTER = 5.0
 SWEEP_ERROR_MESSAGE = "the worker stopped reporting"
+
+# Relay (simulator/relay) ------------------------------------------------------------
+# What may wait for one socket whose browser stops reading before it is disconnected (it
+# resyncs from the snapshots on reconnect). 16 MiB: a browser stalled for 10 s at 100
+# events/s of 4 KB (far above one user's usual rate) still catches up; a socket that never
+# reads costs the relay about this much (benchmarks/backlog_bench.py). Small packets cost
+# more in per-packet overhead than in bytes (~250 bytes each), hence the event limit.
+DEFAULT_RELAY_MAX_BACKLOG_BYTES = 16 * 1024 * 1024
+DEFAULT_RELAY_MAX_BACKLOG_EVENTS = 20_000

@@ -83,6 +83,13 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True),
               default=d.DEFAULT_SWEEP_STALE_AFTER, show_default=True,
               help="Seconds without news after which the sweeper fails a media.")
+@click.option("--max-backlog-bytes", type=click.IntRange(min=1),
+              default=d.DEFAULT_RELAY_MAX_BACKLOG_BYTES, show_default=True,
+              help="Bytes that may wait for one socket (a browser that stopped reading); past "
+              "it the socket is disconnected and resyncs from the snapshots on reconnect.")
+@click.option("--max-backlog-events", type=click.IntRange(min=1),
+              default=d.DEFAULT_RELAY_MAX_BACKLOG_EVENTS, show_default=True,
+              help="Packets that may wait for one socket (as --max-backlog-bytes).")
 @click.option("--dev", is_flag=True,
               help="Print the page's URL with a token for each simulated user (user-1, ...); "
               "without a secret, make one up.")
@@ -103,6 +110,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     catch_up: bool,
     sweep: bool,
     stale_after: float,
+    max_backlog_bytes: int,
+    max_backlog_events: int,
     dev: bool,
     dev_users: int,
 ) -> None:
@@ -117,10 +126,13 @@ def relay(  # noqa: PLR0917 - one parameter per click option
 
     GET / is a browser panel (open it with a token: /#token=...; --dev prints such URLs).
     A new socket first gets progress_snapshot per in-flight media of its user, then live
-    events; every node runs the dead-worker sweeper, one acts at a time.
+    events; every node runs the dead-worker sweeper, one acts at a time. A socket's waiting
+    progress updates are replaced by newer ones; past --max-backlog-bytes/-events waiting
+    it is disconnected (it reconnects and resyncs).
     """
     _need_relay_extra()
     from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415
+    from .relay.backlog import BacklogLimits  # noqa: PLC0415 - the relay extra
     from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
     made_up = dev and not jwt_secret
@@ -138,6 +150,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
         shards=(ctx.obj or {}).get("shards") or d.DEFAULT_SHARDS,
         user_claim=user_claim,
         cors_origins=list(cors_origins) if cors_origins else "*",
+        backlog=BacklogLimits(max_backlog_bytes, max_backlog_events),
     )
     node = Relay(config)
     install_extras(node, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,

@@ -4,15 +4,18 @@ Socket.IO clients that record what they receive."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -227,3 +230,102 @@ def sockets_joining_a_busy_job(
         return early, late
 
     return asyncio.run(scenario())
+
+
+class StalledSocket:
+    """A Socket.IO client over a raw WebSocket that reads only when told to: it connects
+    (Engine.IO open, Socket.IO connect with ``auth``), then leaves everything the relay
+    sends in the TCP buffers until ``read_until``, as a browser tab that stopped reading
+    does. ``rcvbuf`` shrinks its kernel receive buffer, so the relay's side fills sooner."""
+
+    def __init__(self, url: str, auth: Any, rcvbuf: int | None = None) -> None:
+        where = urllib.parse.urlsplit(url)
+        self.sock = socket.socket()
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect((where.hostname, where.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {where.netloc}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        self._buffer = b""
+        while b"\r\n\r\n" not in self._buffer:
+            self._fill()
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise AssertionError(f"no WebSocket upgrade: {head!r}")
+        if not self.frame().startswith("0"):
+            raise AssertionError("no Engine.IO open packet")
+        self.events: list[tuple[str, Any]] = []
+        self.closed = False
+        self.send("40" + json.dumps(auth))
+        # Catch-up's snapshots come before the connect reply.
+        while not (reply := self.frame()).startswith("40"):
+            if not reply.startswith("42"):
+                raise AssertionError(f"Socket.IO connect refused: {reply!r}")
+            self._record(reply)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the relay closed the connection")
+        self._buffer += chunk
+
+    def _take(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            self._fill()
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def frame(self) -> str:
+        """The next text frame (a close frame raises ``ConnectionError``)."""
+        first, second = self._take(2)
+        length = second & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", self._take(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", self._take(8))[0]
+        payload = self._take(length)
+        if first & 0x0F == 0x8:
+            raise ConnectionError(f"close frame {payload!r}")
+        return payload.decode()
+
+    def send(self, text: str) -> None:
+        """Send one masked text frame."""
+        data, mask = text.encode(), os.urandom(4)
+        size = len(data)
+        header = bytes([0x81, 0x80 | size]) if size < 126 else (
+            bytes([0x81, 0x80 | 126]) + struct.pack("!H", size))
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        self.sock.sendall(header + mask + masked)
+
+    def read_until(self, done: Callable[[str, Any], bool]) -> None:
+        """Read (answering pings) until ``done(name, payload)`` holds for a received
+        Socket.IO event, or the relay closes the connection (then ``closed`` is set)."""
+        while True:
+            try:
+                text = self.frame()
+            except (ConnectionError, OSError):
+                self.closed = True
+                return
+            if text == "2":
+                self.send("3")
+            elif text.startswith("42"):
+                name, payload = self._record(text)
+                if done(name, payload):
+                    return
+
+    def _record(self, text: str) -> tuple[str, Any]:
+        name, *rest = json.loads(text[2:])
+        self.events.append((name, rest[0] if rest else None))
+        return self.events[-1]
+
+    def named(self, name: str) -> list[Any]:
+        """Payloads of the events called ``name`` read so far, in arrival order."""
+        return [payload for event, payload in self.events if event == name]
+
+    def close(self) -> None:
+        """Drop the TCP connection."""
+        self.sock.close()

@@ -6,6 +6,9 @@ Needs the ``relay`` extra (python-socketio, uvicorn, websockets, PyJWT). See
 - ``auth``: ``TokenVerifier`` (the handshake's JWT), ``sign_token``;
 - ``routing``: ``EventRouter`` (decode, check, shape into socket events);
 - ``subscriber``: ``ChannelSubscriber`` (the Redis subscription, reconnecting);
+- ``backlog``: ``BacklogLimits`` (what may wait for one socket: progress coalesced,
+  disconnected past the limit); ``engine_internals``: the one module that relies on
+  python-socketio's and python-engineio's internals;
 - ``server``: ``Relay`` (the Socket.IO server, ``/healthz``, extension points);
 - ``serving``: ``bind`` and ``serve`` (uvicorn);
 - ``stats``: ``RelayStats``;
@@ -15,6 +18,7 @@ Needs the ``relay`` extra (python-socketio, uvicorn, websockets, PyJWT). See
 from __future__ import annotations
 
 from .auth import TokenRefused, TokenVerifier, sign_token
+from .backlog import BacklogLimits
 from .logs import configure_logging, redact
 from .routing import EventRouter, Routed, progress_update, user_room
 from .server import HttpResponse, Relay, RelayConfig
@@ -23,6 +27,7 @@ from .stats import RelayStats
 from .subscriber import ChannelSubscriber, open_redis_pubsub
 
 __all__ = [
+    "BacklogLimits",
     "ChannelSubscriber",
     "EventRouter",
     "HttpResponse",

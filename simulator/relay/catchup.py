@@ -197,7 +197,9 @@ def install_catch_up(relay: Relay, keys: SnapshotKeys) -> CatchUp:
     client = open_snapshot_reader(relay.config.redis_url)
 
     async def emit(name: str, payload: dict[str, Any], sid: str) -> None:
-        await relay.sio.emit(name, payload, to=sid)
+        # Paced by the socket's backlog: a user with thousands of snapshots must not take
+        # a new socket over its limit (docs/relay.md, Backlog).
+        await relay.emit_paced(sid, name, payload)
 
     async def read(user_id: str) -> list[MediaSnapshot]:
         return await read_user_async(await client(), keys, user_id)

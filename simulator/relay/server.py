@@ -25,6 +25,8 @@ Extension points (for catch-up snapshots, pages and housekeeping):
 - ``add_connect_hook(fn)``: ``await fn(sid, user_id)`` after a socket joined its room;
 - ``add_route(path, handler)``: ``await handler(scope)`` → ``HttpResponse`` for a GET;
 - ``add_background_task(fn)``: ``await fn()`` runs for the relay's life;
+- ``emit_paced(sid, name, payload)``: emit to one socket once its backlog is below half
+  its limits (catch-up's snapshots: a burst paced by the socket, never over its limit);
 - ``add_health_section(name, fn)``: ``fn()`` → a dict of counters, shown under ``name``
   in ``/healthz`` (catch-up's);
 - ``open_pubsub``: how the Redis subscription is made (see ``subscriber``).
@@ -46,7 +48,8 @@ from progress_sdk import defaults as d
 from progress_sdk.sharding import subscribed_channels
 
 from .auth import TokenRefused, TokenVerifier
-from .packets import JsonPacket
+from .backlog import BacklogLimits, BacklogStats
+from .engine_internals import JsonPacket, backlog_of, install_backlogs
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
@@ -77,6 +80,8 @@ class RelayConfig:
     user_claim: str = "userId"
     cors_origins: str | list[str] = "*"
     """Origins allowed to connect from a browser (``*``: any; the token is the guard)."""
+    backlog: BacklogLimits = field(default_factory=BacklogLimits)
+    """What may wait for one socket before it is disconnected (``backlog``)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class Relay:
             engineio_logger=False,
             serializer=JsonPacket,
         )
+        # Every packet for a socket waits in its bounded backlog (``backlog``).
+        self.backlog = BacklogStats()
+        install_backlogs(self.sio, config.backlog, self.backlog)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.subscriber = ChannelSubscriber(
@@ -128,7 +136,7 @@ class Relay:
         self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
         self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[str, RouteHandler] = {"/healthz": self._healthz}
-        self._health_sections: dict[str, HealthSection] = {}
+        self._health_sections: dict[str, HealthSection] = {"backlog": self.backlog.to_dict}
 
     # -- extension points -------------------------------------------------------------
 
@@ -226,6 +234,15 @@ class Relay:
         for name, payload in routed.emits:
             await self.sio.emit(name, payload, room=room, skip_sid=skip)
 
+    async def emit_paced(self, sid: str, name: str, payload: dict[str, Any]) -> bool:
+        """Emit to socket ``sid`` once its backlog has room; ``False`` (nothing sent) when
+        the socket is gone or went over its limit (it resyncs when it reconnects)."""
+        queue = backlog_of(self.sio, sid)
+        if queue is None or not await queue.room():
+            return False
+        await self.sio.emit(name, payload, to=sid)
+        return True
+
     # -- sockets ----------------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -257,6 +274,8 @@ class Relay:
         user_id = self._user_of.pop(sid, None)
         if user_id is None:
             return
+        log.debug("socket %s of user %r disconnected: %s", sid, user_id,
+                  reason[0] if reason else "unknown")
         sids = self._sockets.get(user_id)
         if sids is not None:
             sids.discard(sid)

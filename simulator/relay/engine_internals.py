@@ -1,0 +1,235 @@
+"""Everything the relay relies on inside python-socketio and python-engineio, in one place.
+
+Tested with python-socketio 5.18.1 and python-engineio 4.15.1 (pinned in the ``relay``
+extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes any of it:
+
+1. **The packet class.** ``JsonPacket`` is python-socketio's ``Packet`` with
+   ``uses_binary_events = False`` and orjson as its ``json``: everything the relay emits
+   comes from JSON decoding, so it never holds binary attachments, and the default
+   packet's recursive scan for them plus the standard ``json`` cost 14 µs per packet
+   against 1.4 µs (docs/relay.md, Load). It also tags a ``progress_update`` frame with its
+   coalescing key (``KeyedFrame``): python-socketio encodes a room emit once and
+   python-engineio wraps the encoded string in its ``MESSAGE`` packet as it is, so the
+   key reaches each socket's queue with the frame, at no cost per socket.
+2. **Each Engine.IO socket's queue.** python-engineio gives every socket an unbounded
+   ``asyncio.Queue`` from ``server.create_queue()``; everything sent to the socket (every
+   emit, catch-up's snapshots, pings, the close packet) is ``put`` there and a writer
+   (WebSocket) or the next long-poll GET takes it out (``get``/``get_nowait``, each
+   followed by ``task_done``; ``None`` ends the writer). When the browser stops reading,
+   uvicorn's send waits for the TCP buffer to drain, the writer waits with it, and the
+   queue grows without bound. ``install_backlogs`` makes ``create_queue`` return a
+   ``BacklogQueue``: the same queue over a ``backlog.Backlog`` (the stdlib's documented
+   ``_init``/``_put``/``_get`` hooks, as ``LifoQueue`` uses them), so superseded progress
+   is replaced and a socket past its limit is closed.
+3. **Finding and closing a socket.** ``server.eio.sockets`` (Engine.IO sid → socket),
+   ``socket.close(wait=False, abort=False, reason=...)`` (python-socketio passes
+   ``reason`` to the ``disconnect`` handlers) and ``manager.eio_sid_from_sid``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import engineio
+import engineio.async_socket
+import engineio.packet
+import socketio
+import socketio.packet
+
+from .backlog import Backlog, BacklogLimits, BacklogStats, coalesce_key
+
+__all__ = [
+    "BacklogQueue",
+    "JsonPacket",
+    "KeyedFrame",
+    "backlog_of",
+    "install_backlogs",
+]
+
+log = logging.getLogger("progress_sim.relay")
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None  # type: ignore[assignment]
+
+DISCONNECT_REASON = "backlog over its limit"
+"""What the ``disconnect`` handlers get as the reason (with the limit appended)."""
+
+
+# -- 1. the packet class --------------------------------------------------------------
+
+
+class _OrjsonCodec:
+    """The two functions python-socketio calls on its ``json`` module."""
+
+    @staticmethod
+    def dumps(value: Any, **options: Any) -> str:
+        # orjson's output is already compact, as socketio asks with separators=(",", ":").
+        return orjson.dumps(value).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, **options: Any) -> Any:
+        return orjson.loads(text)
+
+
+class KeyedFrame(str):
+    """An encoded Socket.IO packet that a newer one with the same ``coalesce_key``
+    supersedes while both wait for a socket."""
+
+    coalesce_key: Hashable
+
+
+class JsonPacket(socketio.packet.Packet):  # type: ignore[misc]
+    """A Socket.IO packet whose payload is plain JSON (no binary attachments)."""
+
+    uses_binary_events = False
+    json = _OrjsonCodec if orjson is not None else json
+
+    def encode(self) -> Any:
+        """The packet as python-socketio sends it; a replaceable progress update as a
+        ``KeyedFrame``."""
+        encoded = super().encode()
+        data = self.data
+        if (self.packet_type == socketio.packet.EVENT and isinstance(encoded, str)
+                and isinstance(data, list) and len(data) == 2):
+            key = coalesce_key(data[0], data[1])
+            if key is not None:
+                frame = KeyedFrame(encoded)
+                frame.coalesce_key = key
+                return frame
+        return encoded
+
+
+# -- 2. the socket queue --------------------------------------------------------------
+
+
+Overflow = Callable[["BacklogQueue", str], None]
+
+
+class BacklogQueue(asyncio.Queue[Any]):
+    """An Engine.IO socket's queue over a ``Backlog``: bounded, progress coalesced.
+
+    Past a limit the waiting packets are thrown away (counted) and ``on_overflow`` is
+    called once; from then on only protocol packets (the close packet, ``None``) are
+    taken, so the socket can close while nothing more piles up for it.
+    """
+
+    _queue: Backlog[Any]
+
+    def __init__(self, limits: BacklogLimits, stats: BacklogStats, on_overflow: Overflow) -> None:
+        self._limits = limits
+        self._stats = stats
+        self._on_overflow = on_overflow
+        self._room_waiters: list[asyncio.Future[None]] = []
+        self.over_limit: str | None = None
+        """``"bytes"`` or ``"events"`` once the socket went over that limit."""
+        self.ended = False
+        """True once the writer was told to stop (the connection is over)."""
+        super().__init__()
+
+    # The stdlib's hooks for the storage (asyncio.Queue calls them, LifoQueue overrides them).
+    def _init(self, maxsize: int) -> None:
+        self._queue = Backlog(self._limits, self._stats)
+
+    def _put(self, item: Any) -> None:
+        data = getattr(item, "data", None)
+        size = len(data) if isinstance(data, (str, bytes)) else 0
+        if self._queue.push(item, size, getattr(data, "coalesce_key", None)) is not None:
+            self.task_done()  # the replaced packet will never be taken
+
+    def _get(self) -> Any:
+        item = self._queue.pop()
+        if self._room_waiters and self._queue.has_room():
+            self._wake_room_waiters()
+        return item
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item`` for the socket (``asyncio.Queue.put`` ends here too)."""
+        if item is None:
+            self.ended = True
+            self._wake_room_waiters()
+        elif self.over_limit is not None and _is_message(item):
+            self._stats.discarded += 1
+            return
+        super().put_nowait(item)
+        if self.over_limit is None:
+            limit = self._queue.over_limit()
+            if limit is not None:
+                self._overflow(limit)
+
+    def _overflow(self, limit: str) -> None:
+        self.over_limit = limit
+        self._stats.disconnected[limit] += 1
+        dropped = self._queue.clear()
+        self._stats.discarded += dropped
+        for _ in range(dropped):
+            self.task_done()
+        self._wake_room_waiters()
+        self._on_overflow(self, limit)
+
+    async def room(self) -> bool:
+        """Wait until the backlog is below half its limits; ``False`` if the socket went
+        over a limit or its connection ended (nothing sent to it arrives then)."""
+        while not self._queue.has_room() and self.over_limit is None and not self.ended:
+            waiter = asyncio.get_running_loop().create_future()
+            self._room_waiters.append(waiter)
+            await waiter
+        return self.over_limit is None and not self.ended
+
+    def _wake_room_waiters(self) -> None:
+        waiters, self._room_waiters = self._room_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _is_message(item: Any) -> bool:
+    kind: object = getattr(item, "packet_type", None)
+    return bool(kind == engineio.packet.MESSAGE)
+
+
+# -- 3. installing, finding and closing ------------------------------------------------
+
+
+def install_backlogs(sio: socketio.AsyncServer, limits: BacklogLimits, stats: BacklogStats) -> None:
+    """Give every Engine.IO socket of ``sio`` from now on a ``BacklogQueue``."""
+    eio = sio.eio
+
+    def on_overflow(queue: BacklogQueue, limit: str) -> None:
+        socket = next((s for s in list(eio.sockets.values()) if s.queue is queue), None)
+        if socket is None:  # already gone: nothing more will be queued for it
+            return
+        value = limits.max_bytes if limit == "bytes" else limits.max_events
+        reason = f"{DISCONNECT_REASON} ({limit}: {value})"
+        log.warning("engine.io socket %s: %s; disconnected, it resyncs on reconnect",
+                    socket.sid, reason)
+        asyncio.get_running_loop().create_task(_close(socket, queue, reason))
+
+    def create_queue(*args: Any, **kwargs: Any) -> BacklogQueue:
+        return BacklogQueue(limits, stats, on_overflow)
+
+    eio.create_queue = create_queue
+
+
+async def _close(socket: engineio.async_socket.AsyncSocket, queue: BacklogQueue,
+                 reason: str) -> None:
+    # Not ``wait``: the browser is not reading, so the queue would never drain. The close
+    # packet goes out after what is already in the TCP buffer, then ``None`` ends the
+    # WebSocket writer, which closes the WebSocket (for a browser that is only slow) or
+    # waits on the full TCP buffer until the browser's side goes away (holding at most
+    # uvicorn's 64 KiB write buffer and the packets it had already taken).
+    await socket.close(wait=False, abort=False, reason=reason)
+    queue.put_nowait(None)
+
+
+def backlog_of(sio: socketio.AsyncServer, sid: str) -> BacklogQueue | None:
+    """The backlog queue of Socket.IO socket ``sid``, or ``None`` when it is gone."""
+    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+    socket = sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+    queue: object = getattr(socket, "queue", None)
+    return queue if isinstance(queue, BacklogQueue) else None

@@ -1,0 +1,151 @@
+"""What ``simulator.relay.engine_internals`` relies on inside python-socketio and
+python-engineio (its module doc, points 1-3). A library upgrade that changes any of it
+fails here, before it silently unbounds a socket's backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import re
+from pathlib import Path
+from typing import Any
+
+import engineio.async_socket
+import engineio.packet
+import socketio
+import socketio.packet
+
+from simulator.relay import Relay, RelayConfig
+from simulator.relay.backlog import BacklogLimits
+from simulator.relay.engine_internals import BacklogQueue, JsonPacket, KeyedFrame
+
+PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
+
+
+def progress(n: int) -> dict[str, Any]:
+    """A ``progress_update`` payload of media m1, model A."""
+    return {"mediaId": "m1", "userId": "u", "event": "FRAME_ANALYSIS_PROGRESS", "message": "",
+            "data": {"model_name": "A", "progress": n, "total": 100}, "runId": "r1"}
+
+
+def media(i: int) -> dict[str, Any]:
+    """A ``media_update`` payload of 100-odd bytes (the same length for i < 100)."""
+    return {"id": f"m{i:02}", "pad": "x" * 100}
+
+
+class Connected:
+    """A relay with one Socket.IO socket registered the way python-engineio and
+    python-socketio register a real one (no network: the test plays the writer)."""
+
+    def __init__(self, limits: BacklogLimits | None = None) -> None:
+        self.relay = Relay(RelayConfig(jwt_secret="x" * 32, backlog=limits or BacklogLimits()))
+        self.reasons: list[str] = []
+        self.sio = self.relay.sio
+        self.sio.on("disconnect", self._disconnected)
+        self.socket: Any = None
+        self.sid = ""
+
+    async def _disconnected(self, sid: str, reason: str) -> None:
+        self.reasons.append(reason)
+
+    async def connect(self) -> None:
+        """Register an Engine.IO socket and connect it to the default namespace."""
+        self.socket = engineio.async_socket.AsyncSocket(self.sio.eio, "eio-1")
+        self.sio.eio.sockets["eio-1"] = self.socket
+        self.sid = await self.sio.manager.connect("eio-1", "/")
+
+    @property
+    def queue(self) -> BacklogQueue:
+        """The socket's queue."""
+        queue = self.socket.queue
+        assert isinstance(queue, BacklogQueue)
+        return queue
+
+
+def test_the_tested_library_versions_are_installed_and_pinned() -> None:
+    """The relay extra pins the versions this module was tested with, and they are the
+    ones installed."""
+    text = PYPROJECT.read_text()
+    for name in ("python-socketio", "python-engineio"):
+        pin = re.search(rf'"{name}==([0-9.]+)"', text)
+        assert pin is not None, f"{name} is not pinned in the relay extra"
+        assert importlib.metadata.version(name) == pin.group(1)
+
+
+def test_every_engineio_socket_queue_is_a_backlog_queue_fed_by_the_room_emit() -> None:
+    """``create_queue`` makes each socket's queue; a room emit reaches it as one
+    ``MESSAGE`` packet per socket whose data is the encoded frame, tagged with its key, so
+    a newer progress update replaces the waiting one and ``task_done`` stays balanced."""
+
+    async def scenario() -> None:
+        node = Connected()
+        await node.connect()
+        await node.sio.enter_room(node.sid, "user:u")
+        for n in (1, 2, 3):
+            await node.sio.emit("progress_update", progress(n), room="user:u")
+        await node.sio.emit("media_update", {"id": "m1"}, room="user:u")
+        assert node.queue.qsize() == 2
+        packets = await node.socket.poll()  # what the WebSocket writer / a long-poll GET does
+        assert [p.packet_type for p in packets] == [engineio.packet.MESSAGE] * 2
+        frame = packets[0].data
+        assert isinstance(frame, KeyedFrame) and '"progress":3' in frame
+        assert frame.coalesce_key == ("m1", "r1", "A", "FRAME_ANALYSIS_PROGRESS")
+        assert packets[1].data.startswith('2["media_update"')
+        await asyncio.wait_for(node.queue.join(), 5)  # every put was taken or replaced
+        assert node.relay.backlog.replaced == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed() -> None:
+    """Past the limit the queue is emptied, python-engineio's ``close`` runs the
+    ``disconnect`` handlers with the reason, the close packet and ``None`` (the writer's
+    end) still get through, later messages do not, and the socket leaves the manager."""
+
+    async def scenario() -> Connected:
+        node = Connected(BacklogLimits(max_bytes=1000, max_events=100))
+        await node.connect()
+        for i in range(20):
+            await node.sio.emit("media_update", media(i), to=node.sid)
+        for _ in range(100):
+            if node.reasons:
+                break
+            await asyncio.sleep(0.01)
+        await node.sio.emit("media_update", {"id": "late"}, to=node.sid)
+        packets = await node.socket.poll()
+        assert [p.packet_type for p in packets] == [engineio.packet.CLOSE]
+        assert await node.socket.poll() == []  # None: the writer ends
+        assert node.socket.closed and not node.sio.manager.is_connected(node.sid, "/")
+        return node
+
+    node = asyncio.run(scenario())
+    assert node.reasons == ["backlog over its limit (bytes: 1000)"]
+    backlog = node.relay.backlog.to_dict()
+    assert backlog["disconnected"] == {"bytes": 1, "events": 0}
+    # Every frame is as long; the one that crossed 1,000 bytes emptied the queue.
+    frame = len(JsonPacket(socketio.packet.EVENT, data=["media_update", media(0)]).encode())
+    over = 1000 // frame + 1
+    assert backlog["high_water_bytes"] == over * frame and backlog["discarded"] >= over
+
+
+def test_emit_paced_waits_for_the_writer_to_take_the_backlog_below_half() -> None:
+    """A paced emit (catch-up) waits while the backlog is over half its limits and goes
+    once the writer took enough; it sends nothing to a socket that is gone."""
+
+    async def scenario() -> None:
+        node = Connected(BacklogLimits(max_bytes=10**6, max_events=4))
+        await node.connect()
+        for i in range(3):
+            assert await node.relay.emit_paced(node.sid, "progress_snapshot", {"n": i})
+        paced = asyncio.create_task(node.relay.emit_paced(node.sid, "progress_snapshot",
+                                                          {"n": 3}))
+        for _ in range(20):  # every chance to run: it must still be waiting
+            await asyncio.sleep(0)
+        assert not paced.done() and node.queue.qsize() == 3
+        node.queue.get_nowait()
+        node.queue.task_done()
+        assert await asyncio.wait_for(paced, 5) is True
+        assert node.queue.qsize() == 3
+        assert await node.relay.emit_paced("no-such-sid", "progress_snapshot", {}) is False
+
+    asyncio.run(scenario())
