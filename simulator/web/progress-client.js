@@ -271,36 +271,44 @@ var ProgressClient = (() => {
     const maxFinished = options.maxFinished ?? 200;
     const maxNotices = options.maxNotices ?? 50;
     const tracks = /* @__PURE__ */ new Map();
+    const finished = [];
     const listeners = /* @__PURE__ */ new Set();
-    let state = {
-      media: {},
+    const media = /* @__PURE__ */ new Map();
+    let fields = {
       connection: "connecting",
       connectionError: null,
       notices: [],
       counters: { updates: 0, repeats: 0, snapshots: 0, staleSnapshots: 0 }
     };
+    let cached = null;
     let noticeId = 0;
-    function set(next) {
-      state = next;
+    function set(changes) {
+      fields = { ...fields, ...changes };
+      cached = null;
       for (const listener of [...listeners]) listener();
     }
+    function getState() {
+      return cached ?? (cached = { ...fields, media: Object.fromEntries(media) });
+    }
     function count(key) {
-      return { ...state.counters, [key]: state.counters[key] + 1 };
+      return { ...fields.counters, [key]: fields.counters[key] + 1 };
     }
     function commit(prev, next, counters) {
       const notice = terminalNotice(prev, next);
-      let notices = state.notices;
+      let notices = fields.notices;
       if (notice) notices = [...notices, { ...notice, id: ++noticeId }].slice(-maxNotices);
-      const media = { ...state.media, [next.mediaId]: next };
-      set({ ...state, media: prune(media), notices, counters });
-    }
-    function prune(media) {
-      const finished = Object.values(media).filter((m) => m.status !== "running");
-      for (const m of finished.slice(0, Math.max(finished.length - maxFinished, 0))) {
-        delete media[m.mediaId];
-        tracks.delete(m.mediaId);
+      media.set(next.mediaId, next);
+      if (next.status !== "running" && prev?.status !== next.status) {
+        finished.push(next.mediaId);
+        while (finished.length > maxFinished) {
+          const id = finished.shift();
+          if (media.get(id)?.status !== "running" && !finished.includes(id)) {
+            media.delete(id);
+            tracks.delete(id);
+          }
+        }
       }
-      return media;
+      set({ notices, counters });
     }
     function track(id) {
       let t = tracks.get(id);
@@ -317,9 +325,9 @@ var ProgressClient = (() => {
     }
     function onUpdate(u) {
       if (u === null || typeof u !== "object" || typeof u.mediaId !== "string") return;
-      const prev = state.media[u.mediaId];
+      const prev = media.get(u.mediaId);
       if (prev && isRepeat(prev.seqs, u)) {
-        set({ ...state, counters: count("repeats") });
+        set({ counters: count("repeats") });
         return;
       }
       const next = applyUpdate(prev, u, now());
@@ -332,7 +340,7 @@ var ProgressClient = (() => {
       const at = now();
       let next = fromSnapshot(snap, at);
       if (!next) return;
-      const prev = state.media[next.mediaId];
+      const prev = media.get(next.mediaId);
       const t = track(next.mediaId);
       const base = next;
       const uncovered = (u) => {
@@ -344,7 +352,7 @@ var ProgressClient = (() => {
         ([source, seq]) => seq > (base.seqs[source] ?? -Infinity)
       );
       if (prev && tooOld) {
-        set({ ...state, counters: count("staleSnapshots") });
+        set({ counters: count("staleSnapshots") });
         return;
       }
       t.recent = t.recent.filter(uncovered);
@@ -354,7 +362,7 @@ var ProgressClient = (() => {
     }
     function onFallback(name, payload) {
       const p = payload;
-      const m = p && typeof p.mediaId === "string" ? state.media[p.mediaId] : void 0;
+      const m = p && typeof p.mediaId === "string" ? media.get(p.mediaId) : void 0;
       if (!m || m.status !== "running") return;
       const failed = name === "processing_error";
       onUpdate({
@@ -369,8 +377,8 @@ var ProgressClient = (() => {
       else if (name === "processing_error" || name === "media_update") onFallback(name, payload);
     }
     function connection(connection2, error = null) {
-      if (state.connection !== connection2 || state.connectionError !== error) {
-        set({ ...state, connection: connection2, connectionError: error });
+      if (fields.connection !== connection2 || fields.connectionError !== error) {
+        set({ connection: connection2, connectionError: error });
       }
     }
     function attach(socket) {
@@ -387,7 +395,8 @@ var ProgressClient = (() => {
       };
     }
     return {
-      getState: () => state,
+      getState,
+      getMedia: (mediaId) => media.get(mediaId),
       subscribe(listener) {
         listeners.add(listener);
         return () => {

@@ -32,7 +32,7 @@ const NO_MODELS: Readonly<Record<string, ModelState>> = Object.freeze({});
 
 /** One media's progress, as the product's `useAnalysisProgress(mediaId)` gives it. */
 export function useAnalysisProgress(store: ProgressStore, mediaId: string): AnalysisProgress {
-  const read = useCallback(() => store.getState().media[mediaId], [store, mediaId]);
+  const read = useCallback(() => store.getMedia(mediaId), [store, mediaId]);
   const media = useSyncExternalStore(store.subscribe, read, read);
   const [hidden, setHidden] = useState<string | null>(null);
   const run = media ? `${media.mediaId}:${media.runId ?? ""}` : null;

@@ -63,6 +63,8 @@ export interface StoreOptions {
 
 export interface ProgressStore {
   getState(): ProgressState;
+  /** One media's state, without building the whole state (what a per-media hook reads). */
+  getMedia(mediaId: string): MediaState | undefined;
   subscribe(listener: () => void): () => void;
   /** Apply one socket event (name and payload); unknown names are ignored. */
   receive(name: string, payload: unknown): void;
@@ -84,37 +86,52 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
   const maxFinished = options.maxFinished ?? 200;
   const maxNotices = options.maxNotices ?? 50;
   const tracks = new Map<string, Track>();
+  const finished: string[] = [];  // ids in the order they ended (maxFinished kept)
   const listeners = new Set<() => void>();
-  let state: ProgressState = {
-    media: {}, connection: "connecting", connectionError: null, notices: [],
+  // The media live in a Map, changed in place; getState() makes the immutable record once
+  // per change it is asked after (getMedia reads one media without it). Copying the record
+  // on every event cost O(media) per event: 38,000 events/s with 200 media kept against
+  // 330,000 with 20; with the Map, 210,000-420,000 for both (scripts/bench.mjs, 2 busy
+  // cores).
+  const media = new Map<string, MediaState>();
+  let fields: Omit<ProgressState, "media"> = {
+    connection: "connecting", connectionError: null, notices: [],
     counters: { updates: 0, repeats: 0, snapshots: 0, staleSnapshots: 0 },
   };
+  let cached: ProgressState | null = null;
   let noticeId = 0;
 
-  function set(next: ProgressState): void {
-    state = next;
+  function set(changes: Partial<Omit<ProgressState, "media">>): void {
+    fields = { ...fields, ...changes };
+    cached = null;
     for (const listener of [...listeners]) listener();
   }
 
+  function getState(): ProgressState {
+    return (cached ??= { ...fields, media: Object.fromEntries(media) });
+  }
+
   function count(key: keyof Counters): Counters {
-    return { ...state.counters, [key]: state.counters[key] + 1 };
+    return { ...fields.counters, [key]: fields.counters[key] + 1 };
   }
 
   function commit(prev: MediaState | undefined, next: MediaState, counters: Counters): void {
     const notice = terminalNotice(prev, next);
-    let notices = state.notices;
+    let notices = fields.notices;
     if (notice) notices = [...notices, { ...notice, id: ++noticeId }].slice(-maxNotices);
-    const media = { ...state.media, [next.mediaId]: next };
-    set({ ...state, media: prune(media), notices, counters });
-  }
-
-  function prune(media: Record<string, MediaState>): Record<string, MediaState> {
-    const finished = Object.values(media).filter((m) => m.status !== "running");
-    for (const m of finished.slice(0, Math.max(finished.length - maxFinished, 0))) {
-      delete media[m.mediaId];
-      tracks.delete(m.mediaId);
+    media.set(next.mediaId, next);
+    if (next.status !== "running" && prev?.status !== next.status) {
+      finished.push(next.mediaId);
+      // Oldest first out; an id already restarted (running again) is skipped.
+      while (finished.length > maxFinished) {
+        const id = finished.shift()!;
+        if (media.get(id)?.status !== "running" && !finished.includes(id)) {
+          media.delete(id);
+          tracks.delete(id);
+        }
+      }
     }
-    return media;
+    set({ notices, counters });
   }
 
   function track(id: string): Track {
@@ -134,9 +151,9 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
 
   function onUpdate(u: UpdateLike): void {
     if (u === null || typeof u !== "object" || typeof u.mediaId !== "string") return;
-    const prev = state.media[u.mediaId];
+    const prev = media.get(u.mediaId);
     if (prev && isRepeat(prev.seqs, u)) {
-      set({ ...state, counters: count("repeats") });
+      set({ counters: count("repeats") });
       return;
     }
     const next = applyUpdate(prev, u, now());
@@ -150,7 +167,7 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
     const at = now();
     let next = fromSnapshot(snap, at);
     if (!next) return;
-    const prev = state.media[next.mediaId];
+    const prev = media.get(next.mediaId);
     const t = track(next.mediaId);
     const base = next;
     const uncovered = (u: UpdateLike): boolean => {
@@ -162,7 +179,7 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
     const tooOld = Object.entries(t.trimmed).some(
       ([source, seq]) => seq > (base.seqs[source] ?? -Infinity));
     if (prev && tooOld) {
-      set({ ...state, counters: count("staleSnapshots") });
+      set({ counters: count("staleSnapshots") });
       return;
     }
     t.recent = t.recent.filter(uncovered);
@@ -174,7 +191,7 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
   // A relay that does not forward the terminal progress_update still sends these.
   function onFallback(name: string, payload: unknown): void {
     const p = payload as { mediaId?: unknown; error?: unknown } | null;
-    const m = p && typeof p.mediaId === "string" ? state.media[p.mediaId] : undefined;
+    const m = p && typeof p.mediaId === "string" ? media.get(p.mediaId) : undefined;
     if (!m || m.status !== "running") return;
     const failed = name === "processing_error";
     onUpdate({ mediaId: m.mediaId, event: failed ? "PROCESSING_FAILED" : "PROCESSING_COMPLETED",
@@ -188,8 +205,8 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
   }
 
   function connection(connection: ConnectionState, error: string | null = null): void {
-    if (state.connection !== connection || state.connectionError !== error) {
-      set({ ...state, connection, connectionError: error });
+    if (fields.connection !== connection || fields.connectionError !== error) {
+      set({ connection, connectionError: error });
     }
   }
 
@@ -207,7 +224,8 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
   }
 
   return {
-    getState: () => state,
+    getState,
+    getMedia: (mediaId) => media.get(mediaId),
     subscribe(listener) {
       listeners.add(listener);
       return () => { listeners.delete(listener); };

@@ -19,6 +19,7 @@ test("getState keeps its object until something changes; listeners hear each cha
   assert.notEqual(store.getState(), before);
   assert.equal(calls, 1);
   assert.equal(store.getState().media.m1.lastUpdateAt, 1000);
+  assert.equal(store.getMedia("m1"), store.getState().media.m1);
   store.receive("unknown_event", {});
   store.receive("progress_update", null);
   store.receive("progress_update", { event: "PROCESSING_STARTED" });
