@@ -17,7 +17,13 @@ import socketio.packet
 
 from simulator.relay import Relay, RelayConfig
 from simulator.relay.backlog import BacklogLimits
-from simulator.relay.engine_internals import BacklogQueue, JsonPacket, KeyedFrame
+from simulator.relay.engine_internals import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_PACKETS,
+    BacklogQueue,
+    JsonPacket,
+    KeyedFrame,
+)
 
 PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
 
@@ -37,11 +43,12 @@ class Connected:
     """A relay with one Socket.IO socket registered the way python-engineio and
     python-socketio register a real one (no network: the test plays the writer)."""
 
-    def __init__(self, limits: BacklogLimits | None = None) -> None:
+    def __init__(self, limits: BacklogLimits | None = None, *, reasons: bool = False) -> None:
         self.relay = Relay(RelayConfig(jwt_secret="x" * 32, backlog=limits or BacklogLimits()))
         self.reasons: list[str] = []
         self.sio = self.relay.sio
-        self.sio.on("disconnect", self._disconnected)
+        if reasons:  # in place of the relay's own handler
+            self.sio.on("disconnect", self._disconnected)
         self.socket: Any = None
         self.sid = ""
 
@@ -97,13 +104,36 @@ def test_every_engineio_socket_queue_is_a_backlog_queue_fed_by_the_room_emit() -
     asyncio.run(scenario())
 
 
+def test_the_writer_takes_a_bounded_batch_and_the_rest_stays_in_the_backlog() -> None:
+    """python-engineio's ``poll`` (the WebSocket writer, a long-poll GET) takes packets
+    until ``QueueEmpty``; the queue ends a batch at its packet or byte cap, so a stalled
+    writer never holds the backlog outside its bounds; the next poll goes on in order."""
+
+    async def scenario() -> None:
+        node = Connected(BacklogLimits(max_bytes=10**9, max_events=10**6))
+        await node.connect()
+        for i in range(MAX_BATCH_PACKETS + 10):
+            await node.sio.emit("media_update", media(i % 100), to=node.sid)
+        first = await node.socket.poll()
+        assert len(first) == MAX_BATCH_PACKETS and node.queue.qsize() == 10
+        assert len(await node.socket.poll()) == 10
+        big = {"pad": "x" * (MAX_BATCH_BYTES // 4)}
+        for _ in range(10):
+            await node.sio.emit("media_update", big, to=node.sid)
+        batch = await node.socket.poll()
+        assert len(batch) == 4 and sum(len(p.data) for p in batch) >= MAX_BATCH_BYTES
+        assert node.queue.qsize() == 6
+
+    asyncio.run(scenario())
+
+
 def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed() -> None:
     """Past the limit the queue is emptied, python-engineio's ``close`` runs the
     ``disconnect`` handlers with the reason, the close packet and ``None`` (the writer's
     end) still get through, later messages do not, and the socket leaves the manager."""
 
     async def scenario() -> Connected:
-        node = Connected(BacklogLimits(max_bytes=1000, max_events=100))
+        node = Connected(BacklogLimits(max_bytes=1000, max_events=100), reasons=True)
         await node.connect()
         for i in range(20):
             await node.sio.emit("media_update", media(i), to=node.sid)
@@ -147,5 +177,12 @@ def test_emit_paced_waits_for_the_writer_to_take_the_backlog_below_half() -> Non
         assert await asyncio.wait_for(paced, 5) is True
         assert node.queue.qsize() == 3
         assert await node.relay.emit_paced("no-such-sid", "progress_snapshot", {}) is False
+        # A socket that leaves (here a long-polling one: no writer to end) frees a waiter.
+        stuck = asyncio.create_task(node.relay.emit_paced(node.sid, "progress_snapshot", {}))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not stuck.done()
+        await node.sio.disconnect(node.sid)
+        assert await asyncio.wait_for(stuck, 5) is False
 
     asyncio.run(scenario())

@@ -20,7 +20,11 @@ extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes a
    queue grows without bound. ``install_backlogs`` makes ``create_queue`` return a
    ``BacklogQueue``: the same queue over a ``backlog.Backlog`` (the stdlib's documented
    ``_init``/``_put``/``_get`` hooks, as ``LifoQueue`` uses them), so superseded progress
-   is replaced and a socket past its limit is closed.
+   is replaced and a socket past its limit is closed. The writer's ``poll`` takes
+   everything queued as one batch (``get``, then ``get_nowait`` until ``QueueEmpty``) and
+   holds it while the TCP buffer is full, out of the backlog's reach: ``get_nowait``
+   ends a batch at ``MAX_BATCH_PACKETS``/``MAX_BATCH_BYTES``, so what waits stays counted,
+   replaceable and freed on overflow.
 3. **Finding and closing a socket.** ``server.eio.sockets`` (Engine.IO sid → socket),
    ``socket.close(wait=False, abort=False, reason=...)`` (python-socketio passes
    ``reason`` to the ``disconnect`` handlers) and ``manager.eio_sid_from_sid``.
@@ -43,6 +47,8 @@ import socketio.packet
 from .backlog import Backlog, BacklogLimits, BacklogStats, coalesce_key
 
 __all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_PACKETS",
     "BacklogQueue",
     "JsonPacket",
     "KeyedFrame",
@@ -110,6 +116,18 @@ class JsonPacket(socketio.packet.Packet):  # type: ignore[misc]
 
 Overflow = Callable[["BacklogQueue", str], None]
 
+# What one writer's batch (or one long-poll GET's answer) may take out of the backlog. A
+# browser that reads a little and stalls again would otherwise have its whole backlog
+# taken at once and held outside it, doubling what the limit allows; a healthy socket's
+# batches are a few packets (one loop turn's emits).
+MAX_BATCH_PACKETS = 1000
+MAX_BATCH_BYTES = 256 * 1024
+
+
+def _size(item: Any) -> int:
+    data = getattr(item, "data", None)
+    return len(data) if isinstance(data, (str, bytes)) else 0
+
 
 class BacklogQueue(asyncio.Queue[Any]):
     """An Engine.IO socket's queue over a ``Backlog``: bounded, progress coalesced.
@@ -130,6 +148,7 @@ class BacklogQueue(asyncio.Queue[Any]):
         """``"bytes"`` or ``"events"`` once the socket went over that limit."""
         self.ended = False
         """True once the writer was told to stop (the connection is over)."""
+        self._batch_packets = self._batch_bytes = 0
         super().__init__()
 
     # The stdlib's hooks for the storage (asyncio.Queue calls them, LifoQueue overrides them).
@@ -137,9 +156,8 @@ class BacklogQueue(asyncio.Queue[Any]):
         self._queue = Backlog(self._limits, self._stats)
 
     def _put(self, item: Any) -> None:
-        data = getattr(item, "data", None)
-        size = len(data) if isinstance(data, (str, bytes)) else 0
-        if self._queue.push(item, size, getattr(data, "coalesce_key", None)) is not None:
+        key = getattr(getattr(item, "data", None), "coalesce_key", None)
+        if self._queue.push(item, _size(item), key) is not None:
             self.task_done()  # the replaced packet will never be taken
 
     def _get(self) -> Any:
@@ -148,11 +166,24 @@ class BacklogQueue(asyncio.Queue[Any]):
             self._wake_room_waiters()
         return item
 
+    async def get(self) -> Any:
+        """The first packet of a batch (waits for one)."""
+        self._batch_packets = self._batch_bytes = 0
+        return await super().get()
+
+    def get_nowait(self) -> Any:
+        """The next packet of this batch; ``QueueEmpty`` also once the batch is full."""
+        if self._batch_packets >= MAX_BATCH_PACKETS or self._batch_bytes >= MAX_BATCH_BYTES:
+            raise asyncio.QueueEmpty
+        item = super().get_nowait()
+        self._batch_packets += 1
+        self._batch_bytes += _size(item)
+        return item
+
     def put_nowait(self, item: Any) -> None:
         """Queue ``item`` for the socket (``asyncio.Queue.put`` ends here too)."""
         if item is None:
-            self.ended = True
-            self._wake_room_waiters()
+            self.end()
         elif self.over_limit is not None and _is_message(item):
             self._stats.discarded += 1
             return
@@ -180,6 +211,11 @@ class BacklogQueue(asyncio.Queue[Any]):
             self._room_waiters.append(waiter)
             await waiter
         return self.over_limit is None and not self.ended
+
+    def end(self) -> None:
+        """The connection is over: a paced sender waiting in ``room`` gives up."""
+        self.ended = True
+        self._wake_room_waiters()
 
     def _wake_room_waiters(self) -> None:
         waiters, self._room_waiters = self._room_waiters, []

@@ -271,6 +271,9 @@ class Relay:
                 log.exception("connect hook %r failed for socket %s", hook, sid)
 
     async def _on_disconnect(self, sid: str, *reason: Any) -> None:
+        queue = backlog_of(self.sio, sid)
+        if queue is not None:  # a paced emit still waiting for this socket gives up
+            queue.end()
         user_id = self._user_of.pop(sid, None)
         if user_id is None:
             return
