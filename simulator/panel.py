@@ -254,6 +254,8 @@ class PanelState:
                 return
             if at_seq:
                 _remember(media, event, at_seq)
+            if media.status != _RUNNING:
+                _forget(media)
             self._notify(media_id, before, media)
 
     def _apply(
@@ -417,6 +419,15 @@ def _remember(media: _Media, event: dict[str, Any], at_seq: tuple[str, int]) -> 
         if old is not None:
             media.trimmed[old[0]] = max(media.trimmed.get(old[0], old[1]), old[1])
     media.recent.append(event)
+
+
+def _forget(media: _Media) -> None:
+    """An ended media needs no replay: what it kept becomes the bar a later snapshot must
+    reach (an older one is ignored), so a finished media holds no events."""
+    for event in media.recent:
+        source, seq = _sequence(event) or ("", -1)
+        media.trimmed[source] = max(media.trimmed.get(source, seq), seq)
+    media.recent.clear()
 
 
 def _shown(model: str) -> bool:

@@ -16,8 +16,11 @@ BIN = PACKAGE / "node_modules" / ".bin"
 
 
 def npm_ci(directory: Path) -> None:
-    """Install a directory's locked npm packages when its node_modules is missing."""
-    if (directory / "node_modules").is_dir():
+    """Install a directory's locked npm packages when its node_modules is missing or older
+    than its package-lock.json (npm writes node_modules/.package-lock.json on install)."""
+    installed = directory / "node_modules" / ".package-lock.json"
+    lock = directory / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
         return
     npm = shutil.which("npm")
     if npm is None:

@@ -323,6 +323,13 @@ var ProgressClient = (() => {
         t.trimmed[source] = Math.max(t.trimmed[source] ?? seq, seq);
       }
     }
+    function forget(t) {
+      for (const u of t.recent) {
+        const [source, seq] = sequence(u);
+        t.trimmed[source] = Math.max(t.trimmed[source] ?? seq, seq);
+      }
+      t.recent = [];
+    }
     function onUpdate(u) {
       if (u === null || typeof u !== "object" || typeof u.mediaId !== "string") return;
       const prev = media.get(u.mediaId);
@@ -333,6 +340,7 @@ var ProgressClient = (() => {
       const next = applyUpdate(prev, u, now());
       if (next === void 0 || next === prev) return;
       remember(track(u.mediaId), u);
+      if (next.status !== "running") forget(track(u.mediaId));
       commit(prev, next, count("updates"));
     }
     function onSnapshot(snap) {

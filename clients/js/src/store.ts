@@ -149,6 +149,16 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
     }
   }
 
+  // An ended media needs no replay: what it kept becomes the bar a later snapshot must
+  // reach (an older one is ignored), so a finished media holds no events.
+  function forget(t: Track): void {
+    for (const u of t.recent) {
+      const [source, seq] = sequence(u)!;
+      t.trimmed[source] = Math.max(t.trimmed[source] ?? seq, seq);
+    }
+    t.recent = [];
+  }
+
   function onUpdate(u: UpdateLike): void {
     if (u === null || typeof u !== "object" || typeof u.mediaId !== "string") return;
     const prev = media.get(u.mediaId);
@@ -159,6 +169,7 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
     const next = applyUpdate(prev, u, now());
     if (next === undefined || next === prev) return;
     remember(track(u.mediaId), u);
+    if (next.status !== "running") forget(track(u.mediaId));
     commit(prev, next, count("updates"));
   }
 
