@@ -8,7 +8,10 @@ the call with ``InvalidEventError``:
 * plain JSON types only (str, int, float, bool, None, list/tuple, dict): an ``object()``
   would make the sender fail later, where nobody can tell the job;
 * finite numbers: ``float("inf")`` and NaN serialise as the non-JSON literals
-  ``Infinity``/``NaN``, which ``JSON.parse`` in the relay rejects;
+  ``Infinity``/``NaN``, which ``JSON.parse`` and orjson reject;
+* integers in the signed 64-bit range (``MIN_JSON_INT`` … ``MAX_JSON_INT``): orjson, the
+  relay's decoder, reads a wider one as a lossy float, or past ~1.8e308 refuses the
+  whole event;
 * at most ``MAX_JSON_DEPTH`` levels of nesting: deeper structures exhaust the recursion
   limits of JSON encoders and parsers (the standard library raises ``RecursionError``);
 * a whole event of at most ``MAX_EVENT_BYTES`` (64 KiB, the contract's limit).
@@ -100,6 +103,7 @@ def json_value_problem(value: object, max_depth: int = d.MAX_JSON_DEPTH) -> tupl
     without a trip through the stack: that is most of the values, and of the time.
     """
     isfinite = math.isfinite
+    low, high = d.MIN_JSON_INT, d.MAX_JSON_INT
     stack: list[tuple[Any, int]] = [(value, 0)]
     nodes = 0
     while stack:
@@ -129,7 +133,9 @@ def json_value_problem(value: object, max_depth: int = d.MAX_JSON_DEPTH) -> tupl
             )
         for child in item:
             kind = type(child)
-            if kind is str or kind is int or kind is bool or child is None:
+            if kind is str or kind is bool or child is None:
+                continue
+            if kind is int and low <= child <= high:
                 continue
             if kind is float and isfinite(child):
                 continue
@@ -143,8 +149,15 @@ def _scalar_problem(item: object) -> tuple[str, str] | None:
         if math.isfinite(item):
             return None
         return "finite", f"holds {item!r}, which JSON cannot carry: send a finite number, or None"
-    if item is None or isinstance(item, (str, int)):
-        return None  # subclasses (an IntEnum, say) serialise as their base type
+    if item is None or isinstance(item, str):
+        return None  # subclasses serialise as their base type
+    if isinstance(item, int):  # bool, IntEnum... serialise as their base type too
+        if d.MIN_JSON_INT <= item <= d.MAX_JSON_INT:
+            return None
+        return "int_range", (
+            f"holds an integer of {item.bit_length()} bits, outside the signed 64-bit range "
+            "every reader takes (-2**63 .. 2**63-1): send it as a string, or a float"
+        )
     return "json", (
         f"holds a value of type {type(item).__name__}, which is not JSON-serialisable: {_USE}"
     )

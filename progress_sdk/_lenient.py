@@ -32,7 +32,7 @@ KINDS: Mapping[str, str] = {
     "progress_type": "a progress or total that is not an integer was converted (or the "
     "call skipped when it is not a number)",
     "progress_range": "a progress outside 0..total was clamped into it",
-    "total_range": "a total that is not > 0 made the call be skipped",
+    "total_range": "a total that is not in 1..2**63-1 made the call be skipped",
     "progress_decreased": "a progress lower than the last one was held at the last one "
     "(contract rule 3)",
     "total_changed": "a total different from the first one was rescaled to the first "
@@ -40,7 +40,8 @@ KINDS: Mapping[str, str] = {
     "event_type": "a progress or step call with an event type of the wrong kind was skipped",
     "phase": "a phase that is not a short non-empty string was converted, clipped or left out",
     "message": "a message that is not a string, or too long, was converted or clipped",
-    "details": "details that are not a JSON object within the size limit were left out",
+    "details": "details that are not a JSON object every reader takes (within the size "
+    "and depth limits, finite numbers, 64-bit integers) were left out",
     "prediction": "a prediction that is not a short non-empty string was converted, "
     "clipped or left out",
     "confidence": "a confidence that is not a number in 0..1 was converted, clamped or "

@@ -45,6 +45,7 @@ MODEL_TERMINAL_NAMES = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_FAILED"})
 ENVELOPE_V1_FIELDS = ("schema_version", "seq", "source", "timestamp")
 
 _ZERO = timedelta(0)
+_MAX_INT = d.MAX_JSON_INT
 
 
 def normalize_event_name(value: str) -> str:
@@ -223,15 +224,33 @@ def _check_progress_total(
     if ok:
         assert isinstance(total, int) and isinstance(progress, int)
         if total <= 0:
-            problems.append(Problem("data.total", "positive", f"must be > 0, got {total}"))
+            problems.append(
+                Problem("data.total", "positive", f"must be > 0, got {_show_int(total)}")
+            )
+        elif total > d.MAX_JSON_INT:
+            problems.append(
+                Problem(
+                    "data.total",
+                    "bounds",
+                    f"must be at most 2**63-1, the largest integer every reader takes, got "
+                    f"{_show_int(total)}",
+                )
+            )
         elif progress < 0 or progress > total:
             problems.append(
                 Problem(
                     "data.progress",
                     "bounds",
-                    f"must satisfy 0 <= progress <= total, got {progress}/{total}",
+                    "must satisfy 0 <= progress <= total, got "
+                    f"{_show_int(progress)}/{_show_int(total)}",
                 )
             )
+
+
+def _show_int(value: int) -> str:
+    """An integer for a message: its digits, or its size when it has too many to print
+    (str() refuses past 4,300 digits)."""
+    return str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
 
 
 def _check_confidence(confidence: object, problems: list[Problem]) -> None:
@@ -244,9 +263,18 @@ def _check_confidence(confidence: object, problems: list[Problem]) -> None:
                 f"must be a number in [0, 1], got {type(confidence).__name__}",
             )
         )
-    elif not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+    elif not (
+        0 <= confidence <= 1  # an int: math.isfinite overflows past ~1.8e308
+        if isinstance(confidence, int)
+        else math.isfinite(confidence) and 0.0 <= confidence <= 1.0
+    ):
         problems.append(
-            Problem("data.confidence", "bounds", f"must be in [0, 1], got {confidence}")
+            Problem(
+                "data.confidence",
+                "bounds",
+                f"must be in [0, 1], got "
+                f"{_show_int(confidence) if isinstance(confidence, int) else confidence}",
+            )
         )
 
 
@@ -456,6 +484,7 @@ def fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
             type(progress) is not int
             or type(total) is not int
             or total <= 0
+            or total > _MAX_INT
             or progress < 0
             or progress > total
         ):
@@ -510,7 +539,7 @@ def fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
     if v is None:
         if strict:
             return None
-    elif type(v) is not int or v < 1:
+    elif type(v) is not int or v < 1 or v > _MAX_INT:
         return None
     v = get("source")
     if v is None:
@@ -554,7 +583,8 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
             Problem(
                 "schema_version",
                 "version",
-                f"must be {d.SCHEMA_VERSION}, got {version!r}",
+                f"must be {d.SCHEMA_VERSION}, got "
+                f"{_show_int(version) if _is_int(version) else repr(version)}",
             )
         )
 
@@ -567,7 +597,11 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
     elif not _is_int(seq):
         problems.append(Problem("seq", "type", f"must be an integer, got {type(seq).__name__}"))
     elif seq < 1:
-        problems.append(Problem("seq", "positive", f"must be >= 1, got {seq}"))
+        problems.append(Problem("seq", "positive", f"must be >= 1, got {_show_int(seq)}"))
+    elif seq > d.MAX_JSON_INT:
+        problems.append(
+            Problem("seq", "bounds", f"must be at most 2**63-1, got {_show_int(seq)}")
+        )
 
     source = obj.get("source")
     if source is not None or strict:

@@ -37,6 +37,14 @@ MAX_FILENAME_CHARS = 1024
 # refuses to write more than 254 levels, the standard library's json recurses once per
 # level (RecursionError near 1,000). 64 is far more than any summary a UI shows needs.
 MAX_JSON_DEPTH = 64
+# Integers anywhere in an event (progress, total, seq, numbers in free-form JSON) stay in
+# the signed 64-bit range. orjson (the relay's and the snapshots' decoder) writes nothing
+# wider and reads a wider integer as a lossy float, or refuses the whole event past
+# ~1.8e308: details={"frames": 10**400} cost the relay a model's ANALYSIS_COMPLETED, and
+# its row never ended. Go and Java readers take int64; JavaScript reads every number as
+# a double, exact up to 2**53.
+MIN_JSON_INT = -(2**63)
+MAX_JSON_INT = 2**63 - 1
 
 # Publisher -------------------------------------------------------------------
 # 100k events is far more than minutes of outage at realistic rates: a media emits a

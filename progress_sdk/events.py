@@ -159,9 +159,11 @@ class EventData(BaseModel):
         "ignores names containing 'worker' or 'backend'.",
     )
     progress: StrictInt | None = Field(
-        None, ge=0, description="Units done, 0 <= progress <= total."
+        None, ge=0, le=d.MAX_JSON_INT, description="Units done, 0 <= progress <= total."
     )
-    total: StrictInt | None = Field(None, gt=0, description="Units in all, > 0.")
+    total: StrictInt | None = Field(
+        None, gt=0, le=d.MAX_JSON_INT, description="Units in all, > 0."
+    )
     phase: str | None = Field(
         None,
         min_length=1,
@@ -227,7 +229,10 @@ class ProgressEvent(BaseModel):
         None, description="Always 1 for this contract."
     )
     seq: StrictInt | None = Field(
-        None, ge=1, description="Strictly increasing per (source, media_id); a gap is loss."
+        None,
+        ge=1,
+        le=d.MAX_JSON_INT,
+        description="Strictly increasing per (source, media_id); a gap is loss.",
     )
     source: str | None = Field(
         None,

@@ -58,6 +58,8 @@ logger = logging.getLogger("progress_sdk")
 
 T = TypeVar("T")
 
+_MAX = d.MAX_JSON_INT  # the largest total a reader takes (defaults.MAX_JSON_INT)
+
 _PROGRESS_UNITS = {
     "FRAME_ANALYSIS_PROGRESS": ("Analyzed", "frames"),
     "WINDOW_PROCESSING_PROGRESS": ("Processed", "windows"),
@@ -601,7 +603,9 @@ class ModelRun:
         if name is None:
             return
         # The checks of the common case are inline: this is the call jobs make per frame.
-        if not (type(done) is int and type(total) is int and 0 <= done <= total and total > 0):
+        if not (
+            type(done) is int and type(total) is int and 0 <= done <= total and 0 < total <= _MAX
+        ):
             counts = self._counts(name, done, total)
             if counts is None:
                 return
@@ -670,7 +674,7 @@ class ModelRun:
 
     def _counts(self, name: str, done: object, total: object) -> tuple[int, int] | None:
         """``(done, total)`` as the contract wants them, repaired, or ``None`` to skip."""
-        if type(done) is int and type(total) is int and 0 <= done <= total and total > 0:
+        if type(done) is int and type(total) is int and 0 <= done <= total and 0 < total <= _MAX:
             return done, total
         problems: list[Problem] = []
         _rules.check_data(
@@ -682,7 +686,7 @@ class ModelRun:
             self.run._forgive("progress_type", error)
         if fixed_done is None or fixed_total is None:
             return None
-        if fixed_total <= 0:
+        if not 0 < fixed_total <= _MAX:
             self.run._forgive("total_range", error)
             return None
         if not 0 <= fixed_done <= fixed_total:

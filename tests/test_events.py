@@ -190,6 +190,8 @@ STRINGS = st.sampled_from(
 ANY_VALUE = st.one_of(
     st.none(), st.booleans(), st.integers(-2, 400), st.floats(allow_nan=True), STRINGS,
     st.just([]), st.just({}), st.just({"k": 1}),
+    # Either side of the 64-bit range readers take (defaults.MAX_JSON_INT).
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**400]),
 )
 TIMESTAMPS = st.sampled_from(
     ["2026-11-26T05:00:00.123456Z", "2026-11-26T05:00:00+00:00", "2026-11-26T07:00:00+02:00",
@@ -249,7 +251,7 @@ def test_fast_path_only_accepts_what_the_full_checks_accept(
 # What free-form JSON (data.details, unknown keys) may hold, the forbidden often.
 FREE_VALUES = st.sampled_from(
     [0, 1.5, "text", None, True, [1, [2]], float("inf"), float("-inf"), float("nan"),
-     object(), {1: "not a str key"}, "x" * 70_000]
+     object(), {1: "not a str key"}, "x" * 70_000, 2**63 - 1, 2**63, -(2**63) - 1, 10**400]
 )
 
 
