@@ -54,6 +54,9 @@ DEFAULT_SETTLE_SECONDS = 5.0
 _DUPLICATE_WINDOW = 0.5
 # The late socket joins after this many of its user's events: mid-run for a usual media.
 _LATE_AFTER_EVENTS = 20
+# Seconds to wait for every early socket's `caught_up` before simulating (a relay with
+# catch-up says it within milliseconds; a relay without never does).
+_CAUGHT_UP_WAIT = 3.0
 
 
 class E2ESetupError(Exception):
@@ -183,10 +186,14 @@ class _Probe:
         self.url = url
         self.client = socketio.AsyncClient(reconnection=False)
         self.refusal: str | None = None
+        self.caught_up = asyncio.Event()
         self.client.on("*", self._any)
         self.client.on("connect_error", self._refused)
 
     async def _any(self, name: str, payload: Any = None) -> None:
+        if name == "caught_up":  # the reference relay's "live from here on"
+            self.caught_up.set()
+            return
         self.log.received.append(Received(name, payload, time.time()))
 
     async def _refused(self, data: Any = None) -> None:
@@ -344,6 +351,14 @@ async def _connect_all(config: E2EConfig, probes: list[_Probe]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+    # The reference relay catches a socket up after acknowledging its connect and then
+    # says `caught_up`; events published before that may reach the socket inside a
+    # snapshot rather than live. A relay that never says it (the product's) costs the
+    # check this wait once.
+    waits = [asyncio.create_task(p.caught_up.wait()) for p in probes]
+    await asyncio.wait(waits, timeout=_CAUGHT_UP_WAIT)
+    for wait in waits:
+        wait.cancel()
 
 
 def _simulate(config: E2EConfig, prefix: str) -> int:

@@ -78,6 +78,12 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
               f"Env: {d.ENV_SNAPSHOT_PREFIX}.")
 @click.option("--catch-up/--no-catch-up", default=True, show_default=True,
               help="Send each new socket progress_snapshot per in-flight media first.")
+@click.option("--catch-up-max-media", type=click.IntRange(min=1), default=500,
+              show_default=True,
+              help="At most this many media per socket in a catch-up or resync, the most "
+              "recently updated first.")
+@click.option("--catch-up-per-user", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Catch-ups of one user's sockets at once; more wait their turn.")
 @click.option("--sweep/--no-sweep", default=True, show_default=True,
               help="Fail media whose worker stopped reporting (one node acts at a time).")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True),
@@ -108,6 +114,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     event_loop: str,
     snapshot_prefix: str,
     catch_up: bool,
+    catch_up_max_media: int,
+    catch_up_per_user: int,
     sweep: bool,
     stale_after: float,
     max_backlog_bytes: int,
@@ -133,6 +141,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     _need_relay_extra()
     from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415
     from .relay.backlog import BacklogLimits  # noqa: PLC0415 - the relay extra
+    from .relay.catchup import CatchUpLimits  # noqa: PLC0415 - the relay extra
     from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
     made_up = dev and not jwt_secret
@@ -153,8 +162,9 @@ def relay(  # noqa: PLR0917 - one parameter per click option
         backlog=BacklogLimits(max_backlog_bytes, max_backlog_events),
     )
     node = Relay(config)
+    limits = CatchUpLimits(max_media=catch_up_max_media, per_user=catch_up_per_user)
     install_extras(node, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
-                   stale_after=stale_after)
+                   stale_after=stale_after, catch_up_limits=limits)
     if node.verifier.weak_secret:
         logging.getLogger("progress_sim.relay").warning(
             "the JWT secret is shorter than 32 bytes: weak for HS256"

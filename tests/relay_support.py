@@ -164,18 +164,26 @@ class Client:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
         self.refusal: str | None = None
+        self.caught_up = asyncio.Event()
         self.sio.on("*", self._any)
         self.sio.on("connect_error", self._refused)
 
     async def _any(self, name: str, payload: Any = None) -> None:
+        if name == "caught_up":  # the relay's "live from here on", not a progress event
+            self.caught_up.set()
+            return
         self.events.append((name, payload))
 
     async def _refused(self, data: Any = None) -> None:
         self.refusal = data.get("message") if isinstance(data, dict) else str(data)
 
-    async def connect(self, url: str, auth: Any) -> None:
-        """Connect over WebSocket with this handshake ``auth`` payload."""
+    async def connect(self, url: str, auth: Any, *, live: bool = True) -> None:
+        """Connect over WebSocket with this handshake ``auth`` payload; with ``live``,
+        also wait until the relay says the socket is in the live stream (after its
+        catch-up), so what is published next reaches it as live events."""
         await self.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=10)
+        if live:
+            await asyncio.wait_for(self.caught_up.wait(), 60)
 
     def named(self, name: str) -> list[Any]:
         """Payloads of the events called ``name``, in arrival order."""
@@ -329,3 +337,54 @@ class StalledSocket:
     def close(self) -> None:
         """Drop the TCP connection."""
         self.sock.close()
+def write_snapshots(redis_url: str, prefix: str, user_id: str, count: int,
+                    models: int = 3) -> None:
+    """``count`` running media of ``user_id`` with ``models`` models each, as a publisher
+    writes their snapshots (media ``m-0`` .. ``m-<count-1>``, the last one newest)."""
+    from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker
+
+    tracker = SnapshotTracker(SnapshotConfig(SnapshotKeys(prefix)), channel="unused")
+    client = redis.Redis.from_url(redis_url)
+    start = time.time() - count
+    for n in range(count):
+        media = {"media_id": f"m-{n}", "user_id": user_id, "source": "w"}
+        tracker.apply({**media, "event": "PROCESSING_STARTED", "seq": 1,
+                       "data": {"filename": f"clip-{n}.mp4"}}, start + n)
+        for k in range(models):
+            tracker.apply({**media, "event": "FRAME_ANALYSIS_PROGRESS", "seq": 2 + k,
+                           "data": {"model_name": f"MODEL-{k}", "progress": 5, "total": 10,
+                                    "phase": "frame_analysis"}}, start + n)
+        if n % 200 == 199 or n == count - 1:
+            pipe = client.pipeline(transaction=False)
+            for command in tracker.take_commands():
+                pipe.execute_command(*command)
+            pipe.execute()
+    client.close()
+
+
+def connect_and_close_at_once(relay_url: str, token: str, sockets: int) -> None:
+    """``sockets`` clients open a connection at the same moment, send the Socket.IO
+    connect (with the token) and close the connection right after, while the relay is
+    still connecting them (catch-up): a reload storm. A bare Engine.IO client over
+    ``websockets``, so the connect surely went out before the close."""
+    import websockets
+
+    ws_url = relay_url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+
+    async def one() -> None:
+        async with websockets.connect(ws_url, compression=None, open_timeout=120) as ws:
+            await ws.recv()  # Engine.IO open
+            await ws.send("40" + json.dumps({"token": token}))
+
+    async def storm() -> None:
+        await asyncio.gather(*(one() for _ in range(sockets)))
+
+    asyncio.run(storm())
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set size of process ``pid`` so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")

@@ -22,8 +22,11 @@ from relay_support import (
     Client,
     RedisServer,
     RelayProcess,
+    connect_and_close_at_once,
+    peak_rss_mb,
     sockets_joining_a_busy_job,
     wait_until,
+    write_snapshots,
 )
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
@@ -124,6 +127,8 @@ def test_healthz_counts_catch_ups_snapshots_sent_and_catch_ups_redis_refused(
         relay.wait_subscribed()
         assert relay.healthz()["catch_up"] == {
             "done": 0, "failed": 0, "snapshots_sent": 0, "held_back": 0, "covered": 0,
+            "truncated": 0, "abandoned": 0, "foreign": 0, "waiting": 0, "running": 0,
+            "resynced": 0, "resync_skipped": 0,
         }
         caught_up = asyncio.run(connect())
         assert len(caught_up.named("progress_snapshot")) == 2
@@ -251,3 +256,49 @@ def test_e2e_checks_the_late_joiner_and_fails_a_relay_without_catch_up(
     assert code == 0 and report["late_join_faults"] == [], report
     code, report = verdicts["--no-catch-up"]
     assert code == 1 and any("gap" in f or "ends as" in f for f in report["late_join_faults"])
+
+
+def test_a_reload_storm_leaves_no_phantom_socket_and_a_bounded_relay(
+    redis_url: str, channel: str, keys: SnapshotKeys
+) -> None:
+    """One user with 3,000 snapshots; 200 sockets connect and close at once, twice (the
+    issue's scenario: 1.36 GB and 7, then 44 phantom sockets before). Every socket that
+    left while being connected is refused with nothing registered, catch-ups stop with
+    their socket, and the relay's peak RSS stays under 400 MB."""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    write_snapshots(redis_url, keys.prefix, user, 3000)
+    relay = RelayProcess.cli(redis_url, channel, "--snapshot-prefix", keys.prefix, "--no-sweep")
+    token = sign_token(SECRET, user)
+
+    def settled() -> bool:
+        health = relay.healthz()
+        busy = health["catch_up"]["running"] + health["catch_up"]["waiting"]
+        return busy == 0 and health["sockets"] == 0
+
+    try:
+        relay.wait_subscribed()
+        for _ in range(2):
+            connect_and_close_at_once(relay.url, token, 200)
+            wait_until(settled, timeout=120, what="catch-ups to end and no socket left")
+        probe = asyncio.run(_probe(relay.url, token))
+        wait_until(settled, timeout=60, what="the probe's catch-up to end")
+        health = relay.healthz()
+        peak = peak_rss_mb(relay.proc.pid)
+    finally:
+        relay.stop()
+    assert len(probe.named("progress_snapshot")) == 500  # --catch-up-max-media's default
+    assert [s["mediaId"] for s in probe.named("progress_snapshot")[:2]] == ["m-2999", "m-2998"]
+    assert health["sockets"] == 0 and health["users"] == 0
+    assert health["connects"] == health["disconnects"]
+    assert health["catch_up"]["abandoned"] > 0
+    assert health["catch_up"]["snapshots_sent"] < 200 * 500  # far from 2 x 200 x 3,000
+    assert peak <= 400, f"relay peak RSS {peak:.0f} MB"
+
+
+async def _probe(url: str, token: str) -> Client:
+    """One more socket of the user, caught up in full, then closed."""
+    client = Client()
+    await client.connect(url, {"token": token})
+    await client.wait_for("progress_snapshot", 500, timeout=60)
+    await client.sio.disconnect()
+    return client

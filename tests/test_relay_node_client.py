@@ -58,7 +58,7 @@ class NodeClient:
         self.lines: list[dict[str, Any]] = []
 
     def first(self) -> dict[str, Any]:
-        """The first line: connected, or the refusal."""
+        """The next line (the first one: connected, or the refusal)."""
         assert self.proc.stdout is not None
         line: dict[str, Any] = json.loads(self.proc.stdout.readline())
         return line
@@ -77,6 +77,7 @@ def test_socket_io_client_gets_its_users_events_over_polling_and_upgrade(
     user = f"u-{uuid.uuid4().hex[:6]}"
     client = NodeClient(node, relay.url, sign_token(SECRET, user), seconds=2.0)
     assert client.first() == {"connected": True}
+    assert client.first() == {"name": "caught_up", "payload": {}}  # live from here on
     publisher = redis.Redis.from_url(redis_url)
     publisher.publish(channel, event("someone-else", "m0"))
     publisher.publish(channel, event(user, "m1", data={"filename": "clip.mp4"}, seq=1,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-__all__ = ["REFUSAL_REASONS", "TokenRefused", "TokenVerifier", "sign_token"]
+__all__ = ["REFUSAL_REASONS", "Identity", "TokenRefused", "TokenVerifier", "sign_token"]
 
 ALGORITHM = "HS256"
 
@@ -27,6 +28,7 @@ REFUSAL_REASONS = (
     "expired",
     "not_yet_valid",
     "no_user",
+    "revoked",
 )
 """Why a handshake was refused: the keys of the relay's ``refused`` counters."""
 
@@ -43,6 +45,23 @@ class TokenRefused(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a socket is, and for how long: what the relay keeps of a verified token."""
+
+    user_id: str
+    expires_at: float | None = None
+    """The token's ``exp`` (epoch seconds); the socket is ended then. None: no ``exp``."""
+    issued_at: float | None = None
+    """The token's ``iat``: a user's revocation ends the tokens issued up to it."""
+    token_id: str | None = None
+    """The token's ``jti``, when it has one: it can be revoked alone."""
+
+
+def _number(value: object) -> float | None:
+    return float(value) if type(value) in (int, float) else None  # type: ignore[arg-type]
 
 
 class TokenVerifier:
@@ -67,6 +86,10 @@ class TokenVerifier:
 
     def user_id(self, auth: object) -> str:
         """The user id of a handshake's ``auth`` payload; raises ``TokenRefused``."""
+        return self.identify(auth).user_id
+
+    def identify(self, auth: object) -> Identity:
+        """The ``Identity`` of a handshake's ``auth`` payload; raises ``TokenRefused``."""
         token = auth.get("token") if isinstance(auth, dict) else None
         if token is None or token == "":
             raise TokenRefused("missing", "authentication required: send auth.token (a JWT)")
@@ -76,7 +99,9 @@ class TokenVerifier:
         value = claims.get(self.claim)
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
             raise TokenRefused("no_user", f"the token carries no {self.claim!r} claim")
-        return str(value)
+        jti = claims.get("jti")
+        return Identity(str(value), _number(claims.get("exp")), _number(claims.get("iat")),
+                        jti if isinstance(jti, str) and jti else None)
 
     def _decode(self, token: str) -> dict[str, Any]:
         try:
@@ -105,13 +130,16 @@ class TokenVerifier:
 
 def sign_token(
     secret: str, user_id: str, *, claim: str = "userId", expires_in: float | None = 3600.0,
-    now: float | None = None,
+    now: float | None = None, token_id: str | None = None,
 ) -> str:
-    """An HS256 token for ``user_id``, as the product's API server issues them."""
+    """An HS256 token for ``user_id``, as the product's API server issues them (with a
+    ``jti`` claim when ``token_id`` is given)."""
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {claim: user_id, "iat": int(issued)}
     if expires_in is not None:
         claims["exp"] = int(issued + expires_in)
+    if token_id is not None:
+        claims["jti"] = token_id
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
         return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -27,7 +27,8 @@ extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes a
    replaceable and freed on overflow.
 3. **Finding and closing a socket.** ``server.eio.sockets`` (Engine.IO sid → socket),
    ``socket.close(wait=False, abort=False, reason=...)`` (python-socketio passes
-   ``reason`` to the ``disconnect`` handlers) and ``manager.eio_sid_from_sid``.
+   ``reason`` to the ``disconnect`` handlers), ``socket.closing``/``socket.closed``
+   (``engine_socket_open``) and ``manager.eio_sid_from_sid``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "JsonPacket",
     "KeyedFrame",
     "backlog_of",
+    "engine_socket_open",
     "install_backlogs",
 ]
 
@@ -269,3 +271,12 @@ def backlog_of(sio: socketio.AsyncServer, sid: str) -> BacklogQueue | None:
     socket = sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
     queue: object = getattr(socket, "queue", None)
     return queue if isinstance(queue, BacklogQueue) else None
+
+
+def engine_socket_open(sio: socketio.AsyncServer, sid: str) -> bool:
+    """True while the Engine.IO socket under Socket.IO socket ``sid`` exists and is
+    neither closing nor closed: whether its client is still there, even while a
+    Socket.IO handler of it runs (python-socketio counts it connected only afterwards)."""
+    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+    socket = sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+    return socket is not None and not (socket.closed or socket.closing)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from progress_sdk import defaults as d
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys
 
-from .catchup import CatchUp, install_catch_up
+from .catchup import CatchUp, CatchUpLimits, install_catch_up
 from .page import install_page
 from .server import Relay
 from .sweeping import install_sweeper
@@ -21,6 +21,7 @@ def install_extras(
     sweep: bool = True,
     stale_after: float = d.DEFAULT_SWEEP_STALE_AFTER,
     sweep_interval: float | None = None,
+    catch_up_limits: CatchUpLimits | None = None,
 ) -> CatchUp | None:
     """Serve the panel at ``/``; send snapshots on connect; run the sweeper."""
     install_page(relay)
@@ -28,4 +29,4 @@ def install_extras(
         # Sweep a few times per stale period, so a dead worker's media fails soon after.
         interval = sweep_interval or min(d.DEFAULT_SWEEP_INTERVAL, max(stale_after / 4, 0.1))
         install_sweeper(relay, SnapshotConfig(keys), stale_after=stale_after, interval=interval)
-    return install_catch_up(relay, keys) if catch_up else None
+    return install_catch_up(relay, keys, catch_up_limits) if catch_up else None

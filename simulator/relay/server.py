@@ -16,13 +16,20 @@ Extension points (for catch-up snapshots, pages and housekeeping):
 
 - ``add_event_hook(fn)``: ``fn(routed)`` for every valid event, before it is emitted,
   on the event loop (keep it quick; it must not raise);
-- ``add_join_hook(fn)``: ``await fn(sid, user_id)`` before a socket joins its room; the
-  room is joined right after the last one returns, with no await in between, so a hook
+- ``add_join_hook(fn)``: ``fn(sid, user_id)`` is called when a socket is registered
+  (connected), and what it returns awaited before the socket joins its room; the room is
+  joined right after the last one is done, with no await in between, so a hook
   that also sees every event (``add_event_hook``) can hand the socket what arrived while
   it ran and nothing is lost or doubled (catch-up snapshots, ``catchup``);
 - ``add_skip_hook(fn)``: ``fn(routed)`` → sids of the event's room that must not get it
   (a socket whose catch-up snapshot already holds it);
+- ``add_admit_hook(fn)``: ``await fn(sid, identity)`` right after the token verified,
+  before anything else; raising ``TokenRefused`` refuses the socket (revocation);
 - ``add_connect_hook(fn)``: ``await fn(sid, user_id)`` after a socket joined its room;
+- ``add_release_hook(fn)``: ``fn(sid, user_id)`` once for every admitted socket when the
+  relay is done with it (it disconnected, was ended, or left while connecting);
+- ``add_subscribe_hook(fn)``: ``fn()`` each time the Redis subscription is confirmed,
+  before its first message is handled (resync after an outage);
 - ``add_route(path, handler)``: ``await handler(scope)`` → ``HttpResponse`` for a GET;
 - ``add_background_task(fn)``: ``await fn()`` runs for the relay's life;
 - ``emit_paced(sid, name, payload)``: emit to one socket once its backlog is below half
@@ -30,6 +37,15 @@ Extension points (for catch-up snapshots, pages and housekeeping):
 - ``add_health_section(name, fn)``: ``fn()`` → a dict of counters, shown under ``name``
   in ``/healthz`` (catch-up's);
 - ``open_pubsub``: how the Redis subscription is made (see ``subscriber``).
+
+``is_live(sid)`` says whether a socket is still there for the relay (its client has not
+left and the relay has not ended it); ``end_socket(sid, reason, message)`` takes a socket
+out of its room at once, tells it why (``session_ended``) and disconnects it.
+
+A socket's join (the join hooks, its room, the connect hooks) runs in a task of its own
+once ``_on_connect`` registered it, not inside the connect handler: see ``_on_connect``
+for why (a client that left during a long connect handler stayed registered, a phantom
+counted in every delivery).
 """
 
 from __future__ import annotations
@@ -47,9 +63,9 @@ import socketio
 from progress_sdk import defaults as d
 from progress_sdk.sharding import subscribed_channels
 
-from .auth import TokenRefused, TokenVerifier
+from .auth import Identity, TokenRefused, TokenVerifier
 from .backlog import BacklogLimits, BacklogStats
-from .engine_internals import JsonPacket, backlog_of, install_backlogs
+from .engine_internals import JsonPacket, backlog_of, engine_socket_open, install_backlogs
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
@@ -62,6 +78,9 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ConnectHook = Callable[[str, str], Awaitable[None]]
+AdmitHook = Callable[[str, Identity], Awaitable[None]]
+JoinHook = Callable[[str, str], Awaitable[None]]
+ReleaseHook = Callable[[str, str], None]
 EventHook = Callable[[Routed], None]
 SkipHook = Callable[[Routed], Iterable[str]]
 RouteHandler = Callable[[Scope], Awaitable["HttpResponse"]]
@@ -126,26 +145,46 @@ class Relay:
             self.stats,
             open_pubsub=open_pubsub or open_detected_pubsub(config.redis_url),
             where=config.redis_url,
+            on_subscribed=self._subscribed,
         )
         self._sockets: dict[str, set[str]] = {}
         self._user_of: dict[str, str] = {}
+        self._connecting: dict[str, str] = {}  # sid -> user id, while _on_connect runs
+        self._ended: dict[str, tuple[str, str]] = {}  # sid -> (reason, message)
+        self._admit_hooks: list[AdmitHook] = []
+        self._release_hooks: list[ReleaseHook] = []
+        self._subscribe_hooks: list[Callable[[], None]] = []
         self._connect_hooks: list[ConnectHook] = []
-        self._join_hooks: list[ConnectHook] = []
+        self._join_hooks: list[JoinHook] = []
         self._skip_hooks: list[SkipHook] = []
         self._event_hooks: list[EventHook] = []
         self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
         self._tasks: list[asyncio.Task[None]] = []
+        self._joining: set[asyncio.Task[None]] = set()
         self._routes: dict[str, RouteHandler] = {"/healthz": self._healthz}
         self._health_sections: dict[str, HealthSection] = {"backlog": self.backlog.to_dict}
 
     # -- extension points -------------------------------------------------------------
 
+    def add_admit_hook(self, hook: AdmitHook) -> None:
+        """Await ``hook(sid, identity)`` before a socket is let in (it may refuse it)."""
+        self._admit_hooks.append(hook)
+
+    def add_release_hook(self, hook: ReleaseHook) -> None:
+        """Call ``hook(sid, user_id)`` when the relay is done with an admitted socket."""
+        self._release_hooks.append(hook)
+
+    def add_subscribe_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` each time the Redis subscription is confirmed."""
+        self._subscribe_hooks.append(hook)
+
     def add_connect_hook(self, hook: ConnectHook) -> None:
         """Await ``hook(sid, user_id)`` after each socket joined its user's room."""
         self._connect_hooks.append(hook)
 
-    def add_join_hook(self, hook: ConnectHook) -> None:
-        """Await ``hook(sid, user_id)`` before each socket joins its user's room."""
+    def add_join_hook(self, hook: JoinHook) -> None:
+        """Call ``hook(sid, user_id)`` when a socket is registered and await what it
+        returns before the socket joins its user's room."""
         self._join_hooks.append(hook)
 
     def add_skip_hook(self, hook: SkipHook) -> None:
@@ -176,6 +215,35 @@ class Relay:
         """The sids of ``user_id``'s sockets on this node."""
         return frozenset(self._sockets.get(user_id, ()))
 
+    def user_of(self, sid: str) -> str | None:
+        """The user of a socket that is connected or connecting, else None."""
+        return self._user_of.get(sid) or self._connecting.get(sid)
+
+    def is_live(self, sid: str) -> bool:
+        """True while ``sid`` is connected or connecting, its client has not left, and
+        the relay has not ended it: whether sending it anything still makes sense."""
+        if sid in self._ended or (sid not in self._user_of and sid not in self._connecting):
+            return False
+        return self._engine_open(sid)
+
+    async def end_socket(self, sid: str, reason: str, message: str) -> None:
+        """Stop sending ``sid`` anything now, tell it why (``session_ended`` with
+        ``reason`` and ``message``) and disconnect it. A socket still connecting is
+        refused with ``message`` when its connect handler gets that far."""
+        if sid in self._ended or self.user_of(sid) is None:
+            return
+        self._ended[sid] = (reason, message)
+        user_id = self._user_of.get(sid)
+        if user_id is None:
+            return  # still in its admit hooks: _on_connect refuses it
+        # Out of the room first (no suspension with the in-memory manager), so no event
+        # of the user reaches it after this point; then the notice and the disconnect.
+        await self.sio.leave_room(sid, user_room(user_id))
+        self._unregister(sid)
+        self.stats.ended[reason] += 1
+        await self.sio.emit("session_ended", {"reason": reason, "message": message}, to=sid)
+        await self.sio.disconnect(sid)
+
     # -- life -------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -184,8 +252,8 @@ class Relay:
             self._tasks.append(asyncio.create_task(self._guarded(task)))
 
     async def stop(self) -> None:
-        """Cancel the background tasks."""
-        for task in self._tasks:
+        """Cancel the background tasks and the joins under way."""
+        for task in [*self._tasks, *self._joining]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -245,23 +313,82 @@ class Relay:
 
     # -- sockets ----------------------------------------------------------------------
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         try:
-            user_id = self.verifier.user_id(auth)
+            identity = self.verifier.identify(auth)
+            self._connecting[sid] = identity.user_id
+            try:
+                for admit in self._admit_hooks:
+                    await admit(sid, identity)
+            finally:
+                del self._connecting[sid]
         except TokenRefused as refused:
             self.stats.refused[refused.reason] += 1
             log.info("refused a socket: %s", refused)
             raise socketio.exceptions.ConnectionRefusedError(str(refused)) from None
-        for hook in self._join_hooks:
-            await hook(sid, user_id)
-        # Does not suspend (python-socketio's in-memory manager): no event can slip
-        # between the last join hook and the room.
-        await self.sio.enter_room(sid, user_room(user_id))
+        user_id = identity.user_id
+        if sid in self._ended or not self._engine_open(sid):
+            # The client left (or the relay ended it) while the admit hooks ran.
+            self.stats.left_while_connecting += 1
+            self._release(sid, user_id)
+            return self._refuse_if_ended(sid)
         self._user_of[sid] = user_id
         self._sockets.setdefault(user_id, set()).add(sid)
         self._count_sockets()
         self.stats.connects += 1
         log.debug("socket %s connected as user %r", sid, user_id)
+        # The join (catch-up) runs after this handler returned, not in it: python-socketio
+        # reads a WebSocket's next packet only once the handler returned (its Engine.IO
+        # server runs handlers inline), so a client that closed meanwhile was noticed only
+        # after a whole catch-up, sent to nobody; and the socket is connected for
+        # python-socketio only then, so a close handled meanwhile (polling) never reached
+        # _on_disconnect. Now a close ends the catch-up at its next chunk, and reaches
+        # _on_disconnect like any other.
+        # The hooks are called now, awaited in the task: what a hook does before its
+        # first await (catch-up starts holding the user's events for the socket) is done
+        # before the next event is delivered, which may come before the task first runs.
+        joins = [hook(sid, user_id) for hook in self._join_hooks]
+        if not joins:  # straight into the room, as nothing has to come first
+            await self._join(sid, user_id, joins)
+            return True
+        task = asyncio.create_task(self._join(sid, user_id, joins))
+        self._joining.add(task)
+        task.add_done_callback(self._joining.discard)
+        return True
+
+    async def _join(self, sid: str, user_id: str, joins: list[Awaitable[None]]) -> None:
+        try:
+            while joins:
+                try:
+                    await joins.pop(0)
+                except Exception:
+                    # The socket still joins its room and gets live events.
+                    log.exception("join hook failed for socket %s", sid)
+        finally:
+            for join in joins:  # cancelled (the relay stops): never started, closed
+                if asyncio.iscoroutine(join):
+                    join.close()
+        if not self.is_live(sid):
+            return
+        # Does not suspend (python-socketio's in-memory manager): no event can slip
+        # between the last join hook and the room.
+        await self.sio.enter_room(sid, user_room(user_id))
+        # The socket is in the live stream from here on: the acknowledged connect no
+        # longer says so, since the join runs after it.
+        await self.sio.emit("caught_up", {}, to=sid)
+        await self._run_connect_hooks(sid, user_id)
+
+    def _engine_open(self, sid: str) -> bool:
+        return engine_socket_open(self.sio, sid)
+
+    def _refuse_if_ended(self, sid: str) -> bool:
+        ended = self._ended.pop(sid, None)
+        if ended is None:
+            return False
+        self.stats.ended[ended[0]] += 1
+        raise socketio.exceptions.ConnectionRefusedError(ended[1])
+
+    async def _run_connect_hooks(self, sid: str, user_id: str) -> None:
         for hook in self._connect_hooks:
             try:
                 await hook(sid, user_id)
@@ -274,11 +401,16 @@ class Relay:
         queue = backlog_of(self.sio, sid)
         if queue is not None:  # a paced emit still waiting for this socket gives up
             queue.end()
+        user_id = self._user_of.get(sid)
+        if user_id is not None:
+            log.debug("socket %s of user %r disconnected: %s", sid, user_id,
+                      reason[0] if reason else "unknown")
+        self._unregister(sid)
+
+    def _unregister(self, sid: str) -> None:
         user_id = self._user_of.pop(sid, None)
         if user_id is None:
             return
-        log.debug("socket %s of user %r disconnected: %s", sid, user_id,
-                  reason[0] if reason else "unknown")
         sids = self._sockets.get(user_id)
         if sids is not None:
             sids.discard(sid)
@@ -286,6 +418,22 @@ class Relay:
                 del self._sockets[user_id]
         self._count_sockets()
         self.stats.disconnects += 1
+        self._release(sid, user_id)
+
+    def _release(self, sid: str, user_id: str) -> None:
+        self._ended.pop(sid, None)
+        for hook in self._release_hooks:
+            try:
+                hook(sid, user_id)
+            except Exception:
+                log.exception("release hook %r failed for socket %s", hook, sid)
+
+    def _subscribed(self) -> None:
+        for hook in self._subscribe_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("subscribe hook %r failed", hook)
 
     def _count_sockets(self) -> None:
         self.stats.sockets = len(self._user_of)

@@ -37,6 +37,11 @@ class RelayStats:
     """Handshakes refused, by reason (``auth.REFUSAL_REASONS``)."""
     connects: int = 0
     disconnects: int = 0
+    left_while_connecting: int = 0
+    """Sockets whose client left while the relay was still connecting them (catch-up):
+    refused with nothing registered."""
+    ended: Counter[str] = field(default_factory=Counter)
+    """Sockets the relay ended, by reason (``token_expired``, ``revoked``)."""
     sockets: int = 0
     users: int = 0
     redis_connected: bool = False
@@ -66,5 +71,7 @@ class RelayStats:
             "users": self.users,
             "connects": self.connects,
             "disconnects": self.disconnects,
+            "left_while_connecting": self.left_while_connecting,
             "refused": dict(sorted(self.refused.items())),
+            "ended": dict(sorted(self.ended.items())),
         }

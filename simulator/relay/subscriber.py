@@ -1,7 +1,8 @@
 """The relay's one Redis subscription, kept alive across Redis restarts.
 
 ``ChannelSubscriber.run`` subscribes to the channel and hands every message to a
-callback, in channel order, on the event loop. When the connection fails (Redis
+callback, in channel order, on the event loop (and calls ``on_subscribed()`` each time a
+subscription is confirmed, so the relay can resync its sockets). When the connection fails (Redis
 restarted, network cut, a reply that never comes) it counts the error, marks itself
 disconnected, waits (capped exponential backoff) and subscribes again, for as long as the
 relay runs. Pub/sub is at-most-once: what was published while no connection existed is
@@ -120,6 +121,7 @@ class ChannelSubscriber:
         where: str = "Redis",
         backoff_initial: float = d.RECONNECT_BACKOFF_INITIAL,
         backoff_max: float = d.RECONNECT_BACKOFF_MAX,
+        on_subscribed: Callable[[], None] | None = None,
     ) -> None:
         self.channels = [channel] if isinstance(channel, str) else list(channel)
         self.channel = self.channels[0]
@@ -130,6 +132,7 @@ class ChannelSubscriber:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._was_up = False
+        self._on_subscribed = on_subscribed
         self.subscribed = asyncio.Event()
         """Set while a subscription is confirmed (tests and start-up wait on it)."""
 
@@ -177,6 +180,10 @@ class ChannelSubscriber:
         self._stats.redis_connects += 1
         self._was_up = True
         self.subscribed.set()
+        if self._on_subscribed is not None:
+            # Before the first message of this subscription is handled: what was
+            # published while there was none is known to be missing from here on.
+            self._on_subscribed()
         log.info("subscribed to %s on %s", ", ".join(map(repr, self.channels)), self._where)
 
     def _lost(self, exc: BaseException, delay: float) -> None:
