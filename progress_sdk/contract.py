@@ -148,6 +148,8 @@ _MODEL_TERMINALS = _rules.MODEL_TERMINAL_NAMES
 # Model states, ordered so that ``state >= _COMPLETED`` means "has its terminal event".
 _QUEUED, _STARTED, _COMPLETED, _FAILED = 0, 1, 2, 3
 _STATE_NAMES = {_QUEUED: "ANALYSIS_QUEUED", _STARTED: "ANALYSIS_STARTED"}
+# The events that may begin a model's next attempt (data.details.attempt above its last).
+_ATTEMPT_STARTS = frozenset({"ANALYSIS_QUEUED", "ANALYSIS_STARTED"})
 
 
 @dataclass(frozen=True)
@@ -311,12 +313,29 @@ def _more(lines: list[str], total: int, shown: int) -> None:
 class _Model:
     """What the validator knows about one model of an open run."""
 
-    __slots__ = ("progress", "state", "where")
+    __slots__ = ("attempt", "progress", "state", "where")
 
-    def __init__(self, state: int, where: int) -> None:
+    def __init__(self, state: int, where: int, attempt: int = 1) -> None:
         self.state = state
         self.where = where  # position of the event that set ``state``
         self.progress: dict[str, tuple[int, int, int]] | None = None  # type -> (p, total, pos)
+        self.attempt = attempt  # data.details.attempt of a retried job; 1 otherwise
+
+
+def _attempt_of(data: dict[str, Any]) -> int:
+    """``data.details.attempt`` (a job retried on failure, e.g. RQ's Retry), else 1."""
+    details = data.get("details")
+    attempt = details.get("attempt") if isinstance(details, dict) else None
+    return attempt if type(attempt) is int and attempt > 1 else 1
+
+
+def _new_attempt(run: _Run, name: str, model: _Model, event: str, *, pos: int,
+                 attempt: int) -> None:
+    """Rule 2, retries: the model's next attempt starts over, whatever the last one did."""
+    if model.state == _COMPLETED:
+        run.completed -= 1
+    state = _QUEUED if event == "ANALYSIS_QUEUED" else _STARTED
+    run.models[name] = _Model(state, pos, attempt)
 
 
 class _Sequence:
@@ -796,6 +815,11 @@ class LifecycleValidator:
             if state == _STARTED and event in _PROGRESS_EVENTS:
                 # Most events are this one: a progress update of a running model.
                 self._check_progress(event, data, model, name, key, pos, findings)
+                return
+        if event in _ATTEMPT_STARTS:
+            attempt = _attempt_of(data)
+            if model is not None and attempt > model.attempt:
+                _new_attempt(run, name, model, event, pos=pos, attempt=attempt)
                 return
         problem: str | None = None
 

@@ -340,7 +340,8 @@ def fold_event(
         model = data.get("model_name")
         if type(model) is str and model:
             row = state.models.get(model)
-            if row is None:
+            if row is None or (name in _ATTEMPT_STARTS and _retried(data)):
+                # A retried job's next attempt starts the model over (contract, rule 2).
                 row = state.models[model] = ModelSnapshot()
             _fold_model(row, name, data, now)
     return state
@@ -357,6 +358,15 @@ def _fold_media(
     else:
         state.status = FAILED
         state.error = _text(data.get("error_message")) or _text(event.get("message")) or "failed"
+
+
+_ATTEMPT_STARTS = frozenset({"ANALYSIS_QUEUED", "ANALYSIS_STARTED"})
+
+
+def _retried(data: Mapping[str, Any]) -> bool:
+    details = data.get("details")
+    attempt = details.get("attempt") if isinstance(details, Mapping) else None
+    return type(attempt) is int and attempt > 1
 
 
 def _fold_model(row: ModelSnapshot, name: str, data: Mapping[str, Any], now: float) -> None:

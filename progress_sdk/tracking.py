@@ -227,6 +227,7 @@ class MediaRun:
         run_id: str | None = None,
         message: str | None = None,
         ends_elsewhere: bool = False,
+        attempt: tuple[int, int] | None = None,
     ) -> None:
         _check_text("media_id", media_id, d.MAX_MEDIA_ID_CHARS, "the media being analysed")
         _check_text(
@@ -245,6 +246,9 @@ class MediaRun:
         # Another process publishes this run's terminal event (one job per model: the
         # last model's process ends the media), so close() and exit leave it open.
         self.ends_elsewhere = ends_elsewhere
+        # (number, of) when the run is one attempt of a job retried on failure (RQ's
+        # Retry): every event says which, in data.details.attempt / attempts.
+        self.attempt = attempt
         self.media_id = media_id
         self.user_id = user_id
         self.run_id = run_id
@@ -272,6 +276,12 @@ class MediaRun:
         }
         if self.run_id is not None:
             fields["run_id"] = self.run_id
+        if self.attempt is not None:
+            details = data.get("details")
+            data["details"] = {
+                **(details if isinstance(details, dict) else {}),
+                "attempt": self.attempt[0], "attempts": self.attempt[1],
+            }
         self._publisher.accept(fields)
 
     def _forgive(self, kind: str, error: InvalidEventError) -> None:
@@ -497,6 +507,13 @@ class MediaRun:
         finally:
             self._register(False)
         return event
+
+    def hand_over(self) -> None:
+        """Leave this run open for another process to continue (the job's next attempt):
+        neither ``close()`` nor the exit hook will end it from here."""
+        with self._lock:
+            self._register(False)
+            self.ends_elsewhere = True
 
     def _fail_left_open(self, reason: str) -> bool:
         """``PROCESSING_FAILED`` for a run job code did not end; False if it had ended."""

@@ -97,6 +97,17 @@ class RowView:
     """(time, progress) of the first event of this stage, to estimate an ETA."""
     phase: str | None = None
     """The stage the model last reported (``data.phase``, or the phase event's own)."""
+    attempt: tuple[int, int] | None = None
+    """(attempt, of) while a retried job runs the model again (``data.details``)."""
+    retry_reason: str | None = None
+    """Why the previous attempt failed."""
+
+    @property
+    def retrying(self) -> str | None:
+        """``retrying (2/3)`` between a failed attempt and the next one's start."""
+        if self.attempt is None or self.status != "queued":
+            return None
+        return f"retrying ({self.attempt[0]}/{self.attempt[1]})"
 
     @property
     def state(self) -> str:
@@ -484,6 +495,14 @@ def _next_row(
     row: RowView | None, model: str, name: str, data: dict[str, Any], at: float
 ) -> RowView:
     base = row if row is not None else RowView(model, "analyzing")
+    attempt = _attempt(data)
+    if name in _STATUS and attempt is not None and (
+        base.attempt is None or attempt[0] > base.attempt[0]
+    ):
+        # A retried job's next attempt: the model starts over (docs/contract.md, rule 2).
+        reason = data.get("details", {}).get("retry_reason")
+        base = RowView(model, _STATUS[name], attempt=attempt,
+                       retry_reason=_str(reason) or base.error or base.retry_reason)
     phase = _str(data.get("phase")) or _PHASE_OF.get(name) or base.phase
     if name in _COMPLETED:
         confidence = data.get("confidence")
@@ -511,6 +530,17 @@ def _next_row(
         base, status=status, progress=progress, total=total, stage=stage, since=since,
         eta=_eta(data, progress, total, since, at), phase=phase,
     )
+
+
+def _attempt(data: dict[str, Any]) -> tuple[int, int] | None:
+    """(attempt, of) from ``data.details`` of a retried job's event, else None."""
+    details = data.get("details")
+    if not isinstance(details, dict):
+        return None
+    attempt, attempts = details.get("attempt"), details.get("attempts")
+    if type(attempt) is int and type(attempts) is int and 1 <= attempt <= attempts:
+        return attempt, attempts
+    return None
 
 
 def _eta(
@@ -599,6 +629,9 @@ def _row_status(row: RowView) -> tuple[Text, Text]:
         return Text("✓", style="green"), status
     if row.status == "failed":
         return Text("✗", style="red"), Text(f"failed: {row.error}", style="red")
+    if row.retrying is not None:
+        why = f": {row.retry_reason}" if row.retry_reason else ""
+        return Text("↻", style="yellow"), Text(f"{row.retrying}{why}", style="yellow")
     if row.stage is None or row.progress is None or row.total is None:
         return Text("·", style="dim"), Text(row.status, style="cyan")
     if row.progress >= row.total:

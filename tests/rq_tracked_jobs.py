@@ -69,6 +69,37 @@ def analyse_media(tracking: JobTracking, frames: int, frame_seconds: float,
     return [tracking.model(name).state for name in tracking.models]
 
 
+@tracked_job
+def flaky_model(tracking: JobTracking, frames: int, failing: dict[str, list[str]]) -> str:
+    """One model whose attempts go as ``failing[model]`` says, one entry per attempt
+    (``raise``, ``sigkill``; missing: it completes). RQ's Retry runs it again."""
+    model = tracking.model()
+    plan = failing.get(model.model_name, [])
+    what = plan[tracking.attempt - 1] if tracking.attempt <= len(plan) else None
+    for frame in model.track(range(frames)):
+        if frame == frames // 2 and what == "raise":
+            raise ModelError(f"{model.model_name} lost the face track "
+                             f"(attempt {tracking.attempt})")
+        if frame == frames // 2 and what == "sigkill":
+            tracking.publisher.flush(5)  # what went out before the crash, deterministic
+            os.kill(os.getpid(), signal.SIGKILL)
+    model.complete("REAL", 0.8)
+    return model.model_name
+
+
+@tracked_job
+def flaky_media(tracking: JobTracking, frames: int, failing_attempts: int) -> list[str]:
+    """Every model of a media; the job fails outside its models in its first
+    ``failing_attempts`` attempts, after its first model completed."""
+    for index, name in enumerate(tracking.models):
+        with tracking.model(name) as model:
+            for _ in model.track(range(frames)):
+                pass
+        if index == 0 and tracking.attempt <= failing_attempts:
+            raise ModelError(f"the media's audio track is unreadable (attempt {tracking.attempt})")
+    return [tracking.model(name).state for name in tracking.models]
+
+
 def work(url: str, queue_name: str, burst: bool, alive_ttl: float) -> None:
     """Run a TrackingWorker on ``queue_name`` (RQ's keys at ``url``) in this process."""
     connection = redis.Redis.from_url(url)

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-from rq import Queue
+from rich.console import Console
+from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.job import JobStatus
 
@@ -30,6 +31,7 @@ from progress_sdk import ProgressPublisher, validate_lines
 from progress_sdk.rq import configure, enqueue_media, failure_reason, sweep
 from progress_sdk.rq.settings import ENV_PREFIX, current
 from progress_sdk.testing import CapturingPublisher
+from simulator.panel import PanelState, render
 
 pytestmark = pytest.mark.redis
 
@@ -599,3 +601,137 @@ def test_the_rq_cli_runs_the_tracking_worker(  # noqa: PLR0917
     killed = "the work horse was killed by SIGKILL (out of memory?)"
     assert errors(events, "m-rq-cli") == {B: killed}
     assert_strictly_valid(settle(subscriber, redis_url, channel))
+
+
+# -- RQ's Retry ---------------------------------------------------------------------------
+# Each attempt is a new run of the model (per-model layout) or of the media (single
+# layout), numbered in data.details.attempt; between attempts the model is queued again
+# (ANALYSIS_QUEUED, the panel's "retrying (2/3)"), never failed; the media ends once,
+# after its last attempt.
+
+RETRY_FRAMES = 8
+
+
+def _of(events: list[dict[str, Any]], media_id: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["media_id"] == media_id
+            and not e["event"].endswith("_PROGRESS")]
+
+
+def _steps(events: list[dict[str, Any]], model: str) -> list[tuple[str, int | None]]:
+    """(event, attempt) of one model's lifecycle events."""
+    return [(e["event"], (e["data"].get("details") or {}).get("attempt"))
+            for e in events if e["data"].get("model_name") == model]
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_once_then_succeeds_is_retried_not_failed(  # noqa: PLR0917
+    rq_url, redis_url, channel, subscriber, publisher, queues, workers
+):
+    """Per-model layout, Retry(max=2): a raising attempt and a killed horse are each
+    followed by the model queued again as the next attempt, then its completion; the
+    media ends once, after the last attempt, and the stream is strictly valid."""
+    queue = queues()
+    flaky = "rq_tracked_jobs.flaky_model"
+    enqueue_media(queue, flaky, RETRY_FRAMES, {A: ["raise"]}, media_id="m-retry-raise",
+                  user_id="u-r", models=[A, B], publisher=publisher, retry=Retry(max=2))
+    enqueue_media(queue, flaky, RETRY_FRAMES, {A: ["sigkill"]}, media_id="m-retry-kill",
+                  user_id="u-r", models=[A], publisher=publisher, retry=Retry(max=2))
+    assert workers.start(queue).wait(120) == 0
+    wait_for_terminals(subscriber, {"m-retry-raise", "m-retry-kill"}, timeout=60)
+    received = settle(subscriber, redis_url, channel)
+    assert_strictly_valid(received)
+    events = [json.loads(raw) for raw in received]
+
+    raised = _of(events, "m-retry-raise")
+    assert _steps(raised, A) == [
+        ("ANALYSIS_QUEUED", None), ("ANALYSIS_STARTED", 1), ("ANALYSIS_QUEUED", 2),
+        ("ANALYSIS_STARTED", 2), ("ANALYSIS_COMPLETED", 2),
+    ]
+    retry = next(e for e in raised if e["event"] == "ANALYSIS_QUEUED"
+                 and e["data"].get("details", {}).get("attempt") == 2)
+    assert retry["data"]["details"] == {
+        "attempt": 2, "attempts": 3,
+        "retry_reason": f"{A} lost the face track (attempt 1)",
+    }
+    assert _steps(raised, B)[-1] == ("ANALYSIS_COMPLETED", 1)
+    assert [e["event"] for e in raised if e["event"].startswith("PROCESSING_")
+            and e["event"] != "PROCESSING_STARTED"] == ["PROCESSING_COMPLETED"]
+    assert raised[-1]["event"] == "PROCESSING_COMPLETED"
+
+    killed = _of(events, "m-retry-kill")
+    assert _steps(killed, A) == [
+        ("ANALYSIS_QUEUED", None), ("ANALYSIS_STARTED", 1), ("ANALYSIS_QUEUED", 2),
+        ("ANALYSIS_STARTED", 2), ("ANALYSIS_COMPLETED", 2),
+    ]
+    (requeued,) = [e for e in killed if e["event"] == "ANALYSIS_QUEUED"
+                   and e["data"].get("details", {}).get("attempt") == 2]
+    assert requeued["data"]["details"]["retry_reason"] == (
+        "the work horse was killed by SIGKILL (out of memory?)"
+    )
+    assert killed[-1]["event"] == "PROCESSING_COMPLETED"
+
+    # What the terminal panel shows between the two attempts: retrying, not failed.
+    state = PanelState()
+    for event in raised[: raised.index(retry) + 1]:
+        state.feed(event)
+    (view,) = state.snapshot()
+    (row,) = [r for r in view.rows if r.model == A]
+    assert (row.status, row.retrying) == ("queued", "retrying (2/3)")
+    console = Console(width=200, record=True)
+    console.print(render(state.snapshot()))
+    shown = console.export_text()
+    assert "retrying (2/3)" in shown and "failed" not in shown
+
+
+@pytest.mark.slow
+def test_a_model_that_exhausts_its_retries_fails_once_at_its_last_attempt(  # noqa: PLR0917
+    rq_url, redis_url, channel, subscriber, publisher, queues, workers
+):
+    """Retry(max=2), failing every time: attempts 1, 2 and 3, the model failed once (at
+    attempt 3), and the media's terminal event only after it."""
+    queue = queues()
+    jobs = enqueue_media(queue, "rq_tracked_jobs.flaky_model", RETRY_FRAMES,
+                         {A: ["raise", "raise", "raise"]}, media_id="m-retry-out",
+                         user_id="u-r", models=[A], publisher=publisher, retry=Retry(max=2))
+    assert workers.start(queue).wait(120) == 0
+    wait_for_terminals(subscriber, {"m-retry-out"}, timeout=60)
+    received = settle(subscriber, redis_url, channel)
+    assert_strictly_valid(received)
+    out = _of([json.loads(raw) for raw in received], "m-retry-out")
+    assert _steps(out, A) == [
+        ("ANALYSIS_QUEUED", None), ("ANALYSIS_STARTED", 1), ("ANALYSIS_QUEUED", 2),
+        ("ANALYSIS_STARTED", 2), ("ANALYSIS_QUEUED", 3), ("ANALYSIS_STARTED", 3),
+        ("ANALYSIS_FAILED", 3),
+    ]
+    assert out[-2]["data"]["error_message"] == f"{A} lost the face track (attempt 3)"
+    assert [e["event"] for e in out][-1] == "PROCESSING_FAILED"
+    jobs.jobs[A].refresh()
+    assert jobs.jobs[A].get_status() == "failed"
+
+
+@pytest.mark.slow
+def test_a_single_job_retried_runs_the_whole_media_again(  # noqa: PLR0917
+    rq_url, redis_url, channel, subscriber, publisher, queues, workers
+):
+    """Single layout, failing outside its models once: every model is queued again as
+    attempt 2 (the one that had completed too), and the media ends once, completed."""
+    queue = queues()
+    enqueue_media(queue, "rq_tracked_jobs.flaky_media", RETRY_FRAMES, 1, media_id="m-retry-one",
+                  user_id="u-r", models=[A, B], layout="single", publisher=publisher,
+                  retry=Retry(max=1))
+    assert workers.start(queue).wait(120) == 0
+    wait_for_terminals(subscriber, {"m-retry-one"}, timeout=60)
+    received = settle(subscriber, redis_url, channel)
+    assert_strictly_valid(received)
+    one = _of([json.loads(raw) for raw in received], "m-retry-one")
+    assert _steps(one, A) == [
+        ("ANALYSIS_QUEUED", 1), ("ANALYSIS_STARTED", 1), ("ANALYSIS_COMPLETED", 1),
+        ("ANALYSIS_QUEUED", 2), ("ANALYSIS_QUEUED", 2), ("ANALYSIS_STARTED", 2),
+        ("ANALYSIS_COMPLETED", 2),
+    ]
+    assert _steps(one, B)[-1] == ("ANALYSIS_COMPLETED", 2)
+    assert [e["event"] for e in one if e["event"] in
+            ("PROCESSING_COMPLETED", "PROCESSING_FAILED")] == ["PROCESSING_COMPLETED"]
+    assert one[-1]["event"] == "PROCESSING_COMPLETED"
+    started = [e for e in one if e["event"] == "PROCESSING_STARTED"]
+    assert [e["data"]["details"]["attempt"] for e in started] == [1, 2]

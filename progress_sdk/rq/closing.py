@@ -16,7 +16,14 @@ from .. import defaults as d
 from ..publisher import ProgressPublisher
 from .state import RunRecord, RunState
 
-__all__ = ["close_job", "finalize_run", "publish_model_failed", "publish_terminal"]
+__all__ = [
+    "close_job",
+    "finalize_run",
+    "publish_model_failed",
+    "publish_retry",
+    "publish_terminal",
+    "retry_job",
+]
 
 log = logging.getLogger("progress_sdk.rq")
 
@@ -51,6 +58,59 @@ def publish_model_failed(
             {"model_name": model, "error_message": error},
         )
     )
+
+
+def publish_retry(
+    publisher: ProgressPublisher, run: RunRecord, model: str, reason: str, *, attempt: int,
+    attempts: int,
+) -> None:
+    """Emit ``ANALYSIS_QUEUED`` for ``model``'s attempt ``attempt`` of ``attempts``.
+
+    Not ``ANALYSIS_FAILED``: the model is not done, and a UI that knows nothing of retries
+    shows it queued, which it is; the failed attempt's text goes in
+    ``data.details.retry_reason``. Readers count an ``ANALYSIS_QUEUED`` (or
+    ``ANALYSIS_STARTED``) with a higher ``details.attempt`` as the model's new run
+    (docs/contract.md, rule 2).
+    """
+    reason = _clip(reason, d.MAX_ERROR_MESSAGE_CHARS)
+    publisher.emit(
+        _fields(
+            run,
+            "ANALYSIS_QUEUED",
+            f"{model} retrying ({attempt}/{attempts}): {reason}",
+            {"model_name": model, "details": {
+                "attempt": attempt, "attempts": attempts, "retry_reason": reason}},
+        )
+    )
+
+
+def retry_job(
+    publisher: ProgressPublisher, state: RunState, job_id: str, reason: str,
+    *, attempt: int, attempts: int, delivery_timeout: float = 5.0,
+) -> bool:
+    """Announce that RQ runs the job again as attempt ``attempt`` of ``attempts``.
+
+    A model job's model, or every model of a single job's media (the whole media runs
+    again), is queued again with ``reason``; the media does not end. Once per attempt,
+    whoever (the horse, or the worker's parent after a crash) gets there first; the job
+    stays open, owned by no worker, so the sweeper reports it if RQ never runs it.
+    Returns False when the attempt was already announced (or the job is unknown).
+    """
+    record = state.load_job(job_id)
+    if record is None or record.run_key is None or not state.announce_attempt(job_id, attempt):
+        return False
+    run = state.load_run(record.run_key)
+    if run is None or run.terminal is not None:
+        return False
+    if record.role == "model" and record.model:
+        models = [record.model] if run.models.get(record.model) != "completed" else []
+    else:
+        models = list(run.models)
+    for model in models:
+        state.set_model(run.key, model, "queued")
+        publish_retry(publisher, run, model, reason, attempt=attempt, attempts=attempts)
+    publisher.flush(delivery_timeout)
+    return True
 
 
 def publish_terminal(

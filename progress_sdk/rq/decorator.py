@@ -36,10 +36,11 @@ from rq import get_current_job
 
 from ..events import EventType
 from ..exceptions import TrackingError
+from ..failures import describe_error
 from ..publisher import ProgressPublisher
 from ..tracking import MediaRun, ModelRun, track_progress
 from . import settings
-from .closing import publish_terminal
+from .closing import publish_terminal, retry_job
 from .mirror import MetaMirror, snapshot
 from .state import RunState
 
@@ -159,18 +160,40 @@ class JobTracking:
         self.models: tuple[str, ...] = tuple(models)
         self.layout = "per-model" if self.model_name is not None else "single"
         self.job = job
+        self._state = state
+        self.attempt, self.attempts = self._attempt()
+        """This run's attempt and how many RQ allows (``Retry(max=N)``: N + 1); 1 and 1
+        without retries."""
         # A model job's run ends in whichever process ends the media's last model.
         self.run = MediaRun(
             publisher, self.media_id, self.user_id, filename=self.filename,
             run_id=self.run_id, ends_elsewhere=self.layout == "per-model",
+            attempt=(self.attempt, self.attempts) if self.attempts > 1 else None,
         )
         self.failed_in_model: BaseException | None = None
-        self._state = state
         self._run_key = state.run_key(self.media_id, self.run_id) if state else None
         self._trackers: dict[str, TrackedModel] = {}
         self._settings = settings.current()
         self._mirror = MetaMirror(job, self._settings.meta_interval) if job is not None else None
         self._state_failed = False
+
+    def _attempt(self) -> tuple[int, int]:
+        retries_left = getattr(self.job, "retries_left", None)
+        if self._state is None or not isinstance(retries_left, int):
+            return 1, 1
+        try:
+            attempts = self._state.attempts(self.job.id, retries_left)
+        except redis.RedisError as exc:  # the job runs anyway; its attempt is unknown
+            log.warning("job %s: cannot read its attempt from the shared state (%s)",
+                        self.job.id, exc)
+            return 1, 1
+        return max(attempts - retries_left, 1), max(attempts, 1)
+
+    @property
+    def will_retry(self) -> bool:
+        """Whether RQ runs this job again if it fails now (``Retry`` attempts left)."""
+        retries_left = getattr(self.job, "retries_left", None)
+        return self._state is not None and isinstance(retries_left, int) and retries_left > 0
 
     def model(self, name: str | None = None) -> TrackedModel:
         """The tracker of model ``name`` (in a model job: of the job's model, by default)."""
@@ -241,6 +264,8 @@ class JobTracking:
 
     def _record(self) -> None:
         assert self._state is not None and self.job is not None
+        if self.attempt > 1:
+            self._state.reopen_job(self.job.id)  # the previous attempt left it closed
         key = self._state.record_run(
             media_id=self.media_id, user_id=self.user_id, run_id=self.run_id,
             filename=self.filename, layout=self.layout, models=list(self.models),
@@ -257,6 +282,24 @@ class JobTracking:
         self._shared("the run", self._record)
         if self.model_name is not None:
             self.model().start()
+
+    def _retry(self, error: BaseException) -> None:
+        """The job failed with attempts left: queue its model(s) again, end nothing."""
+        assert self._state is not None and self.job is not None
+        reason, _ = describe_error(error, self.publisher.error_messages)
+        # The run goes on in the next attempt's process: not failed by close() or exit.
+        self.run.hand_over()
+        try:
+            self.publisher.flush(self._settings.delivery_timeout)
+            self._shared(
+                "the retry", functools.partial(
+                    retry_job, attempt=self.attempt + 1, attempts=self.attempts,
+                    delivery_timeout=self._settings.delivery_timeout,
+                ), self.publisher, self._state, self.job.id, reason,
+            )
+        finally:
+            if self._mirror is not None:
+                self._mirror.close(1.0)
 
     def _close(self, error: BaseException | None) -> None:
         """End what the job left open, by rule 5, and wait (bounded) for delivery."""
@@ -334,7 +377,10 @@ def _run_job(
         tracking._open()
         result = func(tracking, *args, **kwargs)
     except BaseException as exc:
-        tracking._close(exc)
+        if tracking.will_retry and isinstance(exc, Exception):
+            tracking._retry(exc)  # RQ runs the job again: its model(s) are not done
+        else:
+            tracking._close(exc)
         raise
     tracking._close(None)
     return result

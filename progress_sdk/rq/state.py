@@ -69,6 +69,21 @@ return {1, redis.call('HSETNX', KEYS[1], 'terminal', 'claimed')}
 """
 
 
+# A failed attempt's retry is announced once: the horse's decorator and the worker's
+# parent process (after a crash) may both try. Returns 1 for the first to name attempt
+# ARGV[1] as the next one, 0 after; the job's owner is cleared (a retry waits in RQ's
+# queue, owned by no worker: the sweeper checks its RQ status instead).
+_NEXT_ATTEMPT = """
+local next = tonumber(ARGV[1])
+local announced = tonumber(redis.call('HGET', KEYS[1], 'next_attempt') or '0')
+if announced >= next then return 0 end
+redis.call('HSET', KEYS[1], 'next_attempt', next)
+redis.call('HDEL', KEYS[1], 'owner')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """What the shared state knows about one media run."""
@@ -127,6 +142,7 @@ class RunState:
         self.prefix = prefix
         self.ttl = ttl
         self._end_model = connection.register_script(_END_MODEL)
+        self._next_attempt = connection.register_script(_NEXT_ATTEMPT)
 
     # -- keys ---------------------------------------------------------------------
 
@@ -258,6 +274,29 @@ class RunState:
                 pipe.hset(key, mapping=fields)
             pipe.expire(key, self.ttl)
             pipe.zadd(self.open_key, {job_id: time.time()}, nx=True)
+            pipe.execute()
+
+    def attempts(self, job_id: str, retries_left: int) -> int:
+        """How many attempts the job has in all: recorded at its first attempt, when RQ's
+        ``retries_left`` still equals ``Retry(max=...)`` (RQ keeps no ``max``)."""
+        key = self.job_key(job_id)
+        with self.connection.pipeline() as pipe:
+            pipe.hsetnx(key, "attempts", retries_left + 1)
+            pipe.hget(key, "attempts")
+            pipe.expire(key, self.ttl)
+            _, stored, _ = pipe.execute()
+        return int(stored)
+
+    def announce_attempt(self, job_id: str, attempt: int) -> bool:
+        """Take the announcement of the job's attempt ``attempt`` (its retry) on this
+        process; False when it was already announced."""
+        return bool(self._next_attempt(keys=[self.job_key(job_id)], args=[attempt, self.ttl]))
+
+    def reopen_job(self, job_id: str) -> None:
+        """A retried job runs again: its events are not all out any more."""
+        with self.connection.pipeline() as pipe:
+            pipe.hdel(self.job_key(job_id), "closed")
+            pipe.zadd(self.open_key, {job_id: time.time()})
             pipe.execute()
 
     def load_job(self, job_id: str) -> JobRecord | None:

@@ -33,7 +33,7 @@ from rq import Worker
 from ..failures import traceback_text
 from ..publisher import ProgressPublisher
 from . import settings
-from .closing import close_job
+from .closing import close_job, retry_job
 from .state import RunState
 from .sweeper import sweep
 
@@ -83,6 +83,14 @@ def unloadable(job: Any) -> str | None:
     return None
 
 
+def _waits_for_retry(job: Any) -> bool:
+    """Whether RQ queued (or scheduled) the job again after this attempt failed."""
+    if getattr(job, "retries_left", None) is None:
+        return False  # enqueued without Retry: the common case costs no round trip
+    status = job.get_status(refresh=True)
+    return getattr(status, "value", status) in ("queued", "scheduled")
+
+
 class TrackingWorker(Worker):
     """An ``rq.Worker`` that reports tracked jobs its work horses could not."""
 
@@ -129,17 +137,40 @@ class TrackingWorker(Worker):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call,unused-ignore]
 
     def handle_job_failure(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
-        """Report the job's open models and media, then let RQ record the failure."""
+        """Report the job's open models and media (or, when RQ will retry it, its next
+        attempt), then let RQ record the failure."""
         exc_string = kwargs.get("exc_string", "")
         # Only in the horse, which has just tried the import: the parent runs no job code.
         if self.is_horse and unloadable(job) is not None:
             exc_string = f"the worker could not load this job's code ({job.func_name})"
-        self._report(job, exc_string, self._killed.pop(job.id, None))
+        exit_status = self._killed.pop(job.id, None)
+        # RQ retries any failure but a stop command (it marks the job stopped instead).
+        if getattr(job, "should_retry", False) and "stopped" not in exc_string.lower():
+            self._report_retry(job, failure_reason(job, exc_string, exit_status))
+        else:
+            self._report(job, exc_string, exit_status)
         return super().handle_job_failure(job, queue, *args, **kwargs)
+
+    def _report_retry(self, job: Any, reason: str) -> None:
+        # The decorator announced the retry already when the job raised; this one is for
+        # a horse that died, or a job that failed before its code ran.
+        try:
+            config = settings.current()
+            state = self._shared_state()
+            attempts = state.attempts(job.id, job.retries_left)
+            retry_job(
+                settings.default_publisher(), state, job.id, reason,
+                attempt=attempts - job.retries_left + 1, attempts=attempts,
+                delivery_timeout=config.delivery_timeout,
+            )
+        except Exception:
+            log.exception("job %s: could not report its retry", job.id)
 
     def _report(self, job: Any, exc_string: str, exit_status: int | None) -> None:
         # Never let reporting break the worker: RQ must still record the job's end.
         try:
+            if _waits_for_retry(job):
+                return  # RQ queued it again: its next attempt reports, not this one
             config = settings.current()
             close_job(
                 settings.default_publisher(), self._shared_state(), job.id,
