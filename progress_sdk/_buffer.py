@@ -580,12 +580,14 @@ class EventBuffer:
         return 0 <= position < len(self._queue) and self._queue[position] is not None
 
     def _media_at(self, ticket: int) -> str:
-        """The media of a waiting event (parsed back from its bytes if in the arena)."""
+        """The media of a waiting event, parsed back from its bytes if it has no entry: in
+        the arena, or put back (a batch taken from the arena is put back as bytes)."""
         item = self._queue[ticket - self._popped]
-        if item is IN_ARENA:
-            media_id: str = json.loads(self._arena.get(ticket))["media_id"]
-            return media_id
-        return str(item.media_id)
+        if isinstance(item, Entry):
+            return item.media_id
+        wire = self._arena.get(ticket) if item is IN_ARENA else item
+        media_id: str = json.loads(wire)["media_id"]
+        return media_id
 
     def _victim(self, rank: int) -> int | None:
         """Remove and return the ticket of the oldest waiting event of ``rank`` (among

@@ -268,3 +268,44 @@ def test_lifecycle_events_kept_as_bytes_go_out_in_order_across_put_backs_and_evi
     for media in range(7):
         seqs = [e["seq"] for e in sent if e["media_id"] == f"m{media}"]
         assert seqs == sorted(seqs)
+
+
+# -- overflow: starts and terminal events across runs, repeats and put-backs ---------------
+
+
+def start(media: str, run: str | None = None) -> Entry:
+    body = fields("PROCESSING_STARTED", media, model=None)
+    if run is not None:
+        body["run_id"] = run
+    return entry(body)
+
+
+def end(media: str, run: str | None = None) -> Entry:
+    body = fields("PROCESSING_COMPLETED", media, model=None)
+    if run is not None:
+        body["run_id"] = run
+    return entry(body)
+
+
+def sent_events(batch: list[Any]) -> list[tuple[str, str, str | None]]:
+    decoded = [json.loads(wire(item)) for item in batch]
+    return [(e["media_id"], e["event"][11:], e.get("run_id")) for e in decoded]
+
+
+def test_a_put_back_terminal_event_that_gives_way_is_counted_not_a_crash():
+    """A batch put back holds bytes, not arena placeholders: when its terminal event of a
+    media on screen must give way, the loss is counted and named (emit must not raise)."""
+    buffer = EventBuffer(2, 0.0)
+    for media in ("a", "b", "c"):
+        buffer.accept(start(media))
+        taken(buffer)  # each start is on screen
+    buffer.accept(end("a"))
+    buffer.accept(end("b"))
+    buffer.finish_batch(requeue=buffer.take(10))  # the connect failed: put back
+    assert buffer.accept(end("c")) is True
+    assert buffer.terminals_lost == 1 and buffer.last_terminal_lost == "a"
+    assert dict(buffer.dropped) == {"evicted": 1}
+    assert sent_events(buffer.take(10)) == [
+        ("b", "COMPLETED", None),
+        ("c", "COMPLETED", None),
+    ]
