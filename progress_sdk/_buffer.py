@@ -28,11 +28,13 @@ injected, so every policy here is unit-tested deterministically.
   progress, a value a newer one of its key supersedes goes first); otherwise the newcomer
   is dropped. A start ranks below a terminal event because the terminal may belong to a
   media already on screen, whose panel would stay open forever without it, while a start
-  that gives way only keeps a panel from opening; a start evicted while its terminal
-  event waits behind it takes that terminal event with it (a media nobody saw, which
-  would otherwise hold a terminal's place). So a media's terminal event is only ever lost
-  when the waiting events are all terminal events of media whose start was not lost,
-  counted in ``terminals_lost``; and every loss before it shows as a gap in its ``seq``.
+  that gives way only keeps a panel from opening; the last start of a run evicted while
+  the run's terminal event waits behind it takes that terminal event with it (a run
+  nobody saw, which would otherwise hold a terminal's place). What counts is the *run*:
+  rule 1 lets it announce itself more than once, and a re-analysis of the media is
+  another run (``_start_watch``). So a media's terminal event is only ever lost when the
+  waiting events are all terminal events of runs someone may have seen, counted in
+  ``terminals_lost``; and every loss before it shows as a gap in its ``seq``.
 - **Memory.** Without a batch hook or shard routing, a numbered lifecycle event is kept
   as its bytes alone, back to back with the others in one bytearray (``WireArena``): no
   per-event object, so a full garbage collection costs the same with 100,000 events
@@ -59,6 +61,7 @@ from typing import Any
 
 from . import _rules
 from . import defaults as d
+from ._start_watch import StartWatch
 from ._wire import WireEncoder
 
 _PROGRESS = _rules.PROGRESS_EVENT_NAMES
@@ -306,80 +309,6 @@ class WireArena:
         self._ends = array("q")
         self._first = first_ticket
         self._start = self._shift = 0
-
-
-class StartWatch:
-    """Which media's ``PROCESSING_STARTED`` is in the buffer (waiting or in flight), and
-    which media's start was lost here (evicted, or dropped on arrival), for the overflow
-    ranks: a terminal event of a media whose start was lost closes a panel that never
-    opened, and one accepted while its media's start is still here goes if that start
-    is evicted later (see the module doc). Keyed by media: runs of a media follow one
-    another. A repeated start (rule 1 allows it) is not tracked while the first is here.
-    """
-
-    def __init__(self) -> None:
-        # media -> ticket of its start, oldest first (tickets rise), and the reverse.
-        self._by_media: OrderedDict[str, int] = OrderedDict()
-        self._by_ticket: dict[int, str] = {}
-        self._ends: dict[str, int] = {}  # media -> its terminal event's ticket, start still here
-        self._lost: OrderedDict[str, None] = OrderedDict()  # least recently lost first out
-
-    def started(self, media_id: str, ticket: int | None) -> None:
-        """A start entered the queue as ``ticket``, or was dropped on arrival (None)."""
-        if ticket is None:
-            self._lose(media_id)
-            return
-        self._lost.pop(media_id, None)
-        if media_id not in self._by_media:
-            self._by_media[media_id] = ticket
-            self._by_ticket[ticket] = media_id
-
-    def lost(self, media_id: str) -> bool:
-        """Whether the media's latest start was lost here and its terminal has not come."""
-        return media_id in self._lost
-
-    def ended(self, media_id: str, ticket: int | None) -> None:
-        """A media's terminal event entered the queue as ``ticket`` (None: dropped)."""
-        self._lost.pop(media_id, None)
-        if ticket is not None and media_id in self._by_media:
-            self._ends[media_id] = ticket
-
-    def evicted(self, ticket: int) -> int | None:
-        """The start at ``ticket`` was evicted; returns the ticket of its media's terminal
-        event, accepted since, which goes with it (None: none came yet)."""
-        media_id = self._by_ticket.pop(ticket, None)
-        if media_id is None:
-            return None  # a repeated start, not tracked
-        del self._by_media[media_id]
-        end = self._ends.pop(media_id, None)
-        if end is None:
-            self._lose(media_id)
-        return end
-
-    def settled(self, before: int) -> None:
-        """Every ticket below ``before`` is published or dropped: forget those starts."""
-        by_media = self._by_media
-        while by_media:
-            media_id, ticket = next(iter(by_media.items()))
-            if ticket >= before:
-                return
-            by_media.popitem(last=False)
-            del self._by_ticket[ticket]
-            self._ends.pop(media_id, None)
-
-    def clear(self) -> None:
-        """Forget everything (the buffer was drained)."""
-        self._by_media.clear()
-        self._by_ticket.clear()
-        self._ends.clear()
-        self._lost.clear()
-
-    def _lose(self, media_id: str) -> None:
-        lost = self._lost
-        lost[media_id] = None
-        lost.move_to_end(media_id)
-        if len(lost) > d.MAX_REMEMBERED_MEDIA:
-            lost.popitem(last=False)  # forgotten: its terminal event ranks as on screen
 
 
 # How far eviction looks for a superseded progress value before taking the oldest.
@@ -704,6 +633,9 @@ class EventBuffer:
         (no longer replaceable; still evictable, by rank, like any waiting event)."""
         if requeue:
             keep = {id(item) for item in requeue}
+            for i, item in enumerate(self._taken):
+                if item is not None and id(item) not in keep:
+                    self._starts.went_out(self._taken_start + i)
             back = [item if id(item) in keep else None for item in self._taken]
             for item in back:
                 if item is not None and type(item) is not bytes:

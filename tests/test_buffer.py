@@ -309,3 +309,54 @@ def test_a_put_back_terminal_event_that_gives_way_is_counted_not_a_crash():
         ("b", "COMPLETED", None),
         ("c", "COMPLETED", None),
     ]
+
+
+def test_evicting_a_finished_run_s_start_leaves_the_next_run_s_terminal_event():
+    """A media re-analysed while the buffer waits: the first run's start gives way with
+    the first run's terminal event, never with the second run's (whose start goes out)."""
+    buffer = EventBuffer(4, 0.0)
+    for entry_ in (start("m", "r1"), end("m", "r1"), start("m", "r2"), end("m", "r2")):
+        buffer.accept(entry_)
+    buffer.accept(start("n"))  # full: the oldest start, r1's, gives way
+    out = sent_events(buffer.take(10))
+    assert ("m", "STARTED", "r2") in out
+    assert ("m", "COMPLETED", "r2") in out, out
+    assert buffer.terminals_lost == 0
+
+
+def test_a_repeated_start_still_waiting_keeps_the_terminal_event_of_its_run():
+    """Rule 1: a run announced twice. The first announcement gives way; the repeat still
+    opens the panel, so the run's terminal event must stay."""
+    buffer = EventBuffer(4, 0.0)
+    for entry_ in (start("m"), start("n"), start("m"), end("m")):
+        buffer.accept(entry_)
+    buffer.accept(start("o"))  # full: m's first start, the oldest, gives way
+    out = sent_events(buffer.take(10))
+    assert ("m", "STARTED", None) in out
+    assert ("m", "COMPLETED", None) in out, out
+
+
+def test_a_repeated_start_after_one_went_out_never_makes_the_run_unseen():
+    """Rule 1: the run's first start was published; a repeat that gives way, or is
+    dropped on arrival, leaves a panel open all the same: the terminal event ranks as
+    that of a media on screen, and its loss is counted."""
+    buffer = EventBuffer(2, 0.0)
+    buffer.accept(start("m"))
+    taken(buffer)  # m is on screen
+    buffer.accept(start("m"))  # the repeat
+    buffer.accept(end("m"))
+    buffer.accept(start("n"))  # full: m's repeat, the oldest start, gives way
+    out = sent_events(buffer.take(10))
+    assert ("m", "COMPLETED", None) in out, out
+    buffer.finish_batch()
+    # Dropped on arrival: a buffer full of terminal events of media on screen.
+    buffer = EventBuffer(2, 0.0)
+    for media in ("m", "a", "b"):
+        buffer.accept(start(media))
+        taken(buffer)
+    buffer.accept(end("a"))
+    buffer.accept(end("b"))
+    assert buffer.accept(start("m")) is False  # the repeat, dropped
+    assert buffer.accept(end("m")) is True  # evicts a's: m's panel is open too
+    assert buffer.terminals_lost == 1
+    assert ("m", "COMPLETED", None) in sent_events(buffer.take(10))
