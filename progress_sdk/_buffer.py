@@ -19,8 +19,9 @@ injected, so every policy here is unit-tested deterministically.
   (partly, or read by Redis), and what Redis may have published cannot be taken back. So a
   connect that hangs with the whole buffer in flight leaves the buffer's full capacity to
   the events accepted meanwhile, under the same ranks; at most ``capacity`` plus one batch
-  is held. A batch put back (nothing of it was written, or Redis certainly did not run it)
-  waits again, evictable like any waiting event. Events rank: progress, then other
+  is held. A batch put back waits again, evictable like any waiting event; if it had
+  been written before its connection failed, Redis may have published it, so its starts
+  count as maybe on screen (``finish_batch``'s ``written``). Events rank: progress, then other
   lifecycle events, then a model's terminal event, then a media's ``PROCESSING_STARTED``,
   then the terminal event of a media whose start was lost here (an *orphan*: no panel
   opened for it), then a media's terminal event. When full, a newcomer evicts the oldest
@@ -627,14 +628,17 @@ class EventBuffer:
         self.in_flight = batch
         return batch
 
-    def finish_batch(self, requeue: list[Any] | None = None) -> None:
+    def finish_batch(self, requeue: list[Any] | None = None, *, written: bool = True) -> None:
         """The batch in flight is settled (published or dropped, as the sender counted),
         except ``requeue``: those go back to the head, unchanged and ahead of everything
-        (no longer replaceable; still evictable, by rank, like any waiting event)."""
+        (no longer replaceable; still evictable, by rank, like any waiting event).
+        ``written``: the batch reached a connection, so Redis may have published what is
+        put back (its starts count as maybe on screen); False only when nothing of it
+        can have been (no connection)."""
         if requeue:
             keep = {id(item) for item in requeue}
             for i, item in enumerate(self._taken):
-                if item is not None and id(item) not in keep:
+                if item is not None and (written or id(item) not in keep):
                     self._starts.went_out(self._taken_start + i)
             back = [item if id(item) in keep else None for item in self._taken]
             for item in back:

@@ -359,7 +359,7 @@ class Sender:
             elif not delivery.resend:
                 self._lose_unknown_locked(rest, delivery)
             else:
-                self.buffer.finish_batch(rest)
+                self.buffer.finish_batch(rest, written=delivery.written)
             self.settled.notify_all()
         if not delivery.not_sent:
             self._outage_over()

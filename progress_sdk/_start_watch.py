@@ -14,8 +14,11 @@ screen. Both are judgements about a *run*, not about one start event:
 - A terminal event closes the run, and the media's next start begins a new one
   (re-analysis): a terminal event belongs to the run it closes, so evicting the first
   run's start never takes the second run's terminal event.
-- A start that went out, or may have, makes its run *shown* for good: published, or
-  dropped after it was sent (of unknown fate), also from a batch whose tail was put back.
+- A start that went out, or may have, makes its run *shown* for good: published or
+  dropped after it was sent (of unknown fate), also from a batch whose tail was put back,
+  or put back after its batch was written (a connection cut after Redis forwarded the
+  batch: the contract's duplicates). Only a batch put back unwritten (no connection)
+  leaves its starts unseen.
 
 Whatever is forgotten (an open run past ``MAX_REMEMBERED_MEDIA``) counts as shown: its
 terminal event then ranks as one on screen, and its loss is counted, never silent.

@@ -78,11 +78,16 @@ class Delivery:
     unsent: tuple[int, ...] | None = None
     """Positions in the batch of the ``not_sent`` events when they are not simply its
     last ones (a Redis Cluster batch spans masters, and one master may fail alone)."""
+    written: bool = True
+    """Whether the batch was written to a connection. A ``not_sent`` event of a written
+    batch may have been published all the same (a connection cut after Redis forwarded
+    it: the contract's duplicates), so the buffer counts its start as maybe on screen;
+    False only when no connection could be made."""
 
     @classmethod
     def nothing_sent(cls, count: int, error: str) -> Delivery:
         """No connection: none of ``count`` events was written."""
-        return cls(published=0, not_sent=count, resend=True, error=error)
+        return cls(published=0, not_sent=count, resend=True, error=error, written=False)
 
 
 class Transport(Protocol):

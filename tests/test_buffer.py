@@ -301,7 +301,7 @@ def test_a_put_back_terminal_event_that_gives_way_is_counted_not_a_crash():
         taken(buffer)  # each start is on screen
     buffer.accept(end("a"))
     buffer.accept(end("b"))
-    buffer.finish_batch(requeue=buffer.take(10))  # the connect failed: put back
+    buffer.finish_batch(requeue=buffer.take(10), written=False)  # the connect failed
     assert buffer.accept(end("c")) is True
     assert buffer.terminals_lost == 1 and buffer.last_terminal_lost == "a"
     assert dict(buffer.dropped) == {"evicted": 1}
@@ -360,3 +360,18 @@ def test_a_repeated_start_after_one_went_out_never_makes_the_run_unseen():
     assert buffer.accept(end("m")) is True  # evicts a's: m's panel is open too
     assert buffer.terminals_lost == 1
     assert ("m", "COMPLETED", None) in sent_events(buffer.take(10))
+
+
+def test_a_start_put_back_after_it_was_written_counts_as_maybe_on_screen():
+    """A batch written and then cut (a reset) is put back, but Redis may have published
+    it: giving way, its start does not take the terminal event along. Put back unwritten
+    (no connection), nobody saw it: the terminal event goes with it."""
+    for written in (True, False):
+        buffer = EventBuffer(3, 0.0)
+        buffer.accept(start("m"))
+        buffer.finish_batch(requeue=buffer.take(10), written=written)
+        buffer.accept(end("m"))
+        buffer.accept(start("n"))
+        buffer.accept(start("o"))  # full: m's start, the oldest, gives way
+        out = sent_events(buffer.take(10))
+        assert (("m", "COMPLETED", None) in out) is written, out

@@ -457,3 +457,54 @@ def test_a_hanging_connect_with_the_whole_buffer_in_flight_leaves_no_started_med
         publisher.close(2)
         collector.close()
         proxy.close()
+
+
+def test_a_start_published_before_a_cut_keeps_its_terminal_event_through_an_overflow(server):
+    """Issue 17: Redis publishes a batch, then the connection is cut before its reply: the
+    batch is put back, but its start is on screen. When the outage that follows overflows
+    the buffer, that start may give way (it went out already); its terminal event must
+    not go with it, as it would with a start nobody saw."""
+    proxy = TcpProxy(("127.0.0.1", server.port))
+    collector = Collector(server.url, "cutstart")
+    assert collector.subscribed.wait(5)
+    publisher = ProgressPublisher(
+        proxy.url,
+        "cutstart",
+        buffer_size=2,
+        min_progress_interval=0,
+        finish_flush_timeout=0,
+        snapshots=False,
+    )
+    try:
+        one_run(publisher, "before")  # connected
+        assert publisher.flush(15)
+        before = len(collector.wait_for(publisher.stats().published))
+        proxy.hold_replies = True  # Redis publishes the start; its reply never comes back
+        seen = publisher.media("seen", "u1")
+        seen.start()
+        assert len(collector.wait_for(before + 1)) == before + 1
+        assert b'"PROCESSING_STARTED"' in collector.messages[before]
+        proxy.cut()  # reset: the start is put back; then connects are refused
+        proxy.hold_replies = False
+        deadline = time.monotonic() + 30  # fails a hung test only
+        while "refused" not in (publisher.stats().last_error or "").lower():
+            assert time.monotonic() < deadline, publisher.stats()
+            time.sleep(0.01)
+        with seen.model("A") as model:
+            model.progress(1, 2)
+        seen.finish()
+        for i in range(20):  # media nobody sees: their starts fill the buffer
+            one_run(publisher, f"unseen-{i}")
+        proxy.restore()
+        assert publisher.flush(30)
+        stats = publisher.stats()
+        # The start's first copy was published but not confirmed: one more than counted.
+        wire = collector.wait_for(stats.published + 1)
+        assert len(wire) == stats.published + 1
+        assert _runs_left_open(wire) == []
+        assert b'"PROCESSING_COMPLETED"' in b"".join(m for m in wire if b'"seen"' in m)
+        assert stats.terminals_lost == 0
+    finally:
+        publisher.close(2)
+        collector.close()
+        proxy.close()
