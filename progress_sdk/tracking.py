@@ -41,6 +41,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -52,7 +53,14 @@ from .events import EventType
 from .exceptions import InvalidEventError, Problem, ProgressSDKError, TrackingError
 from .failures import describe_error
 
-__all__ = ["MediaRun", "ModelRun", "fail_open_runs", "inside_a_run", "track_progress"]
+__all__ = [
+    "MediaRun",
+    "ModelRun",
+    "current_model",
+    "fail_open_runs",
+    "inside_a_run",
+    "track_progress",
+]
 
 logger = logging.getLogger("progress_sdk")
 
@@ -180,6 +188,21 @@ def inside_a_run(sink: EventSink) -> bool:
 
 ProgressReport = Callable[..., None]
 """A model's ``progress(done, total, *, event, phase, details)``."""
+
+# The model this thread (or asyncio task) started last: what a progress bar that is not
+# handed a model reports to (progress_sdk.tqdm). A context variable, so two threads each
+# running a model each get their own.
+_current: ContextVar[ModelRun | None] = ContextVar("progress_sdk_current_model", default=None)
+
+
+def current_model() -> ModelRun | None:
+    """The model this thread (or task) started last, while it runs; else ``None``.
+
+    A model ended from another thread (``close()`` failing open runs) is not current any
+    more, although that thread could not reset this one's context.
+    """
+    model = _current.get()
+    return model if model is not None and model.state == "started" else None
 
 
 def track_progress(
@@ -563,6 +586,9 @@ class ModelRun:
         self._detached = detached
         # Rule 3, per progress event type: progress never decreases, total never changes.
         self._last_progress: dict[str, tuple[int, int]] = {}
+        self.reporter: ProgressReport = self.progress
+        """What reports this model's progress for a bar bound to it (``current_model``):
+        ``progress``, or a wrapper's (RQ's ``TrackedModel`` also mirrors into job.meta)."""
 
     def _emit(self, event: str, message: str, data: dict[str, Any]) -> None:
         if not self._detached:
@@ -586,6 +612,7 @@ class ModelRun:
                 raise TrackingError(f"model {self.model_name!r} already {self._state}")
             self._state = "started"
             self._emit("ANALYSIS_STARTED", text, {})
+        _current.set(self)
         return self
 
     def _require_started(self, what: str) -> None:

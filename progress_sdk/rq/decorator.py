@@ -62,6 +62,7 @@ class TrackedModel:
         self._tracking = tracking
         self._model = model
         self.model_name = model.model_name
+        model.reporter = self.progress  # a tqdm bar bound to the model mirrors too
 
     @property
     def state(self) -> str:
