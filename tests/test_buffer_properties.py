@@ -4,8 +4,12 @@ Every media whose PROCESSING_STARTED was sent gets its terminal event sent, unle
 that terminal event gave way, the waiting events were all terminal events of media whose
 start was sent or in flight (counted in ``terminals_lost``); and every event lost before
 a media's last sent event shows as a gap in its ``seq``. This holds in every state of the
-sender, including while a batch is in flight (a connect that hangs) and after it is put
-back; and ``accepted == published + coalesced + dropped + queued`` after every step.
+sender, including while a batch is in flight (a connect that hangs), after it is put
+back unwritten (no connection), and after it is published in part or cut after it was
+written (Redis may have published the rest: consumers may have seen it). "Media" means a
+*run* of a media: a run may announce itself more than once (rule 1), and a media may be
+analysed again after its terminal event. ``accepted == published + coalesced + dropped
++ queued`` after every step.
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ MEDIA = 8
 MAX_BATCH = 8
 
 
-def make(media: str, event: str, model: str | None = None, done: int = 0) -> Entry:
+def make(media: str, event: str, model: str | None = None, done: int = 0, run: int = 0) -> Entry:
     data: dict[str, Any] = {}
     if model is not None:
         data["model_name"] = model
     if event == "FRAME_ANALYSIS_PROGRESS":
         data.update(progress=done, total=1000)
-    entry = Entry(
-        {"media_id": media, "user_id": "u", "event": event, "message": "m", "data": data}, 0.0
-    )
+    # The run id lets the test tell runs apart on the wire; the buffer tells them apart by
+    # order (a start after a terminal event begins another run), as without one.
+    fields = {"media_id": media, "user_id": "u", "event": event, "message": "m", "data": data}
+    entry = Entry({**fields, "run_id": f"r{run}"}, 0.0)
     if entry.progress_key is None:
         entry.serialise(ENCODER, keep=False)
     return entry
@@ -53,8 +58,24 @@ ops = st.lists(
         st.tuples(st.just("hang"), st.integers(1, MAX_BATCH)),
         st.tuples(st.just("connected"), st.just(0)),
         st.tuples(st.just("refused"), st.just(0)),
+        # The batch in flight: its first n published, the rest put back after the
+        # connection was cut (written: Redis may have published them too).
+        st.tuples(st.just("cut"), st.integers(0, MAX_BATCH)),
     ),
     max_size=150,
+)
+
+
+# Starts and terminal events only, over fewer media: repeats (rule 1), re-runs and
+# overflows of start and terminal events alone are frequent here, rare above.
+edge_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("start"), st.integers(0, 3)),
+        st.tuples(st.just("end"), st.integers(0, 3)),
+        st.tuples(st.sampled_from(["send", "outage", "hang", "cut"]), st.integers(0, 4)),
+        st.tuples(st.sampled_from(["connected", "refused"]), st.just(0)),
+    ),
+    max_size=60,
 )
 
 
@@ -64,11 +85,7 @@ def _decoded(item: Any) -> dict[str, Any]:
     return event
 
 
-def _event_of(item: Any) -> tuple[str, str]:
-    if isinstance(item, Entry):
-        return item.media_id, item.event
-    event = json.loads(item)
-    return event["media_id"], event["event"]
+Run = tuple[str, str]  # (media, run id)
 
 
 class Harness:
@@ -77,25 +94,37 @@ class Harness:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.buffer = EventBuffer(capacity, 0.0)
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []  # confirmed published
+        self.seen: dict[tuple[str, int], dict[str, Any]] = {}  # what consumers may have seen
         self.flight: list[Any] | None = None  # the batch in flight, if any
         self.accepted = 0
         self.done = [0] * MEDIA
-        self.started: set[int] = set()
-        self.ended: set[int] = set()
+        self.run = [0] * MEDIA  # the media's current run
+        self.live: set[int] = set()  # media whose current run has not ended
+        self.ended: set[Run] = set()
         self.numbered = [0] * MEDIA  # events of each media that took a seq number
-        self.terminal_lost_legitimately: set[str] = set()
+        self.end_seq: dict[Run, int] = {}  # the seq each run's terminal event took
+        self.terminal_lost_legitimately: set[Run] = set()
+        self.events: dict[int, tuple[str, str, str]] = {}  # id(entry) -> what it is
 
-    # -- what the buffer knows as "on screen, or may be": a start sent or in flight --------
+    def event_of(self, item: Any) -> tuple[str, str, str]:
+        """(media, run, event type) of a queued item."""
+        if isinstance(item, Entry):
+            return self.events[id(item)]
+        event = json.loads(item)
+        return event["media_id"], event["run_id"], event["event"]
 
-    def start_out(self, media: str) -> bool:
-        start = (media, "PROCESSING_STARTED")
-        return any((e["media_id"], e["event"]) == start for e in self.sent) or any(
-            _event_of(item) == start for item in self.flight or []
-        )
+    # -- what the buffer knows as "on screen, or may be": a start of the run seen or in flight
 
-    def accept(self, entry: Entry, media: int) -> None:
-        buffer = self.buffer
+    def start_out(self, run: Run) -> bool:
+        start = (*run, "PROCESSING_STARTED")
+        seen = ((e["media_id"], e["run_id"], e["event"]) for e in self.seen.values())
+        return start in seen or any(self.event_of(item) == start for item in self.flight or [])
+
+    def accept(self, media: int, event: str, model: str | None = None, done: int = 0) -> None:
+        buffer, name = self.buffer, f"m{media}"
+        entry = make(name, event, model, done, self.run[media])
+        self.events[id(entry)] = (name, f"r{self.run[media]}", event)
         before = dict(buffer.waiting())
         coalesced = buffer.coalesced
         lost_count = buffer.terminals_lost
@@ -103,49 +132,54 @@ class Harness:
         self.accepted += 1
         if buffer.coalesced == coalesced:
             self.numbered[media] += 1
+            if event == "PROCESSING_COMPLETED":
+                self.end_seq[(name, f"r{self.run[media]}")] = self.numbered[media]
         after = {ticket for ticket, _ in buffer.waiting()}
         lost = [item for ticket, item in before.items() if ticket not in after]
         if entry.state == DONE and buffer.coalesced == coalesced:  # dropped at once
             lost.append(entry)
         needed_losses = 0
         for item in lost:
-            name, event = _event_of(item)
-            if event != "PROCESSING_COMPLETED":
-                continue
-            if self.start_out(name):
-                # A terminal event of a media that may be on screen gives way only when
-                # the buffer is full of those.
-                needed_losses += 1
-                assert len(before) >= self.capacity, (name, before)
-                for other in before.values():
-                    other_name, other_event = _event_of(other)
-                    assert other_event == "PROCESSING_COMPLETED", (name, other_event)
-                    assert self.start_out(other_name), (name, other_name)
-                self.terminal_lost_legitimately.add(name)
-            else:
-                # A media nobody saw: its start went too (or never got in).
-                assert all(
-                    _event_of(item) != (name, "PROCESSING_STARTED") for _, item in buffer.waiting()
-                ), name
+            lost_name, lost_run, lost_event = self.event_of(item)
+            if lost_event == "PROCESSING_COMPLETED":
+                needed_losses += self.check_terminal_loss((lost_name, lost_run), before)
         assert buffer.terminals_lost - lost_count == needed_losses
+
+    def check_terminal_loss(self, run: Run, before: dict[int, Any]) -> int:
+        """A terminal event gave way: legitimate, and counted, only when the buffer was
+        full of terminal events of runs that may be on screen; or its run nobody saw (and
+        none of its starts is left to open a panel). Returns the losses to be counted."""
+        if self.start_out(run):
+            assert len(before) >= self.capacity, (run, before)
+            for other in before.values():
+                *other_run, other_event = self.event_of(other)
+                assert other_event == "PROCESSING_COMPLETED", (run, other_event)
+                assert self.start_out((other_run[0], other_run[1])), (run, other_run)
+            self.terminal_lost_legitimately.add(run)
+            return 1
+        start = (*run, "PROCESSING_STARTED")
+        assert all(self.event_of(item) != start for _, item in self.buffer.waiting()), run
+        return 0
 
     def play(self, op: tuple[Any, ...]) -> None:
         kind, media = op[0], op[1]
-        name = f"m{media}"
-        live = media in self.started - self.ended
-        if kind == "start" and media not in self.started:
-            self.started.add(media)
-            self.accept(make(name, "PROCESSING_STARTED"), media)
+        live = media in self.live
+        if kind == "start":  # a new run, or a repeat of the live one's start (rule 1)
+            if not live and (f"m{media}", f"r{self.run[media]}") in self.ended:
+                self.run[media] += 1  # analysed again
+            self.live.add(media)
+            self.accept(media, "PROCESSING_STARTED")
         elif kind == "model" and live:
-            self.accept(make(name, op[2], "A"), media)
+            self.accept(media, op[2], "A")
         elif kind == "progress" and live:
             self.done[media] += 1
-            self.accept(make(name, "FRAME_ANALYSIS_PROGRESS", f"M{op[2]}", self.done[media]), media)
+            self.accept(media, "FRAME_ANALYSIS_PROGRESS", f"M{op[2]}", self.done[media])
         elif kind == "model_end" and live:
-            self.accept(make(name, "ANALYSIS_COMPLETED", "A"), media)
+            self.accept(media, "ANALYSIS_COMPLETED", "A")
         elif kind == "end" and live:
-            self.ended.add(media)
-            self.accept(make(name, "PROCESSING_COMPLETED"), media)
+            self.live.discard(media)
+            self.ended.add((f"m{media}", f"r{self.run[media]}"))
+            self.accept(media, "PROCESSING_COMPLETED")
         elif self.flight is None and kind in ("send", "outage", "hang"):
             self.flight = self.buffer.take(op[1])
             if kind == "send":
@@ -156,18 +190,35 @@ class Harness:
             self.publish()
         elif self.flight is not None and kind == "refused":
             self.put_back()
+        elif self.flight is not None and kind == "cut":
+            self.cut(op[1])
         self.check_accounting()
+
+    def show(self, items: list[Any]) -> None:
+        for item in items:
+            event = _decoded(item)
+            self.seen[(event["media_id"], event["seq"])] = event  # a repeat is dropped
 
     def publish(self) -> None:
         assert self.flight is not None
+        self.show(self.flight)
         self.sent += [_decoded(item) for item in self.flight]
         self.flight = None
         self.buffer.finish_batch()
 
     def put_back(self) -> None:
         assert self.flight is not None
-        self.buffer.finish_batch(requeue=self.flight)
+        self.buffer.finish_batch(requeue=self.flight, written=False)
         self.flight = None
+
+    def cut(self, published: int) -> None:
+        """The first ``published`` of the batch confirmed; the rest put back after the
+        connection was cut, and Redis published them all the same (the worst case)."""
+        assert self.flight is not None
+        flight, self.flight = self.flight, None
+        self.show(flight)
+        self.sent += [_decoded(item) for item in flight[:published]]
+        self.buffer.finish_batch(requeue=flight[published:], written=True)
 
     def check_accounting(self) -> None:
         buffer = self.buffer
@@ -216,29 +267,56 @@ class Harness:
 def test_every_sent_start_gets_its_terminal_unless_terminals_of_shown_media_filled_it(
     capacity, program
 ):
-    """Terminal events give way only to terminal events of media that may be on screen,
-    when nothing else waits; every loss before a media's terminal event is a gap in its
-    seq; the accounting is exact after every step."""
+    """Terminal events give way only to terminal events of runs that may be on screen,
+    when nothing else waits; every loss before a run's terminal event is a gap in its
+    media's seq; the accounting is exact after every step."""
+    _play_and_check(capacity, program)
+
+
+@settings(max_examples=300, deadline=None)
+@given(capacity=st.integers(1, 4), program=edge_ops)
+# A terminal event put back (bytes, not the arena's) gives way to another: counted.
+@example(
+    2,
+    [op for i in range(3) for op in (("start", i), ("send", 1))]
+    + [("end", 0), ("end", 1), ("outage", 4), ("end", 2)],
+)
+# A media analysed again: the first run's start goes with the first run's terminal.
+@example(4, [("start", 0), ("end", 0), ("start", 0), ("end", 0), ("start", 1)])
+# A run announced twice: the first start gives way, the repeat still opens the panel.
+@example(4, [("start", 0), ("start", 1), ("start", 0), ("end", 0), ("start", 2)])
+# The first start published, the repeat gives way: the panel is open all the same.
+@example(2, [("start", 0), ("send", 1), ("start", 0), ("end", 0), ("start", 1)])
+# A start cut after it was written (maybe published) then gives way.
+@example(3, [("start", 0), ("hang", 1), ("cut", 0), ("end", 0), ("start", 1), ("start", 2)])
+def test_the_invariant_holds_for_runs_repeated_starts_re_runs_and_cut_batches(capacity, program):
+    """The same, with only starts, terminal events and the sender's moves: a run
+    announced twice, a media analysed again, batches cut after they were written."""
+    _play_and_check(capacity, program)
+
+
+def _play_and_check(capacity: int, program: list[tuple[Any, ...]]) -> None:
     harness = Harness(capacity)
     for op in program:
         harness.play(op)
     harness.drain()
     harness.check_accounting()
-    sent_by_media: dict[str, list[dict[str, Any]]] = {}
-    for event in harness.sent:
-        sent_by_media.setdefault(event["media_id"], []).append(event)
-    for media, events in sent_by_media.items():
-        seqs = [e["seq"] for e in events]
+    for media in {e["media_id"] for e in harness.sent}:
+        seqs = [e["seq"] for e in harness.sent if e["media_id"] == media]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), media
-        index = int(media[1:])
+    by_run: dict[Run, list[str]] = {}
+    for (media, _), event in sorted(harness.seen.items()):
+        run = (media, event["run_id"])
+        by_run.setdefault(run, []).append(event["event"])
+        if event["event"] == "PROCESSING_COMPLETED":
+            # Every event of the media lost before it (not replaced) is a gap before it.
+            assert event["seq"] == harness.end_seq[run], run
+    for run, events in by_run.items():
         if (
-            events[0]["event"] == "PROCESSING_STARTED"
-            and index in harness.ended
-            and media not in harness.terminal_lost_legitimately
+            "PROCESSING_STARTED" in events
+            and run in harness.ended
+            and run not in harness.terminal_lost_legitimately
         ):
-            assert events[-1]["event"] == "PROCESSING_COMPLETED", media
-        if events[-1]["event"] == "PROCESSING_COMPLETED":
-            # Every event of the media that was lost (not replaced) is a gap before it.
-            assert events[-1]["seq"] == harness.numbered[index], media
+            assert "PROCESSING_COMPLETED" in events, (run, events)
     assert harness.buffer.queued == 0
     assert harness.buffer.terminals_lost == len(harness.terminal_lost_legitimately)
