@@ -632,8 +632,11 @@ def _row_status(row: RowView) -> tuple[Text, Text]:
     if row.retrying is not None:
         why = f": {row.retry_reason}" if row.retry_reason else ""
         return Text("↻", style="yellow"), Text(f"{row.retrying}{why}", style="yellow")
+    again = ""
+    if row.attempt is not None and row.attempt[0] > 1:
+        again = f" · attempt {row.attempt[0]}/{row.attempt[1]}"
     if row.stage is None or row.progress is None or row.total is None:
-        return Text("·", style="dim"), Text(row.status, style="cyan")
+        return Text("·", style="dim"), Text(row.status + again, style="cyan")
     if row.progress >= row.total:
         # The bar of this stage is full but the model has not reported a result yet.
         return Text("…", style="yellow"), Text(f"{row.stage} done · finishing", style="yellow")
@@ -642,7 +645,7 @@ def _row_status(row: RowView) -> tuple[Text, Text]:
         text = f"{row.status} · {text}"
     if row.eta is not None:
         text += f" · ETA {format_eta(row.eta)}"
-    return Text("·", style="dim"), Text(text, style="cyan")
+    return Text("·", style="dim"), Text(text + again, style="cyan")
 
 
 def _panel(view: MediaView) -> Table:

@@ -240,3 +240,28 @@ def test_a_late_listener_draws_the_same_rows_in_the_same_order_each_time() -> No
     first = _order(progress)
     again = _order(list(reversed(progress)))
     assert first == again == ["EFF", "LIP", "SIG"]
+
+
+def test_a_retried_model_reads_retrying_then_its_attempt_never_failed() -> None:
+    """A retried job's model between attempts reads "retrying (2/3)" with the reason,
+    then its new attempt starts over (bar and all), and only its last end counts."""
+    state = PanelState()
+    state.feed(ev("PROCESSING_STARTED"))
+    state.feed(ev("ANALYSIS_QUEUED", model_name="A"))
+    state.feed(ev("ANALYSIS_STARTED", model_name="A", details={"attempt": 1, "attempts": 3}))
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="A", progress=40, total=100,
+                  details={"attempt": 1, "attempts": 3}))
+    state.feed(ev("ANALYSIS_QUEUED", model_name="A", details={
+        "attempt": 2, "attempts": 3, "retry_reason": "CUDA out of memory"}))
+    (row,) = rows(state).values()
+    assert (row.retrying, row.progress, row.finished) == ("retrying (2/3)", None, False)
+    shown = render_text(state)
+    assert "retrying (2/3): CUDA out of memory" in shown and "failed" not in shown
+    state.feed(ev("ANALYSIS_STARTED", model_name="A", details={"attempt": 2, "attempts": 3}))
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="A", progress=10, total=100,
+                  details={"attempt": 2, "attempts": 3}))
+    assert "frames 10/100" in render_text(state) and "attempt 2/3" in render_text(state)
+    state.feed(ev("ANALYSIS_COMPLETED", model_name="A", details={"attempt": 2, "attempts": 3}))
+    state.feed(ev("PROCESSING_COMPLETED"))
+    (notice,) = state.drain_notices()
+    assert notice.outcome == "success"
