@@ -84,6 +84,10 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
               "recently updated first.")
 @click.option("--catch-up-per-user", type=click.IntRange(min=1), default=4, show_default=True,
               help="Catch-ups of one user's sockets at once; more wait their turn.")
+@click.option("--revocation-interval", type=click.FloatRange(min=0, min_open=True),
+              default=5.0, show_default=True,
+              help="Seconds between two checks of every socket against the revoked users "
+              "and tokens in Redis (docs/relay.md, Token expiry and revocation).")
 @click.option("--sweep/--no-sweep", default=True, show_default=True,
               help="Fail media whose worker stopped reporting (one node acts at a time).")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True),
@@ -116,6 +120,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     catch_up: bool,
     catch_up_max_media: int,
     catch_up_per_user: int,
+    revocation_interval: float,
     sweep: bool,
     stale_after: float,
     max_backlog_bytes: int,
@@ -164,7 +169,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     node = Relay(config)
     limits = CatchUpLimits(max_media=catch_up_max_media, per_user=catch_up_per_user)
     install_extras(node, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
-                   stale_after=stale_after, catch_up_limits=limits)
+                   stale_after=stale_after, catch_up_limits=limits,
+                   revocation_interval=revocation_interval)
     if node.verifier.weak_secret:
         logging.getLogger("progress_sim.relay").warning(
             "the JWT secret is shorter than 32 bytes: weak for HS256"

@@ -302,3 +302,38 @@ async def _probe(url: str, token: str) -> Client:
     await client.wait_for("progress_snapshot", 500, timeout=60)
     await client.sio.disconnect()
     return client
+
+
+def test_a_snapshot_of_another_user_is_never_sent_when_a_media_id_was_reused(
+    redis_url: str, channel: str, keys: SnapshotKeys
+) -> None:
+    """User A analysed media "m-reused"; then user B's job used the same media id, and
+    the snapshot is B's now (A's index still lists it). A's socket gets A's other media
+    only, nothing naming B (counted as foreign); B's socket gets its own."""
+    alice, bob = (f"u-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    client = redis.Redis.from_url(redis_url)
+    for user, media in ((alice, "m-mine"), (alice, "m-reused"), (bob, "m-reused")):
+        tracker = SnapshotTracker(SnapshotConfig(keys), channel=channel)
+        tracker.apply({"media_id": media, "user_id": user, "event": "PROCESSING_STARTED",
+                       "data": {"filename": f"{user}.mp4"}, "seq": 1, "source": user},
+                      time.time())
+        for command in tracker.take_commands():
+            client.execute_command(*command)
+    relay = RelayProcess.cli(redis_url, channel, "--snapshot-prefix", keys.prefix, "--no-sweep")
+
+    async def snapshots(user: str) -> list[Any]:
+        socket = Client()
+        await socket.connect(relay.url, {"token": sign_token(SECRET, user)})
+        await socket.sio.disconnect()
+        return socket.named("progress_snapshot")
+
+    try:
+        relay.wait_subscribed()
+        mine, theirs = asyncio.run(snapshots(alice)), asyncio.run(snapshots(bob))
+        foreign = relay.healthz()["catch_up"]["foreign"]
+    finally:
+        relay.stop()
+        client.close()
+    assert [(s["mediaId"], s["userId"]) for s in mine] == [("m-mine", alice)]
+    assert [(s["mediaId"], s["userId"]) for s in theirs] == [("m-reused", bob)]
+    assert foreign == 1

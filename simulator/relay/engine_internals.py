@@ -28,7 +28,8 @@ extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes a
 3. **Finding and closing a socket.** ``server.eio.sockets`` (Engine.IO sid → socket),
    ``socket.close(wait=False, abort=False, reason=...)`` (python-socketio passes
    ``reason`` to the ``disconnect`` handlers), ``socket.closing``/``socket.closed``
-   (``engine_socket_open``) and ``manager.eio_sid_from_sid``.
+   (``engine_socket_open``), ``manager.eio_sid_from_sid`` and
+   ``manager.basic_leave_room`` (``leave_room_now``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "backlog_of",
     "engine_socket_open",
     "install_backlogs",
+    "leave_room_now",
 ]
 
 log = logging.getLogger("progress_sim.relay")
@@ -280,3 +282,10 @@ def engine_socket_open(sio: socketio.AsyncServer, sid: str) -> bool:
     eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
     socket = sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
     return socket is not None and not (socket.closed or socket.closing)
+
+
+def leave_room_now(sio: socketio.AsyncServer, sid: str, room: str) -> None:
+    """Take ``sid`` out of ``room`` without awaiting: from a timer callback, before any
+    other task can emit to the room (``AsyncManager.leave_room`` awaits nothing but is a
+    coroutine; its synchronous body is the base manager's ``basic_leave_room``)."""
+    sio.manager.basic_leave_room(sid, "/", room)

@@ -1,4 +1,5 @@
-"""What the relay adds to the bare delivery path: the page, catch-up and the sweeper."""
+"""What the relay adds to the bare delivery path: the page, catch-up, token expiry and
+revocation, and the sweeper."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys
 from .catchup import CatchUp, CatchUpLimits, install_catch_up
 from .page import install_page
 from .server import Relay
+from .sessions import DEFAULT_REVOCATION_INTERVAL, install_sessions
 from .sweeping import install_sweeper
 
 __all__ = ["install_extras"]
@@ -22,9 +24,12 @@ def install_extras(
     stale_after: float = d.DEFAULT_SWEEP_STALE_AFTER,
     sweep_interval: float | None = None,
     catch_up_limits: CatchUpLimits | None = None,
+    revocation_interval: float = DEFAULT_REVOCATION_INTERVAL,
 ) -> CatchUp | None:
-    """Serve the panel at ``/``; send snapshots on connect; run the sweeper."""
+    """Serve the panel at ``/``; send snapshots on connect; end sockets at their token's
+    expiry and on revocation; run the sweeper."""
     install_page(relay)
+    install_sessions(relay, keys, interval=revocation_interval)
     if sweep:
         # Sweep a few times per stale period, so a dead worker's media fails soon after.
         interval = sweep_interval or min(d.DEFAULT_SWEEP_INTERVAL, max(stale_after / 4, 0.1))

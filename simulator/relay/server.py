@@ -39,7 +39,7 @@ Extension points (for catch-up snapshots, pages and housekeeping):
 - ``open_pubsub``: how the Redis subscription is made (see ``subscriber``).
 
 ``is_live(sid)`` says whether a socket is still there for the relay (its client has not
-left and the relay has not ended it); ``end_socket(sid, reason, message)`` takes a socket
+left and the relay has not ended it); ``cut_off(sid, reason, message)`` takes a socket
 out of its room at once, tells it why (``session_ended``) and disconnects it.
 
 A socket's join (the join hooks, its room, the connect hooks) runs in a task of its own
@@ -65,7 +65,13 @@ from progress_sdk.sharding import subscribed_channels
 
 from .auth import Identity, TokenRefused, TokenVerifier
 from .backlog import BacklogLimits, BacklogStats
-from .engine_internals import JsonPacket, backlog_of, engine_socket_open, install_backlogs
+from .engine_internals import (
+    JsonPacket,
+    backlog_of,
+    engine_socket_open,
+    install_backlogs,
+    leave_room_now,
+)
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
@@ -151,6 +157,7 @@ class Relay:
         self._user_of: dict[str, str] = {}
         self._connecting: dict[str, str] = {}  # sid -> user id, while _on_connect runs
         self._ended: dict[str, tuple[str, str]] = {}  # sid -> (reason, message)
+        self._cut: set[str] = set()  # cut off, until python-socketio disconnected them
         self._admit_hooks: list[AdmitHook] = []
         self._release_hooks: list[ReleaseHook] = []
         self._subscribe_hooks: list[Callable[[], None]] = []
@@ -226,21 +233,27 @@ class Relay:
             return False
         return self._engine_open(sid)
 
-    async def end_socket(self, sid: str, reason: str, message: str) -> None:
-        """Stop sending ``sid`` anything now, tell it why (``session_ended`` with
-        ``reason`` and ``message``) and disconnect it. A socket still connecting is
-        refused with ``message`` when its connect handler gets that far."""
+    def cut_off(self, sid: str, reason: str, message: str) -> bool:
+        """Stop sending ``sid`` anything, now, without awaiting (out of its room and
+        unregistered), then tell it why (``session_ended`` with ``reason`` and
+        ``message``) and disconnect it in a task. A socket still being admitted is
+        refused with ``message`` instead. False when ``sid`` is not the relay's."""
         if sid in self._ended or self.user_of(sid) is None:
-            return
+            return False
         self._ended[sid] = (reason, message)
         user_id = self._user_of.get(sid)
         if user_id is None:
-            return  # still in its admit hooks: _on_connect refuses it
-        # Out of the room first (no suspension with the in-memory manager), so no event
-        # of the user reaches it after this point; then the notice and the disconnect.
-        await self.sio.leave_room(sid, user_room(user_id))
+            return True  # still in its admit hooks: _on_connect refuses it
+        leave_room_now(self.sio, sid, user_room(user_id))
+        self._cut.add(sid)
         self._unregister(sid)
         self.stats.ended[reason] += 1
+        task = asyncio.create_task(self._say_goodbye(sid, reason, message))
+        self._joining.add(task)
+        task.add_done_callback(self._joining.discard)
+        return True
+
+    async def _say_goodbye(self, sid: str, reason: str, message: str) -> None:
         await self.sio.emit("session_ended", {"reason": reason, "message": message}, to=sid)
         await self.sio.disconnect(sid)
 
@@ -306,7 +319,7 @@ class Relay:
         """Emit to socket ``sid`` once its backlog has room; ``False`` (nothing sent) when
         the socket is gone or went over its limit (it resyncs when it reconnects)."""
         queue = backlog_of(self.sio, sid)
-        if queue is None or not await queue.room():
+        if queue is None or not await queue.room() or sid in self._cut:
             return False
         await self.sio.emit(name, payload, to=sid)
         return True
@@ -401,6 +414,7 @@ class Relay:
         queue = backlog_of(self.sio, sid)
         if queue is not None:  # a paced emit still waiting for this socket gives up
             queue.end()
+        self._cut.discard(sid)
         user_id = self._user_of.get(sid)
         if user_id is not None:
             log.debug("socket %s of user %r disconnected: %s", sid, user_id,

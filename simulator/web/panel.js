@@ -160,14 +160,32 @@
     c.textContent = label;
   }
 
+  // Set when the relay ended the session (token expired or revoked): it does not come back
+  // by itself; a fresh token does (a new URL fragment, or useToken below).
+  var ended = null;
+
   function showConnection() {
     var s = store.getState();
+    if (ended && s.connection !== "connected") {
+      setConnection("error", "session ended: " + ended + "; open a fresh URL");
+      return;
+    }
     setConnection(s.connection, s.connection === "refused"
       ? "refused: " + s.connectionError : LABELS[s.connection]);
   }
 
-  // The token travels in the URL's fragment, which browsers never send to a server.
-  var token = new URLSearchParams(location.hash.slice(1)).get("token");
+  // The token travels in the URL's fragment, which browsers never send to a server. It is
+  // read again at every connect, so a reconnect uses the freshest one.
+  var override = null;
+  function currentToken() {
+    return override || new URLSearchParams(location.hash.slice(1)).get("token");
+  }
+  var token = currentToken();
+  var socket = null;
+  function useToken(fresh) {
+    if (fresh) override = fresh;
+    if (socket && !socket.connected && currentToken()) { ended = null; socket.connect(); }
+  }
   if (!store) {
     setConnection("error", "the progress client did not load");
   } else if (!token) {
@@ -177,7 +195,13 @@
   } else {
     store.subscribe(schedule);
     store.subscribe(showConnection);
-    store.attach(io({ auth: { token: token } }));
+    socket = io({ auth: function (cb) { cb({ token: currentToken() }); } });
+    socket.on("session_ended", function (e) {
+      ended = (e && e.message) || "the relay ended the session";
+      showConnection();
+    });
+    window.addEventListener("hashchange", function () { if (ended) useToken(null); });
+    store.attach(socket);
   }
 
   // For tests and the e2e check: the panel state as plain data.
@@ -200,6 +224,8 @@
       });
       return out;
     },
+    // A page that gets tokens from its API hands a fresh one here after session_ended.
+    useToken: useToken,
     get counters() {
       var c = store ? store.getState().counters : {};
       return { updates: c.updates, duplicates: c.repeats, snapshots: c.snapshots };
