@@ -488,9 +488,12 @@ def _echo_worker_errors(log: IO[bytes]) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--path", "-P", "paths", multiple=True, default=(".",), show_default=True,
               help="A folder to import job modules from (repeatable), as `rq worker --path`.")
+@click.option("--with-scheduler", is_flag=True,
+              help="Also run RQ's scheduler: retries with intervals (Retry(interval=...)) "
+              "and enqueue_in/enqueue_at jobs need one.")
 @click.pass_context
 def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool,
-           paths: tuple[str, ...]) -> None:
+           paths: tuple[str, ...], with_scheduler: bool) -> None:
     """Run an RQ worker (progress_sdk.rq.TrackingWorker) for tracked jobs.
 
     Jobs publish on --channel at --redis-url, which also holds RQ's queues. Its parent
@@ -502,7 +505,8 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool,
     from .rq_run import DEFAULT_QUEUE, add_import_paths, run_worker  # noqa: PLC0415 - rq extra
 
     add_import_paths(paths)
-    run_worker(url, _channel(ctx), queues or (DEFAULT_QUEUE,), burst=burst)
+    run_worker(url, _channel(ctx), queues or (DEFAULT_QUEUE,), burst=burst,
+               with_scheduler=with_scheduler)
 
 
 # -- listen -------------------------------------------------------------------------------

@@ -211,11 +211,15 @@ def add_import_paths(paths: tuple[str, ...]) -> None:
             sys.path.append(folder)
 
 
-def run_worker(url: str, channel: str, queues: tuple[str, ...], *, burst: bool) -> None:
-    """Run a TrackingWorker on ``queues``; its jobs publish on ``channel`` at ``url``."""
+def run_worker(
+    url: str, channel: str, queues: tuple[str, ...], *, burst: bool,
+    with_scheduler: bool = False,
+) -> None:
+    """Run a TrackingWorker on ``queues``; its jobs publish on ``channel`` at ``url``
+    (``with_scheduler``: RQ's scheduler too, for retries with intervals)."""
     connection = redis.Redis.from_url(url)
     configure(publisher=ProgressPublisher(url, channel))
     worker = SimulatorWorker(
         [Queue(name, connection=connection) for name in queues], connection=connection
     )
-    worker.work(burst=burst, logging_level="WARNING")
+    worker.work(burst=burst, logging_level="WARNING", with_scheduler=with_scheduler)

@@ -309,3 +309,62 @@ def test_run_via_rq_with_workers_shows_the_live_panel_until_every_media_ended(
     for index in range(3):
         assert f"(sim-4-000{index}): " in text, text[-3000:]
     assert "3/3 media ended" in text
+
+
+_FLAKY_MODULE = '''
+from progress_sdk.rq import tracked_job
+
+
+@tracked_job
+def analyse_one(tracking):
+    model = tracking.model()
+    if tracking.attempt == 1:
+        raise RuntimeError("the GPU was busy")
+    model.complete("REAL", 0.9)
+    return model.model_name
+'''
+
+
+@pytest.mark.slow
+def test_the_worker_with_its_scheduler_runs_a_retry_after_its_interval(
+    redis_url: str, tmp_path: Path, channel: str, subscriber: Any
+) -> None:
+    """Retry(max=1, interval=1) needs RQ's scheduler: `worker --with-scheduler` runs the
+    second attempt, which completes the media."""
+    from rq import Queue, Retry
+
+    from progress_sdk import ProgressPublisher
+    from progress_sdk.rq import configure, enqueue_media
+    from progress_sdk.rq.settings import current
+
+    url = urlunsplit(urlsplit(redis_url)._replace(path="/15"))
+    prefix = f"progress-test-rq:{uuid.uuid4().hex}"
+    (tmp_path / "flaky_jobs.py").write_text(_FLAKY_MODULE)
+    queue_name = f"q-{uuid.uuid4().hex}"
+    before = current().prefix
+    configure(prefix=prefix)
+    try:
+        with ProgressPublisher(url, channel) as publisher:
+            enqueue_media(Queue(queue_name, connection=redis.Redis.from_url(url)),
+                          "flaky_jobs.analyse_one", media_id="m-sched", user_id="u-1",
+                          models=["SIGLIP-LSTM-V4"], publisher=publisher,
+                          retry=Retry(max=1, interval=1))
+    finally:
+        configure(prefix=before)
+    worker = subprocess.Popen(
+        [*SCRIPT, "--redis-url", url, "--channel", channel, "worker", "--queue", queue_name,
+         "--with-scheduler"], cwd=tmp_path, env=dict(os.environ, PROGRESS_SDK_RQ_PREFIX=prefix),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        events = _terminals(subscriber, {"m-sched"})["m-sched"]
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        _forget_queue(url, queue_name)
+    steps = [(e["event"], (e["data"].get("details") or {}).get("attempt")) for e in events
+             if e["event"].startswith("ANALYSIS_")]
+    assert steps == [("ANALYSIS_QUEUED", None), ("ANALYSIS_STARTED", 1),
+                     ("ANALYSIS_QUEUED", 2), ("ANALYSIS_STARTED", 2),
+                     ("ANALYSIS_COMPLETED", 2)]
+    assert events[-1]["event"] == "PROCESSING_COMPLETED"
