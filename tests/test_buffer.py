@@ -375,3 +375,22 @@ def test_a_start_put_back_after_it_was_written_counts_as_maybe_on_screen():
         buffer.accept(start("o"))  # full: m's start, the oldest, gives way
         out = sent_events(buffer.take(10))
         assert (("m", "COMPLETED", None) in out) is written, out
+
+
+def test_the_runs_the_overflow_ranks_remember_are_bounded(monkeypatch):
+    """Runs on screen whose terminal events never come here, and runs whose every start
+    was lost, are kept only up to MAX_REMEMBERED_MEDIA; the starts of runs nobody saw are
+    forgotten as they leave the buffer."""
+    from progress_sdk import defaults
+
+    monkeypatch.setattr(defaults, "MAX_REMEMBERED_MEDIA", 5)
+    buffer = EventBuffer(2, 0.0)
+    for i in range(50):
+        buffer.accept(start(f"shown-{i}"))
+        taken(buffer)
+    for i in range(50):  # a full buffer: each start evicts the one before
+        buffer.accept(start(f"lost-{i}"))
+    watch = buffer._starts
+    assert len(watch._shown) == 5 and len(watch._unseen) == 5
+    taken(buffer)
+    assert not watch._starts
