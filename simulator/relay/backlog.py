@@ -106,12 +106,14 @@ class BacklogStats:
 class Backlog(Generic[T]):
     """The packets waiting for one socket, oldest first (see the module doc)."""
 
-    __slots__ = ("_items", "_latest", "_next", "bytes", "limits", "stats")
+    __slots__ = ("_items", "_latest", "_next", "bytes", "last_size", "limits", "stats")
 
     def __init__(self, limits: BacklogLimits, stats: BacklogStats) -> None:
         self.limits = limits
         self.stats = stats
         self.bytes = 0
+        self.last_size = 0
+        """The size of the item ``pop`` returned last."""
         self._items: OrderedDict[int, tuple[T, int, Hashable | None]] = OrderedDict()
         self._latest: dict[Hashable, int] = {}
         self._next = 0
@@ -148,6 +150,7 @@ class Backlog(Generic[T]):
         except KeyError:
             raise IndexError("pop from an empty backlog") from None
         self.bytes -= size
+        self.last_size = size
         if key is not None and self._latest.get(key) == number:
             del self._latest[key]
         return item

@@ -23,8 +23,9 @@ extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes a
    is replaced and a socket past its limit is closed. The writer's ``poll`` takes
    everything queued as one batch (``get``, then ``get_nowait`` until ``QueueEmpty``) and
    holds it while the TCP buffer is full, out of the backlog's reach: ``get_nowait``
-   ends a batch at ``MAX_BATCH_PACKETS``/``MAX_BATCH_BYTES``, so what waits stays counted,
-   replaceable and freed on overflow.
+   ends a batch (raises ``QueueEmpty``) at ``MAX_BATCH_PACKETS``/``MAX_BATCH_BYTES``
+   counted from the batch's ``get``, so what waits stays counted, replaceable and freed on
+   overflow.
 3. **Finding and closing a socket.** ``server.eio.sockets`` (Engine.IO sid → socket),
    ``socket.close(wait=False, abort=False, reason=...)`` (python-socketio passes
    ``reason`` to the ``disconnect`` handlers), ``socket.closing``/``socket.closed``
@@ -128,11 +129,6 @@ MAX_BATCH_PACKETS = 1000
 MAX_BATCH_BYTES = 256 * 1024
 
 
-def _size(item: Any) -> int:
-    data = getattr(item, "data", None)
-    return len(data) if isinstance(data, (str, bytes)) else 0
-
-
 class BacklogQueue(asyncio.Queue[Any]):
     """An Engine.IO socket's queue over a ``Backlog``: bounded, progress coalesced.
 
@@ -145,6 +141,7 @@ class BacklogQueue(asyncio.Queue[Any]):
 
     def __init__(self, limits: BacklogLimits, stats: BacklogStats, on_overflow: Overflow) -> None:
         self._limits = limits
+        self._max_bytes, self._max_events = limits.max_bytes, limits.max_events
         self._stats = stats
         self._on_overflow = on_overflow
         self._room_waiters: list[asyncio.Future[None]] = []
@@ -155,18 +152,27 @@ class BacklogQueue(asyncio.Queue[Any]):
         self._batch_packets = self._batch_bytes = 0
         super().__init__()
 
-    # The stdlib's hooks for the storage (asyncio.Queue calls them, LifoQueue overrides them).
+    # The stdlib's hooks for the storage (asyncio.Queue calls them, LifoQueue overrides
+    # them). Every delivery passes here twice: kept to a few attribute reads (~2 µs per
+    # packet in all against 0.6 µs for a plain asyncio.Queue).
     def _init(self, maxsize: int) -> None:
         self._queue = Backlog(self._limits, self._stats)
 
     def _put(self, item: Any) -> None:
-        key = getattr(getattr(item, "data", None), "coalesce_key", None)
-        if self._queue.push(item, _size(item), key) is not None:
-            self.task_done()  # the replaced packet will never be taken
+        data = getattr(item, "data", None)
+        if data.__class__ is KeyedFrame:
+            replaced = self._queue.push(item, len(data), data.coalesce_key)
+            if replaced is not None:
+                self.task_done()  # the replaced packet will never be taken
+        else:
+            self._queue.push(item, len(data) if isinstance(data, (str, bytes)) else 0)
 
     def _get(self) -> Any:
-        item = self._queue.pop()
-        if self._room_waiters and self._queue.has_room():
+        backlog = self._queue
+        item = backlog.pop()
+        self._batch_packets += 1
+        self._batch_bytes += backlog.last_size
+        if self._room_waiters and backlog.has_room():
             self._wake_room_waiters()
         return item
 
@@ -179,10 +185,7 @@ class BacklogQueue(asyncio.Queue[Any]):
         """The next packet of this batch; ``QueueEmpty`` also once the batch is full."""
         if self._batch_packets >= MAX_BATCH_PACKETS or self._batch_bytes >= MAX_BATCH_BYTES:
             raise asyncio.QueueEmpty
-        item = super().get_nowait()
-        self._batch_packets += 1
-        self._batch_bytes += _size(item)
-        return item
+        return super().get_nowait()
 
     def put_nowait(self, item: Any) -> None:
         """Queue ``item`` for the socket (``asyncio.Queue.put`` ends here too)."""
@@ -192,10 +195,10 @@ class BacklogQueue(asyncio.Queue[Any]):
             self._stats.discarded += 1
             return
         super().put_nowait(item)
-        if self.over_limit is None:
-            limit = self._queue.over_limit()
-            if limit is not None:
-                self._overflow(limit)
+        backlog = self._queue
+        if ((backlog.bytes > self._max_bytes or len(backlog) > self._max_events)
+                and self.over_limit is None):
+            self._overflow(backlog.over_limit() or "bytes")
 
     def _overflow(self, limit: str) -> None:
         self.over_limit = limit
