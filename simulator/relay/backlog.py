@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -121,7 +121,8 @@ class Backlog(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[T]:
+        # asyncio.Queue's repr lists what waits.
         return (item for item, _, _ in self._items.values())
 
     def push(self, item: T, size: int, key: Hashable | None = None) -> T | None:

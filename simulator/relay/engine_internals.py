@@ -242,6 +242,7 @@ def _is_message(item: Any) -> bool:
 def install_backlogs(sio: socketio.AsyncServer, limits: BacklogLimits, stats: BacklogStats) -> None:
     """Give every Engine.IO socket of ``sio`` from now on a ``BacklogQueue``."""
     eio = sio.eio
+    closing: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     def on_overflow(queue: BacklogQueue, limit: str) -> None:
         socket = next((s for s in list(eio.sockets.values()) if s.queue is queue), None)
@@ -251,7 +252,9 @@ def install_backlogs(sio: socketio.AsyncServer, limits: BacklogLimits, stats: Ba
         reason = f"{DISCONNECT_REASON} ({limit}: {value})"
         log.warning("engine.io socket %s: %s; disconnected, it resyncs on reconnect",
                     socket.sid, reason)
-        asyncio.get_running_loop().create_task(_close(socket, queue, reason))
+        task = asyncio.get_running_loop().create_task(_close(socket, queue, reason))
+        closing.add(task)
+        task.add_done_callback(closing.discard)
 
     def create_queue(*args: Any, **kwargs: Any) -> BacklogQueue:
         return BacklogQueue(limits, stats, on_overflow)
