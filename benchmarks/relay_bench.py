@@ -322,17 +322,40 @@ async def _read_us(blocking: bool, hiredis: bool, messages: int = 20000) -> floa
     return spent / messages * 1e6
 
 
+async def _queue_us(queue: Any, repeats: int = 50000) -> float:
+    """One packet into a socket's queue and out again, as an emit and the writer do."""
+    import engineio.packet
+
+    from simulator.relay.engine_internals import JsonPacket
+
+    frame = JsonPacket(2, namespace="/", data=["progress_update", _PAYLOAD]).encode()
+    packet = engineio.packet.Packet(engineio.packet.MESSAGE, frame)
+    began = time.process_time()
+    for _ in range(repeats):
+        queue.put_nowait(packet)
+        await queue.get()
+        queue.task_done()
+    return (time.process_time() - began) / repeats * 1e6
+
+
 def micro(repeats: int) -> None:
-    """The two per-event costs the relay chose its way around, each against the default."""
+    """The per-event costs the relay chose its way around, each against the default, and
+    what the bounded backlog adds per delivery."""
     import socketio.packet
 
     sys.path.insert(0, str(HERE.parent.parent))
-    from simulator.relay.engine_internals import JsonPacket
+    from simulator.relay.backlog import BacklogLimits, BacklogStats
+    from simulator.relay.engine_internals import BacklogQueue, JsonPacket
 
     figures: dict[str, list[float]] = {}
     for _ in range(repeats):
         figures.setdefault("encode default Packet", []).append(_encode_us(socketio.packet.Packet))
         figures.setdefault("encode JsonPacket", []).append(_encode_us(JsonPacket))
+        plain = asyncio.run(_queue_us(asyncio.Queue()))
+        figures.setdefault("socket queue: asyncio.Queue", []).append(plain)
+        bounded = BacklogQueue(BacklogLimits(), BacklogStats(), lambda queue, limit: None)
+        figures.setdefault("socket queue: BacklogQueue", []).append(
+            asyncio.run(_queue_us(bounded)))
         for blocking in (False, True):
             for hiredis in (False, True):
                 name = (f"read {'blocking' if blocking else 'timeout=1'}, "

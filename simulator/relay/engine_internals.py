@@ -106,9 +106,9 @@ class JsonPacket(socketio.packet.Packet):  # type: ignore[misc]
         ``KeyedFrame``."""
         encoded = super().encode()
         data = self.data
-        if (self.packet_type == socketio.packet.EVENT and isinstance(encoded, str)
-                and isinstance(data, list) and len(data) == 2):
-            key = coalesce_key(data[0], data[1])
+        # Emits are EVENT packets with [name, payload]; only progress_update has a key.
+        if data.__class__ is list and len(data) == 2 and data[0] == "progress_update":
+            key = coalesce_key("progress_update", data[1])
             if key is not None:
                 frame = KeyedFrame(encoded)
                 frame.coalesce_key = key
