@@ -128,7 +128,8 @@ def test_the_writer_takes_a_bounded_batch_and_the_rest_stays_in_the_backlog() ->
 
 
 def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed() -> None:
-    """Past the limit the queue is emptied, python-engineio's ``close`` runs the
+    """Past the limit the queue is emptied but for the packet being put,
+    python-engineio's ``close`` runs the
     ``disconnect`` handlers with the reason, the close packet and ``None`` (the writer's
     end) still get through, later messages do not, and the socket leaves the manager."""
 
@@ -143,7 +144,9 @@ def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed
             await asyncio.sleep(0.01)
         await node.sio.emit("media_update", {"id": "late"}, to=node.sid)
         packets = await node.socket.poll()
-        assert [p.packet_type for p in packets] == [engineio.packet.CLOSE]
+        # The packet that crossed the limit was being put: it stays, nothing older does.
+        assert [p.packet_type for p in packets] == [engineio.packet.MESSAGE,
+                                                     engineio.packet.CLOSE]
         assert await node.socket.poll() == []  # None: the writer ends
         assert node.socket.closed and not node.sio.manager.is_connected(node.sid, "/")
         return node
@@ -155,7 +158,7 @@ def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed
     # Every frame is as long; the one that crossed 1,000 bytes emptied the queue.
     frame = len(JsonPacket(socketio.packet.EVENT, data=["media_update", media(0)]).encode())
     over = 1000 // frame + 1
-    assert backlog["high_water_bytes"] == over * frame and backlog["discarded"] >= over
+    assert backlog["high_water_bytes"] == over * frame and backlog["discarded"] >= over - 1
 
 
 def test_emit_paced_waits_for_the_writer_to_take_the_backlog_below_half() -> None:

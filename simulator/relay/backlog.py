@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -106,7 +106,7 @@ class BacklogStats:
 class Backlog(Generic[T]):
     """The packets waiting for one socket, oldest first (see the module doc)."""
 
-    __slots__ = ("_items", "_latest", "_next", "bytes", "last_size", "limits", "stats")
+    __slots__ = ("_latest", "_next", "bytes", "items", "last_size", "limits", "over", "stats")
 
     def __init__(self, limits: BacklogLimits, stats: BacklogStats) -> None:
         self.limits = limits
@@ -114,40 +114,47 @@ class Backlog(Generic[T]):
         self.bytes = 0
         self.last_size = 0
         """The size of the item ``pop`` returned last."""
-        self._items: OrderedDict[int, tuple[T, int, Hashable | None]] = OrderedDict()
+        self.over = False
+        """Whether a limit was exceeded after the last ``push``."""
+        self.items: OrderedDict[int, tuple[T, int, Hashable | None]] = OrderedDict()
+        """What waits, by arrival number: (item, size, key). Read only; ``len(items)`` is
+        the count (a C call, where ``len(backlog)`` is a Python one: asyncio.Queue asks
+        several times per packet)."""
         self._latest: dict[Hashable, int] = {}
         self._next = 0
 
     def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self) -> Iterator[T]:
-        # asyncio.Queue's repr lists what waits.
-        return (item for item, _, _ in self._items.values())
+        return len(self.items)
 
     def push(self, item: T, size: int, key: Hashable | None = None) -> T | None:
         """Add ``item`` (``size`` bytes) at the back; return the waiting item it replaced
-        (same ``key``), if any."""
+        (same ``key``), if any. ``over`` says whether a limit is exceeded now."""
         replaced = None
+        items = self.items
         if key is not None:
             older = self._latest.get(key)
             if older is not None:
-                replaced, old_size, _ = self._items.pop(older)
+                replaced, old_size, _ = items.pop(older)
                 self.bytes -= old_size
                 self.stats.replaced += 1
             self._latest[key] = self._next
-        self._items[self._next] = (item, size, key)
+        items[self._next] = (item, size, key)
         self._next += 1
-        self.bytes += size
+        waiting = self.bytes = self.bytes + size
+        count = len(items)
+        # Comparisons, not max(): this runs for every packet of every socket.
         stats = self.stats
-        stats.high_water_bytes = max(stats.high_water_bytes, self.bytes)
-        stats.high_water_events = max(stats.high_water_events, len(self._items))
+        if waiting > stats.high_water_bytes:  # noqa: PLR1730
+            stats.high_water_bytes = waiting
+        if count > stats.high_water_events:  # noqa: PLR1730
+            stats.high_water_events = count
+        self.over = waiting > self.limits.max_bytes or count > self.limits.max_events
         return replaced
 
     def pop(self) -> T:
         """Take the oldest item (``IndexError`` when there is none)."""
         try:
-            number, (item, size, key) = self._items.popitem(last=False)
+            number, (item, size, key) = self.items.popitem(last=False)
         except KeyError:
             raise IndexError("pop from an empty backlog") from None
         self.bytes -= size
@@ -160,19 +167,18 @@ class Backlog(Generic[T]):
         """``"bytes"`` or ``"events"`` when that limit is exceeded, else ``None``."""
         if self.bytes > self.limits.max_bytes:
             return "bytes"
-        if len(self._items) > self.limits.max_events:
+        if len(self.items) > self.limits.max_events:
             return "events"
         return None
 
     def has_room(self) -> bool:
         """True when a paced sender may add more (below half of both limits)."""
         return (self.bytes <= self.limits.resume_bytes
-                and len(self._items) <= self.limits.resume_events)
+                and len(self.items) <= self.limits.resume_events)
 
-    def clear(self) -> int:
-        """Drop everything; return how many items were dropped."""
-        dropped = len(self._items)
-        self._items.clear()
-        self._latest.clear()
-        self.bytes = 0
+    def clear(self, keep: int = 0) -> int:
+        """Drop everything but the newest ``keep`` items; return how many were dropped."""
+        dropped = max(0, len(self.items) - keep)
+        for _ in range(dropped):
+            self.pop()
         return dropped
