@@ -25,6 +25,7 @@ from . import defaults as d
 from ._buffer import DONE, Entry, EventBuffer
 from ._resp import Activity
 from ._wire import WireEncoder
+from .liveness import Liveness
 from .redis_urls import mask_url
 from .transport import Command, ConnectFailed, Delivery, Transport
 
@@ -70,6 +71,8 @@ class Sender:
         wire_hook: WireHook | None = None,
         route: Callable[[str], bytes] | None = None,
         keep_alive: object = None,
+        liveness: Liveness | None = None,
+        withheld: Callable[[], list[int]] | None = None,
     ) -> None:
         self.buffer = buffer
         # The thread references this sender, so whatever is kept here lives while the
@@ -85,6 +88,10 @@ class Sender:
         self.wire_hook = wire_hook
         self.route = route
         """media_id -> its shard channel; None: every event on the transport's channel."""
+        # Liveness (progress_sdk.liveness): the key refreshed on this thread's own timer,
+        # and the positions of a batch's events the wire hook found fenced.
+        self.liveness = liveness
+        self.withheld = withheld
         self.name = name
         # Wakes the idle sender. The front sets it while holding the lock, so a signal
         # handler can never find the event's own lock held by its thread (the woken
@@ -180,6 +187,8 @@ class Sender:
                     self.dropped["sender_error"] += lost
                     self.buffer.finish_batch()
                 self.settled.notify_all()
+            if self.closing and self.liveness is not None:
+                self.liveness.release()
             if self.stop.is_set():
                 # close() gave up waiting for this thread (a slow Redis): the connection
                 # it may have opened since is released here, not left behind.
@@ -219,18 +228,32 @@ class Sender:
                 self.idle = True
                 self.wakeup.clear()
             timeout = None if deadline is None else max(0.0, deadline - buffer.clock())
+            live = self.liveness
+            due = None if live is None else live.due_in()
+            if due is not None:
+                # The key is refreshed however long the job is silent.
+                if due <= 0:
+                    live.refresh()  # type: ignore[union-attr]
+                    continue
+                timeout = due if timeout is None else min(timeout, due)
             self.wakeup.wait(timeout)
 
     # -- one batch --------------------------------------------------------------------
 
     def _send(self, batch: list[Any]) -> Delivery | None:
         """Deliver one batch. None when nothing of it was left to send."""
+        live = self.liveness
+        if live is not None and (due := live.due_in()) is not None and due <= 0:
+            live.refresh()  # also under load; and a new publisher's first media are owned
         payloads = self._payloads(batch)
         if not payloads:
             self._finish_batch()
             return None
         hooked = self.batch_hook is not None or self.wire_hook is not None
         extra = self._extra_commands(batch, payloads) if hooked else ()
+        if not payloads:  # every event withheld (fenced)
+            self._finish_batch()
+            return None
         self.publishing_since = time.monotonic()
         try:
             if self.route is not None:  # shard channels: each media's own
@@ -292,6 +315,8 @@ class Sender:
         extra: list[Command] = []
         if self.wire_hook is not None:
             extra += self._run_hook(self.wire_hook, payloads)
+            if self.withheld is not None and (positions := self.withheld()):
+                self._withhold(batch, payloads, positions)
         if self.batch_hook is not None:
             extra += self._run_hook(self.batch_hook, self.source, batch)
         return extra
@@ -310,6 +335,18 @@ class Sender:
                 exc_info=True,
             )
             return ()
+
+    def _withhold(self, batch: list[Any], payloads: list[bytes], positions: list[int]) -> None:
+        """Take the events of runs a sweeper ended out of the batch: counted as
+        ``dropped["fenced"]`` (one locked step, as for unserialisable ones)."""
+        gone = set(positions)
+        with self.settled:
+            self.dropped["fenced"] += len(gone)
+            for i in gone:
+                if type(batch[i]) is not bytes:
+                    batch[i].state = DONE
+            batch[:] = [item for i, item in enumerate(batch) if i not in gone]
+        payloads[:] = [p for i, p in enumerate(payloads) if i not in gone]
 
     def _finish_batch(self, requeue: list[Any] | None = None) -> None:
         with self.settled:

@@ -90,6 +90,7 @@ MAX_REMEMBERED_MEDIA = 100_000
 #   {prefix}user:{user_id}     sorted set: the user's media with a snapshot, by updated-at
 #   {prefix}inflight           sorted set: media without a terminal event, by updated-at
 #   {prefix}sweeper            string: the dead-worker sweeper's lease (SET NX PX)
+#   {prefix}alive:{owner}      string: a publisher's liveness key (progress_sdk.liveness)
 ENV_SNAPSHOTS = "PROGRESS_SDK_SNAPSHOTS"  # "0", "false" or "off" turns them off
 ENV_SNAPSHOT_PREFIX = "PROGRESS_SNAPSHOT_PREFIX"
 DEFAULT_SNAPSHOT_PREFIX = "progress:"
@@ -97,6 +98,7 @@ SNAPSHOT_MEDIA_KEY = "{prefix}media:{media_id}"
 SNAPSHOT_USER_KEY = "{prefix}user:{user_id}"
 SNAPSHOT_INFLIGHT_KEY = "{prefix}inflight"
 SWEEPER_LEASE_KEY = "{prefix}sweeper"
+LIVENESS_KEY = "{prefix}alive:{owner}"
 # A finished media's snapshot stays this long, so a browser that reloads just after the
 # terminal event still gets the final notice.
 DEFAULT_SNAPSHOT_TTL = 600.0  # seconds after the terminal event
@@ -106,10 +108,35 @@ DEFAULT_SNAPSHOT_INFLIGHT_TTL = 24 * 3600.0
 # A publisher pushes a running media's expiry back at most this often (seconds; or a tenth
 # of the in-flight TTL when that is shorter), not in every batch.
 SNAPSHOT_EXPIRY_REFRESH_MAX = 60.0
-# The slowest simulated stage reports about every 2 s, a real model may load for a minute
-# without reporting: five minutes of silence is a dead worker, not a slow one.
+# Liveness (progress_sdk.liveness): each publisher's sender thread keeps a key alive while
+# it has media open, whatever the job reports; the sweeper fails a media only once its
+# owner's key is gone. A dead worker's key lapses within the TTL, and the next sweep (every
+# DEFAULT_SWEEP_INTERVAL) fails its media: about 10-15 s after the kill (benchmarks/
+# ui_faults.py measures it). Three refreshes per TTL: a refresh may be late by a busy
+# interpreter or a reconnect without the key lapsing.
+ENV_LIVENESS_TTL = "PROGRESS_SDK_LIVENESS_TTL"
+DEFAULT_LIVENESS_TTL = 10.0
+LIVENESS_REFRESHES_PER_TTL = 3
+# A media whose snapshot this publisher has not written for this long (by the publisher's
+# clock) is checked before its next events go out (liveness.GUARD_SCRIPT): the sweeper
+# may have ended it meanwhile. Below every silence the sweeper acts on (the liveness TTL,
+# stuck_after), with room for clock skew between hosts.
+LIVENESS_GUARD_AFTER = 2.0
+# Media whose snapshot records no owner (written by a producer without liveness: another
+# SDK, an older publisher, or a media only queued, waiting for a worker) are failed after
+# this long without news, as before liveness existed. A media with an owner never is.
 DEFAULT_SWEEP_STALE_AFTER = 300.0
-DEFAULT_SWEEP_INTERVAL = 10.0
+# The sweeper looks at a media's owner only once the media has been quiet this long (by
+# its snapshot): a publisher writes a media's snapshot before its first liveness refresh
+# lands, and this leaves LIVENESS_GUARD_AFTER room for clock skew between hosts.
+SWEEP_OWNER_GRACE = 5.0
+DEFAULT_SWEEP_INTERVAL = 5.0
+# A media without news this long is shown as "no update for N s" (quiet), not failed.
+QUIET_AFTER = 15.0
+# stuck_after (opt-in, off by default) fails a media of a live worker with no news this
+# long; it must leave the liveness guard room.
+MIN_STUCK_AFTER = 10.0
+STUCK_ERROR_MESSAGE = "no update for {seconds} s: the analysis was taken for stuck"
 DEFAULT_SWEEP_LEASE = 30.0
 # On a cluster a sweeper claims a media before publishing its failure; a claim whose
 # publish is still pending this long after it was made is taken to be a sweeper that died

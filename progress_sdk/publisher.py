@@ -37,7 +37,7 @@ from ._buffer import Entry, EventBuffer
 from ._free_json import check_free_json
 from ._sender import BatchHook, Sender
 from ._wire import WireEncoder
-from .cluster import transport_for
+from .cluster import client_for, transport_for
 from .events import ProgressEvent
 from .exceptions import (
     ConfigurationError,
@@ -47,6 +47,7 @@ from .exceptions import (
     RedisUnavailableError,
 )
 from .failures import ErrorMessages
+from .liveness import Liveness
 from .redis_urls import mask_url
 from .sharding import resolve_shards, router
 from .snapshot import SnapshotConfig, SnapshotHook
@@ -101,6 +102,10 @@ class PublisherStats:
     open. Only when every waiting event was such a terminal event (more media ended
     during an outage than ``buffer_size`` holds); also counted in ``dropped`` and logged
     (once)."""
+    fenced_runs: int = 0
+    """Media runs a sweeper ended while this publisher was still reporting them (taken
+    for dead or stuck; ``progress_sdk.liveness``): their later events are withheld and
+    counted as ``dropped["fenced"]``."""
 
     @property
     def dropped_total(self) -> int:
@@ -146,11 +151,17 @@ def _snapshot_config(snapshots: SnapshotConfig | bool | None) -> SnapshotConfig 
     )
 
 
-def _snapshot_hook(
-    snapshots: SnapshotConfig | None, channel: str | Callable[[str], str]
-) -> SnapshotHook | None:
-    # A fresh hook per sender, so a forked child starts without its parent's snapshots.
-    return None if snapshots is None else SnapshotHook(snapshots, channel)
+def _liveness_client(target: object) -> Callable[[], Any]:
+    """Makes the client of the liveness key and guards (on the sender thread). Never on a
+    pool the job's code shares: the sender may hold the pool's lock when a worker forks
+    (RQ's work horse), and the child would then wait on it forever."""
+    if isinstance(target, str):
+        return lambda: client_for(target, socket_timeout=d.SOCKET_TIMEOUT)
+    pool = target.connection_pool if isinstance(target, redis.Redis) else target
+    if isinstance(pool, redis.ConnectionPool):
+        return lambda: redis.Redis(connection_pool=type(pool)(
+            connection_class=pool.connection_class, **pool.connection_kwargs))
+    return lambda: target  # a RedisCluster client
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -253,6 +264,8 @@ class ProgressPublisher:
         self._transport: Transport = (
             _transport if _transport is not None else transport_for(target, channel)
         )
+        # Liveness needs a client of the same Redis; a transport given by a test has none.
+        self._liveness_client = None if _transport is not None else _liveness_client(target)
         self.channel = channel
         self.buffer_size = buffer_size
         self.min_progress_interval = float(min_progress_interval)
@@ -302,6 +315,15 @@ class ProgressPublisher:
             keep_entries=self._keep_fields or route is not None,
         )
         self._encoder = WireEncoder(source)
+        self._liveness = self._new_liveness(source)
+        hook = None
+        if self.snapshots is not None:
+            # A fresh hook per sender, so a forked child starts without its parent's.
+            hook = SnapshotHook(
+                self.snapshots,
+                self.channel if route is None else lambda media_id: route(media_id).decode(),
+                self._liveness,
+            )
         self._sender = Sender(
             self._buffer,
             self._settled,
@@ -311,13 +333,19 @@ class ProgressPublisher:
             name=f"progress-sdk-sender-{self.channel}",
             source=source,
             batch_hook=self.batch_hook,
-            wire_hook=_snapshot_hook(
-                self.snapshots,
-                self.channel if route is None else lambda media_id: route(media_id).decode(),
-            ),
+            wire_hook=hook,
             route=route,
             keep_alive=self,
+            liveness=self._liveness,
+            withheld=hook.take_withheld if hook is not None and self._liveness else None,
         )
+
+    def _new_liveness(self, source: str) -> Liveness | None:
+        config = self.snapshots
+        if config is None or config.liveness_ttl is None or self._liveness_client is None:
+            return None
+        return Liveness(source, config.keys.alive(source), config.keys.media,
+                        config.liveness_ttl, self._liveness_client)
 
     def _instance_source(self) -> str:
         """The ``source`` of this publisher's events: unique to the instance and the
@@ -525,7 +553,8 @@ class ProgressPublisher:
             self._transport.close()
             _live_publishers.discard(self)
             with self._lock:
-                self._close_result = delivered and not self._dropped_locked()
+                lost = {k: n for k, n in self._dropped_locked().items() if k != "fenced"}
+                self._close_result = delivered and not lost
         finally:
             self._close_done.set()
         return self._close_result
@@ -571,6 +600,13 @@ class ProgressPublisher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def ended_elsewhere(self, media_id: str) -> bool:
+        """Whether a sweeper ended the current run of ``media_id`` while this publisher
+        was reporting it (its further events are withheld): the job may stop working on
+        it. Learnt when the run's next events are about to go out."""
+        live = self._liveness
+        return live is not None and live.is_fenced(media_id)
 
     def run_ended(self) -> None:
         """Called by a media run's terminal event: wait, bounded, for delivery.
@@ -629,6 +665,7 @@ class ProgressPublisher:
                 forgiven=dict(self._forgiven),
                 extra_failed=sender.extra_failed,
                 terminals_lost=self._buffer.terminals_lost,
+                fenced_runs=self._liveness.fenced_runs if self._liveness is not None else 0,
             )
 
     def check_connection(self, timeout: float = d.CONNECT_TIMEOUT) -> None:

@@ -15,9 +15,12 @@ only functions doing I/O.
 
 Key layout (``defaults.py``): ``{prefix}media:{media_id}`` is a hash with one field per
 media attribute (``status``, ``user_id``, ``filename``, ``run_id``, ``error``, ``seq``,
-``source``, ``updated_at``, ``started_at``), one ``seq:{source}`` per publisher and one
-``model:{name}`` (compact JSON) per model; ``{prefix}user:{user_id}`` and
-``{prefix}inflight`` are sorted sets of media ids scored by updated-at (milliseconds).
+``source``, ``updated_at``, ``started_at``, ``owner``, ``alive_at``, ``swept``), one
+``seq:{source}`` per publisher and one ``model:{name}`` (compact JSON) per model;
+``{prefix}user:{user_id}`` and ``{prefix}inflight`` are sorted sets of media ids scored
+by updated-at (milliseconds). ``owner`` names the publisher whose liveness key
+(``{prefix}alive:{owner}``, ``progress_sdk.liveness``) says the media's worker is alive;
+empty while the media waits on a queue (no model analyzing, one queued).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -40,6 +43,9 @@ from . import _rules
 from . import defaults as d
 from ._wire import encode_json
 from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .liveness import Liveness
 
 __all__ = [
     "MediaSnapshot",
@@ -111,6 +117,24 @@ class SnapshotKeys:
         """The key whose holder is the one sweeper allowed to act."""
         return d.SWEEPER_LEASE_KEY.format(prefix=self.prefix)
 
+    def alive(self, owner: str) -> str:
+        """The liveness key of one publisher (``progress_sdk.liveness``)."""
+        return d.LIVENESS_KEY.format(prefix=self.prefix, owner=owner)
+
+
+def _liveness_ttl_from_env() -> float | None:
+    raw = os.environ.get(d.ENV_LIVENESS_TTL, "").strip().lower()
+    if not raw:
+        return d.DEFAULT_LIVENESS_TTL
+    if raw in ("0", "off", "false", "no"):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{d.ENV_LIVENESS_TTL} must be a number of seconds or 'off', got {raw!r}"
+        ) from None
+
 
 @dataclass(frozen=True)
 class SnapshotConfig:
@@ -121,6 +145,11 @@ class SnapshotConfig:
     """Seconds a finished media's snapshot stays after its terminal event."""
     inflight_ttl: float = d.DEFAULT_SNAPSHOT_INFLIGHT_TTL
     """Seconds an in-flight snapshot stays after its last write (no sweeper running)."""
+    liveness_ttl: float | None = field(default_factory=_liveness_ttl_from_env)
+    """Seconds a publisher's liveness key lives without a refresh (refreshed three times
+    as often); ``None``: no liveness, the snapshots record no owner and the sweeper fails
+    their media after ``stale_after`` of silence. Default: ``PROGRESS_SDK_LIVENESS_TTL``
+    (``0``/``off``: none), else 10 s."""
 
     @property
     def refresh_every(self) -> float:
@@ -136,7 +165,9 @@ class SnapshotConfig:
         return str(max(1, int((self.inflight_ttl + self.refresh_every) * 1000)))
 
     def __post_init__(self) -> None:
-        for name in ("ttl", "inflight_ttl"):
+        names = ("ttl", "inflight_ttl") if self.liveness_ttl is None else (
+            "ttl", "inflight_ttl", "liveness_ttl")
+        for name in names:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigurationError(
@@ -214,6 +245,18 @@ class MediaSnapshot:
     models: dict[str, ModelSnapshot] = field(default_factory=dict)
     channel: str | None = None
     """The channel the media's events went to (the sweeper publishes its failures there)."""
+    owner: str | None = None
+    """The publisher whose liveness key vouches for this media's worker (empty or None:
+    none, e.g. waiting on a queue; see ``progress_sdk.liveness``)."""
+    alive_at: float | None = None
+    """When the owner last confirmed the media (epoch seconds, the owner's clock): its
+    liveness guard before events that follow a long silence."""
+    swept: str | None = None
+    """Why a sweeper ended this run (``owner_gone``, ``stuck``, ``stale``); None when its
+    worker ended it. The owner's later events of the run are withheld (fencing)."""
+    owner_alive: bool | None = None
+    """Whether the owner's liveness key exists, when the reader checked
+    (``check_owners``); not stored."""
 
     @property
     def terminal(self) -> bool:
@@ -265,8 +308,20 @@ class MediaSnapshot:
             "source": self.source,
             "seqs": dict(self.seqs),
             "updatedAt": _iso(self.updated_at),
+            "quietSeconds": self.quiet_seconds(),
+            "ownerAlive": self.owner_alive,
             "models": [m.to_client(name) for name, m in self.models.items()],
         }
+
+    def quiet_seconds(self, now: float | None = None) -> int | None:
+        """Whole seconds without news, for a running media quiet for at least
+        ``QUIET_AFTER`` ("no update for N s"); None otherwise. A state, not a failure:
+        the sweeper fails a media only when its owner is gone (or ``stuck_after``)."""
+        if self.terminal or not self.updated_at:
+            return None
+        last = max(self.updated_at, self.alive_at or 0.0)
+        quiet = (time.time() if now is None else now) - last
+        return int(quiet) if quiet >= d.QUIET_AFTER else None
 
 
 def _iso(epoch: float) -> str:
@@ -405,7 +460,9 @@ _MODEL_FIELDS = (
     "status", "progress", "total", "phase", "prediction", "confidence", "error",
     "eta_seconds", "updated_at",
 )  # fmt: skip
-_MEDIA_TEXT_FIELDS = ("user_id", "status", "filename", "run_id", "error", "source", "channel")
+_MEDIA_TEXT_FIELDS = (
+    "user_id", "status", "filename", "run_id", "error", "source", "channel", "owner", "swept",
+)  # fmt: skip
 _MODEL_PREFIX = "model:"
 _SEQ_PREFIX = "seq:"
 
@@ -423,6 +480,8 @@ def media_fields(state: MediaSnapshot, models: Iterable[str] | None = None) -> d
         fields["seq"] = str(state.seq)
     if state.started_at is not None:
         fields["started_at"] = repr(state.started_at)
+    if state.alive_at is not None:
+        fields["alive_at"] = repr(state.alive_at)
     for source, seq in state.seqs.items():
         fields[_SEQ_PREFIX + source] = str(seq)
     names = state.models if models is None else models
@@ -433,6 +492,8 @@ def media_fields(state: MediaSnapshot, models: Iterable[str] | None = None) -> d
 
 def _progress_fields(state: MediaSnapshot, models: Iterable[str]) -> dict[str, str]:
     fields = {"updated_at": repr(state.updated_at)}
+    if state.owner is not None:
+        fields["owner"] = state.owner
     if state.seq is not None and state.source is not None:
         fields["seq"] = str(state.seq)
         fields["source"] = state.source
@@ -472,6 +533,9 @@ def parse_snapshot(
         updated_at=_float(text.get("updated_at")) or 0.0,
         started_at=_float(text.get("started_at")),
         channel=text.get("channel"),
+        owner=text.get("owner") or None,
+        alive_at=_float(text.get("alive_at")),
+        swept=text.get("swept") or None,
         models=dict(sorted(models.items(), key=lambda item: item[1].updated_at)),
     )
 
@@ -680,10 +744,13 @@ class SnapshotTracker:
     def __init__(
         self, config: SnapshotConfig, *, channel: str | Callable[[str], str] | None = None,
         max_media: int = d.MAX_REMEMBERED_MEDIA, clock: Callable[[], float] = time.monotonic,
+        owner: str | None = None,
     ) -> None:
         self.config = config
         self.channel = channel
         """The channel the events go to, or media_id -> its shard channel."""
+        self.owner = owner
+        """The liveness id written as each media's ``owner`` (None: none written)."""
         self._max_media = max_media
         self._clock = clock
         self._states: OrderedDict[str, MediaSnapshot] = OrderedDict()
@@ -703,6 +770,8 @@ class SnapshotTracker:
         was_open = previous is not None and previous.status == RUNNING
         state = fold_event(previous, event, now, seq, source)
         state.channel = self.channel(media_id) if callable(self.channel) else self.channel
+        if self.owner is not None:
+            state.owner = owner_of(state, self.owner)
         self._states[media_id] = state
         if len(self._states) > self._max_media:
             evicted, _ = self._states.popitem(last=False)
@@ -774,9 +843,11 @@ class SnapshotTracker:
 
     def _settle(self, touched: dict[str, MediaSnapshot]) -> None:
         # What apply() does per event, once per media: channel, recency, the bound.
-        states, channel = self._states, self.channel
+        states, channel, owner = self._states, self.channel, self.owner
         for media_id, state in touched.items():
             state.channel = channel(media_id) if callable(channel) else channel
+            if owner is not None:
+                state.owner = owner_of(state, owner)
             states[media_id] = state
         while len(states) > self._max_media:
             evicted, _ = states.popitem(last=False)
@@ -821,6 +892,18 @@ class SnapshotTracker:
         return len(self._states)
 
 
+def owner_of(state: MediaSnapshot, owner: str) -> str:
+    """``owner``, unless the media waits on a queue: no model analyzing and one queued
+    (RQ's per-model layout between two model jobs, or just enqueued). Then no process
+    vouches for it (empty): a worker that picks a model up becomes its owner."""
+    waiting = False
+    for row in state.models.values():
+        if row.status == "analyzing":
+            return owner
+        waiting = waiting or row.status == "queued"
+    return "" if waiting else owner
+
+
 class SnapshotHook:
     """The publisher's snapshot writer (``ProgressPublisher(snapshots=...)``): folds each
     batch into its media's snapshots and returns the writes for the same pipeline.
@@ -828,18 +911,62 @@ class SnapshotHook:
     It reads the events back from their wire bytes (``orjson``, on the sender thread), so
     the publisher's buffer keeps no fields dict per event for it: a buffered event costs
     the same memory, and the garbage collector the same walks, with snapshots on or off.
+
+    With ``liveness`` (``progress_sdk.liveness``), each media records its owner, and the
+    events of runs a sweeper ended are withheld: ``take_withheld`` gives their positions
+    in the batch last seen, and they are neither folded nor written.
     """
 
     def __init__(
-        self, config: SnapshotConfig, channel: str | Callable[[str], str] | None = None
+        self, config: SnapshotConfig, channel: str | Callable[[str], str] | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
-        self.tracker = SnapshotTracker(config, channel=channel)
+        self.tracker = SnapshotTracker(
+            config, channel=channel, owner=liveness.owner if liveness is not None else None
+        )
+        self.liveness = liveness
         self._epoch = _WireClock()
+        self._withheld: list[int] = []
 
     def __call__(self, payloads: Sequence[bytes]) -> list[tuple[str | bytes, ...]]:
         """``payloads``: a batch's wire events about to be published, in order."""
-        self.tracker.apply_batch(_decoded(payloads), self._epoch)
-        return self.tracker.take_commands()
+        liveness = self.liveness
+        if liveness is None:
+            self.tracker.apply_batch(_decoded(payloads), self._epoch)
+            return self.tracker.take_commands()
+        events = [_decode_one(payload) for payload in payloads]
+        withheld = self._withheld = liveness.withheld(events)
+        if withheld:
+            gone = set(withheld)
+            events = [e for i, e in enumerate(events) if i not in gone]
+        kept = [e for e in events if e is not None]
+        self.tracker.apply_batch(kept, self._epoch)
+        commands = self.tracker.take_commands()
+        liveness.wrote(self._written(kept))
+        liveness.open = len(self.tracker)
+        return commands
+
+    def take_withheld(self) -> list[int]:
+        """Positions, in the batch last given, of events that must not go out."""
+        withheld, self._withheld = self._withheld, []
+        return withheld
+
+    def _written(self, events: list[dict[str, Any]]) -> Iterator[tuple[str, float, bool]]:
+        last: dict[str, dict[str, Any]] = {}
+        for event in events:
+            media_id = event.get("media_id")
+            if type(media_id) is str:
+                last[media_id] = event
+        for media_id, event in last.items():
+            yield media_id, self._epoch(event), event.get("event") in _rules.MEDIA_TERMINAL_NAMES
+
+
+def _decode_one(payload: bytes) -> dict[str, Any] | None:
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return event if type(event) is dict else None
 
 
 def _decoded(payloads: Iterable[bytes]) -> Iterator[dict[str, Any]]:

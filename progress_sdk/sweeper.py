@@ -1,7 +1,17 @@
-"""The dead-worker sweeper: media whose worker stopped reporting get their terminal event.
+"""The dead-worker sweeper: media whose worker is gone get their terminal event.
 
-A media whose snapshot (``progress_sdk.snapshot``) has not changed for ``stale_after``
-seconds and has no terminal event gets ``ANALYSIS_FAILED`` for each model still running and
+A running media is failed when (``progress_sdk.liveness``):
+
+- its snapshot names an owner (the publisher reporting it) whose liveness key is gone,
+  and it has been quiet for ``SWEEP_OWNER_GRACE`` (5 s): the worker died. Silence alone
+  never fails a media whose owner is alive, however long its step;
+- it has been quiet for ``stuck_after`` seconds, when that opt-in setting is given
+  (``swept="stuck"``): a live worker that stopped making progress, failed explicitly;
+- its snapshot names no owner (a producer without liveness, or a media waiting on a
+  queue) and it has been quiet for ``stale_after`` seconds (300 s), as before liveness.
+
+"Quiet" counts from the snapshot's updated-at, or its ``alive_at`` when the owner confirmed
+it later. The media gets ``ANALYSIS_FAILED`` for each model still running and
 then ``PROCESSING_FAILED`` ("the worker stopped reporting"): rule 5 allows
 ``PROCESSING_COMPLETED`` only when the job finished, so a job that stopped always fails,
 even with some models completed. The panel then closes with a visible error instead of
@@ -10,12 +20,17 @@ staying open forever. The events go to the channel the media's own events went t
 
 Any number of sweepers may run (every relay node, ``progress-sim sweep``): a lease in Redis
 (``SET NX PX``, renewed by its holder) lets one act at a time, and each media is failed by
-one script that checks the snapshot is still running and unchanged, writes the terminal
-state and publishes the events atomically, so the failure events never go out twice, and a
-worker that reported again in the meantime is left alone.
+one script that checks the snapshot is still running and unchanged (updated-at and
+``alive_at`` as read), that its owner's key is still gone, writes the terminal state
+(marked ``swept`` with the reason: the owner's later events of the run are withheld, see
+``progress_sdk.liveness``) and publishes the events atomically, so the failure events
+never go out twice, and a worker that reported again in the meantime is left alone.
 
 On a Redis Cluster the claim and the publish cannot be one script (the keys and the
-channel live on different masters), so the claim also records the events in the media's
+channel live on different masters), nor can the owner's key be checked inside the claim
+(it lives on another slot): it is checked just before, and a worker that comes back in
+between is fenced by its guard (``liveness.GUARD_SCRIPT``), not by the claim. The claim
+also records the events in the media's
 hash as a pending publish, and the media stays in the in-flight index until they are out.
 A sweeper that dies (or loses its connection) between its claim and its publishes leaves
 that record behind: the next sweep finds the media still indexed, terminal, with a publish
@@ -28,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -44,6 +60,7 @@ from . import _rules
 from . import defaults as d
 from .events import format_timestamp
 from .exceptions import ConfigurationError
+from .liveness import owners_alive
 from .snapshot import (
     MediaSnapshot,
     SnapshotConfig,
@@ -68,19 +85,22 @@ _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: media hash, in-flight index, user index (or ''). ARGV: updated_at as read, channel,
-# expiry (ms), media id, score (ms), number of events n, the n events, field/value pairs.
+# KEYS: media hash, in-flight index, user index (or ''), the owner's liveness key (or '':
+# not a dead owner's media). ARGV: updated_at and alive_at as read, channel, expiry (ms),
+# media id, score (ms), number of events n, the n events, field/value pairs.
 # The snapshot is written before the events go out, as the publisher does, so a relay that
 # reads it after subscribing misses nothing (docs/relay.md).
 _FAIL_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'updated_at') ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], unpack(ARGV, 7 + n))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('ZREM', KEYS[2], ARGV[4])
-if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
-for i = 7, 6 + n do redis.call('PUBLISH', ARGV[2], ARGV[i]) end
+if (redis.call('HGET', KEYS[1], 'updated_at') or '') ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[1], 'alive_at') or '') ~= ARGV[2] then return 0 end
+if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+local n = tonumber(ARGV[7])
+redis.call('HSET', KEYS[1], unpack(ARGV, 8 + n))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREM', KEYS[2], ARGV[5])
+if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5]) end
+for i = 8, 7 + n do redis.call('PUBLISH', ARGV[3], ARGV[i]) end
 return n
 """
 # On a Redis Cluster the keys live on different masters and the events go out with
@@ -89,12 +109,13 @@ return n
 # written, the events published, and the media taken out of the in-flight index, in that
 # order. The field/value pairs include the pending publish (_PENDING, _PENDING_AT), so a
 # claim whose publishes never happened can be found and completed by a later sweep.
-# KEYS: media hash. ARGV: updated_at as read, expiry (ms), field/value pairs.
+# KEYS: media hash. ARGV: updated_at and alive_at as read, expiry (ms), field/value pairs.
 _CLAIM_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'updated_at') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if (redis.call('HGET', KEYS[1], 'updated_at') or '') ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[1], 'alive_at') or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
@@ -111,6 +132,8 @@ _PENDING = "sweep_pending"
 _PENDING_AT = "sweep_pending_at"
 
 _BATCH = 100
+# Why a sweeper ends a run (the snapshot's ``swept`` field).
+OWNER_GONE, STUCK, STALE = "owner_gone", "stuck", "stale"
 
 
 @dataclass(frozen=True)
@@ -127,11 +150,15 @@ class SweepResult:
     republished: tuple[str, ...] = field(default=())
     """media_id of each media whose failure a sweeper claimed on a cluster but may not
     have published (it died or lost Redis in between): its events were published again."""
+    stuck: tuple[str, ...] = field(default=())
+    """Those of ``failed`` whose worker was alive: failed by ``stuck_after``."""
 
     def notices(self) -> list[tuple[int, str]]:
         """What this sweep did, a line per media, with its logging level: what the CLI
         prints and the sweepers (``Sweeper.run``, the relay's) log."""
-        lines = [(logging.INFO, f"failed {media_id}: {d.SWEEP_ERROR_MESSAGE}")
+        lines = [(logging.INFO, f"failed {media_id}: " + (
+                     "no update for stuck_after, its worker alive" if media_id in self.stuck
+                     else d.SWEEP_ERROR_MESSAGE))
                  for media_id in self.failed]
         lines += [(logging.WARNING, f"published the failure of {media_id} again: the "
                    "sweeper that claimed it stopped before publishing")
@@ -156,11 +183,18 @@ class Sweeper:
         lease: float = d.DEFAULT_SWEEP_LEASE,
         source: str | None = None,
         republish_after: float = d.DEFAULT_SWEEP_REPUBLISH_AFTER,
+        stuck_after: float | None = None,
     ) -> None:
         for name, value in (("stale_after", stale_after), ("lease", lease),
                             ("republish_after", republish_after)):
             if not value > 0:
                 raise ConfigurationError(f"sweeper {name} must be > 0 seconds, got {value!r}")
+        if stuck_after is not None and not stuck_after >= d.MIN_STUCK_AFTER:
+            raise ConfigurationError(
+                f"sweeper stuck_after must be at least {d.MIN_STUCK_AFTER:g} seconds (a "
+                f"live worker's guard needs the room), got {stuck_after!r}"
+            )
+        self.stuck_after = None if stuck_after is None else float(stuck_after)
         self.client = client
         self.channel = channel
         self.config = config or SnapshotConfig()
@@ -196,21 +230,77 @@ class Sweeper:
         self._release(keys=[self.keys.sweeper_lease], args=[self._token])
 
     def sweep(self, now: float | None = None) -> SweepResult:
-        """One pass: fail every stale in-flight media, if this sweeper holds the lease."""
+        """One pass: fail every in-flight media whose owner is gone (or that is stuck or
+        stale, see the module docstring), if this sweeper holds the lease."""
         if not self.hold_lease():
             return SweepResult(leader=False)
         at = time.time() if now is None else now
-        cutoff = int((at - self.stale_after) * 1000)
-        stale = self.client.zrangebyscore(self.keys.inflight, "-inf", cutoff, 0, _BATCH)
-        done: dict[str, list[str]] = {"failed": [], "skipped": [], "republished": []}
-        events = 0
-        for raw in stale:
-            media_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            outcome, published = self._fail_media(media_id, at)
-            done[outcome].append(media_id)
-            events += published
+        quiet = min(self.stale_after, d.SWEEP_OWNER_GRACE, self.stuck_after or math.inf)
+        cutoff = int((at - quiet) * 1000)
+        done: dict[str, list[str]] = {"failed": [], "skipped": [], "republished": [],
+                                      "stuck": []}
+        events, start = 0, 0
+        while True:
+            # Every quiet media is looked at, a page at a time: live quiet ones stay
+            # indexed at the front, and must not hide a dead worker's behind them.
+            page = [_text(raw) for raw in self.client.zrangebyscore(
+                self.keys.inflight, "-inf", cutoff, start, _BATCH)]
+            outcomes = self._sweep_page(page, at) if page else []
+            for media_id, (outcome, published) in zip(page, outcomes, strict=True):
+                if outcome == "stuck":
+                    done["failed"].append(media_id)
+                if outcome != "alive":
+                    done[outcome].append(media_id)
+                events += published
+            if len(page) < _BATCH:
+                break
+            start += sum(1 for outcome, _ in outcomes if outcome == "alive")  # still indexed
         return SweepResult(True, tuple(done["failed"]), events, tuple(done["skipped"]),
-                           tuple(done["republished"]))
+                           tuple(done["republished"]), tuple(done["stuck"]))
+
+    def _sweep_page(self, page: list[str], now: float) -> list[tuple[str, int]]:
+        """Each media's outcome: "failed", "stuck" (failed, its worker alive), "skipped",
+        "republished" or "alive" (left alone, still indexed), and the events published."""
+        pipe = self.client.pipeline(transaction=False)
+        for media_id in page:
+            pipe.hgetall(self.keys.media(media_id))
+        replies = pipe.execute()
+        snapshots = [parse_snapshot(m, f) for m, f in zip(page, replies, strict=True)]
+        alive = owners_alive(self.client, self.keys, (
+            s.owner for s in snapshots if s is not None and s.owner and not s.terminal))
+        return [self._consider(s, f, alive, now) if s is not None else self._gone(m)
+                for m, s, f in zip(page, snapshots, replies, strict=True)]
+
+    def reason(self, snapshot: MediaSnapshot, owner_alive: bool | None, now: float) -> str | None:
+        """Why ``snapshot`` (running) is to be failed now, or None: ``owner_gone``,
+        ``stuck`` or ``stale`` (see the module docstring)."""
+        last = max(snapshot.updated_at, snapshot.alive_at or 0.0)
+        if snapshot.owner:
+            if owner_alive is False and last < now - d.SWEEP_OWNER_GRACE:
+                return OWNER_GONE
+        elif last < now - self.stale_after:
+            return STALE
+        if self.stuck_after is not None and last < now - self.stuck_after:
+            return STUCK
+        return None
+
+    def _gone(self, media_id: str) -> tuple[str, int]:
+        # Expired but still indexed: nothing to announce.
+        self.client.zrem(self.keys.inflight, media_id)
+        return "skipped", 0
+
+    def _consider(
+        self, snapshot: MediaSnapshot, fields: Mapping[Any, Any], alive: Mapping[str, bool],
+        now: float,
+    ) -> tuple[str, int]:
+        if snapshot.terminal:
+            if _field(fields, _PENDING):
+                return self._republish(snapshot, fields, now)
+            return self._gone(snapshot.media_id)  # finished but still indexed
+        reason = self.reason(snapshot, alive.get(snapshot.owner or ""), now)
+        if reason is None:
+            return "alive", 0
+        return self._fail_media(snapshot, fields, reason, now)
 
     def run(self, stop: threading.Event, interval: float = d.DEFAULT_SWEEP_INTERVAL) -> None:
         """Sweep every ``interval`` seconds until ``stop`` is set; Redis errors are logged."""
@@ -228,37 +318,38 @@ class Sweeper:
             with contextlib.suppress(redis.RedisError):  # else it expires by itself
                 self.release_lease()
 
-    def _fail_media(self, media_id: str, now: float) -> tuple[str, int]:
-        """Fail one stale media: ("failed" | "skipped" | "republished", events published)."""
-        key = self.keys.media(media_id)
-        fields = self.client.hgetall(key)
-        snapshot = parse_snapshot(media_id, fields)
-        if snapshot is not None and snapshot.terminal and _field(fields, _PENDING):
-            return self._republish(snapshot, fields, now)
-        if snapshot is None or snapshot.terminal:
-            # Expired or finished but still indexed: nothing to announce.
-            self.client.zrem(self.keys.inflight, media_id)
-            return "skipped", 0
-        raw_updated = fields.get(b"updated_at", fields.get("updated_at"))
-        failure = self._failure_events(snapshot, now)
+    def _fail_media(
+        self, snapshot: MediaSnapshot, fields: Mapping[Any, Any], reason: str, now: float
+    ) -> tuple[str, int]:
+        """Fail one media: ("failed" | "stuck" | "skipped", events published)."""
+        media_id = snapshot.media_id
+        failure = self._failure_events(snapshot, reason, now)
         if failure is None:
             self.client.zrem(self.keys.inflight, media_id)
             return "skipped", 0
         payloads, final = failure
+        read = (_field(fields, "updated_at") or "", _field(fields, "alive_at") or "")
         channel = snapshot.channel or self.channel
+        owner = snapshot.owner if reason == OWNER_GONE else None
+        owner_key = self.keys.alive(owner) if owner else ""
         if self._on_cluster:
-            published = self._fail_on_cluster(final, raw_updated, channel, payloads, now)
+            if owner_key and self.client.exists(owner_key):
+                return "skipped", 0  # came back since the page was read
+            published = self._fail_on_cluster(final, read, channel, payloads, now)
         else:
             ttl = max(1, int(self.config.ttl * 1000))
             pairs = [part for pair in media_fields(final).items() for part in pair]
-            args: list[Any] = [raw_updated, channel, ttl, media_id, int(now * 1000),
+            args: list[Any] = [*read, channel, ttl, media_id, int(now * 1000),
                                len(payloads), *payloads, *pairs]
             user_key = self.keys.user(final.user_id) if final.user_id else ""
-            published = int(self._fail(keys=[key, self.keys.inflight, user_key], args=args))
-        return ("failed" if published else "skipped"), published
+            keys = [self.keys.media(media_id), self.keys.inflight, user_key, owner_key]
+            published = int(self._fail(keys=keys, args=args))
+        if not published:
+            return "skipped", 0
+        return ("stuck" if reason == STUCK else "failed"), published
 
     def _fail_on_cluster(
-        self, final: MediaSnapshot, raw_updated: Any, channel: str, payloads: list[bytes],
+        self, final: MediaSnapshot, read: tuple[str, str], channel: str, payloads: list[bytes],
         now: float,
     ) -> int:
         media_id = final.media_id
@@ -266,7 +357,7 @@ class Sweeper:
         pending = json.dumps({"channel": channel, "events": [p.decode() for p in payloads]})
         fields = {**media_fields(final), _PENDING: pending, _PENDING_AT: str(int(now * 1000))}
         pairs = [part for pair in fields.items() for part in pair]
-        if not self._claim(keys=[self.keys.media(media_id)], args=[raw_updated, ttl, *pairs]):
+        if not self._claim(keys=[self.keys.media(media_id)], args=[*read, ttl, *pairs]):
             return 0
         self._publish_claimed(final, channel, payloads)
         return len(payloads)
@@ -310,18 +401,25 @@ class Sweeper:
         self._publish_claimed(final, channel, payloads)
         return "republished", len(payloads)
 
+    def message(self, reason: str) -> str:
+        """What users read when a media is failed for ``reason``."""
+        if reason == STUCK and self.stuck_after is not None:
+            return d.STUCK_ERROR_MESSAGE.format(seconds=f"{self.stuck_after:g}")
+        return d.SWEEP_ERROR_MESSAGE
+
     def _failure_events(
-        self, snapshot: MediaSnapshot, now: float
+        self, snapshot: MediaSnapshot, reason: str, now: float
     ) -> tuple[list[bytes], MediaSnapshot] | None:
+        error = self.message(reason)
         events = [
-            self._event(snapshot, "ANALYSIS_FAILED", f"{name}: {d.SWEEP_ERROR_MESSAGE}",
-                        {"model_name": name, "error_message": d.SWEEP_ERROR_MESSAGE}, now)
+            self._event(snapshot, "ANALYSIS_FAILED", f"{name}: {error}",
+                        {"model_name": name, "error_message": error}, now)
             for name, model in snapshot.models.items()
             if model.status not in ("completed", "failed")
         ]  # fmt: skip
         events.append(
-            self._event(snapshot, "PROCESSING_FAILED", f"Processing failed: "
-                        f"{d.SWEEP_ERROR_MESSAGE}", {"error_message": d.SWEEP_ERROR_MESSAGE}, now)
+            self._event(snapshot, "PROCESSING_FAILED", f"Processing failed: {error}",
+                        {"error_message": error}, now)
         )  # fmt: skip
         final = snapshot
         for event in events:
@@ -331,6 +429,7 @@ class Sweeper:
                                problems[0])
                 return None
             final = apply_event(final, event, now)
+        final.swept = reason
         return [json.dumps(e, separators=(",", ":")).encode() for e in events], final
 
     def _event(
@@ -355,6 +454,10 @@ class Sweeper:
         if snapshot.run_id:
             event["run_id"] = snapshot.run_id
         return event
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _field(fields: Mapping[Any, Any], name: str) -> str | None:

@@ -743,7 +743,11 @@ def replay_command(
               show_default=True, help=f"Snapshot key prefix. Env: {d.ENV_SNAPSHOT_PREFIX}.")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True),
               default=d.DEFAULT_SWEEP_STALE_AFTER, show_default=True,
-              help="Seconds without a snapshot change after which a media's worker is dead.")
+              help="Seconds without a snapshot change after which a media that names no "
+              "owner (no liveness key to check) is failed.")
+@click.option("--stuck-after", type=click.FloatRange(min=d.MIN_STUCK_AFTER), default=None,
+              help="Also fail media of live workers after this many seconds without news "
+              "(off by default).")
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True),
               default=d.DEFAULT_SWEEP_INTERVAL, show_default=True,
               help="Seconds between sweeps.")
@@ -753,10 +757,11 @@ def replay_command(
 @click.option("--once", is_flag=True, help="Sweep once and exit.")
 @click.pass_context
 def sweep(  # noqa: PLR0917 - one parameter per click option
-    ctx: click.Context, prefix: str, stale_after: float, interval: float, lease: float,
-    once: bool,
+    ctx: click.Context, prefix: str, stale_after: float, stuck_after: float | None,
+    interval: float, lease: float, once: bool,
 ) -> None:
-    """Fail media whose worker stopped reporting (ANALYSIS_FAILED, PROCESSING_FAILED).
+    """Fail media whose worker is gone (ANALYSIS_FAILED, PROCESSING_FAILED): its liveness
+    key lapsed. A live worker's silence fails nothing unless --stuck-after says so.
 
     Safe to run on several machines at once: one sweeper acts at a time (a lease in
     Redis), and a media's failure events never go out twice.
@@ -770,7 +775,7 @@ def sweep(  # noqa: PLR0917 - one parameter per click option
     try:
         sweeper = Sweeper(client_for(url), channel=_channel(ctx),
                           config=SnapshotConfig(SnapshotKeys(prefix)), stale_after=stale_after,
-                          lease=lease)
+                          lease=lease, stuck_after=stuck_after)
         with _on_interrupt(stop.set):
             while True:
                 result = sweeper.sweep()

@@ -44,6 +44,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from progress_sdk import defaults as d
+
 __all__ = [
     "LivePanel",
     "MediaView",
@@ -138,7 +140,7 @@ class MediaView:
     filename: str | None
     rows: tuple[RowView, ...]
     idle: float
-    """Seconds since this media's last event (a stale panel: the job may have died)."""
+    """Seconds since this media's last event."""
     late: bool
     status: str = "running"
     """running, completed or failed."""
@@ -155,6 +157,13 @@ class MediaView:
         if self.status == "failed":
             return "failed"
         return "partial" if any(r.status == "failed" for r in self.rows) else "success"
+
+    @property
+    def quiet(self) -> bool:
+        """No event for ``QUIET_AFTER`` seconds: a state, not a failure (a live worker's
+        long step; a dead one's media is failed by the sweeper). Shown as "no update for
+        N s" instead of an ETA that would only freeze."""
+        return self.idle >= d.QUIET_AFTER
 
     @property
     def overall(self) -> float:
@@ -570,7 +579,6 @@ def format_eta(seconds: float) -> str:
 
 # -- drawing ---------------------------------------------------------------------------
 
-_STALE_AFTER = 10.0
 
 
 def render(views: list[MediaView], *, max_lines: int = 200, footer: str = "") -> RenderableType:
@@ -596,12 +604,12 @@ def _title(view: MediaView) -> str:
     title = escape(view.filename or view.media_id)
     who = f" · {escape(view.user_id)}" if view.user_id else ""
     note = " · joined late" if view.late else ""
-    if view.idle >= _STALE_AFTER:
-        note += f" · [yellow]no events for {view.idle:.0f} s[/]"
+    if view.quiet:
+        note += f" · [yellow]no update for {view.idle:.0f} s[/]"
     summary = ""
     if view.rows:
         summary = f" · {view.overall:.0%} overall, {model_counts(view.rows)}"
-        if view.eta is not None:
+        if view.eta is not None and not view.quiet:
             summary += f", ETA {format_eta(view.eta)}"
     return f"[bold]{title}[/]{summary} [dim]{escape(view.media_id)}{who}{note}[/]"
 
@@ -619,8 +627,8 @@ def model_counts(rows: tuple[RowView, ...]) -> str:
     return ", ".join(parts)
 
 
-def _row_status(row: RowView) -> tuple[Text, Text]:
-    """The mark and the status text of one row."""
+def _row_status(row: RowView, quiet: bool = False) -> tuple[Text, Text]:
+    """The mark and the status text of one row (``quiet``: no ETA, it would be frozen)."""
     if row.status == "completed":
         status = Text("completed", style="green")
         if row.prediction:
@@ -643,7 +651,7 @@ def _row_status(row: RowView) -> tuple[Text, Text]:
     text = f"{row.stage} {row.progress}/{row.total}"
     if row.status not in (row.stage, "analyzing"):
         text = f"{row.status} · {text}"
-    if row.eta is not None:
+    if row.eta is not None and not quiet:
         text += f" · ETA {format_eta(row.eta)}"
     return Text("·", style="dim"), Text(text + again, style="cyan")
 
@@ -670,7 +678,7 @@ def _panel(view: MediaView) -> Table:
             ProgressBar(total=1.0, completed=fraction, width=16) if fraction is not None else ""
         )
         pct = f"{fraction * 100:.0f}%" if fraction is not None else ""
-        mark, status = _row_status(row)
+        mark, status = _row_status(row, view.quiet)
         table.add_row(mark, Text(row.model), bar, pct, status)
     return table
 

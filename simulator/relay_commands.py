@@ -89,10 +89,15 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
               help="Seconds between two checks of every socket against the revoked users "
               "and tokens in Redis (docs/relay.md, Token expiry and revocation).")
 @click.option("--sweep/--no-sweep", default=True, show_default=True,
-              help="Fail media whose worker stopped reporting (one node acts at a time).")
+              help="Fail media whose worker is gone (its liveness key lapsed; one node acts "
+              "at a time).")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True),
               default=d.DEFAULT_SWEEP_STALE_AFTER, show_default=True,
-              help="Seconds without news after which the sweeper fails a media.")
+              help="Seconds without news after which the sweeper fails a media that names "
+              "no owner (a producer without liveness, or a media waiting on a queue).")
+@click.option("--stuck-after", type=click.FloatRange(min=d.MIN_STUCK_AFTER), default=None,
+              help="Also fail media of live workers after this many seconds without news "
+              "(off by default: a live worker's silence is shown, not failed).")
 @click.option("--max-backlog-bytes", type=click.IntRange(min=1),
               default=d.DEFAULT_RELAY_MAX_BACKLOG_BYTES, show_default=True,
               help="Bytes that may wait for one socket (a browser that stopped reading); past "
@@ -125,6 +130,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     stale_after: float,
     max_backlog_bytes: int,
     max_backlog_events: int,
+    stuck_after: float | None,
     dev: bool,
     dev_users: int,
 ) -> None:
@@ -170,7 +176,8 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     limits = CatchUpLimits(max_media=catch_up_max_media, per_user=catch_up_per_user)
     install_extras(node, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
                    stale_after=stale_after, catch_up_limits=limits,
-                   revocation_interval=revocation_interval)
+                   revocation_interval=revocation_interval,
+                   stuck_after=stuck_after)
     if node.verifier.weak_secret:
         logging.getLogger("progress_sim.relay").warning(
             "the JWT secret is shorter than 32 bytes: weak for HS256"

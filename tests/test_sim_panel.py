@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from progress_sdk import defaults as d
 from simulator.panel import LivePanel, PanelState, render
 
 
@@ -119,9 +120,9 @@ def test_live_panel_draws_notices_and_leaves_open_panels() -> None:
     assert "crashed.mp4" in text
 
 
-def render_text(state: PanelState) -> str:
+def render_text(state: PanelState, now: float = 100.0) -> str:
     console = Console(file=io.StringIO(), width=160, force_terminal=False)
-    console.print(render(state.snapshot(now=100.0), max_lines=100))
+    console.print(render(state.snapshot(now=now), max_lines=100))
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
@@ -139,8 +140,24 @@ def test_eta_comes_from_details_or_from_the_rate_seen() -> None:
     assert rows(state)["B"].eta == 30.0  # 25 frames in 10 s, 75 to go
     (view,) = state.snapshot(now=10.0)
     assert view.eta == 42.0
-    text = render_text(state)
-    assert "ETA 42s" in text and "ETA 30s" in text
+    text = render_text(state, now=10.0)
+    assert "ETA 42s" in text and "ETA 30s" in text and "no update" not in text
+
+
+def test_a_quiet_media_says_how_long_instead_of_a_frozen_eta() -> None:
+    """No event for QUIET_AFTER seconds: "no update for N s", no ETA, the panel open."""
+    state = PanelState()
+    state.feed(ev("PROCESSING_STARTED"), now=0.0)
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="A", progress=10, total=100,
+                  details={"eta_seconds": 42.0}), now=1.0)
+    quiet_at = 1.0 + d.QUIET_AFTER + 4
+    (view,) = state.snapshot(now=quiet_at)
+    assert view.quiet and view.eta == 42.0  # kept, not shown
+    text = render_text(state, now=quiet_at)
+    assert f"no update for {d.QUIET_AFTER + 4:.0f} s" in text and "ETA" not in text
+    state.feed(ev("FRAME_ANALYSIS_PROGRESS", model_name="A", progress=20, total=100,
+                  details={"eta_seconds": 30.0}), now=quiet_at)
+    assert "ETA 30s" in render_text(state, now=quiet_at + 1)
 
 
 def test_bar_names_its_stage_and_a_full_bar_is_not_done() -> None:

@@ -25,6 +25,7 @@ def install_extras(
     sweep_interval: float | None = None,
     catch_up_limits: CatchUpLimits | None = None,
     revocation_interval: float = DEFAULT_REVOCATION_INTERVAL,
+    stuck_after: float | None = None,
 ) -> CatchUp | None:
     """Serve the panel at ``/``; send snapshots on connect; end sockets at their token's
     expiry and on revocation; run the sweeper."""
@@ -33,5 +34,6 @@ def install_extras(
     if sweep:
         # Sweep a few times per stale period, so a dead worker's media fails soon after.
         interval = sweep_interval or min(d.DEFAULT_SWEEP_INTERVAL, max(stale_after / 4, 0.1))
-        install_sweeper(relay, SnapshotConfig(keys), stale_after=stale_after, interval=interval)
+        install_sweeper(relay, SnapshotConfig(keys), stale_after=stale_after, interval=interval,
+                        stuck_after=stuck_after)
     return install_catch_up(relay, keys, catch_up_limits) if catch_up else None

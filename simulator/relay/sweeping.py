@@ -31,8 +31,11 @@ def install_sweeper(
     stale_after: float = d.DEFAULT_SWEEP_STALE_AFTER,
     interval: float = d.DEFAULT_SWEEP_INTERVAL,
     lease: float = d.DEFAULT_SWEEP_LEASE,
+    stuck_after: float | None = None,
 ) -> None:
-    """Run a ``Sweeper`` every ``interval`` seconds for the relay's life."""
+    """Run a ``Sweeper`` every ``interval`` seconds for the relay's life (it fails the
+    media of dead workers, by their liveness keys; ``stuck_after``: also those of live
+    workers without news that long)."""
     url = relay.config.redis_url
     sweepers: list[Sweeper] = []
 
@@ -41,7 +44,8 @@ def install_sweeper(
         # install: a relay starts while Redis is down.
         if not sweepers:
             sweepers.append(Sweeper(client_for(url), channel=relay.config.channel,
-                                    config=config, stale_after=stale_after, lease=lease))
+                                    config=config, stale_after=stale_after, lease=lease,
+                                    stuck_after=stuck_after))
         return sweepers[0].sweep()
 
     async def run() -> None:
