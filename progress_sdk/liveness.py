@@ -141,6 +141,13 @@ class Liveness:
         sweeper ended. Runs ``GUARD_SCRIPT`` (one round trip) for the media of the batch
         not written for ``LIVENESS_GUARD_AFTER``, before their first new run's start."""
         now = self._wall()
+        written, recent = self._written, now - d.LIVENESS_GUARD_AFTER
+        media = {event.get("media_id") for event in events if event is not None}
+        if not self.fenced and all(written.get(m, 0.0) >= recent for m in media):  # type: ignore[arg-type]
+            # A busy stream: every media written within the guard period. Measured on
+            # the snapshot hook, best of 200 batches of 500 events: +0.05 to +0.15 us per
+            # event over liveness off (2.5-3.2 us), i.e. a few % of the sender's work.
+            return []
         at_risk: dict[str, None] = {}
         started: set[str] = set()
         for event in events:

@@ -952,13 +952,11 @@ class SnapshotHook:
         return withheld
 
     def _written(self, events: list[dict[str, Any]]) -> Iterator[tuple[str, float, bool]]:
-        last: dict[str, dict[str, Any]] = {}
-        for event in events:
-            media_id = event.get("media_id")
-            if type(media_id) is str:
-                last[media_id] = event
+        last = {event.get("media_id"): event for event in events}
         for media_id, event in last.items():
-            yield media_id, self._epoch(event), event.get("event") in _rules.MEDIA_TERMINAL_NAMES
+            if type(media_id) is str:
+                terminal = event.get("event") in _rules.MEDIA_TERMINAL_NAMES
+                yield media_id, self._epoch(event), terminal
 
 
 def _decode_one(payload: bytes) -> dict[str, Any] | None:
