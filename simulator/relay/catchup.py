@@ -184,6 +184,13 @@ class CatchUp:
         self._read = read
         self._is_live = is_live
         self.limits = limits or CatchUpLimits()
+        self.on_sent: Callable[[str, MediaSnapshot], None] | None = None
+        """Called with (user id, snapshot) for each snapshot sent (resync's record)."""
+        self.on_gap: Callable[[str, list[str]], None] | None = None
+        """Called with (user id, sids) when the subscription came back while these
+        sockets caught up: what was published meanwhile may have passed them by."""
+        self.epoch = 0
+        """Bumped by resync at each new subscription."""
         self._held: dict[str, dict[str, _Held]] = {}  # user_id -> sid -> held events
         self._covered: dict[str, dict[str, _Coverage]] = {}  # user_id -> sid -> seqs
         self._turns: dict[str, _Turns] = {}
@@ -250,8 +257,13 @@ class CatchUp:
         for sid in plan:
             holding[sid] = _Held()
 
+    def busy(self, user_id: str, sid: str) -> bool:
+        """True while ``sid`` catches up (its events held for it)."""
+        return sid in self._held.get(user_id, ())
+
     async def _catch_up(self, user_id: str, plan: dict[str, Known | None]) -> None:
         holding = self._held.setdefault(user_id, {})
+        epoch = self.epoch
         waiting = True
         self.stats.waiting += 1
         try:
@@ -272,6 +284,8 @@ class CatchUp:
                     self.stats.running -= 1
             for sid in plan:
                 self._cover(user_id, sid, sent[sid])
+            if self.epoch != epoch and self.on_gap is not None:
+                self.on_gap(user_id, [sid for sid in plan if self._is_live(sid)])
         finally:
             if waiting:
                 self.stats.waiting -= 1
@@ -332,6 +346,8 @@ class CatchUp:
             await self._emit("progress_snapshot", payload, sid)
             self.stats.snapshots_sent += 1
             sent[sid][snapshot.media_id] = dict(snapshot.seqs)
+        if payload is not None and self.on_sent is not None:
+            self.on_sent(user_id, snapshot)
 
     async def _send_held(self, sid: str, held: _Held, sent: dict[str, dict[str, int]]) -> None:
         pending = held.pending

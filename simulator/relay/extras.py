@@ -8,6 +8,7 @@ from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys
 
 from .catchup import CatchUp, CatchUpLimits, install_catch_up
 from .page import install_page
+from .resync import install_resync
 from .server import Relay
 from .sessions import DEFAULT_REVOCATION_INTERVAL, install_sessions
 from .sweeping import install_sweeper
@@ -27,8 +28,9 @@ def install_extras(
     revocation_interval: float = DEFAULT_REVOCATION_INTERVAL,
     stuck_after: float | None = None,
 ) -> CatchUp | None:
-    """Serve the panel at ``/``; send snapshots on connect; end sockets at their token's
-    expiry and on revocation; run the sweeper."""
+    """Serve the panel at ``/``; send snapshots on connect and resync every socket after
+    each new Redis subscription; end sockets at their token's expiry and on revocation;
+    run the sweeper."""
     install_page(relay)
     install_sessions(relay, keys, interval=revocation_interval)
     if sweep:
@@ -36,4 +38,8 @@ def install_extras(
         interval = sweep_interval or min(d.DEFAULT_SWEEP_INTERVAL, max(stale_after / 4, 0.1))
         install_sweeper(relay, SnapshotConfig(keys), stale_after=stale_after, interval=interval,
                         stuck_after=stuck_after)
-    return install_catch_up(relay, keys, catch_up_limits) if catch_up else None
+    if not catch_up:
+        return None
+    caught = install_catch_up(relay, keys, catch_up_limits)
+    install_resync(relay, caught)
+    return caught

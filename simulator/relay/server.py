@@ -222,6 +222,10 @@ class Relay:
         """The sids of ``user_id``'s sockets on this node."""
         return frozenset(self._sockets.get(user_id, ()))
 
+    def has_sockets(self, user_id: str) -> bool:
+        """True when ``user_id`` has a socket on this node (per event: no set built)."""
+        return user_id in self._sockets
+
     def user_of(self, sid: str) -> str | None:
         """The user of a socket that is connected or connecting, else None."""
         return self._user_of.get(sid) or self._connecting.get(sid)

@@ -1,0 +1,161 @@
+"""Resync after a Redis restart: a real relay on its own redis-server, a real publisher
+process and real Socket.IO clients that stay connected while Redis goes down and comes
+back (issue #17, item 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from own_redis import OwnRedis
+from relay_support import SECRET, Client, RelayProcess
+
+from progress_sdk.snapshot import SnapshotKeys, read_user
+from simulator.catchup_check import panel_rows, panel_state
+from simulator.relay import sign_token
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+JOB = Path(__file__).with_name("restart_job.py")
+MEDIA = 36
+
+
+def duplicates(events: list[tuple[str, Any]]) -> int:
+    """progress_update events a socket got although it had them already: a seq at or
+    below the last one it got for that media and source, by event or by snapshot."""
+    last: dict[tuple[str, str], int] = {}
+    repeats = 0
+    for name, payload in events:
+        if name == "progress_snapshot":
+            for source, seq in (payload.get("seqs") or {}).items():
+                key = (payload["mediaId"], source)
+                last[key] = max(last.get(key, seq), seq)
+        elif name == "progress_update" and isinstance(payload.get("seq"), int):
+            key = (payload["mediaId"], str(payload.get("source")))
+            if payload["seq"] <= last.get(key, -1):
+                repeats += 1
+            else:
+                last[key] = payload["seq"]
+    return repeats
+
+
+def stale_or_missing(client: Client, final: dict[str, tuple[Any, ...]]) -> list[str]:
+    """The media whose last state on the socket differs from Redis's final snapshot."""
+    shown = panel_rows(panel_state(client.events))
+    return sorted(m for m in final if shown.get(m) != final[m])
+
+
+def run_through(server: OwnRedis, interrupt: Any) -> tuple[dict[str, list[Client]],
+                                                             dict[str, Any], dict[str, Any]]:
+    """Three users, two sockets each, connected to a relay on ``server`` while a worker
+    runs 36 media; ``await interrupt()`` once 40 events reached the first socket. Returns
+    the sockets once each shows every media of its user as Redis holds it at the end (or
+    a minute went by), the final rows per user and the relay's /healthz."""
+    channel = f"resync-{uuid.uuid4().hex[:8]}"
+    keys = SnapshotKeys(f"{channel}:")
+    users = [f"u{n}-{uuid.uuid4().hex[:6]}" for n in range(3)]
+    relay = RelayProcess.cli(server.url, channel, "--snapshot-prefix", keys.prefix,
+                             "--no-sweep")
+
+    def final_rows() -> dict[str, Any]:
+        reader = redis.Redis.from_url(server.url)
+        try:
+            return {user: panel_rows({s.media_id: s for s in read_user(reader, keys, user)})
+                    for user in users}
+        finally:
+            reader.close()
+
+    async def scenario() -> dict[str, list[Client]]:
+        sockets = {user: [Client(), Client()] for user in users}
+        for user, pair in sockets.items():
+            for client in pair:
+                await client.connect(relay.url, {"token": sign_token(SECRET, user)})
+        job = subprocess.Popen([sys.executable, str(JOB), server.url, channel, keys.prefix,
+                                str(MEDIA), *users])
+        try:
+            await sockets[users[0]][0].wait_for("progress_update", 40, timeout=60)
+            await interrupt()
+            assert await asyncio.to_thread(job.wait, 120) == 0
+        finally:
+            if job.poll() is None:
+                job.kill()
+        final = final_rows()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+            stale_or_missing(client, final[user])
+            for user, pair in sockets.items() for client in pair
+        ):
+            await asyncio.sleep(0.1)
+        for pair in sockets.values():
+            for client in pair:
+                await client.sio.disconnect()
+        return sockets
+
+    try:
+        relay.wait_subscribed()
+        sockets = asyncio.run(scenario())
+        return sockets, final_rows(), relay.healthz()
+    finally:
+        relay.stop()
+
+
+def check(sockets: dict[str, list[Client]], final: dict[str, Any]) -> None:
+    """Every media of each user final on each of its sockets, and no event twice."""
+    assert sum(len(rows) for rows in final.values()) == MEDIA
+    assert all(row[0] in ("completed", "failed") for rows in final.values()
+               for row in rows.values())
+    stale = {f"{user}/{n}": stale_or_missing(client, final[user])
+             for user, pair in sockets.items() for n, client in enumerate(pair)}
+    assert all(not media for media in stale.values()), stale
+    assert [duplicates(client.events) for pair in sockets.values() for client in pair] == [0] * 6
+
+
+def test_sockets_connected_through_a_redis_restart_end_with_every_media_final(
+    tmp_path: Path,
+) -> None:
+    """Redis is killed mid-run and started again (its data kept, as a persistent Redis
+    does); the worker buffers meanwhile. Every socket ends with every media of its user
+    in its final state, none stale or missing, and no event twice: what the relay missed
+    while it had no subscription came from the snapshots after it resubscribed."""
+    server = OwnRedis("--appendonly", "yes", "--appendfsync", "always",
+                      "--dir", str(tmp_path)).start()
+
+    async def restart() -> None:
+        server.kill()
+        await asyncio.sleep(1.5)  # the outage: the worker goes on, buffering
+        server.start()
+
+    try:
+        sockets, final, health = run_through(server, restart)
+    finally:
+        server.kill()
+    check(sockets, final)
+    assert health["redis_connects"] >= 2 and health["catch_up"]["resynced"] >= 6
+
+
+def test_sockets_stay_complete_when_the_relays_subscription_is_cut_again_and_again() -> None:
+    """The relay's own subscription is cut five times mid-run (CLIENT KILL TYPE pubsub:
+    a failover or a cut path as the relay sees it) while the worker's connection stays:
+    the events published before each resubscribe never reach the relay, and every
+    socket still ends complete, without a duplicate."""
+    server = OwnRedis().start()
+    admin = redis.Redis(port=server.port)
+
+    async def cut_five_times() -> None:
+        for _ in range(5):
+            admin.client_kill_filter(_type="pubsub")
+            await asyncio.sleep(0.3)  # the stream goes on between two cuts
+
+    try:
+        sockets, final, health = run_through(server, cut_five_times)
+    finally:
+        admin.close()
+        server.kill()
+    check(sockets, final)
+    assert health["redis_connects"] >= 6 and health["catch_up"]["resynced"] >= 6
