@@ -58,6 +58,8 @@ __all__ = [
     "copy_snapshot",
     "fold_event",
     "media_fields",
+    "owner_of",
+    "owners_of",
     "parse_snapshot",
     "progress_commands",
     "read_media",
@@ -189,6 +191,9 @@ class ModelSnapshot:
     eta_seconds: float | None = None
     """From ``data.details.eta_seconds`` when the worker reports it."""
     updated_at: float = 0.0
+    owner: str | None = None
+    """The publisher (liveness id) that wrote this row last: models of one media may run
+    in several workers at once (RQ's per-model layout), each vouching for its own."""
 
     def to_json(self) -> str:
         """Compact JSON for the ``model:{name}`` hash field (``None`` left out)."""
@@ -255,8 +260,8 @@ class MediaSnapshot:
     """Why a sweeper ended this run (``owner_gone``, ``stuck``, ``stale``); None when its
     worker ended it. The owner's later events of the run are withheld (fencing)."""
     owner_alive: bool | None = None
-    """Whether the owner's liveness key exists, when the reader checked
-    (``check_owners``); not stored."""
+    """Whether one of its owners (``owners_of``) held its liveness key when the reader
+    checked (``read_user`` does); None: not checked, or no owner. Not stored."""
 
     @property
     def terminal(self) -> bool:
@@ -458,7 +463,7 @@ def _fold_model(row: ModelSnapshot, name: str, data: Mapping[str, Any], now: flo
 
 _MODEL_FIELDS = (
     "status", "progress", "total", "phase", "prediction", "confidence", "error",
-    "eta_seconds", "updated_at",
+    "eta_seconds", "updated_at", "owner",
 )  # fmt: skip
 _MEDIA_TEXT_FIELDS = (
     "user_id", "status", "filename", "run_id", "error", "source", "channel", "owner", "swept",
@@ -864,10 +869,14 @@ class SnapshotTracker:
         indexes = _IndexWrites(self.config)
         now, refresh_every = self._clock(), self.config.refresh_every
         due = self._expiry_due
+        owner = self.owner
         for media_id, pending in self._pending.items():
             state = self._states.get(media_id)
             if state is None:
                 continue
+            if owner is not None:
+                for name in pending.models:
+                    state.models[name].owner = owner
             if pending.full or state.terminal:
                 commands.append(_script_write(state, self.config, pending.models, pending.fresh))
                 indexes.whole(state)
@@ -890,6 +899,16 @@ class SnapshotTracker:
 
     def __len__(self) -> int:
         return len(self._states)
+
+
+def owners_of(state: MediaSnapshot) -> set[str]:
+    """The publishers vouching for a running media: the owners of its rows analyzing, or
+    else the media's owner (none: it waits on a queue, or no liveness). The sweeper fails
+    the media for a gone owner only when every one of them is gone."""
+    rows = {row.owner for row in state.models.values() if row.status == "analyzing" and row.owner}
+    if rows:
+        return rows
+    return {state.owner} if state.owner else set()
 
 
 def owner_of(state: MediaSnapshot, owner: str) -> str:
@@ -1013,6 +1032,7 @@ class _SyncRedis(Protocol):
     def hgetall(self, name: str) -> Any: ...
     def zrange(self, name: str, start: int, end: int) -> Any: ...
     def pipeline(self, transaction: bool = ...) -> Any: ...
+    def exists(self, *names: str) -> Any: ...
 
 
 def read_media(client: _SyncRedis, keys: SnapshotKeys, media_id: str) -> MediaSnapshot | None:
@@ -1034,6 +1054,12 @@ def read_user(client: _SyncRedis, keys: SnapshotKeys, user_id: str) -> list[Medi
     snapshots, gone = _collect(members, pipe.execute())
     if gone:
         client.zrem(keys.user(user_id), *gone)  # type: ignore[attr-defined]
+    owners = _owners(snapshots)
+    if owners:
+        pipe = client.pipeline(transaction=False)
+        for owner in owners:
+            pipe.exists(keys.alive(owner))
+        _mark_owners(snapshots, owners, pipe.execute())
     return snapshots
 
 
@@ -1048,7 +1074,27 @@ async def read_user_async(client: Any, keys: SnapshotKeys, user_id: str) -> list
     snapshots, gone = _collect(members, await pipe.execute())
     if gone:
         await client.zrem(keys.user(user_id), *gone)
+    owners = _owners(snapshots)
+    if owners:
+        pipe = client.pipeline(transaction=False)
+        for owner in owners:
+            pipe.exists(keys.alive(owner))
+        _mark_owners(snapshots, owners, await pipe.execute())
     return snapshots
+
+
+def _owners(snapshots: list[MediaSnapshot]) -> list[str]:
+    return list(dict.fromkeys(
+        owner for s in snapshots if not s.terminal for owner in owners_of(s)))
+
+
+def _mark_owners(snapshots: list[MediaSnapshot], owners: list[str], replies: list[Any]) -> None:
+    """Set ``owner_alive`` (the readers check each running media's owners' keys)."""
+    alive = {owner for owner, n in zip(owners, replies, strict=True) if n}
+    for snapshot in snapshots:
+        mine = owners_of(snapshot) if not snapshot.terminal else set()
+        if mine:
+            snapshot.owner_alive = bool(mine & alive)
 
 
 def _collect(

@@ -2,8 +2,9 @@
 
 A running media is failed when (``progress_sdk.liveness``):
 
-- its snapshot names an owner (the publisher reporting it) whose liveness key is gone,
-  and it has been quiet for ``SWEEP_OWNER_GRACE`` (5 s): the worker died. Silence alone
+- its snapshot names owners (the publishers reporting its models: ``owners_of``) and
+  every one's liveness key is gone, and it has been quiet for ``SWEEP_OWNER_GRACE``
+  (5 s): the worker died. Silence alone
   never fails a media whose owner is alive, however long its step;
 - it has been quiet for ``stuck_after`` seconds, when that opt-in setting is given
   (``swept="stuck"``): a live worker that stopped making progress, failed explicitly;
@@ -67,6 +68,7 @@ from .snapshot import (
     SnapshotKeys,
     apply_event,
     media_fields,
+    owners_of,
     parse_snapshot,
 )
 
@@ -85,8 +87,8 @@ _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: media hash, in-flight index, user index (or ''), the owner's liveness key (or '':
-# not a dead owner's media). ARGV: updated_at and alive_at as read, channel, expiry (ms),
+# KEYS: media hash, in-flight index, user index (or ''), then the owners' liveness keys
+# (none: not a dead owner's media). ARGV: updated_at and alive_at as read, channel, expiry (ms),
 # media id, score (ms), number of events n, the n events, field/value pairs.
 # The snapshot is written before the events go out, as the publisher does, so a relay that
 # reads it after subscribing misses nothing (docs/relay.md).
@@ -94,7 +96,9 @@ _FAIL_SCRIPT = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 if (redis.call('HGET', KEYS[1], 'updated_at') or '') ~= ARGV[1] then return 0 end
 if (redis.call('HGET', KEYS[1], 'alive_at') or '') ~= ARGV[2] then return 0 end
-if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
 local n = tonumber(ARGV[7])
 redis.call('HSET', KEYS[1], unpack(ARGV, 8 + n))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
@@ -267,16 +271,18 @@ class Sweeper:
         replies = pipe.execute()
         snapshots = [parse_snapshot(m, f) for m, f in zip(page, replies, strict=True)]
         alive = owners_alive(self.client, self.keys, (
-            s.owner for s in snapshots if s is not None and s.owner and not s.terminal))
+            owner for s in snapshots if s is not None and not s.terminal
+            for owner in owners_of(s)))
         return [self._consider(s, f, alive, now) if s is not None else self._gone(m)
                 for m, s, f in zip(page, snapshots, replies, strict=True)]
 
-    def reason(self, snapshot: MediaSnapshot, owner_alive: bool | None, now: float) -> str | None:
+    def reason(self, snapshot: MediaSnapshot, owners_alive: bool | None, now: float) -> str | None:
         """Why ``snapshot`` (running) is to be failed now, or None: ``owner_gone``,
-        ``stuck`` or ``stale`` (see the module docstring)."""
+        ``stuck`` or ``stale`` (see the module docstring). ``owners_alive``: whether any
+        of its owners (``owners_of``) holds its liveness key (None: it has none)."""
         last = max(snapshot.updated_at, snapshot.alive_at or 0.0)
-        if snapshot.owner:
-            if owner_alive is False and last < now - d.SWEEP_OWNER_GRACE:
+        if owners_alive is not None:
+            if not owners_alive and last < now - d.SWEEP_OWNER_GRACE:
                 return OWNER_GONE
         elif last < now - self.stale_after:
             return STALE
@@ -297,7 +303,8 @@ class Sweeper:
             if _field(fields, _PENDING):
                 return self._republish(snapshot, fields, now)
             return self._gone(snapshot.media_id)  # finished but still indexed
-        reason = self.reason(snapshot, alive.get(snapshot.owner or ""), now)
+        owners = owners_of(snapshot)
+        reason = self.reason(snapshot, any(alive.get(o) for o in owners) if owners else None, now)
         if reason is None:
             return "alive", 0
         return self._fail_media(snapshot, fields, reason, now)
@@ -330,10 +337,10 @@ class Sweeper:
         payloads, final = failure
         read = (_field(fields, "updated_at") or "", _field(fields, "alive_at") or "")
         channel = snapshot.channel or self.channel
-        owner = snapshot.owner if reason == OWNER_GONE else None
-        owner_key = self.keys.alive(owner) if owner else ""
+        owner_keys = ([self.keys.alive(o) for o in sorted(owners_of(snapshot))]
+                      if reason == OWNER_GONE else [])
         if self._on_cluster:
-            if owner_key and self.client.exists(owner_key):
+            if any(self.client.exists(key) for key in owner_keys):
                 return "skipped", 0  # came back since the page was read
             published = self._fail_on_cluster(final, read, channel, payloads, now)
         else:
@@ -342,7 +349,7 @@ class Sweeper:
             args: list[Any] = [*read, channel, ttl, media_id, int(now * 1000),
                                len(payloads), *payloads, *pairs]
             user_key = self.keys.user(final.user_id) if final.user_id else ""
-            keys = [self.keys.media(media_id), self.keys.inflight, user_key, owner_key]
+            keys = [self.keys.media(media_id), self.keys.inflight, user_key, *owner_keys]
             published = int(self._fail(keys=keys, args=args))
         if not published:
             return "skipped", 0

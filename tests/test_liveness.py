@@ -28,7 +28,9 @@ from progress_sdk.snapshot import (
     SnapshotConfig,
     SnapshotKeys,
     owner_of,
+    owners_of,
     read_media,
+    read_user,
 )
 from progress_sdk.sweeper import OWNER_GONE, STALE, STUCK, Sweeper
 
@@ -53,6 +55,18 @@ def test_a_media_waiting_on_a_queue_has_no_owner() -> None:
     state.models["B"].status = "analyzing"
     assert owner_of(state, "w") == "w"
     assert owner_of(MediaSnapshot("m"), "w") == "w"  # started, no model yet
+
+
+def test_each_model_row_vouches_for_its_media() -> None:
+    """Models analysed by several workers at once (RQ's per-model layout): the media's
+    owners are its analyzing rows' owners, else the media's own owner."""
+    state = MediaSnapshot("m", owner="x", models={
+        "A": ModelSnapshot("analyzing", owner="x"), "B": ModelSnapshot("analyzing", owner="y"),
+        "C": ModelSnapshot("completed", owner="z")})
+    assert owners_of(state) == {"x", "y"}
+    state.models["A"].status = state.models["B"].status = "completed"
+    assert owners_of(state) == {"x"}
+    assert owners_of(MediaSnapshot("m")) == set()
 
 
 @pytest.mark.parametrize(
@@ -167,11 +181,16 @@ def test_a_live_worker_silent_longer_than_every_setting_is_never_failed(
     """A step silent for 8 s, with a 1 s liveness TTL, a 1 s stale_after and sweeps every
     0.2 s: the media is not failed, its later events and its completion go out."""
     worker = _worker(redis_url, channel, config, "silent", "8")
+    assert worker.stdout is not None
+    assert worker.stdout.readline().strip() == "silent"
+    client = redis.Redis.from_url(redis_url)
+    (mid,) = read_user(client, config.keys, "u-quiet")  # the reader checks the owner
+    assert mid.status == "running" and mid.owner_alive is True
+    assert mid.to_client()["ownerAlive"] is True
     out, _ = worker.communicate(timeout=120)
     assert worker.returncode == 0
     stats = json.loads(out.splitlines()[-1])
     assert stats == {"fenced_runs": 0, "dropped": {}, "ended_elsewhere": False}
-    client = redis.Redis.from_url(redis_url)
     snap = read_media(client, config.keys, "quiet-media")
     assert snap is not None and snap.status == "completed" and snap.swept is None
     _wait(lambda: any(b"PROCESSING_COMPLETED" in m for m in subscriber.messages),
