@@ -58,7 +58,7 @@ import time
 from array import array
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _rules
 from . import defaults as d
@@ -310,6 +310,15 @@ class WireArena:
         self._ends = array("q")
         self._first = first_ticket
         self._start = self._shift = 0
+
+
+class Footprint(NamedTuple):
+    """What the buffer holds for the events it counts (``EventBuffer.footprint``)."""
+
+    slots: int  # queue positions, evicted events' included until they are compacted away
+    wire_bytes: int  # bytes in the arena, likewise
+    media: int  # media whose open run the overflow ranks remember
+    starts: int  # starts of runs nobody saw that the overflow ranks track
 
 
 # How far eviction looks for a superseded progress value before taking the oldest.
@@ -599,6 +608,11 @@ class EventBuffer:
                 found.append((ticket, item))
         return found
 
+    def footprint(self) -> Footprint:
+        """What is held, for tests and debugging: each figure stays bounded."""
+        media, starts = self._starts.remembered()
+        return Footprint(len(self._queue), len(self._arena), media, starts)
+
     def take(self, limit: int) -> list[Any]:
         """Take up to ``limit`` waiting events in order: ``bytes`` or ``Entry`` items,
         in flight until ``finish_batch``."""
@@ -654,7 +668,10 @@ class EventBuffer:
             for item in self._taken:
                 _done(item)
             self._settled = self._taken_start = self._taken_start + len(self._taken)
-            self._starts.settled(self._settled)
+            # The starts of the batch went out (every ticket below it left earlier).
+            starts = self._by_rank[_START]
+            while len(starts) and starts[0] < self._settled:
+                self._starts.went_out(starts.popleft())
         self._taken = []
         self.in_flight = []
 

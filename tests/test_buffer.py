@@ -379,8 +379,9 @@ def test_a_start_put_back_after_it_was_written_counts_as_maybe_on_screen():
 
 def test_the_runs_the_overflow_ranks_remember_are_bounded(monkeypatch):
     """Runs on screen whose terminal events never come here, and runs whose every start
-    was lost, are kept only up to MAX_REMEMBERED_MEDIA; the starts of runs nobody saw are
-    forgotten as they leave the buffer."""
+    was lost, are kept for at least the MAX_REMEMBERED_MEDIA most recently started media
+    and at most twice as many; the starts of runs nobody saw are forgotten as they leave
+    the buffer."""
     from progress_sdk import defaults
 
     monkeypatch.setattr(defaults, "MAX_REMEMBERED_MEDIA", 5)
@@ -388,9 +389,10 @@ def test_the_runs_the_overflow_ranks_remember_are_bounded(monkeypatch):
     for i in range(50):
         buffer.accept(start(f"shown-{i}"))
         taken(buffer)
+    assert 5 <= buffer.footprint().media <= 10
     for i in range(50):  # a full buffer: each start evicts the one before
         buffer.accept(start(f"lost-{i}"))
-    watch = buffer._starts
-    assert len(watch._shown) == 5 and len(watch._unseen) == 5
+    held = buffer.footprint()
+    assert 5 <= held.media <= 10 and held.starts == 2
     taken(buffer)
-    assert not watch._starts
+    assert buffer.footprint().starts == 0
