@@ -17,8 +17,11 @@ import fakeredis
 import pytest
 import redis
 from conftest import Subscriber
+from redis_cluster import LocalCluster
+from test_sim_cluster import Collector
 
 from progress_sdk import defaults as d
+from progress_sdk.cluster import client_for
 from progress_sdk.contract import validate_lines
 from progress_sdk.exceptions import ConfigurationError
 from progress_sdk.liveness import Liveness
@@ -33,6 +36,7 @@ from progress_sdk.snapshot import (
     read_user,
 )
 from progress_sdk.sweeper import OWNER_GONE, STALE, STUCK, Sweeper
+from simulator.cluster_subscription import ClusterSubscription
 
 WORKER = Path(__file__).with_name("liveness_worker.py")
 
@@ -256,3 +260,37 @@ def test_stuck_after_fails_a_silent_live_worker_which_learns_and_stops_the_run(
     names = [e["event"] for e in events]
     assert names[-2:] == ["ANALYSIS_FAILED", "PROCESSING_FAILED"]
     assert names.count("PROCESSING_FAILED") == 1 and "PROCESSING_COMPLETED" not in names
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_on_a_cluster_a_stuck_run_is_fenced_by_its_owner_guard(
+    redis_cluster: LocalCluster, config: SnapshotConfig,
+) -> None:
+    """The same stuck_after run on a Redis Cluster (the guard is a one-key script routed
+    to the media's master; the sweeper claims, then publishes): one ending, nothing of
+    the run after it, the fenced run counted by the worker."""
+    channel = f"t-live-{uuid.uuid4().hex[:8]}"
+    collector = Collector(ClusterSubscription(redis_cluster.url, [channel]).open())
+    sweeper = Sweeper(client_for(redis_cluster.url), channel=channel, config=config,
+                      stuck_after=10)
+    stop = threading.Event()
+    thread = threading.Thread(target=sweeper.run, args=(stop, 0.2), daemon=True)
+    thread.start()
+    try:
+        worker = _worker(redis_cluster.url, channel, config, "silent", "14")
+        out, _ = worker.communicate(timeout=120)
+        _wait(lambda: any(b"PROCESSING_FAILED" in m for m in collector.messages),
+              "the sweeper's failure on the sharded channel")
+    finally:
+        stop.set()
+        thread.join(10)
+        collector.close()
+    assert worker.returncode == 0
+    stats = json.loads(out.splitlines()[-1])
+    assert stats["fenced_runs"] == 1 and stats["dropped"]["fenced"] >= 3
+    lines = list(collector.messages)
+    report = validate_lines(lines, strict=True)
+    assert report.ok, report.to_text()
+    names = [json.loads(line)["event"] for line in lines]
+    assert names[-1] == "PROCESSING_FAILED" and "PROCESSING_COMPLETED" not in names

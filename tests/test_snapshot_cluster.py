@@ -4,6 +4,7 @@ catch-up, swept when a worker dies (each key routed to its own master)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -115,7 +116,8 @@ def test_the_sweeper_on_a_cluster_fails_the_media_of_a_sigkilled_worker(
     assert slot_of(keys.media("busy")) != slot_of(channel)
     collector = Collector(ClusterSubscription(redis_cluster.url, [channel]).open())
     worker = subprocess.Popen([sys.executable, str(BUSY_JOB), redis_cluster.url, channel,
-                               keys.prefix, user, "1000000"])
+                               keys.prefix, user, "1000000"],
+                              env={**os.environ, d.ENV_LIVENESS_TTL: "1"})
     try:
         deadline = time.monotonic() + 20
         snap = None
@@ -127,7 +129,7 @@ def test_the_sweeper_on_a_cluster_fails_the_media_of_a_sigkilled_worker(
         worker.wait(10)
         sweeper = Sweeper(client_for(redis_cluster.url), channel=channel,
                           config=SnapshotConfig(keys), stale_after=0.5)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a hung test's bound: its key lapses within 1 s
         while time.monotonic() < deadline and not (snap and snap.terminal):
             sweeper.sweep()
             time.sleep(0.2)
