@@ -24,7 +24,12 @@ import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from tqdm import std
+try:
+    from tqdm import std
+except ImportError as exc:  # job code without the extra: say which one
+    raise ImportError(
+        "progress_sdk.tqdm needs tqdm: pip install 'progress-sdk[tqdm]'", name=exc.name
+    ) from exc
 
 from .events import EventType
 from .tracking import ModelRun, current_model, timing_details

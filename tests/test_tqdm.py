@@ -135,3 +135,15 @@ def test_a_tracked_rq_job_reports_through_its_tracker(layout: str) -> None:
     ids.update({"model": MODEL} if layout == "per-model" else {"models": [MODEL]})
     analyse.with_publisher(publisher)(**ids)
     assert [d["progress"] for d in progress(publisher)] == [0, 1, 2, 3, 4]
+
+
+def test_without_the_extra_the_import_says_what_to_install() -> None:
+    """No tqdm installed: the ImportError names the extra to install."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tqdm'] = None\n"
+            "try:\n    import progress_sdk.tqdm\nexcept ImportError as exc:\n    print(exc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert "pip install 'progress-sdk[tqdm]'" in result.stdout
