@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from relay_support import RelayProcess, wait_until
 
 from progress_sdk.snapshot import MediaSnapshot, apply_event
@@ -175,4 +177,34 @@ def test_a_reload_mid_run_restores_the_panel_from_snapshots(
         if run.poll() is None:
             run.kill()
             run.communicate()
+        page.close()
+
+
+def test_an_ended_session_says_so_and_comes_back_with_a_fresh_token(
+    browser: Any, relay: RelayProcess, redis_url: str, channel: str
+) -> None:
+    """The page's token expires 3 s after it opened: the relay ends the session and the
+    page says so instead of "reconnecting…"; a fresh token put in the URL's fragment
+    connects it again, and live events show."""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    expires = int(time.time()) + 3
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{relay.url}/#token={sign_token(SECRET, user, now=expires - 60, expires_in=60)}")
+    page.wait_for_selector(CONNECTED, timeout=15_000)
+    try:
+        page.wait_for_selector('#connection[data-state="error"]', timeout=30_000)
+        assert "session ended" in page.text_content("#connection")
+        page.evaluate(f"location.hash = 'token={sign_token(SECRET, user)}'")
+        page.wait_for_selector(CONNECTED, timeout=15_000)
+        client = redis.Redis.from_url(redis_url)
+        client.publish(channel, json.dumps({
+            "media_id": "m-after", "user_id": user, "event": "PROCESSING_STARTED",
+            "message": "started", "data": {"filename": "after.mp4"}}))
+        client.close()
+        wait_until(lambda: "m-after" in page.evaluate("window.progressPanel.state()"),
+                   what="the page to show an event after reconnecting")
+        assert errors == [] and relay.healthz()["ended"] == {"token_expired": 1}
+    finally:
         page.close()
