@@ -8,9 +8,12 @@ moving for two seconds (the old relay has no "catch-ups running" counter to wait
 then reports the relay's RSS and peak RSS (``VmHWM``) and the sockets still registered
 (``/healthz`` ``sockets``: each one is a phantom, since every client has gone).
 
+``--stay``: the clients instead stay until their catch-up is over (``caught_up``, with
+every snapshot the bound lets through), then close: the cost of 200 full catch-ups.
+
 Usage::
 
-    python benchmarks/catchup_storm.py [--snapshots 3000] [--sockets 200] [--rounds 2]
+    python benchmarks/catchup_storm.py [--snapshots 3000] [--sockets 200] [--rounds 2] [--stay]
 
 It runs its own redis-server on a free port and the relay of the code on PYTHONPATH (so
 ``PYTHONPATH=/path/to/old/checkout`` measures another version). One JSON line per round.
@@ -19,6 +22,7 @@ It runs its own redis-server on a free port and the relay of the code on PYTHONP
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from own_redis import OwnRedis
 from relay_support import (
     SECRET,
+    Client,
     RelayProcess,
     connect_and_close_at_once,
     peak_rss_mb,
@@ -64,11 +69,29 @@ def settle(relay: RelayProcess, quiet: float = 2.0, limit: float = 600.0) -> dic
     return relay.healthz()
 
 
+def connect_and_stay(url: str, token: str, sockets: int) -> int:
+    """``sockets`` clients connect at once, each waits for ``caught_up``, then all close;
+    the snapshots they got."""
+
+    async def one() -> int:
+        client = Client()
+        await client.connect(url, {"token": token})
+        await client.sio.disconnect()
+        return len(client.named("progress_snapshot"))
+
+    async def storm() -> int:
+        return sum(await asyncio.gather(*(one() for _ in range(sockets))))
+
+    return asyncio.run(storm())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--snapshots", type=int, default=3000)
     parser.add_argument("--sockets", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stay", action="store_true",
+                        help="clients stay until caught up instead of closing at once")
     args = parser.parse_args()
     server = OwnRedis().start()
     prefix = f"storm-{uuid.uuid4().hex[:6]}:"
@@ -83,12 +106,17 @@ def main() -> None:
         print(json.dumps({"round": 0, "rss_mb": round(rss_mb(pid), 1)}), flush=True)
         for n in range(1, args.rounds + 1):
             started = time.monotonic()
-            connect_and_close_at_once(relay.url, token, args.sockets)
+            received = None
+            if args.stay:
+                received = connect_and_stay(relay.url, token, args.sockets)
+            else:
+                connect_and_close_at_once(relay.url, token, args.sockets)
             health = settle(relay)
             print(json.dumps({
                 "round": n, "settled_s": round(time.monotonic() - started, 1),
                 "rss_mb": round(rss_mb(pid), 1), "peak_rss_mb": round(peak_rss_mb(pid), 1),
                 "phantom_sockets": health["sockets"], "connects": health["connects"],
+                "snapshots_received": received,
                 "disconnects": health["disconnects"], "catch_up": health.get("catch_up"),
             }), flush=True)
     finally:
