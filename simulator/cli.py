@@ -28,6 +28,7 @@ _SIMULATOR_COMMANDS = {
     "sweep": ("commands", "sweep"),
     "relay": ("relay_commands", "relay"),
     "e2e": ("relay_commands", "e2e"),
+    "revoke": ("relay_commands", "revoke"),
     "worker": ("commands", "worker"),
 }
 

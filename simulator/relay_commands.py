@@ -323,3 +323,53 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
         _fail(str(exc))
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
     sys.exit(0 if result.ok else 1)
+
+
+@click.command()
+@click.option("--user", "users", multiple=True,
+              help="A user whose sessions to end: every token issued up to now (repeatable).")
+@click.option("--token-id", "token_ids", multiple=True,
+              help="A token to revoke, by its jti claim (repeatable; needs --token-expires).")
+@click.option("--token-expires", type=float, default=None,
+              help="When those tokens expire (epoch seconds): the revocation is kept until "
+              "then.")
+@click.option("--snapshot-prefix", envvar=d.ENV_SNAPSHOT_PREFIX,
+              default=d.DEFAULT_SNAPSHOT_PREFIX, show_default=True,
+              help=f"The relays' --snapshot-prefix. Env: {d.ENV_SNAPSHOT_PREFIX}.")
+@click.pass_context
+def revoke(
+    ctx: click.Context, users: tuple[str, ...], token_ids: tuple[str, ...],
+    token_expires: float | None, snapshot_prefix: str,
+) -> None:
+    """End sessions on every relay: a user's (their tokens issued up to now) or single
+    tokens (by jti).
+
+    Writes the revocation to Redis; every relay refuses the tokens at the handshake and
+    ends their connected sockets (session_ended, reason "revoked") within its
+    --revocation-interval (default 5 s). A token issued after a user's revocation works.
+    """
+    _need_relay_extra()
+    import time  # noqa: PLC0415
+
+    import redis  # noqa: PLC0415
+
+    from progress_sdk.cluster import client_for  # noqa: PLC0415
+
+    from .relay.sessions import RevocationKeys, revoke_token, revoke_user  # noqa: PLC0415
+
+    if not users and not token_ids:
+        _fail("nothing to revoke: give --user ID or --token-id JTI")
+    if token_ids and token_expires is None:
+        _fail("--token-id needs --token-expires (the token's exp, epoch seconds)")
+    url = (ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL
+    keys, now = RevocationKeys(snapshot_prefix), time.time()
+    try:
+        client = client_for(url)
+        for user in users:
+            revoke_user(client, keys, user, at=now)
+        for token_id in token_ids:
+            revoke_token(client, keys, token_id, token_expires or now)
+    except (redis.RedisError, OSError) as exc:
+        _fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")
+    click.echo(f"revoked {len(users)} user(s) (tokens issued up to {int(now)}) and "
+               f"{len(token_ids)} token(s) under {snapshot_prefix!r} at {mask_url(url)}")

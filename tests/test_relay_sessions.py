@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 import redis
 import socketio
+from click.testing import CliRunner
 from relay_support import SECRET, Client, RelayProcess, event, wait_until
 
+from simulator.cli import cli
 from simulator.relay import sign_token
-from simulator.relay.sessions import RevocationKeys, revoke_token, revoke_user
+from simulator.relay.sessions import RevocationKeys, revoke_user
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -162,8 +164,8 @@ def test_revoking_a_user_ends_their_sockets_and_refuses_their_old_tokens(
 def test_revoking_one_token_ends_only_the_sockets_that_use_it(
     relay: RelayProcess, redis_url: str, channel: str, prefix: str
 ) -> None:
-    """revoke_token (by jti) ends the socket of that token; the same user's socket with
-    another token stays; the revoked token cannot connect again."""
+    """`progress-sim revoke --token-id` (by jti) ends the socket of that token; the same
+    user's socket with another token stays; the revoked token cannot connect again."""
     user = f"u-{uuid.uuid4().hex[:8]}"
     stolen = sign_token(SECRET, user, token_id="jti-stolen")
     mine = sign_token(SECRET, user, token_id="jti-mine")
@@ -173,7 +175,11 @@ def test_revoking_one_token_ends_only_the_sockets_that_use_it(
         thief, owner, again = Client(), Client(), Client()
         await thief.connect(relay.url, {"token": stolen})
         await owner.connect(relay.url, {"token": mine})
-        revoke_token(client, RevocationKeys(prefix), "jti-stolen", time.time() + 3600)
+        revoked = await asyncio.to_thread(CliRunner().invoke, cli, [
+            "--redis-url", redis_url, "revoke", "--token-id", "jti-stolen",
+            "--token-expires", str(time.time() + 3600), "--snapshot-prefix", prefix,
+        ])  # fmt: skip
+        assert revoked.exit_code == 0, revoked.output
         await thief.wait_for("session_ended", 1)
         with pytest.raises(socketio.exceptions.ConnectionError):
             await again.connect(relay.url, {"token": stolen})
