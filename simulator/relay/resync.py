@@ -41,24 +41,32 @@ from .catchup import CatchUp, Known
 from .routing import Routed
 from .server import Relay
 
-__all__ = ["DEFAULT_USERS_AT_ONCE", "Resync", "install_resync"]
+__all__ = ["DEFAULT_USERS_AT_ONCE", "MAX_REMEMBERED_MEDIA", "Resync", "install_resync"]
 
 log = logging.getLogger("progress_sim.relay")
 
 # Users whose snapshots are read and sent at once after a resubscribe (each user's sockets
 # share one read): enough to keep Redis busy, few enough that live traffic goes on.
 DEFAULT_USERS_AT_ONCE = 8
+# Media remembered over all users (~250 bytes each: the media id, a dict of one or two
+# sources): at most ~50 MB. Past it the least recently active user's record goes; their
+# sockets then get every snapshot at the next resync, which is correct, only more.
+MAX_REMEMBERED_MEDIA = 200_000
 
 
 class Resync:
     """Brings the node's sockets up to date after each new subscription (module doc)."""
 
     def __init__(self, relay: Relay, catch_up: CatchUp, *,
-                 users_at_once: int = DEFAULT_USERS_AT_ONCE) -> None:
+                 users_at_once: int = DEFAULT_USERS_AT_ONCE,
+                 capacity: int = MAX_REMEMBERED_MEDIA) -> None:
         self._relay = relay
         self._catch_up = catch_up
         self._users_at_once = users_at_once
-        self._sent: dict[str, OrderedDict[str, dict[str, int]]] = {}  # user -> media -> seqs
+        self._capacity = capacity
+        # user -> media -> the last seq per source sent; users least recently noted first.
+        self._sent: OrderedDict[str, OrderedDict[str, dict[str, int]]] = OrderedDict()
+        self._remembered = 0
         self._tasks: set[asyncio.Task[None]] = set()
         catch_up.on_sent = self._snapshot_sent
         catch_up.on_gap = self._after_gap
@@ -75,7 +83,16 @@ class Resync:
     def release(self, sid: str, user_id: str) -> None:
         """A release hook: a user without sockets here needs no record."""
         if not self._relay.has_sockets(user_id):
-            self._sent.pop(user_id, None)
+            self._forget(user_id)
+
+    def remembered(self) -> int:
+        """How many (user, media) records are kept now."""
+        return self._remembered
+
+    def _forget(self, user_id: str) -> None:
+        media = self._sent.pop(user_id, None)
+        if media is not None:
+            self._remembered -= len(media)
 
     def on_subscribed(self) -> None:
         """A subscribe hook: resync every socket of the node, against what it held."""
@@ -112,12 +129,20 @@ class Resync:
         self._note(user_id, snapshot.media_id, snapshot.seqs)
 
     def _note(self, user_id: str, media_id: str, seqs: dict[str, int]) -> None:
-        media = self._sent.setdefault(user_id, OrderedDict())
+        media = self._sent.get(user_id)
+        if media is None:
+            media = self._sent[user_id] = OrderedDict()
+        else:
+            self._sent.move_to_end(user_id)
         known = media.get(media_id)
         if known is None:
             known = media[media_id] = {}
+            self._remembered += 1
             if len(media) > self._catch_up.limits.max_media:
                 media.popitem(last=False)
+                self._remembered -= 1
+            while self._remembered > self._capacity:
+                self._forget(next(iter(self._sent)))
         else:
             media.move_to_end(media_id)
         for source, seq in seqs.items():
