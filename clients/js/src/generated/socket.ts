@@ -107,5 +107,13 @@ export interface ProgressSnapshot {
    * ISO 8601 UTC time of the snapshot's last change.
    */
   updatedAt: string;
+  /**
+   * For a running media without news for at least 15 s (a live worker's long step: a state, not a failure), the whole seconds since its last event as of the read; otherwise null. Show "no update for N s" instead of an ETA, counting on from updatedAt.
+   */
+  quietSeconds?: number | null;
+  /**
+   * Whether the media's worker held its liveness key when the snapshot was read; null when the reader did not check or the media has no owner (docs/panel.md).
+   */
+  ownerAlive?: boolean | null;
   models: ModelSnapshot[];
 }
