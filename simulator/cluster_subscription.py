@@ -120,8 +120,13 @@ class ClusterSubscription:
     of; ``open()``, then ``pump()``, then ``close()`` (the interface of
     ``simulator.listener.Subscription``)."""
 
-    def __init__(self, url: str, channels: Sequence[str]) -> None:
+    def __init__(self, url: str, channels: Sequence[str],
+                 on_resubscribe: Callable[[], None] | None = None) -> None:
         self.channels = list(dict.fromkeys(channels))
+        self._on_resubscribe = on_resubscribe
+        """Called (on the subscription's thread) each time a channel is subscribed again
+        after ``open()``: what was published to it in between did not reach us."""
+        self._opened = False
         self.description = ""
         self._slots = SlotMap(url)
         self.description = self._slots.description
@@ -140,6 +145,7 @@ class ClusterSubscription:
         while True:
             problem = self._maintain(force_refresh=True)
             if not self._pending:
+                self._opened = True
                 return self
             if time.monotonic() > deadline:
                 self.close()
@@ -190,6 +196,8 @@ class ClusterSubscription:
                 continue
             self._readers[channel] = reader
             self._pending.discard(channel)
+            if self._opened and self._on_resubscribe is not None:
+                self._on_resubscribe()
             return ""
         return problem
 
@@ -250,7 +258,9 @@ class AsyncClusterPubSub:
 
     The subscription runs on a thread of its own and hands messages to the event loop;
     ``get_message`` returns ``{"type": "subscribe", ...}`` once per channel after
-    ``subscribe``, then ``{"type": "message", "channel": None, "data": payload}``, and
+    ``subscribe``, then ``{"type": "message", "channel": None, "data": payload}``, a
+    ``{"type": "resubscribe", ...}`` each time a channel was subscribed again on another
+    node (a failover, a moved slot: what was published meanwhile may be missing), and
     raises ``redis.ConnectionError`` once the cluster has been unreachable for good.
     """
 
@@ -263,11 +273,17 @@ class AsyncClusterPubSub:
 
     async def subscribe(self, *channels: str) -> None:
         """Subscribe every channel (waits for the confirmations on a worker thread)."""
-        subscription = ClusterSubscription(self.url, channels)
+        loop = asyncio.get_running_loop()
+        again = {"type": "resubscribe", "channel": None, "data": None}
+
+        def resubscribed() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._queue.put_nowait, again)
+
+        subscription = ClusterSubscription(self.url, channels, on_resubscribe=resubscribed)
         self._subscription = await asyncio.to_thread(subscription.open)
         for n, channel in enumerate(subscription.channels, 1):
             self._queue.put_nowait({"type": "subscribe", "channel": channel, "data": n})
-        loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
             target=self._pump, args=(loop,), name="progress-cluster-pubsub", daemon=True
         )

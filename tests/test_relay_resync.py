@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import redis
 from own_redis import OwnRedis
+from redis_cluster import LocalCluster
 from relay_support import SECRET, Client, RelayProcess
 
+from progress_sdk.cluster import client_for
 from progress_sdk.snapshot import SnapshotKeys, read_user
 from simulator.catchup_check import panel_rows, panel_state
 from simulator.relay import sign_token
@@ -51,20 +53,19 @@ def stale_or_missing(client: Client, final: dict[str, tuple[Any, ...]]) -> list[
     return sorted(m for m in final if shown.get(m) != final[m])
 
 
-def run_through(server: OwnRedis, interrupt: Any) -> tuple[dict[str, list[Client]],
-                                                             dict[str, Any], dict[str, Any]]:
-    """Three users, two sockets each, connected to a relay on ``server`` while a worker
-    runs 36 media; ``await interrupt()`` once 40 events reached the first socket. Returns
+def run_through(url: str, interrupt: Any) -> tuple[dict[str, list[Client]],
+                                                   dict[str, Any], dict[str, Any]]:
+    """Three users, two sockets each, connected to a relay on Redis at ``url`` while a worker
+    runs 36 media; ``await interrupt(channel)`` once 40 events reached the first socket. Returns
     the sockets once each shows every media of its user as Redis holds it at the end (or
     a minute went by), the final rows per user and the relay's /healthz."""
     channel = f"resync-{uuid.uuid4().hex[:8]}"
     keys = SnapshotKeys(f"{channel}:")
     users = [f"u{n}-{uuid.uuid4().hex[:6]}" for n in range(3)]
-    relay = RelayProcess.cli(server.url, channel, "--snapshot-prefix", keys.prefix,
-                             "--no-sweep")
+    relay = RelayProcess.cli(url, channel, "--snapshot-prefix", keys.prefix, "--no-sweep")
 
     def final_rows() -> dict[str, Any]:
-        reader = redis.Redis.from_url(server.url)
+        reader = client_for(url)
         try:
             return {user: panel_rows({s.media_id: s for s in read_user(reader, keys, user)})
                     for user in users}
@@ -76,11 +77,11 @@ def run_through(server: OwnRedis, interrupt: Any) -> tuple[dict[str, list[Client
         for user, pair in sockets.items():
             for client in pair:
                 await client.connect(relay.url, {"token": sign_token(SECRET, user)})
-        job = subprocess.Popen([sys.executable, str(JOB), server.url, channel, keys.prefix,
+        job = subprocess.Popen([sys.executable, str(JOB), url, channel, keys.prefix,
                                 str(MEDIA), *users])
         try:
             await sockets[users[0]][0].wait_for("progress_update", 40, timeout=60)
-            await interrupt()
+            await interrupt(channel)
             assert await asyncio.to_thread(job.wait, 120) == 0
         finally:
             if job.poll() is None:
@@ -126,13 +127,13 @@ def test_sockets_connected_through_a_redis_restart_end_with_every_media_final(
     server = OwnRedis("--appendonly", "yes", "--appendfsync", "always",
                       "--dir", str(tmp_path)).start()
 
-    async def restart() -> None:
+    async def restart(channel: str) -> None:
         server.kill()
         await asyncio.sleep(1.5)  # the outage: the worker goes on, buffering
         server.start()
 
     try:
-        sockets, final, health = run_through(server, restart)
+        sockets, final, health = run_through(server.url, restart)
     finally:
         server.kill()
     check(sockets, final)
@@ -147,15 +148,40 @@ def test_sockets_stay_complete_when_the_relays_subscription_is_cut_again_and_aga
     server = OwnRedis().start()
     admin = redis.Redis(port=server.port)
 
-    async def cut_five_times() -> None:
+    async def cut_five_times(channel: str) -> None:
         for _ in range(5):
             admin.client_kill_filter(_type="pubsub")
             await asyncio.sleep(0.3)  # the stream goes on between two cuts
 
     try:
-        sockets, final, health = run_through(server, cut_five_times)
+        sockets, final, health = run_through(server.url, cut_five_times)
     finally:
         admin.close()
         server.kill()
     check(sockets, final)
     assert health["redis_connects"] >= 6 and health["catch_up"]["resynced"] >= 6
+
+
+@pytest.mark.cluster
+def test_sockets_stay_complete_when_a_cluster_node_the_relay_reads_from_dies(
+    redis_cluster: LocalCluster,
+) -> None:
+    """On a Redis Cluster the relay reads the channel from a replica of its shard; that
+    replica is killed mid-run and the relay subscribes again on the master within the
+    same connection: it resyncs, and every socket ends complete without a duplicate."""
+    replicas: list[Any] = []
+
+    async def kill_the_replica(channel: str) -> None:
+        (replica,) = redis_cluster.replicas_of(redis_cluster.owner(channel))
+        replicas.append(replica)
+        assert replica.process is not None
+        replica.process.kill()
+        await asyncio.to_thread(replica.process.wait, 5)
+
+    try:
+        sockets, final, health = run_through(redis_cluster.url, kill_the_replica)
+    finally:
+        for replica in replicas:
+            redis_cluster.revive(replica)
+    check(sockets, final)
+    assert health["resubscribes"] >= 1 and health["catch_up"]["resynced"] >= 6

@@ -160,9 +160,13 @@ def test_subscription_outlives_a_failover_of_the_master(redis_cluster):
 
 def test_subscription_moves_when_its_node_dies(redis_cluster):
     """The replica a channel is subscribed on is killed: the channel is subscribed again
-    on the master of its shard and hears what is published there."""
+    on the master of its shard and hears what is published there; the subscription says
+    so (on_resubscribe: the relay resyncs its sockets then), once."""
     channel = f"t-{uuid.uuid4().hex[:8]}:1"
-    collector = Collector(ClusterSubscription(redis_cluster.url, [channel]).open())
+    again: list[bool] = []
+    collector = Collector(ClusterSubscription(
+        redis_cluster.url, [channel], on_resubscribe=lambda: again.append(True)).open())
+    assert again == []
     (replica,) = redis_cluster.replicas_of(redis_cluster.owner(channel))
     try:
         _until_each_channel_hears(redis_cluster, collector, [channel])
@@ -170,7 +174,7 @@ def test_subscription_moves_when_its_node_dies(redis_cluster):
         replica.process.kill()
         replica.process.wait(5)
         _until_each_channel_hears(redis_cluster, collector, [channel])
-        assert collector.subscription.moves == 1
+        assert collector.subscription.moves == 1 and again == [True]
     finally:
         collector.close()
         redis_cluster.revive(replica)

@@ -47,6 +47,8 @@ class RelayStats:
     redis_connected: bool = False
     redis_connects: int = 0
     redis_errors: int = 0
+    resubscribes: int = 0
+    """Channels a cluster subscription moved to another node within a connection."""
 
     def drop(self, reason: str) -> None:
         """Count one message not forwarded."""
@@ -61,6 +63,7 @@ class RelayStats:
             "redis_connected": self.redis_connected,
             "redis_connects": self.redis_connects,
             "redis_errors": self.redis_errors,
+            "resubscribes": self.resubscribes,
             "received": self.received,
             "forwarded": self.forwarded,
             "delivered": self.deliveries,

@@ -2,7 +2,8 @@
 
 ``ChannelSubscriber.run`` subscribes to the channel and hands every message to a
 callback, in channel order, on the event loop (and calls ``on_subscribed()`` each time a
-subscription is confirmed, so the relay can resync its sockets). When the connection fails (Redis
+subscription is confirmed, or a cluster subscription moved a channel to another node, so
+the relay can resync its sockets). When the connection fails (Redis
 restarted, network cut, a reply that never comes) it counts the error, marks itself
 disconnected, waits (capped exponential backoff) and subscribes again, for as long as the
 relay runs. Pub/sub is at-most-once: what was published while no connection existed is
@@ -159,6 +160,8 @@ class ChannelSubscriber:
             while True:
                 message = await pubsub.get_message(timeout=None)
                 if message is None or message.get("type") != "message":
+                    if message is not None and message.get("type") == "resubscribe":
+                        self._resubscribed()
                     continue
                 data = message["data"]
                 stats.received += 1
@@ -185,6 +188,15 @@ class ChannelSubscriber:
             # published while there was none is known to be missing from here on.
             self._on_subscribed()
         log.info("subscribed to %s on %s", ", ".join(map(repr, self.channels)), self._where)
+
+    def _resubscribed(self) -> None:
+        # A cluster subscription moved a channel to another node (a failover, a moved
+        # slot) within this session: as after a reconnect, what was published in
+        # between may not have reached the relay.
+        self._stats.resubscribes += 1
+        log.info("a channel was subscribed again on another node")
+        if self._on_subscribed is not None:
+            self._on_subscribed()
 
     def _lost(self, exc: BaseException, delay: float) -> None:
         self._stats.redis_errors += 1
