@@ -601,7 +601,7 @@ class ProgressPublisher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def ended_elsewhere(self, media_id: str) -> bool:
+    def run_swept(self, media_id: str) -> bool:
         """Whether a sweeper ended the current run of ``media_id`` while this publisher
         was reporting it (its further events are withheld): the job may stop working on
         it. Learnt when the run's next events are about to go out."""

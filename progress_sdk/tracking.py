@@ -367,6 +367,14 @@ class MediaRun:
         """``PROCESSING_COMPLETED``/``PROCESSING_FAILED`` once finished, else None."""
         return self._terminal
 
+    @property
+    def swept(self) -> bool:
+        """Whether a sweeper ended this run while it was reported (taken for dead or
+        stuck; ``progress_sdk.liveness``): its further events are withheld, so the job
+        may stop working on it. Learnt when the run's next events are about to go out."""
+        check = getattr(self._publisher, "run_swept", None)
+        return bool(check(self.media_id)) if callable(check) else False
+
     def start(self) -> MediaRun:
         """Emit ``PROCESSING_STARTED`` (once; later calls do nothing)."""
         data: dict[str, Any] = {}

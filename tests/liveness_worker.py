@@ -6,7 +6,7 @@ liveness TTL from ``PROGRESS_SDK_LIVENESS_TTL``. Modes:
 - ``silent SECONDS``: one media (``quiet-media``); model A reports some progress, then
   its step is silent for SECONDS, then it reports again and the media completes. Prints
   one JSON line at the end: the publisher's ``fenced_runs``, ``dropped`` and whether
-  ``ended_elsewhere`` said the run was ended by a sweeper.
+  ``run_swept``/``MediaRun.swept`` said the run was ended by a sweeper.
 - ``die COUNT``: COUNT media (``dead-0``..), each with a model that reported progress;
   prints ``ready`` once their snapshots are written, then waits for a line on stdin
   and ends with ``os._exit`` (as after SIGKILL or OOM: nothing runs at exit).
@@ -38,7 +38,8 @@ def silent(publisher: ProgressPublisher, seconds: float) -> None:
     publisher.flush(10)
     stats = publisher.stats()
     print(json.dumps({"fenced_runs": stats.fenced_runs, "dropped": dict(stats.dropped),
-                      "ended_elsewhere": publisher.ended_elsewhere("quiet-media")}),
+                      "swept": publisher.run_swept("quiet-media")
+                      and run.swept}),
           flush=True)
 
 

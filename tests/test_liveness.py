@@ -194,7 +194,7 @@ def test_a_live_worker_silent_longer_than_every_setting_is_never_failed(
     out, _ = worker.communicate(timeout=120)
     assert worker.returncode == 0
     stats = json.loads(out.splitlines()[-1])
-    assert stats == {"fenced_runs": 0, "dropped": {}, "ended_elsewhere": False}
+    assert stats == {"fenced_runs": 0, "dropped": {}, "swept": False}
     snap = read_media(client, config.keys, "quiet-media")
     assert snap is not None and snap.status == "completed" and snap.swept is None
     _wait(lambda: any(b"PROCESSING_COMPLETED" in m for m in subscriber.messages),
@@ -251,7 +251,7 @@ def test_stuck_after_fails_a_silent_live_worker_which_learns_and_stops_the_run(
         thread.join(10)
     assert worker.returncode == 0
     stats = json.loads(out.splitlines()[-1])
-    assert stats["fenced_runs"] == 1 and stats["ended_elsewhere"] is True
+    assert stats["fenced_runs"] == 1 and stats["swept"] is True
     assert stats["dropped"]["fenced"] >= 3  # progress, completion, the media's end
     snap = read_media(redis.Redis.from_url(redis_url), config.keys, "quiet-media")
     assert snap is not None and snap.status == "failed" and snap.swept == STUCK
