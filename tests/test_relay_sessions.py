@@ -5,16 +5,19 @@ gets nothing after that (issue #17, item 6)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import socketio
 from click.testing import CliRunner
+from jsonschema import Draft202012Validator
 from relay_support import SECRET, Client, RelayProcess, event, wait_until
 
 from simulator.cli import cli
@@ -22,6 +25,15 @@ from simulator.relay import sign_token
 from simulator.relay.sessions import RevocationKeys, revoke_user
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
+SOCKET_SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "docs" / "schema" / "socket-events.v1.json").read_text()
+)
+
+
+def schema_problems(definition: str, payload: Any) -> list[str]:
+    """What docs/schema/socket-events.v1.json finds wrong with one socket payload."""
+    schema = {**SOCKET_SCHEMA["$defs"][definition], "$defs": SOCKET_SCHEMA["$defs"]}
+    return [error.message for error in Draft202012Validator(schema).iter_errors(payload)]
 
 
 @pytest.fixture
@@ -109,6 +121,8 @@ def test_a_socket_is_ended_at_its_tokens_exp_and_gets_nothing_after_it(
         stream.stop()
     ended = [payload for name, payload in ending.events if name == "session_ended"]
     assert ended and ended[0]["reason"] == "token_expired" and "expired" in ended[0]["message"]
+    assert schema_problems("SessionEnded", ended[0]) == []
+    assert ending.caught_up.is_set() and schema_problems("CaughtUp", {}) == []
     assert after_the_end(ending) == []
     assert len(ending.named("progress_update")) > 10  # it was live until then
     at = next(t for name, t in ending.arrivals if name == "session_ended")
@@ -154,6 +168,7 @@ def test_revoking_a_user_ends_their_sockets_and_refuses_their_old_tokens(
         stream.stop()
         client.close()
     assert [p["reason"] for p in a.named("session_ended")] == ["revoked"]
+    assert schema_problems("SessionEnded", a.named("session_ended")[0]) == []
     assert after_the_end(a) == []
     assert refused.refusal == "the token has been revoked"
     assert len(fresh.named("progress_update")) >= 3 and b.named("session_ended") == []

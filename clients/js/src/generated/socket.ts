@@ -5,7 +5,13 @@
  * The payloads a relay emits to a browser's Socket.IO socket, one definition per socket event. A progress_update carries one channel event (progress-event.v1.json) in camelCase: its `event` and `data` are the channel event's. Checked against the Python relay's payloads by tests/test_socket_schema.py; the TypeScript types in clients/js are generated from this file and progress-event.v1.json.
  */
 export type SocketPayload =
-  ProgressUpdateEnvelope | MediaUpdate | ProcessingError | ModelSnapshot | ProgressSnapshot;
+  | ProgressUpdateEnvelope
+  | MediaUpdate
+  | ProcessingError
+  | ModelSnapshot
+  | ProgressSnapshot
+  | CaughtUp
+  | SessionEnded;
 
 /**
  * `progress_update`, all but `event` and `data` (those are the channel event's, typed per event type). The first six fields are the product relay's; `seq`, `source` and `runId` come when the channel event has them.
@@ -116,4 +122,18 @@ export interface ProgressSnapshot {
    */
   ownerAlive?: boolean | null;
   models: ModelSnapshot[];
+}
+/**
+ * `caught_up`, once per socket after its catch-up snapshots (the reference relay): the socket is in the live stream from here on; events published before it may have come inside a snapshot.
+ */
+export interface CaughtUp {}
+/**
+ * `session_ended`, right before the relay disconnects a socket whose token expired or was revoked (the reference relay): nothing was sent to it after that instant; connect again with a fresh token.
+ */
+export interface SessionEnded {
+  reason: "token_expired" | "revoked";
+  /**
+   * Why, safe to show; never holds the token.
+   */
+  message: string;
 }
