@@ -60,3 +60,38 @@ def test_sweep_also_says_which_failures_it_published_again(monkeypatch) -> None:
         "published the failure of m-claimed again: the sweeper that claimed it stopped "
         "before publishing",
     ]
+
+
+@pytest.mark.redis
+def test_sweep_leaves_a_live_workers_quiet_media_unless_stuck_after_says(
+    redis_url: str, channel: str
+) -> None:
+    """A media quiet for 100 s whose owner's liveness key exists: `sweep --once` leaves it
+    alone; with `--stuck-after 60` it is failed as stuck, and says so."""
+    keys = SnapshotKeys(f"test-cli-sweep-{uuid.uuid4().hex[:8]}:")
+    client = redis.Redis.from_url(redis_url)
+    tracker = SnapshotTracker(SnapshotConfig(keys), owner="w-live")
+    tracker.apply({"media_id": "quiet", "user_id": "u", "event": "PROCESSING_STARTED",
+                   "data": {}, "seq": 1, "source": "w-live"}, time.time() - 100)
+    for command in tracker.take_commands():
+        client.execute_command(*command)
+    client.set(keys.alive("w-live"), "1", ex=60)
+    base = ["--redis-url", redis_url, "--channel", channel, "sweep", "--once",
+            "--prefix", keys.prefix, "--stale-after", "50"]
+    result = CliRunner().invoke(cli, base, catch_exceptions=False)
+    assert result.exit_code == 0 and result.output == "", result.output
+    snap = read_media(client, keys, "quiet")
+    assert snap is not None and snap.status == "running" and snap.owner == "w-live"
+    result = CliRunner().invoke(cli, [*base, "--stuck-after", "60"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output == "failed quiet: no update for stuck_after, its worker alive\n"
+    snap = read_media(client, keys, "quiet")
+    assert snap is not None and snap.swept == "stuck" and snap.error is not None
+    assert snap.error.startswith("no update for 60 s")
+
+
+def test_stuck_after_below_its_minimum_is_refused() -> None:
+    """`--stuck-after 5` (the guard needs 10 s of room) exits 2 before touching Redis."""
+    result = CliRunner().invoke(cli, ["--redis-url", "redis://127.0.0.1:1/0", "sweep",
+                                      "--once", "--stuck-after", "5"])
+    assert result.exit_code == 2 and "--stuck-after" in result.output
