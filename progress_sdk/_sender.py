@@ -198,6 +198,11 @@ class Sender:
         """Send one batch and account for it. False: stop (close() gave up)."""
         try:
             delivery = self._send(batch)
+            if self.liveness is not None:
+                # Only snapshot writes Redis confirmed count as the media's news.
+                self.liveness.delivered(
+                    delivery is not None and not delivery.not_sent and not delivery.extra_failed
+                )
             return True if delivery is None else self._account(batch, delivery)
         except Exception as exc:
             # Whatever went wrong costs this batch, never the sender.

@@ -90,6 +90,7 @@ class Liveness:
         self.open = 0
         """Media this publisher has open (the snapshot tracker's count, after each batch)."""
         self._written: OrderedDict[str, float] = OrderedDict()  # media_id -> epoch
+        self._pending: list[tuple[str, float, bool]] = []  # the batch in flight's writes
         self.fenced: set[str] = set()
         """Media whose current run a sweeper ended: their events are withheld until a new
         run (``PROCESSING_STARTED``)."""
@@ -212,8 +213,18 @@ class Liveness:
         return out
 
     def wrote(self, written: Iterable[tuple[str, float, bool]]) -> None:
-        """After a batch's snapshot writes: (media_id, updated-at written, terminal)."""
-        for media_id, updated_at, terminal in written:
+        """A batch's snapshot writes, about to go out: (media_id, updated-at written,
+        terminal). They count once ``delivered`` says Redis confirmed them."""
+        self._pending = list(written)
+
+    def delivered(self, ok: bool) -> None:
+        """The batch's fate. A write that did not happen must not count: a retry within
+        the guard period would then skip the check after an outage in which a sweeper
+        ended the run."""
+        pending, self._pending = self._pending, []
+        if not ok:
+            return
+        for media_id, updated_at, terminal in pending:
             if terminal:
                 self._written.pop(media_id, None)
             elif updated_at > self._written.get(media_id, 0.0):

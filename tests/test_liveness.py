@@ -120,6 +120,24 @@ def test_the_guard_withholds_a_swept_runs_events_until_a_new_run() -> None:
     assert not client.hexists(keys.media("m"), "alive_at")
 
 
+def test_only_writes_redis_confirmed_spare_a_media_the_guard() -> None:
+    """A media written within the guard period skips the check, unless that write's batch
+    was not delivered (an outage: a sweeper may have ended the run meanwhile)."""
+    client = fakeredis.FakeRedis()
+    keys = SnapshotKeys("unit2:")
+    now = time.time()
+    for media_id in ("sent", "lost"):
+        client.hset(keys.media(media_id), mapping={"status": "running", "updated_at": "1"})
+    live = Liveness("w", keys.alive("w"), keys.media, 10, lambda: client, wall=lambda: now)
+    for media_id, ok in (("sent", True), ("lost", False)):
+        live.wrote([(media_id, now, False)])
+        live.delivered(ok)
+    assert live.withheld([{"media_id": "sent", "event": "FRAME_ANALYSIS_PROGRESS"},
+                          {"media_id": "lost", "event": "FRAME_ANALYSIS_PROGRESS"}]) == []
+    assert not client.hexists(keys.media("sent"), "alive_at")  # no check: written just now
+    assert client.hexists(keys.media("lost"), "alive_at")  # checked (and confirmed)
+
+
 def test_the_key_is_refreshed_on_its_own_timer_and_deleted_on_release() -> None:
     """Due at once, then every third of the TTL while media are open; release deletes."""
     client = fakeredis.FakeRedis()
