@@ -1,7 +1,7 @@
 """What a socket that stops reading costs the relay, with and without the backlog bound.
 
     python benchmarks/backlog_bench.py [--rate 1000] [--size 4096] [--seconds 20]
-        [--kind lifecycle|progress] [--repeats 1]
+        [--kind lifecycle|progress] [--stalled 1] [--repeats 1]
 
 Layouts, interleaved per repeat:
 
@@ -18,7 +18,9 @@ events (PROCESSING_STARTED of distinct media) can never be coalesced: the worst 
 stalled socket, at its peak and at the end, the peak's growth; when the relay
 disconnected the stalled socket (and why, from /healthz); the healthy socket's events
 received against sent and its latency publish → socket, p50/p99; the relay's CPU per
-event. Against the shared Redis at REDIS_URL, on a channel of its own.
+event. ``--stalled N``: N such sockets one after another, each connected once the relay
+dropped the one before (does the memory freed with one serve the next?). Against the
+shared Redis at REDIS_URL, on a channel of its own.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def trial(layout: str, args: argparse.Namespace) -> dict[str, float]:
     relay = RelayProcess.cli(REDIS_URL, channel, "--no-sweep", *LAYOUTS[layout],
                              secret=SECRET, log_level="warning")
     publisher = redis.Redis.from_url(REDIS_URL)
-    slow_user, ok_user = f"slow-{uuid.uuid4().hex[:6]}", f"ok-{uuid.uuid4().hex[:6]}"
+    ok_user = f"ok-{uuid.uuid4().hex[:6]}"
     reader = HealthyReader(relay.url, sign_token(SECRET, ok_user))
     try:
         relay.wait_subscribed()
@@ -138,13 +140,11 @@ def trial(layout: str, args: argparse.Namespace) -> dict[str, float]:
             raise RuntimeError("the healthy socket did not connect")
         time.sleep(1.0)  # let the process settle before the baseline
         baseline = rss_mb(relay.proc.pid)
-        stalled = StalledSocket(relay.url, {"token": sign_token(SECRET, slow_user)})
-        figures = _load(relay, publisher, channel, (slow_user, ok_user), args)
+        figures = _load(relay, publisher, channel, ok_user, args)
         time.sleep(1.0)  # the healthy socket's last events on their way
         reader.stop.set()
         reader.join(10)
         figures["rss_end_mb"] = rss_mb(relay.proc.pid)
-        stalled.close()
     finally:
         reader.stop.set()
         publisher.close()
@@ -159,10 +159,12 @@ def trial(layout: str, args: argparse.Namespace) -> dict[str, float]:
     return figures
 
 
-def _load(relay: RelayProcess, publisher: redis.Redis, channel: str, users: tuple[str, str],
+def _load(relay: RelayProcess, publisher: redis.Redis, channel: str, ok_user: str,
           args: argparse.Namespace) -> dict[str, float]:
-    """Publish for ``args.seconds``, sampling RSS; the figures so far."""
-    slow_user, ok_user = users
+    """Connect the stalled sockets one after another (the next once the relay dropped the
+    one before) and publish for ``args.seconds``, sampling RSS; the figures so far."""
+    stalled: list[StalledSocket] = []
+    slow_user = ""
     pad = "x" * max(0, args.size - 200)
     cpu_before = cpu_seconds(relay.proc.pid)
     began = time.monotonic()
@@ -170,6 +172,9 @@ def _load(relay: RelayProcess, publisher: redis.Redis, channel: str, users: tupl
     peak, disconnected_at = 0.0, -1.0
     next_sample = began
     while (now := time.monotonic()) < began + args.seconds:
+        if len(stalled) < args.stalled and (not stalled or _dropped(relay) >= len(stalled)):
+            slow_user = f"slow-{uuid.uuid4().hex[:6]}"
+            stalled.append(StalledSocket(relay.url, {"token": sign_token(SECRET, slow_user)}))
         pipe = publisher.pipeline(transaction=False)
         due = int((now - began) * args.rate)
         for n in range(sent, due):
@@ -183,23 +188,30 @@ def _load(relay: RelayProcess, publisher: redis.Redis, channel: str, users: tupl
         if now >= next_sample:
             next_sample = now + 0.25
             peak = max(peak, rss_mb(relay.proc.pid))
-            if disconnected_at < 0 and any(relay.healthz()["backlog"]["disconnected"].values()):
+            if disconnected_at < 0 and _dropped(relay):
                 disconnected_at = now - began
         time.sleep(0.01)
     elapsed = time.monotonic() - began
     health = relay.healthz()
+    for socket in stalled:
+        socket.close()
     return {
         "rss_peak_mb": max(peak, rss_mb(relay.proc.pid)),
         "disconnected_after_s": disconnected_at,
         "disconnected_by_bytes": health["backlog"]["disconnected"]["bytes"],
         "disconnected_by_events": health["backlog"]["disconnected"]["events"],
-        "slow_events_sent": sent, "healthy_sent": healthy,
+        "stalled_sockets": len(stalled), "slow_events_sent": sent, "healthy_sent": healthy,
         "discarded": health["backlog"]["discarded"],
         "replaced": health["backlog"]["replaced"],
         "relay_us_per_event": (cpu_seconds(relay.proc.pid) - cpu_before) * 1e6
         / max(1, sent + healthy),
         "seconds": elapsed,
     }
+
+
+def _dropped(relay: RelayProcess) -> int:
+    """Sockets the relay disconnected for their backlog so far."""
+    return sum(relay.healthz()["backlog"]["disconnected"].values())
 
 
 def main() -> None:
@@ -209,6 +221,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--kind", choices=["lifecycle", "progress"], default="lifecycle")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--stalled", type=int, default=1,
+                        help="Stalled sockets, one after another (each of its own user).")
     parser.add_argument("--layouts", default="bounded,unbounded")
     args = parser.parse_args()
     for repeat in range(args.repeats):
