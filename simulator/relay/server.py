@@ -331,6 +331,41 @@ class Relay:
     # -- sockets ----------------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        user_id = (await self._admit(sid, auth)).user_id
+        if sid in self._ended or not self._engine_open(sid):
+            # The client left (or the relay ended it) while the admit hooks ran.
+            ended = self._ended.pop(sid, None)
+            self._release(sid, user_id)
+            if ended is not None:
+                self.stats.ended[ended[0]] += 1
+                raise socketio.exceptions.ConnectionRefusedError(ended[1])
+            self.stats.left_while_connecting += 1
+            return False
+        self._user_of[sid] = user_id
+        self._sockets.setdefault(user_id, set()).add(sid)
+        self._count_sockets()
+        self.stats.connects += 1
+        log.debug("socket %s connected as user %r", sid, user_id)
+        # The join (catch-up) runs after this handler returned, not in it: python-socketio
+        # reads a WebSocket's next packet only once the handler returned (its Engine.IO
+        # server runs handlers inline), so a client that closed meanwhile was noticed only
+        # after a whole catch-up, sent to nobody; and the socket is connected for
+        # python-socketio only then, so a close handled meanwhile (polling) never reached
+        # _on_disconnect. The hooks are called here and awaited in the task: what one does
+        # before its first await (catch-up holds the user's events for the socket) is done
+        # before the next event is delivered, which may come before the task first runs.
+        joins = [hook(sid, user_id) for hook in self._join_hooks]
+        if not joins:  # straight into the room, as nothing has to come first
+            await self._join(sid, user_id, joins)
+            return True
+        task = asyncio.create_task(self._join(sid, user_id, joins))
+        self._joining.add(task)
+        task.add_done_callback(self._joining.discard)
+        return True
+
+    async def _admit(self, sid: str, auth: Any) -> Identity:
+        """The socket's identity once the token and every admit hook accept it; raises
+        python-socketio's refusal (counted by reason) otherwise."""
         try:
             identity = self.verifier.identify(auth)
             self._connecting[sid] = identity.user_id
@@ -343,35 +378,7 @@ class Relay:
             self.stats.refused[refused.reason] += 1
             log.info("refused a socket: %s", refused)
             raise socketio.exceptions.ConnectionRefusedError(str(refused)) from None
-        user_id = identity.user_id
-        if sid in self._ended or not self._engine_open(sid):
-            # The client left (or the relay ended it) while the admit hooks ran.
-            self.stats.left_while_connecting += 1
-            self._release(sid, user_id)
-            return self._refuse_if_ended(sid)
-        self._user_of[sid] = user_id
-        self._sockets.setdefault(user_id, set()).add(sid)
-        self._count_sockets()
-        self.stats.connects += 1
-        log.debug("socket %s connected as user %r", sid, user_id)
-        # The join (catch-up) runs after this handler returned, not in it: python-socketio
-        # reads a WebSocket's next packet only once the handler returned (its Engine.IO
-        # server runs handlers inline), so a client that closed meanwhile was noticed only
-        # after a whole catch-up, sent to nobody; and the socket is connected for
-        # python-socketio only then, so a close handled meanwhile (polling) never reached
-        # _on_disconnect. Now a close ends the catch-up at its next chunk, and reaches
-        # _on_disconnect like any other.
-        # The hooks are called now, awaited in the task: what a hook does before its
-        # first await (catch-up starts holding the user's events for the socket) is done
-        # before the next event is delivered, which may come before the task first runs.
-        joins = [hook(sid, user_id) for hook in self._join_hooks]
-        if not joins:  # straight into the room, as nothing has to come first
-            await self._join(sid, user_id, joins)
-            return True
-        task = asyncio.create_task(self._join(sid, user_id, joins))
-        self._joining.add(task)
-        task.add_done_callback(self._joining.discard)
-        return True
+        return identity
 
     async def _join(self, sid: str, user_id: str, joins: list[Awaitable[None]]) -> None:
         try:
@@ -397,13 +404,6 @@ class Relay:
 
     def _engine_open(self, sid: str) -> bool:
         return engine_socket_open(self.sio, sid)
-
-    def _refuse_if_ended(self, sid: str) -> bool:
-        ended = self._ended.pop(sid, None)
-        if ended is None:
-            return False
-        self.stats.ended[ended[0]] += 1
-        raise socketio.exceptions.ConnectionRefusedError(ended[1])
 
     async def _run_connect_hooks(self, sid: str, user_id: str) -> None:
         for hook in self._connect_hooks:
