@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -187,8 +188,14 @@ def _wait(condition: object, what: str, timeout: float = 90.0) -> None:
         time.sleep(0.05)
 
 
-def _strictly_valid(subscriber: Subscriber) -> list[dict[str, object]]:
-    lines = list(subscriber.messages)
+def _strictly_valid(subscriber: Subscriber, redis_url: str, channel: str
+                    ) -> list[dict[str, object]]:
+    """Everything on the channel so far (a sentinel published now arrives after it all),
+    strictly valid."""
+    sentinel = f"sentinel-{uuid.uuid4().hex}".encode()
+    redis.Redis.from_url(redis_url).publish(channel, sentinel)
+    _wait(lambda: sentinel in subscriber.messages, "the sentinel")
+    lines = [m for m in subscriber.messages if m != sentinel]
     report = validate_lines(lines, strict=True)
     assert report.ok, report.to_text()
     return [json.loads(line) for line in lines]
@@ -217,7 +224,7 @@ def test_a_live_worker_silent_longer_than_every_setting_is_never_failed(
     assert snap is not None and snap.status == "completed" and snap.swept is None
     _wait(lambda: any(b"PROCESSING_COMPLETED" in m for m in subscriber.messages),
           "the completion")
-    events = _strictly_valid(subscriber)
+    events = _strictly_valid(subscriber, redis_url, channel)
     names = [e["event"] for e in events]
     assert "PROCESSING_FAILED" not in names and "ANALYSIS_FAILED" not in names
     assert names[-1] == "PROCESSING_COMPLETED"
@@ -245,7 +252,7 @@ def test_a_dead_workers_media_are_all_failed(
     assert snap is not None and snap.swept == OWNER_GONE and snap.error == d.SWEEP_ERROR_MESSAGE
     _wait(lambda: sum(b"PROCESSING_FAILED" in m for m in subscriber.messages) == 10,
           "the 10 failures on the channel")
-    events = _strictly_valid(subscriber)
+    events = _strictly_valid(subscriber, redis_url, channel)
     assert [e["event"] for e in events].count("PROCESSING_FAILED") == 10
 
 
@@ -274,7 +281,7 @@ def test_stuck_after_fails_a_silent_live_worker_which_learns_and_stops_the_run(
     snap = read_media(redis.Redis.from_url(redis_url), config.keys, "quiet-media")
     assert snap is not None and snap.status == "failed" and snap.swept == STUCK
     assert snap.error == sweeper.message(STUCK) and "10 s" in snap.error
-    events = _strictly_valid(subscriber)
+    events = _strictly_valid(subscriber, redis_url, channel)
     names = [e["event"] for e in events]
     assert names[-2:] == ["ANALYSIS_FAILED", "PROCESSING_FAILED"]
     assert names.count("PROCESSING_FAILED") == 1 and "PROCESSING_COMPLETED" not in names
@@ -311,4 +318,34 @@ def test_on_a_cluster_a_stuck_run_is_fenced_by_its_owner_guard(
     report = validate_lines(lines, strict=True)
     assert report.ok, report.to_text()
     names = [json.loads(line)["event"] for line in lines]
+    assert names[-1] == "PROCESSING_FAILED" and "PROCESSING_COMPLETED" not in names
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_frozen_worker_taken_for_dead_withholds_its_run_when_it_wakes(
+    redis_url: str, channel: str, config: SnapshotConfig, sweeping: Sweeper,
+    subscriber: Subscriber,
+) -> None:
+    """A liveness false positive: the worker is frozen (SIGSTOP, as a long pause or a
+    partition would) past its TTL, the sweeper fails its media; thawed, the worker sends
+    nothing of that run (fenced, counted), and the stream has one ending."""
+    worker = _worker(redis_url, channel, config, "silent", "1")
+    assert worker.stdout is not None
+    assert worker.stdout.readline().strip() == "silent"
+    os.kill(worker.pid, signal.SIGSTOP)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        _wait(lambda: (s := read_media(client, config.keys, "quiet-media")) is not None
+              and s.terminal, "the sweeper to fail the frozen worker's media")
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    out, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0
+    stats = json.loads(out.splitlines()[-1])
+    assert stats["fenced_runs"] == 1 and stats["swept"] is True
+    snap = read_media(client, config.keys, "quiet-media")
+    assert snap is not None and snap.swept == OWNER_GONE
+    events = _strictly_valid(subscriber, redis_url, channel)
+    names = [e["event"] for e in events]
     assert names[-1] == "PROCESSING_FAILED" and "PROCESSING_COMPLETED" not in names
