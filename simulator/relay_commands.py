@@ -145,9 +145,11 @@ def relay(  # noqa: PLR0917 - one parameter per click option
 
     GET / is a browser panel (open it with a token: /#token=...; --dev prints such URLs).
     A new socket first gets progress_snapshot per in-flight media of its user, then live
-    events; every node runs the dead-worker sweeper, one acts at a time. A socket's waiting
-    progress updates are replaced by newer ones; past --max-backlog-bytes/-events waiting
-    it is disconnected (it reconnects and resyncs).
+    events; after Redis comes back every connected socket is resynced from the snapshots;
+    a socket is ended at its token's exp or when revoked (progress-sim revoke); every node
+    runs the dead-worker sweeper, one acts at a time. A socket's waiting progress updates
+    are replaced by newer ones; past --max-backlog-bytes/-events waiting it is
+    disconnected (it reconnects and resyncs).
     """
     _need_relay_extra()
     from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415
