@@ -12,6 +12,7 @@ from typing import Any
 
 import engineio.async_socket
 import engineio.packet
+import pytest
 import socketio
 import socketio.packet
 
@@ -127,18 +128,23 @@ def test_the_writer_takes_a_bounded_batch_and_the_rest_stays_in_the_backlog() ->
     asyncio.run(scenario())
 
 
-def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed() -> None:
-    """Past the limit the queue is emptied but for the packet being put,
-    python-engineio's ``close`` runs the
-    ``disconnect`` handlers with the reason, the close packet and ``None`` (the writer's
-    end) still get through, later messages do not, and the socket leaves the manager."""
+@pytest.mark.parametrize("limit", ["bytes", "events"])
+def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed(
+    limit: str,
+) -> None:
+    """Past either limit the queue is emptied but for the packet being put,
+    python-engineio's ``close`` runs the ``disconnect`` handlers with the reason, the
+    close packet and ``None`` (the writer's end) still get through, later messages do
+    not, and the socket leaves the manager."""
+    limits = (BacklogLimits(max_bytes=1000, max_events=100) if limit == "bytes"
+              else BacklogLimits(max_bytes=10**6, max_events=5))
 
     async def scenario() -> Connected:
-        node = Connected(BacklogLimits(max_bytes=1000, max_events=100), reasons=True)
+        node = Connected(limits, reasons=True)
         await node.connect()
         for i in range(20):
             await node.sio.emit("media_update", media(i), to=node.sid)
-        for _ in range(100):
+        for _ in range(500):
             if node.reasons:
                 break
             await asyncio.sleep(0.01)
@@ -152,13 +158,16 @@ def test_a_socket_over_its_limit_is_closed_with_the_reason_and_its_packets_freed
         return node
 
     node = asyncio.run(scenario())
-    assert node.reasons == ["backlog over its limit (bytes: 1000)"]
+    value = limits.max_bytes if limit == "bytes" else limits.max_events
+    assert node.reasons == [f"backlog over its limit ({limit}: {value})"]
     backlog = node.relay.backlog.to_dict()
-    assert backlog["disconnected"] == {"bytes": 1, "events": 0}
-    # Every frame is as long; the one that crossed 1,000 bytes emptied the queue.
+    assert backlog["disconnected"] == {"bytes": int(limit == "bytes"),
+                                       "events": int(limit == "events")}
+    # Every frame is as long; the one that crossed the limit emptied the queue.
     frame = len(JsonPacket(socketio.packet.EVENT, data=["media_update", media(0)]).encode())
-    over = 1000 // frame + 1
-    assert backlog["high_water_bytes"] == over * frame and backlog["discarded"] >= over - 1
+    over = limits.max_bytes // frame + 1 if limit == "bytes" else limits.max_events + 1
+    assert backlog["high_water_events"] == over and backlog["high_water_bytes"] == over * frame
+    assert backlog["discarded"] >= over - 1
 
 
 def test_emit_paced_waits_for_the_writer_to_take_the_backlog_below_half() -> None:
