@@ -17,7 +17,7 @@ import socketio
 import socketio.packet
 
 from simulator.relay import Relay, RelayConfig
-from simulator.relay.backlog import BacklogLimits
+from simulator.relay.backlog import BacklogLimits, BacklogStats
 from simulator.relay.engine_internals import (
     MAX_BATCH_BYTES,
     MAX_BATCH_PACKETS,
@@ -198,3 +198,24 @@ def test_emit_paced_waits_for_the_writer_to_take_the_backlog_below_half() -> Non
         assert await asyncio.wait_for(stuck, 5) is False
 
     asyncio.run(scenario())
+
+
+def test_a_packet_larger_than_the_limit_closes_its_socket_once() -> None:
+    """One packet over ``max_bytes`` overflows the backlog by itself; the close packet
+    and ``None`` that follow still pass, later messages are discarded, and the socket is
+    counted and closed once."""
+    overflows: list[str] = []
+    stats = BacklogStats()
+
+    async def scenario() -> BacklogQueue:
+        queue = BacklogQueue(BacklogLimits(max_bytes=100, max_events=10), stats,
+                             lambda _, limit: overflows.append(limit))
+        queue.put_nowait(engineio.packet.Packet(engineio.packet.MESSAGE, "x" * 500))
+        queue.put_nowait(engineio.packet.Packet(engineio.packet.CLOSE))
+        queue.put_nowait(None)
+        queue.put_nowait(engineio.packet.Packet(engineio.packet.MESSAGE, "late"))
+        return queue
+
+    queue = asyncio.run(scenario())
+    assert overflows == ["bytes"] and stats.disconnected["bytes"] == 1
+    assert queue.qsize() == 3 and stats.discarded == 1 and queue.ended

@@ -172,7 +172,7 @@ class BacklogQueue(asyncio.Queue[Any]):
             if item is None:  # the writer's end: no batch of it is under way any more
                 self._batch_packets = self._batch_bytes = 0
                 self.end()
-        if backlog.over:
+        if backlog.over and self.over_limit is None:
             self._overflow(backlog.over_limit() or "bytes")
 
     def _get(self) -> Any:
