@@ -133,10 +133,13 @@ def test_a_socket_that_stops_reading_gets_every_lifecycle_event_and_the_latest_p
         stalled = StalledSocket(relay.url, {"token": sign_token(SECRET, user)}, rcvbuf=4096)
         # Lifecycle fillers until packets wait in the relay (the kernel's buffers are full).
         fillers = 0
+        # Twenty at a time: the whole stall must stay well inside the Engine.IO ping
+        # timeout (45 s), which would end the socket, on a busy machine too.
         while relay.healthz()["backlog"]["high_water_events"] < 20:
-            publish.publish(channel, event(user, f"fill-{fillers}", "PROCESSING_STARTED",
-                                           data={"details": {"pad": FILLER}}))
-            fillers += 1
+            for _ in range(20):
+                publish.publish(channel, event(user, f"fill-{fillers}", "PROCESSING_STARTED",
+                                               data={"details": {"pad": FILLER}}))
+                fillers += 1
         for n in range(1, 301):
             publish.publish(channel, event(
                 user, "m1", "FRAME_ANALYSIS_PROGRESS", seq=n, source="w",
@@ -191,13 +194,13 @@ def test_a_socket_over_its_limit_is_disconnected_others_keep_receiving_and_it_re
             return count
 
         while not await disconnected():
-            publish.publish(channel, event(slow_user, f"s-{sent}", "PROCESSING_STARTED",
-                                           data={"details": {"pad": FILLER}}))
-            publish.publish(channel, event(other_user, "m-other", "FRAME_ANALYSIS_PROGRESS",
-                                           seq=sent + 1, source="w",
-                                           data={"model_name": "A", "progress": sent,
-                                                 "total": 10**6}))
-            sent += 1
+            for _ in range(10):
+                publish.publish(channel, event(slow_user, f"s-{sent}", "PROCESSING_STARTED",
+                                               data={"details": {"pad": FILLER}}))
+                publish.publish(channel, event(
+                    other_user, "m-other", "FRAME_ANALYSIS_PROGRESS", seq=sent + 1,
+                    source="w", data={"model_name": "A", "progress": sent, "total": 10**6}))
+                sent += 1
         await asyncio.to_thread(wait_until, lambda: relay.healthz()["sockets"] == 1, 15.0,
                                 "the slow socket to go")
         got = await other.wait_for("progress_update", sent, timeout=30)
