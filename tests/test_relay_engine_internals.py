@@ -123,7 +123,13 @@ def test_the_writer_takes_a_bounded_batch_and_the_rest_stays_in_the_backlog() ->
             await node.sio.emit("media_update", big, to=node.sid)
         batch = await node.socket.poll()
         assert len(batch) == 4 and sum(len(p.data) for p in batch) >= MAX_BATCH_BYTES
-        assert node.queue.qsize() == 6
+        assert len(await node.socket.poll()) == 4 and len(await node.socket.poll()) == 2
+        # The writer's end right where a batch fills: the next poll ends the writer.
+        for i in range(MAX_BATCH_PACKETS - 1):
+            await node.sio.emit("media_update", media(i % 100), to=node.sid)
+        node.queue.put_nowait(None)
+        assert len(await node.socket.poll()) == MAX_BATCH_PACKETS - 1
+        assert await node.socket.poll() == []
 
     asyncio.run(scenario())
 

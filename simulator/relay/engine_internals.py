@@ -10,7 +10,7 @@ extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes a
    against 1.4 µs (docs/relay.md, Load). It also tags a ``progress_update`` frame with its
    coalescing key (``KeyedFrame``): python-socketio encodes a room emit once and
    python-engineio wraps the encoded string in its ``MESSAGE`` packet as it is, so the
-   key reaches each socket's queue with the frame, at no cost per socket.
+   key reaches each socket's queue with the frame (0.7 µs per emit, none per socket).
 2. **Each Engine.IO socket's queue.** python-engineio gives every socket an unbounded
    ``asyncio.Queue`` from ``server.create_queue()``; everything sent to the socket (every
    emit, catch-up's snapshots, pings, the close packet) is ``put`` there and a writer
@@ -23,9 +23,10 @@ extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes a
    is replaced and a socket past its limit is closed. The writer's ``poll`` takes
    everything queued as one batch (``get``, then ``get_nowait`` until ``QueueEmpty``) and
    holds it while the TCP buffer is full, out of the backlog's reach: ``get_nowait``
-   ends a batch (raises ``QueueEmpty``) at ``MAX_BATCH_PACKETS``/``MAX_BATCH_BYTES``
-   counted from the batch's ``get``, so what waits stays counted, replaceable and freed on
-   overflow.
+   ends a batch (raises ``QueueEmpty``) at ``MAX_BATCH_PACKETS``/``MAX_BATCH_BYTES``, so
+   what waits stays counted, replaceable and freed on overflow. A batch ends at
+   ``QueueEmpty`` or ``None`` (``poll`` stops at either), and the next one counts afresh:
+   no ``get`` override on the way of every packet.
 3. **Finding and closing a socket.** ``server.eio.sockets`` (Engine.IO sid → socket),
    ``socket.close(wait=False, abort=False, reason=...)`` (python-socketio passes
    ``reason`` to the ``disconnect`` handlers), ``socket.closing``/``socket.closed``
