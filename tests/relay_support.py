@@ -269,7 +269,8 @@ class StalledSocket:
         self.events: list[tuple[str, Any]] = []
         self.closed = False
         self.send("40" + json.dumps(auth))
-        # Catch-up's snapshots come before the connect reply.
+        # The connect reply comes first from this relay (catch-up follows it); a relay that
+        # sends events before it (catch-up inside the connect handler) is read the same.
         while not (reply := self.frame()).startswith("40"):
             if not reply.startswith("42"):
                 raise AssertionError(f"Socket.IO connect refused: {reply!r}")
