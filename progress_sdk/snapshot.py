@@ -32,7 +32,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,6 +63,7 @@ __all__ = [
     "parse_snapshot",
     "progress_commands",
     "read_media",
+    "read_recent_async",
     "read_user",
     "read_user_async",
     "write_commands",
@@ -1064,8 +1065,29 @@ def read_user(client: _SyncRedis, keys: SnapshotKeys, user_id: str) -> list[Medi
 
 
 async def read_user_async(client: Any, keys: SnapshotKeys, user_id: str) -> list[MediaSnapshot]:
-    """``read_user`` for a ``redis.asyncio`` client (the relay)."""
+    """``read_user`` for a ``redis.asyncio`` client."""
     members = [_decode(m) for m in await client.zrange(keys.user(user_id), 0, -1)]
+    return await _read_async(client, keys, user_id, members)
+
+
+async def read_recent_async(
+    client: Any, keys: SnapshotKeys, user_id: str, limit: int, chunk: int
+) -> AsyncIterator[list[MediaSnapshot]]:
+    """The ``limit`` most recently updated snapshots of ``user_id``, newest first, read
+    ``chunk`` hashes (one pipeline, then one for their owners' liveness keys) at a time,
+    so a reader never holds them all at once (the relay's catch-up and resync). Each is
+    read as ``read_user_async`` reads it: expired index entries removed, ``owner_alive``
+    set."""
+    members = await client.zrevrange(keys.user(user_id), 0, limit - 1)
+    ids = [_decode(m) for m in members]
+    for start in range(0, len(ids), chunk):
+        yield await _read_async(client, keys, user_id, ids[start:start + chunk])
+
+
+async def _read_async(
+    client: Any, keys: SnapshotKeys, user_id: str, members: list[str]
+) -> list[MediaSnapshot]:
+    """The snapshots of ``members`` (in their order), their owners marked alive or not."""
     if not members:
         return []
     pipe = client.pipeline(transaction=False)

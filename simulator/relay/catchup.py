@@ -1,17 +1,19 @@
 """Catch-up: a socket that connects mid-job first learns where each job of its user stands.
 
 Before a new socket joins its user's room, the relay reads the user's snapshots
-(``progress_sdk.snapshot``), sends one ``progress_snapshot`` per media, then the live
-events that arrived meanwhile minus those a snapshot already covers (by ``seq`` per
-source); then the socket joins the room and gets the live stream. No gap: the relay is
-subscribed before it reads, and the publisher writes a snapshot before it publishes the
-events it covers, so every event newer than the snapshot reaches the relay after the
-read. No duplicate: whatever arrived before or during the read is held back for the
-socket and filtered by seq; and because the relay may still be working through events
-published before the read when the socket joins the room, each socket also keeps its
-snapshots' seq per (media, source) and the room emit skips it for an event at or below
-(until a newer event of that media and source passes, or a minute went by). Events
-without ``seq`` (other producers) cannot be matched and go through.
+(``progress_sdk.snapshot.read_recent_async``: the SDK's reader, which also says whether
+each running media's worker holds its liveness key, ``ownerAlive``), sends one
+``progress_snapshot`` per media, then the live events that arrived meanwhile minus those
+a snapshot already covers (by ``seq`` per source); then the socket joins the room and
+gets the live stream. No gap: the relay is subscribed before it reads, and the publisher
+writes a snapshot before it publishes the events it covers, so every event newer than
+the snapshot reaches the relay after the read. No duplicate: whatever arrived before or
+during the read is held back for the socket and filtered by seq; and because the relay
+may still be working through events published before the read when the socket joins the
+room, each socket also keeps its snapshots' seq per (media, source) and the room emit
+skips it for an event at or below (until a newer event of that media and source passes,
+or a minute went by). Events without ``seq`` (other producers) cannot be matched and go
+through.
 
 The same machinery resyncs sockets already in the room (``resync``, after the relay's
 Redis subscription came back: ``resync.py``): while it runs the room emit skips them and
@@ -43,7 +45,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +53,7 @@ import redis.asyncio
 from redis.exceptions import RedisError, ResponseError
 
 from progress_sdk.cluster import is_cluster
-from progress_sdk.snapshot import MediaSnapshot, SnapshotKeys, parse_snapshot
+from progress_sdk.snapshot import MediaSnapshot, SnapshotKeys, read_recent_async
 
 from .routing import Routed
 from .server import Relay
@@ -62,7 +64,6 @@ __all__ = [
     "CatchUpStats",
     "install_catch_up",
     "open_snapshot_reader",
-    "recent_snapshots",
 ]
 
 log = logging.getLogger("progress_sim.relay")
@@ -424,31 +425,6 @@ def open_snapshot_reader(url: str) -> Callable[[], Awaitable[Any]]:
     return client
 
 
-async def recent_snapshots(
-    client: Any, keys: SnapshotKeys, user_id: str, limit: int, chunk: int
-) -> AsyncIterator[list[MediaSnapshot]]:
-    """The ``limit`` most recently updated snapshots of ``user_id``, newest first, read
-    ``chunk`` hashes (one pipeline) at a time; index entries whose hash expired are
-    removed on the way, as ``progress_sdk.snapshot.read_user`` does."""
-    members = await client.zrevrange(keys.user(user_id), 0, limit - 1)
-    ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-    for start in range(0, len(ids), chunk):
-        part = ids[start:start + chunk]
-        pipe = client.pipeline(transaction=False)
-        for media_id in part:
-            pipe.hgetall(keys.media(media_id))
-        found, gone = [], []
-        for media_id, fields in zip(part, await pipe.execute(), strict=True):
-            snapshot = parse_snapshot(media_id, fields)
-            if snapshot is None:
-                gone.append(media_id)
-            else:
-                found.append(snapshot)
-        if gone:
-            await client.zrem(keys.user(user_id), *gone)
-        yield found
-
-
 def install_catch_up(
     relay: Relay, keys: SnapshotKeys, limits: CatchUpLimits | None = None
 ) -> CatchUp:
@@ -463,7 +439,7 @@ def install_catch_up(
     async def read(
         user_id: str, limit: int, chunk: int
     ) -> AsyncGenerator[list[MediaSnapshot], None]:
-        async for part in recent_snapshots(await client(), keys, user_id, limit, chunk):
+        async for part in read_recent_async(await client(), keys, user_id, limit, chunk):
             yield part
 
     catch_up = CatchUp(emit, read, is_live=relay.is_live, limits=limits)
