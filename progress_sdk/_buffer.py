@@ -60,15 +60,21 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from . import _rules
 from . import defaults as d
 from ._start_watch import StartWatch
 from ._wire import WireEncoder
+from .event_types import (
+    EVENT_TYPES,
+    MEDIA_TERMINAL_NAMES,
+    MODEL_EVENT_NAMES,
+    MODEL_TERMINAL_NAMES,
+    PROGRESS_EVENT_NAMES,
+)
 
-_PROGRESS = _rules.PROGRESS_EVENT_NAMES
-_MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
-_MODEL_TERMINALS = _rules.MODEL_TERMINAL_NAMES
-_MEDIA_TERMINALS = _rules.MEDIA_TERMINAL_NAMES
+_PROGRESS = PROGRESS_EVENT_NAMES
+_MODEL_EVENTS = MODEL_EVENT_NAMES
+_MODEL_TERMINALS = MODEL_TERMINAL_NAMES
+_MEDIA_TERMINALS = MEDIA_TERMINAL_NAMES
 
 ModelKey = tuple[str, "str | None", str]
 ProgressKey = tuple[str, "str | None", str, str]
@@ -78,11 +84,8 @@ ProgressKey = tuple[str, "str | None", str, str]
 # lost here 4, a media's terminal event 5.
 _RANKS = 6
 _START, _ORPHAN_END, _END = 3, 4, 5
-_LIFECYCLE_RANKS = {
-    **dict.fromkeys(_MODEL_TERMINALS, 2),
-    "PROCESSING_STARTED": _START,
-    **dict.fromkeys(_MEDIA_TERMINALS, _END),
-}
+_LIFECYCLE_RANKS = {row.name: row.overflow_rank for row in EVENT_TYPES.values()
+                    if row.overflow_rank > 1}  # the table's ranks 3 and 5 are _START and _END
 
 # Entry.state: waiting in the buffer; taken by the sender (numbered); evicted (its number
 # becomes a gap); published or dropped. flush() waits for entries to be DEAD or DONE.

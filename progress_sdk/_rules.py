@@ -17,40 +17,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import defaults as d
+from .event_types import (
+    ALL_EVENT_NAMES,
+    ANALYSIS_COMPLETED,
+    COMPLETED_ALIAS,
+    FAILURE_EVENT_NAMES,
+    MODEL_EVENT_NAMES,
+    PROGRESS_EVENT_NAMES,
+    normalize_event_name,
+)
 from .exceptions import Problem
 
-COMPLETED_ALIAS = "ANALYSIS_COMPLETE"
-
-MEDIA_EVENT_NAMES = frozenset({"PROCESSING_STARTED", "PROCESSING_COMPLETED", "PROCESSING_FAILED"})
-PROGRESS_EVENT_NAMES = frozenset(
-    {"FRAME_ANALYSIS_PROGRESS", "WINDOW_PROCESSING_PROGRESS", "VISUALIZATION_GENERATION_PROGRESS"}
-)
-PHASE_EVENT_NAMES = frozenset(
-    {
-        "AUDIO_EXTRACTION_START",
-        "AUDIO_EXTRACTION_COMPLETE",
-        "SPECTROGRAM_GENERATION_START",
-        "SPECTROGRAM_GENERATION_COMPLETE",
-    }
-)
-MODEL_EVENT_NAMES = frozenset(
-    {"ANALYSIS_QUEUED", "ANALYSIS_STARTED", "ANALYSIS_COMPLETED", "ANALYSIS_FAILED"}
-    | PROGRESS_EVENT_NAMES
-    | PHASE_EVENT_NAMES
-)
-ALL_EVENT_NAMES = MEDIA_EVENT_NAMES | MODEL_EVENT_NAMES
-FAILURE_EVENT_NAMES = frozenset({"ANALYSIS_FAILED", "PROCESSING_FAILED"})
-MEDIA_TERMINAL_NAMES = frozenset({"PROCESSING_COMPLETED", "PROCESSING_FAILED"})
-MODEL_TERMINAL_NAMES = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_FAILED"})
 ENVELOPE_V1_FIELDS = ("schema_version", "seq", "source", "timestamp")
 
 _ZERO = timedelta(0)
 _MAX_INT = d.MAX_JSON_INT
-
-
-def normalize_event_name(value: str) -> str:
-    """Map the read-side alias ``ANALYSIS_COMPLETE`` onto ``ANALYSIS_COMPLETED``."""
-    return "ANALYSIS_COMPLETED" if value == COMPLETED_ALIAS else value
 
 
 def _is_int(value: object) -> bool:
@@ -452,7 +433,7 @@ def fast_accept(obj: dict[str, Any], strict: bool) -> str | None:
     if type(event) is not str:
         return None
     if event == COMPLETED_ALIAS:
-        event = "ANALYSIS_COMPLETED"
+        event = ANALYSIS_COMPLETED
     if event not in ALL_EVENT_NAMES:
         return None
     v = get("media_id")

@@ -51,6 +51,12 @@ from typing import IO, Any, Literal
 from . import _rules
 from . import defaults as d
 from ._rules import fast_accept
+from .event_types import (
+    MEDIA_TERMINAL_NAMES,
+    MODEL_EVENT_NAMES,
+    MODEL_TERMINAL_NAMES,
+    PROGRESS_EVENT_NAMES,
+)
 from .exceptions import Problem
 
 __all__ = [
@@ -140,10 +146,10 @@ _DECODE_ERRORS = (ValueError, RecursionError)
 Kind = Literal["violation", "lost", "incomplete"]
 RunKey = tuple[str, "str | None"]
 
-_MODEL_EVENTS = _rules.MODEL_EVENT_NAMES
-_PROGRESS_EVENTS = _rules.PROGRESS_EVENT_NAMES
-_MEDIA_TERMINALS = _rules.MEDIA_TERMINAL_NAMES
-_MODEL_TERMINALS = _rules.MODEL_TERMINAL_NAMES
+_MODEL_EVENTS = MODEL_EVENT_NAMES
+_PROGRESS_EVENTS = PROGRESS_EVENT_NAMES
+_MEDIA_TERMINALS = MEDIA_TERMINAL_NAMES
+_MODEL_TERMINALS = MODEL_TERMINAL_NAMES
 
 # Model states, ordered so that ``state >= _COMPLETED`` means "has its terminal event".
 _QUEUED, _STARTED, _COMPLETED, _FAILED = 0, 1, 2, 3

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -32,6 +31,7 @@ from pydantic import (
 from . import _rules
 from . import defaults as d
 from ._free_json import check_free_json, has_free_json
+from .event_types import COMPLETED_ALIAS, EventType, normalize_event_name
 from .exceptions import InvalidEventError, Problem
 
 __all__ = [
@@ -42,64 +42,8 @@ __all__ = [
 ]
 
 
-class EventType(str, Enum):
-    """Every v1 event type. ``ANALYSIS_COMPLETE`` is read as ``ANALYSIS_COMPLETED``."""
-
-    PROCESSING_STARTED = "PROCESSING_STARTED"
-    PROCESSING_COMPLETED = "PROCESSING_COMPLETED"
-    PROCESSING_FAILED = "PROCESSING_FAILED"
-    ANALYSIS_QUEUED = "ANALYSIS_QUEUED"
-    ANALYSIS_STARTED = "ANALYSIS_STARTED"
-    FRAME_ANALYSIS_PROGRESS = "FRAME_ANALYSIS_PROGRESS"
-    WINDOW_PROCESSING_PROGRESS = "WINDOW_PROCESSING_PROGRESS"
-    VISUALIZATION_GENERATION_PROGRESS = "VISUALIZATION_GENERATION_PROGRESS"
-    AUDIO_EXTRACTION_START = "AUDIO_EXTRACTION_START"
-    AUDIO_EXTRACTION_COMPLETE = "AUDIO_EXTRACTION_COMPLETE"
-    SPECTROGRAM_GENERATION_START = "SPECTROGRAM_GENERATION_START"
-    SPECTROGRAM_GENERATION_COMPLETE = "SPECTROGRAM_GENERATION_COMPLETE"
-    ANALYSIS_COMPLETED = "ANALYSIS_COMPLETED"
-    ANALYSIS_FAILED = "ANALYSIS_FAILED"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def parse(cls, value: str | EventType) -> EventType:
-        """Return the event type for ``value``, accepting the read-side alias."""
-        if isinstance(value, EventType):
-            return value
-        try:
-            return cls(_rules.normalize_event_name(value))
-        except ValueError:
-            raise InvalidEventError(
-                [
-                    Problem(
-                        "event",
-                        "known_type",
-                        f"unknown event type {value!r}; expected one of "
-                        + ", ".join(sorted(_rules.ALL_EVENT_NAMES)),
-                    )
-                ]
-            ) from None
-
-    @property
-    def is_media_event(self) -> bool:
-        """True for PROCESSING_* events, which are about the whole media."""
-        return self.value in _rules.MEDIA_EVENT_NAMES
-
-    @property
-    def is_model_event(self) -> bool:
-        """True for events about one model; they need ``data.model_name``."""
-        return self.value in _rules.MODEL_EVENT_NAMES
-
-    @property
-    def is_progress(self) -> bool:
-        """True for the *_PROGRESS events, which carry progress/total and may be coalesced."""
-        return self.value in _rules.PROGRESS_EVENT_NAMES
-
-
 def _normalise_event(value: Any) -> Any:
-    return _rules.normalize_event_name(value) if isinstance(value, str) else value
+    return normalize_event_name(value) if isinstance(value, str) else value
 
 
 _EventField = Annotated[
@@ -108,7 +52,7 @@ _EventField = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "enum": [*(e.value for e in EventType), _rules.COMPLETED_ALIAS],
+            "enum": [*(e.value for e in EventType), COMPLETED_ALIAS],
             "description": "Event type. ANALYSIS_COMPLETE is a read-side alias of "
             "ANALYSIS_COMPLETED sent by some existing producers; this SDK never emits it.",
         }

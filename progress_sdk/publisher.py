@@ -38,6 +38,7 @@ from ._free_json import check_free_json
 from ._sender import BatchHook, Sender
 from ._wire import WireEncoder
 from .cluster import client_for, transport_for
+from .event_types import normalize_event_name
 from .events import ProgressEvent
 from .exceptions import (
     ConfigurationError,
@@ -745,5 +746,5 @@ def _checked_fields(event: ProgressEvent | Mapping[str, Any]) -> dict[str, Any]:
     )
     if problems:
         raise InvalidEventError(problems, event_type=str(fields.get("event")))
-    fields["event"] = _rules.normalize_event_name(fields["event"])
+    fields["event"] = normalize_event_name(fields["event"])
     return fields

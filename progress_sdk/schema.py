@@ -18,6 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from . import defaults as d
+from .event_types import (
+    ANALYSIS_COMPLETED,
+    ANALYSIS_FAILED,
+    COMPLETED_ALIAS,
+    EVENT_TYPES,
+    PROCESSING_FAILED,
+    EventTypeRow,
+)
 from .events import EventData, ProgressEvent
 
 __all__ = ["event_json_schema"]
@@ -28,7 +36,7 @@ SCHEMA_ID = "https://progress-sdk.invalid/schema/progress-event.v1.json"
 _DATA_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "MediaData": ((), ("filename", "details"), "data of a media event."),
     "MediaFailedData": (
-        ("error_message",), ("filename", "details"), "data of PROCESSING_FAILED.",
+        ("error_message",), ("filename", "details"), f"data of {PROCESSING_FAILED}.",
     ),
     "ModelData": (
         ("model_name",), ("phase", "details"),
@@ -40,33 +48,26 @@ _DATA_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     ),
     "CompletedData": (
         ("model_name",), ("prediction", "confidence", "phase", "details"),
-        "data of ANALYSIS_COMPLETED: the model's verdict.",
+        f"data of {ANALYSIS_COMPLETED}: the model's verdict.",
     ),
     "ModelFailedData": (
         ("model_name", "error_message"), ("phase", "details"),
-        "data of ANALYSIS_FAILED: error_message is shown to the user.",
+        f"data of {ANALYSIS_FAILED}: error_message is shown to the user.",
     ),
 }
 
-# event type → (TypeScript-friendly title, data shape, accepted names)
-_VARIANTS: dict[str, tuple[str, str]] = {
-    "PROCESSING_STARTED": ("ProcessingStartedEvent", "MediaData"),
-    "PROCESSING_COMPLETED": ("ProcessingCompletedEvent", "MediaData"),
-    "PROCESSING_FAILED": ("ProcessingFailedEvent", "MediaFailedData"),
-    "ANALYSIS_QUEUED": ("AnalysisQueuedEvent", "ModelData"),
-    "ANALYSIS_STARTED": ("AnalysisStartedEvent", "ModelData"),
-    "FRAME_ANALYSIS_PROGRESS": ("FrameAnalysisProgressEvent", "ProgressData"),
-    "WINDOW_PROCESSING_PROGRESS": ("WindowProcessingProgressEvent", "ProgressData"),
-    "VISUALIZATION_GENERATION_PROGRESS": (
-        "VisualizationGenerationProgressEvent", "ProgressData",
-    ),
-    "AUDIO_EXTRACTION_START": ("AudioExtractionStartEvent", "ModelData"),
-    "AUDIO_EXTRACTION_COMPLETE": ("AudioExtractionCompleteEvent", "ModelData"),
-    "SPECTROGRAM_GENERATION_START": ("SpectrogramGenerationStartEvent", "ModelData"),
-    "SPECTROGRAM_GENERATION_COMPLETE": ("SpectrogramGenerationCompleteEvent", "ModelData"),
-    "ANALYSIS_COMPLETED": ("AnalysisCompletedEvent", "CompletedData"),
-    "ANALYSIS_FAILED": ("AnalysisFailedEvent", "ModelFailedData"),
-}
+
+
+def _data_shape(row: EventTypeRow) -> str:
+    """The ``data`` shape of an event type's variant, from its row."""
+    if row.kind == "media":
+        return "MediaFailedData" if row.failure else "MediaData"
+    if row.kind == "progress":
+        return "ProgressData"
+    if row.failure:
+        return "ModelFailedData"
+    return "CompletedData" if row.terminal else "ModelData"
+
 
 _ENVELOPE_REQUIRED = ("media_id", "user_id", "message", *("schema_version", "seq", "source",
                                                            "timestamp"))
@@ -100,7 +101,7 @@ def _data_def(required: tuple[str, ...], optional: tuple[str, ...], text: str,
 
 
 def _variant(event: str, title: str, shape: str, envelope: dict[str, Any]) -> dict[str, Any]:
-    names = [event, "ANALYSIS_COMPLETE"] if event == "ANALYSIS_COMPLETED" else [event]
+    names = [event, COMPLETED_ALIAS] if event == ANALYSIS_COMPLETED else [event]
     event_schema: dict[str, Any] = {"enum": names} if len(names) > 1 else {"const": event}
     if len(names) > 1:
         event_schema["description"] = (
@@ -146,8 +147,8 @@ def event_json_schema() -> dict[str, Any]:
             for shape, (required, optional, text) in _DATA_SHAPES.items()
         },
         **{
-            title: _variant(event, title, shape, envelope)
-            for event, (title, shape) in _VARIANTS.items()
+            row.title: _variant(row.name, row.title, _data_shape(row), envelope)
+            for row in EVENT_TYPES.values()
         },
     }
     return {
@@ -160,6 +161,6 @@ def event_json_schema() -> dict[str, Any]:
             f"is at most {d.MAX_EVENT_BYTES} bytes. Lifecycle rules (ordering, seq) are "
             "checked by progress_sdk.contract, not by this schema."
         ),
-        "oneOf": [{"$ref": f"#/$defs/{title}"} for title, _ in _VARIANTS.values()],
+        "oneOf": [{"$ref": f"#/$defs/{row.title}"} for row in EVENT_TYPES.values()],
         "$defs": defs,
     }

@@ -39,9 +39,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from . import _rules
 from . import defaults as d
 from ._wire import encode_json
+from .event_types import (
+    EVENT_TYPES,
+    MEDIA_EVENT_NAMES,
+    MEDIA_TERMINAL_NAMES,
+    MODEL_EVENT_NAMES,
+    normalize_event_name,
+)
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -74,21 +80,11 @@ COMPLETED = "completed"
 FAILED = "failed"
 MEDIA_TERMINAL = frozenset({COMPLETED, FAILED})
 
-_MODEL_STATUS = {
-    "ANALYSIS_QUEUED": "queued",
-    "ANALYSIS_STARTED": "analyzing",
-    "ANALYSIS_COMPLETED": COMPLETED,
-    "ANALYSIS_FAILED": FAILED,
-}
+_MODEL_STATUS = {row.name: row.status for row in EVENT_TYPES.values() if row.status is not None}
+assert set(_MODEL_STATUS.values()) >= {COMPLETED, FAILED}
 # The tracking API's phase names for the phase events (tracking.ModelRun.step), used when
 # another producer leaves data.phase out.
-_PHASE_OF = {
-    "AUDIO_EXTRACTION_START": "audio_extraction",
-    "AUDIO_EXTRACTION_COMPLETE": "audio_extraction",
-    "SPECTROGRAM_GENERATION_START": "spectrogram_generation",
-    "SPECTROGRAM_GENERATION_COMPLETE": "spectrogram_generation",
-}
-
+_PHASE_OF = {row.name: row.phase for row in EVENT_TYPES.values() if row.phase is not None}
 
 @dataclass(frozen=True)
 class SnapshotKeys:
@@ -379,7 +375,7 @@ def fold_event(
     a new snapshot for a first event or a new run. ``seq``/``source``, when given, stand
     for the event's own (the publisher numbers events outside their fields)."""
     name = event.get("event")
-    name = _rules.normalize_event_name(name) if type(name) is str else ""
+    name = normalize_event_name(name) if type(name) is str else ""
     data = event.get("data")
     data = data if type(data) is dict or isinstance(data, Mapping) else {}  # ABC check: slow
     if state is None or (name == "PROCESSING_STARTED" and state.status != RUNNING):
@@ -395,9 +391,9 @@ def fold_event(
     if seq is not None and source:
         state.seq, state.source = seq, source
         state.seqs[source] = seq
-    if name in _rules.MEDIA_EVENT_NAMES:
+    if name in MEDIA_EVENT_NAMES:
         _fold_media(state, name, data, event)
-    elif name in _rules.MODEL_EVENT_NAMES:
+    elif name in MODEL_EVENT_NAMES:
         model = data.get("model_name")
         if type(model) is str and model:
             row = state.models.get(model)
@@ -688,7 +684,7 @@ def _supersedes(later: Mapping[str, Any], earlier: Mapping[str, Any]) -> bool:
     reads ``1`` and ``True`` differently), except a progress value ``later`` replaces.
     Folding a model event twice with the same data changes nothing more than once."""
     name = earlier.get("event")
-    if later.get("event") != name or name not in _rules.MODEL_EVENT_NAMES:
+    if later.get("event") != name or name not in MODEL_EVENT_NAMES:
         return False
     old, new = earlier.get("data"), later.get("data")
     if type(old) is not dict or type(new) is not dict:
@@ -791,7 +787,7 @@ class SnapshotTracker:
             pending.fresh = True
         if state is not previous:
             pending.models.clear()  # a new run: the rows of the one before are not its
-        if previous is None or event.get("event") in _rules.MEDIA_EVENT_NAMES:
+        if previous is None or event.get("event") in MEDIA_EVENT_NAMES:
             pending.full = True
         data = event.get("data")
         model = data.get("model_name") if isinstance(data, Mapping) else None
@@ -836,7 +832,7 @@ class SnapshotTracker:
         if pending is None:
             pending = self._pending[media_id] = _Pending()
         name = event.get("event")
-        if previous is None or name in _rules.MEDIA_EVENT_NAMES:
+        if previous is None or name in MEDIA_EVENT_NAMES:
             pending.full = True
             if name == "PROCESSING_STARTED" and (previous is None or previous.terminal):
                 pending.fresh = True
@@ -975,7 +971,7 @@ class SnapshotHook:
         last = {event.get("media_id"): event for event in events}
         for media_id, event in last.items():
             if type(media_id) is str:
-                terminal = event.get("event") in _rules.MEDIA_TERMINAL_NAMES
+                terminal = event.get("event") in MEDIA_TERMINAL_NAMES
                 yield media_id, self._epoch(event), terminal
 
 

@@ -49,6 +49,7 @@ from . import _lenient, _rules
 from . import defaults as d
 from ._free_json import check_free_json
 from ._sink import EventSink
+from .event_types import EVENT_TYPES, PHASE_EVENT_NAMES, PROGRESS_EVENT_NAMES, normalize_event_name
 from .events import EventType
 from .exceptions import InvalidEventError, Problem, ProgressSDKError, TrackingError
 from .failures import describe_error
@@ -69,23 +70,12 @@ T = TypeVar("T")
 _MAX = d.MAX_JSON_INT  # the largest total a reader takes (defaults.MAX_JSON_INT)
 
 _PROGRESS_UNITS = {
-    "FRAME_ANALYSIS_PROGRESS": ("Analyzed", "frames"),
-    "WINDOW_PROCESSING_PROGRESS": ("Processed", "windows"),
-    "VISUALIZATION_GENERATION_PROGRESS": ("Generated visualization", "steps"),
+    row.name: (row.verb, row.unit)
+    for row in EVENT_TYPES.values()
+    if row.verb is not None and row.unit is not None
 }
-_STEP_MESSAGES = {
-    "AUDIO_EXTRACTION_START": "Extracting audio",
-    "AUDIO_EXTRACTION_COMPLETE": "Audio extracted",
-    "SPECTROGRAM_GENERATION_START": "Generating spectrogram",
-    "SPECTROGRAM_GENERATION_COMPLETE": "Spectrogram generated",
-}
-_STEP_PHASES = {
-    "AUDIO_EXTRACTION_START": "audio_extraction",
-    "AUDIO_EXTRACTION_COMPLETE": "audio_extraction",
-    "SPECTROGRAM_GENERATION_START": "spectrogram_generation",
-    "SPECTROGRAM_GENERATION_COMPLETE": "spectrogram_generation",
-}
-
+_STEP_MESSAGES = {row.name: row.verb for row in EVENT_TYPES.values() if row.phase and row.verb}
+_STEP_PHASES = {row.name: row.phase for row in EVENT_TYPES.values() if row.phase is not None}
 
 def timing_details(done: int, total: int | None, elapsed: float) -> dict[str, float]:
     """``data.details`` of a tracked loop: elapsed seconds, items a second, seconds left.
@@ -651,7 +641,7 @@ class ModelRun:
         skipped, and counted in ``stats().forgiven``; a strict publisher raises
         ``InvalidEventError``.
         """
-        name = self._event_name(event, _rules.PROGRESS_EVENT_NAMES, "progress")
+        name = self._event_name(event, PROGRESS_EVENT_NAMES, "progress")
         if name is None:
             return
         # The checks of the common case are inline: this is the call jobs make per frame.
@@ -711,7 +701,7 @@ class ModelRun:
         if isinstance(event, EventType):
             name = event.value
         else:
-            name = _rules.normalize_event_name(event) if isinstance(event, str) else str(event)
+            name = normalize_event_name(event) if isinstance(event, str) else str(event)
         if name in allowed:
             return name
         self.run._forgive(
@@ -784,7 +774,7 @@ class ModelRun:
 
     def step(self, event: EventType | str, message: str | None = None) -> None:
         """Emit a phase event: ``AUDIO_EXTRACTION_START`` … ``SPECTROGRAM_GENERATION_COMPLETE``."""
-        name = self._event_name(event, _rules.PHASE_EVENT_NAMES, "step")
+        name = self._event_name(event, PHASE_EVENT_NAMES, "step")
         if name is None:
             return
         text = self.run._text(message or None, f"{_STEP_MESSAGES[name]} ({self.model_name})")

@@ -31,6 +31,7 @@ from rich.console import Console
 from progress_sdk import RedisUnavailableError
 from progress_sdk import defaults as d
 from progress_sdk.contract import Finding, LifecycleValidator
+from progress_sdk.event_types import PROCESSING_COMPLETED, PROCESSING_FAILED, PROGRESS_EVENT_NAMES
 from progress_sdk.exceptions import ConfigurationError
 from progress_sdk.redis_urls import mask_url
 from progress_sdk.sharding import subscribed_channels
@@ -43,10 +44,6 @@ from .runner import SimulationConfig
 from .session import RunSession
 
 __all__ = ["listen", "record", "replay_command", "run", "sweep", "worker"]
-
-_PROGRESS_EVENTS = frozenset(
-    {"FRAME_ANALYSIS_PROGRESS", "WINDOW_PROCESSING_PROGRESS", "VISUALIZATION_GENERATION_PROGRESS"}
-)
 
 
 def _fail(message: str) -> NoReturn:
@@ -169,7 +166,7 @@ def _event_writer(out: IO[str], as_json: bool, *, lines: bool, progress: bool) -
 
 def _plain_writer(progress: bool) -> _OnEvent:
     def write(payload: bytes, event: dict[str, Any] | None) -> None:
-        if not progress and event is not None and event.get("event") in _PROGRESS_EVENTS:
+        if not progress and event is not None and event.get("event") in PROGRESS_EVENT_NAMES:
             return
         click.echo(plain_line(event, payload))
 
@@ -454,7 +451,7 @@ def _watch_rq(
 
 
 def _terminals_seen(observer: Observer) -> int:
-    return observer.counts["PROCESSING_COMPLETED"] + observer.counts["PROCESSING_FAILED"]
+    return observer.counts[PROCESSING_COMPLETED] + observer.counts[PROCESSING_FAILED]
 
 
 def _stop_workers(started: list[subprocess.Popen[bytes]]) -> None:

@@ -45,6 +45,7 @@ from rich.table import Table
 from rich.text import Text
 
 from progress_sdk import defaults as d
+from progress_sdk.event_types import ANALYSIS_COMPLETED, COMPLETED_ALIAS, EVENT_TYPES
 
 __all__ = [
     "LivePanel",
@@ -57,23 +58,19 @@ __all__ = [
     "render",
 ]
 
-_COMPLETED = frozenset({"ANALYSIS_COMPLETED", "ANALYSIS_COMPLETE"})
+_COMPLETED = frozenset({ANALYSIS_COMPLETED, COMPLETED_ALIAS})
 # The stage a progress event type's bar shows, when the event has no data.phase.
-_STAGES = {
-    "FRAME_ANALYSIS_PROGRESS": "frames",
-    "WINDOW_PROCESSING_PROGRESS": "windows",
-    "VISUALIZATION_GENERATION_PROGRESS": "visualization",
+_STAGES = {row.name: row.stage for row in EVENT_TYPES.values() if row.stage is not None}
+# The statuses a model row takes on before its end (which has its own handling).
+_STATUS = {
+    row.name: row.status
+    for row in EVENT_TYPES.values()
+    if row.status is not None and not row.terminal
 }
-_STATUS = {"ANALYSIS_QUEUED": "queued", "ANALYSIS_STARTED": "analyzing"}
 _TERMINAL_ROW = frozenset({"completed", "failed"})
 _ROW_STATES = frozenset({"queued", "analyzing", "completed", "failed"})
 # The tracking API's phase names, for producers that leave data.phase out.
-_PHASE_OF = {
-    "AUDIO_EXTRACTION_START": "audio_extraction",
-    "AUDIO_EXTRACTION_COMPLETE": "audio_extraction",
-    "SPECTROGRAM_GENERATION_START": "spectrogram_generation",
-    "SPECTROGRAM_GENERATION_COMPLETE": "spectrogram_generation",
-}
+_PHASE_OF = {row.name: row.phase for row in EVENT_TYPES.values() if row.phase is not None}
 _RUNNING = "running"
 # Sequenced events kept per media to rebuild on a snapshot older than they are (as the
 # browser store's replayLimit).

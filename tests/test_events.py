@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from progress_sdk import EventType, InvalidEventError, ProgressEvent, _rules, parse_event
 from progress_sdk import publisher as publisher_module
+from progress_sdk.event_types import ALL_EVENT_NAMES, normalize_event_name
 
 ENVELOPE = {
     "schema_version": 1,
@@ -197,14 +198,14 @@ TIMESTAMPS = st.sampled_from(
     ["2026-11-26T05:00:00.123456Z", "2026-11-26T05:00:00+00:00", "2026-11-26T07:00:00+02:00",
      "yesterday", "2026-13-01T00:00:00Z", "2026-11-26T05:00:00", "1700000000"]
 )
-EVENT_NAMES = st.sampled_from([*sorted(_rules.ALL_EVENT_NAMES), "ANALYSIS_COMPLETE", "NOPE"])
+EVENT_NAMES = st.sampled_from([*sorted(ALL_EVENT_NAMES), "ANALYSIS_COMPLETE", "NOPE"])
 
 
 @st.composite
 def near_events(draw: st.DrawFn) -> dict[str, Any]:
     """A valid event with a few fields replaced by boundary or wrongly typed values."""
     name = draw(EVENT_NAMES)
-    base = copy.deepcopy(VALID.get(_rules.normalize_event_name(name), VALID["ANALYSIS_STARTED"]))
+    base = copy.deepcopy(VALID.get(normalize_event_name(name), VALID["ANALYSIS_STARTED"]))
     base["event"] = name
     fields = ["media_id", "user_id", "message", "seq", "source", "run_id", "schema_version"]
     for key in draw(st.lists(st.sampled_from(fields), max_size=3)):
