@@ -324,6 +324,15 @@ class Footprint(NamedTuple):
     starts: int  # starts of runs nobody saw that the overflow ranks track
 
 
+class ProgressTables(NamedTuple):
+    """The sizes of the buffer's progress tables (``EventBuffer.progress_tables``)."""
+
+    replaceable: int  # progress values waiting in the queue, replaced by a newer one
+    held: int  # progress values held until their model's interval is over
+    timed_media: int  # media whose models' last send times are kept (bounded)
+    timed_models: int  # those models
+
+
 # How far eviction looks for a superseded progress value before taking the oldest.
 _SUPERSEDED_SCAN = 64
 # Hold timestamps kept, least recently used first out (a media that never ends must not
@@ -574,6 +583,13 @@ class EventBuffer:
     def next_deadline(self) -> float | None:
         """When the earliest held value is due (clock time), or None."""
         return self._deadlines[0][0] if self._deadlines else None
+
+    def progress_tables(self) -> ProgressTables:
+        """How many models each progress table holds, for tests and debugging: the
+        hold timestamps stay bounded, the others empty once everything is taken."""
+        remembered = sum(len(models) for models in self._last_sent_at.values())
+        return ProgressTables(len(self._pending), len(self._held), len(self._last_sent_at),
+                              remembered)
 
     def release_due(self, *, everything: bool = False) -> None:
         """Queue the held values whose interval is over (all of them with ``everything``)."""

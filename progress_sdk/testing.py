@@ -1,8 +1,8 @@
 """Test helpers: capture what job code emits and assert on it, validator included.
 
-``CapturingPublisher`` is a ``ProgressPublisher`` that records every event synchronously
-in memory, with the envelope it would have on the wire and nothing coalesced, so a test
-sees exactly what the job emitted::
+``CapturingPublisher`` is a ``ProgressPublisher`` over a ``CapturingTransport``: it
+records every event as it went out on the wire, envelope included, before the call that
+emitted it returns, and nothing coalesced, so a test sees exactly what the job emitted::
 
     from progress_sdk.testing import CapturingPublisher
 
@@ -19,19 +19,15 @@ gives a fresh ``CapturingPublisher`` per test.
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
-from ._buffer import SeqNumbers
-from ._wire import WireEncoder
 from .contract import LifecycleValidator, Report
 from .failures import ErrorMessages
-from .publisher import ProgressPublisher, PublisherStats
-from .transport import ConnectFailed, Delivery
+from .publisher import ProgressPublisher
+from .transport import Command, Delivery
 
-__all__ = ["CapturedEvents", "CapturingPublisher", "progress_events"]
+__all__ = ["CapturedEvents", "CapturingPublisher", "CapturingTransport", "progress_events"]
 
 
 class CapturedEvents(Sequence[dict[str, Any]]):
@@ -57,7 +53,8 @@ class CapturedEvents(Sequence[dict[str, Any]]):
     def __repr__(self) -> str:
         return f"CapturedEvents({self.types()!r})"
 
-    def _append(self, wire: bytes) -> None:
+    def append_wire(self, wire: bytes) -> None:
+        """Add one event as its wire bytes (what ``CapturingTransport`` does)."""
         self.raw.append(wire)
         self._events.append(json.loads(wire))
 
@@ -96,13 +93,43 @@ class CapturedEvents(Sequence[dict[str, Any]]):
         self.raw.clear()
 
 
-class _NoTransport:
-    description = "memory"
+class CapturingTransport:
+    """A ``Transport`` that keeps what the sender hands it, in order, and confirms it.
+
+    Like httpx's ``MockTransport``: give it to a real publisher
+    (``ProgressPublisher(transport=CapturingTransport())``) to test delivery itself
+    (batches, coalescing, flush and close) without Redis. ``handler``, when given, decides
+    each batch's ``Delivery`` instead (a Redis that refuses or fails); payloads are
+    recorded in ``sent`` only as far as that delivery published them.
+    """
+
+    description = "memory://"
+
+    def __init__(self, handler: Callable[[list[bytes]], Delivery] | None = None) -> None:
+        self.events = CapturedEvents()
+        self.batches = 0
+        self._handler = handler
+
+    @property
+    def sent(self) -> list[bytes]:
+        """Every payload published so far, as bytes."""
+        return self.events.raw
 
     def publish(
-        self, payloads: list[bytes], extra: object = (), channels: object = None
+        self,
+        payloads: list[bytes],
+        extra: Sequence[Command] = (),
+        channels: Sequence[bytes] | None = None,
     ) -> Delivery:
-        raise ConnectFailed("CapturingPublisher records events in memory; it has no sender")
+        """Record ``payloads`` (the sender's thread); ``extra`` commands are ignored."""
+        self.batches += 1
+        if self._handler is None:
+            delivery = Delivery(published=len(payloads), receivers=len(payloads))
+        else:
+            delivery = self._handler(payloads)
+        for payload in payloads[: delivery.published]:
+            self.events.append_wire(payload)
+        return delivery
 
     def check(self) -> None:
         return None
@@ -115,13 +142,15 @@ class _NoTransport:
 
 
 class CapturingPublisher(ProgressPublisher):
-    """A ``ProgressPublisher`` that records events in ``events`` instead of sending them.
+    """A ``ProgressPublisher`` whose events end in ``events`` instead of Redis.
 
-    Validation, the tracking API, ``seq``, ``source`` and ``timestamp`` behave as in the
-    real publisher; delivery is synchronous and nothing is coalesced or dropped.
-    ``strict`` is on by default, so bad progress data that production forgives (and
-    counts in ``stats().forgiven``) fails the test at the call that sent it; pass
-    ``strict=False`` to test what production does with it.
+    It is the real publisher over a ``CapturingTransport``: validation, the tracking API,
+    the buffer and the sender thread, ``seq``, ``source`` and ``timestamp`` are the
+    production ones. Each accepted event is flushed before ``emit()`` (or the run's
+    call) returns, so ``events`` holds it at once and nothing is coalesced. ``strict``
+    is on by default, so bad progress data that production forgives (and counts in
+    ``stats().forgiven``) fails the test at the call that sent it; pass ``strict=False``
+    to test what production does with it.
     """
 
     def __init__(
@@ -132,58 +161,29 @@ class CapturingPublisher(ProgressPublisher):
         strict: bool = True,
         error_messages: ErrorMessages | None = None,
     ) -> None:
+        self.transport = CapturingTransport()
         super().__init__(
             channel=channel,
             source=source,
             strict=strict,
             error_messages=error_messages,
-            _transport=_NoTransport(),
+            min_progress_interval=0,
+            snapshots=False,
+            transport=self.transport,
         )
-        self.events = CapturedEvents()
-        self._capture_lock = threading.Lock()
-        self._numbers = SeqNumbers()
-        self._recorded = 0
-        self._capture_encoder = WireEncoder(self.source)
 
-    def _instance_source(self) -> str:
-        # Exactly as given, so tests can compare it: nothing captured here reaches a
-        # consumer that a restarted worker's seq numbers could confuse.
-        return self._explicit_source or "capturing-publisher"
+    @property
+    def events(self) -> CapturedEvents:
+        """What was published, decoded, in order."""
+        return self.transport.events
 
     def accept(self, fields: dict[str, Any]) -> None:
-        """Record one event at once, numbered and with its envelope (the ``EventSink``
-        side of the tracking API; ``emit()`` validates, then calls this)."""
-        with self._capture_lock:
-            # As the real publisher: while close() fails the runs left open, only their
-            # events go in; a new run's PROCESSING_STARTED does not.
-            self._refuse_if_closing(fields["event"])
-            seq = self._numbers.next(fields["media_id"])
-            self._recorded += 1
-            self.events._append(self._capture_encoder.encode(fields, seq, time.time()))
-
-    def run_ended(self) -> None:
-        """Nothing to wait for: every event is recorded when accepted."""
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Nothing is ever pending: True at once."""
-        return True
-
-    def stats(self) -> PublisherStats:
-        """Every accepted event counts as published."""
-        with self._capture_lock:
-            count = self._recorded
-        return PublisherStats(
-            accepted=count,
-            published=count,
-            coalesced=0,
-            dropped={},
-            queued=0,
-            reconnects=0,
-            connected=True,
-            last_error=None,
-            no_subscribers=0,
-            forgiven=dict(super().stats().forgiven),
-        )
+        """Accept one event as the real publisher does, then wait until it is recorded
+        (the ``EventSink`` side of the tracking API; ``emit()`` validates, then calls
+        this). Not from a signal handler that interrupted ``emit()``: then the event is
+        recorded by the next flush."""
+        super().accept(fields)
+        self.flush()
 
 
 try:

@@ -213,8 +213,9 @@ def test_every_per_media_table_is_bounded(monkeypatch):
     for i in range(50):
         buffer.accept(progress(1, media=f"m{i}"))
     taken(buffer)
-    assert len(buffer._last_sent_at) == 5
-    assert not buffer._pending and not buffer._held
+    tables = buffer.progress_tables()
+    assert tables.timed_media == 5
+    assert (tables.replaceable, tables.held) == (0, 0)
 
 
 # -- the arena of lifecycle bytes ----------------------------------------------------------

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from progress_sdk import EventType, InvalidEventError, ProgressEvent, _rules, parse_event
-from progress_sdk import publisher as publisher_module
+from progress_sdk import _validate as validate_module
 from progress_sdk.event_types import ALL_EVENT_NAMES, normalize_event_name
 
 ENVELOPE = {
@@ -278,11 +278,11 @@ def test_emit_s_fast_path_gives_what_its_full_checks_give(
         obj["data"]["details"] = {"x": free}
     elif free_at == "top":
         obj["x_custom"] = [free]
-    fast = publisher_module._certainly_valid_fields(copy.deepcopy(obj))
-    full = _emit_outcome(publisher_module._checked_fields, obj)
+    fast = validate_module.certainly_valid_fields(copy.deepcopy(obj))
+    full = _emit_outcome(validate_module.checked_fields, obj)
     if fast is not None:
         assert fast == full
-    assert _emit_outcome(publisher_module._validated_fields, obj) == full
+    assert _emit_outcome(validate_module.validated_fields, obj) == full
 
 
 @pytest.mark.parametrize("event", sorted(VALID))

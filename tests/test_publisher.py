@@ -70,7 +70,7 @@ def transport() -> FakeTransport:
 
 @pytest.fixture
 def publisher(transport: FakeTransport) -> Iterator[ProgressPublisher]:
-    pub = ProgressPublisher(channel="unit", _transport=transport, min_progress_interval=0)
+    pub = ProgressPublisher(channel="unit", transport=transport, min_progress_interval=0)
     yield pub
     transport.open.set()
     transport.up = True
@@ -288,7 +288,7 @@ def test_progress_of_other_models_and_types_is_not_merged(publisher, transport):
 def test_min_interval_delivers_at_most_one_update_per_interval_and_the_latest(transport):
     """Within the per-model interval at most one value goes out at once; the latest value
     is always delivered (flush() sends a held one at once)."""
-    with ProgressPublisher(_transport=transport, min_progress_interval=60.0) as pub:
+    with ProgressPublisher(transport=transport, min_progress_interval=60.0) as pub:
         pub.emit(progress(1))
         assert pub.flush(5)
         for done in range(2, 51):
@@ -306,7 +306,7 @@ def test_min_interval_delivers_at_most_one_update_per_interval_and_the_latest(tr
 
 def test_held_progress_goes_out_before_the_models_next_lifecycle_event(transport):
     """A throttled value is released ahead of its model's terminal event, in order."""
-    with ProgressPublisher(_transport=transport, min_progress_interval=60.0) as pub:
+    with ProgressPublisher(transport=transport, min_progress_interval=60.0) as pub:
         pub.emit(progress(1))
         assert pub.flush(5)
         pub.emit(progress(99))
@@ -324,7 +324,7 @@ def test_held_progress_goes_out_before_the_models_next_lifecycle_event(transport
 
 def test_the_throttle_releases_on_its_own_timer(transport):
     """Without flush(), the held latest value is sent once the interval passes."""
-    with ProgressPublisher(_transport=transport, min_progress_interval=0.05) as pub:
+    with ProgressPublisher(transport=transport, min_progress_interval=0.05) as pub:
         pub.emit(progress(1))
         assert pub.flush(5)
         pub.emit(progress(2))
@@ -345,7 +345,7 @@ def test_full_buffer_gives_way_progress_first_then_oldest_lifecycle_and_gaps_sho
     media's terminal event is kept; consumers see every loss as a seq gap before it."""
     # buffer_size counts the events waiting, not the batch the sender holds (here the
     # blocker, in flight).
-    pub = ProgressPublisher(_transport=transport, buffer_size=4, min_progress_interval=0)
+    pub = ProgressPublisher(transport=transport, buffer_size=4, min_progress_interval=0)
     pub.emit({**lifecycle(i=-1), "event": "PROCESSING_STARTED", "data": {}})  # seq 1
     assert pub.flush(5)
     transport.entered.clear()
@@ -382,7 +382,7 @@ def test_refused_connections_buffer_events_and_retry(transport, caplog):
     transport.up = False
     with (
         caplog.at_level(logging.WARNING, logger="progress_sdk"),
-        ProgressPublisher(_transport=transport, min_progress_interval=0) as pub,
+        ProgressPublisher(transport=transport, min_progress_interval=0) as pub,
     ):
         for i in range(50):
             pub.emit(lifecycle(i=i))
@@ -401,7 +401,7 @@ def test_check_connection_raises_one_clear_error(transport):
     """check_connection() turns a refusal into RedisUnavailableError."""
     transport.up = False
     with (
-        ProgressPublisher(_transport=transport) as pub,
+        ProgressPublisher(transport=transport) as pub,
         pytest.raises(RedisUnavailableError, match="cannot reach Redis"),
     ):
         pub.check_connection()
@@ -412,7 +412,7 @@ def test_check_connection_raises_one_clear_error(transport):
 
 def test_emit_after_close_raises_and_close_is_idempotent(transport):
     """close() can be called twice; emitting afterwards is a programming error."""
-    pub = ProgressPublisher(_transport=transport)
+    pub = ProgressPublisher(transport=transport)
     pub.emit(lifecycle())
     assert pub.close(2) is True
     assert pub.close(2) is True
@@ -423,7 +423,7 @@ def test_emit_after_close_raises_and_close_is_idempotent(transport):
 
 def test_flush_with_nothing_pending_is_immediate(transport):
     """flush() on an idle publisher returns True without starting anything."""
-    with ProgressPublisher(_transport=transport) as pub:
+    with ProgressPublisher(transport=transport) as pub:
         assert pub.flush(0) is True
 
 
@@ -501,7 +501,7 @@ def test_passwords_never_appear_in_repr_stats_or_logs(caplog):
 def test_the_end_of_a_media_run_waits_until_its_events_are_sent(transport):
     """Leaving the media block returns only once its events are out, so a worker that
     exits with os._exit right after the job loses nothing."""
-    with ProgressPublisher(_transport=transport) as pub:
+    with ProgressPublisher(transport=transport) as pub:
         with pub.media("m-end", "u1") as run, run.model("A") as model:
             model.complete("REAL", 0.8)
         assert [e["event"] for e in transport.events()][-1] == "PROCESSING_COMPLETED"
@@ -547,7 +547,7 @@ def test_the_end_of_a_run_waits_for_a_slow_publish_call_that_is_not_stalled(
     connecting (bounded by the connect timeout) or while its bytes keep moving: the run's
     end waits for it, so a process that ends with os._exit right after loses nothing."""
     transport = SlowTransport(connecting, exchanging)
-    with ProgressPublisher(_transport=transport, min_progress_interval=0) as pub:
+    with ProgressPublisher(transport=transport, min_progress_interval=0) as pub:
         with pub.media("m-slow", "u1") as run, run.model("A") as model:
             model.complete("REAL", 0.8)
         assert terminal_events(transport) == 1
@@ -557,7 +557,7 @@ def test_a_connection_that_moves_no_bytes_costs_only_the_first_run_end_a_moment(
     """Connected, but nothing written or received for STALL_NOTICE: the run's end stops
     waiting, and the runs after it do not wait at all while that lasts."""
     transport = SlowTransport()
-    pub = ProgressPublisher(_transport=transport, min_progress_interval=0)
+    pub = ProgressPublisher(transport=transport, min_progress_interval=0)
     transport.frozen.set()
     ends = []
     for i in range(6):
@@ -575,7 +575,7 @@ def test_a_connection_that_moves_no_bytes_costs_only_the_first_run_end_a_moment(
 def test_the_end_of_a_run_does_not_wait_while_redis_is_known_down(transport):
     """During a known outage the run's end costs nothing: events stay buffered."""
     transport.up = False
-    with ProgressPublisher(_transport=transport, finish_flush_timeout=30) as pub:
+    with ProgressPublisher(transport=transport, finish_flush_timeout=30) as pub:
         run = pub.media("m-down", "u1").start()
         for _ in range(200):  # until the sender has failed once
             if pub.stats().last_error:
@@ -602,7 +602,7 @@ def test_an_unexpected_sender_error_loses_one_batch_not_the_sender(transport, ca
     transport.publish = flaky  # type: ignore[method-assign]
     with (
         caplog.at_level(logging.ERROR, logger="progress_sdk"),
-        ProgressPublisher(_transport=transport) as pub,
+        ProgressPublisher(transport=transport) as pub,
     ):
         pub.emit(lifecycle(i=0))
         assert pub.flush(5)
@@ -700,7 +700,7 @@ def test_a_sender_thread_that_dies_is_restarted_by_the_next_event(transport, cap
     transport.publish = dies_once  # type: ignore[method-assign]
     with (
         caplog.at_level(logging.ERROR, logger="progress_sdk"),
-        ProgressPublisher(_transport=transport, min_progress_interval=0) as pub,
+        ProgressPublisher(transport=transport, min_progress_interval=0) as pub,
     ):
         pub.emit(lifecycle(i=0))
         deadline = time.monotonic() + 5
@@ -730,7 +730,7 @@ def test_what_waits_behind_a_sender_that_died_goes_out_on_flush_or_close(transpo
         return real_publish(payloads)
 
     transport.publish = dies_once  # type: ignore[method-assign]
-    pub = ProgressPublisher(_transport=transport, min_progress_interval=0, batch_size=1)
+    pub = ProgressPublisher(transport=transport, min_progress_interval=0, batch_size=1)
     pub.emit(lifecycle(i=0))
     assert dying.wait(5)
     pub.emit(lifecycle(i=1))
@@ -751,7 +751,7 @@ def test_accounting_is_exact_at_every_moment_close_included(transport):
     """accepted == published + coalesced + dropped + queued whenever stats() is read:
     while threads emit, while the sender is mid-batch, and after a close() that gave up
     with a batch still in flight (it stays counted as queued, then as closed)."""
-    pub = ProgressPublisher(_transport=transport, buffer_size=50, min_progress_interval=0.01)
+    pub = ProgressPublisher(transport=transport, buffer_size=50, min_progress_interval=0.01)
 
     def balanced() -> None:
         s = pub.stats()

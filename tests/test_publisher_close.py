@@ -18,50 +18,25 @@ from typing import Any
 import pytest
 
 from progress_sdk import MediaRun, ProgressPublisher, PublisherClosedError, TrackingError
-from progress_sdk.testing import CapturingPublisher
-from progress_sdk.transport import Delivery
+from progress_sdk.testing import CapturingPublisher, CapturingTransport
 
 TERMINAL = ("PROCESSING_COMPLETED", "PROCESSING_FAILED")
 
 
-class CapturingTransport:
-    """Delivers at once and keeps every payload, in order."""
-
-    description = "memory://"
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def publish(
-        self, payloads: list[bytes], extra: object = (), channels: object = None
-    ) -> Delivery:
-        self.sent.extend(payloads)
-        return Delivery(published=len(payloads), receivers=len(payloads))
-
-    def check(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def after_fork_in_child(self) -> None:
-        return None
-
-    def lifecycle(self) -> Counter[tuple[str, str]]:
-        """(media_id, START or END) -> how many went out."""
-        seen: Counter[tuple[str, str]] = Counter()
-        for payload in self.sent:
-            event = json.loads(payload)
-            if event["event"] == "PROCESSING_STARTED":
-                seen[event["media_id"], "START"] += 1
-            elif event["event"] in TERMINAL:
-                seen[event["media_id"], "END"] += 1
-        return seen
+def lifecycle(transport: CapturingTransport) -> Counter[tuple[str, str]]:
+    """(media_id, START or END) -> how many went out."""
+    seen: Counter[tuple[str, str]] = Counter()
+    for event in transport.events:
+        if event["event"] == "PROCESSING_STARTED":
+            seen[event["media_id"], "START"] += 1
+        elif event["event"] in TERMINAL:
+            seen[event["media_id"], "END"] += 1
+    return seen
 
 
 def unended(transport: CapturingTransport) -> list[str]:
     """Media whose PROCESSING_STARTED went out without exactly one terminal event."""
-    seen = transport.lifecycle()
+    seen = lifecycle(transport)
     started = {media for media, kind in seen if kind == "START"}
     return sorted(m for m in started if seen[m, "START"] != 1 or seen[m, "END"] != 1)
 
@@ -94,7 +69,7 @@ def test_a_media_started_while_close_fails_open_runs_is_refused():
     """A run that starts after close() began is refused at PROCESSING_STARTED: accepted,
     it would be missed by close() and its terminal event refused afterwards."""
     transport = CapturingTransport()
-    publisher = RacedPublisher(channel="close-race", _transport=transport, finish_flush_timeout=0)
+    publisher = RacedPublisher(channel="close-race", transport=transport, finish_flush_timeout=0)
     publisher.late_run = publisher.media("late", "u1")
     publisher.media("left-open", "u1").start()
     publisher.close(2)
@@ -107,7 +82,7 @@ def test_a_media_started_while_close_fails_open_runs_is_refused():
     assert refused_terminal is None
     assert isinstance(publisher.late_start, PublisherClosedError)
     assert unended(transport) == []
-    assert transport.lifecycle()["left-open", "END"] == 1
+    assert lifecycle(transport)["left-open", "END"] == 1
 
 
 def test_the_capturing_publisher_refuses_a_media_started_while_closing_too():
@@ -139,7 +114,7 @@ def test_threads_starting_and_ending_runs_while_close_runs_leave_no_panel_open()
 def hammer_a_closing_publisher(attempt: int) -> None:
     transport = CapturingTransport()
     publisher = ProgressPublisher(
-        channel="close-race", _transport=transport, finish_flush_timeout=0
+        channel="close-race", transport=transport, finish_flush_timeout=0
     )
     for i in range(100):
         publisher.media(f"left-open-{i}", "u1").start()
@@ -211,7 +186,7 @@ def test_a_terminal_event_handed_in_as_close_begins_goes_out():
     close()'s list of open runs only after its terminal event was accepted)."""
     transport = CapturingTransport()
     publisher = ClosesWhileATerminalEventGoesIn(
-        channel="close-end-race", _transport=transport, finish_flush_timeout=0
+        channel="close-end-race", transport=transport, finish_flush_timeout=0
     )
     publisher.close_went_far = threading.Event()
     run = RunThatSaysWhenCloseReachesIt(publisher, "ending", "u1").start()
@@ -240,12 +215,12 @@ def test_a_start_interrupted_after_its_event_went_in_is_still_ended_by_close():
     leaves the run among the open ones: close() (or the exit hook) ends it."""
     transport = CapturingTransport()
     publisher = InterruptedRightAfterTheStart(
-        channel="interrupted-start", _transport=transport, finish_flush_timeout=0
+        channel="interrupted-start", transport=transport, finish_flush_timeout=0
     )
     with pytest.raises(SystemExit), publisher.media("m1", "u1"):
         pass
     assert publisher.close(2) is True
-    assert transport.lifecycle() == {("m1", "START"): 1, ("m1", "END"): 1}
+    assert lifecycle(transport) == {("m1", "START"): 1, ("m1", "END"): 1}
 
 
 class ClosedByAHandlerInsideARunsEnd(ProgressPublisher):
@@ -268,7 +243,7 @@ def test_close_from_a_handler_inside_a_runs_end_holds_back_and_the_end_goes_out(
     sends everything."""
     transport = CapturingTransport()
     publisher = ClosedByAHandlerInsideARunsEnd(
-        channel="handler-in-run-end", _transport=transport, finish_flush_timeout=0
+        channel="handler-in-run-end", transport=transport, finish_flush_timeout=0
     )
     with publisher.media("m1", "u1"):
         pass
@@ -276,7 +251,7 @@ def test_close_from_a_handler_inside_a_runs_end_holds_back_and_the_end_goes_out(
     with pytest.raises(PublisherClosedError):
         publisher.media("m2", "u1").start()
     assert publisher.close(2) is True
-    assert transport.lifecycle() == {("m1", "START"): 1, ("m1", "END"): 1}
+    assert lifecycle(transport) == {("m1", "START"): 1, ("m1", "END"): 1}
 
 
 # -- signal handlers ------------------------------------------------------------------
@@ -301,11 +276,12 @@ SIGNAL_JOB = textwrap.dedent(
     """
     import json, os, signal, sys
     sys.path.insert(0, {tests!r})
-    from test_publisher_close import CapturingTransport, unended
+    from test_publisher_close import unended
+    from progress_sdk.testing import CapturingTransport
     from progress_sdk import ProgressPublisher
 
     transport = CapturingTransport()
-    publisher = ProgressPublisher(channel="signal", _transport=transport)
+    publisher = ProgressPublisher(channel="signal", transport=transport)
     seen = {{}}
     inside = {{"accept": False}}
 
@@ -359,7 +335,7 @@ SIGNAL_DURING_START = textwrap.dedent(
     """
     import json, os, signal, sys
     sys.path.insert(0, {tests!r})
-    from test_publisher_close import CapturingTransport
+    from progress_sdk.testing import CapturingTransport
     from progress_sdk import ProgressPublisher, PublisherClosedError
 
     armed = {{"on": False}}
@@ -376,7 +352,7 @@ SIGNAL_DURING_START = textwrap.dedent(
             return id(self) >> 4
 
     transport = CapturingTransport()
-    publisher = Publisher(channel="signal-start", _transport=transport)
+    publisher = Publisher(channel="signal-start", transport=transport)
     seen = {{}}
     signal.signal(signal.SIGUSR1, lambda *_: seen.setdefault("close", publisher.close(1)))
     armed["on"] = True

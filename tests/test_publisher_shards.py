@@ -57,7 +57,7 @@ def _messages(payloads: list[bytes]) -> list[str]:
 def test_each_payload_goes_with_its_medias_shard_channel():
     """shards=3: the transport gets, for every payload, the channel of its media."""
     transport = ScriptedTransport()
-    with ProgressPublisher(channel="ch", shards=3, _transport=transport) as publisher:
+    with ProgressPublisher(channel="ch", shards=3, transport=transport) as publisher:
         for i, media in enumerate(["a7c3d210", "d0e5f6a8", "9b2f0c1e", "a7c3d210"]):
             publisher.emit(_event(media, i))
         assert publisher.flush(5)
@@ -70,7 +70,7 @@ def test_each_payload_goes_with_its_medias_shard_channel():
 def test_one_shard_passes_no_channels():
     """The default hands the transport no channel list (its own channel is used)."""
     transport = ScriptedTransport()
-    with ProgressPublisher(channel="ch", _transport=transport) as publisher:
+    with ProgressPublisher(channel="ch", transport=transport) as publisher:
         publisher.emit(_event("m", 0))
         assert publisher.flush(5)
     assert transport.calls[0][1] is None
@@ -100,7 +100,7 @@ def test_events_left_over_mid_batch_are_sent_again_alone_and_in_order():
                         error="ConnectionError: reset", unsent=(0, 2))
 
     transport = ScriptedTransport(_success, first_and_third_not_sent)
-    publisher = ProgressPublisher(channel="ch", _transport=transport)
+    publisher = ProgressPublisher(channel="ch", transport=transport)
     _held(transport, publisher, 5)
     assert publisher.flush(10)
     publisher.close()
@@ -117,7 +117,7 @@ def test_left_over_events_of_unknown_fate_are_counted_not_resent():
                         error="TimeoutError", unsent=(0,))
 
     transport = ScriptedTransport(_success, second_timed_out)
-    publisher = ProgressPublisher(channel="ch", _transport=transport)
+    publisher = ProgressPublisher(channel="ch", transport=transport)
     _held(transport, publisher, 3)
     assert publisher.flush(10)
     publisher.close()

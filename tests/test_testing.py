@@ -60,7 +60,7 @@ def test_capturing_publisher_is_a_progress_publisher(pub):
     assert isinstance(pub, ProgressPublisher)
     assert isinstance(pub.events, CapturedEvents)
     assert pub.channel == "media-progress-events"
-    assert pub.source == "capturing-publisher"
+    assert pub.source.startswith("capturing-publisher:")  # as production's sources
 
 
 def test_events_are_recorded_synchronously_with_the_v1_envelope(pub):
@@ -72,7 +72,7 @@ def test_events_are_recorded_synchronously_with_the_v1_envelope(pub):
     assert captured["data"] == {"filename": "a.mp4"}
     assert captured["schema_version"] == 1
     assert captured["seq"] == 1
-    assert captured["source"] == "capturing-publisher"
+    assert captured["source"] == pub.source
     assert TIMESTAMP.match(captured["timestamp"])
     assert json.loads(pub.events.raw[0]) == captured
     parse_event(pub.events.raw[0], strict=True)
@@ -83,7 +83,7 @@ def test_channel_and_source_can_be_chosen():
     publisher = CapturingPublisher("my-channel", source="job-7")
     publisher.emit(event("PROCESSING_STARTED"))
     assert publisher.channel == "my-channel"
-    assert publisher.events[0]["source"] == "job-7"
+    assert publisher.events[0]["source"].startswith("job-7:")  # made unique, as in production
     publisher.close()
 
 
@@ -234,7 +234,7 @@ def test_assert_valid_fails_on_lost_events(pub):
     pub.media("m1", "u1").start()
     started = pub.events[0]
     failed = dict(started, seq=3, event="PROCESSING_FAILED", data={"error_message": "x"})
-    pub.events._append(json.dumps(failed).encode())  # seq 2 never arrived
+    pub.events.append_wire(json.dumps(failed).encode())  # seq 2 never arrived
     assert pub.events.validate().ok  # a gap is not a violation...
     with pytest.raises(AssertionError, match="1 event lost"):
         pub.events.assert_valid()  # ...but a capture never loses anything
