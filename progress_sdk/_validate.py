@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _rules
+from ._fast_accept import fast_accept
 from ._free_json import check_free_json
 from .event_types import normalize_event_name
 from .events import ProgressEvent
@@ -42,7 +43,7 @@ def certainly_valid_fields(event: dict[str, Any]) -> dict[str, Any] | None:
     """
     if not _ENVELOPE_KEYS.isdisjoint(event):
         return None
-    name = _rules.fast_accept(event, False)
+    name = fast_accept(event, False)
     if name is None:
         return None
     fields = dict(event)

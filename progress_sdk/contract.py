@@ -50,7 +50,7 @@ from typing import IO, Any, Literal
 
 from . import _rules
 from . import defaults as d
-from ._rules import fast_accept
+from ._fast_accept import fast_accept
 from .event_types import (
     MEDIA_TERMINAL_NAMES,
     MODEL_EVENT_NAMES,

@@ -31,6 +31,7 @@ from pydantic import (
 from . import _rules
 from . import defaults as d
 from ._free_json import check_free_json, has_free_json
+from ._timestamps import parse_timestamp
 from .event_types import COMPLETED_ALIAS, EventType, normalize_event_name
 from .exceptions import InvalidEventError, Problem
 
@@ -64,11 +65,11 @@ _NonEmpty = r"\S"
 
 def _iso_timestamp(value: Any) -> Any:
     # Pydantic alone also reads Unix times ("1700000000", 1700000000) and its own
-    # variants of ISO 8601; the wire format is ISO 8601 as _rules.parse_timestamp reads
+    # variants of ISO 8601; the wire format is ISO 8601 as parse_timestamp reads
     # it, the same rule check_event applies.
     if value is None or isinstance(value, datetime):
         return value
-    parsed = _rules.parse_timestamp(value) if isinstance(value, str) else None
+    parsed = parse_timestamp(value) if isinstance(value, str) else None
     if parsed is None:
         raise ValueError(
             f"{str(value)[:64]!r} is not ISO 8601; send e.g. 2026-11-26T05:00:00.123456Z"

@@ -11,8 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from progress_sdk import EventType, InvalidEventError, ProgressEvent, _rules, parse_event
+from progress_sdk import (
+    EventType,
+    InvalidEventError,
+    ProgressEvent,
+    _fast_accept,
+    _rules,
+    parse_event,
+)
 from progress_sdk import _validate as validate_module
+from progress_sdk._timestamps import parse_timestamp
 from progress_sdk.event_types import ALL_EVENT_NAMES, normalize_event_name
 
 ENVELOPE = {
@@ -243,7 +251,7 @@ def test_fast_path_only_accepts_what_the_full_checks_accept(
     obj: dict[str, Any], strict: bool
 ) -> None:
     """The fast path of check_event never accepts an event the full checks refuse."""
-    accepted = _rules.fast_accept(obj, strict)
+    accepted = _fast_accept.fast_accept(obj, strict)
     if accepted is not None:
         full = _rules._check_event_full(obj, strict=strict)
         assert full == (accepted, [])
@@ -288,7 +296,7 @@ def test_emit_s_fast_path_gives_what_its_full_checks_give(
 @pytest.mark.parametrize("event", sorted(VALID))
 def test_fast_path_accepts_typical_valid_events(event: str) -> None:
     """Typical valid events take the fast path (a regression here costs validator speed)."""
-    assert _rules.fast_accept(VALID[event], True) == event
+    assert _fast_accept.fast_accept(VALID[event], True) == event
 
 
 # -- the fast path's remembered verdicts --------------------------------------------------
@@ -327,33 +335,34 @@ def test_remembered_seconds_accept_only_what_parse_timestamp_accepts(
     timestamp: str, strict: bool
 ) -> None:
     """A timestamp whose second is remembered is still checked in full format and zone."""
-    assert _rules.fast_accept(VALID["ANALYSIS_STARTED"], strict) is not None  # remember it
-    assert KNOWN_SECOND in _rules._KNOWN_SECONDS
+    assert _fast_accept.fast_accept(VALID["ANALYSIS_STARTED"], strict) is not None  # remember it
+    assert KNOWN_SECOND in _fast_accept._KNOWN_SECONDS
     obj = dict(VALID["ANALYSIS_STARTED"], timestamp=timestamp)
-    accepted = _rules.fast_accept(obj, strict)
+    accepted = _fast_accept.fast_accept(obj, strict)
     full = _rules._check_event_full(obj, strict=strict)
     if accepted is not None:
         assert full == (accepted, [])
-    parsed = _rules.parse_timestamp(timestamp)
+    parsed = parse_timestamp(timestamp)
     if parsed is None:
         assert accepted is None
 
 
 def test_remembered_seconds_only_come_from_valid_canonical_timestamps() -> None:
     """Only seconds of timestamps parse_timestamp accepted, in the canonical form, are kept."""
-    _rules._KNOWN_SECONDS.clear()
+    _fast_accept._KNOWN_SECONDS.clear()
     for bad in ("2026-02-30T05:00:00.123456Z", "2026-11-26T05:00:00.123456+02:00"):
-        assert _rules.fast_accept(dict(VALID["ANALYSIS_STARTED"], timestamp=bad), True) is None
+        obj = dict(VALID["ANALYSIS_STARTED"], timestamp=bad)
+        assert _fast_accept.fast_accept(obj, True) is None
     # Valid, but not canonical: accepted without being remembered.
     for odd in ("2026-11-26T05:00:01+00:00", "2026-11-26 05:00:02.123456Z"):
         obj = dict(VALID["ANALYSIS_STARTED"], timestamp=odd)
-        assert _rules.fast_accept(obj, True) == "ANALYSIS_STARTED"
-    assert not _rules._KNOWN_SECONDS
+        assert _fast_accept.fast_accept(obj, True) == "ANALYSIS_STARTED"
+    assert not _fast_accept._KNOWN_SECONDS
     obj = dict(VALID["ANALYSIS_STARTED"], timestamp="2026-11-26T05:00:03.000001Z")
-    assert _rules.fast_accept(obj, True) == "ANALYSIS_STARTED"
-    assert sorted(_rules._KNOWN_SECONDS) == ["2026-11-26T05:00:03."]
+    assert _fast_accept.fast_accept(obj, True) == "ANALYSIS_STARTED"
+    assert sorted(_fast_accept._KNOWN_SECONDS) == ["2026-11-26T05:00:03."]
     obj["timestamp"] = "2026-11-26T05:00:03.999999Z"
-    assert _rules.fast_accept(obj, True) == "ANALYSIS_STARTED"
+    assert _fast_accept.fast_accept(obj, True) == "ANALYSIS_STARTED"
 
 
 @pytest.mark.parametrize(
@@ -367,14 +376,14 @@ def test_remembered_seconds_only_come_from_valid_canonical_timestamps() -> None:
 )
 def test_remembered_ids_do_not_widen_other_fields(field: str, value: str) -> None:
     """A string seen valid in one field is not accepted where that field's rules differ."""
-    _rules.fast_accept(dict(VALID["ANALYSIS_STARTED"], media_id=value), True)
-    assert value not in _rules._KNOWN_IDS
+    _fast_accept.fast_accept(dict(VALID["ANALYSIS_STARTED"], media_id=value), True)
+    assert value not in _fast_accept._KNOWN_IDS
     obj = copy.deepcopy(VALID["FRAME_ANALYSIS_PROGRESS"])
     if field in obj["data"]:
         obj["data"][field] = value
     else:
         obj[field] = value
-    assert _rules.fast_accept(obj, True) is None
+    assert _fast_accept.fast_accept(obj, True) is None
 
 
 def test_remembered_ids_require_an_exact_str() -> None:
@@ -383,16 +392,16 @@ def test_remembered_ids_require_an_exact_str() -> None:
     class Shouty(str):
         __slots__ = ()
 
-    assert _rules.fast_accept(VALID["ANALYSIS_STARTED"], True) is not None
-    assert "9b2f0c1e" in _rules._KNOWN_IDS
+    assert _fast_accept.fast_accept(VALID["ANALYSIS_STARTED"], True) is not None
+    assert "9b2f0c1e" in _fast_accept._KNOWN_IDS
     obj = dict(VALID["ANALYSIS_STARTED"], media_id=Shouty("9b2f0c1e"))
-    assert _rules.fast_accept(obj, True) is None
+    assert _fast_accept.fast_accept(obj, True) is None
     assert _rules.check_event(obj, strict=True) == ("ANALYSIS_STARTED", [])
 
 
 def test_remembered_verdicts_are_bounded() -> None:
     """The tables of remembered strings and seconds never grow past their bounds."""
-    for n in range(_rules._KNOWN_IDS_MAX + 10):
+    for n in range(_fast_accept._KNOWN_IDS_MAX + 10):
         obj = dict(
             VALID["ANALYSIS_STARTED"],
             media_id=f"media-{n}",
@@ -400,6 +409,6 @@ def test_remembered_verdicts_are_bounded() -> None:
             if n < 3600
             else f"2026-11-27T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000000Z",
         )
-        assert _rules.fast_accept(obj, True) == "ANALYSIS_STARTED"
-        assert len(_rules._KNOWN_IDS) <= _rules._KNOWN_IDS_MAX
-        assert len(_rules._KNOWN_SECONDS) <= _rules._KNOWN_SECONDS_MAX
+        assert _fast_accept.fast_accept(obj, True) == "ANALYSIS_STARTED"
+        assert len(_fast_accept._KNOWN_IDS) <= _fast_accept._KNOWN_IDS_MAX
+        assert len(_fast_accept._KNOWN_SECONDS) <= _fast_accept._KNOWN_SECONDS_MAX
