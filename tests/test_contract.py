@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from progress_sdk import LifecycleValidator, Report, validate_lines
 from progress_sdk import contract as contract_module
+from progress_sdk.contract import _decode, _validator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE = "worker-1:100:beef"
@@ -615,9 +616,8 @@ def test_memory_after_runs_end_is_bounded() -> None:
             validator.feed(ev)
     for _ in range(10):
         validator.feed(b"nope")
-    assert len(validator._runs) == 0
-    assert len(validator._finished) == 5
-    assert len(validator._seqs) == 7
+    sizes = validator.sizes()
+    assert (sizes.open_runs, sizes.finished_runs, sizes.sequences) == (0, 5, 7)
     report = validator.finish()
     assert (len(report.violations), report.violation_count) == (3, 10)
     assert "and 7 more" in report.to_text()
@@ -634,8 +634,8 @@ def test_open_runs_are_bounded_and_the_forgotten_reported_incomplete() -> None:
     validator = LifecycleValidator(max_open_runs=3, max_finished_runs=2, max_findings=10)
     for m in range(10):
         assert validator.feed(started(f"m{m}")) == []
-    assert len(validator._runs) == 3
-    assert len(validator._forgotten) == 2
+    sizes = validator.sizes()
+    assert (sizes.open_runs, sizes.forgotten_runs) == (3, 2)
     report = validator.finish()
     assert report.incomplete_count == 10
     assert [f.media_id for f in report.incomplete] == [f"m{m}" for m in range(10)]
@@ -654,7 +654,10 @@ def test_the_least_recently_seen_open_run_is_forgotten_first() -> None:
     run.add("FRAME_ANALYSIS_PROGRESS", "a", model_name="M", progress=4, total=10)
     findings = [f for ev in run.events for f in validator.feed(ev)]
     assert [(f.rule, f.media_id) for f in findings] == [("rule 3", "a")]
-    assert sorted(validator._runs) == [("a", "r1"), ("c", "r1")]
+    incomplete = validator.finish().incomplete
+    assert sorted((f.media_id, "forgotten" in f.message) for f in incomplete) == [
+        ("a", False), ("b", True), ("c", False),
+    ]
 
 
 def test_a_forgotten_run_that_ends_is_no_longer_incomplete() -> None:
@@ -681,8 +684,9 @@ def test_open_runs_stay_bounded_over_a_long_stream() -> None:
     validator = LifecycleValidator(max_open_runs=100, max_finished_runs=100, max_findings=5)
     for m in range(20_000):
         validator.feed(started(f"m{m}"))
-    assert 100 - 100 // 16 < len(validator._runs) <= 100  # forgotten a sixteenth at a time
-    assert len(validator._forgotten) == 100
+    sizes = validator.sizes()
+    assert 100 - 100 // 16 < sizes.open_runs <= 100  # forgotten a sixteenth at a time
+    assert sizes.forgotten_runs == 100
     report = validator.finish()
     assert report.incomplete_count == 20_000
     assert len(report.incomplete) == 5
@@ -691,10 +695,10 @@ def test_open_runs_stay_bounded_over_a_long_stream() -> None:
 def test_default_bounds_are_documented_constants() -> None:
     """The default bounds are the module constants the docs name."""
     validator = LifecycleValidator()
-    assert validator._max_finished == contract_module.MAX_FINISHED_RUNS
-    assert validator._max_open == contract_module.MAX_OPEN_RUNS
-    assert validator._max_sequences == contract_module.MAX_SEQUENCES
-    assert validator._max_findings == contract_module.MAX_FINDINGS
+    assert validator.max_finished_runs == contract_module.MAX_FINISHED_RUNS
+    assert validator.max_open_runs == contract_module.MAX_OPEN_RUNS
+    assert validator.max_sequences == contract_module.MAX_SEQUENCES
+    assert validator.max_findings == contract_module.MAX_FINDINGS
 
 
 @pytest.mark.parametrize("use_orjson", [False, True])
@@ -704,9 +708,9 @@ def test_both_json_decoders_agree_on_typical_input(
     """The standard-library decoder and orjson (when installed) give the same findings."""
     if use_orjson:
         orjson = pytest.importorskip("orjson")
-        monkeypatch.setattr(contract_module, "_loads", orjson.loads)
+        monkeypatch.setattr(_validator, "loads", orjson.loads)
     else:
-        monkeypatch.setattr(contract_module, "_loads", contract_module._stdlib_loads)
+        monkeypatch.setattr(_validator, "loads", _decode.stdlib_loads)
     lines = [b"  {}  ", b"{}x", b"", b"\xef\xbb\xbf{}", b'{"a": Infinity}',
              *good().lines()]
     report = validate_lines(lines, strict=True)
@@ -749,7 +753,7 @@ def test_accepted_events_shortcut_reports_what_the_general_path_does(
     """feed's shortcut for fast-accepted events finds exactly what its general path finds."""
     lines = _shuffled_stream(seed)
     fast = validate_lines(lines, strict).to_dict()
-    monkeypatch.setattr(contract_module, "fast_accept", lambda obj, strict: None)
+    monkeypatch.setattr(_validator, "fast_accept", lambda obj, strict: None)
     general = validate_lines(lines, strict).to_dict()
     assert fast == general
     assert fast["violation_count"] > 0
