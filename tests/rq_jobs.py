@@ -14,7 +14,8 @@ import os
 from typing import Any
 
 import redis
-from rq import Queue, Worker
+from rq import Queue
+from rq_burst import Worker
 
 from progress_sdk import ProgressPublisher
 
@@ -50,6 +51,6 @@ def analyse(media_id: str, models: list[str], failing: list[str]) -> dict[str, A
 
 
 def work(url: str, queue_name: str) -> None:
-    """Run a burst worker on ``queue_name`` in this process (RQ's keys at ``url``)."""
+    """Run a burst worker (a plain one, see rq_burst) on ``queue_name`` in this process."""
     connection = redis.Redis.from_url(url)
     Worker([Queue(queue_name, connection=connection)], connection=connection).work(burst=True)

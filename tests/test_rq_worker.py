@@ -118,10 +118,11 @@ PRELOADED = {
         sys.executable, "-c", "import sys, rq_jobs; rq_jobs.work(sys.argv[1], sys.argv[2])",
         url, queue,
     ],
-    # The rq CLI imports its -c settings module in the worker's main process.
+    # The rq CLI imports its -c settings module in the worker's main process (the -w
+    # class is a plain rq.Worker that exits without RQ's 60 s wait: see rq_burst.Worker).
     "rq-cli-config": lambda url, queue: [
         sys.executable, "-m", "rq.cli", "worker", "--burst", "--quiet", "--url", url,
-        "-c", "rq_jobs", queue,
+        "-c", "rq_jobs", "-w", "rq_burst.Worker", queue,
     ],
 }
 
@@ -214,7 +215,7 @@ def test_worker_importing_the_job_module_in_the_horse_delivers_every_stream(
         queue.enqueue("rq_jobs.analyse", media_id, [SIGLIP], [])
     command = [
         sys.executable, "-m", "rq.cli", "worker", "--burst", "--quiet", "--url", rq_url,
-        queue.name,
+        "-w", "rq_burst.Worker", queue.name,
     ]
     run_worker(command, rq_url, channel)
     events = [json.loads(raw) for raw in received_until_now(subscriber, rq_url, channel)]
