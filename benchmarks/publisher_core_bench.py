@@ -10,7 +10,8 @@ reference. Against the local Redis (REDIS_URL or redis://127.0.0.1:6379/0).
    reader that only counts messages; its capacity is the raw-socket reference's rate):
    ProgressPublisher.emit against a redis-py pipeline of prebuilt payloads (batch 500),
    the naive publisher (pydantic + PUBLISH per event) and a raw socket pipeline.
-2. A CPU-bound job (10,000 steps of ~200 us, ``model.progress`` every step): job time
+2. A CPU-bound job (10,000 steps of fixed work, ~200 us each, ``model.progress`` every
+   step; ``--job-only`` runs only this): process CPU and wall time
    with default settings and with coalescing off against no reporting at all, free and
    pinned to one core; and the sender's wake-ups per 10,000 calls.
 3. emit() on the caller's thread: p50 at 1,000 events/s (idle sender) against the naive
@@ -213,10 +214,37 @@ class CountingEvent(threading.Event):
         super().set()
 
 
-def cpu_job(kind: str, steps: int, step_us: float, pinned: bool) -> tuple[float, int, float, float]:
+def step_work(iterations: int) -> int:
+    """One step of the job: a fixed amount of CPU work, counted in iterations.
+
+    Not a busy-wait on the wall clock: a step that spins until a deadline absorbs the
+    time the sender's thread takes (the job thread waits for the GIL and the deadline
+    still passes), which hid most of the publisher's cost (#20). Fixed work makes the
+    job's CPU the same in every variant, so what the publisher adds shows.
+    """
+    x = 0
+    for i in range(iterations):
+        x = (x * 31 + i) & 0xFFFF
+    return x
+
+
+def calibrate(step_us: float) -> int:
+    """Iterations of step_work that take about ``step_us`` of CPU here, measured once."""
+    probe = 200_000
+    best = float("inf")
+    for _ in range(5):  # the fastest of five: the least disturbed by other processes
+        t0 = time.process_time()
+        step_work(probe)
+        best = min(best, time.process_time() - t0)
+    return max(1, round(probe * step_us / 1e6 / best))
+
+
+def cpu_job(
+    kind: str, steps: int, iterations: int, pinned: bool
+) -> tuple[float, int, float, float]:
     """Wall seconds the job took, the sender's wake-ups, the process's CPU seconds (both
     threads; other processes' load does not count) and the seconds spent inside
-    model.progress()."""
+    model.progress(). Every step does the same ``iterations`` of work."""
     if pinned:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     try:
@@ -229,21 +257,16 @@ def cpu_job(kind: str, steps: int, step_us: float, pinned: bool) -> tuple[float,
             # The benchmark counts wake-ups by watching the sender's event.
             counter = CountingEvent()
             pub._sender.wakeup = counter
-        spin = step_us / 1e6
         inside = 0.0
         cpu = time.process_time()
         start = time.perf_counter()
         if pub is None:
             for _ in range(steps):
-                until = time.perf_counter() + spin
-                while time.perf_counter() < until:
-                    pass
+                step_work(iterations)
         else:
             with pub.media("m1", "u1") as run, run.model("A") as model:
                 for i in range(1, steps + 1):
-                    until = time.perf_counter() + spin
-                    while time.perf_counter() < until:
-                        pass
+                    step_work(iterations)
                     t0 = time.perf_counter()
                     model.progress(i, steps)
                     inside += time.perf_counter() - t0
@@ -259,6 +282,51 @@ def cpu_job(kind: str, steps: int, step_us: float, pinned: bool) -> tuple[float,
     finally:
         if pinned:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+
+def spread(values: list[float]) -> str:
+    """A figure's median with the range over the repeats, e.g. "+2.1 % (1.8 to 2.6)"."""
+    return (
+        f"{statistics.median(values):+5.1f}% ({min(values):+.1f} to {max(values):+.1f})"
+    )
+
+
+def cpu_job_section(steps: int, repeats: int) -> None:
+    iterations = calibrate(200.0)
+    print(
+        f"2. CPU-bound job: {steps:,} steps of {iterations:,} iterations (~200 us here),"
+        f" model.progress every step; median (range) over {repeats} repeats"
+    )
+    report_cpu_job(steps, iterations, repeats)
+    print()
+
+
+def report_cpu_job(steps: int, iterations: int, repeats: int) -> None:
+    """Section 2: each variant against no reporting, repeat by repeat (interleaved)."""
+    for pinned in (False, True):
+        kinds = ("no reporting", "default settings", "coalescing off")
+        jobs = interleave(
+            {k: (lambda k=k, p=pinned: cpu_job(k, steps, iterations, p)) for k in kinds},
+            repeats,
+        )
+        bases = jobs["no reporting"]
+        label = "pinned to one core" if pinned else "free"
+        print(
+            f"   {label}: no reporting {statistics.median(r[0] for r in bases):.3f} s wall,"
+            f" {statistics.median(r[2] for r in bases):.3f} s CPU"
+        )
+        for k in kinds[1:]:
+            # Each repeat against the reference run right before it: the load they shared.
+            wall = [100 * (r[0] / b[0] - 1) for r, b in zip(jobs[k], bases, strict=True)]
+            cpu = [100 * (r[2] / b[2] - 1) for r, b in zip(jobs[k], bases, strict=True)]
+            inside = [100 * r[3] / b[0] for r, b in zip(jobs[k], bases, strict=True)]
+            wakes = statistics.median(r[1] for r in jobs[k])
+            target = 2 if k == "default settings" else 5
+            print(
+                f"     {k:18s} process CPU {spread(cpu)} (target <= +{target}%),"
+                f" wall {spread(wall)}, inside progress() {statistics.median(inside):.1f}%;"
+                f" sender wake-ups per 10k calls: {wakes * 10_000 / steps:,.0f}"
+            )
 
 
 # -- 3. emit time ------------------------------------------------------------------------
@@ -377,6 +445,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="fewer events and steps")
+    parser.add_argument("--job-only", action="store_true", help="only the CPU-bound job (2.)")
     parser.add_argument(
         "--snapshots", action="store_true", help="publishers keep snapshots (default: off)"
     )
@@ -390,6 +459,10 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}; median of {args.repeats} interleaved runs; "
         f"snapshots {'on' if args.snapshots else 'off'}\n"
     )
+
+    if args.job_only:
+        cpu_job_section(steps, args.repeats)
+        return
 
     print(f"1. Delivered throughput, coalescing off ({n:,} events; naive: {n // 10:,})")
     got = interleave(throughput_variants(n, n // 10), args.repeats)
@@ -407,29 +480,7 @@ def main() -> None:
         f"{alone / rates['redis-py pipeline (batch 500)']:.2f}x\n"
     )
 
-    print(f"2. CPU-bound job: {steps:,} steps of ~200 us, model.progress every step")
-    for pinned in (False, True):
-        kinds = ("no reporting", "default settings", "coalescing off")
-        jobs = interleave(
-            {k: (lambda k=k, p=pinned: cpu_job(k, steps, 200.0, p)) for k in kinds}, args.repeats
-        )
-        base = statistics.median(r[0] for r in jobs["no reporting"])
-        base_cpu = statistics.median(r[2] for r in jobs["no reporting"])
-        label = "pinned to one core" if pinned else "free"
-        print(f"   {label}: no reporting {base:.3f} s wall, {base_cpu:.3f} s CPU")
-        for k in kinds[1:]:
-            t = statistics.median(r[0] for r in jobs[k])
-            wakes = statistics.median(r[1] for r in jobs[k])
-            cpu = statistics.median(r[2] for r in jobs[k])
-            inside = statistics.median(r[3] for r in jobs[k])
-            target = 2 if k == "default settings" else 5
-            print(
-                f"     {k:18s} wall {t:.3f} s {100 * (t / base - 1):+5.1f}%, process CPU "
-                f"{100 * (cpu / base_cpu - 1):+5.1f}%, inside progress() "
-                f"{100 * inside / base:4.1f}% (target <= +{target}%); "
-                f"sender wake-ups per 10k calls: {wakes * 10_000 / steps:,.0f}"
-            )
-    print()
+    cpu_job_section(steps, args.repeats)
 
     print("3. emit() on the caller's thread")
     paced = interleave(
