@@ -555,17 +555,16 @@ def test_the_end_of_a_run_waits_for_a_slow_publish_call_that_is_not_stalled(
 
 def test_a_connection_that_moves_no_bytes_costs_only_the_first_run_end_a_moment():
     """Connected, but nothing written or received for STALL_NOTICE: the run's end stops
-    waiting, and the runs after it do not wait at all while that lasts."""
+    waiting (with an hour of finish_flush_timeout: a wait the stall does not cut short
+    hangs the test), and the runs after it do not wait for the frozen connection either.
+    How long each end takes is measured by benchmarks/run_end_bench.py (about 50 ms for
+    the first, under 0.1 ms for the next five), not asserted here."""
     transport = SlowTransport()
-    pub = ProgressPublisher(transport=transport, min_progress_interval=0)
+    pub = ProgressPublisher(transport=transport, min_progress_interval=0,
+                            finish_flush_timeout=3600)
     transport.frozen.set()
-    ends = []
     for i in range(6):
-        run = pub.media(f"m{i}", "u1").start()
-        started = time.perf_counter()
-        run.finish()
-        ends.append(time.perf_counter() - started)
-    assert ends[0] < 0.5 and max(ends[1:]) < 0.02, ends
+        pub.media(f"m{i}", "u1").start().finish()
     assert terminal_events(transport) == 0
     transport.frozen.clear()
     assert pub.close(5)
@@ -575,15 +574,15 @@ def test_a_connection_that_moves_no_bytes_costs_only_the_first_run_end_a_moment(
 def test_the_end_of_a_run_does_not_wait_while_redis_is_known_down(transport):
     """During a known outage the run's end costs nothing: events stay buffered."""
     transport.up = False
-    with ProgressPublisher(transport=transport, finish_flush_timeout=30) as pub:
+    # An hour: an end that waited for delivery would hang the test (its cost, ~0.1 ms,
+    # is measured by benchmarks/run_end_bench.py).
+    with ProgressPublisher(transport=transport, finish_flush_timeout=3600) as pub:
         run = pub.media("m-down", "u1").start()
         for _ in range(200):  # until the sender has failed once
             if pub.stats().last_error:
                 break
             threading.Event().wait(0.01)
-        started = time.monotonic()
         run.finish()
-        assert time.monotonic() - started < 1.0
         assert pub.stats().queued == 2
         transport.up = True
         assert pub.flush(10)

@@ -72,29 +72,32 @@ class Collector:
         self.client.close()
 
 
-def one_run(publisher: ProgressPublisher, media_id: str) -> float:
-    """A short media run; returns the seconds its end (the terminal event) took."""
+# finish_flush_timeout of the run-end tests: an end that the stall or the failed connect
+# does not cut short hangs the test. How long the ends take is measured, not asserted, by
+# benchmarks/run_end_bench.py (frozen: ~50 ms for the first, < 0.1 ms after; killed: ~1 ms).
+HOUR = 3600.0
+
+
+def one_run(publisher: ProgressPublisher, media_id: str) -> None:
+    """A short media run; its end (the terminal event) waits, bounded, for delivery."""
     with publisher.media(media_id, "u1") as run, run.model("A") as model:
         model.progress(1, 2)
-        started = time.perf_counter()
         model.complete()
-    return time.perf_counter() - started
 
 
 def test_a_frozen_redis_costs_each_run_at_most_a_moment_and_loses_nothing(server):
     """Redis frozen (SIGSTOP): the first run's end notices the stall (no reply bytes for
-    STALL_NOTICE) instead of waiting its full 2 s; the five runs after it do not wait at
-    all; after SIGCONT every event arrives once."""
+    STALL_NOTICE) instead of waiting its full timeout (an hour); the five runs after it
+    do not wait either; after SIGCONT every event arrives once."""
     collector = Collector(server.url, "outage")
     assert collector.subscribed.wait(5)
-    publisher = ProgressPublisher(server.url, "outage", finish_flush_timeout=2.0)
+    publisher = ProgressPublisher(server.url, "outage", finish_flush_timeout=HOUR)
     try:
         one_run(publisher, "warm-up")
         assert publisher.flush(5)
         server.freeze()
-        ends = [one_run(publisher, f"m{i}") for i in range(6)]
-        assert ends[0] < 0.5, ends
-        assert max(ends[1:]) < 0.02, ends  # a few ms at most, each
+        for i in range(6):
+            one_run(publisher, f"m{i}")
         server.thaw()
         assert publisher.flush(15)
         stats = publisher.stats()
@@ -222,16 +225,14 @@ def test_a_batch_cut_after_forwarding_is_resent_byte_identical(server):
 
 def test_a_redis_killed_while_the_sender_idles_costs_a_run_end_a_moment(server):
     """The sender learns of a dead server only when the run's end asks it to send: the
-    wait stops as soon as it fails to connect, not at the 2 s timeout."""
-    publisher = ProgressPublisher(server.url, "killed", finish_flush_timeout=2.0)
+    wait stops as soon as it fails to connect, not at its timeout (an hour)."""
+    publisher = ProgressPublisher(server.url, "killed", finish_flush_timeout=HOUR)
     try:
         one_run(publisher, "warm-up")
         assert publisher.flush(5)
         server.kill()
-        t0 = time.perf_counter()
         for i in range(3):
             one_run(publisher, f"m{i}")
-        assert time.perf_counter() - t0 < 1.0
         assert publisher.stats().queued > 0 and publisher.stats().dropped == {}
     finally:
         publisher.close(0.5)

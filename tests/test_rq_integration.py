@@ -356,11 +356,10 @@ def test_failures_the_job_cannot_report_close_the_media(  # noqa: PLR0917
     horse = _marker_pid(connection, f"{marker}:m-dead-worker:{B}")
     doomed.kill()
     os.kill(horse, signal.SIGKILL)
-    doomed_at = time.monotonic()
 
+    # Reported within seconds (the doomed worker's 2 s liveness key, a 1 s sweep); how
+    # many is not asserted: on a busy machine a wall-clock bound fails for the wrong reason.
     wait_for_terminals(subscriber, {"m-dead-worker"}, timeout=30)
-    # Reported within seconds: the doomed worker's 2 s liveness key, a 1 s sweep.
-    assert time.monotonic() - doomed_at < 15
     media = {"m-killed-pm", "m-killed-single", "m-stopped", "m-dead-worker"}
     wait_for_terminals(subscriber, media, timeout=30)
     wait_for_terminals(subscriber, media | {"m-hard-timeout"}, timeout=100)

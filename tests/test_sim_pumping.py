@@ -58,8 +58,6 @@ def test_stop_and_timeout_end_the_pump_and_cap_the_wait() -> None:
         time.sleep(wait)
         return Polled.QUIET
 
-    began = time.monotonic()
     assert pump_messages(receive, lambda payload: True, None, None, 0.05, None,
                          lambda: 0.1) == 0
-    assert time.monotonic() - began < 1.0
-    assert 0 < waits[0] <= 0.05
+    assert 0 < waits[0] <= 0.05 and all(0 <= wait <= 0.05 for wait in waits), waits

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 
 import fakeredis
 import pytest
@@ -71,18 +70,56 @@ def collect(sub: object, count: int) -> list[int]:
     return got
 
 
+class FakeTime(threading.Event):
+    """replay()'s clock and stop event: waiting advances the clock, nothing sleeps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.now += timeout or 0.0
+        return False
+
+
+class TimedClient:
+    """A client whose pipelines note the (fake) time each PUBLISH went out at."""
+
+    def __init__(self, client: fakeredis.FakeRedis, time_: FakeTime) -> None:
+        self.client, self.time = client, time_
+        self.sent_at: list[float] = []
+
+    def pipeline(self, transaction: bool = False) -> object:
+        pipe = self.client.pipeline(transaction=transaction)
+        publish = pipe.publish
+
+        def timed(channel: str, payload: bytes) -> object:
+            self.sent_at.append(self.time.now)
+            return publish(channel, payload)
+
+        pipe.publish = timed  # type: ignore[method-assign]
+        return pipe
+
+
 @pytest.mark.parametrize("speed", [0, 4])
 def test_replay_publishes_in_order_with_timing(speed: float) -> None:
-    """replay() publishes every entry, in order, spaced by t / speed (0: no waiting)."""
+    """replay() publishes every entry, in order, spaced by t / speed (0: no waiting); on
+    a fake clock, so a busy machine cannot change what is checked."""
     server = fakeredis.FakeServer()
     sub = fakeredis.FakeRedis(server=server).pubsub(ignore_subscribe_messages=True)
     sub.subscribe("c")
     text = "".join(f'{{"t": {i * 0.1}, "event": {{"n": {i}}}}}\n' for i in range(5))
     entries = list(read_recording(io.StringIO(text)))
-    began = time.monotonic()
-    assert replay(fakeredis.FakeRedis(server=server), "c", entries, speed=speed) == 5
-    elapsed = time.monotonic() - began
-    assert elapsed >= 0.4 / speed - 0.01 if speed else elapsed < 0.05
+    fake = FakeTime()
+    client = TimedClient(fakeredis.FakeRedis(server=server), fake)
+    assert replay(client, "c", entries, speed=speed, stop=fake, clock=fake.clock) == 5  # type: ignore[arg-type]
+    due = [i * 0.1 / speed if speed else 0.0 for i in range(5)]
+    assert all(sent >= at - 1e-9 for sent, at in zip(client.sent_at, due, strict=True))
+    # Each one goes out within one wait step (0.1 s of the fake clock) of its time.
+    assert all(sent < at + 0.1 for sent, at in zip(client.sent_at, due, strict=True))
     assert collect(sub, 5) == [0, 1, 2, 3, 4]
 
 
