@@ -5,7 +5,7 @@ and 3 shard channels, against a single Redis server, in one run.
 
 It starts its own single redis-server and its own cluster (3 masters, 3 replicas;
 tests/redis_cluster.py) on free loopback ports, so the shared server is not touched.
-Variants, interleaved round by round, medians reported:
+Variants, interleaved round by round; medians reported with their range over the rounds:
 
 - ``single``: one server, the one channel (classic PUBLISH);
 - ``cluster-1``: the cluster, shards=1 (every event SPUBLISHed on one master);
@@ -124,7 +124,9 @@ def shards_of(variant: str) -> int:
     return 3 if variant == "cluster-3" else 1
 
 
-def bench_throughput(variant: str, url: str, n: int) -> float:
+def bench_throughput(variant: str, url: str, n: int) -> tuple[float, float]:
+    """Events per second delivered to the subscribers, and sent: accepted by Redis (until
+    flush() returns; the subscribers' pace does not count)."""
     base = f"bench-{uuid.uuid4().hex[:8]}"
     subs = Subscribers(url, channels_of(variant, base))
     publisher = ProgressPublisher(url, base, shards=shards_of(variant))
@@ -134,9 +136,10 @@ def bench_throughput(variant: str, url: str, n: int) -> float:
     for i in range(n):
         publisher.emit(event_fields(i))
     publisher.flush(120)
+    sent = n / (time.time() - start)
     publisher.close()
     result = subs.collect(n + 1)
-    return (result["got"] - 1) / (result["last"] - start)
+    return (result["got"] - 1) / (result["last"] - start), sent
 
 
 def bench_latency(variant: str, url: str, rate: float, seconds: float) -> tuple[float, float]:
@@ -204,7 +207,7 @@ def main() -> None:
     cluster = LocalCluster().start()
     urls = {"single": single_url, "cluster-1": cluster.url, "cluster-3": cluster.url}
     figures: dict[str, dict[str, list[float]]] = {
-        v: {"throughput": [], "capacity": [], "p50": [], "p99": []} for v in urls
+        v: {"throughput": [], "sent": [], "capacity": [], "p50": [], "p99": []} for v in urls
     }
     try:
         for r in range(args.rounds):
@@ -213,28 +216,43 @@ def main() -> None:
                 url = urls[variant]
                 f = figures[variant]
                 f["capacity"].append(bench_capacity(variant, url, args.capacity_events))
-                f["throughput"].append(bench_throughput(variant, url, args.events))
+                delivered, sent = bench_throughput(variant, url, args.events)
+                f["throughput"].append(delivered)
+                f["sent"].append(sent)
                 p50, p99 = bench_latency(variant, url, args.rate, args.seconds)
                 f["p50"].append(p50)
                 f["p99"].append(p99)
                 print(f"round {r + 1} {variant:10} throughput {f['throughput'][-1]:9,.0f} ev/s"
+                      f"  sent {f['sent'][-1]:9,.0f} ev/s"
                       f"  capacity {f['capacity'][-1]:9,.0f} ev/s  latency p50 {p50:.2f} ms"
                       f"  p99 {p99:.2f} ms", file=sys.stderr)
     finally:
         cluster.stop()
         single.terminate()
         single.wait(5)
-    ref = statistics.median(figures["single"]["throughput"])
-    print(f"\nmedians of {args.rounds} interleaved rounds, {args.events:,} events "
-          f"(latency at {args.rate:,.0f} ev/s for {args.seconds:.0f} s)")
-    print(f"{'variant':10} {'delivered ev/s':>15} {'vs single':>10} {'subscriber cap.':>16}"
-          f" {'p50 ms':>8} {'p99 ms':>8}")
-    for variant, f in figures.items():
-        thr = statistics.median(f["throughput"])
-        print(f"{variant:10} {thr:15,.0f} {thr / ref:10.2f} "
-              f"{statistics.median(f['capacity']):16,.0f} "
-              f"{statistics.median(f['p50']):8.2f} {statistics.median(f['p99']):8.2f}")
+    report(figures, args)
 
+
+def spread(values: list[float], ref: float = 1.0) -> str:
+    """The median with the range over the rounds, divided by ``ref``."""
+    return (f"{statistics.median(values) / ref:,.2f} "
+            f"({min(values) / ref:,.2f}-{max(values) / ref:,.2f})")
+
+
+def report(figures: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
+    """Medians with their range over the rounds; "vs single" round by round (each
+    variant's round against the single server's same round, which shared its load)."""
+    print(f"\nmedians (range) of {args.rounds} interleaved rounds, {args.events:,} events "
+          f"(latency at {args.rate:,.0f} ev/s for {args.seconds:.0f} s)")
+    single = figures["single"]
+    for variant, f in figures.items():
+        ratios = [t / s for t, s in zip(f["throughput"], single["throughput"], strict=True)]
+        sent = [t / s for t, s in zip(f["sent"], single["sent"], strict=True)]
+        print(f"{variant:10} delivered {spread(f['throughput'], 1000)} k ev/s,"
+              f" vs single {spread(ratios)}; sent {spread(f['sent'], 1000)} k ev/s,"
+              f" vs single {spread(sent)}; subscriber capacity"
+              f" {spread(f['capacity'], 1000)} k ev/s; latency p50"
+              f" {spread(f['p50'])} ms, p99 {spread(f['p99'])} ms")
 
 if __name__ == "__main__":
     main()
