@@ -718,13 +718,15 @@ def test_a_sender_thread_that_dies_is_restarted_by_the_next_event(transport, cap
 def test_what_waits_behind_a_sender_that_died_goes_out_on_flush_or_close(transport, finish):
     """A sender thread that died with events queued is restarted by flush() and close(),
     not only by the next emit(): nothing stays queued behind it."""
-    dying = threading.Event()
+    dying, queued = threading.Event(), threading.Event()
     real_publish = transport.publish
+    senders: list[threading.Thread] = []
 
     def dies_once(payloads: list[bytes], *args: object) -> Delivery:
         if not dying.is_set():
+            senders.append(threading.current_thread())
             dying.set()
-            time.sleep(0.1)  # the next events are accepted meanwhile
+            assert queued.wait(30)  # the next events are accepted meanwhile
             raise SystemExit("a bug that ends the thread")
         return real_publish(payloads)
 
@@ -732,12 +734,12 @@ def test_what_waits_behind_a_sender_that_died_goes_out_on_flush_or_close(transpo
     pub = ProgressPublisher(transport=transport, min_progress_interval=0, batch_size=1)
     pub.emit(lifecycle(i=0))
     assert dying.wait(5)
+    sender = senders[0]
     pub.emit(lifecycle(i=1))
     pub.emit(lifecycle(i=2))
-    deadline = time.monotonic() + 5
-    while pub.stats().dropped.get("sender_error") != 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)  # the thread has ended
+    queued.set()
+    sender.join(30)  # the thread has ended
+    assert not sender.is_alive() and pub.stats().dropped == {"sender_error": 1}
     if finish == "flush":
         assert pub.flush(5)
     pub.close(5)
