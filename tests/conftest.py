@@ -68,6 +68,7 @@ class Subscriber:
     """Collects every message of one channel on a background thread."""
 
     def __init__(self, url: str, channel: str) -> None:
+        self.channel = channel
         self._client = redis.Redis.from_url(url)
         self._pubsub = self._client.pubsub()
         self._pubsub.subscribe(channel)
@@ -96,6 +97,21 @@ class Subscriber:
         """Wait until ``count`` messages arrived (or the timeout); return them all."""
         with self._cond:
             self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
+            return list(self.messages)
+
+    def settled(self, timeout: float = 30.0) -> list[bytes]:
+        """Every message so far, once a sentinel published now has arrived (then removed).
+
+        Redis delivers a channel's messages in the order it ran the PUBLISH commands, so
+        once whatever publishes on the channel has flushed or exited, anything it sent,
+        a duplicate included, arrives before the sentinel: no sleep "for a duplicate to
+        show up" is needed."""
+        sentinel = f"settled-{uuid.uuid4().hex}".encode()
+        self._client.publish(self.channel, sentinel)
+        with self._cond:
+            arrived = self._cond.wait_for(lambda: sentinel in self.messages, timeout)
+            assert arrived, "the sentinel never arrived"
+            self.messages.remove(sentinel)
             return list(self.messages)
 
     def close(self) -> None:

@@ -175,9 +175,8 @@ def test_forked_child_delivers_its_events_and_parent_pending_is_not_duplicated(
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert publisher.flush(10)
-        events = _decode(subscriber.wait_for(26))
-        time.sleep(0.2)  # a duplicate would arrive right behind; give it the chance
-        events = _decode(subscriber.messages)
+        subscriber.wait_for(26)
+        events = _decode(subscriber.settled())  # a duplicate included
         parent = [e["data"]["details"]["i"] for e in events if e["media_id"] == "m-parent"]
         child = [e["data"]["details"]["i"] for e in events if e["media_id"] == "m-child"]
         assert parent == list(range(6))
@@ -353,8 +352,7 @@ def test_a_forked_child_closing_its_publisher_does_not_fail_the_parents_runs(
         assert run.finish() == "PROCESSING_COMPLETED"
         assert publisher.flush(5)
         subscriber.wait_for(4)
-        time.sleep(0.2)  # a terminal event from the child would arrive by now
-        events = _decode(subscriber.messages)
+        events = _decode(subscriber.settled())  # a terminal event from the child included
         terminals = [e["event"] for e in events if str(e["event"]).startswith("PROCESSING_")]
         assert terminals == ["PROCESSING_STARTED", "PROCESSING_COMPLETED"]
     finally:
@@ -453,25 +451,15 @@ main()
 """
 
 
-def test_events_of_a_publisher_that_went_out_of_scope_are_flushed_at_exit(redis_url, tmp_path):
+def test_events_of_a_publisher_that_went_out_of_scope_are_flushed_at_exit(
+    redis_url, channel, subscriber, tmp_path
+):
     """A script whose publisher was a local of a function that returned before exit still
     gets its events out at interpreter exit (the documented 2 s exit flush)."""
-    channel = f"review-{uuid.uuid4().hex}"
     script = tmp_path / "job.py"
     script.write_text(_EMIT_AND_RETURN)
-    client = redis.Redis.from_url(redis_url)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(channel)
-    time.sleep(0.1)
     subprocess.run([sys.executable, str(script), redis_url, channel], check=True, timeout=30)
-    received = 0
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        if pubsub.get_message(timeout=0.1) is not None:
-            received += 1
-    pubsub.close()
-    client.close()
-    assert received == 2000
+    assert len(subscriber.settled()) == 2000
 
 
 def test_a_closed_publisher_nobody_references_is_collected(redis_url, channel):

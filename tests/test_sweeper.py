@@ -134,8 +134,7 @@ def test_racing_sweepers_never_publish_a_failure_twice(
     for t in threads:
         t.join(30)
     subscriber.wait_for(80)
-    time.sleep(0.2)  # let any duplicate arrive too
-    events = [json.loads(m) for m in subscriber.messages]
+    events = [json.loads(m) for m in subscriber.settled()]  # a duplicate included
     finals = [e["media_id"] for e in events if e["event"] == "PROCESSING_FAILED"]
     assert sorted(finals) == sorted(media)
     assert len(events) == 80
@@ -184,8 +183,7 @@ def test_a_sigkilled_worker_process_gets_its_media_failed_and_the_stream_keeps_t
         sweeper.sweep()
         time.sleep(0.2)
     assert snap is not None and snap.status == "failed" and snap.error == d.SWEEP_ERROR_MESSAGE
-    time.sleep(0.2)
-    lines = list(subscriber.messages)
+    lines = subscriber.settled()
     report = validate_lines(lines, strict=True)
     assert report.ok, report.to_text()
     last = json.loads(lines[-1])
