@@ -36,6 +36,7 @@ from typing import Any
 import redis
 
 from . import defaults as d
+from .event_types import PROCESSING_STARTED
 
 __all__ = ["GUARD_SCRIPT", "Liveness", "owners_alive"]
 
@@ -157,7 +158,7 @@ class Liveness:
             media_id = event.get("media_id")
             if type(media_id) is not str or media_id in started:
                 continue
-            if event.get("event") == "PROCESSING_STARTED":
+            if event.get("event") == PROCESSING_STARTED:
                 started.add(media_id)
             elif media_id not in self.fenced and (
                 now - self._written.get(media_id, 0.0) > d.LIVENESS_GUARD_AFTER
@@ -206,7 +207,7 @@ class Liveness:
             media_id = event.get("media_id") if event is not None else None
             if type(media_id) is not str or media_id not in self.fenced:
                 continue
-            if event is not None and event.get("event") == "PROCESSING_STARTED":
+            if event is not None and event.get("event") == PROCESSING_STARTED:
                 self.fenced.discard(media_id)  # a new run: not fenced
             else:
                 out.append(i)

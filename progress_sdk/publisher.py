@@ -37,6 +37,7 @@ from ._sender import BatchHook, Sender
 from ._validate import validated_fields
 from ._wire import WireEncoder
 from .cluster import client_for, transport_for
+from .event_types import PROCESSING_STARTED
 from .events import ProgressEvent
 from .exceptions import (
     ConfigurationError,
@@ -461,7 +462,7 @@ class ProgressPublisher:
         PROCESSING_STARTED does not: close() would not see that run, and its terminal
         event would be refused (a panel that never ends). Once closed, nothing goes in.
         Called under the lock that orders accepting with close() (testing: its own)."""
-        if self._closed or (self._closing and event == "PROCESSING_STARTED"):
+        if self._closed or (self._closing and event == PROCESSING_STARTED):
             raise PublisherClosedError(
                 "emit() after close(): create a new ProgressPublisher, or emit before closing"
             )

@@ -42,10 +42,16 @@ import orjson
 from . import defaults as d
 from ._wire import encode_json
 from .event_types import (
+    ANALYSIS_COMPLETED,
+    ANALYSIS_FAILED,
+    ANALYSIS_QUEUED,
+    ANALYSIS_STARTED,
     EVENT_TYPES,
     MEDIA_EVENT_NAMES,
     MEDIA_TERMINAL_NAMES,
     MODEL_EVENT_NAMES,
+    PROCESSING_COMPLETED,
+    PROCESSING_STARTED,
     normalize_event_name,
 )
 from .exceptions import ConfigurationError
@@ -378,7 +384,7 @@ def fold_event(
     name = normalize_event_name(name) if type(name) is str else ""
     data = event.get("data")
     data = data if type(data) is dict or isinstance(data, Mapping) else {}  # ABC check: slow
-    if state is None or (name == "PROCESSING_STARTED" and state.status != RUNNING):
+    if state is None or (name == PROCESSING_STARTED and state.status != RUNNING):
         state = MediaSnapshot(str(event.get("media_id")), started_at=now)
     state.updated_at = now
     user_id, run_id = event.get("user_id"), event.get("run_id")
@@ -407,17 +413,17 @@ def fold_event(
 def _fold_media(
     state: MediaSnapshot, name: str, data: Mapping[str, Any], event: Mapping[str, Any]
 ) -> None:
-    if name == "PROCESSING_STARTED":
+    if name == PROCESSING_STARTED:
         if not state.filename:
             state.filename = _text(data.get("filename"))
-    elif name == "PROCESSING_COMPLETED":
+    elif name == PROCESSING_COMPLETED:
         state.status = COMPLETED
     else:
         state.status = FAILED
         state.error = _text(data.get("error_message")) or _text(event.get("message")) or "failed"
 
 
-_ATTEMPT_STARTS = frozenset({"ANALYSIS_QUEUED", "ANALYSIS_STARTED"})
+_ATTEMPT_STARTS = frozenset({ANALYSIS_QUEUED, ANALYSIS_STARTED})
 
 
 def _retried(data: Mapping[str, Any]) -> bool:
@@ -445,13 +451,13 @@ def _fold_model(row: ModelSnapshot, name: str, data: Mapping[str, Any], now: flo
         eta = _number(details.get("eta_seconds"))
         if eta is not None:
             row.eta_seconds = max(eta, 0.0)
-    if name == "ANALYSIS_COMPLETED":
+    if name == ANALYSIS_COMPLETED:
         row.prediction = _text(data.get("prediction"))
         row.confidence = _number(data.get("confidence"))
         row.eta_seconds = None
         if row.total is not None:
             row.progress = row.total
-    elif name == "ANALYSIS_FAILED":
+    elif name == ANALYSIS_FAILED:
         row.error = _text(data.get("error_message")) or "failed"
         row.eta_seconds = None
 
@@ -783,7 +789,7 @@ class SnapshotTracker:
         if pending is None:
             pending = self._pending[media_id] = _Pending()
         # Only a new run may replace a finished snapshot in Redis (see WRITE_SCRIPT).
-        if event.get("event") == "PROCESSING_STARTED" and not was_open:
+        if event.get("event") == PROCESSING_STARTED and not was_open:
             pending.fresh = True
         if state is not previous:
             pending.models.clear()  # a new run: the rows of the one before are not its
@@ -834,7 +840,7 @@ class SnapshotTracker:
         name = event.get("event")
         if previous is None or name in MEDIA_EVENT_NAMES:
             pending.full = True
-            if name == "PROCESSING_STARTED" and (previous is None or previous.terminal):
+            if name == PROCESSING_STARTED and (previous is None or previous.terminal):
                 pending.fresh = True
         if state is not previous:
             pending.models.clear()

@@ -59,6 +59,7 @@ import redis
 
 from . import _rules
 from . import defaults as d
+from .event_types import ANALYSIS_FAILED, PROCESSING_FAILED
 from .events import format_timestamp
 from .exceptions import ConfigurationError
 from .liveness import owners_alive
@@ -419,13 +420,13 @@ class Sweeper:
     ) -> tuple[list[bytes], MediaSnapshot] | None:
         error = self.message(reason)
         events = [
-            self._event(snapshot, "ANALYSIS_FAILED", f"{name}: {error}",
+            self._event(snapshot, ANALYSIS_FAILED, f"{name}: {error}",
                         {"model_name": name, "error_message": error}, now)
             for name, model in snapshot.models.items()
             if model.status not in ("completed", "failed")
         ]  # fmt: skip
         events.append(
-            self._event(snapshot, "PROCESSING_FAILED", f"Processing failed: {error}",
+            self._event(snapshot, PROCESSING_FAILED, f"Processing failed: {error}",
                         {"error_message": error}, now)
         )  # fmt: skip
         final = snapshot

@@ -49,7 +49,19 @@ from . import _lenient, _rules
 from . import defaults as d
 from ._free_json import check_free_json
 from ._sink import EventSink
-from .event_types import EVENT_TYPES, PHASE_EVENT_NAMES, PROGRESS_EVENT_NAMES, normalize_event_name
+from .event_types import (
+    ANALYSIS_COMPLETED,
+    ANALYSIS_FAILED,
+    ANALYSIS_QUEUED,
+    ANALYSIS_STARTED,
+    EVENT_TYPES,
+    PHASE_EVENT_NAMES,
+    PROCESSING_COMPLETED,
+    PROCESSING_FAILED,
+    PROCESSING_STARTED,
+    PROGRESS_EVENT_NAMES,
+    normalize_event_name,
+)
 from .events import EventType
 from .exceptions import InvalidEventError, Problem, ProgressSDKError, TrackingError
 from .failures import describe_error
@@ -384,7 +396,7 @@ class MediaRun:
             self._started = True
             self._register(True)
             try:
-                self._emit("PROCESSING_STARTED", message, data)
+                self._emit(PROCESSING_STARTED, message, data)
             except ProgressSDKError:
                 self._started = False
                 self._register(False)
@@ -479,7 +491,7 @@ class MediaRun:
             total = sum(1 for m in self._models.values() if m._state != "new")
             if completed:
                 event = self._end(
-                    "PROCESSING_COMPLETED",
+                    PROCESSING_COMPLETED,
                     _message(
                         message or None, f"Analysis complete: {completed}/{total} models succeeded"
                     ),
@@ -488,7 +500,7 @@ class MediaRun:
             else:
                 error = "every model failed" if total else "no model was run for this media"
                 event = self._end(
-                    "PROCESSING_FAILED",
+                    PROCESSING_FAILED,
                     _message(message or None, f"Processing failed: {error}"),
                     {"error_message": error},
                 )
@@ -505,13 +517,13 @@ class MediaRun:
             # Already failed when the publisher closed: a job reporting its exception
             # afterwards (`except E as exc: run.fail(exc); raise`) must not get a
             # TrackingError in its place.
-            return "PROCESSING_FAILED"
+            return PROCESSING_FAILED
         error_message, data = self._failure(error)
         message = self._text(message or None, f"Processing failed: {error_message}")
         with self._lock:
             self._require_open("fail()")
             self._close_open_models(f"media processing failed: {error_message}")
-            event = self._end("PROCESSING_FAILED", message, data)
+            event = self._end(PROCESSING_FAILED, message, data)
         self._publisher.run_ended()
         return event
 
@@ -544,7 +556,7 @@ class MediaRun:
             self._failed_left_open = True
             self._close_open_models(reason)
             self._end(
-                "PROCESSING_FAILED", _message(None, f"Processing failed: {reason}"),
+                PROCESSING_FAILED, _message(None, f"Processing failed: {reason}"),
                 {"error_message": reason},
             )
             return True
@@ -597,7 +609,7 @@ class ModelRun:
             if self._state != "new":
                 return
             self._state = "queued"
-            self._emit("ANALYSIS_QUEUED", f"{self.model_name} queued", {})
+            self._emit(ANALYSIS_QUEUED, f"{self.model_name} queued", {})
 
     def start(self, message: str | None = None) -> ModelRun:
         """Emit ``ANALYSIS_STARTED``."""
@@ -609,7 +621,7 @@ class ModelRun:
             if self._state not in ("new", "queued"):
                 raise TrackingError(f"model {self.model_name!r} already {self._state}")
             self._state = "started"
-            self._emit("ANALYSIS_STARTED", text, {})
+            self._emit(ANALYSIS_STARTED, text, {})
         _current.set(self)
         return self
 
@@ -790,10 +802,10 @@ class ModelRun:
         if confidence is not None:
             data["confidence"] = confidence
         problems: list[Problem] = []
-        _rules.check_data("ANALYSIS_COMPLETED", {"model_name": self.model_name, **data}, problems)
+        _rules.check_data(ANALYSIS_COMPLETED, {"model_name": self.model_name, **data}, problems)
         if not problems:
             return data
-        error = InvalidEventError(problems, event_type="ANALYSIS_COMPLETED")
+        error = InvalidEventError(problems, event_type=ANALYSIS_COMPLETED)
         fields = {problem.field for problem in problems}
         if "data.prediction" in fields:
             self.run._forgive("prediction", error)
@@ -820,7 +832,7 @@ class ModelRun:
         """Emit ``ANALYSIS_COMPLETED`` with the model's verdict."""
         data = self._verdict(prediction, confidence)
         if details is not None:
-            kept = self._checked_details(details, "ANALYSIS_COMPLETED")
+            kept = self._checked_details(details, ANALYSIS_COMPLETED)
             if kept is not None:
                 data["details"] = kept
         verdict = ""
@@ -832,7 +844,7 @@ class ModelRun:
         with self.run._lock:
             self._require_started("complete()")
             self._state = "completed"
-            self._emit("ANALYSIS_COMPLETED", text, data)
+            self._emit(ANALYSIS_COMPLETED, text, data)
             if not self._detached:
                 self.run._model_finished(True)
 
@@ -848,7 +860,7 @@ class ModelRun:
                     + ("call start() first" if self._state == "new" else "it already ended")
                 )
             self._state = "failed"
-            self._emit("ANALYSIS_FAILED", text, data)
+            self._emit(ANALYSIS_FAILED, text, data)
             if not self._detached:
                 self.run._model_finished(False)
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from progress_sdk.event_types import PROCESSING_COMPLETED, PROCESSING_FAILED
+
 __all__ = [
     "DeliveryReport",
     "Fault",
@@ -38,7 +40,7 @@ __all__ = [
 
 ContentKey = tuple[Any, ...]
 
-_FINAL_EVENTS = {"PROCESSING_COMPLETED": "media_update", "PROCESSING_FAILED": "processing_error"}
+_FINAL_EVENTS = {PROCESSING_COMPLETED: "media_update", PROCESSING_FAILED: "processing_error"}
 
 
 def js_value(value: Any) -> Any:

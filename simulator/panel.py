@@ -45,7 +45,16 @@ from rich.table import Table
 from rich.text import Text
 
 from progress_sdk import defaults as d
-from progress_sdk.event_types import ANALYSIS_COMPLETED, COMPLETED_ALIAS, EVENT_TYPES
+from progress_sdk.event_types import (
+    ANALYSIS_COMPLETED,
+    ANALYSIS_FAILED,
+    ANALYSIS_QUEUED,
+    COMPLETED_ALIAS,
+    EVENT_TYPES,
+    MEDIA_TERMINAL_NAMES,
+    PROCESSING_COMPLETED,
+    PROCESSING_STARTED,
+)
 
 __all__ = [
     "LivePanel",
@@ -283,7 +292,7 @@ class PanelState:
         data = data if isinstance(data, dict) else {}
         run_id = _str(event.get("run_id"))
         at_seq = _sequence(event)
-        if name == "PROCESSING_STARTED":
+        if name == PROCESSING_STARTED:
             if media is None or media.status != _RUNNING or (
                 run_id and media.run_id and run_id != media.run_id
             ):  # a new run; a repeat (one job per model announces the run each) keeps it
@@ -296,9 +305,9 @@ class PanelState:
                 media.filename = _str(data.get("filename"))
         elif media is not None and media.status != _RUNNING:
             pass  # a straggler after the media's end does not reopen it
-        elif name in ("PROCESSING_COMPLETED", "PROCESSING_FAILED"):
+        elif name in MEDIA_TERMINAL_NAMES:
             media = media or self._new_late(media_id, event, at)
-            media.status = "completed" if name == "PROCESSING_COMPLETED" else "failed"
+            media.status = "completed" if name == PROCESSING_COMPLETED else "failed"
             if media.status == "failed":
                 media.error = (_str(data.get("error_message")) or _str(event.get("message"))
                                or "failed")
@@ -307,7 +316,7 @@ class PanelState:
             if type(model) is not str or not _shown(model):
                 return media
             media = media or self._new_late(media_id, event, at)
-            if name == "ANALYSIS_QUEUED" and model not in media.rows:
+            if name == ANALYSIS_QUEUED and model not in media.rows:
                 # Its first queueing places it; a retry's re-queueing keeps that place.
                 media.queued.setdefault(model, len(media.queued))
             media.rows[model] = _next_row(media.rows.get(model), model, name, data, at)
@@ -518,7 +527,7 @@ def _next_row(
             confidence=_number(confidence),
             progress=base.total if base.total is not None else base.progress,
         )
-    if name == "ANALYSIS_FAILED":
+    if name == ANALYSIS_FAILED:
         error = _str(data.get("error_message")) or "failed"
         return dataclasses.replace(base, status="failed", error=error, eta=None, phase=phase)
     # Any other model event means the model runs (its ANALYSIS_STARTED may have gone by).

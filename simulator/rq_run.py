@@ -25,6 +25,7 @@ import redis
 from rq import Queue
 
 from progress_sdk import ProgressPublisher
+from progress_sdk.event_types import FRAME_ANALYSIS_PROGRESS, WINDOW_PROCESSING_PROGRESS
 from progress_sdk.rq import (
     JobTracking,
     MediaJobs,
@@ -87,7 +88,7 @@ def plan_steps(rng: random.Random, models: tuple[str, ...], speed: float, fail_r
         step: dict[str, Any] = {
             "units": units,
             "seconds": 0.0 if speed == 0 else rng.uniform(0.005, 0.03) / speed,
-            "event": "WINDOW_PROCESSING_PROGRESS" if audio else "FRAME_ANALYSIS_PROGRESS",
+            "event": WINDOW_PROCESSING_PROGRESS if audio else FRAME_ANALYSIS_PROGRESS,
             "fake": rng.random() < 0.5,
             "confidence": rng.uniform(0.5, 1.0),
         }

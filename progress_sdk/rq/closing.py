@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from .. import defaults as d
+from ..event_types import ANALYSIS_FAILED, ANALYSIS_QUEUED, PROCESSING_COMPLETED, PROCESSING_FAILED
 from ..publisher import ProgressPublisher
 from .state import RunRecord, RunState
 
@@ -53,7 +54,7 @@ def publish_model_failed(
     publisher.emit(
         _fields(
             run,
-            "ANALYSIS_FAILED",
+            ANALYSIS_FAILED,
             f"{model} failed: {error}",
             {"model_name": model, "error_message": error},
         )
@@ -76,7 +77,7 @@ def publish_retry(
     publisher.emit(
         _fields(
             run,
-            "ANALYSIS_QUEUED",
+            ANALYSIS_QUEUED,
             f"{model} retrying ({attempt}/{attempts}): {reason}",
             {"model_name": model, "details": {
                 "attempt": attempt, "attempts": attempts, "retry_reason": reason}},
@@ -133,10 +134,10 @@ def publish_terminal(
     data: dict[str, Any] = {"filename": run.filename} if run.filename else {}
     completed = sum(1 for s in run.models.values() if s == "completed")
     if failed_outside is None and completed:
-        event = "PROCESSING_COMPLETED"
+        event = PROCESSING_COMPLETED
         message = f"Analysis complete: {completed}/{len(run.models)} models succeeded"
     else:
-        event = "PROCESSING_FAILED"
+        event = PROCESSING_FAILED
         error = failed_outside or (
             "every model failed" if run.models else "no model was run for this media"
         )

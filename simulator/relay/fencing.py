@@ -19,9 +19,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from progress_sdk.event_types import MEDIA_TERMINAL_NAMES, PROCESSING_STARTED
+
 __all__ = ["MAX_ENDED_RUNS", "TERMINAL_EVENTS", "RunFence"]
 
-TERMINAL_EVENTS = frozenset({"PROCESSING_COMPLETED", "PROCESSING_FAILED"})
+TERMINAL_EVENTS = MEDIA_TERMINAL_NAMES
 
 # Ended runs remembered, least recently ended or touched first out (~200 bytes each: the
 # key tuple, its two strings and the dict slot). A late event comes seconds to minutes
@@ -51,7 +53,7 @@ class RunFence:
         event = obj["event"]
         ended = self._ended
         if key in ended:
-            if event == "PROCESSING_STARTED":
+            if event == PROCESSING_STARTED:
                 del ended[key]  # a re-analysis: the run is open again
                 return False
             ended.move_to_end(key)

@@ -19,6 +19,7 @@ from typing import Any
 
 from progress_sdk import defaults as d
 from progress_sdk.contract import check_event
+from progress_sdk.event_types import PROCESSING_COMPLETED, PROCESSING_FAILED, PROCESSING_STARTED
 
 from .fencing import RunFence
 from .stats import RelayStats
@@ -159,12 +160,12 @@ class EventRouter:
         update = progress_update(obj)
         media_id: str = obj["media_id"]
         data: dict[str, Any] = obj.get("data") or {}
-        if event == "PROCESSING_STARTED":
+        if event == PROCESSING_STARTED:
             filename = data.get("filename")
             if isinstance(filename, str):
                 self._remember(media_id, filename)
             return (("progress_update", update),)
-        if event == "PROCESSING_COMPLETED":
+        if event == PROCESSING_COMPLETED:
             media = {
                 "id": media_id,
                 "mediaId": media_id,
@@ -174,7 +175,7 @@ class EventRouter:
                 "runId": obj.get("run_id"),
             }
             return (("progress_update", update), ("media_update", media))
-        if event == "PROCESSING_FAILED":
+        if event == PROCESSING_FAILED:
             error = {
                 "mediaId": media_id,
                 "filename": self._filenames.pop(media_id, None),
