@@ -4,9 +4,15 @@ SDK or the simulator."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
+import pytest
+
 from progress_sdk import EventType, event_json_schema
 from progress_sdk.event_types import (
     ALL_EVENT_NAMES,
+    COMPLETED_ALIAS,
     EVENT_TYPES,
     MEDIA_EVENT_NAMES,
     MEDIA_TERMINAL_NAMES,
@@ -15,6 +21,51 @@ from progress_sdk.event_types import (
     PHASE_EVENT_NAMES,
     PROGRESS_EVENT_NAMES,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "progress_sdk" / "event_types.py"
+NAMES = {*EVENT_TYPES, COMPLETED_ALIAS}
+
+
+def spelled_names(path: Path) -> list[tuple[int, str]]:
+    """(line, name) of every string constant in ``path`` that is an event type's name.
+
+    Prose that mentions a type (docstrings, comments, messages) is not a constant equal to
+    the name, so only code that keys, compares or builds by a type's name is counted.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in NAMES
+    ]
+
+
+def test_the_scan_finds_a_spelled_name(tmp_path: Path) -> None:
+    """The check below can fail: a module that spells a type is caught, prose is not."""
+    module = tmp_path / "m.py"
+    module.write_text(
+        '"""Ends with PROCESSING_FAILED."""\n'
+        'x = event == "PROCESSING_FAILED"\n'
+        'y = {"ANALYSIS_COMPLETE": 1}\n'
+        'z = f"{event} is not PROCESSING_STARTED"\n',
+        encoding="utf-8",
+    )
+    assert spelled_names(module) == [(2, "PROCESSING_FAILED"), (3, COMPLETED_ALIAS)]
+    assert spelled_names(TABLE), "the table itself spells every type"
+
+
+@pytest.mark.parametrize("package", ["progress_sdk", "simulator"])
+def test_an_event_type_is_spelled_only_in_the_table(package: str) -> None:
+    """A new event type is one row of event_types, not an edit in every module that
+    knows about types (the rules, the schema, tracking, snapshot, buffer, simulator)."""
+    found = {
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != TABLE
+        for line, name in spelled_names(path)
+    }
+    assert not found, "spell these via progress_sdk.event_types:\n" + "\n".join(sorted(found))
 
 
 def test_the_enum_is_the_table() -> None:

@@ -8,9 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..event_types import (
+    ANALYSIS_COMPLETED,
+    ANALYSIS_FAILED,
+    ANALYSIS_QUEUED,
+    ANALYSIS_STARTED,
     MEDIA_TERMINAL_NAMES,
     MODEL_EVENT_NAMES,
     MODEL_TERMINAL_NAMES,
+    PROCESSING_COMPLETED,
+    PROCESSING_STARTED,
     PROGRESS_EVENT_NAMES,
 )
 from ._report import Finding, Tally, model_of, names
@@ -23,7 +29,7 @@ PROGRESS_EVENTS = PROGRESS_EVENT_NAMES
 MEDIA_TERMINALS = MEDIA_TERMINAL_NAMES
 MODEL_TERMINALS = MODEL_TERMINAL_NAMES
 # The events that may begin a model's next attempt (data.details.attempt above its last).
-_ATTEMPT_STARTS = frozenset({"ANALYSIS_QUEUED", "ANALYSIS_STARTED"})
+_ATTEMPT_STARTS = frozenset({ANALYSIS_QUEUED, ANALYSIS_STARTED})
 
 
 class LifecycleRules:
@@ -48,7 +54,7 @@ class LifecycleRules:
         run = self._open.get(key)
         if run is None:
             ended = self._finished.get(key)
-            if event == "PROCESSING_STARTED":
+            if event == PROCESSING_STARTED:
                 # A new PROCESSING_STARTED after a terminal event is a re-analysis.
                 if ended is not None:
                     del self._finished[key]
@@ -129,7 +135,7 @@ class LifecycleRules:
         if state >= COMPLETED:
             assert model is not None
             problem = _after_model_end(event, model)
-        elif event == "ANALYSIS_QUEUED":
+        elif event == ANALYSIS_QUEUED:
             if model is None:
                 run.models[name] = Model(QUEUED, pos)
             elif state == STARTED:
@@ -137,7 +143,7 @@ class LifecycleRules:
                     f"ANALYSIS_QUEUED after ANALYSIS_STARTED at line {model.where}; "
                     "expected ANALYSIS_QUEUED, if sent, before ANALYSIS_STARTED"
                 )
-        elif event == "ANALYSIS_STARTED":
+        elif event == ANALYSIS_STARTED:
             if model is None:
                 run.models[name] = Model(STARTED, pos)
             elif state == QUEUED:
@@ -218,7 +224,7 @@ class LifecycleRules:
                     run_id=run_id,
                 )
             )
-        if event == "PROCESSING_COMPLETED" and run.completed == 0:
+        if event == PROCESSING_COMPLETED and run.completed == 0:
             failed = sum(1 for m in run.models.values() if m.state == FAILED)
             why = f"all {failed} models failed" if failed else "no model completed"
             findings.append(
@@ -247,12 +253,12 @@ def _new_attempt(run: Run, name: str, model: Model, event: str, *, pos: int,
     """Rule 2, retries: the model's next attempt starts over, whatever the last one did."""
     if model.state == COMPLETED:
         run.completed -= 1
-    state = QUEUED if event == "ANALYSIS_QUEUED" else STARTED
+    state = QUEUED if event == ANALYSIS_QUEUED else STARTED
     run.models[name] = Model(state, pos, attempt)
 
 
 def _after_model_end(event: str, model: Model) -> str:
-    done = "ANALYSIS_COMPLETED" if model.state == COMPLETED else "ANALYSIS_FAILED"
+    done = ANALYSIS_COMPLETED if model.state == COMPLETED else ANALYSIS_FAILED
     return (
         f"{event} after {done} at line {model.where}; expected nothing for the model after "
         "its terminal event (exactly one of ANALYSIS_COMPLETED / ANALYSIS_FAILED)"
@@ -277,12 +283,12 @@ def _start_late(
 
 def _end_model(event: str, run: Run, name: str, model: Model | None, pos: int) -> str | None:
     """Record a model's terminal event (it has none yet); the problem with it, if any."""
-    completed = event == "ANALYSIS_COMPLETED"
+    completed = event == ANALYSIS_COMPLETED
     problem = None
     # A model that fails before it starts (the job gave up while it was queued) may go
     # straight to ANALYSIS_FAILED; a completed one must have started.
     if model is None or (completed and model.state == QUEUED):
-        before = "ANALYSIS_STARTED" if completed else "ANALYSIS_STARTED or ANALYSIS_QUEUED"
+        before = ANALYSIS_STARTED if completed else f"{ANALYSIS_STARTED} or {ANALYSIS_QUEUED}"
         problem = f"{event} for a model that was never started; expected {before} first"
     if model is None:
         model = run.models[name] = Model(STARTED, pos)
