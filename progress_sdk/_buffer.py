@@ -35,7 +35,10 @@ injected, so every policy here is unit-tested deterministically.
   rule 1 lets it announce itself more than once, and a re-analysis of the media is
   another run (``_start_watch``). So a media's terminal event is only ever lost when the
   waiting events are all terminal events of runs someone may have seen, counted in
-  ``terminals_lost``; and every loss before it shows as a gap in its ``seq``.
+  ``terminals_lost``; and every loss before it shows as a gap in its ``seq``. Such a
+  terminal event is not lost for good: its bytes are kept aside (``_lost_terminals``) and
+  queued again, same ``seq``, once the buffer has room (``resend_lost``), or right before
+  the media's next ``PROCESSING_STARTED``.
 - **Memory.** Without a batch hook or shard routing, a numbered lifecycle event is kept
   as its bytes alone, back to back with the others in one bytearray (``WireArena``): no
   per-event object, so a full garbage collection costs the same with 100,000 events
@@ -61,7 +64,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import defaults as d
+from ._lost_terminals import LostTerminals
+from ._rules import ENVELOPE_V1_FIELDS
 from ._start_watch import StartWatch
+from ._timestamps import parse_timestamp
 from ._wire import WireEncoder
 from .event_types import (
     EVENT_TYPES,
@@ -75,6 +81,7 @@ _PROGRESS = PROGRESS_EVENT_NAMES
 _MODEL_EVENTS = MODEL_EVENT_NAMES
 _MODEL_TERMINALS = MODEL_TERMINAL_NAMES
 _MEDIA_TERMINALS = MEDIA_TERMINAL_NAMES
+_ENVELOPE = frozenset(ENVELOPE_V1_FIELDS)
 
 ModelKey = tuple[str, "str | None", str]
 ProgressKey = tuple[str, "str | None", str, str]
@@ -171,6 +178,22 @@ class Entry:
         """Take a newer value of the same progress key, keeping this one's place (and
         ``seq``: a replaced value leaves no gap)."""
         self.fields, self.ts = newer.fields, newer.ts
+
+    @classmethod
+    def resent(cls, wire: bytes, *, keep: bool) -> Entry:
+        """A lost media terminal event sent again (``_lost_terminals``): numbered already,
+        its bytes finished; ``fields``/``ts`` read back from them for a batch hook."""
+        event = json.loads(wire)
+        entry = cls.__new__(cls)
+        entry.media_id, entry.event, entry.seq = event["media_id"], event["event"], event["seq"]
+        entry.model_key = entry.progress_key = None
+        entry.rank = _END
+        entry.fields = {k: v for k, v in event.items() if k not in _ENVELOPE} if keep else None
+        entry.ts = _epoch(event["timestamp"]) if keep else None
+        entry.head = entry.tail = None
+        entry.state = QUEUED
+        entry.wire = wire
+        return entry
 
 
 class SeqNumbers:
@@ -361,6 +384,8 @@ class EventBuffer:
         # out or may go out: each is a panel that may stay open. Counted in dropped too.
         self.terminals_lost = 0
         self.last_terminal_lost: str | None = None  # the media of the latest one
+        self.lost = LostTerminals()  # their bytes, until they can be queued again
+        self._resent_through = 0  # the ticket after the last terminal event queued again
         self.in_flight: list[Any] = []  # the live events of the batch the sender holds
         self._taken: list[Any] = []  # that batch's tickets' items, evicted ones as None
         self._taken_start = 0
@@ -457,6 +482,8 @@ class EventBuffer:
         """A media's start or terminal event, tracked for the overflow ranks."""
         starts, media_id = self._starts, entry.media_id
         if entry.rank == _START:
+            if self.lost and (wire := self.lost.take(media_id)) is not None:
+                self._resend(wire)  # the run before ends first
             queued = self._enqueue(entry)
             starts.started(media_id, self._pushed - 1 if queued else None)
             return queued
@@ -477,7 +504,8 @@ class EventBuffer:
         # may hold the buffer over capacity until sent, each newcomer evicting one.
         if self._live >= self.capacity and not self._make_room(entry):
             return False
-        entry.number(self._seq.next(entry.media_id))
+        if not entry.seq:  # a lost terminal event queued again keeps its own
+            entry.number(self._seq.next(entry.media_id))
         model_key = entry.model_key
         if model_key is not None:
             # Whatever of this model waits can no longer be replaced: the newer value
@@ -506,7 +534,7 @@ class EventBuffer:
             ticket = self._victim(rank)
             if ticket is not None:
                 if rank == _END:
-                    self._count_lost_terminal(self._media_at(ticket))
+                    self._count_lost_terminal(*self._wire_at(ticket))
                 self._evict(ticket)
                 if rank == _START:
                     end = self._starts.evicted(ticket)
@@ -516,29 +544,56 @@ class EventBuffer:
         # Nothing may give way: the newcomer is dropped. Its seq number goes with it, so
         # the media's next event shows the gap.
         self.dropped["buffer_full"] += 1
-        self._seq.next(entry.media_id)
+        if not entry.seq:
+            entry.number(self._seq.next(entry.media_id))
         entry.state = DONE
         if entry.rank == _END:
-            self._count_lost_terminal(entry.media_id)
+            assert entry.wire is not None  # a lifecycle event: serialised when accepted
+            self._count_lost_terminal(entry.media_id, entry.wire)
         return False
 
-    def _count_lost_terminal(self, media_id: str) -> None:
+    def _count_lost_terminal(self, media_id: str, wire: bytes) -> None:
         self.terminals_lost += 1
         self.last_terminal_lost = media_id
+        self.lost.keep(media_id, wire)
+
+    def resend_lost(self) -> int:
+        """Queue lost terminal events again while there is room (the sender, before each
+        batch), the oldest losses first; returns how many."""
+        room = self.capacity - self._live
+        if room <= 0 or not self.lost:
+            return 0
+        taken = self.lost.take_oldest(room)
+        for _, wire in taken:
+            self._resend(wire)
+        return len(taken)
+
+    def _resend(self, wire: bytes) -> None:
+        # Through the overflow ranks like any terminal event: if the buffer is full
+        # again, it (or another) goes back to ``lost``, counted once more.
+        self._enqueue(Entry.resent(wire, keep=self.keep_entries))
+        self._resent_through = self._pushed
+
+    def unsettled(self, target: int) -> bool:
+        """Whether ``flush`` must wait on: a ticket below ``target`` is not settled yet,
+        or a lost terminal event waits to be queued again or to go out."""
+        return self.settled_through < max(target, self._resent_through) or bool(self.lost)
 
     def _is_waiting(self, ticket: int) -> bool:
         position = ticket - self._popped
         return 0 <= position < len(self._queue) and self._queue[position] is not None
 
-    def _media_at(self, ticket: int) -> str:
-        """The media of a waiting event, parsed back from its bytes if it has no entry: in
-        the arena, or put back (a batch taken from the arena is put back as bytes)."""
+    def _wire_at(self, ticket: int) -> tuple[str, bytes]:
+        """The media and bytes of a waiting lifecycle event, the media parsed back from
+        the bytes if it has no entry: in the arena, or put back (a batch taken from the
+        arena is put back as bytes)."""
         item = self._queue[ticket - self._popped]
         if isinstance(item, Entry):
-            return item.media_id
+            assert item.wire is not None  # numbered: its bytes are finished
+            return item.media_id, item.wire
         wire = self._arena.get(ticket) if item is IN_ARENA else item
         media_id: str = json.loads(wire)["media_id"]
-        return media_id
+        return media_id, wire
 
     def _victim(self, rank: int) -> int | None:
         """Remove and return the ticket of the oldest waiting event of ``rank`` (among
@@ -712,6 +767,7 @@ class EventBuffer:
         for fifo in self._by_rank:
             fifo.clear()
         self._starts.clear()
+        self.lost.abandon_all()
         self._live = 0
         return lost
 
@@ -726,6 +782,12 @@ class EventBuffer:
         if not self._live and not self.in_flight:
             return self._pushed
         return self._settled
+
+
+def _epoch(timestamp: str) -> float | None:
+    """``time.time()`` of an event's ISO 8601 UTC ``timestamp`` (``_wire``'s format)."""
+    moment = parse_timestamp(timestamp)
+    return None if moment is None else moment.timestamp()
 
 
 def _done(item: Any) -> None:

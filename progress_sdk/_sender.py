@@ -222,6 +222,8 @@ class Sender:
         while True:
             with self.settled:
                 buffer.release_due(everything=self.flushers > 0 or self.closing)
+                if buffer.lost:  # terminal events a full buffer gave up, once it has room
+                    buffer.resend_lost()
                 if buffer.ready:
                     self.idle = False
                     return buffer.take(self.batch_size)

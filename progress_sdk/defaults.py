@@ -53,6 +53,10 @@ MAX_JSON_INT = 2**63 - 1
 DEFAULT_BUFFER_SIZE = 100_000
 DEFAULT_MIN_PROGRESS_INTERVAL = 0.1  # seconds; ~10 updates/s per model, as the UI asks
 DEFAULT_BATCH_SIZE = 500
+# Terminal events a full buffer gave up, kept aside to be sent again once it has room
+# (progress_sdk._lost_terminals): 16 MiB, ~30,000 of the tracking API's (350 B each),
+# beyond a buffer already full of terminal events.
+MAX_LOST_TERMINAL_BYTES = 16 * 1024 * 1024
 DEFAULT_ATEXIT_FLUSH_TIMEOUT = 2.0
 DEFAULT_CLOSE_TIMEOUT = 5.0
 # Worker processes often end right after a job with os._exit (RQ's work horse,

@@ -63,7 +63,8 @@ class PublisherStats:
     """A snapshot of what the publisher did. Counters are totals since creation."""
 
     accepted: int
-    """Events emit() accepted (each later published, coalesced or dropped)."""
+    """Events emit() accepted (each later published, coalesced or dropped), and lost
+    terminal events queued again (``terminals_resent``)."""
     published: int
     """Events Redis confirmed as published."""
     coalesced: int
@@ -93,11 +94,21 @@ class PublisherStats:
     connection cut off. The events are not affected; the first failure of each kind is
     logged."""
     terminals_lost: int = 0
-    """Media terminal events lost to a full buffer although the media's
-    ``PROCESSING_STARTED`` went out or was on its way: each is a panel that may stay
-    open. Only when every waiting event was such a terminal event (more media ended
-    during an outage than ``buffer_size`` holds); also counted in ``dropped`` and logged
-    (once)."""
+    """Media terminal events a full buffer gave up although the media's
+    ``PROCESSING_STARTED`` went out or was on its way (a panel is open). Only when every
+    waiting event was such a terminal event (more media ended during an outage than
+    ``buffer_size`` holds); also counted in ``dropped`` and logged (once). Not lost for
+    good: each is kept aside and queued again, byte for byte, once the buffer has room.
+    Always ``terminals_resent + terminals_waiting + terminals_abandoned``."""
+    terminals_resent: int = 0
+    """Lost terminal events queued again (same bytes, same ``seq``): once the buffer had
+    room, or right before their media's next run started. Also counted in ``accepted``."""
+    terminals_waiting: int = 0
+    """Now: lost terminal events kept aside, waiting for room in the buffer."""
+    terminals_abandoned: int = 0
+    """Lost terminal events that will not be sent: past the bound on what is kept aside
+    (``MAX_LOST_TERMINAL_BYTES``, 16 MiB), or still waiting when ``close()`` gave up.
+    Each is a panel left open while the worker lives; logged (once)."""
     fenced_runs: int = 0
     """Media runs a sweeper ended while this publisher was still reporting them (taken
     for dead or stuck; ``progress_sdk.liveness``): their later events are withheld and
@@ -304,6 +315,7 @@ class ProgressPublisher:
         self._accepted = 0
         self._forgiven: Counter[str] = Counter()
         self._terminal_loss_logged = False
+        self._abandon_logged = False
         route = router(self.channel, self.shards)
         # A batch hook is given each event's fields: then they are kept after serialising;
         # a hook and shard routing need each event's media_id: then every event keeps its
@@ -442,18 +454,33 @@ class ProgressPublisher:
                 sender.wakeup.set()
             self._ensure_sender_locked()
             lost_terminal = self._buffer.last_terminal_lost
+            abandoned = self._buffer.lost.last_abandoned
         if lost_terminal is not None and not self._terminal_loss_logged:
             self._log_terminal_loss(lost_terminal)
+        if abandoned is not None and not self._abandon_logged:
+            self._log_abandoned(abandoned)
 
     def _log_terminal_loss(self, media_id: str) -> None:
         self._terminal_loss_logged = True
-        logger.error(
-            "progress_sdk: the terminal event of media %r was lost: the buffer "
-            "(buffer_size=%d) held nothing but terminal events of media that may be on "
-            "screen, so a panel may stay open. Counted in stats().terminals_lost (logged "
-            "once); a larger buffer_size rides out a longer outage.",
+        logger.warning(
+            "progress_sdk: the terminal event of media %r did not fit: the buffer "
+            "(buffer_size=%d) held nothing but terminal events of media on screen. It is "
+            "kept aside and sent again, same seq, once the buffer has room. Counted in "
+            "stats().terminals_lost and terminals_resent (logged once); a larger "
+            "buffer_size rides out a longer outage.",
             media_id,
             self.buffer_size,
+        )
+
+    def _log_abandoned(self, media_id: str) -> None:
+        self._abandon_logged = True
+        logger.error(
+            "progress_sdk: the terminal event of media %r was lost for good: the buffer "
+            "was full of terminal events and so was the room kept for them beside it "
+            "(%d bytes), so its panel may stay open. Counted in "
+            "stats().terminals_abandoned (logged once).",
+            media_id,
+            self._buffer.lost.max_bytes,
         )
 
     def _refuse_if_closing(self, event: str) -> None:
@@ -500,7 +527,7 @@ class ProgressPublisher:
         buffer = self._buffer
         with self._lock:
             target = buffer.flush_target()
-            if buffer.settled_through >= target:
+            if not buffer.unsettled(target):
                 return True
             sender.flushers += 1
             if sender.idle:
@@ -508,7 +535,7 @@ class ProgressPublisher:
             # Restarted once per call: a thread that dies again is not restarted in a loop.
             restarts = 1
             try:
-                while buffer.settled_through < target:
+                while buffer.unsettled(target):
                     if not sender.running:
                         if not restarts or not self._ensure_sender_locked():
                             return False
@@ -654,7 +681,7 @@ class ProgressPublisher:
         sender = self._sender
         with self._lock:
             return PublisherStats(
-                accepted=self._accepted,
+                accepted=self._accepted + self._buffer.lost.resent,
                 published=sender.published,
                 coalesced=self._buffer.coalesced,
                 dropped=self._dropped_locked(),
@@ -666,6 +693,9 @@ class ProgressPublisher:
                 forgiven=dict(self._forgiven),
                 extra_failed=sender.extra_failed,
                 terminals_lost=self._buffer.terminals_lost,
+                terminals_resent=self._buffer.lost.resent,
+                terminals_waiting=len(self._buffer.lost),
+                terminals_abandoned=self._buffer.lost.abandoned,
                 fenced_runs=self._liveness.fenced_runs if self._liveness is not None else 0,
             )
 

@@ -1,15 +1,17 @@
 """The overflow invariant, held over random emit / overflow / outage / hang sequences.
 
-Every media whose PROCESSING_STARTED was sent gets its terminal event sent, unless, when
-that terminal event gave way, the waiting events were all terminal events of media whose
-start was sent or in flight (counted in ``terminals_lost``); and every event lost before
-a media's last sent event shows as a gap in its ``seq``. This holds in every state of the
-sender, including while a batch is in flight (a connect that hangs), after it is put
-back unwritten (no connection), and after it is published in part or cut after it was
-written (Redis may have published the rest: consumers may have seen it). "Media" means a
-*run* of a media: a run may announce itself more than once (rule 1), and a media may be
-analysed again after its terminal event. ``accepted == published + coalesced + dropped
-+ queued`` after every step.
+Every media whose PROCESSING_STARTED was sent gets its terminal event sent. A terminal
+event gives way only when the waiting events were all terminal events of media whose
+start was sent or in flight (counted in ``terminals_lost``), and then it is kept aside
+and queued again, same bytes and seq, once there is room (the harness plays the sender:
+``resend_lost`` before each batch) or before its media's next start; and every event
+lost before a media's last sent event shows as a gap in its ``seq``. This holds in every
+state of the sender, including while a batch is in flight (a connect that hangs), after
+it is put back unwritten (no connection), and after it is published in part or cut after
+it was written (Redis may have published the rest: consumers may have seen it). "Media"
+means a *run* of a media: a run may announce itself more than once (rule 1), and a media
+may be analysed again after its terminal event. ``accepted + resent == published +
+coalesced + dropped + queued`` after every step.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class Harness:
         self.numbered = [0] * MEDIA  # events of each media that took a seq number
         self.end_seq: dict[Run, int] = {}  # the seq each run's terminal event took
         self.terminal_lost_legitimately: set[Run] = set()
+        self.terminal_losses = 0  # a terminal event queued again may be lost again
         self.events: dict[int, tuple[str, str, str]] = {}  # id(entry) -> what it is
 
     def event_of(self, item: Any) -> tuple[str, str, str]:
@@ -128,6 +131,7 @@ class Harness:
         before = dict(buffer.waiting())
         coalesced = buffer.coalesced
         lost_count = buffer.terminals_lost
+        resent = buffer.lost.resent
         buffer.accept(entry)
         self.accepted += 1
         if buffer.coalesced == coalesced:
@@ -138,12 +142,16 @@ class Harness:
         lost = [item for ticket, item in before.items() if ticket not in after]
         if entry.state == DONE and buffer.coalesced == coalesced:  # dropped at once
             lost.append(entry)
-        needed_losses = 0
+        # A start queues its media's lost terminal event first; one that found no room
+        # went back aside (a loss again, by the same ranks).
+        queued = int(entry.state != DONE and buffer.coalesced == coalesced)
+        needed_losses = buffer.lost.resent - resent - (len(after - before.keys()) - queued)
         for item in lost:
             lost_name, lost_run, lost_event = self.event_of(item)
             if lost_event == "PROCESSING_COMPLETED":
                 needed_losses += self.check_terminal_loss((lost_name, lost_run), before)
         assert buffer.terminals_lost - lost_count == needed_losses
+        self.terminal_losses += needed_losses
 
     def check_terminal_loss(self, run: Run, before: dict[int, Any]) -> int:
         """A terminal event gave way: legitimate, and counted, only when the buffer was
@@ -181,6 +189,7 @@ class Harness:
             self.ended.add((f"m{media}", f"r{self.run[media]}"))
             self.accept(media, "PROCESSING_COMPLETED")
         elif self.flight is None and kind in ("send", "outage", "hang"):
+            self.buffer.resend_lost()  # as the sender does before each batch
             self.flight = self.buffer.take(op[1])
             if kind == "send":
                 self.publish()
@@ -223,14 +232,17 @@ class Harness:
     def check_accounting(self) -> None:
         buffer = self.buffer
         dropped = sum(buffer.dropped.values())
-        assert self.accepted == len(self.sent) + buffer.coalesced + dropped + buffer.queued
+        resent = buffer.lost.resent
+        assert self.accepted + resent == len(self.sent) + buffer.coalesced + dropped + buffer.queued
+        lost = buffer.lost
+        assert buffer.terminals_lost == lost.resent + len(lost) + lost.abandoned
         # The waiting events, plus the batch in flight (at most one batch over capacity).
         assert buffer.queued <= self.capacity + MAX_BATCH
 
     def drain(self) -> None:
         if self.flight is not None:
             self.publish()
-        while self.buffer.ready:
+        while self.buffer.resend_lost() or self.buffer.ready:
             self.flight = self.buffer.take(1000)
             self.publish()
 
@@ -312,11 +324,10 @@ def _play_and_check(capacity: int, program: list[tuple[Any, ...]]) -> None:
             # Every event of the media lost before it (not replaced) is a gap before it.
             assert event["seq"] == harness.end_seq[run], run
     for run, events in by_run.items():
-        if (
-            "PROCESSING_STARTED" in events
-            and run in harness.ended
-            and run not in harness.terminal_lost_legitimately
-        ):
+        if "PROCESSING_STARTED" in events and run in harness.ended:
+            # Its terminal event too, queued again if it had to give way.
             assert "PROCESSING_COMPLETED" in events, (run, events)
-    assert harness.buffer.queued == 0
-    assert harness.buffer.terminals_lost == len(harness.terminal_lost_legitimately)
+    buffer = harness.buffer
+    assert buffer.queued == 0 and len(buffer.lost) == 0 and buffer.lost.abandoned == 0
+    assert buffer.terminals_lost == harness.terminal_losses == buffer.lost.resent
+    assert harness.terminal_lost_legitimately <= harness.ended
