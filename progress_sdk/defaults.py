@@ -90,7 +90,7 @@ MAX_REMEMBERED_MEDIA = 100_000
 
 # Snapshots (current state of in-flight media in Redis) --------------------------
 # Key layout, all under one configurable prefix:
-#   {prefix}media:{media_id}   hash: the media's snapshot (fields: snapshot.py)
+#   {prefix}media:{media_id}   hash: the media's snapshot (fields: snapshot/_codec.py)
 #   {prefix}user:{user_id}     sorted set: the user's media with a snapshot, by updated-at
 #   {prefix}inflight           sorted set: media without a terminal event, by updated-at
 #   {prefix}sweeper            string: the dead-worker sweeper's lease (SET NX PX)

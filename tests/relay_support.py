@@ -342,6 +342,8 @@ def write_snapshots(redis_url: str, prefix: str, user_id: str, count: int,
                     models: int = 3) -> None:
     """``count`` running media of ``user_id`` with ``models`` models each, as a publisher
     writes their snapshots (media ``m-0`` .. ``m-<count-1>``, the last one newest)."""
+    from snapshot_oracle import fold_each
+
     from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker
 
     tracker = SnapshotTracker(SnapshotConfig(SnapshotKeys(prefix)), channel="unused")
@@ -349,10 +351,10 @@ def write_snapshots(redis_url: str, prefix: str, user_id: str, count: int,
     start = time.time() - count
     for n in range(count):
         media = {"media_id": f"m-{n}", "user_id": user_id, "source": "w"}
-        tracker.apply({**media, "event": "PROCESSING_STARTED", "seq": 1,
+        fold_each(tracker, {**media, "event": "PROCESSING_STARTED", "seq": 1,
                        "data": {"filename": f"clip-{n}.mp4"}}, start + n)
         for k in range(models):
-            tracker.apply({**media, "event": "FRAME_ANALYSIS_PROGRESS", "seq": 2 + k,
+            fold_each(tracker, {**media, "event": "FRAME_ANALYSIS_PROGRESS", "seq": 2 + k,
                            "data": {"model_name": f"MODEL-{k}", "progress": 5, "total": 10,
                                     "phase": "frame_analysis"}}, start + n)
         if n % 200 == 199 or n == count - 1:

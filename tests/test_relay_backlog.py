@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 from relay_support import SECRET, Client, RelayProcess, StalledSocket, event, wait_until
+from snapshot_oracle import fold_each
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker
 from simulator.relay import sign_token
@@ -176,7 +177,7 @@ def test_a_socket_over_its_limit_is_disconnected_others_keep_receiving_and_it_re
     publish = redis.Redis.from_url(redis_url)
     slow_user, other_user = _user(), _user()
     tracker = SnapshotTracker(SnapshotConfig(keys), channel=channel)
-    tracker.apply({"media_id": "m-slow", "user_id": slow_user, "event": "PROCESSING_STARTED",
+    fold_each(tracker, {"media_id": "m-slow", "user_id": slow_user, "event": "PROCESSING_STARTED",
                    "data": {"filename": "a.mp4"}, "seq": 1, "source": "w"}, time.time())
     for command in tracker.take_commands():
         publish.execute_command(*command)

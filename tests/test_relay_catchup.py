@@ -28,6 +28,7 @@ from relay_support import (
     wait_until,
     write_snapshots,
 )
+from snapshot_oracle import fold_each
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
 from simulator.catchup_check import check_late_join
@@ -107,7 +108,7 @@ def test_healthz_counts_catch_ups_snapshots_sent_and_catch_ups_redis_refused(
     tracker = SnapshotTracker(SnapshotConfig(keys), channel=channel)
     user = f"u-{uuid.uuid4().hex[:8]}"
     for media_id in ("m1", "m2"):
-        tracker.apply({"media_id": media_id, "user_id": user, "event": "PROCESSING_STARTED",
+        fold_each(tracker, {"media_id": media_id, "user_id": user, "event": "PROCESSING_STARTED",
                        "data": {}, "seq": 1, "source": "w"}, time.time())
     client = redis.Redis.from_url(server.url)
     for command in tracker.take_commands():
@@ -154,7 +155,7 @@ def test_two_relay_nodes_run_the_sweeper_and_one_acts(
     for n in range(3):
         for seq, (kind, data) in enumerate([("PROCESSING_STARTED", {}),
                                             ("ANALYSIS_STARTED", {"model_name": "A"})], 1):
-            tracker.apply({"media_id": f"dead-{n}", "user_id": "u", "event": kind,
+            fold_each(tracker, {"media_id": f"dead-{n}", "user_id": "u", "event": kind,
                            "data": data, "seq": seq, "source": "w"}, old)
     for command in tracker.take_commands():
         client.execute_command(*command)
@@ -314,7 +315,7 @@ def test_a_snapshot_of_another_user_is_never_sent_when_a_media_id_was_reused(
     client = redis.Redis.from_url(redis_url)
     for user, media in ((alice, "m-mine"), (alice, "m-reused"), (bob, "m-reused")):
         tracker = SnapshotTracker(SnapshotConfig(keys), channel=channel)
-        tracker.apply({"media_id": media, "user_id": user, "event": "PROCESSING_STARTED",
+        fold_each(tracker, {"media_id": media, "user_id": user, "event": "PROCESSING_STARTED",
                        "data": {"filename": f"{user}.mp4"}, "seq": 1, "source": user},
                       time.time())
         for command in tracker.take_commands():

@@ -14,6 +14,7 @@ import pytest
 import redis
 from own_redis import OwnRedis
 from relay_support import SECRET, Client, RelayProcess, wait_until
+from snapshot_oracle import fold_each
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_user
 from simulator.relay import sign_token
@@ -26,7 +27,7 @@ def write(client: redis.Redis, keys: SnapshotKeys, owner: str, *events: dict[str
     them (without publishing anything)."""
     tracker = SnapshotTracker(SnapshotConfig(keys), channel="unused", owner=owner)
     for event in events:
-        tracker.apply(event, time.time())
+        fold_each(tracker, event, time.time())
     for command in tracker.take_commands():
         client.execute_command(*command)
 

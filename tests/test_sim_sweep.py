@@ -8,6 +8,7 @@ import uuid
 import pytest
 import redis
 from click.testing import CliRunner
+from snapshot_oracle import fold_each
 
 from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
 from progress_sdk.sweeper import Sweeper, SweepResult
@@ -21,7 +22,7 @@ def test_sweep_once_fails_stale_media_and_says_which(redis_url: str, channel: st
     client = redis.Redis.from_url(redis_url)
     tracker = SnapshotTracker(SnapshotConfig(keys))
     for media_id, at in (("old", time.time() - 100), ("new", time.time())):
-        tracker.apply({"media_id": media_id, "user_id": "u", "event": "PROCESSING_STARTED",
+        fold_each(tracker, {"media_id": media_id, "user_id": "u", "event": "PROCESSING_STARTED",
                        "data": {}, "seq": 1, "source": "w"}, at)
     for command in tracker.take_commands():
         client.execute_command(*command)
@@ -71,7 +72,7 @@ def test_sweep_leaves_a_live_workers_quiet_media_unless_stuck_after_says(
     keys = SnapshotKeys(f"test-cli-sweep-{uuid.uuid4().hex[:8]}:")
     client = redis.Redis.from_url(redis_url)
     tracker = SnapshotTracker(SnapshotConfig(keys), owner="w-live")
-    tracker.apply({"media_id": "quiet", "user_id": "u", "event": "PROCESSING_STARTED",
+    fold_each(tracker, {"media_id": "quiet", "user_id": "u", "event": "PROCESSING_STARTED",
                    "data": {}, "seq": 1, "source": "w-live"}, time.time() - 100)
     for command in tracker.take_commands():
         client.execute_command(*command)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+from snapshot_oracle import fold_each
 
 from progress_sdk import defaults as d
 from progress_sdk.exceptions import ConfigurationError
@@ -162,18 +163,18 @@ def test_client_payload_is_camel_case_with_seq() -> None:
 def test_tracker_writes_only_changed_models_and_forgets_finished_media() -> None:
     """A batch's writes carry the touched rows only; a finished media is then dropped."""
     tracker = SnapshotTracker(SnapshotConfig())
-    tracker.apply(ev("PROCESSING_STARTED", 1), 1.0)
-    tracker.apply(ev("ANALYSIS_STARTED", 2, model_name="A"), 1.0)
-    tracker.apply(ev("ANALYSIS_STARTED", 3, model_name="B"), 1.0)
+    fold_each(tracker, ev("PROCESSING_STARTED", 1), 1.0)
+    fold_each(tracker, ev("ANALYSIS_STARTED", 2, model_name="A"), 1.0)
+    fold_each(tracker, ev("ANALYSIS_STARTED", 3, model_name="B"), 1.0)
     load, first, *indexes = tracker.take_commands()
     assert load[:2] == ("SCRIPT", "LOAD") and first[0] == "EVALSHA"
     assert [c[0] for c in indexes] == ["ZADD", "ZADD", "PEXPIRE"]
     assert {"model:A", "model:B"} <= set(first)
-    tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", 4, model_name="B", progress=1, total=2), 2.0)
+    fold_each(tracker, ev("FRAME_ANALYSIS_PROGRESS", 4, model_name="B", progress=1, total=2), 2.0)
     light = tracker.take_commands()  # a running media written before: plain commands
     assert [c[0] for c in light] == ["HSET", "ZADD"]  # its expiry was just written
     assert "model:B" in light[0] and "model:A" not in light[0] and "status" not in light[0]
-    tracker.apply(ev("PROCESSING_FAILED", 5, error_message="x"), 3.0)
+    fold_each(tracker, ev("PROCESSING_FAILED", 5, error_message="x"), 3.0)
     final = tracker.take_commands()
     assert [c[0] for c in final] == ["SCRIPT", "EVALSHA", "ZREM", "ZADD", "PEXPIRE"]
     assert len(tracker) == 0 and tracker.take_commands() == []
@@ -186,12 +187,13 @@ def test_a_running_media_s_expiry_is_pushed_back_once_per_refresh_interval() -> 
     config = SnapshotConfig(inflight_ttl=50.0)
     clock = [0.0]
     tracker = SnapshotTracker(config, clock=lambda: clock[0])
-    tracker.apply(ev("PROCESSING_STARTED", 1), 1.0)
+    fold_each(tracker, ev("PROCESSING_STARTED", 1), 1.0)
     assert tracker.take_commands()[1][4] == "55000"  # EVALSHA's expiry argument
     written = []
     for seq, now in enumerate([1.0, 4.9, 5.0, 6.0, 9.9, 10.0], start=2):
         clock[0] = now
-        tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", seq, model_name="A", progress=1, total=2), now)
+        event = ev("FRAME_ANALYSIS_PROGRESS", seq, model_name="A", progress=1, total=2)
+        fold_each(tracker, event, now)
         expiry = [c for c in tracker.take_commands() if c[0] == "PEXPIRE"]
         if expiry:
             assert expiry == [("PEXPIRE", config.keys.media("m1"), "55000")]
@@ -205,10 +207,10 @@ def test_a_batch_s_running_media_share_one_in_flight_index_write() -> None:
     config = SnapshotConfig()
     tracker = SnapshotTracker(config)
     for media in ("a", "b", "c"):
-        tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
+        fold_each(tracker, ev("PROCESSING_STARTED", 1, media=media), 1.0)
     tracker.take_commands()
     for media, now in (("a", 2.0), ("b", 3.0), ("c", 4.5)):
-        tracker.apply(ev("FRAME_ANALYSIS_PROGRESS", 2, media=media, model_name="A",
+        fold_each(tracker, ev("FRAME_ANALYSIS_PROGRESS", 2, media=media, model_name="A",
                          progress=1, total=2), now)  # fmt: skip
     commands = tracker.take_commands()
     assert [c[0] for c in commands] == ["HSET", "HSET", "HSET", "ZADD"]
@@ -224,12 +226,12 @@ def test_a_batch_writes_each_index_once_after_every_hash() -> None:
     keys = config.keys
     tracker = SnapshotTracker(config)
     for media in ("done", "busy"):
-        tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
+        fold_each(tracker, ev("PROCESSING_STARTED", 1, media=media), 1.0)
     tracker.take_commands()
-    tracker.apply(ev("PROCESSING_COMPLETED", 2, media="done"), 2.0)
-    tracker.apply(ev("ANALYSIS_STARTED", 2, media="busy", model_name="A"), 2.0)
+    fold_each(tracker, ev("PROCESSING_COMPLETED", 2, media="done"), 2.0)
+    fold_each(tracker, ev("ANALYSIS_STARTED", 2, media="busy", model_name="A"), 2.0)
     for media in ("new1", "new2"):
-        tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 3.0)
+        fold_each(tracker, ev("PROCESSING_STARTED", 1, media=media), 3.0)
     commands = tracker.take_commands()
     assert [c[0] for c in commands] == [
         "SCRIPT", "EVALSHA", "HSET", "EVALSHA", "EVALSHA", "ZREM", "ZADD", "ZADD", "ZADD",
@@ -248,7 +250,7 @@ def test_every_write_touches_one_key_so_a_cluster_can_route_it() -> None:
     each (a Redis Cluster refuses a script whose keys span hash slots)."""
     config = SnapshotConfig()
     tracker = SnapshotTracker(config)
-    tracker.apply(ev("PROCESSING_STARTED", 1), 1.0)
+    fold_each(tracker, ev("PROCESSING_STARTED", 1), 1.0)
     _, *commands = tracker.take_commands()
     assert commands[0][:3] == ("EVALSHA", WRITE_SCRIPT_SHA, "1")
     keys = [c[3] if c[0] == "EVALSHA" else c[1] for c in commands]
@@ -261,7 +263,7 @@ def test_tracker_is_bounded() -> None:
     config = SnapshotConfig()
     tracker = SnapshotTracker(config, max_media=2)
     for media in ("a", "b", "c"):
-        tracker.apply(ev("PROCESSING_STARTED", 1, media=media), 1.0)
+        fold_each(tracker, ev("PROCESSING_STARTED", 1, media=media), 1.0)
     written = [c[3] for c in tracker.take_commands() if c[0] == "EVALSHA"]
     assert len(tracker) == 2 and written == [config.keys.media("b"), config.keys.media("c")]
 
@@ -300,7 +302,7 @@ def write(client: redis.Redis, tracker: SnapshotTracker, *events: dict) -> None:
     """Apply ``events`` as one batch and run the commands the tracker makes."""
     now = time.time()
     for event in events:
-        tracker.apply(event, now)
+        fold_each(tracker, event, now)
     for command in tracker.take_commands():
         client.execute_command(*command)
 

@@ -17,6 +17,7 @@ import pytest
 import redis
 from redis_cluster import LocalCluster
 from relay_support import SECRET, RelayProcess, sockets_joining_a_busy_job
+from snapshot_oracle import fold_each
 from test_sim_cluster import Collector
 
 from progress_sdk import ProgressPublisher
@@ -190,7 +191,7 @@ def test_a_sweeper_stopped_between_its_claim_and_its_publishes_is_completed_by_t
     for seq, (event, model) in enumerate([("PROCESSING_STARTED", None),
                                           ("ANALYSIS_STARTED", "A"),
                                           ("ANALYSIS_STARTED", "B")], start=1):
-        tracker.apply({"media_id": "lost", "user_id": "u", "event": event, "seq": seq,
+        fold_each(tracker, {"media_id": "lost", "user_id": "u", "event": event, "seq": seq,
                        "data": {"model_name": model} if model else {}, "source": "w"},
                       time.time() - 60)
     for command in tracker.take_commands():

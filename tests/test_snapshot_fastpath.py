@@ -1,6 +1,6 @@
 """The publisher's snapshot writer (``SnapshotHook``) folds whole batches read back from
 their wire bytes; Redis must end up holding exactly what the straightforward fold (each
-event through ``SnapshotTracker.apply``, in order) writes."""
+event folded on its own, in order: tests/snapshot_oracle.py) writes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from snapshot_oracle import fold_each
 
 from progress_sdk._wire import WireEncoder
 from progress_sdk.snapshot import SnapshotConfig, SnapshotHook, SnapshotKeys, SnapshotTracker
@@ -101,11 +102,11 @@ def random_batches(seed: int, events: int) -> Iterator[list[bytes]]:
 
 
 def reference_commands(tracker: SnapshotTracker, batch: list[bytes]) -> list[Any]:
-    """The straightforward fold: each decoded event through ``apply``, in order."""
+    """The straightforward fold: each decoded event on its own, in order."""
     for payload in batch:
         event = orjson.loads(payload)
         ts = datetime.fromisoformat(event["timestamp"]).timestamp()
-        tracker.apply(event, ts)
+        fold_each(tracker, event, ts)
     return tracker.take_commands()
 
 

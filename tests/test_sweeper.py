@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import Subscriber
+from snapshot_oracle import fold_each
 
 from progress_sdk import defaults as d
 from progress_sdk.contract import validate_lines
@@ -45,7 +46,7 @@ def start_media(client: redis.Redis, config: SnapshotConfig, media_id: str, at: 
         ("PROCESSING_STARTED", {}), ("ANALYSIS_STARTED", {"model_name": "A"}),
         ("ANALYSIS_COMPLETED", {"model_name": "A"}), ("ANALYSIS_STARTED", {"model_name": "B"}),
     ], start=1):  # fmt: skip
-        tracker.apply({"media_id": media_id, "user_id": "u", "event": event, "data": data,
+        fold_each(tracker, {"media_id": media_id, "user_id": "u", "event": event, "data": data,
                        "seq": seq, "source": "w"}, at)
     for command in tracker.take_commands():
         client.execute_command(*command)
@@ -83,12 +84,12 @@ def test_a_worker_that_resumes_after_the_sweep_cannot_reopen_its_media(
     """The stopped worker's next progress write leaves the media failed and swept."""
     tracker = SnapshotTracker(config)
     event = {"media_id": "zombie", "user_id": "u", "data": {"model_name": "B"}, "source": "w"}
-    tracker.apply({**event, "event": "PROCESSING_STARTED", "seq": 1}, time.time() - 60)
-    tracker.apply({**event, "event": "ANALYSIS_STARTED", "seq": 2}, time.time() - 60)
+    fold_each(tracker, {**event, "event": "PROCESSING_STARTED", "seq": 1}, time.time() - 60)
+    fold_each(tracker, {**event, "event": "ANALYSIS_STARTED", "seq": 2}, time.time() - 60)
     for command in tracker.take_commands():
         client.execute_command(*command)
     assert Sweeper(client, channel=channel, config=config, stale_after=30).sweep().failed
-    tracker.apply({**event, "event": "FRAME_ANALYSIS_PROGRESS", "seq": 3,
+    fold_each(tracker, {**event, "event": "FRAME_ANALYSIS_PROGRESS", "seq": 3,
                    "data": {"model_name": "B", "progress": 5, "total": 9}}, time.time())
     for command in tracker.take_commands():
         client.execute_command(*command)
