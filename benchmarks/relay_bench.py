@@ -342,9 +342,58 @@ async def _queue_us(queue: Any, repeats: int = 50000) -> float:
     return (time.process_time() - began) / repeats * 1e6
 
 
+async def _emit_path_us(bounded: bool, users: int = 250, events: int = 20000) -> float:
+    """python-socketio's room emit to 500 sockets (two per user) and python-engineio's
+    ``poll`` taking each packet, in one process, no network: per event, on the socket
+    queue python-engineio makes or on the relay's."""
+    import engineio.async_socket
+    import socketio
+
+    from simulator.relay.backlog import BacklogLimits, BacklogStats
+    from simulator.relay.engine_internals import JsonPacket, install_backlogs
+
+    sio = socketio.AsyncServer(async_mode="asgi", serializer=JsonPacket)
+    if bounded:
+        install_backlogs(sio, BacklogLimits(), BacklogStats())
+    taken = [0]
+
+    async def writer(socket: Any) -> None:
+        while packets := await socket.poll():
+            for packet in packets:
+                packet.encode()
+            taken[0] += len(packets)
+
+    writers = []
+    for n in range(users * 2):
+        socket = engineio.async_socket.AsyncSocket(sio.eio, f"e{n}")
+        sio.eio.sockets[f"e{n}"] = socket
+        await sio.enter_room(await sio.manager.connect(f"e{n}", "/"), f"user:{n // 2}")
+        writers.append(asyncio.create_task(writer(socket)))
+    began = time.process_time()
+    for i in range(events):
+        payload = dict(_PAYLOAD, seq=i, mediaId=f"m{i % users}")
+        await sio.emit("progress_update", payload, room=f"user:{i % users}")
+    while taken[0] < 2 * events:
+        await asyncio.sleep(0)
+    spent = time.process_time() - began
+    for socket in sio.eio.sockets.values():
+        socket.queue.put_nowait(None)
+    await asyncio.gather(*writers)
+    return spent / events * 1e6
+
+
+def _on_relay_loop(coroutine: Any) -> float:
+    """Run on uvloop when installed, as the relay does."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - depends on the environment
+        return float(asyncio.run(coroutine))
+    return float(uvloop.run(coroutine))
+
+
 def micro(repeats: int) -> None:
     """The per-event costs the relay chose its way around, each against the default, and
-    what the bounded backlog adds per delivery."""
+    what the bounded backlog adds per delivery and per event."""
     import socketio.packet
 
     sys.path.insert(0, str(HERE.parent.parent))
@@ -360,6 +409,9 @@ def micro(repeats: int) -> None:
         bounded = BacklogQueue(BacklogLimits(), BacklogStats(), lambda queue, limit: None)
         figures.setdefault("socket queue: BacklogQueue", []).append(
             asyncio.run(_queue_us(bounded)))
+        for bounded in (False, True):
+            name = f"emit path, 500 sockets: {'BacklogQueue' if bounded else 'asyncio.Queue'}"
+            figures.setdefault(name, []).append(_on_relay_loop(_emit_path_us(bounded)))
         for blocking in (False, True):
             for hiredis in (False, True):
                 name = (f"read {'blocking' if blocking else 'timeout=1'}, "

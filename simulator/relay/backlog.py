@@ -106,7 +106,10 @@ class BacklogStats:
 class Backlog(Generic[T]):
     """The packets waiting for one socket, oldest first (see the module doc)."""
 
-    __slots__ = ("_latest", "_next", "bytes", "items", "last_size", "limits", "over", "stats")
+    __slots__ = (
+        "_high_bytes", "_high_events", "_latest", "_max_bytes", "_max_events", "_next",
+        "bytes", "items", "last_size", "limits", "over", "stats",
+    )
 
     def __init__(self, limits: BacklogLimits, stats: BacklogStats) -> None:
         self.limits = limits
@@ -122,6 +125,10 @@ class Backlog(Generic[T]):
         several times per packet)."""
         self._latest: dict[Hashable, int] = {}
         self._next = 0
+        self._max_bytes, self._max_events = limits.max_bytes, limits.max_events
+        # The stats' marks as this backlog last saw them: shared by every socket, so
+        # another socket may have raised them since (checked when passed).
+        self._high_bytes, self._high_events = stats.high_water_bytes, stats.high_water_events
 
     def __len__(self) -> int:
         return len(self.items)
@@ -131,25 +138,30 @@ class Backlog(Generic[T]):
         (same ``key``), if any. ``over`` says whether a limit is exceeded now."""
         replaced = None
         items = self.items
+        number = self._next
+        self._next = number + 1
         if key is not None:
-            older = self._latest.get(key)
+            latest = self._latest
+            older = latest.get(key)
             if older is not None:
                 replaced, old_size, _ = items.pop(older)
                 self.bytes -= old_size
                 self.stats.replaced += 1
-            self._latest[key] = self._next
-        items[self._next] = (item, size, key)
-        self._next += 1
+            latest[key] = number
+        items[number] = (item, size, key)
         waiting = self.bytes = self.bytes + size
         count = len(items)
-        # Comparisons, not max(): this runs for every packet of every socket.
-        stats = self.stats
-        if waiting > stats.high_water_bytes:  # noqa: PLR1730
-            stats.high_water_bytes = waiting
-        if count > stats.high_water_events:  # noqa: PLR1730
-            stats.high_water_events = count
-        self.over = waiting > self.limits.max_bytes or count > self.limits.max_events
+        # Every packet of every socket passes here: the high-water marks are written only
+        # when passed, and the limits are read from this object, not ``limits``.
+        if waiting > self._high_bytes or count > self._high_events:
+            self._raise_high_water(waiting, count)
+        self.over = waiting > self._max_bytes or count > self._max_events
         return replaced
+
+    def _raise_high_water(self, waiting: int, count: int) -> None:
+        stats = self.stats
+        stats.high_water_bytes = self._high_bytes = max(stats.high_water_bytes, waiting)
+        stats.high_water_events = self._high_events = max(stats.high_water_events, count)
 
     def pop(self) -> T:
         """Take the oldest item (``IndexError`` when there is none)."""
