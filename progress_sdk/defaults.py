@@ -87,6 +87,11 @@ CONNECT_TIMEOUT = 2.0
 # again at 1, a validator has long forgotten the pair too and takes the new sequence as
 # a fresh start rather than a repeat.
 MAX_REMEMBERED_MEDIA = 100_000
+# Finished media whose snapshots a publisher rewrites after Redis lost its data (their
+# snapshots stay DEFAULT_SNAPSHOT_TTL after the end): a worker ends a few a minute; past
+# this many, the oldest finished ones are left out (history, not a run in flight).
+# ~1 KB each.
+MAX_REWRITTEN_FINISHED = 1_000
 
 # Snapshots (current state of in-flight media in Redis) --------------------------
 # Key layout, all under one configurable prefix:

@@ -337,6 +337,9 @@ class ProgressPublisher:
                 self.channel if route is None else lambda media_id: route(media_id).decode(),
                 self._liveness,
             )
+            if hasattr(self._transport, "on_new_server"):
+                # A server that lost its data gets every snapshot whole again.
+                self._transport.on_new_server = hook.rewrite_commands
         self._sender = Sender(
             self._buffer,
             self._settled,

@@ -269,6 +269,11 @@ class RedisTransport:
         """Connections made after the first (a restart, a cut, a failed batch), whether
         or not a batch failed first: what ``stats().reconnects`` reports."""
         self._made = 0  # connections made
+        self.on_new_server: Callable[[], Sequence[Command]] | None = None
+        """The commands to write first on a connection to a server other than the last
+        one a batch was written to whole (a restart, a failover): the publisher's
+        snapshots, rewritten whole (``SnapshotHook.rewrite_commands``)."""
+        self._server: str | None = None  # the run_id a batch with those commands reached
         self._pid = os.getpid()
         self._channel_bytes = channel.encode()
         self.activity = Activity()
@@ -318,6 +323,14 @@ class RedisTransport:
         # Connecting (TCP, AUTH/HELLO/SELECT) is over: from here on a stall is a lack of
         # bytes moving, not the time the call has taken.
         self.activity.connected(time.monotonic() - asked if self._made != made else None)
+        server: str | None = None
+        if self._made != made and self.on_new_server is not None:
+            try:
+                extra, server = self._after_new_connection(conn, extra)
+            except (redis.RedisError, OSError) as exc:
+                conn.disconnect()
+                error = mask_url(f"{type(exc).__name__}: {exc}")
+                return Delivery.nothing_sent(len(payloads), error)
         sock = getattr(conn, "_sock", None)
         tally = Tally()
         try:
@@ -338,6 +351,8 @@ class RedisTransport:
             conn.disconnect()
             raise
         delivery = _answered_delivery(len(payloads), tally)
+        if server is not None and not delivery.extra_failed:
+            self._server = server
         if delivery.not_sent:
             # Not serving now: the retry connects afresh, which after a failover behind a
             # proxy or DNS name (READONLY) reaches the new master.
@@ -391,6 +406,37 @@ class RedisTransport:
                 tally.add(True, 0, str(exc))
             if i + 1 == len(extra):
                 tally.extra_errors = tally.errors
+
+    def _after_new_connection(
+        self, conn: Any, extra: Sequence[Command]
+    ) -> tuple[Sequence[Command], str | None]:
+        """``extra``, after ``on_new_server``'s commands when the server just reached is
+        not the one the last batch was written to whole; and the server's run_id (None:
+        the same server, nothing to write). A restarted Redis without persistence lost
+        every key, and the snapshot writes since the publisher's last whole write are of
+        changed fields alone. One INFO per new connection; a server that does not say
+        its run_id (INFO refused by an ACL) counts as a new one every time."""
+        if self._made == 1:  # the first connection: nothing was written before
+            self._server = self._run_id(conn)
+            return extra, None
+        server = self._run_id(conn)
+        if server is not None and server == self._server:
+            return extra, None
+        assert self.on_new_server is not None
+        return [*self.on_new_server(), *extra], server or ""
+
+    @staticmethod
+    def _run_id(conn: Any) -> str | None:
+        try:
+            conn.send_command("INFO", "server", check_health=False)
+            info = conn.read_response()
+        except redis.ResponseError:
+            return None
+        text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+        for line in text.splitlines():
+            if line.startswith("run_id:"):
+                return line[len("run_id:"):].strip()
+        return None
 
     def _count_connection(self) -> None:
         if self._made:

@@ -6,7 +6,7 @@ was given."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -75,6 +75,16 @@ class DetectingTransport:
         except ConnectFailed as exc:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         return transport.publish(payloads, extra, channels)
+
+    @property
+    def on_new_server(self) -> Callable[[], Sequence[Command]] | None:
+        """The single-server transport's (``RedisTransport.on_new_server``); a cluster
+        leaves it unused."""
+        return self._single.on_new_server
+
+    @on_new_server.setter
+    def on_new_server(self, hook: Callable[[], Sequence[Command]] | None) -> None:
+        self._single.on_new_server = hook
 
     @property
     def reconnects(self) -> int:

@@ -63,6 +63,18 @@ class SnapshotHook:
         liveness.open = len(self.tracker)
         return commands
 
+    def rewrite_commands(self) -> list[tuple[str | bytes, ...]]:
+        """For a server that lost its data (``RedisTransport.on_new_server``, on the
+        sender thread, before the batch is written): this publisher's liveness key, then
+        every snapshot it holds written whole (``SnapshotTracker.rewrite_commands``). The
+        key first: a sweeper must not find the rewritten media of a live worker ownerless."""
+        commands = self.tracker.rewrite_commands()
+        live = self.liveness
+        if live is not None and commands:
+            ttl = str(max(1, int(live.ttl * 1000)))
+            commands.insert(0, ("SET", live.key, "1", "PX", ttl))
+        return commands
+
     def take_withheld(self) -> list[int]:
         """Positions, in the batch last given, of events that must not go out."""
         withheld, self._withheld = self._withheld, []

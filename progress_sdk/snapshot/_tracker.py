@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import defaults as d
@@ -100,6 +100,9 @@ class SnapshotTracker:
         self._states: OrderedDict[str, MediaSnapshot] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
         self._expiry_due: dict[str, float] = {}  # media_id -> when its expiry is written next
+        # Media whose terminal state was taken, with when (clock()): rewritten with the
+        # others by ``rewrite_commands`` while their snapshot would still be in Redis.
+        self._finished: OrderedDict[str, tuple[MediaSnapshot, float]] = OrderedDict()
 
     def apply_batch(
         self, events: Iterable[Mapping[str, Any]], epoch: Callable[[Mapping[str, Any]], float]
@@ -133,7 +136,8 @@ class SnapshotTracker:
         now: float,
     ) -> None:
         # apply()'s work on the state and its pending write, but for recency and bound.
-        previous = touched.get(media_id) or self._states.pop(media_id, None)
+        previous = (touched.get(media_id) or self._states.pop(media_id, None)
+                    or self._ended(media_id, event))
         state = touched[media_id] = fold_event(previous, event, now)
         pending = self._pending.get(media_id)
         if pending is None:
@@ -187,6 +191,7 @@ class SnapshotTracker:
                 if state.terminal:
                     del self._states[media_id]
                     due.pop(media_id, None)
+                    self._remember_finished(state, now)
                 else:
                     due[media_id] = now + refresh_every
                 continue
@@ -200,6 +205,48 @@ class SnapshotTracker:
         if any(command[0] == "EVALSHA" for command in commands):
             commands.insert(0, LOAD_COMMAND)
         return commands + indexes.commands()
+
+    def _ended(self, media_id: str, event: Mapping[str, Any]) -> MediaSnapshot | None:
+        # A batch's tail sent again after a connection cut mid-batch repeats events of a
+        # run this tracker saw end: folded onto that end, not onto nothing, or the
+        # media's snapshot would be written from the tail alone (on a server that lost
+        # its data, without its filename and its other models).
+        if event.get("event") == PROCESSING_STARTED or media_id not in self._finished:
+            return None
+        return self._finished.pop(media_id)[0]
+
+    def _remember_finished(self, state: MediaSnapshot, now: float) -> None:
+        finished = self._finished
+        finished.pop(state.media_id, None)
+        finished[state.media_id] = (state, now)
+        while finished and (
+            len(finished) > d.MAX_REWRITTEN_FINISHED
+            or next(iter(finished.values()))[1] + self.config.ttl <= now
+        ):
+            finished.popitem(last=False)
+
+    def rewrite_commands(self) -> list[tuple[str | bytes, ...]]:
+        """The writes of every snapshot this tracker still holds, whole (every field,
+        every model row, both indexes): the in-flight media, and the finished ones whose
+        snapshot has not expired yet (at most ``MAX_REWRITTEN_FINISHED``, with the expiry
+        they have left). For a server that lost its data (a restart without
+        persistence): the writes since were of changed fields alone, and they would
+        leave partial hashes outside every index. Not fresh: on a server that kept its
+        data, a state a sweeper ended stays ended (``WRITE_SCRIPT``)."""
+        now = self._clock()
+        indexes = IndexWrites(self.config)
+        commands: list[tuple[str | bytes, ...]] = []
+        for state, ended in list(self._finished.values()):
+            left = ended + self.config.ttl - now
+            if left > 0 and state.media_id not in self._states:  # not started again
+                commands.append(script_write(state, replace(self.config, ttl=left), None, False))
+                indexes.whole(state)
+        for state in self._states.values():
+            commands.append(script_write(state, self.config, None, False))
+            indexes.whole(state)
+        if not commands:
+            return []
+        return [LOAD_COMMAND, *commands, *indexes.commands()]
 
     def __len__(self) -> int:
         return len(self._states)
