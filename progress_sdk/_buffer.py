@@ -40,15 +40,17 @@ injected, so every policy here is unit-tested deterministically.
   queued again, same ``seq``, once the buffer has room (``resend_lost``), or right before
   the media's next ``PROCESSING_STARTED``.
 - **Memory.** Without a batch hook or shard routing, a numbered lifecycle event is kept
-  as its bytes alone, back to back with the others in one bytearray (``WireArena``): no
+  as its bytes alone, back to back with the others in a bytearray (``_waiting``): no
   per-event object, so a full garbage collection costs the same with 100,000 events
   buffered as with none; progress events stay ``Entry`` objects so a newer value can
-  replace them.
+  replace them. An evicted event's slot and bytes go once dead slots outnumber the live
+  ones in its segment of the queue, so what is held stays within about twice
+  ``capacity`` and one batch however long a batch hangs in flight.
 
-Positions: every event that enters the queue gets the next *ticket*; the queue always
-holds tickets ``popped`` … ``pushed - 1`` in order (an evicted event leaves ``None`` in its
-place, one in the arena the shared ``IN_ARENA`` placeholder), so ticket ``t`` sits at
-``queue[t - popped]``, and ``flush`` waits for a ticket.
+Positions: every event that enters the queue gets the next *ticket*, kept until it
+leaves; the queue holds the waiting ones in ticket order (``WaitingQueue``), tickets below
+``popped`` were taken, below ``settled`` are published or dropped, and ``flush`` waits
+for a ticket.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ import itertools
 import json
 import time
 from array import array
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -68,6 +70,7 @@ from ._lost_terminals import LostTerminals
 from ._rules import ENVELOPE_V1_FIELDS
 from ._start_watch import StartWatch
 from ._timestamps import parse_timestamp
+from ._waiting import IN_ARENA, WaitingQueue
 from ._wire import WireEncoder
 from .event_types import (
     EVENT_TYPES,
@@ -269,75 +272,6 @@ class TicketFifo:
         self._head = 0
 
 
-class _InArena:
-    """The queue's placeholder for an event whose bytes are in the ``WireArena``."""
-
-    __slots__ = ()
-
-
-IN_ARENA = _InArena()
-
-
-class WireArena:
-    """The bytes of numbered lifecycle events, back to back in one bytearray, by ticket.
-
-    Kept as separate ``bytes`` objects in the queue, 100,000 buffered events cost a full
-    garbage collection ~15 ms more (the collector visits every object a container refers
-    to, and each visit is a cache miss); here the queue refers to one shared placeholder
-    per event, and the bytes cost the collector nothing. ``ends`` holds the end offset of
-    every ticket from ``first`` on (a ticket whose event is not here ends where the one
-    before it did); offsets are absolute, ``shift`` is the absolute offset of ``data[0]``.
-    """
-
-    __slots__ = ("_data", "_ends", "_first", "_shift", "_start")
-
-    def __init__(self, first_ticket: int = 0) -> None:
-        self._data = bytearray()
-        self._ends = array("q")
-        self._first = first_ticket  # the ticket of _ends[0]
-        self._start = 0  # where that ticket's bytes start
-        self._shift = 0
-
-    def __len__(self) -> int:
-        """Bytes held (dead ones included, until the next compaction)."""
-        return len(self._data)
-
-    def push(self, wire: bytes | None) -> None:
-        """Record the next ticket: its bytes, or None for an event kept elsewhere."""
-        ends = self._ends
-        end = ends[-1] if ends else self._start
-        if wire is not None:
-            self._data += wire
-            end += len(wire)
-        ends.append(end)
-
-    def get(self, ticket: int) -> bytes:
-        """The bytes of ``ticket``."""
-        i = ticket - self._first
-        start = self._ends[i - 1] if i else self._start
-        return bytes(self._data[start - self._shift : self._ends[i] - self._shift])
-
-    def release_before(self, ticket: int) -> None:
-        """Tickets before ``ticket`` will not be read again: free their bytes now and then
-        (once they are over half of what is held: amortised O(1) per event)."""
-        done = ticket - self._first
-        if done <= 1024 or done * 2 < len(self._ends):
-            return
-        self._start = self._ends[done - 1]
-        del self._ends[:done]
-        self._first = ticket
-        cut = self._start - self._shift
-        del self._data[:cut]
-        self._shift += cut
-
-    def clear(self, first_ticket: int) -> None:
-        """Forget everything; the next push is ``first_ticket``."""
-        self._data = bytearray()
-        self._ends = array("q")
-        self._first = first_ticket
-        self._start = self._shift = 0
-
-
 class Footprint(NamedTuple):
     """What the buffer holds for the events it counts (``EventBuffer.footprint``)."""
 
@@ -387,11 +321,11 @@ class EventBuffer:
         self.lost = LostTerminals()  # their bytes, until they can be queued again
         self._resent_through = 0  # the ticket after the last terminal event queued again
         self.in_flight: list[Any] = []  # the live events of the batch the sender holds
-        self._taken: list[Any] = []  # that batch's tickets' items, evicted ones as None
-        self._taken_start = 0
-        self._queue: deque[Any] = deque()
-        self._arena = WireArena()
-        self._popped = 0
+        self._taken: list[Any] = []  # that batch's items (= in_flight)
+        self._taken_tickets: list[int] = []  # and their tickets
+        self._taken_start = 0  # the first ticket taken in that batch
+        self._queue = WaitingQueue()
+        self._popped = 0  # tickets from here on wait (or left); below, taken or settled
         self._pushed = 0
         self._settled = 0  # every ticket below this is published or dropped
         self._live = 0  # events in the queue (not evicted)
@@ -517,11 +451,9 @@ class EventBuffer:
             if entry.progress_key is not None:
                 pending[entry.progress_key] = entry
         if self.keep_entries or entry.progress_key is not None:
-            self._queue.append(entry)
-            self._arena.push(None)
+            self._queue.push(self._pushed, entry)
         else:
-            self._queue.append(IN_ARENA)
-            self._arena.push(entry.wire)
+            self._queue.push(self._pushed, IN_ARENA, entry.wire)
         self._by_rank[entry.rank].append(self._pushed)
         self._pushed += 1
         self._live += 1
@@ -580,18 +512,17 @@ class EventBuffer:
         return self.settled_through < max(target, self._resent_through) or bool(self.lost)
 
     def _is_waiting(self, ticket: int) -> bool:
-        position = ticket - self._popped
-        return 0 <= position < len(self._queue) and self._queue[position] is not None
+        return ticket >= self._popped and self._queue.get(ticket) is not None
 
     def _wire_at(self, ticket: int) -> tuple[str, bytes]:
         """The media and bytes of a waiting lifecycle event, the media parsed back from
         the bytes if it has no entry: in the arena, or put back (a batch taken from the
         arena is put back as bytes)."""
-        item = self._queue[ticket - self._popped]
+        item = self._queue.get(ticket)
         if isinstance(item, Entry):
             assert item.wire is not None  # numbered: its bytes are finished
             return item.media_id, item.wire
-        wire = self._arena.get(ticket) if item is IN_ARENA else item
+        wire = self._queue.wire(ticket) if item is IN_ARENA else item
         media_id: str = json.loads(wire)["media_id"]
         return media_id, wire
 
@@ -601,20 +532,19 @@ class EventBuffer:
         its tickets stay, for a put-back batch is evictable again."""
         fifo = self._by_rank[rank]
         queue, popped, first_taken = self._queue, self._popped, self._taken_start
-        while len(fifo) and (
-            fifo[0] < first_taken or (fifo[0] >= popped and queue[fifo[0] - popped] is None)
-        ):
-            fifo.popleft()  # settled or evicted: no candidate any more
+        while len(fifo) and fifo[0] < first_taken:
+            fifo.popleft()  # settled: no candidate any more
         first = 0 if not len(fifo) or fifo[0] >= popped else fifo.index_from(popped)
-        while first < len(fifo) and queue[fifo[first] - popped] is None:
-            fifo.remove_at(first)  # settled in a batch put back in part
+        while first < len(fifo) and queue.get(fifo[first]) is None:
+            # Evicted along with its start, or settled in a batch put back in part.
+            fifo.remove_at(first)
         if first >= len(fifo):
             return None
         if rank == 0:
             # A value that a newer one of its key supersedes goes before the newest.
             for i in range(first, min(len(fifo), first + _SUPERSEDED_SCAN)):
                 ticket = fifo[i]
-                item = queue[ticket - popped]
+                item = queue.get(ticket)
                 if item is not None and self._pending.get(item.progress_key) is not item:
                     fifo.remove_at(i)
                     return ticket
@@ -623,9 +553,7 @@ class EventBuffer:
         return ticket
 
     def _evict(self, ticket: int) -> None:
-        position = ticket - self._popped
-        item = self._queue[position]
-        self._queue[position] = None
+        item = self._queue.kill(ticket)
         self._live -= 1
         self.dropped["evicted"] += 1
         if isinstance(item, Entry):
@@ -675,45 +603,31 @@ class EventBuffer:
     def waiting(self) -> list[tuple[int, Any]]:
         """``(ticket, item)`` of every event waiting in the queue, in order, as ``take``
         would return them (held and in-flight events excluded); for tests and debugging."""
-        found = []
-        for ticket, queued in enumerate(self._queue, self._popped):
-            item = self._arena.get(ticket) if queued is IN_ARENA else queued
-            if item is not None:
-                found.append((ticket, item))
-        return found
+        return list(self._queue.waiting())
 
     def footprint(self) -> Footprint:
         """What is held, for tests and debugging: each figure stays bounded."""
         media, starts = self._starts.remembered()
-        return Footprint(len(self._queue), len(self._arena), media, starts)
+        return Footprint(self._queue.slots, self._queue.wire_bytes, media, starts)
 
     def take(self, limit: int) -> list[Any]:
         """Take up to ``limit`` waiting events in order: ``bytes`` or ``Entry`` items,
         in flight until ``finish_batch``."""
-        batch: list[Any] = []
-        taken: list[Any] = []
-        queue, arena = self._queue, self._arena
-        ticket = self._taken_start = self._popped
-        while queue and len(batch) < limit:
-            item = queue.popleft()
-            if item is IN_ARENA:
-                item = arena.get(ticket)
-            ticket += 1
-            taken.append(item)
-            if item is None:
-                continue  # evicted: its number is a gap
+        self._taken_start = self._popped
+        # Evicted events are passed over (their numbers are gaps); an arena's come as bytes.
+        batch, tickets, after = self._queue.take(limit)
+        if after >= 0:
+            self._popped = after
+        pending = self._pending
+        for item in batch:
             if type(item) is not bytes:
                 item.state = TAKEN
                 key = item.progress_key
-                if key is not None and self._pending.get(key) is item:
-                    del self._pending[key]
-            batch.append(item)
-        self._popped = ticket
-        # A batch put back is put back as the bytes taken here: the arena is done with them.
-        arena.release_before(ticket)
+                if key is not None and pending.get(key) is item:
+                    del pending[key]
         self._live -= len(batch)
-        self._taken = taken
-        self.in_flight = batch
+        self._taken = self.in_flight = batch
+        self._taken_tickets = tickets
         return batch
 
     def finish_batch(self, requeue: list[Any] | None = None, *, written: bool = True) -> None:
@@ -725,14 +639,16 @@ class EventBuffer:
         can have been (no connection)."""
         if requeue:
             keep = {id(item) for item in requeue}
-            for i, item in enumerate(self._taken):
-                if item is not None and (written or id(item) not in keep):
-                    self._starts.went_out(self._taken_start + i)
-            back = [item if id(item) in keep else None for item in self._taken]
-            for item in back:
-                if item is not None and type(item) is not bytes:
-                    item.state = QUEUED
-            self._queue.extendleft(reversed(back))
+            back = []
+            for ticket, item in zip(self._taken_tickets, self._taken, strict=True):
+                kept = id(item) in keep
+                if written or not kept:
+                    self._starts.went_out(ticket)
+                if kept:
+                    back.append((ticket, item))
+                    if type(item) is not bytes:
+                        item.state = QUEUED
+            self._queue.put_back(back)
             self._popped = self._taken_start
             self._live += len(requeue)
             for item in self._taken:
@@ -741,26 +657,25 @@ class EventBuffer:
         else:
             for item in self._taken:
                 _done(item)
-            self._settled = self._taken_start = self._taken_start + len(self._taken)
+            self._settled = self._taken_start = self._popped
             # The starts of the batch went out (every ticket below it left earlier).
             starts = self._by_rank[_START]
             while len(starts) and starts[0] < self._settled:
                 self._starts.went_out(starts.popleft())
-        self._taken = []
-        self.in_flight = []
+        self._taken = self.in_flight = []
+        self._taken_tickets = []
 
     def drain(self) -> int:
         """Drop everything waiting or held (close() gave up); returns how many."""
         lost = self._live + len(self._held)
         if lost:
             self.dropped["closed"] += lost
-        for item in (*self._queue, *self._held.values()):
+        for item in (*self._queue.items(), *self._held.values()):
             _done(item)
-        self._popped += len(self._queue)
+        self._popped = self._pushed
         if not self.in_flight:
             self._taken_start = self._popped
         self._queue.clear()
-        self._arena.clear(self._pushed)
         self._held.clear()
         self._deadlines.clear()
         self._pending.clear()

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from progress_sdk._buffer import Entry, EventBuffer, WireArena
+from progress_sdk import _waiting
+from progress_sdk._buffer import Entry, EventBuffer
 from progress_sdk._wire import WireEncoder
 
 ENCODER = WireEncoder("test-source")
@@ -218,33 +216,7 @@ def test_every_per_media_table_is_bounded(monkeypatch):
     assert (tables.replaceable, tables.held) == (0, 0)
 
 
-# -- the arena of lifecycle bytes ----------------------------------------------------------
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.binary(max_size=40), st.none(), st.integers(1, 3000)), max_size=80))
-def test_the_arena_gives_back_every_ticket_s_bytes_across_compactions(ops: list[Any]) -> None:
-    """Pushes (bytes, or None for an event kept elsewhere) interleaved with releases of
-    everything read so far: every ticket not yet released reads back its own bytes,
-    whatever the compactions did (a release of n tickets is also n reads)."""
-    arena = WireArena()
-    pushed: list[bytes | None] = []
-    released = 0
-    for op in ops:
-        if isinstance(op, int):  # push op filler events, then release all but the last
-            for i in range(op):
-                wire = b"%d" % i if i % 3 else None
-                arena.push(wire)
-                pushed.append(wire)
-            released = max(released, len(pushed) - 1)
-            arena.release_before(released)
-        else:
-            arena.push(op)
-            pushed.append(op)
-        for ticket in range(released, len(pushed)):
-            if pushed[ticket] is not None:
-                assert arena.get(ticket) == pushed[ticket]
-    assert len(arena) <= 2 * sum(len(w or b"") for w in pushed[released:]) + 2 * 3000 * 4
+# -- the queue of lifecycle bytes ---------------------------------------------------------
 
 
 def test_lifecycle_events_kept_as_bytes_go_out_in_order_across_put_backs_and_evictions():
@@ -397,3 +369,59 @@ def test_the_runs_the_overflow_ranks_remember_are_bounded(monkeypatch):
     assert 5 <= held.media <= 10 and held.starts == 2
     taken(buffer)
     assert buffer.footprint().starts == 0
+
+
+# -- memory while a batch hangs in flight ----------------------------------------------------
+
+
+def test_what_the_buffer_holds_stays_bounded_however_long_a_batch_hangs_in_flight():
+    """A batch taken and never settled (a frozen Redis behind a client with no timeout)
+    while 100,000 lifecycle events overflow a buffer of 1,000: the slots and bytes held
+    stay within twice the buffer and the batch, plus a segment (they grew with every
+    evicted event: 100,000 slots and 18 MB of bytes); then the batch is put back, and
+    everything still waiting goes out in order, each event once."""
+    capacity, batch = 1_000, 500
+    buffer = EventBuffer(capacity, 0.0)
+    for i in range(capacity):
+        buffer.accept(lifecycle("ANALYSIS_QUEUED", f"m{i % 7}", model=f"M{i}"))
+    flight = buffer.take(batch)
+    biggest = 0
+    widest = max(len(wire(item)) for item in flight)
+    for i in range(capacity, 100_000):
+        buffer.accept(lifecycle("ANALYSIS_QUEUED", f"m{i % 7}", model=f"M{i}"))
+        if i % 997 == 0:
+            biggest = max(biggest, buffer.footprint().slots)
+    held = buffer.footprint()
+    bound = 2 * (capacity + batch) + _waiting.SEGMENT
+    assert max(biggest, held.slots) <= bound
+    assert held.wire_bytes <= bound * (widest + 8)
+    assert buffer.dropped["evicted"] == 100_000 - capacity - batch
+    buffer.finish_batch(requeue=flight, written=False)  # the connect failed at last
+    out = [json.loads(wire(item)) for item in buffer.take(10_000)]
+    models = [int(event["data"]["model_name"][1:]) for event in out]
+    assert models == sorted(models) and len(out) == len(flight) + capacity
+    assert models[: len(flight)] == list(range(len(flight)))
+
+
+def test_what_the_buffer_holds_stays_bounded_through_a_long_outage():
+    """Batches taken and put back (Redis refused) while events of every rank overflow the
+    buffer: the slots held stay bounded; the terminal events of media on screen survive."""
+    capacity = 300
+    buffer = EventBuffer(capacity, 0.0)
+    for media in range(100):
+        buffer.accept(start(f"s{media}"))
+    taken(buffer)  # on screen
+    for media in range(100):
+        buffer.accept(end(f"s{media}"))  # these must survive the outage
+    for i in range(60_000):
+        if i % 5 == 0:
+            buffer.accept(progress(i, media=f"p{i % 50}", model=f"M{i % 3}"))
+        else:
+            buffer.accept(lifecycle("ANALYSIS_QUEUED", f"q{i % 11}", model=f"M{i}"))
+        if i % 1000 == 999:
+            # The batch is terminal events only: the sender never takes past them.
+            buffer.finish_batch(requeue=buffer.take(50), written=False)
+            assert buffer.footprint().slots <= 2 * (capacity + 50) + _waiting.SEGMENT
+    out = sent_events(buffer.take(10_000))
+    assert sum(1 for media, event, _ in out if event == "COMPLETED") == 100
+    assert buffer.terminals_lost == 0

@@ -22,6 +22,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from progress_sdk import _waiting
 from progress_sdk._buffer import DONE, Entry, EventBuffer
 from progress_sdk._wire import WireEncoder
 
@@ -29,6 +30,7 @@ ENCODER = WireEncoder("prop")
 MODEL_EVENTS = ["ANALYSIS_QUEUED", "ANALYSIS_STARTED", "AUDIO_EXTRACTION_START"]
 MEDIA = 8
 MAX_BATCH = 8
+SEGMENT, MIN_DEAD = 4, 1  # the queue's, small so that its segments are rebuilt here
 
 
 def make(media: str, event: str, model: str | None = None, done: int = 0, run: int = 0) -> Entry:
@@ -238,6 +240,10 @@ class Harness:
         assert buffer.terminals_lost == lost.resent + len(lost) + lost.abandoned
         # The waiting events, plus the batch in flight (at most one batch over capacity).
         assert buffer.queued <= self.capacity + MAX_BATCH
+        # What holds them stays within a few times that, however many were evicted.
+        held, most = buffer.footprint(), self.capacity + MAX_BATCH
+        assert held.slots <= 3 * most + 4 * SEGMENT, (held, most)
+        assert held.starts <= 2 * most and held.media <= MEDIA
 
     def drain(self) -> None:
         if self.flight is not None:
@@ -308,6 +314,15 @@ def test_the_invariant_holds_for_runs_repeated_starts_re_runs_and_cut_batches(ca
 
 
 def _play_and_check(capacity: int, program: list[tuple[Any, ...]]) -> None:
+    saved = _waiting.SEGMENT, _waiting.MIN_DEAD
+    _waiting.SEGMENT, _waiting.MIN_DEAD = SEGMENT, MIN_DEAD
+    try:
+        _play(capacity, program)
+    finally:
+        _waiting.SEGMENT, _waiting.MIN_DEAD = saved
+
+
+def _play(capacity: int, program: list[tuple[Any, ...]]) -> None:
     harness = Harness(capacity)
     for op in program:
         harness.play(op)
