@@ -35,7 +35,7 @@ Extension points (for catch-up snapshots, pages and housekeeping):
 - ``emit_paced(sid, name, payload)``: emit to one socket once its backlog is below half
   its limits (catch-up's snapshots: a burst paced by the socket, never over its limit);
 - ``add_health_section(name, fn)``: ``fn()`` → a dict of counters, shown under ``name``
-  in ``/healthz`` (catch-up's);
+  in ``/healthz`` (catch-up's) and in ``/metrics`` (``metrics``);
 - ``open_pubsub``: how the Redis subscription is made (see ``subscriber``).
 
 ``is_live(sid)`` says whether a socket is still there for the relay (its client has not
@@ -54,6 +54,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,7 @@ from .engine_internals import (
     install_backlogs,
     leave_room_now,
 )
+from .metrics import CONTENT_TYPE, render
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
@@ -168,7 +170,9 @@ class Relay:
         self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
         self._tasks: list[asyncio.Task[None]] = []
         self._joining: set[asyncio.Task[None]] = set()
-        self._routes: dict[str, RouteHandler] = {"/healthz": self._healthz}
+        self._routes: dict[str, RouteHandler] = {
+            "/healthz": self._healthz, "/metrics": self._metrics,
+        }
         self._health_sections: dict[str, HealthSection] = {"backlog": self.backlog.to_dict}
 
     # -- extension points -------------------------------------------------------------
@@ -302,15 +306,21 @@ class Relay:
         routed = self.router.route(raw)
         if routed is None:
             return
+        stats = self.stats
+        event = routed.event
+        kind = event["event"]
+        stats.events_in[kind] += 1
         for hook in self._event_hooks:
             hook(routed)
         sockets = self._sockets.get(routed.user_id)
         if not sockets:
-            self.stats.no_local_socket += 1
+            stats.no_local_socket += 1
             return
-        self.stats.forwarded += 1
-        self.stats.deliveries += len(sockets)
+        stats.forwarded += 1
+        stats.deliveries += len(sockets)
+        stats.events_out[kind] += len(sockets)
         await self.forward(routed)
+        stats.lag.observe_timestamp(event.get("timestamp"), time.time())
 
     async def forward(self, routed: Routed) -> None:
         """Emit one routed event to its room (a test double overrides this)."""
@@ -459,11 +469,18 @@ class Relay:
 
     # -- HTTP -------------------------------------------------------------------------
 
-    async def _healthz(self, scope: Scope) -> HttpResponse:
+    def health(self) -> dict[str, Any]:
+        """The ``/healthz`` body: the node's counters and every health section's."""
         body = self.stats.to_dict()
         for name, section in self._health_sections.items():
             body[name] = section()
-        return HttpResponse.json(body)
+        return body
+
+    async def _healthz(self, scope: Scope) -> HttpResponse:
+        return HttpResponse.json(self.health())
+
+    async def _metrics(self, scope: Scope) -> HttpResponse:
+        return HttpResponse(200, render(self.health, self.stats.lag), CONTENT_TYPE)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
