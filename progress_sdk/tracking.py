@@ -36,18 +36,23 @@ process killed outright simply stops emitting.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
-from contextvars import ContextVar
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _lenient, _rules
 from . import defaults as d
 from ._free_json import check_free_json
+from ._loops import (
+    ProgressReport,
+    current_model,
+    set_current_model,
+    timing_details,
+    track_progress,
+)
+from ._open_runs import OpenRun, fail_open_runs, inside_a_run, register_run
+from ._run_checks import check_text, failure_data, forgive, message_text
 from ._sink import EventSink
 from .event_types import (
     ANALYSIS_COMPLETED,
@@ -64,14 +69,16 @@ from .event_types import (
 )
 from .events import EventType
 from .exceptions import InvalidEventError, Problem, ProgressSDKError, TrackingError
-from .failures import describe_error
 
+# fail_open_runs, inside_a_run, current_model and track_progress are defined in modules of
+# their own (_open_runs, _loops) and are part of this module's API.
 __all__ = [
     "MediaRun",
     "ModelRun",
     "current_model",
     "fail_open_runs",
     "inside_a_run",
+    "timing_details",
     "track_progress",
 ]
 
@@ -89,154 +96,6 @@ _PROGRESS_UNITS = {
 _STEP_MESSAGES = {row.name: row.verb for row in EVENT_TYPES.values() if row.phase and row.verb}
 _STEP_PHASES = {row.name: row.phase for row in EVENT_TYPES.values() if row.phase is not None}
 
-def timing_details(done: int, total: int | None, elapsed: float) -> dict[str, float]:
-    """``data.details`` of a tracked loop: elapsed seconds, items a second, seconds left.
-
-    Rate and ETA are left out until they can be estimated (nothing done yet).
-    """
-    details = {"elapsed_seconds": round(elapsed, 3)}
-    if done > 0 and elapsed > 0:
-        rate = done / elapsed
-        details["rate_per_second"] = round(rate, 3)
-        if total is not None:
-            details["eta_seconds"] = round(max(0, total - done) / rate, 3)
-    return details
-
-
-def _check_text(field: str, value: object, max_chars: int, what: str) -> None:
-    problems: list[Problem] = []
-    _rules.check_str(problems, field, value, max_chars, required=True, what=what)
-    if problems:
-        raise InvalidEventError(problems)
-
-
-def _message(given: object, default: str) -> str:
-    """The event's ``message``: the caller's, checked on the spot, else ``default``.
-
-    ``default`` may embed an error text of up to MAX_ERROR_MESSAGE_CHARS, which with its
-    prefix can pass MAX_MESSAGE_CHARS: it is clipped, never refused, because it is built
-    on the way out of a failing block, where raising would hide the job's own exception.
-    """
-    if given is None:
-        if len(default) > d.MAX_MESSAGE_CHARS:
-            default = default[: d.MAX_MESSAGE_CHARS - 1] + "…"
-        return default
-    if not isinstance(given, str):
-        problem = Problem(
-            "message", "type", f"must be a string, got {type(given).__name__}: text for people"
-        )
-    elif len(given) > d.MAX_MESSAGE_CHARS:
-        problem = Problem(
-            "message",
-            "max_length",
-            f"is {len(given)} characters, at most {d.MAX_MESSAGE_CHARS} allowed: shorten it",
-        )
-    else:
-        return given
-    raise InvalidEventError([problem])
-
-
-# Runs started and not yet ended, per sink, for fail_open_runs. Strong references: a run
-# job code dropped without ending it must still be failed at close or exit.
-_open_runs: weakref.WeakKeyDictionary[EventSink, dict[int, MediaRun]] = (
-    weakref.WeakKeyDictionary()
-)
-# Re-entrant: a signal handler calling close() (fail_open_runs) may interrupt the main
-# thread while it holds this lock to register a run; a plain lock deadlocked there.
-_open_runs_lock = threading.RLock()
-
-
-def _forget_parent_runs() -> None:
-    # A forked child's runs are its own: failing the parent's from the child would send
-    # a second terminal event for runs the parent may still complete. The lock is new
-    # too: another thread of the parent may have held it at the fork.
-    global _open_runs_lock  # noqa: PLW0603 - the child needs a fresh lock
-    _open_runs_lock = threading.RLock()
-    _open_runs.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_runs)
-
-
-def fail_open_runs(sink: EventSink, reason: str) -> int:
-    """End every run of ``sink`` still open with ``PROCESSING_FAILED``; returns how many.
-
-    ``ProgressPublisher.close()`` and the exit hook call it before they flush, so a media
-    whose job never ended its run (it raised between ``start()`` and ``finish()``, or was
-    still running when the worker shut down) ends on its user's screen with ``reason``
-    instead of staying open. Never raises: it runs on the way out.
-    """
-    with _open_runs_lock:
-        runs = list(_open_runs.pop(sink, {}).values())
-    failed = 0
-    for run in runs:
-        try:
-            failed += run._fail_left_open(reason)
-        except Exception:
-            logger.exception("progress_sdk: could not fail media %r left open", run.media_id)
-    return failed
-
-
-def inside_a_run(sink: EventSink) -> bool:
-    """Whether this thread is inside one of ``sink``'s open runs' locked sections (a
-    signal handler interrupted it there): ``close()`` can then neither end that run (it
-    is in the middle of a change, its end maybe) nor wait for it (on its own thread)."""
-    with _open_runs_lock:
-        runs = list(_open_runs.get(sink, {}).values())
-    # RLock._is_owned is what threading.Condition itself asks; typeshed omits it.
-    return any(run._lock._is_owned() for run in runs)  # type: ignore[attr-defined]
-
-
-ProgressReport = Callable[..., None]
-"""A model's ``progress(done, total, *, event, phase, details)``."""
-
-# The model this thread (or asyncio task) started last: what a progress bar that is not
-# handed a model reports to (progress_sdk.tqdm). A context variable, so two threads each
-# running a model each get their own.
-_current: ContextVar[ModelRun | None] = ContextVar("progress_sdk_current_model", default=None)
-
-
-def current_model() -> ModelRun | None:
-    """The model this thread (or task) started last, while it runs; else ``None``.
-
-    A model ended from another thread (``close()`` failing open runs) is not current any
-    more, although that thread could not reset this one's context.
-    """
-    model = _current.get()
-    return model if model is not None and model.state == "started" else None
-
-
-def track_progress(
-    progress: ProgressReport, iterable: Iterable[T], total: int | None, *,
-    event: EventType | str, phase: str | None,
-) -> Iterator[T]:
-    """``ModelRun.track``'s loop, reporting through ``progress`` (a wrapper such as RQ's
-    ``TrackedModel`` passes its own, which also mirrors into ``job.meta``). ``total``
-    defaults to ``len(iterable)``, taken at once."""
-    if total is None and isinstance(iterable, Sized):
-        total = len(iterable)
-    return _tracked(progress, iterable, total, event, phase)
-
-
-def _tracked(
-    progress: ProgressReport, iterable: Iterable[T], total: int | None,
-    event: EventType | str, phase: str | None,
-) -> Iterator[T]:
-    clock = time.monotonic
-    began = clock()
-    done = 0
-    if total:
-        progress(0, total, event=event, phase=phase, details=timing_details(0, total, 0))
-    for item in iterable:
-        yield item
-        done += 1
-        if total:
-            progress(done, total, event=event, phase=phase,
-                     details=timing_details(done, total, clock() - began))
-    if total is None and done:
-        progress(done, done, event=event, phase=phase,
-                 details=timing_details(done, done, clock() - began))
 
 
 class MediaRun:
@@ -254,19 +113,19 @@ class MediaRun:
         ends_elsewhere: bool = False,
         attempt: tuple[int, int] | None = None,
     ) -> None:
-        _check_text("media_id", media_id, d.MAX_MEDIA_ID_CHARS, "the media being analysed")
-        _check_text(
+        check_text("media_id", media_id, d.MAX_MEDIA_ID_CHARS, "the media being analysed")
+        check_text(
             "user_id",
             user_id,
             d.MAX_USER_ID_CHARS,
             "the relay routes by user_id and drops events without it",
         )
         if run_id is not None:
-            _check_text("run_id", run_id, d.MAX_RUN_ID_CHARS, "one analysis run of a media")
+            check_text("run_id", run_id, d.MAX_RUN_ID_CHARS, "one analysis run of a media")
         if filename is not None:
-            _check_text("data.filename", filename, d.MAX_FILENAME_CHARS, "shown in the panel")
+            check_text("data.filename", filename, d.MAX_FILENAME_CHARS, "shown in the panel")
         if message is not None:
-            _message(message, "")
+            message_text(message, "")
         self._publisher = publisher
         # Another process publishes this run's terminal event (one job per model: the
         # last model's process ends the media), so close() and exit leave it open.
@@ -311,19 +170,12 @@ class MediaRun:
 
     def _forgive(self, kind: str, error: InvalidEventError) -> None:
         """Raise ``error`` in strict mode; else count ``kind`` and log its first time."""
-        if self._publisher.strict:
-            raise error
-        if self._publisher.count_forgiven(kind) == 1:
-            logger.warning(
-                "progress_sdk forgave bad progress data (%s) in media %r: %s; %s. Logged "
-                "once per kind, counted in stats().forgiven; a strict publisher raises.",
-                kind, self.media_id, _lenient.KINDS[kind], error,
-            )
+        forgive(self._publisher, self.media_id, kind, error)
 
     def _text(self, given: object, default: str) -> str:
         """The event message: the caller's (repaired unless strict), else ``default``."""
         try:
-            return _message(given, default)
+            return message_text(given, default)
         except InvalidEventError as exc:
             self._forgive("message", exc)
             return _lenient.message_text(given) or default
@@ -331,7 +183,7 @@ class MediaRun:
     def _field(self, field: str, value: object, max_chars: int, what: str, kind: str) -> str | None:
         """An optional short text field, repaired (or ``None``: left out) unless strict."""
         try:
-            _check_text(field, value, max_chars, what)
+            check_text(field, value, max_chars, what)
         except InvalidEventError as exc:
             self._forgive(kind, exc)
             return _lenient.as_text(value, max_chars)
@@ -340,29 +192,7 @@ class MediaRun:
 
     def _failure(self, error: object) -> tuple[str, dict[str, Any]]:
         """``data`` of a failure event: the user-facing text, and the exception's type."""
-        if not isinstance(error, (BaseException, str)):
-            self._forgive(
-                "error_message",
-                InvalidEventError([Problem(
-                    "data.error_message", "type",
-                    f"fail() takes an exception or a string, got {type(error).__name__}",
-                )]),
-            )
-            error = _lenient.as_text(error, d.MAX_ERROR_MESSAGE_CHARS) or ""
-        text, error_type = describe_error(error, self._publisher.error_messages)
-        if not text:
-            self._forgive(
-                "error_message",
-                InvalidEventError([Problem(
-                    "data.error_message", "required",
-                    "must be a non-empty string: say what went wrong; the UI shows it",
-                )]),
-            )
-            text = _lenient.GENERIC_ERROR
-        data: dict[str, Any] = {"error_message": text}
-        if error_type is not None:
-            data["details"] = {"error_type": error_type}
-        return text, data
+        return failure_data(self._publisher, self.media_id, error)
 
     @property
     def outcome(self) -> str | None:
@@ -382,7 +212,7 @@ class MediaRun:
         data: dict[str, Any] = {}
         if self.filename is not None:
             data["filename"] = self.filename
-        message = _message(
+        message = message_text(
             self._start_message or None,
             f"Started processing {self.filename}" if self.filename else "Processing started",
         )
@@ -407,11 +237,8 @@ class MediaRun:
         """Add this run to, or remove it from, the runs ``fail_open_runs`` ends."""
         if self.ends_elsewhere:
             return
-        with _open_runs_lock:
-            if is_open:
-                _open_runs.setdefault(self._publisher, {})[id(self)] = self
-            else:
-                _open_runs.get(self._publisher, {}).pop(id(self), None)
+        run = OpenRun(self.media_id, self._fail_left_open, self._lock) if is_open else None
+        register_run(self._publisher, id(self), run)
 
     def _require_open(self, what: str) -> None:
         if not self._started:
@@ -492,7 +319,7 @@ class MediaRun:
             if completed:
                 event = self._end(
                     PROCESSING_COMPLETED,
-                    _message(
+                    message_text(
                         message or None, f"Analysis complete: {completed}/{total} models succeeded"
                     ),
                     {},
@@ -501,7 +328,7 @@ class MediaRun:
                 error = "every model failed" if total else "no model was run for this media"
                 event = self._end(
                     PROCESSING_FAILED,
-                    _message(message or None, f"Processing failed: {error}"),
+                    message_text(message or None, f"Processing failed: {error}"),
                     {"error_message": error},
                 )
         self._publisher.run_ended()
@@ -556,7 +383,7 @@ class MediaRun:
             self._failed_left_open = True
             self._close_open_models(reason)
             self._end(
-                PROCESSING_FAILED, _message(None, f"Processing failed: {reason}"),
+                PROCESSING_FAILED, message_text(None, f"Processing failed: {reason}"),
                 {"error_message": reason},
             )
             return True
@@ -622,7 +449,7 @@ class ModelRun:
                 raise TrackingError(f"model {self.model_name!r} already {self._state}")
             self._state = "started"
             self._emit(ANALYSIS_STARTED, text, {})
-        _current.set(self)
+        set_current_model(self)
         return self
 
     def _require_started(self, what: str) -> None:
