@@ -2,6 +2,8 @@
 
     python benchmarks/relay_bench.py [--rates 5000,1000] [--seconds 6] [--sockets 500]
         [--repeats 3]
+    python benchmarks/relay_bench.py --vs-node [--rates 1000,3000,5000,12000]
+        [--sockets-list 100,500] [--seconds 6] [--repeats 3] | --vs-node --quick
 
 Layouts, interleaved (A B A B ...) and reported as medians over the repeats:
 
@@ -19,6 +21,17 @@ p50/p99, relay CPU (cores, from /proc), client CPU. ``--loops`` compares uvloop 
 asyncio on one node; ``--micro`` the per-event costs of packet encoding and subscription
 reads, each against python-socketio's / redis-py's default way. Against the shared Redis
 at REDIS_URL, on a channel of its own.
+
+``--vs-node`` (issue #18): ``progress-sim relay`` (one process) against the Node.js
+reference relay of benchmarks/node_relay (``npm ci`` there first, done for you when
+node_modules is missing), the same load through each, interleaved (python, node, then
+node, python on the next repeat), at each of ``--rates`` with each of ``--sockets-list``
+(default 1k/3k/5k/12k events/s with 100 and 500 sockets, two per user); medians of the
+repeats: relay CPU per event, p50/p99 publish → socket, peak RSS, deliveries received
+against expected, and the load's own CPU (client processes and publisher), to show the
+load is not the bottleneck. ``--quick``: 1k events/s, 100 sockets, 2 s, one repeat (a
+smoke run, not figures). Run it on a quiet machine; the load average is printed with
+every figure.
 """
 
 from __future__ import annotations
@@ -137,7 +150,8 @@ def _publish_main(channel: str, users: list[str], rate: int, seconds: float) -> 
         if delay > 0:
             time.sleep(delay)
     elapsed = time.monotonic() - began
-    print(json.dumps({"published": sent, "seconds": elapsed}), flush=True)
+    print(json.dumps({"published": sent, "seconds": elapsed, "cpu": time.process_time()}),
+          flush=True)
 
 
 # -- the parent ---------------------------------------------------------------------------
@@ -166,6 +180,10 @@ class Relay:
             body: dict[str, Any] = json.load(response)
             return body
 
+    def delivered(self) -> int | None:
+        """Deliveries queued so far, by the relay's own count."""
+        return int(self.healthz()["delivered"])
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
@@ -173,17 +191,76 @@ class Relay:
             self.proc.stderr.close()
 
 
+NODE_RELAY = HERE.parent / "node_relay"
+
+
+class NodeRelay:
+    """benchmarks/node_relay/relay.mjs on a free port, listening and subscribed."""
+
+    def __init__(self, channel: str, event_loop: str = "auto") -> None:
+        if not (NODE_RELAY / "node_modules").is_dir():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=NODE_RELAY, check=True)
+        self.proc = subprocess.Popen(
+            ["node", str(NODE_RELAY / "relay.mjs"), "--port", "0", "--redis-url", REDIS_URL,
+             "--channel", channel],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "JWT_SECRET": SECRET},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the Node relay did not start (see its stderr)")
+        self.url = json.loads(line)["listening"]
+
+    def delivered(self) -> int | None:
+        """Not counted by the Node relay: the trial waits for its CPU to go quiet."""
+        return None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _settle(relays: list[Any], expected: int) -> None:
+    """Wait until the relays queued every delivery (their own count) or, for a relay that
+    does not count, until its CPU goes quiet (under 2% of a core over half a second);
+    30 s at most, then a second for the last packets on their way to the clients."""
+    deadline = time.monotonic() + 30
+    if all(r.delivered() is not None for r in relays):
+        while sum(r.delivered() for r in relays) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+    else:
+        last = sum(cpu_seconds(r.proc.pid) for r in relays)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = sum(cpu_seconds(r.proc.pid) for r in relays)
+            if now - last < 0.01:
+                break
+            last = now
+    time.sleep(1.0)
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, str(HERE), *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
 
 
-def trial(nodes: int, rate: int, seconds: float, sockets: int,
-          event_loop: str = "auto") -> dict[str, float]:
+def trial(nodes: int, rate: int, seconds: float, sockets: int, *,
+          event_loop: str = "auto", relay_class: Any = Relay) -> dict[str, float]:
     """One run of one layout; returns its figures."""
     channel = f"bench-relay-{uuid.uuid4().hex}"
     users = [f"bench-{uuid.uuid4().hex[:6]}-{i}" for i in range(sockets // 2)]
-    relays = [Relay(channel, event_loop) for _ in range(nodes)]
+    relays = [relay_class(channel, event_loop) for _ in range(nodes)]
     urls = [r.url for r in relays]
     # Two sockets per user: one on each node, or both on the single node.
     socket_urls = urls if nodes == 2 else urls * 2
@@ -199,12 +276,9 @@ def trial(nodes: int, rate: int, seconds: float, sockets: int,
         out, _ = publisher.communicate(timeout=seconds * 10 + 60)
         sent = json.loads(out)
         expected = sent["published"] * 2
-        delivered = lambda: sum(r.healthz()["delivered"] for r in relays)  # noqa: E731
-        deadline = time.monotonic() + 30
-        while delivered() < expected and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)  # the last packets on their way to the clients
+        _settle(relays, expected)
         relay_cpu = sum(cpu_seconds(r.proc.pid) - b for r, b in zip(relays, before, strict=True))
+        rss = sum(peak_rss_mb(r.proc.pid) for r in relays)
         wall = sent["seconds"] + 1.0
         results = []
         for client in clients:
@@ -217,23 +291,27 @@ def trial(nodes: int, rate: int, seconds: float, sockets: int,
                 client.wait()
         for relay in relays:
             relay.stop()
-    latencies = sorted(x for r in results for x in r["latencies"])
+    latencies = sorted(x for r in results for x in r["latencies"]) or [float("nan")]
     q = lambda p: latencies[min(len(latencies) - 1, round(p * (len(latencies) - 1)))]  # noqa: E731
     return {
         "rate_in": sent["published"] / sent["seconds"],
-        "received": len(latencies),
+        "received": sum(len(r["latencies"]) for r in results),
         "expected": expected,
         "p50_ms": q(0.5) * 1000,
         "p99_ms": q(0.99) * 1000,
         "relay_cores": relay_cpu / wall,
+        "relay_us_per_event_cpu": relay_cpu * 1e6 / max(1, sent["published"]),
+        "relay_rss_mb": rss,
         "client_cores": sum(r["cpu"] for r in results) / wall,
+        "publisher_cores": sent["cpu"] / sent["seconds"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="5000,1000",
-                        help="Comma-separated events/s to run each layout at.")
+    parser.add_argument("--rates", default=None,
+                        help="Comma-separated events/s to run each layout at (default "
+                             "5000,1000; with --vs-node 1000,3000,5000,12000).")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--sockets", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
@@ -241,10 +319,22 @@ def main() -> None:
                         help="Instead: one node at the first rate, uvloop against asyncio.")
     parser.add_argument("--micro", action="store_true",
                         help="Instead: packet encoding and subscription reads per event.")
+    parser.add_argument("--vs-node", action="store_true",
+                        help="Instead: one progress-sim relay against the Node.js reference "
+                             "relay, interleaved (defaults: --rates 1000,3000,5000,12000, "
+                             "--sockets-list 100,500).")
+    parser.add_argument("--sockets-list", default=None,
+                        help="With --vs-node: comma-separated socket counts (default 100,500).")
+    parser.add_argument("--quick", action="store_true",
+                        help="With --vs-node: a smoke run (1000/s, 100 sockets, 2 s, 1 repeat).")
     args = parser.parse_args()
     if args.micro:
         micro(args.repeats)
         return
+    if args.vs_node:
+        compare_node(args)
+        return
+    args.rates = args.rates or "5000,1000"
     if args.loops:
         compare_loops(args)
         return
@@ -420,6 +510,51 @@ def micro(repeats: int) -> None:
     print(f"CPU per event, medians of {repeats} interleaved runs (process time, shared machine)")
     for name, values in figures.items():
         print(f"  {name:<36} {statistics.median(values):6.1f} us")
+
+
+RELAYS = {"python": Relay, "node": NodeRelay}
+_COLUMNS = ("rate_in", "received", "expected", "p50_ms", "p99_ms", "relay_us_per_event_cpu",
+            "relay_rss_mb", "client_cores", "publisher_cores", "load")
+
+
+def compare_node(args: argparse.Namespace) -> None:
+    """progress-sim relay against the Node.js reference relay, the same load through each,
+    interleaved; medians per (sockets, rate, relay) and the CPU ratio."""
+    rates = [int(r) for r in (args.rates or "1000,3000,5000,12000").split(",")]
+    sockets_list = [int(n) for n in (args.sockets_list or "100,500").split(",")]
+    seconds, repeats = args.seconds, args.repeats
+    if args.quick:
+        rates, sockets_list, seconds, repeats = [1000], [100], 2.0, 1
+    runs: dict[tuple[int, int, str], list[dict[str, float]]] = {}
+    for repeat in range(repeats):
+        order = list(RELAYS) if repeat % 2 == 0 else list(reversed(RELAYS))
+        for sockets in sockets_list:
+            for rate in rates:
+                for name in order:
+                    load = os.getloadavg()[0]
+                    figures = trial(1, rate, seconds, sockets, relay_class=RELAYS[name])
+                    figures["load"] = load
+                    runs.setdefault((sockets, rate, name), []).append(figures)
+                    print(f"[{repeat + 1}/{repeats}] {name} {sockets} sockets @ {rate}/s: "
+                          + ", ".join(f"{k} {figures[k]:,.2f}" for k in _COLUMNS), flush=True)
+    print(f"\nprogress-sim relay (1 process) against the Node.js relay, {seconds:g} s per run, "
+          f"two sockets per user; medians of {repeats} interleaved runs on {os.cpu_count()} "
+          "cores. The load column is the 1-minute load average before each run: figures "
+          "measured at a load above the core count are not results.")
+    print(f"{'sockets':>7} {'rate':>6} {'relay':<7} {'in/s':>7} {'received/expected':>19} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'us/event':>9} {'RSS MB':>7} {'clients':>8} "
+          f"{'pub':>5} {'load':>5} {'ratio':>6}")
+    for sockets in sockets_list:
+        for rate in rates:
+            medians = {name: {k: statistics.median(f[k] for f in runs[(sockets, rate, name)])
+                              for k in _COLUMNS} for name in RELAYS}
+            for name, m in medians.items():
+                ratio = m["relay_us_per_event_cpu"] / medians["node"]["relay_us_per_event_cpu"]
+                print(f"{sockets:>7} {rate:>6} {name:<7} {m['rate_in']:>7,.0f} "
+                      f"{m['received']:>9,.0f}/{m['expected']:<9,.0f} {m['p50_ms']:>8.1f} "
+                      f"{m['p99_ms']:>8.1f} {m['relay_us_per_event_cpu']:>9.0f} "
+                      f"{m['relay_rss_mb']:>7.0f} {m['client_cores']:>8.2f} "
+                      f"{m['publisher_cores']:>5.2f} {m['load']:>5.1f} {ratio:>5.2f}x")
 
 
 def compare_loops(args: argparse.Namespace) -> None:
