@@ -23,8 +23,8 @@ mean of its rows, a finished row counting as whole, as the product's hook comput
 three final outcomes: success (every model completed), partial (the media completed with
 some models failed) and failure.
 
-``LivePanel`` draws snapshots of a ``PanelState`` with rich on its own timer, at a fixed
-frame rate, so however fast events arrive, drawing costs the same.
+The values it hands out are in simulator/panel_views.py; ``render`` and ``LivePanel``, which
+draw them with rich, in simulator/panel_render.py (both re-exported here).
 """
 
 from __future__ import annotations
@@ -33,18 +33,9 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
-
-from progress_sdk import defaults as d
 from progress_sdk.event_types import (
     ANALYSIS_COMPLETED,
     ANALYSIS_FAILED,
@@ -55,6 +46,9 @@ from progress_sdk.event_types import (
     PROCESSING_COMPLETED,
     PROCESSING_STARTED,
 )
+
+from .panel_render import LivePanel, format_eta, model_counts, render
+from .panel_views import ROW_STATES, TERMINAL_ROW, MediaView, Notice, RowView
 
 __all__ = [
     "LivePanel",
@@ -76,132 +70,12 @@ _STATUS = {
     for row in EVENT_TYPES.values()
     if row.status is not None and not row.terminal
 }
-_TERMINAL_ROW = frozenset({"completed", "failed"})
-_ROW_STATES = frozenset({"queued", "analyzing", "completed", "failed"})
 # The tracking API's phase names, for producers that leave data.phase out.
 _PHASE_OF = {row.name: row.phase for row in EVENT_TYPES.values() if row.phase is not None}
 _RUNNING = "running"
 # Sequenced events kept per media to rebuild on a snapshot older than they are (as the
 # browser store's replayLimit).
 _REPLAY = 256
-
-
-@dataclass(frozen=True)
-class RowView:
-    """One model row as drawn."""
-
-    model: str
-    status: str
-    progress: int | None = None
-    total: int | None = None
-    error: str | None = None
-    prediction: str | None = None
-    confidence: float | None = None
-    stage: str | None = None
-    """What the bar measures: the progress event's phase, or its type (frames, windows...)."""
-    eta: float | None = None
-    """Seconds left in this stage, as of the row's last event."""
-    since: tuple[float, int] | None = None
-    """(time, progress) of the first event of this stage, to estimate an ETA."""
-    phase: str | None = None
-    """The stage the model last reported (``data.phase``, or the phase event's own)."""
-    attempt: tuple[int, int] | None = None
-    """(attempt, of) while a retried job runs the model again (``data.details``)."""
-    retry_reason: str | None = None
-    """Why the previous attempt failed."""
-
-    @property
-    def retrying(self) -> str | None:
-        """``retrying (2/3)`` between a failed attempt and the next one's start."""
-        if self.attempt is None or self.status != "queued":
-            return None
-        return f"retrying ({self.attempt[0]}/{self.attempt[1]})"
-
-    @property
-    def state(self) -> str:
-        """queued, analyzing, completed or failed (``status`` may name the phase instead)."""
-        return self.status if self.status in _ROW_STATES else "analyzing"
-
-    @property
-    def finished(self) -> bool:
-        """Completed or failed."""
-        return self.status in _TERMINAL_ROW
-
-    @property
-    def fraction(self) -> float | None:
-        """progress/total in 0..1, or None without a bar."""
-        if self.status == "completed":
-            return 1.0
-        if self.progress is None or not self.total:
-            return None
-        return max(0.0, min(1.0, self.progress / self.total))
-
-
-@dataclass(frozen=True)
-class MediaView:
-    """One open panel as drawn."""
-
-    media_id: str
-    user_id: str | None
-    filename: str | None
-    rows: tuple[RowView, ...]
-    idle: float
-    """Seconds since this media's last event."""
-    late: bool
-    status: str = "running"
-    """running, completed or failed."""
-    error: str | None = None
-    """The media's error, when it failed."""
-    open: bool = True
-    """False once every row ended (the panel closes before the media's own end)."""
-
-    @property
-    def outcome(self) -> str | None:
-        """None while running; success, partial (completed with failed rows) or failed."""
-        if self.status == "running":
-            return None
-        if self.status == "failed":
-            return "failed"
-        return "partial" if any(r.status == "failed" for r in self.rows) else "success"
-
-    @property
-    def quiet(self) -> bool:
-        """No event for ``QUIET_AFTER`` seconds: a state, not a failure (a live worker's
-        long step; a dead one's media is failed by the sweeper). Shown as "no update for
-        N s" instead of an ETA that would only freeze."""
-        return self.idle >= d.QUIET_AFTER
-
-    @property
-    def overall(self) -> float:
-        """Progress of the whole media in 0..1: the mean of its rows, finished rows whole."""
-        if not self.rows:
-            return 0.0
-        parts = [1.0 if r.finished else (r.fraction or 0.0) for r in self.rows]
-        return sum(parts) / len(parts)
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds until the slowest running model finishes its stage, when known."""
-        etas = [r.eta for r in self.rows if r.eta is not None and not r.finished]
-        return max(etas) if etas else None
-
-
-@dataclass(frozen=True)
-class Notice:
-    """The final success or error notice of one media."""
-
-    media_id: str
-    filename: str | None
-    ok: bool
-    text: str
-    outcome: str = "success"
-    """``success`` (every model completed), ``partial`` (completed with failed models) or
-    ``failed`` (PROCESSING_FAILED)."""
-
-    def __str__(self) -> str:
-        mark = {"success": "✓", "partial": "◐"}.get(self.outcome, "✗")
-        name = self.filename or self.media_id
-        return f"{mark} {name} ({self.media_id}): {self.text}"
 
 
 @dataclass
@@ -321,7 +195,7 @@ class PanelState:
                 media.queued.setdefault(model, len(media.queued))
             media.rows[model] = _next_row(media.rows.get(model), model, name, data, at)
             # Close when every row has its terminal status; a later model event reopens.
-            media.open = not all(r.status in _TERMINAL_ROW for r in media.rows.values())
+            media.open = not all(r.status in TERMINAL_ROW for r in media.rows.values())
         if media is not None:
             media.last = at
             media.run_id = run_id or media.run_id
@@ -479,7 +353,7 @@ def _from_snapshot(payload: dict[str, Any], at: float) -> _Media:
         if type(name) is str and _shown(name):
             media.rows[name] = _snapshot_row(name, row)
     media.open = not media.rows or not all(
-        r.status in _TERMINAL_ROW for r in media.rows.values())
+        r.status in TERMINAL_ROW for r in media.rows.values())
     return media
 
 
@@ -488,7 +362,7 @@ def _snapshot_row(name: str, row: dict[str, Any]) -> RowView:
     phase = _str(row.get("phase"))
     eta, confidence = row.get("etaSeconds"), row.get("confidence")
     return RowView(
-        name, status if status in _ROW_STATES else "queued",
+        name, status if status in ROW_STATES else "queued",
         progress=row.get("progress") if type(row.get("progress")) is int else None,
         total=row.get("total") if type(row.get("total")) is int else None,
         error=_str(row.get("error")), prediction=_str(row.get("prediction")),
@@ -571,173 +445,3 @@ def _eta(
     if elapsed <= 0 or done <= 0:
         return None
     return (total - progress) * elapsed / done
-
-
-def format_eta(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``1h02m``."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
-# -- drawing ---------------------------------------------------------------------------
-
-
-
-def render(views: list[MediaView], *, max_lines: int = 200, footer: str = "") -> RenderableType:
-    """Draw open panels as rich tables, as many as fit in ``max_lines``."""
-    parts: list[RenderableType] = []
-    used = 1 if footer else 0
-    shown = 0
-    for view in views:
-        height = len(view.rows) + 4
-        if shown and used + height > max_lines:
-            break
-        parts.append(_panel(view))
-        used += height
-        shown += 1
-    if shown < len(views):
-        parts.append(Text(f"… and {len(views) - shown} more media in progress", style="dim"))
-    if footer:
-        parts.append(Text(footer, style="dim"))
-    return Group(*parts)
-
-
-def _title(view: MediaView) -> str:
-    title = escape(view.filename or view.media_id)
-    who = f" · {escape(view.user_id)}" if view.user_id else ""
-    note = " · joined late" if view.late else ""
-    if view.quiet:
-        note += f" · [yellow]no update for {view.idle:.0f} s[/]"
-    summary = ""
-    if view.rows:
-        summary = f" · {view.overall:.0%} overall, {model_counts(view.rows)}"
-        if view.eta is not None and not view.quiet:
-            summary += f", ETA {format_eta(view.eta)}"
-    return f"[bold]{title}[/]{summary} [dim]{escape(view.media_id)}{who}{note}[/]"
-
-
-def model_counts(rows: tuple[RowView, ...]) -> str:
-    """``8 completed, 2 failed`` (and ``, 3 to go`` while models still run): a failed
-    model is not a done one, as "10/10 models" made it look."""
-    completed = sum(1 for r in rows if r.status == "completed")
-    failed = sum(1 for r in rows if r.status == "failed")
-    parts = [f"{completed} completed"]
-    if failed:
-        parts.append(f"{failed} failed")
-    if len(rows) - completed - failed:
-        parts.append(f"{len(rows) - completed - failed} to go")
-    return ", ".join(parts)
-
-
-def _row_status(row: RowView, quiet: bool = False) -> tuple[Text, Text]:
-    """The mark and the status text of one row (``quiet``: no ETA, it would be frozen)."""
-    if row.status == "completed":
-        status = Text("completed", style="green")
-        if row.prediction:
-            conf = f" {row.confidence:.0%}" if row.confidence is not None else ""
-            status.append(f" · {row.prediction}{conf}", style="default")
-        return Text("✓", style="green"), status
-    if row.status == "failed":
-        return Text("✗", style="red"), Text(f"failed: {row.error}", style="red")
-    if row.retrying is not None:
-        why = f": {row.retry_reason}" if row.retry_reason else ""
-        return Text("↻", style="yellow"), Text(f"{row.retrying}{why}", style="yellow")
-    again = ""
-    if row.attempt is not None and row.attempt[0] > 1:
-        again = f" · attempt {row.attempt[0]}/{row.attempt[1]}"
-    if row.stage is None or row.progress is None or row.total is None:
-        return Text("·", style="dim"), Text(row.status + again, style="cyan")
-    if row.progress >= row.total:
-        # The bar of this stage is full but the model has not reported a result yet.
-        return Text("…", style="yellow"), Text(f"{row.stage} done · finishing", style="yellow")
-    text = f"{row.stage} {row.progress}/{row.total}"
-    if row.status not in (row.stage, "analyzing"):
-        text = f"{row.status} · {text}"
-    if row.eta is not None and not quiet:
-        text += f" · ETA {format_eta(row.eta)}"
-    return Text("·", style="dim"), Text(text + again, style="cyan")
-
-
-def _panel(view: MediaView) -> Table:
-    table = Table(
-        title=_title(view),
-        title_justify="left",
-        show_header=False,
-        expand=False,
-        box=None,
-        padding=(0, 1),
-    )
-    table.add_column("mark", width=1)
-    table.add_column("model", no_wrap=True, min_width=24)
-    table.add_column("bar", width=16)
-    table.add_column("pct", justify="right", width=4)
-    table.add_column("status", no_wrap=True, overflow="ellipsis", max_width=70)
-    if not view.rows:
-        table.add_row("", Text("waiting for models…", style="dim"), "", "", "")
-    for row in view.rows:
-        fraction = row.fraction
-        bar: RenderableType = (
-            ProgressBar(total=1.0, completed=fraction, width=16) if fraction is not None else ""
-        )
-        pct = f"{fraction * 100:.0f}%" if fraction is not None else ""
-        mark, status = _row_status(row, view.quiet)
-        table.add_row(mark, Text(row.model), bar, pct, status)
-    return table
-
-
-class LivePanel:
-    """Redraws a ``PanelState`` on a timer; notices scroll above the live area.
-
-    Use as a context manager around the work that feeds the state. ``footer`` returns a
-    status line (events seen, violations) drawn under the panels.
-    """
-
-    def __init__(
-        self,
-        state: PanelState,
-        console: Console,
-        *,
-        fps: float = 10.0,
-        footer: Callable[[], str] | None = None,
-    ) -> None:
-        self.state = state
-        self.console = console
-        self.interval = 1.0 / fps
-        self._footer = footer
-        self._live = Live(console=console, auto_refresh=False, transient=True)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="progress-sim-panel", daemon=True)
-
-    def __enter__(self) -> LivePanel:
-        self._live.start()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.draw()
-        self._live.stop()
-        # The live area is transient; leave the final state of any panel still open
-        # (crashed media) on screen, since it is part of the story.
-        views = self.state.snapshot()
-        if views:
-            self.console.print(render(views, max_lines=10_000))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.draw()
-
-    def draw(self) -> None:
-        """Print pending notices and redraw the open panels once."""
-        for notice in self.state.drain_notices():
-            style = {"success": "green", "partial": "yellow"}.get(notice.outcome, "red")
-            self._live.console.print(Text(str(notice), style=style))
-        footer = self._footer() if self._footer is not None else ""
-        lines = max(5, self.console.size.height - 1)
-        self._live.update(render(self.state.snapshot(), max_lines=lines, footer=footer),
-                          refresh=True)
