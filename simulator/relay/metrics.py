@@ -28,7 +28,7 @@ docs/grafana/relay.json is a dashboard over these names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -45,6 +45,7 @@ from .stats import DROP_REASONS, LAG_BUCKETS, LagHistogram
 __all__ = ["CONTENT_TYPE", "PREFIX", "RelayCollector", "render"]
 
 PREFIX = "progress_relay_"
+Health = Callable[[], Mapping[str, Any]]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Health-section values that are levels, not totals since start.
@@ -76,12 +77,12 @@ _OTHER_DROPS = {("backlog", "discarded"): "backlog_overflow",
 class RelayCollector(Collector):
     """Turns ``health()`` (``Relay.health``) and ``lag`` into metric families."""
 
-    def __init__(self, health: Any, lag: LagHistogram) -> None:
+    def __init__(self, health: Health, lag: LagHistogram) -> None:
         self._health = health
         self._lag = lag
 
     def collect(self) -> Iterator[Metric]:
-        body: dict[str, Any] = self._health()
+        body = self._health()
         yield from _node(body)
         yield _drops(body)
         yield _lag(self._lag)
@@ -90,7 +91,7 @@ class RelayCollector(Collector):
                 yield from _section(section, values)
 
 
-def render(health: Any, lag: LagHistogram) -> bytes:
+def render(health: Health, lag: LagHistogram) -> bytes:
     """The text exposition of one scrape."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RelayCollector(health, lag))
