@@ -8,15 +8,25 @@ strict (``forgive``); ``progress_sdk._lenient`` lists the repairs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from . import _lenient, _rules
 from . import defaults as d
 from ._sink import EventSink
+from .event_types import ANALYSIS_COMPLETED
 from .exceptions import InvalidEventError, Problem
 from .failures import describe_error
 
-__all__ = ["check_text", "failure_data", "forgive", "message_text"]
+__all__ = [
+    "check_text",
+    "failure_data",
+    "forgive",
+    "message_text",
+    "repaired_field",
+    "repaired_text",
+    "verdict_data",
+]
 
 logger = logging.getLogger("progress_sdk")
 
@@ -94,3 +104,62 @@ def failure_data(sink: EventSink, media_id: str, error: object) -> tuple[str, di
     if error_type is not None:
         data["details"] = {"error_type": error_type}
     return text, data
+
+
+def verdict_data(
+    model_name: str,
+    prediction: object,
+    confidence: object,
+    forgive_bad: Callable[[str, InvalidEventError], None],
+) -> dict[str, Any]:
+    """``data`` of ANALYSIS_COMPLETED: prediction and confidence, repaired (through
+    ``forgive_bad``, which raises when strict)."""
+    data: dict[str, Any] = {}
+    if prediction is not None:
+        data["prediction"] = prediction
+    if confidence is not None:
+        data["confidence"] = confidence
+    problems: list[Problem] = []
+    _rules.check_data(ANALYSIS_COMPLETED, {"model_name": model_name, **data}, problems)
+    if not problems:
+        return data
+    error = InvalidEventError(problems, event_type=ANALYSIS_COMPLETED)
+    fields = {problem.field for problem in problems}
+    if "data.prediction" in fields:
+        forgive_bad("prediction", error)
+        data.pop("prediction")
+        fixed = _lenient.as_text(prediction, d.MAX_PREDICTION_CHARS)
+        if fixed is not None:
+            data["prediction"] = fixed
+    if "data.confidence" in fields:
+        forgive_bad("confidence", error)
+        data.pop("confidence")
+        fraction = _lenient.as_fraction(confidence)
+        if fraction is not None:
+            data["confidence"] = fraction
+    return data
+
+
+def repaired_text(sink: EventSink, media_id: str, given: object, default: str) -> str:
+    """The event message: the caller's (repaired unless ``sink`` is strict), else
+    ``default``."""
+    try:
+        return message_text(given, default)
+    except InvalidEventError as exc:
+        forgive(sink, media_id, "message", exc)
+        return _lenient.message_text(given) or default
+
+
+def repaired_field(
+    sink: EventSink, media_id: str, field: str, value: object, *, max_chars: int, what: str,
+    kind: str,
+) -> str | None:
+    """An optional short text field, repaired (or ``None``: left out) unless ``sink`` is
+    strict; ``kind`` is what a repair counts as."""
+    try:
+        check_text(field, value, max_chars, what)
+    except InvalidEventError as exc:
+        forgive(sink, media_id, kind, exc)
+        return _lenient.as_text(value, max_chars)
+    assert isinstance(value, str)
+    return value
