@@ -25,6 +25,26 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("PROGRESS_SNAPSHOT_PREFIX", f"test-session-{uuid.uuid4().hex[:8]}:")
 
 
+# Tests that share an expensive fixture stay on one pytest-xdist worker (the suite runs
+# with -n 4 --dist loadgroup, see pyproject.toml), which then sets it up once: the session's
+# Redis Cluster (six redis-server processes) and these modules' module-scoped fixtures
+# (a Chromium, a relay, an own redis-server, npm packages). Every other test goes to
+# whichever worker is free: most of the suite's wall time is waiting on subprocesses,
+# sockets and timers, and four workers wait side by side.
+SHARED_FIXTURE_MODULES = frozenset({
+    "test_browser_panel.py", "test_e2e_node_relay.py", "test_relay_node_client.py",
+    "test_relay_server.py", "test_sim_redis.py", "test_typescript_types.py",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "redis_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
+        elif item.path.name in SHARED_FIXTURE_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The real Redis server's URL; fails (not skips) when it does not answer."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from js_package import npm_ci
 from relay_support import SECRET, RelayProcess, event, wait_until
 
 from simulator.relay import sign_token
@@ -34,9 +35,7 @@ def node() -> str:
     binary = shutil.which("node")
     if binary is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed (.ci/run installs them)")
-    if not (CLIENT / "node_modules" / "socket.io-client").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                       cwd=CLIENT, check=True, timeout=300)
+    npm_ci(CLIENT)  # under a lock: pytest-xdist's workers may get here at once
     return binary
 
 

@@ -11,11 +11,11 @@ so does this module when they are missing). Issue #9, finding 4.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from js_package import npm_ci
 
 from progress_sdk import InvalidEventError, parse_event
 
@@ -49,12 +49,7 @@ ENVELOPE = {
 @pytest.fixture(scope="module")
 def tsc() -> Path:
     """The TypeScript compiler from types/node_modules, installed by `npm ci` if missing."""
-    if not TSC.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed for the TypeScript check: apt-get install nodejs npm")
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=TYPES, check=True,
-                       capture_output=True, timeout=300)
+    npm_ci(TYPES)  # under a lock: pytest-xdist's workers may get here at once
     return TSC
 
 
