@@ -154,6 +154,19 @@ class Courier:
             self._drop(batch, "sender_error", mask_url(repr(exc)))
             return True
 
+    def touch(self) -> None:
+        """Between batches, on the liveness timer: a silent publisher's media are
+        rewritten on a Redis restarted empty without waiting for their next event
+        (``RedisTransport.touch``)."""
+        touch = getattr(self.transport, "touch", None)
+        if touch is None:
+            return
+        try:
+            touch()
+        except Exception:
+            self._log_once("touch", "progress_sdk: checking the connection between batches "
+                           "failed (logged once)", exc_info=True)
+
     # -- one batch --------------------------------------------------------------------
 
     def _send(self, batch: list[Any]) -> Delivery | None:

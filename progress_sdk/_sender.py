@@ -219,6 +219,7 @@ class Sender:
                 # The key is refreshed however long the job is silent.
                 if due <= 0:
                     live.refresh()  # type: ignore[union-attr]
+                    self._courier.touch()
                     continue
                 timeout = due if timeout is None else min(timeout, due)
             self.wakeup.wait(timeout)

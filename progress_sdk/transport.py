@@ -425,6 +425,15 @@ class RedisTransport:
         assert self.on_new_server is not None
         return [*self.on_new_server(), *extra], server or ""
 
+    def touch(self) -> None:
+        """Between batches (the sender's liveness timer, while media are open): when the
+        connection was closed by its server (a restart), connect again and, on another
+        server, write ``on_new_server``'s commands. So a silent publisher's snapshots are
+        back within a liveness refresh of a restart, not at its next event. Nothing is
+        sent on a connection that is still open."""
+        if self._conn is not None and self.on_new_server is not None:
+            self.publish([])
+
     @staticmethod
     def _run_id(conn: Any) -> str | None:
         try:

@@ -4,6 +4,7 @@ connection to a new server (``RedisTransport.on_new_server``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -142,6 +143,33 @@ def test_a_publisher_rewrites_its_media_on_a_redis_restarted_empty() -> None:
         assert (got.status, got.filename, got.models["A"].progress) == ("running", "a.mp4", 2)
         assert [s.media_id for s in read_user(check, keys, "u1")] == ["m1"]
         assert check.exists(keys.alive(publisher.source))
+        check.close()
+    finally:
+        publisher.close()
+        server.kill()
+
+
+@pytest.mark.redis
+def test_a_silent_publisher_rewrites_its_media_within_a_liveness_refresh() -> None:
+    """A media in flight whose step is silent: after Redis restarts empty, its whole
+    snapshot is back without another event (the sender's liveness timer reconnects)."""
+    server = OwnRedis().start()
+    keys = SnapshotKeys("rws:")
+    config = SnapshotConfig(keys, liveness_ttl=0.6)
+    publisher = ProgressPublisher(server.url, "rws", snapshots=config, min_progress_interval=0)
+    try:
+        media = publisher.media("m1", "u1", filename="a.mp4").__enter__()
+        media.model("A").__enter__().progress(1, 4)
+        assert publisher.flush(10)
+        server.kill()
+        server.start()
+        check = redis.Redis(port=server.port)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not read_user(check, keys, "u1"):
+            time.sleep(0.05)
+        got = read_media(check, keys, "m1")
+        assert got is not None
+        assert (got.status, got.filename, got.models["A"].progress) == ("running", "a.mp4", 1)
         check.close()
     finally:
         publisher.close()

@@ -86,6 +86,11 @@ class DetectingTransport:
     def on_new_server(self, hook: Callable[[], Sequence[Command]] | None) -> None:
         self._single.on_new_server = hook
 
+    def touch(self) -> None:
+        """``RedisTransport.touch`` once a single server was chosen."""
+        if self._chosen is self._single:
+            self._single.touch()
+
     @property
     def reconnects(self) -> int:
         """The chosen transport's reconnects (see its ``reconnects``)."""
