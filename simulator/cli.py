@@ -14,6 +14,7 @@ from progress_sdk import defaults as d
 from progress_sdk.contract import read_lines, validate_lines
 from progress_sdk.exceptions import ConfigurationError
 
+from .cli_context import CliContext, fail
 from .streams import MAX_LINE_BYTES, event_lines
 
 # The simulator's commands live in simulator.commands, which imports redis, rich and the
@@ -29,7 +30,7 @@ _SIMULATOR_COMMANDS = {
     "relay": ("relay_commands", "relay"),
     "e2e": ("relay_commands", "e2e"),
     "revoke": ("relay_commands", "revoke"),
-    "worker": ("commands", "worker"),
+    "worker": ("rq_commands", "worker"),
 }
 
 
@@ -130,7 +131,7 @@ def cli(ctx: click.Context, redis_url: str | None, channel: str, shards: int) ->
     # validate and schema never connect: a REDIS_URL set for other tools must not stop them.
     if redis_url is not None and ctx.invoked_subcommand not in _OFFLINE_COMMANDS:
         _check_url(redis_url)
-    ctx.obj = {"redis_url": redis_url, "channel": channel, "shards": shards}
+    ctx.obj = CliContext(redis_url, channel, shards)
 
 
 def _check_url(url: str) -> None:
@@ -140,8 +141,7 @@ def _check_url(url: str) -> None:
     try:
         check_redis_url(url)
     except ConfigurationError as exc:  # the message shows the URL with its password masked
-        click.echo(f"error: --redis-url: {exc}", err=True)
-        sys.exit(2)
+        fail(f"--redis-url: {exc}")
 
 
 @cli.command()
@@ -182,12 +182,10 @@ def validate(file: str, strict: bool, as_json: bool, allow_incomplete: bool) -> 
                     allow_incomplete=allow_incomplete,
                 )
     except OSError as exc:
-        click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
-        sys.exit(2)
+        fail(f"cannot read {file}: {exc.strerror or exc}")
     if report.events == 0:
         # No verdict at all: "VALID" over nothing would read as a pass.
-        click.echo(f"error: {file} holds no events (empty or only blank lines)", err=True)
-        sys.exit(2)
+        fail(f"{file} holds no events (empty or only blank lines)")
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.to_text())
     sys.exit(0 if report.ok else 1)
 

@@ -13,7 +13,7 @@ import secrets
 import shlex
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,8 +21,12 @@ from progress_sdk import defaults as d
 from progress_sdk.snapshot import SnapshotKeys
 from progress_sdk.transport import mask_url
 
+from .cli_context import CliContext, fail, pass_cli
+
 if TYPE_CHECKING:
-    from .relay.server import RelayConfig
+    import socket
+
+    from .relay.server import Relay, RelayConfig
 
 __all__ = ["e2e", "e2e_command", "relay"]
 
@@ -31,18 +35,13 @@ ENV_JWT_SECRET = "JWT_SECRET"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
 def _need_relay_extra() -> None:
     try:
         import jwt  # noqa: F401, PLC0415
         import socketio  # noqa: F401, PLC0415
         import uvicorn  # noqa: F401, PLC0415
     except ImportError as exc:
-        _fail(
+        fail(
             f"this command needs the relay extra ({exc.name} is missing): "
             "pip install 'progress-sdk[relay]'"
         )
@@ -110,9 +109,9 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
               "without a secret, make one up.")
 @click.option("--dev-users", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many simulated users --dev prints URLs for.")
-@click.pass_context
+@pass_cli
 def relay(  # noqa: PLR0917 - one parameter per click option
-    ctx: click.Context,
+    cli: CliContext,
     host: str,
     port: int,
     jwt_secret: str | None,
@@ -152,44 +151,66 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     disconnected (it reconnects and resyncs).
     """
     _need_relay_extra()
-    from .relay import Relay, RelayConfig, bind, configure_logging, serve  # noqa: PLC0415
+    from .relay import RelayConfig, configure_logging, serve  # noqa: PLC0415
     from .relay.backlog import BacklogLimits  # noqa: PLC0415 - the relay extra
+
+    jwt_secret, made_up = _jwt_secret(jwt_secret, dev)
+    if not user_claim:
+        fail("--user-claim must not be empty")
+    configure_logging(log_level)
+    config = RelayConfig(
+        jwt_secret=jwt_secret, redis_url=cli.url, channel=cli.channel, shards=cli.shards,
+        user_claim=user_claim, cors_origins=list(cors_origins) if cors_origins else "*",
+        backlog=BacklogLimits(max_backlog_bytes, max_backlog_events),
+    )
+    node = _relay_node(config, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
+                       stale_after=stale_after, stuck_after=stuck_after,
+                       catch_up_media=catch_up_max_media, catch_up_per_user=catch_up_per_user,
+                       revocation_interval=revocation_interval)
+    sock = _bind(host, port, reuse_port)
+    ready = _announce(config, dev_users if dev else 0, show_secret=made_up)
+    serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
+
+
+def _jwt_secret(given: str | None, dev: bool) -> tuple[str, bool]:
+    """The relay's secret and whether --dev made it up (then ``e2e`` may print it)."""
+    if dev and not given:
+        return secrets.token_urlsafe(32), True
+    if not given:
+        fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
+    return given, False
+
+
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """The relay's listening socket, or one ``error:`` line."""
+    from .relay import bind  # noqa: PLC0415 - the relay extra
+
+    try:
+        return bind(host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _relay_node(
+    config: RelayConfig, keys: SnapshotKeys, *, catch_up: bool, sweep: bool,
+    stale_after: float, stuck_after: float | None, catch_up_media: int,
+    catch_up_per_user: int, revocation_interval: float,
+) -> Relay:
+    """The relay with its catch-up, sweeper and revocation (``install_extras``)."""
+    from .relay import Relay  # noqa: PLC0415 - the relay extra
     from .relay.catchup import CatchUpLimits  # noqa: PLC0415 - the relay extra
     from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
-    made_up = dev and not jwt_secret
-    if made_up:
-        jwt_secret = secrets.token_urlsafe(32)
-    if not jwt_secret:
-        _fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
-    if not user_claim:
-        _fail("--user-claim must not be empty")
-    configure_logging(log_level)
-    config = RelayConfig(
-        jwt_secret=jwt_secret,
-        redis_url=(ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL,
-        channel=(ctx.obj or {}).get("channel") or d.DEFAULT_CHANNEL,
-        shards=(ctx.obj or {}).get("shards") or d.DEFAULT_SHARDS,
-        user_claim=user_claim,
-        cors_origins=list(cors_origins) if cors_origins else "*",
-        backlog=BacklogLimits(max_backlog_bytes, max_backlog_events),
-    )
+    catch_up_limits = CatchUpLimits(max_media=catch_up_media, per_user=catch_up_per_user)
     node = Relay(config)
-    limits = CatchUpLimits(max_media=catch_up_max_media, per_user=catch_up_per_user)
-    install_extras(node, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
-                   stale_after=stale_after, catch_up_limits=limits,
-                   revocation_interval=revocation_interval,
+    install_extras(node, keys, catch_up=catch_up, sweep=sweep, stale_after=stale_after,
+                   catch_up_limits=catch_up_limits, revocation_interval=revocation_interval,
                    stuck_after=stuck_after)
     if node.verifier.weak_secret:
         logging.getLogger("progress_sim.relay").warning(
             "the JWT secret is shorter than 32 bytes: weak for HS256"
         )
-    try:
-        sock = bind(host, port, reuse_port=reuse_port)
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    ready = _announce(config, dev_users if dev else 0, show_secret=made_up)
-    serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
+    return node
 
 
 def e2e_command(config: RelayConfig, url: str, *, show_secret: bool) -> str:
@@ -266,9 +287,9 @@ def _announce(
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--late-join/--no-late-join", default=True, show_default=True,
               help="Also check catch-up: a socket joining mid-run (progress_snapshot).")
-@click.pass_context
+@pass_cli
 def e2e(  # noqa: PLR0917 - one parameter per click option
-    ctx: click.Context,
+    cli: CliContext,
     relay_urls: tuple[str, ...],
     jwt_secret: str | None,
     user_claim: str,
@@ -303,18 +324,18 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
     from .e2e import E2EConfig, E2ESetupError, run_e2e  # noqa: PLC0415 - the relay extra
 
     if not jwt_secret:
-        _fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
+        fail(f"a JWT secret is required: --jwt-secret or {ENV_JWT_SECRET}")
     if listen_seconds is not None and not watch_users:
-        _fail("--listen needs the user ids to check: --user ID (repeatable)")
+        fail("--listen needs the user ids to check: --user ID (repeatable)")
     try:
         names = resolve_models(models)
     except UnknownModelError as exc:
         raise click.BadParameter(str(exc), param_hint="--models") from None
     config = E2EConfig(
         relay_urls=relay_urls, jwt_secret=jwt_secret,
-        redis_url=(ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL,
-        channel=(ctx.obj or {}).get("channel") or d.DEFAULT_CHANNEL,
-        shards=(ctx.obj or {}).get("shards") or d.DEFAULT_SHARDS,
+        redis_url=cli.url,
+        channel=cli.channel,
+        shards=cli.shards,
         user_claim=user_claim, users=users, sockets_per_user=sockets_per_user, media=media,
         models=names, speed=speed, seed=seed, settle_seconds=settle,
         listen_seconds=listen_seconds, watch_users=watch_users, late_join=late_join,
@@ -322,7 +343,7 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
     try:
         result = asyncio.run(run_e2e(config))
     except E2ESetupError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
     sys.exit(0 if result.ok else 1)
 
@@ -338,9 +359,9 @@ def e2e(  # noqa: PLR0917 - one parameter per click option
 @click.option("--snapshot-prefix", envvar=d.ENV_SNAPSHOT_PREFIX,
               default=d.DEFAULT_SNAPSHOT_PREFIX, show_default=True,
               help=f"The relays' --snapshot-prefix. Env: {d.ENV_SNAPSHOT_PREFIX}.")
-@click.pass_context
+@pass_cli
 def revoke(
-    ctx: click.Context, users: tuple[str, ...], token_ids: tuple[str, ...],
+    cli: CliContext, users: tuple[str, ...], token_ids: tuple[str, ...],
     token_expires: float | None, snapshot_prefix: str,
 ) -> None:
     """End sessions on every relay: a user's (their tokens issued up to now) or single
@@ -360,10 +381,10 @@ def revoke(
     from .relay.sessions import RevocationKeys, revoke_token, revoke_user  # noqa: PLC0415
 
     if not users and not token_ids:
-        _fail("nothing to revoke: give --user ID or --token-id JTI")
+        fail("nothing to revoke: give --user ID or --token-id JTI")
     if token_ids and token_expires is None:
-        _fail("--token-id needs --token-expires (the token's exp, epoch seconds)")
-    url = (ctx.obj or {}).get("redis_url") or d.DEFAULT_REDIS_URL
+        fail("--token-id needs --token-expires (the token's exp, epoch seconds)")
+    url = cli.url
     keys, now = RevocationKeys(snapshot_prefix), time.time()
     try:
         client = client_for(url)
@@ -372,6 +393,6 @@ def revoke(
         for token_id in token_ids:
             revoke_token(client, keys, token_id, token_expires or now)
     except (redis.RedisError, OSError) as exc:
-        _fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")
+        fail(f"cannot reach Redis at {mask_url(url)}: {mask_url(str(exc))}")
     click.echo(f"revoked {len(users)} user(s) (tokens issued up to {int(now)}) and "
                f"{len(token_ids)} token(s) under {snapshot_prefix!r} at {mask_url(url)}")
