@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,35 @@ def unended(transport: CapturingTransport) -> list[str]:
     return sorted(m for m in started if seen[m, "START"] != 1 or seen[m, "END"] != 1)
 
 
+def hook_accept(
+    publisher: ProgressPublisher,
+    before: Callable[[dict[str, Any]], None] | None = None,
+    after: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Wrap this publisher's accept() (what emit() and the tracking API hand events to)
+    to play a race around it: composition, no subclass."""
+    accept = publisher.accept
+
+    def hooked(fields: dict[str, Any]) -> None:
+        if before is not None:
+            before(fields)
+        accept(fields)
+        if after is not None:
+            after(fields)
+
+    publisher.accept = hooked  # type: ignore[method-assign]
+
+
 class StartsAMediaWhileClosing:
     """Plays a worker thread that starts a media just as close() fails the runs left
-    open: a mixin over a publisher's accept()."""
+    open: hooked after the publisher's accept()."""
 
-    late_run: MediaRun
-    late_start: BaseException | None = None
+    def __init__(self, publisher: ProgressPublisher) -> None:
+        self.late_run = publisher.media("late", "u1")
+        self.late_start: BaseException | None = None
+        hook_accept(publisher, after=self.after_accept)
 
-    def accept(self, fields: dict[str, Any]) -> None:
-        super().accept(fields)  # type: ignore[misc]
+    def after_accept(self, fields: dict[str, Any]) -> None:
         if fields["event"] == "PROCESSING_FAILED" and fields["media_id"] == "left-open":
             try:
                 self.late_run.start()
@@ -57,30 +78,24 @@ class StartsAMediaWhileClosing:
                 self.late_start = exc
 
 
-class RacedPublisher(StartsAMediaWhileClosing, ProgressPublisher):
-    pass
-
-
-class RacedCapturingPublisher(StartsAMediaWhileClosing, CapturingPublisher):
-    pass
-
-
 def test_a_media_started_while_close_fails_open_runs_is_refused():
     """A run that starts after close() began is refused at PROCESSING_STARTED: accepted,
     it would be missed by close() and its terminal event refused afterwards."""
     transport = CapturingTransport()
-    publisher = RacedPublisher(channel="close-race", transport=transport, finish_flush_timeout=0)
-    publisher.late_run = publisher.media("late", "u1")
+    publisher = ProgressPublisher(
+        channel="close-race", transport=transport, finish_flush_timeout=0
+    )
+    race = StartsAMediaWhileClosing(publisher)
     publisher.media("left-open", "u1").start()
     publisher.close(2)
     refused_terminal = None
-    if publisher.late_start is None:  # accepted: the job must still be able to end it
+    if race.late_start is None:  # accepted: the job must still be able to end it
         try:
-            publisher.late_run.finish()
+            race.late_run.finish()
         except PublisherClosedError as exc:
             refused_terminal = exc
     assert refused_terminal is None
-    assert isinstance(publisher.late_start, PublisherClosedError)
+    assert isinstance(race.late_start, PublisherClosedError)
     assert unended(transport) == []
     assert lifecycle(transport)["left-open", "END"] == 1
 
@@ -88,11 +103,11 @@ def test_a_media_started_while_close_fails_open_runs_is_refused():
 def test_the_capturing_publisher_refuses_a_media_started_while_closing_too():
     """CapturingPublisher keeps the same order: the run left open is failed and recorded,
     the late start is refused."""
-    publisher = RacedCapturingPublisher()
-    publisher.late_run = publisher.media("late", "u1")
+    publisher = CapturingPublisher()
+    race = StartsAMediaWhileClosing(publisher)
     publisher.media("left-open", "u1").start()
     publisher.close()
-    assert isinstance(publisher.late_start, PublisherClosedError)
+    assert isinstance(race.late_start, PublisherClosedError)
     assert publisher.events.types() == ["PROCESSING_STARTED", "PROCESSING_FAILED"]
     publisher.events.assert_valid()
 
@@ -152,31 +167,33 @@ def hammer_a_closing_publisher(attempt: int) -> None:
     assert stats.accepted == stats.published + stats.coalesced + stats.dropped_total
 
 
-class ClosesWhileATerminalEventGoesIn(ProgressPublisher):
+class ClosesWhileATerminalEventGoesIn:
     """Plays close() on another thread arriving just as a job thread's finish() hands in
-    its terminal event: accept() lets that close() go as far as it can first (to its
-    end, or until it waits for the run being ended)."""
+    its terminal event: hooked before accept(), it lets that close() go as far as it can
+    first (to its end, or until it waits for the run being ended)."""
 
-    closer: threading.Thread | None = None
-    close_went_far = threading.Event()
+    def __init__(self, publisher: ProgressPublisher) -> None:
+        self.publisher = publisher
+        self.closer: threading.Thread | None = None
+        self.close_went_far = threading.Event()
+        hook_accept(publisher, before=self.before_accept)
 
-    def accept(self, fields: dict[str, Any]) -> None:
+    def before_accept(self, fields: dict[str, Any]) -> None:
         if fields["event"] in TERMINAL and self.closer is None:
             self.closer = threading.Thread(target=self.close_then_say, args=(5,))
             self.closer.start()
             assert self.close_went_far.wait(10)
-        super().accept(fields)
 
     def close_then_say(self, timeout: float) -> None:
-        self.close(timeout)
+        self.publisher.close(timeout)
         self.close_went_far.set()
 
 
 class RunThatSaysWhenCloseReachesIt(MediaRun):
+    race: ClosesWhileATerminalEventGoesIn
+
     def _fail_left_open(self, reason: str) -> bool:
-        publisher = self._publisher
-        assert isinstance(publisher, ClosesWhileATerminalEventGoesIn)
-        publisher.close_went_far.set()  # close() waits for this run's lock from here
+        self.race.close_went_far.set()  # close() waits for this run's lock from here
         return super()._fail_left_open(reason)
 
 
@@ -185,55 +202,57 @@ def test_a_terminal_event_handed_in_as_close_begins_goes_out():
     fails the run or waits for its terminal event, which is never refused (the run left
     close()'s list of open runs only after its terminal event was accepted)."""
     transport = CapturingTransport()
-    publisher = ClosesWhileATerminalEventGoesIn(
+    publisher = ProgressPublisher(
         channel="close-end-race", transport=transport, finish_flush_timeout=0
     )
-    publisher.close_went_far = threading.Event()
-    run = RunThatSaysWhenCloseReachesIt(publisher, "ending", "u1").start()
+    race = ClosesWhileATerminalEventGoesIn(publisher)
+    run = RunThatSaysWhenCloseReachesIt(publisher, "ending", "u1")
+    run.race = race
+    run.start()
     try:
         outcome: str | BaseException = run.finish()
     except PublisherClosedError as exc:
         outcome = exc
-    assert publisher.closer is not None
-    publisher.closer.join(10)
+    assert race.closer is not None
+    race.closer.join(10)
     assert outcome == "PROCESSING_FAILED"
     assert unended(transport) == []
 
 
-class InterruptedRightAfterTheStart(ProgressPublisher):
+def interrupt_after_the_start(fields: dict[str, Any]) -> None:
     """Plays a SIGTERM handler that raises SystemExit (as docs/publisher.md advises) and
     runs just after a run's PROCESSING_STARTED went in, before start() returns."""
-
-    def accept(self, fields: dict[str, Any]) -> None:
-        super().accept(fields)
-        if fields["event"] == "PROCESSING_STARTED":
-            raise SystemExit("SIGTERM")
+    if fields["event"] == "PROCESSING_STARTED":
+        raise SystemExit("SIGTERM")
 
 
 def test_a_start_interrupted_after_its_event_went_in_is_still_ended_by_close():
     """An exception that interrupts start() after its PROCESSING_STARTED was accepted
     leaves the run among the open ones: close() (or the exit hook) ends it."""
     transport = CapturingTransport()
-    publisher = InterruptedRightAfterTheStart(
+    publisher = ProgressPublisher(
         channel="interrupted-start", transport=transport, finish_flush_timeout=0
     )
+    hook_accept(publisher, after=interrupt_after_the_start)
     with pytest.raises(SystemExit), publisher.media("m1", "u1"):
         pass
     assert publisher.close(2) is True
     assert lifecycle(transport) == {("m1", "START"): 1, ("m1", "END"): 1}
 
 
-class ClosedByAHandlerInsideARunsEnd(ProgressPublisher):
+class ClosedByAHandlerInsideARunsEnd:
     """Plays a signal handler calling close() on the job's own thread while finish() is
     handing in its terminal event (the run has marked itself ended, the event is not in
     yet: the few microseconds it is serialised)."""
 
-    handler_result: bool | None = None
+    def __init__(self, publisher: ProgressPublisher) -> None:
+        self.publisher = publisher
+        self.handler_result: bool | None = None
+        hook_accept(publisher, before=self.before_accept)
 
-    def accept(self, fields: dict[str, Any]) -> None:
+    def before_accept(self, fields: dict[str, Any]) -> None:
         if fields["event"] in TERMINAL and self.handler_result is None:
-            self.handler_result = self.close(2)
-        super().accept(fields)
+            self.handler_result = self.publisher.close(2)
 
 
 def test_close_from_a_handler_inside_a_runs_end_holds_back_and_the_end_goes_out():
@@ -242,12 +261,13 @@ def test_close_from_a_handler_inside_a_runs_end_holds_back_and_the_end_goes_out(
     new runs and returns False at once, the terminal event goes in, and a later close()
     sends everything."""
     transport = CapturingTransport()
-    publisher = ClosedByAHandlerInsideARunsEnd(
+    publisher = ProgressPublisher(
         channel="handler-in-run-end", transport=transport, finish_flush_timeout=0
     )
+    handler = ClosedByAHandlerInsideARunsEnd(publisher)
     with publisher.media("m1", "u1"):
         pass
-    assert publisher.handler_result is False
+    assert handler.handler_result is False
     with pytest.raises(PublisherClosedError):
         publisher.media("m2", "u1").start()
     assert publisher.close(2) is True
