@@ -98,7 +98,7 @@ def test_crashing_horses_still_close_every_media_in_a_strictly_valid_recording(
             assert " PROCESSING_STARTED " in stdout
             # The crashes were real: RQ logged its horses' deaths.
             assert "signal 9" in worker.stdout + worker.stderr
-            time.sleep(0.5)
+            _wait_for_terminals(recording, 4)  # the listener has written every media's end
         finally:
             listener.terminate()
             listener.wait(10)
@@ -108,6 +108,19 @@ def test_crashing_horses_still_close_every_media_in_a_strictly_valid_recording(
     assert result.returncode == 0, result.stdout
     assert "incomplete" not in result.stdout
     assert "PROCESSING_" in result.stdout
+
+
+def _wait_for_terminals(recording: Path, media: int) -> None:
+    """Until the listener's NDJSON (flushed line by line) holds ``media`` media's ends."""
+    deadline = time.monotonic() + 60  # a hung test's bound only
+    ended: set[str] = set()
+    while len(ended) < media:
+        assert time.monotonic() < deadline, f"{len(ended)} of {media} ends recorded"
+        time.sleep(0.05)
+        for line in recording.read_text().split("\n")[:-1]:  # whole lines only
+            event = json.loads(line) if line.strip() else {}
+            if event.get("event") in ("PROCESSING_COMPLETED", "PROCESSING_FAILED"):
+                ended.add(event["media_id"])
 
 
 def _wait_for_subscriber(url: str, channel: str) -> None:
