@@ -68,9 +68,12 @@ def test_each_user_gets_only_their_own_events_in_camel_case(
                                                   seq=n, source="w1", run_id="r1",
                                                   timestamp="2026-11-26T05:00:00.123456Z"))
             publish.publish(shared_channel, event(bob, "m-b", seq=n, source="w2"))
+        # A last event each (seq 6): the relay forwards a socket's events in order, so
+        # one that leaked to the wrong socket would be there before it.
+        publish.publish(shared_channel, event(alice, "m-a", seq=6, source="w1"))
+        publish.publish(shared_channel, event(bob, "m-b", seq=6, source="w2"))
         for client in (a1, a2, b):
-            await client.wait_for("progress_update", 5)
-        await asyncio.sleep(0.2)
+            await client.wait_for("progress_update", 6)
         for client in (a1, a2, b):
             await client.sio.disconnect()
         return a1, a2, b
@@ -78,13 +81,13 @@ def test_each_user_gets_only_their_own_events_in_camel_case(
     a1, a2, b = asyncio.run(scenario())
     for client in (a1, a2):
         updates = client.named("progress_update")
-        assert [u["seq"] for u in updates] == [1, 2, 3, 4, 5]
+        assert [u["seq"] for u in updates] == [1, 2, 3, 4, 5, 6]
         assert updates[0] == {
             "mediaId": "m-a", "userId": alice, "event": "PROCESSING_STARTED",
             "message": "PROCESSING_STARTED m-a", "data": {},
             "timestamp": "2026-11-26T05:00:00.123456Z", "seq": 1, "source": "w1", "runId": "r1",
         }
-    assert [u["userId"] for u in b.named("progress_update")] == [bob] * 5
+    assert [u["userId"] for u in b.named("progress_update")] == [bob] * 6
 
 
 def test_terminal_events_also_go_out_as_media_update_and_processing_error(
@@ -270,13 +273,14 @@ def test_a_users_sockets_on_two_relays_each_get_every_event_once(
             await clients[3].connect(nodes[0].url, {"token": sign_token(SECRET, other)})
             await clients[4].connect(nodes[1].url, {"token": sign_token(SECRET, other)})
             client = redis.Redis.from_url(redis_url)
-            for n in range(1, 21):
+            # Seq 21 last: each socket gets its events in order, so a duplicate of an
+            # earlier one would be there before it.
+            for n in range(1, 22):
                 client.publish(channel, event(user, "m1", seq=n, source="w"))
                 client.publish(channel, event(other, "m2", seq=n, source="w"))
             client.close()
             for c in clients:
-                await c.wait_for("progress_update", 20)
-            await asyncio.sleep(0.3)  # time for a duplicate to show up
+                await c.wait_for("progress_update", 21)
             for c in clients:
                 await c.sio.disconnect()
             return clients
@@ -286,10 +290,10 @@ def test_a_users_sockets_on_two_relays_each_get_every_event_once(
             owner = user if index < 3 else other
             updates = c.named("progress_update")
             assert [(u["userId"], u["seq"]) for u in updates] == [
-                (owner, n) for n in range(1, 21)
+                (owner, n) for n in range(1, 22)
             ], index
         health = [node.healthz() for node in nodes]
-        assert [h["received"] for h in health] == [40, 40]
+        assert [h["received"] for h in health] == [42, 42]
     finally:
         for node in nodes:
             node.stop()
