@@ -79,9 +79,56 @@ def check_str(
         )
 
 
+# The optional strings of ``data``: (max characters, what the field is, for the message).
+_OPTIONAL_DATA = {
+    "phase": (d.MAX_PHASE_CHARS, "a short machine-readable stage name"),
+    "prediction": (d.MAX_PREDICTION_CHARS, 'a label such as "FAKE" or "REAL"'),
+    "filename": (d.MAX_FILENAME_CHARS, "the uploaded file's name, shown in the panel title"),
+}
+
+
 def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> None:
     """Append the problems of ``data`` for an event of (already normalised) type ``event``."""
-    model_name = data.get("model_name")
+    _check_model_name(event, data.get("model_name"), problems)
+
+    progress = data.get("progress")
+    total = data.get("total")
+    if event in PROGRESS_EVENT_NAMES or progress is not None or total is not None:
+        _check_progress_total(event, progress, total, problems)
+
+    _check_optional_data(data, "phase", problems)
+
+    details = data.get("details")
+    if details is not None and not isinstance(details, dict):
+        problems.append(
+            Problem(
+                "data.details",
+                "type",
+                f"must be a JSON object (dict), got {type(details).__name__}",
+            )
+        )
+
+    _check_optional_data(data, "prediction", problems)
+    confidence = data.get("confidence")
+    if confidence is not None:
+        _check_confidence(confidence, problems)
+
+    error_message = data.get("error_message")
+    if event in FAILURE_EVENT_NAMES or error_message is not None:
+        check_str(
+            problems,
+            "data.error_message",
+            error_message,
+            d.MAX_ERROR_MESSAGE_CHARS,
+            required=event in FAILURE_EVENT_NAMES,
+            what=f"{event} must say what went wrong; the UI shows it",
+        )
+
+    _check_optional_data(data, "filename", problems)
+
+
+def _check_model_name(event: str, model_name: object, problems: list[Problem]) -> None:
+    """data.model_name: required of a model event, else checked when given."""
     if event in MODEL_EVENT_NAMES:
         check_str(
             problems,
@@ -101,67 +148,13 @@ def check_data(event: str, data: dict[str, Any], problems: list[Problem]) -> Non
             what="the model this event is about",
         )
 
-    progress = data.get("progress")
-    total = data.get("total")
-    if event in PROGRESS_EVENT_NAMES or progress is not None or total is not None:
-        _check_progress_total(event, progress, total, problems)
 
-    phase = data.get("phase")
-    if phase is not None:
-        check_str(
-            problems,
-            "data.phase",
-            phase,
-            d.MAX_PHASE_CHARS,
-            required=False,
-            what="a short machine-readable stage name",
-        )
-
-    details = data.get("details")
-    if details is not None and not isinstance(details, dict):
-        problems.append(
-            Problem(
-                "data.details",
-                "type",
-                f"must be a JSON object (dict), got {type(details).__name__}",
-            )
-        )
-
-    prediction = data.get("prediction")
-    if prediction is not None:
-        check_str(
-            problems,
-            "data.prediction",
-            prediction,
-            d.MAX_PREDICTION_CHARS,
-            required=False,
-            what='a label such as "FAKE" or "REAL"',
-        )
-    confidence = data.get("confidence")
-    if confidence is not None:
-        _check_confidence(confidence, problems)
-
-    error_message = data.get("error_message")
-    if event in FAILURE_EVENT_NAMES or error_message is not None:
-        check_str(
-            problems,
-            "data.error_message",
-            error_message,
-            d.MAX_ERROR_MESSAGE_CHARS,
-            required=event in FAILURE_EVENT_NAMES,
-            what=f"{event} must say what went wrong; the UI shows it",
-        )
-
-    filename = data.get("filename")
-    if filename is not None:
-        check_str(
-            problems,
-            "data.filename",
-            filename,
-            d.MAX_FILENAME_CHARS,
-            required=False,
-            what="the uploaded file's name, shown in the panel title",
-        )
+def _check_optional_data(data: dict[str, Any], key: str, problems: list[Problem]) -> None:
+    """One of ``_OPTIONAL_DATA``, when the event gives it."""
+    value = data.get(key)
+    if value is not None:
+        max_chars, what = _OPTIONAL_DATA[key]
+        check_str(problems, f"data.{key}", value, max_chars, required=False, what=what)
 
 
 def _check_progress_total(
@@ -292,43 +285,8 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
         required=True,
         what="the relay routes by user_id and silently drops events without it",
     )
-
-    event: str | None = None
-    raw_event = obj.get("event")
-    if raw_event is None:
-        problems.append(Problem("event", "required", "is required: one of the v1 event types"))
-    elif not isinstance(raw_event, str):
-        problems.append(
-            Problem("event", "type", f"must be a string, got {type(raw_event).__name__}")
-        )
-    else:
-        event = normalize_event_name(raw_event)
-        if event not in ALL_EVENT_NAMES:
-            problems.append(
-                Problem(
-                    "event",
-                    "known_type",
-                    f"unknown event type {raw_event[:80]!r}; expected one of "
-                    + ", ".join(sorted(ALL_EVENT_NAMES)),
-                )
-            )
-            event = None
-
-    message = obj.get("message")
-    if message is None:
-        problems.append(Problem("message", "required", "is required: human-readable text"))
-    elif not isinstance(message, str):
-        problems.append(
-            Problem("message", "type", f"must be a string, got {type(message).__name__}")
-        )
-    elif len(message) > d.MAX_MESSAGE_CHARS:
-        problems.append(
-            Problem(
-                "message",
-                "max_length",
-                f"is {len(message)} characters, at most {d.MAX_MESSAGE_CHARS} allowed",
-            )
-        )
+    event = _check_event_name(obj.get("event"), problems)
+    _check_message(obj.get("message"), problems)
 
     data = obj.get("data")
     if data is None:
@@ -344,8 +302,79 @@ def _check_event_full(obj: object, *, strict: bool) -> tuple[str | None, list[Pr
     return event, problems
 
 
+def _check_event_name(raw_event: object, problems: list[Problem]) -> str | None:
+    """The normalised event type, or None (and a problem) when missing or unknown."""
+    if raw_event is None:
+        problems.append(Problem("event", "required", "is required: one of the v1 event types"))
+        return None
+    if not isinstance(raw_event, str):
+        problems.append(
+            Problem("event", "type", f"must be a string, got {type(raw_event).__name__}")
+        )
+        return None
+    event = normalize_event_name(raw_event)
+    if event not in ALL_EVENT_NAMES:
+        problems.append(
+            Problem(
+                "event",
+                "known_type",
+                f"unknown event type {raw_event[:80]!r}; expected one of "
+                + ", ".join(sorted(ALL_EVENT_NAMES)),
+            )
+        )
+        return None
+    return event
+
+
+def _check_message(message: object, problems: list[Problem]) -> None:
+    """The human-readable text: required, a string, bounded."""
+    if message is None:
+        problems.append(Problem("message", "required", "is required: human-readable text"))
+    elif not isinstance(message, str):
+        problems.append(
+            Problem("message", "type", f"must be a string, got {type(message).__name__}")
+        )
+    elif len(message) > d.MAX_MESSAGE_CHARS:
+        problems.append(
+            Problem(
+                "message",
+                "max_length",
+                f"is {len(message)} characters, at most {d.MAX_MESSAGE_CHARS} allowed",
+            )
+        )
+
+
 def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool) -> None:
     """Append problems of the v1 envelope fields and ``run_id``."""
+    _check_version_and_seq(obj, problems, strict=strict)
+
+    source = obj.get("source")
+    if source is not None or strict:
+        check_str(
+            problems,
+            "source",
+            source,
+            d.MAX_SOURCE_CHARS,
+            required=strict,
+            what="identifies one publisher instance",
+        )
+
+    _check_timestamp(obj.get("timestamp"), problems, strict=strict)
+
+    run_id = obj.get("run_id")
+    if run_id is not None:
+        check_str(
+            problems,
+            "run_id",
+            run_id,
+            d.MAX_RUN_ID_CHARS,
+            required=False,
+            what="one analysis run of a media",
+        )
+
+
+def _check_version_and_seq(obj: dict[str, Any], problems: list[Problem], *, strict: bool) -> None:
+    """schema_version (1) and seq (1..2**63-1): required in strict mode only."""
     version = obj.get("schema_version")
     if version is None:
         if strict:
@@ -377,18 +406,9 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
             Problem("seq", "bounds", f"must be at most 2**63-1, got {_show_int(seq)}")
         )
 
-    source = obj.get("source")
-    if source is not None or strict:
-        check_str(
-            problems,
-            "source",
-            source,
-            d.MAX_SOURCE_CHARS,
-            required=strict,
-            what="identifies one publisher instance",
-        )
 
-    timestamp = obj.get("timestamp")
+def _check_timestamp(timestamp: object, problems: list[Problem], *, strict: bool) -> None:
+    """ISO 8601 with a UTC offset (UTC itself in strict mode, where it is required)."""
     if timestamp is None:
         if strict:
             problems.append(
@@ -430,14 +450,3 @@ def check_envelope(obj: dict[str, Any], problems: list[Problem], *, strict: bool
                     f"{timestamp[:64]!r} must be UTC (end in Z or +00:00)",
                 )
             )
-
-    run_id = obj.get("run_id")
-    if run_id is not None:
-        check_str(
-            problems,
-            "run_id",
-            run_id,
-            d.MAX_RUN_ID_CHARS,
-            required=False,
-            what="one analysis run of a media",
-        )
