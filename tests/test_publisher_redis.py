@@ -320,8 +320,7 @@ def test_a_run_a_daemon_thread_starts_while_the_process_exits_never_stays_open(
     for _ in range(3):
         subprocess.run([sys.executable, "-c", script, redis_url, channel],
                        check=True, timeout=60)
-    time.sleep(0.5)
-    events = _decode(subscriber.wait_for(1))
+    events = _decode(subscriber.settled())  # the scripts have exited: all they sent
     started = {(e["source"], e["media_id"]) for e in events
                if e["event"] == "PROCESSING_STARTED"}
     ended = {(e["source"], e["media_id"]) for e in events
