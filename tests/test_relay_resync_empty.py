@@ -7,19 +7,26 @@ tracks before its next event reaches the new server."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from own_redis import OwnRedis
-from relay_support import SECRET, Client
+from relay_support import SECRET, Client, RelayProcess
 from test_relay_resync import MEDIA, check, duplicates, run_through, stale_or_missing
 
 from progress_sdk.cluster import client_for
 from progress_sdk.snapshot import SnapshotKeys, read_user
+from simulator.catchup_check import panel_rows
 from simulator.relay import sign_token
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
+SILENT_JOB = Path(__file__).with_name("silent_job.py")
 
 
 def snapshots_back(url: str, prefix: str, user: str) -> int:
@@ -96,3 +103,64 @@ def test_sockets_end_complete_after_a_redis_restart_that_lost_every_key() -> Non
     assert found == dict.fromkeys(found, 0), (found, not_whole(final))
     check(sockets, final)
     assert health["redis_connects"] >= 2 and health["catch_up"]["resynced"] >= 5
+
+
+def test_a_socket_that_joins_before_a_silent_worker_reconnects_is_resynced_late() -> None:
+    """Redis restarts empty while a worker's media is silent (liveness off: nothing of
+    it reaches Redis until its next event). A socket that joins then reads no snapshot;
+    the worker then goes on and rewrites the media whole. The relay's late pass sends the
+    socket the whole snapshot, so it ends with the media as Redis holds it (with its
+    first model's row, which no live event carried after the restart)."""
+    server = OwnRedis().start()
+    channel = f"late-{uuid.uuid4().hex[:8]}"
+    prefix, user = f"{channel}:", f"u-{uuid.uuid4().hex[:6]}"
+    relay = RelayProcess.cli(server.url, channel, "--snapshot-prefix", prefix, "--no-sweep")
+    env = {**os.environ, "PROGRESS_SDK_LIVENESS_TTL": "off"}
+    job = subprocess.Popen([sys.executable, str(SILENT_JOB), server.url, channel, prefix, user],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    async def scenario() -> Client:
+        assert job.stdout is not None and job.stdin is not None
+        assert await asyncio.to_thread(job.stdout.readline) == "ready\n"
+        server.kill()
+        server.start()
+        await asyncio.to_thread(relay.wait_subscribed, 2)
+        socket = Client()
+        await socket.connect(relay.url, {"token": sign_token(SECRET, user)})
+        assert socket.named("progress_snapshot") == []  # Redis had nothing of it yet
+        job.stdin.write("go\n")
+        job.stdin.flush()
+        assert await asyncio.to_thread(job.wait, 60) == 0
+        final = panel_rows({s.media_id: s for s in await asyncio.to_thread(
+            read_all, server.url, prefix, user)})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and stale_or_missing(socket, final):
+            await asyncio.sleep(0.1)
+        await socket.sio.disconnect()
+        socket.final = final  # type: ignore[attr-defined]
+        return socket
+
+    try:
+        relay.wait_subscribed()
+        socket = asyncio.run(scenario())
+    finally:
+        if job.poll() is None:
+            job.kill()
+        job.wait(10)
+        for pipe in (job.stdin, job.stdout):
+            if pipe is not None:
+                pipe.close()
+        relay.stop()
+        server.kill()
+    final = socket.final  # type: ignore[attr-defined]
+    assert [row[0] for row in final.values()] == ["completed"]
+    assert [m[:2] for m in final["m-0"][2]] == [("A", "completed"), ("B", "completed")]
+    assert stale_or_missing(socket, final) == [] and duplicates(socket.events) == 0
+
+
+def read_all(url: str, prefix: str, user: str) -> list[Any]:
+    reader = client_for(url)
+    try:
+        return read_user(reader, SnapshotKeys(prefix), user)
+    finally:
+        reader.close()

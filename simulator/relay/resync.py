@@ -23,8 +23,13 @@ get every snapshot; a socket that was catching up when the subscription came bac
 resynced in full once its catch-up is done.
 
 Users are resynced ``users_at_once`` at a time, each within its per-user catch-up turns.
-What a restart without persistence lost from Redis (the snapshots themselves) cannot be
-restored this way: the relay sends what Redis holds.
+What a restart without persistence lost from Redis (the snapshots themselves) comes back
+from the publishers, each rewriting the whole snapshot of every media it tracks when it
+reaches the new server: at its next batch (within its reconnect backoff, 3 s at most) or,
+silent, at its next liveness refresh (3.3 s by default). A socket that connected in
+between read fewer snapshots than there are, so each socket that joins within
+``late_after`` seconds of a new subscription is resynced in full once more that long
+after it (``late``; a snapshot the socket holds costs a packet, never a duplicate event).
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ DEFAULT_USERS_AT_ONCE = 8
 # sources): at most ~50 MB. Past it the least recently active user's record goes; their
 # sockets then get every snapshot at the next resync, which is correct, only more.
 MAX_REMEMBERED_MEDIA = 200_000
+# Seconds after a new subscription within which a joining socket may have read snapshots
+# that publishers had not written again yet (a Redis restarted without persistence):
+# past a publisher's reconnect backoff (3 s at most) and its liveness refresh (3.3 s).
+DEFAULT_LATE_AFTER = 5.0
 
 
 class Resync:
@@ -59,7 +68,8 @@ class Resync:
 
     def __init__(self, relay: Relay, catch_up: CatchUp, *,
                  users_at_once: int = DEFAULT_USERS_AT_ONCE,
-                 capacity: int = MAX_REMEMBERED_MEDIA) -> None:
+                 capacity: int = MAX_REMEMBERED_MEDIA,
+                 late_after: float = DEFAULT_LATE_AFTER) -> None:
         self._relay = relay
         self._catch_up = catch_up
         self._users_at_once = users_at_once
@@ -68,6 +78,12 @@ class Resync:
         self._sent: OrderedDict[str, OrderedDict[str, dict[str, int]]] = OrderedDict()
         self._remembered = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._late_after = late_after
+        self._window_ends = 0.0  # loop time until which joining sockets are resynced late
+        self._late: dict[str, set[str]] = {}  # user -> sids that joined in the window
+        self._subscriptions = 0
+        self.late = 0
+        """Sockets resynced in full after joining right after a new subscription."""
         catch_up.on_sent = self._snapshot_sent
         catch_up.on_gap = self._after_gap
 
@@ -103,6 +119,34 @@ class Resync:
         held = {user: {m: dict(seqs) for m, seqs in media.items()}
                 for user, media in self._sent.items()}
         self._spawn(self._resync_all(held))
+        self._subscriptions += 1
+        if self._subscriptions == 1:
+            return  # the relay's start: no socket read snapshots before it
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._window_ends:
+            self._spawn(self._late_pass())
+        self._window_ends = loop.time() + self._late_after
+
+    async def joined(self, sid: str, user_id: str) -> None:
+        """A join hook: note a socket that joins within ``late_after`` of a new
+        subscription, for the late pass."""
+        if asyncio.get_running_loop().time() < self._window_ends:
+            self._late.setdefault(user_id, set()).add(sid)
+
+    async def _late_pass(self) -> None:
+        # Until the window closes (a later subscription extends it), then once: every
+        # socket that joined in it, still here and not catching up, gets every snapshot.
+        loop = asyncio.get_running_loop()
+        while (left := self._window_ends - loop.time()) > 0:
+            await asyncio.sleep(left)
+        late, self._late = self._late, {}
+        for user_id, sids in late.items():
+            plan: dict[str, Known | None] = {
+                sid: None for sid in sids
+                if self._relay.is_live(sid) and not self._catch_up.busy(user_id, sid)}
+            if plan:
+                self.late += len(plan)
+                self._spawn(self._catch_up.resync(user_id, plan))
 
     async def _resync_all(self, held: dict[str, dict[str, dict[str, int]]]) -> None:
         turns = asyncio.Semaphore(self._users_at_once)
@@ -169,4 +213,5 @@ def install_resync(relay: Relay, catch_up: CatchUp) -> Resync:
     relay.add_event_hook(resync.on_event)
     relay.add_release_hook(resync.release)
     relay.add_subscribe_hook(resync.on_subscribed)
+    relay.add_join_hook(resync.joined)
     return resync
