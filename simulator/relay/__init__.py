@@ -9,7 +9,8 @@ Needs the ``relay`` extra (python-socketio, uvicorn, websockets, PyJWT). See
 - ``backlog``: ``BacklogLimits`` (what may wait for one socket: progress coalesced,
   disconnected past the limit); ``engine_internals``: the one module that relies on
   python-socketio's and python-engineio's internals;
-- ``server``: ``Relay`` (the Socket.IO server, ``/healthz``, extension points);
+- ``server``: ``Relay`` (the Socket.IO server and its extension points); ``hooks``:
+  the hooks extensions add; ``http_routes``: its GET routes, ``/healthz``, ``/metrics``;
 - ``serving``: ``bind`` and ``serve`` (uvicorn);
 - ``stats``: ``RelayStats``;
 - ``logs``: ``configure_logging`` (no token or password in any line).
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 from .auth import TokenRefused, TokenVerifier, sign_token
 from .backlog import BacklogLimits
+from .http_routes import HttpResponse
 from .logs import configure_logging, redact
 from .routing import EventRouter, Routed, progress_update, user_room
-from .server import HttpResponse, Relay, RelayConfig
+from .server import Relay, RelayConfig
 from .serving import bind, serve
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, open_redis_pubsub

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from importlib import resources
 
-from .server import HttpResponse, Relay, Scope
+from .http_routes import HttpResponse, Scope
+from .server import Relay
 
 __all__ = ["PAGE_FILES", "install_page"]
 

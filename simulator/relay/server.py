@@ -52,10 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +72,17 @@ from .engine_internals import (
     install_backlogs,
     leave_room_now,
 )
-from .metrics import CONTENT_TYPE, render
+from .hooks import (
+    AdmitHook,
+    ConnectHook,
+    EventHook,
+    JoinHook,
+    RelayHooks,
+    ReleaseHook,
+    SkipHook,
+    guarded,
+)
+from .http_routes import HealthSection, HttpResponse, HttpRoutes, RouteHandler
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
@@ -81,19 +90,6 @@ from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
 __all__ = ["HttpResponse", "Relay", "RelayConfig"]
 
 log = logging.getLogger("progress_sim.relay")
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ConnectHook = Callable[[str, str], Awaitable[None]]
-AdmitHook = Callable[[str, Identity], Awaitable[None]]
-JoinHook = Callable[[str, str], Awaitable[None]]
-ReleaseHook = Callable[[str, str], None]
-EventHook = Callable[[Routed], None]
-SkipHook = Callable[[Routed], Iterable[str]]
-RouteHandler = Callable[[Scope], Awaitable["HttpResponse"]]
-HealthSection = Callable[[], dict[str, Any]]
-
 
 @dataclass(frozen=True)
 class RelayConfig:
@@ -111,18 +107,16 @@ class RelayConfig:
     """What may wait for one socket before it is disconnected (``backlog``)."""
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    """What an extra HTTP route answers."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-
-    @classmethod
-    def json(cls, value: Any, status: int = 200) -> HttpResponse:
-        """A JSON response."""
-        return cls(status, json.dumps(value, indent=2).encode() + b"\n")
+def _socket_server(cors_origins: str | list[str]) -> socketio.AsyncServer:
+    # Socket.IO's and Engine.IO's own loggers stay off: they would print handshake
+    # payloads, tokens included.
+    return socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=cors_origins,
+        logger=False,
+        engineio_logger=False,
+        serializer=JsonPacket,
+    )
 
 
 class Relay:
@@ -133,86 +127,70 @@ class Relay:
         self.stats = RelayStats()
         self.verifier = TokenVerifier(config.jwt_secret, claim=config.user_claim)
         self.router = EventRouter(self.stats)
-        # Socket.IO's and Engine.IO's own loggers stay off: they would print handshake
-        # payloads, tokens included.
-        self.sio = socketio.AsyncServer(
-            async_mode="asgi",
-            cors_allowed_origins=config.cors_origins,
-            logger=False,
-            engineio_logger=False,
-            serializer=JsonPacket,
-        )
+        self.sio = _socket_server(config.cors_origins)
         # Every packet for a socket waits in its bounded backlog (``backlog``).
         self.backlog = BacklogStats()
         install_backlogs(self.sio, config.backlog, self.backlog)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
+        self._hooks = RelayHooks()
         self.subscriber = ChannelSubscriber(
             subscribed_channels(config.channel, config.shards),
             self.deliver,
             self.stats,
             open_pubsub=open_pubsub or open_detected_pubsub(config.redis_url),
             where=config.redis_url,
-            on_subscribed=self._subscribed,
+            on_subscribed=self._hooks.subscribed,
         )
         self._sockets: dict[str, set[str]] = {}
         self._user_of: dict[str, str] = {}
         self._connecting: dict[str, str] = {}  # sid -> user id, while _on_connect runs
         self._ended: dict[str, tuple[str, str]] = {}  # sid -> (reason, message)
         self._cut: set[str] = set()  # cut off, until python-socketio disconnected them
-        self._admit_hooks: list[AdmitHook] = []
-        self._release_hooks: list[ReleaseHook] = []
-        self._subscribe_hooks: list[Callable[[], None]] = []
-        self._connect_hooks: list[ConnectHook] = []
-        self._join_hooks: list[JoinHook] = []
-        self._skip_hooks: list[SkipHook] = []
-        self._event_hooks: list[EventHook] = []
         self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
         self._tasks: list[asyncio.Task[None]] = []
         self._joining: set[asyncio.Task[None]] = set()
-        self._routes: dict[str, RouteHandler] = {
-            "/healthz": self._healthz, "/metrics": self._metrics,
-        }
-        self._health_sections: dict[str, HealthSection] = {"backlog": self.backlog.to_dict}
+        self._http = HttpRoutes(self.stats)
+        self._http.sections["backlog"] = self.backlog.to_dict
 
     # -- extension points -------------------------------------------------------------
 
     def add_admit_hook(self, hook: AdmitHook) -> None:
         """Await ``hook(sid, identity)`` before a socket is let in (it may refuse it)."""
-        self._admit_hooks.append(hook)
+        self._hooks.admit.append(hook)
 
     def add_release_hook(self, hook: ReleaseHook) -> None:
         """Call ``hook(sid, user_id)`` when the relay is done with an admitted socket."""
-        self._release_hooks.append(hook)
+        self._hooks.release.append(hook)
 
     def add_subscribe_hook(self, hook: Callable[[], None]) -> None:
         """Call ``hook()`` each time the Redis subscription is confirmed."""
-        self._subscribe_hooks.append(hook)
+        self._hooks.subscribe.append(hook)
 
     def add_connect_hook(self, hook: ConnectHook) -> None:
         """Await ``hook(sid, user_id)`` after each socket joined its user's room."""
-        self._connect_hooks.append(hook)
+        self._hooks.connect.append(hook)
 
     def add_join_hook(self, hook: JoinHook) -> None:
         """Call ``hook(sid, user_id)`` when a socket is registered and await what it
         returns before the socket joins its user's room."""
-        self._join_hooks.append(hook)
+        self._hooks.join.append(hook)
 
     def add_skip_hook(self, hook: SkipHook) -> None:
         """Leave the sids ``hook(routed)`` returns out of that event's room emit."""
-        self._skip_hooks.append(hook)
+        self._hooks.skip.append(hook)
 
     def add_event_hook(self, hook: EventHook) -> None:
         """Call ``hook(routed)`` for every valid event, before it is emitted."""
-        self._event_hooks.append(hook)
+        self._hooks.event.append(hook)
 
     def add_route(self, path: str, handler: RouteHandler) -> None:
         """Answer ``GET path`` with ``await handler(scope)``."""
-        self._routes[path] = handler
+        self._http.routes[path] = handler
 
     def add_health_section(self, name: str, section: HealthSection) -> None:
         """Show ``section()`` under ``name`` in every ``/healthz`` answer."""
-        self._health_sections[name] = section
+        self._http.sections[name] = section
 
     def add_background_task(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run ``await task()`` from start to stop (cancelled at stop)."""
@@ -239,7 +217,7 @@ class Relay:
         the relay has not ended it: whether sending it anything still makes sense."""
         if sid in self._ended or (sid not in self._user_of and sid not in self._connecting):
             return False
-        return self._engine_open(sid)
+        return engine_socket_open(self.sio, sid)
 
     def cut_off(self, sid: str, reason: str, message: str) -> bool:
         """Stop sending ``sid`` anything, now, without awaiting (out of its room and
@@ -270,7 +248,7 @@ class Relay:
     async def start(self) -> None:
         """Start the Redis subscription and the background tasks."""
         for task in self._background:
-            self._tasks.append(asyncio.create_task(self._guarded(task)))
+            self._tasks.append(asyncio.create_task(guarded(task)))
 
     async def stop(self) -> None:
         """Cancel the background tasks and the joins under way."""
@@ -280,18 +258,6 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-
-    async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
-        # A bug in one task must not end it silently: it is logged and restarted.
-        while True:
-            try:
-                await task()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("relay task %s failed; restarting it", task)
-                await asyncio.sleep(1.0)
 
     def asgi_app(self) -> socketio.ASGIApp:
         """The ASGI application: Socket.IO at ``/socket.io/``, the routes elsewhere."""
@@ -310,7 +276,7 @@ class Relay:
         event = routed.event
         kind = event["event"]
         stats.events_in[kind] += 1
-        for hook in self._event_hooks:
+        for hook in self._hooks.event:
             hook(routed)
         sockets = self._sockets.get(routed.user_id)
         if not sockets:
@@ -325,7 +291,7 @@ class Relay:
     async def forward(self, routed: Routed) -> None:
         """Emit one routed event to its room (a test double overrides this)."""
         room = routed.room
-        skip = [sid for hook in self._skip_hooks for sid in hook(routed)] or None
+        skip = [sid for hook in self._hooks.skip for sid in hook(routed)] or None
         for name, payload in routed.emits:
             await self.sio.emit(name, payload, room=room, skip_sid=skip)
 
@@ -342,7 +308,7 @@ class Relay:
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         user_id = (await self._admit(sid, auth)).user_id
-        if sid in self._ended or not self._engine_open(sid):
+        if sid in self._ended or not engine_socket_open(self.sio, sid):
             # The client left (or the relay ended it) while the admit hooks ran.
             ended = self._ended.pop(sid, None)
             self._release(sid, user_id)
@@ -364,7 +330,7 @@ class Relay:
         # _on_disconnect. The hooks are called here and awaited in the task: what one does
         # before its first await (catch-up holds the user's events for the socket) is done
         # before the next event is delivered, which may come before the task first runs.
-        joins = [hook(sid, user_id) for hook in self._join_hooks]
+        joins = [hook(sid, user_id) for hook in self._hooks.join]
         if not joins:  # straight into the room, as nothing has to come first
             await self._join(sid, user_id, joins)
             return True
@@ -380,7 +346,7 @@ class Relay:
             identity = self.verifier.identify(auth)
             self._connecting[sid] = identity.user_id
             try:
-                for admit in self._admit_hooks:
+                for admit in self._hooks.admit:
                     await admit(sid, identity)
             finally:
                 del self._connecting[sid]
@@ -410,19 +376,7 @@ class Relay:
         # The socket is in the live stream from here on: the acknowledged connect no
         # longer says so, since the join runs after it.
         await self.sio.emit("caught_up", {}, to=sid)
-        await self._run_connect_hooks(sid, user_id)
-
-    def _engine_open(self, sid: str) -> bool:
-        return engine_socket_open(self.sio, sid)
-
-    async def _run_connect_hooks(self, sid: str, user_id: str) -> None:
-        for hook in self._connect_hooks:
-            try:
-                await hook(sid, user_id)
-            except Exception:
-                # The socket stays connected and gets live events; a failing extra (a
-                # snapshot, say) is logged, not allowed to strand the socket.
-                log.exception("connect hook %r failed for socket %s", hook, sid)
+        await self._hooks.connected(sid, user_id)
 
     async def _on_disconnect(self, sid: str, *reason: Any) -> None:
         queue = backlog_of(self.sio, sid)
@@ -450,18 +404,7 @@ class Relay:
 
     def _release(self, sid: str, user_id: str) -> None:
         self._ended.pop(sid, None)
-        for hook in self._release_hooks:
-            try:
-                hook(sid, user_id)
-            except Exception:
-                log.exception("release hook %r failed for socket %s", hook, sid)
-
-    def _subscribed(self) -> None:
-        for hook in self._subscribe_hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("subscribe hook %r failed", hook)
+        self._hooks.released(sid, user_id)
 
     def _count_sockets(self) -> None:
         self.stats.sockets = len(self._user_of)
@@ -471,36 +414,4 @@ class Relay:
 
     def health(self) -> dict[str, Any]:
         """The ``/healthz`` body: the node's counters and every health section's."""
-        body = self.stats.to_dict()
-        for name, section in self._health_sections.items():
-            body[name] = section()
-        return body
-
-    async def _healthz(self, scope: Scope) -> HttpResponse:
-        return HttpResponse.json(self.health())
-
-    async def _metrics(self, scope: Scope) -> HttpResponse:
-        return HttpResponse(200, render(self.health, self.stats.lag), CONTENT_TYPE)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        handler = self._routes.get(scope["path"])
-        if handler is None:
-            response = HttpResponse.json({"error": "not found"}, status=404)
-        elif scope["method"] not in ("GET", "HEAD"):
-            response = HttpResponse.json({"error": "method not allowed"}, status=405)
-        else:
-            response = await handler(scope)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [
-                    (b"content-type", response.content_type.encode()),
-                    (b"content-length", str(len(response.body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.body})
+        return self._http.health()
