@@ -4,6 +4,7 @@ wire bytes."""
 from __future__ import annotations
 
 import calendar
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -14,6 +15,8 @@ import orjson
 from ..event_types import MEDIA_TERMINAL_NAMES
 from ._config import SnapshotConfig
 from ._tracker import SnapshotTracker
+
+logger = logging.getLogger("progress_sdk")
 
 if TYPE_CHECKING:
     from ..liveness import Liveness
@@ -69,6 +72,12 @@ class SnapshotHook:
         every snapshot it holds written whole (``SnapshotTracker.rewrite_commands``). The
         key first: a sweeper must not find the rewritten media of a live worker ownerless."""
         commands = self.tracker.rewrite_commands()
+        if commands:
+            # Each restart, not once: each is an outage of its own worth a line.
+            logger.warning(
+                "progress_sdk: reached a Redis other than the one last written to (a "
+                "restart, a failover); writing the snapshots of %d media whole again, "
+                "in case it lost them", sum(1 for c in commands if c[0] == "EVALSHA"))
         live = self.liveness
         if live is not None and commands:
             ttl = str(max(1, int(live.ttl * 1000)))
