@@ -30,7 +30,8 @@ HERE = Path(__file__).resolve().parent.parent
 def measure(media: int) -> dict[str, float]:
     """Run in the child: the figures for the tree on ``sys.path`` (imported here, so
     that the parent never loads either tree's buffer)."""
-    from progress_sdk._buffer import Entry, EventBuffer
+    from progress_sdk._buffer import EventBuffer
+    from progress_sdk._entry import Entry
     from progress_sdk._wire import WireEncoder
 
     encoder = WireEncoder("bench:1:abcd")

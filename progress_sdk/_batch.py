@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ._buffer import DONE, Entry
+from ._entry import DONE, Entry
 from ._wire import WireEncoder
 from .transport import Command
 

@@ -40,16 +40,22 @@ RECORD_OVERHEAD = 160
 class LostTerminals:
     """``media id -> the lost terminal event's bytes``, oldest loss first.
 
-    Counters: ``kept`` (losses recorded), ``resent`` (taken back into the queue),
-    ``abandoned`` (past the bound, or still here when the buffer was drained), so that
-    ``terminals_lost == resent + len(self) + abandoned`` at all times."""
+    Counters: ``kept`` (losses recorded: the publisher's ``terminals_lost``; the media of
+    the latest one is ``last_kept``), ``resent`` (taken back into the queue), ``abandoned``
+    (past the bound, or still here when the buffer was drained), so that
+    ``kept == resent + len(self) + abandoned`` at all times."""
 
-    __slots__ = ("_bytes", "_wire", "abandoned", "last_abandoned", "max_bytes", "resent")
+    __slots__ = (
+        "_bytes", "_wire", "abandoned", "kept", "last_abandoned", "last_kept", "max_bytes",
+        "resent",
+    )
 
     def __init__(self, max_bytes: int = d.MAX_LOST_TERMINAL_BYTES) -> None:
         self.max_bytes = max_bytes
         self._wire: dict[str, bytes] = {}
         self._bytes = 0
+        self.kept = 0
+        self.last_kept: str | None = None  # the media of the latest loss
         self.resent = 0
         self.abandoned = 0
         self.last_abandoned: str | None = None  # the media of the latest one
@@ -65,6 +71,8 @@ class LostTerminals:
     def keep(self, media_id: str, wire: bytes) -> None:
         """Record a lost terminal event (a newer loss of the same media replaces the
         older: the run it ended is over either way)."""
+        self.kept += 1
+        self.last_kept = media_id
         older = self._wire.pop(media_id, None)
         if older is not None:
             self._bytes -= _cost(media_id, older)

@@ -26,8 +26,8 @@ from typing import Any
 import redis
 
 from . import defaults as d
-from ._buffer import Entry
 from ._closing import Closing, live_publishers
+from ._entry import Entry
 from ._pipeline import PipelineConfig, build_pipeline, liveness_client
 from ._sender import BatchHook
 from ._settings import check_positive, check_settings, default_source, snapshot_config
@@ -253,7 +253,7 @@ class ProgressPublisher(Closing):
             if self._buffer.accept(entry):
                 sender.wake_if_idle()
             sender.ensure_running()
-            lost_terminal = self._buffer.last_terminal_lost
+            lost_terminal = self._buffer.lost.last_kept
             abandoned = self._buffer.lost.last_abandoned
         if lost_terminal is not None and not self._terminal_loss_logged:
             self._log_terminal_loss(lost_terminal)
@@ -322,7 +322,7 @@ class ProgressPublisher(Closing):
                 no_subscribers=sent.no_subscribers,
                 forgiven=dict(self._forgiven),
                 extra_failed=sent.extra_failed,
-                terminals_lost=self._buffer.terminals_lost,
+                terminals_lost=self._buffer.lost.kept,
                 terminals_resent=self._buffer.lost.resent,
                 terminals_waiting=len(self._buffer.lost),
                 terminals_abandoned=self._buffer.lost.abandoned,

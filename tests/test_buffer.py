@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from progress_sdk import _waiting
-from progress_sdk._buffer import Entry, EventBuffer
+from progress_sdk._buffer import EventBuffer
+from progress_sdk._entry import Entry
 from progress_sdk._wire import WireEncoder
 
 ENCODER = WireEncoder("test-source")
@@ -152,7 +153,7 @@ def test_the_terminal_event_of_a_media_on_screen_outlives_starts_of_media_nobody
         ("m2", "PROCESSING_STARTED"),
         ("m2", "PROCESSING_COMPLETED"),
     ]
-    assert buffer.terminals_lost == 0
+    assert buffer.lost.kept == 0
 
 
 def test_a_superseded_progress_value_gives_way_before_the_newest_of_its_model():
@@ -204,9 +205,9 @@ def test_flush_waits_for_a_ticket_that_settles_with_its_batch():
 
 def test_every_per_media_table_is_bounded(monkeypatch):
     """Media that never end leave nothing behind past the bounds."""
-    from progress_sdk import _buffer
+    from progress_sdk import _coalescing
 
-    monkeypatch.setattr(_buffer, "_MAX_HOLD_MEDIA", 5)
+    monkeypatch.setattr(_coalescing, "_MAX_HOLD_MEDIA", 5)
     buffer = EventBuffer(1000, 1.0, clock=Clock())
     for i in range(50):
         buffer.accept(progress(1, media=f"m{i}"))
@@ -276,7 +277,7 @@ def test_a_put_back_terminal_event_that_gives_way_is_counted_not_a_crash():
     buffer.accept(end("b"))
     buffer.finish_batch(requeue=buffer.take(10), written=False)  # the connect failed
     assert buffer.accept(end("c")) is True
-    assert buffer.terminals_lost == 1 and buffer.last_terminal_lost == "a"
+    assert buffer.lost.kept == 1 and buffer.lost.last_kept == "a"
     assert dict(buffer.dropped) == {"evicted": 1}
     assert sent_events(buffer.take(10)) == [
         ("b", "COMPLETED", None),
@@ -294,7 +295,7 @@ def test_evicting_a_finished_run_s_start_leaves_the_next_run_s_terminal_event():
     out = sent_events(buffer.take(10))
     assert ("m", "STARTED", "r2") in out
     assert ("m", "COMPLETED", "r2") in out, out
-    assert buffer.terminals_lost == 0
+    assert buffer.lost.kept == 0
 
 
 def test_a_repeated_start_still_waiting_keeps_the_terminal_event_of_its_run():
@@ -331,7 +332,7 @@ def test_a_repeated_start_after_one_went_out_never_makes_the_run_unseen():
     buffer.accept(end("b"))
     assert buffer.accept(start("m")) is False  # the repeat, dropped
     assert buffer.accept(end("m")) is True  # evicts a's: m's panel is open too
-    assert buffer.terminals_lost == 1
+    assert buffer.lost.kept == 1
     assert ("m", "COMPLETED", None) in sent_events(buffer.take(10))
 
 
@@ -424,4 +425,4 @@ def test_what_the_buffer_holds_stays_bounded_through_a_long_outage():
             assert buffer.footprint().slots <= 2 * (capacity + 50) + _waiting.SEGMENT
     out = sent_events(buffer.take(10_000))
     assert sum(1 for media, event, _ in out if event == "COMPLETED") == 100
-    assert buffer.terminals_lost == 0
+    assert buffer.lost.kept == 0

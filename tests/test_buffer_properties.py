@@ -23,7 +23,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from progress_sdk import _waiting
-from progress_sdk._buffer import DONE, Entry, EventBuffer
+from progress_sdk._buffer import EventBuffer
+from progress_sdk._entry import DONE, Entry
 from progress_sdk._wire import WireEncoder
 
 ENCODER = WireEncoder("prop")
@@ -132,7 +133,7 @@ class Harness:
         self.events[id(entry)] = (name, f"r{self.run[media]}", event)
         before = dict(buffer.waiting())
         coalesced = buffer.coalesced
-        lost_count = buffer.terminals_lost
+        lost_count = buffer.lost.kept
         resent = buffer.lost.resent
         buffer.accept(entry)
         self.accepted += 1
@@ -152,7 +153,7 @@ class Harness:
             lost_name, lost_run, lost_event = self.event_of(item)
             if lost_event == "PROCESSING_COMPLETED":
                 needed_losses += self.check_terminal_loss((lost_name, lost_run), before)
-        assert buffer.terminals_lost - lost_count == needed_losses
+        assert buffer.lost.kept - lost_count == needed_losses
         self.terminal_losses += needed_losses
 
     def check_terminal_loss(self, run: Run, before: dict[int, Any]) -> int:
@@ -237,7 +238,7 @@ class Harness:
         resent = buffer.lost.resent
         assert self.accepted + resent == len(self.sent) + buffer.coalesced + dropped + buffer.queued
         lost = buffer.lost
-        assert buffer.terminals_lost == lost.resent + len(lost) + lost.abandoned
+        assert buffer.lost.kept == lost.resent + len(lost) + lost.abandoned
         # The waiting events, plus the batch in flight (at most one batch over capacity).
         assert buffer.queued <= self.capacity + MAX_BATCH
         # What holds them stays within a few times that, however many were evicted.
@@ -344,5 +345,5 @@ def _play(capacity: int, program: list[tuple[Any, ...]]) -> None:
             assert "PROCESSING_COMPLETED" in events, (run, events)
     buffer = harness.buffer
     assert buffer.queued == 0 and len(buffer.lost) == 0 and buffer.lost.abandoned == 0
-    assert buffer.terminals_lost == harness.terminal_losses == buffer.lost.resent
+    assert buffer.lost.kept == harness.terminal_losses == buffer.lost.resent
     assert harness.terminal_lost_legitimately <= harness.ended

@@ -9,7 +9,8 @@ import time
 import tracemalloc
 from typing import Any
 
-from progress_sdk._buffer import Entry, EventBuffer
+from progress_sdk._buffer import EventBuffer
+from progress_sdk._entry import Entry
 from progress_sdk._lost_terminals import RECORD_OVERHEAD, LostTerminals
 from progress_sdk._wire import WireEncoder
 
@@ -53,7 +54,7 @@ def test_a_lost_terminal_event_goes_out_byte_for_byte_once_there_is_room() -> No
     """m0's terminal event gives way (counted); the next batch has room for it: it goes
     out with its own seq (no gap), after the events that waited."""
     buffer = full_of_terminals()
-    assert (buffer.terminals_lost, len(buffer.lost)) == (1, 1)
+    assert (buffer.lost.kept, len(buffer.lost)) == (1, 1)
     first = send(buffer, 1)  # m1's; then there is room for m0's
     rest = send(buffer)
     out = [json.loads(w) for w in first + rest]
@@ -83,7 +84,7 @@ def test_the_start_sends_it_even_into_a_full_buffer_where_another_terminal_gives
     waiting one, which goes aside in its turn (counted once more); all end."""
     buffer = full_of_terminals()
     buffer.accept(lifecycle("PROCESSING_STARTED", "m0"))  # full of m1's and m2's ends
-    assert buffer.terminals_lost == 2
+    assert buffer.lost.kept == 2
     ended: dict[str, int] = {}
     while buffer.ready or buffer.lost:
         for raw in send(buffer, 1):
@@ -92,7 +93,7 @@ def test_the_start_sends_it_even_into_a_full_buffer_where_another_terminal_gives
                 ended[event["media_id"]] = ended.get(event["media_id"], 0) + 1
     assert ended == {"m0": 1, "m1": 1, "m2": 1}
     lost = buffer.lost
-    assert buffer.terminals_lost == lost.resent + len(lost) + lost.abandoned == 2
+    assert buffer.lost.kept == lost.resent + len(lost) + lost.abandoned == 2
 
 
 def test_a_batch_hook_sees_the_fields_and_time_of_a_terminal_event_sent_again() -> None:
