@@ -102,13 +102,15 @@ class _Media:
         """Rows in queue order, whatever order their events came in.
 
         A listener that joined late (or a snapshot) gave no ANALYSIS_QUEUED for some
-        models: those follow, by name, so two listeners (or one restarted) draw the same
-        rows in the same order rather than in whichever order the models reported.
+        models: those were queued before it joined, so they come first, by name, and two
+        listeners (or one restarted) draw the same rows in the same order rather than in
+        whichever order the models reported. The browser store's ``orderedModels`` has the
+        same rule (the conformance suite's ``order``).
         """
         return tuple(sorted(
             self.rows.values(),
-            key=lambda row: (0, self.queued[row.model], "") if row.model in self.queued
-            else (1, 0, row.model),
+            key=lambda row: (1, self.queued[row.model], "") if row.model in self.queued
+            else (0, 0, row.model),
         ))
 
 

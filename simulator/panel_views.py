@@ -45,8 +45,8 @@ class RowView:
     @property
     def retrying(self) -> str | None:
         """``retrying (2/3)`` between a failed attempt and the next one's start."""
-        if self.attempt is None or self.status != "queued":
-            return None
+        if self.attempt is None or self.attempt[0] < 2 or self.status != "queued":
+            return None  # a first attempt's queueing is no retry
         return f"retrying ({self.attempt[0]}/{self.attempt[1]})"
 
     @property

@@ -43,10 +43,13 @@ def project(view: MediaView) -> dict[str, Any]:
     """One media as the suite states it."""
     return {
         "status": view.status, "outcome": view.outcome, "filename": view.filename,
-        "error": view.error,
+        "error": view.error, "order": [r.model for r in view.rows],
         "models": {r.model: {"status": r.state, "progress": r.progress, "total": r.total,
                              "phase": r.phase, "prediction": r.prediction,
-                             "confidence": r.confidence, "error": r.error}
+                             "confidence": r.confidence, "error": r.error,
+                             "attempt": r.attempt[0] if r.attempt else None,
+                             "attempts": r.attempt[1] if r.attempt else None,
+                             "retryReason": r.retry_reason}
                    for r in view.rows},
     }  # fmt: skip
 

@@ -22,10 +22,16 @@ var ProgressClient = (() => {
   var stdin_exports = {};
   __export(stdin_exports, {
     createProgressStore: () => createProgressStore,
+    formatDuration: () => formatDuration,
+    modelCounts: () => modelCounts,
     noticeFor: () => noticeFor,
     noticeKey: () => noticeKey,
+    orderedModels: () => orderedModels,
     outcome: () => outcome,
     overallProgress: () => overallProgress,
+    quietSeconds: () => quietSeconds,
+    retryingLabel: () => retryingLabel,
+    timeLabel: () => timeLabel,
     toastFor: () => toastFor
   });
 
@@ -70,7 +76,9 @@ var ProgressClient = (() => {
       error: null,
       models: {},
       seqs,
-      lastUpdateAt: now
+      lastUpdateAt: now,
+      queueOrder: [],
+      ownerAlive: null
     };
   }
   function applyUpdate(media, u, now) {
@@ -99,6 +107,9 @@ var ProgressClient = (() => {
       const model = data.model_name;
       if (!shownModel(model)) return media ? { ...media, seqs } : void 0;
       m = m ?? newMedia(id, seqs, now);
+      if (name === "ANALYSIS_QUEUED" && !(model in m.models)) {
+        m = { ...m, queueOrder: [...m.queueOrder, model] };
+      }
       m = { ...m, models: { ...m.models, [model]: applyModel(m.models[model], model, name, data) } };
     }
     return {
@@ -106,11 +117,12 @@ var ProgressClient = (() => {
       userId: text(u.userId) ?? m.userId,
       runId: runId ?? m.runId,
       seqs,
-      lastUpdateAt: now
+      lastUpdateAt: now,
+      ownerAlive: null
     };
   }
-  function applyModel(row, modelName, name, data) {
-    const r = row ? { ...row } : {
+  function emptyRow(modelName) {
+    return {
       modelName,
       status: "queued",
       progress: null,
@@ -119,9 +131,30 @@ var ProgressClient = (() => {
       prediction: null,
       confidence: null,
       error: null,
-      etaSeconds: null
+      etaSeconds: null,
+      attempt: null,
+      attempts: null,
+      retryReason: null
     };
+  }
+  function attemptOf(data) {
+    const details = object(data.details);
+    const attempt = int(details.attempt), attempts = int(details.attempts);
+    return attempt !== null && attempts !== null && attempt >= 1 && attempt <= attempts ? [attempt, attempts] : null;
+  }
+  function applyModel(row, modelName, name, data) {
+    let r = row ? { ...row } : emptyRow(modelName);
     const status = MODEL_STATUS[name];
+    const attempt = attemptOf(data);
+    if ((status === "queued" || status === "analyzing") && attempt !== null && (r.attempt === null || attempt[0] > r.attempt)) {
+      const reason = text(object(data.details).retry_reason) ?? r.error ?? r.retryReason;
+      r = {
+        ...emptyRow(modelName),
+        attempt: attempt[0],
+        attempts: attempt[1],
+        retryReason: reason
+      };
+    }
     if (status) r.status = status;
     else if (r.status === "queued") r.status = "analyzing";
     const phase = text(data.phase) ?? PHASE_OF[name] ?? null;
@@ -159,7 +192,10 @@ var ProgressClient = (() => {
         prediction: text(r.prediction),
         confidence: num(r.confidence),
         error: text(r.error),
-        etaSeconds: num(r.etaSeconds)
+        etaSeconds: num(r.etaSeconds),
+        attempt: null,
+        attempts: null,
+        retryReason: null
       };
     }
     const seqs = {};
@@ -168,6 +204,8 @@ var ProgressClient = (() => {
     }
     const updatedAt = Date.parse(typeof snap.updatedAt === "string" ? snap.updatedAt : "");
     const status = snap.status === "completed" || snap.status === "failed" ? snap.status : "running";
+    const quiet = num(snap.quietSeconds);
+    const lastUpdateAt = quiet !== null ? now - quiet * 1e3 : Number.isFinite(updatedAt) ? Math.min(updatedAt, now) : now;
     return {
       mediaId: id,
       userId: text(snap.userId),
@@ -177,7 +215,9 @@ var ProgressClient = (() => {
       error: text(snap.error),
       models,
       seqs,
-      lastUpdateAt: Number.isFinite(updatedAt) ? updatedAt : now
+      lastUpdateAt,
+      queueOrder: [],
+      ownerAlive: typeof snap.ownerAlive === "boolean" ? snap.ownerAlive : null
     };
   }
   var MODEL_STATUS_OF = {
@@ -197,6 +237,49 @@ var ProgressClient = (() => {
     if (!rows.length) return 0;
     const part = (r) => r.status === "completed" || r.status === "failed" ? 1 : r.total ? (r.progress ?? 0) / r.total : 0;
     return rows.reduce((sum, r) => sum + part(r), 0) / rows.length;
+  }
+  function orderedModels(m) {
+    const placed = new Set(m.queueOrder);
+    const rest = Object.keys(m.models).filter((name) => !placed.has(name)).sort((a, b) => a < b ? -1 : a > b ? 1 : 0);
+    return [...rest, ...m.queueOrder.filter((name) => name in m.models)].map((name) => m.models[name]);
+  }
+
+  // src/labels.ts
+  var QUIET_AFTER_SECONDS = 15;
+  function quietSeconds(m, now) {
+    if (m.status !== "running") return null;
+    const quiet = Math.floor((now - m.lastUpdateAt) / 1e3);
+    return quiet >= QUIET_AFTER_SECONDS ? quiet : null;
+  }
+  function retryingLabel(r) {
+    return r.status === "queued" && r.attempt !== null && r.attempts !== null && r.attempt > 1 ? `retrying (${r.attempt}/${r.attempts})` : null;
+  }
+  function modelCounts(m) {
+    const rows = Object.values(m.models);
+    const completed = rows.filter((r) => r.status === "completed").length;
+    const failed = rows.filter((r) => r.status === "failed").length;
+    const parts = [`${completed} completed`];
+    if (failed) parts.push(`${failed} failed`);
+    if (rows.length - completed - failed) parts.push(`${rows.length - completed - failed} to go`);
+    return parts.join(", ");
+  }
+  function formatDuration(seconds) {
+    const whole = Math.max(Math.round(seconds), 0);
+    if (whole < 60) return `${whole} s`;
+    if (whole < 3600) return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, "0")} s`;
+    return `${Math.floor(whole / 3600)} h ${String(Math.floor(whole % 3600 / 60)).padStart(2, "0")} min`;
+  }
+  function mediaEtaSeconds(m) {
+    const etas = Object.values(m.models).filter((r) => r.status === "analyzing" && r.etaSeconds !== null).map((r) => r.etaSeconds);
+    return etas.length ? Math.max(...etas) : null;
+  }
+  function timeLabel(m, now) {
+    if (m.status !== "running") return null;
+    if (m.ownerAlive === false) return "the worker stopped; ending this analysis";
+    const quiet = quietSeconds(m, now);
+    if (quiet !== null) return `no update for ${quiet} s`;
+    const eta = mediaEtaSeconds(m);
+    return eta !== null ? `about ${formatDuration(eta)} left` : null;
   }
 
   // src/toasts.ts
@@ -223,7 +306,7 @@ var ProgressClient = (() => {
       mediaId: m.mediaId,
       runId: m.runId,
       kind,
-      title: `${TITLES[kind]}: ${m.filename ?? m.mediaId}`,
+      title: m.filename ? `${TITLES[kind]}: ${m.filename}` : TITLES[kind],
       body
     };
   }
@@ -247,13 +330,12 @@ var ProgressClient = (() => {
         progress: 1
       };
     }
-    const { done, all } = counts(m);
     const progress = overallProgress(m);
     return {
       id: m.mediaId,
       kind: "loading",
-      title: `Analysing ${m.filename ?? m.mediaId}`,
-      body: `${Math.round(progress * 100)}% \xB7 ${done}/${all} models`,
+      title: `Analysing ${m.filename ?? "your file"}`,
+      body: `${Math.round(progress * 100)}% \xB7 ${modelCounts(m)}`,
       progress
     };
   }
@@ -263,7 +345,9 @@ var ProgressClient = (() => {
     "progress_snapshot",
     "progress_update",
     "processing_error",
-    "media_update"
+    "media_update",
+    "session_ended",
+    "caught_up"
   ];
   function createProgressStore(options = {}) {
     const now = options.now ?? Date.now;
@@ -277,6 +361,8 @@ var ProgressClient = (() => {
     let fields = {
       connection: "connecting",
       connectionError: null,
+      sessionEnded: null,
+      caughtUp: false,
       notices: [],
       counters: { updates: 0, repeats: 0, snapshots: 0, staleSnapshots: 0 }
     };
@@ -298,6 +384,9 @@ var ProgressClient = (() => {
       let notices = fields.notices;
       if (notice) notices = [...notices, { ...notice, id: ++noticeId }].slice(-maxNotices);
       media.set(next.mediaId, next);
+      if (options.queueOrders && next.queueOrder.length && next.queueOrder !== prev?.queueOrder) {
+        options.queueOrders.set(next.mediaId, next.runId, next.queueOrder);
+      }
       if (next.status !== "running" && prev?.status !== next.status) {
         finished.push(next.mediaId);
         while (finished.length > maxFinished) {
@@ -363,6 +452,8 @@ var ProgressClient = (() => {
         set({ counters: count("staleSnapshots") });
         return;
       }
+      const order = prev && prev.runId === next.runId ? prev.queueOrder : options.queueOrders?.get(next.mediaId, next.runId);
+      if (order?.length) next = { ...next, queueOrder: order.filter((n) => typeof n === "string") };
       t.recent = t.recent.filter(uncovered);
       for (const u of t.recent) next = applyUpdate(next, u, at) ?? next;
       if (prev) next = { ...next, seqs: highest(prev.seqs, next.seqs) };
@@ -383,10 +474,29 @@ var ProgressClient = (() => {
       if (name === "progress_update") onUpdate(payload);
       else if (name === "progress_snapshot") onSnapshot(payload);
       else if (name === "processing_error" || name === "media_update") onFallback(name, payload);
+      else if (name === "session_ended") onSessionEnded(payload);
+      else if (name === "caught_up" && !fields.caughtUp) set({ caughtUp: true });
+    }
+    function onSessionEnded(payload) {
+      const p = payload ?? {};
+      const reason = typeof p.reason === "string" ? p.reason : "ended";
+      const message = typeof p.message === "string" && p.message ? p.message : "the relay ended the session";
+      set({
+        connection: "ended",
+        connectionError: null,
+        sessionEnded: { reason, message },
+        caughtUp: false
+      });
     }
     function connection(connection2, error = null) {
+      if (fields.connection === "ended" && connection2 !== "connected") return;
       if (fields.connection !== connection2 || fields.connectionError !== error) {
-        set({ connection: connection2, connectionError: error });
+        set({
+          connection: connection2,
+          connectionError: error,
+          caughtUp: false,
+          sessionEnded: connection2 === "connected" ? null : fields.sessionEnded
+        });
       }
     }
     function attach(socket) {

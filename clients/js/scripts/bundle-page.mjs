@@ -13,7 +13,8 @@ const target = join(here, "..", "..", "..", "simulator", "web", "progress-client
 const result = await build({
   stdin: {
     contents: `export { createProgressStore } from "./src/store.ts";
-export { outcome, overallProgress } from "./src/fold.ts";
+export { orderedModels, outcome, overallProgress } from "./src/fold.ts";
+export { formatDuration, modelCounts, quietSeconds, retryingLabel, timeLabel } from "./src/labels.ts";
 export { noticeKey, noticeFor, toastFor } from "./src/toasts.ts";`,
     resolveDir: join(here, ".."),
     loader: "ts",

@@ -3,7 +3,7 @@
  * fresh reducer and compares, after every step, the state it shows with the expected one.
  * Any UI can run it: adapt its reducer to `Reducer` (see docs/browser.md).
  */
-import { type MediaState, outcome } from "./fold.js";
+import { type MediaState, orderedModels, outcome } from "./fold.js";
 import { createProgressStore } from "./store.js";
 
 export interface ConformanceModel {
@@ -14,6 +14,9 @@ export interface ConformanceModel {
   prediction: string | null;
   confidence: number | null;
   error: string | null;
+  attempt: number | null;
+  attempts: number | null;
+  retryReason: string | null;
 }
 
 export interface ConformanceMedia {
@@ -21,6 +24,8 @@ export interface ConformanceMedia {
   outcome: string | null;
   filename: string | null;
   error: string | null;
+  /** The rows' model names in the order a UI draws them (queue order, then by name). */
+  order: string[];
   models: Record<string, ConformanceModel>;
 }
 
@@ -73,9 +78,11 @@ export function project(m: MediaState): ConformanceMedia {
   const models: Record<string, ConformanceModel> = {};
   for (const [name, r] of Object.entries(m.models)) {
     models[name] = { status: r.status, progress: r.progress, total: r.total, phase: r.phase,
-                     prediction: r.prediction, confidence: r.confidence, error: r.error };
+                     prediction: r.prediction, confidence: r.confidence, error: r.error,
+                     attempt: r.attempt, attempts: r.attempts, retryReason: r.retryReason };
   }
-  return { status: m.status, outcome: outcome(m), filename: m.filename, error: m.error, models };
+  return { status: m.status, outcome: outcome(m), filename: m.filename, error: m.error,
+           order: orderedModels(m).map((r) => r.modelName), models };
 }
 
 /** This package's store as a `Reducer`. */

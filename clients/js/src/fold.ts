@@ -24,6 +24,12 @@ export interface ModelState {
   readonly error: string | null;
   /** Seconds left as the worker reported them (`data.details.eta_seconds`). */
   readonly etaSeconds: number | null;
+  /** The attempt this row shows and how many a retried job has (`data.details.attempt`,
+   *  `attempts`), else null. Queued with an attempt above 1: "retrying (2/3)". */
+  readonly attempt: number | null;
+  readonly attempts: number | null;
+  /** Why the previous attempt failed (`data.details.retry_reason`). */
+  readonly retryReason: string | null;
 }
 
 /** One media: its run, its status and a row per model. */
@@ -37,9 +43,16 @@ export interface MediaState {
   readonly models: Readonly<Record<string, ModelState>>;
   /** The last seq applied per source: an update at or below it is a repeat. */
   readonly seqs: Readonly<Record<string, number>>;
-  /** Epoch ms of the media's last change: its snapshot's `updatedAt`, or when a live
-   *  event arrived. A running media quiet for long may have lost its worker. */
+  /** Epoch ms of the media's last change: when a live event arrived, or from a snapshot
+   *  (now less its `quietSeconds`, else its `updatedAt`). A running media quiet for long
+   *  may have lost its worker: see `quietSeconds()`. */
   readonly lastUpdateAt: number;
+  /** Models in the order their first `ANALYSIS_QUEUED` of this run came (a retry's
+   *  re-queueing keeps the place); read the rows through `orderedModels()`. */
+  readonly queueOrder: readonly string[];
+  /** False when a snapshot found the media's worker gone (its liveness key expired): the
+   *  sweeper is about to end it. Null when unknown; a live event since clears it. */
+  readonly ownerAlive: boolean | null;
 }
 
 /** A `progress_update` as the fold reads it: any producer, every field checked. */
@@ -99,7 +112,7 @@ export function isRepeat(seqs: Readonly<Record<string, number>>, u: UpdateLike):
 
 export function newMedia(mediaId: string, seqs: Record<string, number>, now: number): MediaState {
   return { mediaId, userId: null, filename: null, runId: null, status: "running", error: null,
-           models: {}, seqs, lastUpdateAt: now };
+           models: {}, seqs, lastUpdateAt: now, queueOrder: [], ownerAlive: null };
 }
 
 /**
@@ -131,18 +144,44 @@ export function applyUpdate(media: MediaState | undefined, u: UpdateLike,
     const model = data.model_name;
     if (!shownModel(model)) return media ? { ...media, seqs } : undefined;
     m = m ?? newMedia(id, seqs, now);  // joined late, without a snapshot
+    if (name === "ANALYSIS_QUEUED" && !(model in m.models)) {
+      m = { ...m, queueOrder: [...m.queueOrder, model] };  // its first queueing places it
+    }
     m = { ...m, models: { ...m.models, [model]: applyModel(m.models[model], model, name, data) } };
   }
   return { ...m, userId: text(u.userId) ?? m.userId, runId: runId ?? m.runId, seqs,
-           lastUpdateAt: now };
+           lastUpdateAt: now, ownerAlive: null };
+}
+
+type Row = { -readonly [K in keyof ModelState]: ModelState[K] };
+
+function emptyRow(modelName: string): Row {
+  return { modelName, status: "queued", progress: null, total: null, phase: null,
+           prediction: null, confidence: null, error: null, etaSeconds: null, attempt: null,
+           attempts: null, retryReason: null };
+}
+
+/** (attempt, attempts) of a retried job's event, from `data.details`. */
+function attemptOf(data: Data): [number, number] | null {
+  const details = object(data.details);
+  const attempt = int(details.attempt), attempts = int(details.attempts);
+  return attempt !== null && attempts !== null && attempt >= 1 && attempt <= attempts
+    ? [attempt, attempts] : null;
 }
 
 function applyModel(row: ModelState | undefined, modelName: string, name: string,
                     data: Data): ModelState {
-  const r: { -readonly [K in keyof ModelState]: ModelState[K] } = row ? { ...row } : {
-    modelName, status: "queued", progress: null, total: null, phase: null, prediction: null,
-    confidence: null, error: null, etaSeconds: null };
+  let r: Row = row ? { ...row } : emptyRow(modelName);
   const status = MODEL_STATUS[name];
+  const attempt = attemptOf(data);
+  if ((status === "queued" || status === "analyzing") && attempt !== null &&
+      (r.attempt === null || attempt[0] > r.attempt)) {
+    // A retried job's next attempt: the model starts over (docs/contract.md, rule 2); the
+    // failed attempt's text stays as the reason, the row is not failed.
+    const reason = text(object(data.details).retry_reason) ?? r.error ?? r.retryReason;
+    r = { ...emptyRow(modelName), attempt: attempt[0], attempts: attempt[1],
+          retryReason: reason };
+  }
   if (status) r.status = status;
   else if (r.status === "queued") r.status = "analyzing";  // its ANALYSIS_STARTED went by
   const phase = text(data.phase) ?? PHASE_OF[name] ?? null;
@@ -177,7 +216,7 @@ export function fromSnapshot(snap: ProgressSnapshot, now: number): MediaState | 
       modelName: r.modelName, status: MODEL_STATUS_OF[r.status] ?? "queued",
       progress: int(r.progress), total: int(r.total), phase: text(r.phase),
       prediction: text(r.prediction), confidence: num(r.confidence), error: text(r.error),
-      etaSeconds: num(r.etaSeconds),
+      etaSeconds: num(r.etaSeconds), attempt: null, attempts: null, retryReason: null,
     };
   }
   const seqs: Record<string, number> = {};
@@ -187,9 +226,15 @@ export function fromSnapshot(snap: ProgressSnapshot, now: number): MediaState | 
   const updatedAt = Date.parse(typeof snap.updatedAt === "string" ? snap.updatedAt : "");
   const status = snap.status === "completed" || snap.status === "failed" ? snap.status
     : "running";
+  // quietSeconds is counted by the reader's clock, so it needs no agreement between the
+  // browser's clock and the server's; updatedAt does (a browser ahead would read quiet).
+  const quiet = num(snap.quietSeconds);
+  const lastUpdateAt = quiet !== null ? now - quiet * 1000
+    : Number.isFinite(updatedAt) ? Math.min(updatedAt, now) : now;
   return { mediaId: id, userId: text(snap.userId), filename: text(snap.filename),
            runId: text(snap.runId), status, error: text(snap.error), models, seqs,
-           lastUpdateAt: Number.isFinite(updatedAt) ? updatedAt : now };
+           lastUpdateAt, queueOrder: [],
+           ownerAlive: typeof snap.ownerAlive === "boolean" ? snap.ownerAlive : null };
 }
 
 const MODEL_STATUS_OF: Record<string, ModelStatus> = {
@@ -212,4 +257,18 @@ export function overallProgress(m: MediaState): number {
     r.status === "completed" || r.status === "failed" ? 1
       : r.total ? (r.progress ?? 0) / r.total : 0;
   return rows.reduce((sum, r) => sum + part(r), 0) / rows.length;
+}
+
+/**
+ * The rows in queue order, whatever order their events or a snapshot gave them: first the
+ * models never seen queued (queued before this store joined, or known from a snapshot,
+ * which carries no queue order), by name; then the order their models were queued in.
+ * Two pages, or one reloaded, and the terminal panel draw the same rows in the same order.
+ */
+export function orderedModels(m: MediaState): ModelState[] {
+  const placed = new Set(m.queueOrder);
+  const rest = Object.keys(m.models).filter((name) => !placed.has(name))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...rest, ...m.queueOrder.filter((name) => name in m.models)]
+    .map((name) => m.models[name]!);
 }

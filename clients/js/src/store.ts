@@ -18,7 +18,15 @@ import {
 import type { ProgressSnapshot } from "./generated/socket.js";
 import { type Notice, terminalNotice } from "./toasts.js";
 
-export type ConnectionState = "connecting" | "connected" | "disconnected" | "refused";
+/** `ended`: the relay ended the session (`session_ended`: token expired or revoked); it
+ *  does not come back by itself, a fresh token does (see `connect`). */
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "refused" | "ended";
+
+/** Why the relay ended the session, as its `session_ended` said (safe to show). */
+export interface SessionEnd {
+  readonly reason: string;
+  readonly message: string;
+}
 
 export interface Counters {
   /** Live updates applied. */
@@ -37,6 +45,11 @@ export interface ProgressState {
   readonly connection: ConnectionState;
   /** Why the relay refused the socket (`connect_error`), while `connection` is refused. */
   readonly connectionError: string | null;
+  /** Set by `session_ended` until the socket connects again. */
+  readonly sessionEnded: SessionEnd | null;
+  /** True once the relay said the catch-up is over (`caught_up`) on this connection: the
+   *  snapshots of what ran before are in, the rest comes live. */
+  readonly caughtUp: boolean;
   /** The last terminal notices, oldest first; `id` rises by one per notice. */
   readonly notices: readonly Notice[];
   readonly counters: Counters;
@@ -50,7 +63,16 @@ export interface SocketLike {
   readonly connected?: boolean;
 }
 
+/** Where a page keeps each media run's queue order across reloads (e.g. localStorage): a
+ *  snapshot carries none, so without it a reloaded page lists a media's rows by name. */
+export interface QueueOrderMemory {
+  get(mediaId: string, runId: string | null): readonly string[] | undefined;
+  set(mediaId: string, runId: string | null, order: readonly string[]): void;
+}
+
 export interface StoreOptions {
+  /** Keeps queue orders across reloads; none by default. */
+  queueOrders?: QueueOrderMemory;
   /** Epoch ms; injected by tests. */
   now?: () => number;
   /** Sequenced live updates kept per media to rebuild on an older snapshot (default 256). */
@@ -78,7 +100,7 @@ interface Track {
 }
 
 const EVENTS = ["progress_snapshot", "progress_update", "processing_error",
-                "media_update"] as const;
+                "media_update", "session_ended", "caught_up"] as const;
 
 export function createProgressStore(options: StoreOptions = {}): ProgressStore {
   const now = options.now ?? Date.now;
@@ -95,7 +117,8 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
   // cores).
   const media = new Map<string, MediaState>();
   let fields: Omit<ProgressState, "media"> = {
-    connection: "connecting", connectionError: null, notices: [],
+    connection: "connecting", connectionError: null, sessionEnded: null, caughtUp: false,
+    notices: [],
     counters: { updates: 0, repeats: 0, snapshots: 0, staleSnapshots: 0 },
   };
   let cached: ProgressState | null = null;
@@ -120,6 +143,9 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
     let notices = fields.notices;
     if (notice) notices = [...notices, { ...notice, id: ++noticeId }].slice(-maxNotices);
     media.set(next.mediaId, next);
+    if (options.queueOrders && next.queueOrder.length && next.queueOrder !== prev?.queueOrder) {
+      options.queueOrders.set(next.mediaId, next.runId, next.queueOrder);
+    }
     if (next.status !== "running" && prev?.status !== next.status) {
       finished.push(next.mediaId);
       // Oldest first out; an id already restarted (running again) is skipped.
@@ -193,6 +219,11 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
       set({ counters: count("staleSnapshots") });
       return;
     }
+    // A snapshot carries no queue order: the same run keeps the one seen live (or, after a
+    // reload, the one the page remembered).
+    const order = prev && prev.runId === next.runId ? prev.queueOrder
+      : options.queueOrders?.get(next.mediaId, next.runId);
+    if (order?.length) next = { ...next, queueOrder: order.filter((n) => typeof n === "string") };
     t.recent = t.recent.filter(uncovered);
     for (const u of t.recent) next = applyUpdate(next, u, at) ?? next;
     if (prev) next = { ...next, seqs: highest(prev.seqs, next.seqs) };
@@ -213,11 +244,26 @@ export function createProgressStore(options: StoreOptions = {}): ProgressStore {
     if (name === "progress_update") onUpdate(payload as UpdateLike);
     else if (name === "progress_snapshot") onSnapshot(payload as ProgressSnapshot);
     else if (name === "processing_error" || name === "media_update") onFallback(name, payload);
+    else if (name === "session_ended") onSessionEnded(payload);
+    else if (name === "caught_up" && !fields.caughtUp) set({ caughtUp: true });
+  }
+
+  function onSessionEnded(payload: unknown): void {
+    const p = (payload ?? {}) as { reason?: unknown; message?: unknown };
+    const reason = typeof p.reason === "string" ? p.reason : "ended";
+    const message = typeof p.message === "string" && p.message ? p.message
+      : "the relay ended the session";
+    set({ connection: "ended", connectionError: null, sessionEnded: { reason, message },
+          caughtUp: false });
   }
 
   function connection(connection: ConnectionState, error: string | null = null): void {
+    // After session_ended the socket's own disconnect (or a refused retry with the old
+    // token) must not turn "ended" back into "reconnecting…": only a connect does.
+    if (fields.connection === "ended" && connection !== "connected") return;
     if (fields.connection !== connection || fields.connectionError !== error) {
-      set({ connection, connectionError: error });
+      set({ connection, connectionError: error, caughtUp: false,
+            sessionEnded: connection === "connected" ? null : fields.sessionEnded });
     }
   }
 

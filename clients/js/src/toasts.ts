@@ -4,6 +4,7 @@
  * media run, telling success, partial success and failure apart.
  */
 import { type MediaState, type Outcome, outcome, overallProgress } from "./fold.js";
+import { modelCounts } from "./labels.js";
 
 /** The final notice of one media run. */
 export interface Notice {
@@ -47,7 +48,7 @@ export function noticeFor(m: MediaState): Notice | null {
   const body = kind === "failed" ? m.error ?? "failed"
     : `${done} of ${all} models completed` + (failed ? `, ${failed} failed` : "");
   return { id: 0, mediaId: m.mediaId, runId: m.runId, kind,
-           title: `${TITLES[kind]}: ${m.filename ?? m.mediaId}`, body };
+           title: m.filename ? `${TITLES[kind]}: ${m.filename}` : TITLES[kind], body };
 }
 
 /**
@@ -74,8 +75,7 @@ export function toastFor(m: MediaState): Toast {
     return { id: m.mediaId, kind: notice.kind, title: notice.title, body: notice.body,
              progress: 1 };
   }
-  const { done, all } = counts(m);
   const progress = overallProgress(m);
-  return { id: m.mediaId, kind: "loading", title: `Analysing ${m.filename ?? m.mediaId}`,
-           body: `${Math.round(progress * 100)}% · ${done}/${all} models`, progress };
+  return { id: m.mediaId, kind: "loading", title: `Analysing ${m.filename ?? "your file"}`,
+           body: `${Math.round(progress * 100)}% · ${modelCounts(m)}`, progress };
 }
