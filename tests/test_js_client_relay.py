@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from relay_support import SECRET, RelayProcess, wait_until
 
 from progress_sdk.snapshot import MediaSnapshot, apply_event
@@ -75,4 +79,64 @@ def test_connect_joins_mid_run_and_ends_with_the_runs_state(
         if run is not None and run.poll() is None:
             run.kill()
             run.communicate()
+        relay.stop()
+
+
+def line_reader(process: subprocess.Popen[str]) -> Any:
+    """A function returning ``process``'s next stdout line as JSON, failing the test after
+    a generous 60 s (a hung watcher) instead of blocking."""
+
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    out = process.stdout
+    def pump() -> None:
+        with out:  # closed by this thread at the end, never under its feet
+            for line in out:
+                lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lambda: json.loads(lines.get(timeout=60))
+
+
+def test_connect_with_a_token_provider_comes_back_after_the_session_ended(
+    js_client: Path, redis_url: str, channel: str
+) -> None:
+    """The relay ends the session when the first token expires: the store says so
+    (``connection: "ended"`` and why), then ``connect`` asks the provider for a fresh token
+    and connects again by itself, and a live event shows. #21."""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    relay = RelayProcess.cli(redis_url, channel, "--no-sweep")
+    watch = None
+    try:
+        relay.wait_subscribed()
+        watch = subprocess.Popen(
+            ["node", str(WATCH.parent / "session_watch.mjs"), relay.url, "m-after"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert watch.stdin is not None
+        lines = line_reader(watch)
+        assert lines() == {"need": 0}
+        # Signed as it is used: 8 s is the handshake's margin on a busy machine.
+        watch.stdin.write(sign_token(SECRET, user, now=time.time() - 52, expires_in=60) + "\n")
+        watch.stdin.flush()
+        assert lines() == {"caughtUp": True}
+        ended = lines()["ended"]
+        assert ended["reason"] == "token_expired" and ended["message"]
+        assert lines() == {"need": 1}  # asked for a fresh one, by itself
+        watch.stdin.write(sign_token(SECRET, user) + "\n")
+        watch.stdin.flush()
+        assert lines() == {"connectedAgain": True}
+        client = redis.Redis.from_url(redis_url)
+        client.publish(channel, json.dumps({
+            "media_id": "m-after", "user_id": user, "event": "PROCESSING_STARTED",
+            "message": "started", "data": {"filename": "after.mp4"}}))
+        client.close()
+        assert lines() == {"media": "after.mp4"}
+        assert watch.wait(timeout=60) == 0
+    finally:
+        if watch is not None:
+            if watch.poll() is None:
+                watch.kill()
+            watch.wait()
+            assert watch.stdin is not None
+            watch.stdin.close()
         relay.stop()
