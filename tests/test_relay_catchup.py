@@ -89,7 +89,7 @@ def test_the_page_and_its_scripts_are_served_without_any_cdn(
         with urllib.request.urlopen(f"{relay.url}/socket.io.min.js", timeout=5) as response:
             assert b"Socket.IO v4" in response.read(200)
         with urllib.request.urlopen(f"{relay.url}/panel.js", timeout=5) as response:
-            assert b"PC.createProgressStore()" in response.read()
+            assert b"PC.createProgressStore(" in response.read()
         # The store the page draws from: the browser package's, bundled (clients/js).
         with urllib.request.urlopen(f"{relay.url}/progress-client.js", timeout=5) as response:
             assert b'"progress_snapshot"' in response.read()
