@@ -67,7 +67,10 @@ def test_connect_joins_mid_run_and_ends_with_the_runs_state(
         first = run.stdout.readline()  # the run has begun: the watcher joins mid-run
         watch = subprocess.Popen(["node", str(WATCH), relay.url, sign_token(SECRET, USER), "2"],
                                  stdout=subprocess.PIPE, text=True)
-        out, _ = run.communicate(timeout=120)
+        # Not communicate(): it reads the pipe's descriptor and would skip what readline()
+        # already took into the text wrapper's buffer (lines cut mid-way, a JSON error).
+        out = run.stdout.read()
+        run.wait(timeout=120)
         got, _ = watch.communicate(timeout=60)
         lines = [json.loads(line) for line in got.splitlines()]
         assert lines[0] == {"connected": True}
