@@ -69,7 +69,8 @@ def test_connect_joins_mid_run_and_ends_with_the_runs_state(
                                  stdout=subprocess.PIPE, text=True)
         # Not communicate(): it reads the pipe's descriptor and would skip what readline()
         # already took into the text wrapper's buffer (lines cut mid-way, a JSON error).
-        out = run.stdout.read()
+        with run.stdout:
+            out = run.stdout.read()
         run.wait(timeout=120)
         got, _ = watch.communicate(timeout=60)
         lines = [json.loads(line) for line in got.splitlines()]
