@@ -29,7 +29,9 @@ from rq.job import JobStatus
 
 from progress_sdk import ProgressPublisher, validate_lines
 from progress_sdk.rq import configure, enqueue_media, failure_reason, sweep
+from progress_sdk.rq.closing import close_job
 from progress_sdk.rq.settings import ENV_PREFIX, current
+from progress_sdk.rq.state import RunState
 from progress_sdk.testing import CapturingPublisher
 from simulator.panel import PanelState, render
 
@@ -519,6 +521,41 @@ def test_a_model_job_canceled_before_it_ran_still_ends_its_media(  # noqa: PLR09
     assert errors(events, "m-canceled") == {B: "the job was canceled before it ran"}
     assert lifecycle(events, "m-canceled")[-1] == ("PROCESSING_COMPLETED", None)
     assert_strictly_valid(settle(subscriber, redis_url, channel))
+
+
+class _StateAtFlush(CapturingPublisher):
+    """Records model B's state in the shared state each time the closer waits for delivery."""
+
+    def __init__(self, state: RunState, run_key: str) -> None:
+        super().__init__()
+        self.state, self.run_key, self.seen = state, run_key, []
+
+    def flush(self, timeout: float | None = None) -> bool:
+        delivered = super().flush(timeout)
+        run = self.state.load_run(self.run_key)
+        self.seen.append((self.events.types()[-1:], run.models[B] if run else None))
+        return delivered
+
+
+def test_a_closer_delivers_a_models_failure_before_the_state_says_it_ended(
+    queues, prefix
+) -> None:
+    """Another process ends the media as soon as the state says B ended: B's
+    ANALYSIS_FAILED must already be delivered then, or the media's end overtakes it."""
+    queue = queues()
+    state = RunState(queue.connection, prefix=current().prefix, ttl=60)
+    key = state.record_run(media_id="m-order", user_id="u-1", run_id=None, filename=None,
+                           layout="per-model", models=[A, B])
+    state.record_job("job-b", run_key=key, role="model", model=B)
+    capturing = _StateAtFlush(state, key)
+    rival = CapturingPublisher()
+    assert state.take_model_failure(key, B, hold=60)  # a rival closer reports B right now
+    assert not close_job(rival, state, "job-b", "the job was canceled before it ran")
+    assert rival.events.types() == []
+    state.connection.delete(f"{key}:failing:{B}")  # the rival died: its hold expired
+    assert close_job(capturing, state, "job-b", "the job was canceled before it ran")
+    assert capturing.seen[0] == (["ANALYSIS_FAILED"], "queued")
+    assert state.load_run(key).models[B] == "failed"  # type: ignore[union-attr]
 
 
 def test_a_media_that_cannot_be_enqueued_ends_instead_of_staying_open(queues, prefix) -> None:

@@ -149,14 +149,31 @@ def publish_terminal(
     return event
 
 
+# How long a reporter holds a model's failure beyond its delivery wait: a reporter that
+# dies in between leaves the model to a sweep after that (sweeps run every few seconds).
+_FAILURE_HOLD_MARGIN = 10.0
+
+
 def _end_open_model(
     publisher: ProgressPublisher, state: RunState, run: RunRecord, model: str, error: str,
-    *, claim: bool,
-) -> bool:
-    """Fail one model unless it already ended; returns whether the terminal was claimed."""
-    changed, claimed = state.end_model(run.key, model, "failed", claim=claim)
-    if changed == 1:
-        publish_model_failed(publisher, run, model, error)
+    *, claim: bool, delivery_timeout: float,
+) -> bool | None:
+    """Fail one model unless it already ended; returns whether the terminal was claimed.
+
+    None when another process is reporting the model's failure right now. The failure
+    is delivered (bounded wait) before the shared state says the model ended: whoever
+    then ends the media publishes its terminal event after this one (contract rule 5),
+    not ahead of it from another process's publisher. This is housekeeping of a worker,
+    sweeper or finalizer, never a job's own emit, which stays non-blocking.
+    """
+    if not state.take_model_failure(run.key, model, delivery_timeout + _FAILURE_HOLD_MARGIN):
+        return None
+    latest = state.load_run(run.key)
+    if latest is None or model not in latest.open_models:
+        return False
+    publish_model_failed(publisher, run, model, error)
+    publisher.flush(delivery_timeout)
+    _, claimed = state.end_model(run.key, model, "failed", claim=claim)
     return claimed
 
 
@@ -175,7 +192,9 @@ def finalize_run(
         return run.terminal
     claimed = False
     for model in run.open_models:
-        claimed = _end_open_model(publisher, state, run, model, reason, claim=True) or claimed
+        claimed = bool(_end_open_model(
+            publisher, state, run, model, reason, claim=True, delivery_timeout=delivery_timeout,
+        )) or claimed
     if not run.open_models:
         claimed = state.claim_terminal(run_key)
     if claimed:
@@ -202,10 +221,17 @@ def close_job(
         return False
     run = state.load_run(record.run_key) if record.run_key else None
     if run is not None and record.role == "model" and record.model:
-        if _end_open_model(publisher, state, run, record.model, reason, claim=True):
+        claimed = _end_open_model(
+            publisher, state, run, record.model, reason, claim=True,
+            delivery_timeout=delivery_timeout,
+        )
+        if claimed is None:
+            return False  # another process reports it now, and closes the job after
+        if claimed:
             publish_terminal(publisher, state, run.key, delivery_timeout=delivery_timeout)
     elif run is not None and record.role == "single":
-        _close_single(publisher, state, run, reason, delivery_timeout)
+        if not _close_single(publisher, state, run, reason, delivery_timeout):
+            return False
     elif run is not None and record.role == "finalizer":
         finalize_run(publisher, state, run.key, reason, delivery_timeout=delivery_timeout)
     publisher.flush(delivery_timeout)
@@ -215,16 +241,22 @@ def close_job(
 def _close_single(
     publisher: ProgressPublisher, state: RunState, run: RunRecord, reason: str,
     delivery_timeout: float,
-) -> None:
+) -> bool:
+    """False when another process reports one of its models now (and ends the media)."""
     if run.terminal is not None:
-        return
+        return True
     running = [m for m, s in run.models.items() if s == "started"]
     for model in run.open_models:
         error = reason if model in running else f"not run: {reason}"
-        _end_open_model(publisher, state, run, model, error, claim=False)
+        taken = _end_open_model(
+            publisher, state, run, model, error, claim=False, delivery_timeout=delivery_timeout
+        )
+        if taken is None:
+            return False
     if state.claim_terminal(run.key):
         publish_terminal(
             publisher, state, run.key,
             failed_outside=None if running else reason,
             delivery_timeout=delivery_timeout,
         )
+    return True

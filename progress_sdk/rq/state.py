@@ -225,6 +225,17 @@ class RunState:
         )
         return int(changed), bool(claimed)
 
+    def take_model_failure(self, run_key: str, model: str, hold: float) -> bool:
+        """Take the report of ``model``'s failure on this process for ``hold`` seconds.
+
+        The reporter publishes the failure before ``end_model`` (so no process ends the
+        media ahead of it), which the atomic step of ``end_model`` cannot guard alone;
+        this key keeps two reporters from both publishing it. It expires, so a reporter
+        killed in between leaves the model to the next sweep instead of open forever.
+        """
+        key = f"{run_key}:failing:{model}"
+        return bool(self.connection.set(key, "1", nx=True, px=max(1, int(hold * 1000))))
+
     def claim_terminal(self, run_key: str) -> bool:
         """Take the media's terminal event on this process; False when another has."""
         return bool(self.connection.hsetnx(run_key, "terminal", "claimed"))
