@@ -33,7 +33,7 @@ os.environ.setdefault("PROGRESS_SNAPSHOT_PREFIX", f"test-session-{uuid.uuid4().h
 # sockets and timers, and four workers wait side by side.
 SHARED_FIXTURE_MODULES = frozenset({
     "test_browser_panel.py", "test_e2e_node_relay.py", "test_relay_node_client.py",
-    "test_relay_server.py", "test_sim_redis.py", "test_typescript_types.py",
+    "test_relay_server.py", "test_sim_redis.py",
 })
 
 

@@ -1,12 +1,14 @@
 """The browser package (clients/js) for the tests: its npm packages (``npm ci`` from its
-package-lock.json when missing, as .ci/run does) and one ``tsc`` build per session (a tsc
-run costs several seconds), shared by every test that needs ``dist/``."""
+package-lock.json when missing, as .ci/run does) one ``tsc`` build per session (a tsc
+run costs several seconds), shared by every test that needs ``dist/``, and ``tsc --strict``
+over a consumer's sources that import the built package by name."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -76,3 +78,30 @@ def build() -> Path:
         if run is not None:
             mark.write_text(run)
     return PACKAGE
+
+
+def check_strict(package: Path, workdir: Path, sources: dict[str, str]) -> str:
+    """tsc --strict over ``sources`` (written to ``workdir``) with the built ``package``
+    importable as ``@progress-sdk/client`` (and React's types); tsc's output, "" if clean."""
+    for name, source in sources.items():
+        (workdir / name).write_text(source)
+    modules = package / "node_modules"
+    config = {
+        "compilerOptions": {
+            "strict": True, "noEmit": True, "target": "es2022", "lib": ["es2022", "dom"],
+            "module": "esnext", "moduleResolution": "bundler", "jsx": "react-jsx",
+            "skipLibCheck": False, "types": [], "typeRoots": [str(modules / "@types")],
+            "paths": {
+                "@progress-sdk/client": [str(package / "dist" / "index.d.ts")],
+                "@progress-sdk/client/*": [str(package / "dist" / "*.d.ts")],
+                "react": [str(modules / "@types" / "react")],
+                "react/*": [str(modules / "@types" / "react" / "*")],
+                "*": [str(modules / "*")],
+            },
+        },
+        "files": sorted(sources),
+    }
+    (workdir / "tsconfig.json").write_text(json.dumps(config))
+    done = subprocess.run([str(modules / ".bin" / "tsc"), "-p", "tsconfig.json"], cwd=workdir,
+                          capture_output=True, text=True, timeout=300, check=False)
+    return "" if done.returncode == 0 else done.stdout + done.stderr

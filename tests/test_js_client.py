@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from js_package import check_strict
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,8 @@ def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complete
 
 
 def test_generated_types_are_what_the_schemas_make(js_client: Path) -> None:
-    """src/generated/ is what scripts/generate.mjs makes of docs/schema/ (both files)."""
+    """src/generated/ is what scripts/generate.mjs makes of docs/schema/ (both files; the
+    channel's schema is itself checked against progress_sdk's models by test_schema.py)."""
     done = run(["node", "scripts/generate.mjs", "--check"], js_client)
     assert done.returncode == 0, done.stderr + "\nrun `npm run generate` in clients/js"
 
@@ -35,24 +37,36 @@ def test_the_pages_bundle_is_built_from_the_package(js_client: Path) -> None:
     assert done.returncode == 0, done.stderr + "\nrun `npm run bundle:page` in clients/js"
 
 
-def test_the_drift_check_fails_when_a_schema_changes(js_client: Path, tmp_path: Path) -> None:
-    """A copy of the package whose socket schema gained a field is reported stale."""
+# A field each schema gains, and the generated file that must then be reported stale (the
+# channel's is the one the retired types/ package's drift check covered, issue #20).
+SCHEMA_CHANGES = {
+    "socket-events.v1.json": ("ProcessingError", "socket.ts", "channel.ts"),
+    "progress-event.v1.json": ("ModelFailedData", "channel.ts", "socket.ts"),
+}
+
+
+@pytest.mark.parametrize("changed", sorted(SCHEMA_CHANGES))
+def test_the_drift_check_fails_when_a_schema_changes(
+    js_client: Path, tmp_path: Path, changed: str
+) -> None:
+    """A copy of the package whose schema gained a field reports that file stale, only it."""
+    definition, stale, fresh = SCHEMA_CHANGES[changed]
     copy = tmp_path / "repo"
     (copy / "docs" / "schema").mkdir(parents=True)
     (copy / "clients" / "js").mkdir(parents=True)
-    for name in ("progress-event.v1.json", "socket-events.v1.json"):
+    for name in SCHEMA_CHANGES:
         (copy / "docs" / "schema" / name).write_bytes((ROOT / "docs" / "schema" / name)
                                                       .read_bytes())
-    schema = json.loads((copy / "docs" / "schema" / "socket-events.v1.json").read_text())
-    schema["$defs"]["ProcessingError"]["properties"]["code"] = {"type": "string"}
-    (copy / "docs" / "schema" / "socket-events.v1.json").write_text(json.dumps(schema))
+    schema = json.loads((copy / "docs" / "schema" / changed).read_text())
+    schema["$defs"][definition]["properties"]["code"] = {"type": "string"}
+    (copy / "docs" / "schema" / changed).write_text(json.dumps(schema))
     for part in ("scripts", "src"):  # copies: node resolves a symlinked script's own path
         shutil.copytree(js_client / part, copy / "clients" / "js" / part)
     (copy / "clients" / "js" / "node_modules").symlink_to(js_client / "node_modules")
     done = run(["node", "clients/js/scripts/generate.mjs", "--check"], copy)
     assert done.returncode == 1
-    assert "stale: src/generated/socket.ts" in done.stderr
-    assert "channel.ts" not in done.stderr
+    assert f"stale: src/generated/{stale}" in done.stderr
+    assert fresh not in done.stderr
 
 
 def test_node_test_runner_passes_the_store_and_the_conformance_suite(js_client: Path) -> None:
@@ -87,31 +101,6 @@ def docs_examples() -> list[str]:
     """The ```tsx blocks of docs/browser.md."""
     text = (ROOT / "docs" / "browser.md").read_text()
     return re.findall(r"^```tsx\n(.*?)^```$", text, re.M | re.S)
-
-
-def check_strict(js_client: Path, tmp_path: Path, sources: dict[str, str]) -> str:
-    """tsc --strict over ``sources`` with the package importable by name; its output."""
-    for name, source in sources.items():
-        (tmp_path / name).write_text(source)
-    modules = js_client / "node_modules"
-    config = {
-        "compilerOptions": {
-            "strict": True, "noEmit": True, "target": "es2022", "lib": ["es2022", "dom"],
-            "module": "esnext", "moduleResolution": "bundler", "jsx": "react-jsx",
-            "skipLibCheck": False, "types": [], "typeRoots": [str(modules / "@types")],
-            "paths": {
-                "@progress-sdk/client": [str(js_client / "dist" / "index.d.ts")],
-                "@progress-sdk/client/*": [str(js_client / "dist" / "*.d.ts")],
-                "react": [str(modules / "@types" / "react")],
-                "react/*": [str(modules / "@types" / "react" / "*")],
-                "*": [str(modules / "*")],
-            },
-        },
-        "files": sorted(sources),
-    }
-    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
-    done = run([str(modules / ".bin" / "tsc"), "-p", "tsconfig.json"], tmp_path)
-    return "" if done.returncode == 0 else done.stdout + done.stderr
 
 
 def test_the_react_example_in_the_docs_compiles_under_strict(

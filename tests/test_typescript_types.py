@@ -1,27 +1,29 @@
-"""The TypeScript types: generated from the JSON Schema, checked by ``tsc --strict``.
+"""The channel event's TypeScript types, as ``@progress-sdk/client`` (clients/js) exports
+them, checked by ``tsc --strict``.
 
-``types/progress-event.d.ts`` must be what ``types/generate.mjs`` makes of the committed
-schema (no drift), and every event of the sample streams in ``tests/fixtures`` that is a
-strict v1 event must type-check as a ``ProgressEvent``, while events the contract refuses
-in ways a type can express (no ``data``, progress without ``total``...) must not. The
-Node packages come from ``types/package-lock.json`` (``npm ci``; ``.ci/run`` does it, and
-so does this module when they are missing). Issue #9, finding 4.
+Every event of the sample streams in ``tests/fixtures`` that is a strict v1 event must
+type-check as a ``ProgressEvent`` imported from the built package, together with the
+channel consumer example ``clients/js/examples/consumer.ts``, while events the contract
+refuses in ways a type can express (no ``data``, progress without ``total``...) must not;
+every type name ``src/generated/channel.ts`` declares is importable from the package. That
+the generated file is what docs/schema makes (no drift) is checked in test_js_client.py.
+Issue #9, finding 4; since #20 these types have one home (the ``types/`` package is retired).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import re
 from pathlib import Path
 
 import pytest
-from js_package import npm_ci
+from js_package import check_strict
 
 from progress_sdk import InvalidEventError, parse_event
 
 ROOT = Path(__file__).parent.parent
-TYPES = ROOT / "types"
-TSC = TYPES / "node_modules" / ".bin" / "tsc"
+CHANNEL = ROOT / "clients" / "js" / "src" / "generated" / "channel.ts"
+CONSUMER = ROOT / "clients" / "js" / "examples" / "consumer.ts"
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +48,6 @@ ENVELOPE = {
 }
 
 
-@pytest.fixture(scope="module")
-def tsc() -> Path:
-    """The TypeScript compiler from types/node_modules, installed by `npm ci` if missing."""
-    npm_ci(TYPES)  # under a lock: pytest-xdist's workers may get here at once
-    return TSC
-
-
 def strict_fixture_events() -> list[dict[str, object]]:
     """Every event of tests/fixtures/*.ndjson that is a valid strict v1 event."""
     events = []
@@ -68,35 +63,27 @@ def strict_fixture_events() -> list[dict[str, object]]:
     return events
 
 
-def compile_ts(tsc: Path, tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "check.ts"
-    path.write_text(source)
-    return subprocess.run(
-        [str(tsc), "--strict", "--noEmit", "--target", "es2020", "--module", "esnext",
-         "--moduleResolution", "bundler", str(path), str(TYPES / "check" / "consumer.ts")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
+def channel_type_names() -> list[str]:
+    """Every type and interface src/generated/channel.ts exports."""
+    return re.findall(r"^export (?:type|interface) (\w+)", CHANNEL.read_text(), re.M)
 
 
-def test_committed_types_are_generated_from_the_committed_schema(tsc):
-    """progress-event.d.ts is what generate.mjs makes of the schema; regenerate if not."""
-    generated = subprocess.run(
-        ["node", str(TYPES / "generate.mjs"), "--stdout"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout
-    committed = (TYPES / "progress-event.d.ts").read_text()
-    assert generated == committed, "the schema changed: run `npm run generate` in types/"
-
-
-def test_sample_streams_type_check_and_refused_events_do_not(tsc, tmp_path):
-    """tsc --strict accepts every strict v1 fixture event and rejects each REFUSED one."""
+def test_sample_streams_type_check_and_refused_events_do_not(
+    js_client: Path, tmp_path: Path
+) -> None:
+    """tsc --strict accepts every strict v1 fixture event as the package's ProgressEvent
+    (folded by the consumer example) and every channel type name the package should export,
+    and rejects each REFUSED event."""
     events = strict_fixture_events()
     assert len(events) > 100
     types = {e["event"] for e in events}
     assert {"PROCESSING_STARTED", "FRAME_ANALYSIS_PROGRESS", "ANALYSIS_FAILED"} <= types
+    names = channel_type_names()
+    assert {"ProgressEvent", "JsonValue", "AnalysisFailedEvent", "ProgressData"} <= set(names)
     lines = [
-        f'import type {{ ProgressEvent }} from "{TYPES / "progress-event"}";',
-        'import { nextRow } from "' + str(TYPES / "check" / "consumer") + '";',
+        f'import type {{ {", ".join(names)} }} from "@progress-sdk/client";',
+        'import { nextRow } from "./consumer";',
+        f"export type ChannelTypes = [{', '.join(names)}];",
         f"export const samples: ProgressEvent[] = {json.dumps(events, indent=1)};",
         "export const rows = samples.map((e) => nextRow(undefined, e));",
     ]
@@ -104,18 +91,20 @@ def test_sample_streams_type_check_and_refused_events_do_not(tsc, tmp_path):
         event = {k: v for k, v in {**ENVELOPE, **fields}.items() if v is not None}
         lines += [f"// {name}", "// @ts-expect-error", f"export const bad_{len(lines)}: "
                   f"ProgressEvent = {json.dumps(event)};"]
-    result = compile_ts(tsc, tmp_path, "\n".join(lines) + "\n")
-    assert result.returncode == 0, result.stdout + result.stderr
+    sources = {"check.ts": "\n".join(lines) + "\n", "consumer.ts": CONSUMER.read_text()}
+    out = check_strict(js_client, tmp_path, sources)
+    assert out == "", out
 
 
-def test_the_check_fails_on_an_event_that_breaks_the_types(tsc, tmp_path):
+def test_the_check_fails_on_an_event_that_breaks_the_types(
+    js_client: Path, tmp_path: Path
+) -> None:
     """A sample stream with a wrong field type makes tsc fail, so the check can fail."""
     event = {**ENVELOPE, "event": "FRAME_ANALYSIS_PROGRESS",
              "data": {"model_name": "M", "progress": 1, "total": "300"}}
     source = (
-        f'import type {{ ProgressEvent }} from "{TYPES / "progress-event"}";\n'
+        'import type { ProgressEvent } from "@progress-sdk/client";\n'
         f"export const samples: ProgressEvent[] = [{json.dumps(event)}];\n"
     )
-    result = compile_ts(tsc, tmp_path, source)
-    assert result.returncode != 0
-    assert "total" in result.stdout
+    out = check_strict(js_client, tmp_path, {"check.ts": source})
+    assert "check.ts" in out and "total" in out, out

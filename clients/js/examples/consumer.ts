@@ -1,6 +1,7 @@
-// How a TypeScript consumer (a relay, the UI's orchestrator) reads events with these types.
-// Compiled with `tsc --strict` by tests/test_typescript_types.py; nothing here runs.
-import type { ProgressEvent } from "../progress-event";
+// How a TypeScript consumer of the Redis channel (a relay, the UI's orchestrator) reads
+// events with the package's types: narrowing on `event` types `data`. Compiled with
+// `tsc --strict` against the built package by tests/test_typescript_types.py; nothing here runs.
+import type { ProgressEvent } from "@progress-sdk/client";
 
 export interface ModelRow {
   status: string;
