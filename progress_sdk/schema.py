@@ -1,10 +1,11 @@
 """The published JSON Schema of a v1 event: one variant per event type.
 
 Committed at ``docs/schema/progress-event.v1.json`` (``progress-sim schema`` prints it) and
-turned into the TypeScript types in ``types/progress-event.d.ts``. A top-level ``oneOf``
-discriminated by the ``event`` constant gives each event type its own ``data`` shape, so
-a TypeScript consumer that narrows on ``event`` gets ``data.progress: number`` on a progress
-event and ``data.error_message: string`` on a failure, not one object of optional fields.
+turned into the TypeScript types ``@progress-sdk/client`` exports
+(``clients/js/src/generated/channel.ts``). A top-level ``oneOf`` discriminated by the
+``event`` constant gives each event type its own ``data`` shape, so a TypeScript consumer
+that narrows on ``event`` gets ``data.progress: number`` on a progress event and
+``data.error_message: string`` on a failure, not one object of optional fields.
 
 Field types and bounds come from the pydantic models in ``progress_sdk.events`` (one
 source); which ``data`` fields each event type requires follows the contract (and
