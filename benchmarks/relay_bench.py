@@ -24,8 +24,8 @@ events/s actually published, its CPU and how far behind its 10 ms schedule it fe
 worst (``late``); the client processes' CPU per delivery, the busiest one's share of a
 core, and ``headroom``: the deliveries/s the client processes could take at a full core
 each, over the deliveries/s the run asked of them. ``--client-procs`` defaults to 2: the
-client costs ~6-9 µs of CPU per delivery (7 Dec 2026), so 12k events/s to 500 sockets
-(24k deliveries/s) is ~0.1 core per process, headroom ~4x even with 8 agents on 2 cores.
+client costs 15-26 µs of CPU per delivery (7 Dec 2026, at load 10-18 on 2 cores), so 12k
+events/s to 500 sockets (24k deliveries/s) is ~0.2 core per process, headroom ~4x.
 
 Modes:
 
@@ -173,7 +173,8 @@ class Layout:
 
 
 FANOUT = {"2 nodes": Layout(2, "across"), "1 node": Layout(1, "same")}
-SPLIT = {"1 node": Layout(1, "same", True), "split": Layout(2, "same", True)}
+SPLIT = {"1 node": Layout(1, "same", True), "split": Layout(2, "same", True),
+         "split*": Layout(2, "same")}
 
 
 @dataclass(frozen=True)
@@ -356,8 +357,9 @@ def compare_node(args: argparse.Namespace) -> None:
 
 
 def compare_split(args: argparse.Namespace) -> None:
-    """One node with every user against two nodes with half of the users each, both on
-    per-user channels; capacity at one core per node from the busiest node's CPU."""
+    """One node with every user against two nodes with half of the users each, on
+    per-user channels (and on the contract channel, for the cause); capacity at one core
+    per node from the busiest node's CPU."""
     _require_user_channels()
     rates = [int(r) for r in (args.rates or "3000,6000").split(",")]
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -371,12 +373,17 @@ def compare_split(args: argparse.Namespace) -> None:
                     _run(f"[{repeat + 1}/{args.repeats}] {name}", SPLIT[name], load))
     medians = {key: _medians(figures) for key, figures in runs.items()}
     _legend(args.seconds, args.repeats)
-    print(f"capacity: events/s at one core per node (published / the busiest node's CPU "
-          f"seconds). !: p99 above {args.p99_bound_ms:g} ms or deliveries missing.")
+    print("1 node: every user on one relay; split: two relays, half of the users each (both "
+          "sockets of a user on one), both on per-user channels (--user-channels); split*: "
+          "the same split on the contract channel, every node reading every event. "
+          "capacity: events/s at one core per node = published / the busiest node's CPU "
+          f"seconds. !: p99 above {args.p99_bound_ms:g} ms or deliveries missing.")
     print(f"{'layout':<7} {'rate':>6} {'capacity':>9} {_HEADER}")
-    for (name, rate), m in medians.items():
-        flag = "" if _held(m, args.p99_bound_ms) else " !"
-        print(f"{name:<7} {rate:>6} {m['capacity_per_core']:>9,.0f} {_row(m)}{flag}")
+    for rate in rates:
+        for name in SPLIT:
+            m = medians[(name, rate)]
+            flag = "" if _held(m, args.p99_bound_ms) else " !"
+            print(f"{name:<7} {rate:>6} {m['capacity_per_core']:>9,.0f} {_row(m)}{flag}")
     _split_summary(medians, rates, args.p99_bound_ms)
 
 
@@ -386,18 +393,20 @@ def _held(m: dict[str, float], p99_bound_ms: float) -> bool:
 
 def _split_summary(medians: dict[tuple[str, int], dict[str, float]], rates: list[int],
                    p99_bound_ms: float) -> None:
+    def ratio(name: str, rate: int, one_rate: int) -> str:
+        one = medians[("1 node", one_rate)]["capacity_per_core"]
+        return f"{medians[(name, rate)]['capacity_per_core'] / one:.2f}x"
+
     for rate in rates:
-        one, two = medians[("1 node", rate)], medians[("split", rate)]
-        print(f"at {rate}/s into both layouts: split / 1 node capacity "
-              f"{two['capacity_per_core'] / one['capacity_per_core']:.2f}x")
-        if rate * 2 in rates:  # each split node reads what the single node read
-            two = medians[("split", rate * 2)]
-            print(f"at {rate}/s per node (1 node at {rate}/s, split at {rate * 2}/s): split / "
-                  f"1 node capacity {two['capacity_per_core'] / one['capacity_per_core']:.2f}x")
+        print(f"capacity over 1 node's, all at {rate}/s: split {ratio('split', rate, rate)}, "
+              f"split* {ratio('split*', rate, rate)}")
+        if rate * 2 in rates:  # then each split node reads what the single node read
+            print(f"  at {rate}/s per node (split at {rate * 2}/s): split "
+                  f"{ratio('split', rate * 2, rate)}, split* {ratio('split*', rate * 2, rate)}")
     for name in SPLIT:
         held = [rate for rate in rates if _held(medians[(name, rate)], p99_bound_ms)]
-        print(f"{name}: highest rate held within p99 {p99_bound_ms:g} ms, every delivery: "
-              f"{max(held) if held else 'none'}/s (meaningful only with a core per process)")
+        print(f"{name}: highest rate held within p99 {p99_bound_ms:g} ms with every delivery: "
+              f"{max(held) if held else 'none'}/s (a capacity only with a core per process)")
 
 
 def _require_user_channels() -> None:
