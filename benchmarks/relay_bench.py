@@ -237,6 +237,7 @@ def _delivery_figures(got: Deliveries, sent: dict[str, float], expected: float,
         "p99_ms": _quantile(latencies, 0.99) * 1000,
         "p50_last_ms": _quantile(late, 0.5) * 1000,
         "drain_s": drain,
+        "sockets_closed": got.closed,
     }
 
 
@@ -285,7 +286,8 @@ def _row(m: dict[str, float]) -> str:
             f"{m['drain_s']:>7.1f} {m['relay_us_per_event_cpu']:>9.0f} "
             f"{m['relay_rss_mb']:>7.0f} | {m['publisher_cores']:>9.2f} {m['late_ms']:>7.0f} "
             f"{m['client_us']:>9.1f} {m['client_max_core']:>8.2f} {m['headroom']:>7.1f}x "
-            f"{m['load']:>5.1f}")
+            f"{m['load']:>5.1f}" + (f" ({m['sockets_closed']:.0f} sockets closed)"
+                                    if m["sockets_closed"] else ""))
 
 
 def _run(label: str, layout: Layout, load: Load, **kwargs: Any) -> dict[str, float]:

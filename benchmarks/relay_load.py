@@ -81,6 +81,7 @@ class _Socket(asyncio.Protocol):
         self.upgraded = False
         self.ready = asyncio.get_running_loop().create_future()
         self.count = 0
+        self.closed = False
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -92,6 +93,7 @@ class _Socket(asyncio.Protocol):
             "Sec-WebSocket-Version: 13\r\n\r\n".encode())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
         if not self.ready.done():
             self.ready.set_exception(RuntimeError(f"connection lost: {exc}"))
 
@@ -195,7 +197,8 @@ async def _client_main() -> None:
         else:  # stop
             reply = {"sent": base64.b64encode(sink.sent.tobytes()).decode(),
                      "latency": base64.b64encode(sink.latency.tobytes()).decode(),
-                     "cpu": time.process_time() - cpu, "wall": time.monotonic() - wall}
+                     "cpu": time.process_time() - cpu, "wall": time.monotonic() - wall,
+                     "closed": sum(s.closed for s in sockets)}
         print(json.dumps(reply), flush=True)
         if command == "stop":
             break
@@ -215,6 +218,8 @@ class Deliveries:
     cpu: list[float]
     """CPU seconds of each client process over the run."""
     wall: float
+    closed: int
+    """Sockets the relay closed during the run (a backlog past its bound, say)."""
 
 
 class LoadClients:
@@ -302,7 +307,7 @@ class LoadClients:
             sent.frombytes(base64.b64decode(reply["sent"]))
             latency.frombytes(base64.b64decode(reply["latency"]))
         return Deliveries(sent, latency, [r["cpu"] for r in replies],
-                          max(r["wall"] for r in replies))
+                          max(r["wall"] for r in replies), sum(r["closed"] for r in replies))
 
     def kill(self) -> None:
         for proc in self.procs:
