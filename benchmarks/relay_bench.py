@@ -66,9 +66,11 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,9 @@ class Relay:
                 break
         else:
             raise RuntimeError(f"the relay did not start (exit {self.proc.wait()})")
+        # Read on, or a relay that logs while it falls behind fills the pipe and blocks.
+        self.log: deque[str] = deque(maxlen=20)
+        threading.Thread(target=self.log.extend, args=(self.proc.stderr,), daemon=True).start()
         while not self.healthz()["redis_connected"]:
             time.sleep(0.05)
 
@@ -115,10 +120,7 @@ class Relay:
             return body
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        _stop(self.proc)
 
 
 class NodeRelay:
@@ -141,10 +143,20 @@ class NodeRelay:
         self.url = json.loads(line)["listening"]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        _stop(self.proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, and SIGKILL after 10 s (a relay still working off a backlog)."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -215,7 +227,7 @@ def trial(layout: Layout, load: Load, *, relay_class: Any = Relay,
             relay.stop()
     return {**_delivery_figures(got, sent, expected, drain),
             **_relay_figures(relay_cpu, rss, sent, drain),
-            **_load_figures(got, sent, expected)}
+            **_load_figures(got, sent, expected, drain)}
 
 
 def _quantile(values: list[float], p: float) -> float:
@@ -254,18 +266,20 @@ def _relay_figures(relay_cpu: list[float], rss: float, sent: dict[str, float],
     }
 
 
-def _load_figures(got: Deliveries, sent: dict[str, float], expected: float
+def _load_figures(got: Deliveries, sent: dict[str, float], expected: float, drain: float
                   ) -> dict[str, float]:
     """The load's own cost: the publisher's, and the clients' per delivery, with the
-    headroom (deliveries/s at a full core per client process over those asked)."""
+    headroom (deliveries/s at a full core per client process over those asked). The
+    clients' cores are over the window deliveries came in (publishing, then draining)."""
     received = max(1, len(got.latency))
     per_delivery = sum(got.cpu) / received
     asked = expected / sent["seconds"]
+    window = sent["seconds"] + drain
     return {
         "publisher_cores": sent["cpu"] / sent["seconds"],
         "late_ms": sent["late_max_ms"],
-        "client_cores": sum(got.cpu) / got.wall,
-        "client_max_core": max(got.cpu) / got.wall,
+        "client_cores": sum(got.cpu) / window,
+        "client_max_core": max(got.cpu) / window,
         "client_us": per_delivery * 1e6,
         "headroom": len(got.cpu) / max(per_delivery, 1e-9) / asked,
     }
