@@ -87,6 +87,10 @@ class E2EConfig:
     """Listen this long to another producer instead of simulating."""
     watch_users: tuple[str, ...] = ()
     """With ``listen_seconds``: the users whose events to check."""
+    on_listening: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """With ``listen_seconds``: called (on the check's event loop) once every socket is
+    connected and caught up and the listening time starts; the events published after it
+    are judged. Lets a producer start then rather than after a guessed delay."""
     connect_timeout: float = 10.0
     late_join: bool = True
     """While simulating, connect one more socket mid-run and check its catch-up
@@ -284,6 +288,8 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
         await _connect_all(config, probes)
         if config.listen_seconds is not None:
             truth.recording = True
+            if config.on_listening is not None:
+                config.on_listening()
             await asyncio.sleep(config.listen_seconds)
             truth.recording = False
         else:

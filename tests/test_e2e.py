@@ -138,18 +138,18 @@ def test_listen_mode_checks_another_producers_users(
     publisher's resend after a reset (seq 3 and 4 again) is one event each: the relay
     forwards it once and the check expects it once."""
     import threading
-    import time
 
     import redis
-    from relay_support import wait_until
 
     user = f"ext-{uuid.uuid4().hex[:6]}"
+    listening = threading.Event()
 
     def produce() -> None:
         client = redis.Redis.from_url(redis_url)
-        # Events before the check's sockets are up are outside its window.
-        wait_until(lambda: relay.healthz()["sockets"] >= 2, what="e2e's sockets")
-        time.sleep(0.3)
+        # Events before the check's sockets are live are outside its window: start when
+        # it says it listens (the bound only ends a hung test).
+        if not listening.wait(60):
+            return
         for n in (1, 2, 3, 4, 3, 4, 5):
             client.publish(channel, json.dumps({
                 "media_id": "m", "user_id": user, "event": "PROCESSING_STARTED",
@@ -158,8 +158,10 @@ def test_listen_mode_checks_another_producers_users(
 
     thread = threading.Thread(target=produce)
     thread.start()
-    result = _check(redis_url, channel, relay.url, listen_seconds=2.0, watch_users=(user,))
+    result = _check(redis_url, channel, relay.url, listen_seconds=2.0, watch_users=(user,),
+                    on_listening=listening.set)
     thread.join()
+    assert listening.is_set(), "the check never started listening"
     assert result.ok, result.to_text()
     assert result.report.events == 5 and result.report.deliveries == 10
     assert relay.healthz()["dropped"]["repeat"] == 2
