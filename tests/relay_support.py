@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -207,12 +208,53 @@ def event(user_id: str, media_id: str, kind: str = "PROCESSING_STARTED", **field
     return json.dumps(obj).encode()
 
 
+def publish_raw(redis_url: str, channel: str, message: bytes) -> None:
+    """PUBLISH ``message`` on ``channel`` (SPUBLISH on a Redis Cluster, where the
+    publishers and the relay use shard channels)."""
+    from progress_sdk.cluster import client_for
+
+    client = client_for(redis_url)
+    try:
+        if isinstance(client, redis.RedisCluster):
+            client.spublish(channel, message)
+        else:
+            client.publish(channel, message)
+    finally:
+        client.close()
+
+
+async def settle(clients: list[Client], redis_url: str, channel: str, user_id: str,
+                 timeout: float = 60.0) -> None:
+    """Publish a sentinel event of ``user_id`` (a media of its own) on ``channel`` and
+    wait until each of ``clients`` got it, then forget it. The channel, the relay and
+    each socket keep order, so whatever was published before (a duplicate included) has
+    reached every client by then: no sleep "for a duplicate to show up". Each client must
+    be live (``connect`` returned); ``timeout`` only bounds a hung test."""
+    media_id = f"sentinel-{uuid.uuid4().hex}"
+    publish_raw(redis_url, channel, event(user_id, media_id))
+
+    def got_it(client: Client) -> bool:
+        return any(isinstance(p, dict) and p.get("mediaId") == media_id
+                   for p in client.named("progress_update"))
+
+    deadline = time.monotonic() + timeout
+    while not all(got_it(client) for client in clients):
+        assert time.monotonic() < deadline, "the sentinel event never reached every socket"
+        await asyncio.sleep(0.02)
+    for client in clients:
+        client.events = [(name, payload) for name, payload in client.events
+                         if not (isinstance(payload, dict)
+                                 and payload.get("mediaId") == media_id)]
+
+
 def sockets_joining_a_busy_job(
-    relay_url: str, token: str, job: list[str], joiners: int
+    relay_url: str, token: str, job: list[str], joiners: int, *, redis_url: str,
+    channel: str, user_id: str,
 ) -> tuple[Client, list[Client]]:
     """One socket connected before the ``job`` command starts streaming, and up to
-    ``joiners`` more connecting 0.3 s apart while it runs; each waits for its media's end
-    (and a moment for a duplicate to show up). Returns (the early one, the late ones)."""
+    ``joiners`` more connecting 0.3 s apart while it runs; each waits for its media's end,
+    then for a sentinel event published on ``channel`` once the job exited (``settle``),
+    so a duplicate would have arrived. Returns (the early one, the late ones)."""
 
     async def scenario() -> tuple[Client, list[Client]]:
         early = Client()
@@ -232,7 +274,7 @@ def sockets_joining_a_busy_job(
                 process.kill()
         for client in [early, *late]:
             await client.wait_for("media_update", 1, timeout=20)
-        await asyncio.sleep(0.3)  # time for a duplicate to show up
+        await settle([early, *late], redis_url, channel, user_id)
         for client in [early, *late]:
             await client.sio.disconnect()
         return early, late

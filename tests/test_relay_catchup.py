@@ -64,6 +64,7 @@ def test_sockets_joining_a_busy_stream_get_snapshots_then_live_events_without_ga
         early, late = sockets_joining_a_busy_job(
             relay.url, token,
             [sys.executable, str(BUSY_JOB), redis_url, channel, keys.prefix, user, "3000"], 5,
+            redis_url=redis_url, channel=channel, user_id=user,
         )
         assert len(late) >= 2, "the job ended before sockets could join it"
         joined_mid_run = 0
@@ -119,8 +120,9 @@ def test_healthz_counts_catch_ups_snapshots_sent_and_catch_ups_redis_refused(
 
     async def connect() -> Client:
         socket = Client()
+        # connect() returns once caught_up arrived: the relay emits it to the socket after
+        # the catch-up's snapshots (and counts), on the same ordered socket.
         await socket.connect(relay.url, {"token": token})
-        await asyncio.sleep(0.2)  # time for snapshots to arrive
         await socket.sio.disconnect()
         return socket
 
@@ -166,8 +168,14 @@ def test_two_relay_nodes_run_the_sweeper_and_one_acts(
             (s := read_media(client, keys, f"dead-{n}")) is not None and s.terminal
             for n in range(3)
         ), timeout=20, what="the sweeper to fail the dead media")
-        time.sleep(1.5)  # both nodes sweep again: nothing more may go out
-        events = [json.loads(m) for m in subscriber.messages]
+        # Both nodes sweep again, a whole pass each begun after the media ended (a pass
+        # under way now counts once more when it ends, so two), and whatever those passes
+        # published arrives before a sentinel published after them.
+        passes = [node.healthz()["sweeper"]["passes"] for node in nodes]
+        for node, seen in zip(nodes, passes, strict=True):
+            wait_until(lambda node=node, seen=seen: node.healthz()["sweeper"]["passes"]
+                       >= seen + 2, timeout=60, what="a node to sweep twice more")
+        events = [json.loads(m) for m in subscriber.settled()]
         assert sorted(e["media_id"] for e in events if e["event"] == "PROCESSING_FAILED") == [
             "dead-0", "dead-1", "dead-2",
         ]

@@ -95,7 +95,7 @@ def test_a_socket_joining_mid_run_on_a_cluster_gets_snapshots_then_live_events(
         early, late = sockets_joining_a_busy_job(
             relay.url, token,
             [sys.executable, str(BUSY_JOB), redis_cluster.url, channel, keys.prefix, user,
-             "2000"], 3,
+             "2000"], 3, redis_url=redis_cluster.url, channel=channel, user_id=user,
         )
         assert late, "the job ended before a socket could join it"
         for index, client in enumerate(late):
@@ -136,16 +136,13 @@ def test_the_sweeper_on_a_cluster_fails_the_media_of_a_sigkilled_worker(
             time.sleep(0.2)
             snap = read_media(client, keys, "busy")
         assert snap is not None and snap.error == d.SWEEP_ERROR_MESSAGE, snap
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and b"PROCESSING_FAILED" not in b"".join(
-                collector.messages):
-            time.sleep(0.05)
-        time.sleep(0.3)  # time for a second failure to show up
+        # The sweeps have returned: whatever they published, a second failure included,
+        # arrives before a marker published now on the same shard channel.
+        lines = [m.decode() for m in _settled(client, collector, channel)]
     finally:
         if worker.poll() is None:
             worker.kill()
         collector.close()
-    lines = [m.decode() for m in collector.messages]
     finals = [json.loads(x) for x in lines if "PROCESSING_FAILED" in x]
     assert len(finals) == 1 and finals[0]["data"]["error_message"] == d.SWEEP_ERROR_MESSAGE
     assert client.zrange(keys.inflight, 0, -1) == []
@@ -175,6 +172,21 @@ def _wait_until_heard(client: redis.RedisCluster, collector: Collector, channel:
         assert time.monotonic() < deadline, "the subscription never heard its channel"
         client.spublish(channel, marker)
         time.sleep(0.1)
+
+
+def _settled(client: redis.RedisCluster, collector: Collector, channel: str,
+             timeout: float = 30.0) -> list[bytes]:
+    """Every message of ``channel`` so far but markers, once a marker published now has
+    arrived. A shard channel's messages reach a subscriber in the order its master ran the
+    SPUBLISHes, so anything published before this call (a duplicate included) comes
+    first: no sleep "for a second copy to show up". ``timeout`` only bounds a hung test."""
+    marker = f"marker {uuid.uuid4().hex}".encode()
+    client.spublish(channel, marker)
+    deadline = time.monotonic() + timeout
+    while marker not in collector.messages:
+        assert time.monotonic() < deadline, "the marker never arrived"
+        time.sleep(0.02)
+    return [m for m in collector.messages if not m.startswith(b"marker ")]
 
 
 def test_a_sweeper_stopped_between_its_claim_and_its_publishes_is_completed_by_the_next(
@@ -214,14 +226,9 @@ def test_a_sweeper_stopped_between_its_claim_and_its_publishes_is_completed_by_t
         result = other.sweep(now + 6)
         assert result.republished == ("lost",) and result.events == 3
         assert other.sweep(now + 20).republished == ()  # published: nothing more to do
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(
-                b"PROCESSING_FAILED" in m for m in collector.messages) < 1:
-            time.sleep(0.05)
-        time.sleep(0.3)  # time for a third copy to show up
+        events = [json.loads(m) for m in _settled(client, collector, channel)]
     finally:
         collector.close()
-    events = [json.loads(m) for m in collector.messages if not m.startswith(b"marker")]
     repeats = RepeatFilter()
     kept = [e for e in events if not repeats.is_repeat(e)]
     assert len(events) == 4  # the first event went out twice, the other two once
