@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,9 +234,10 @@ class LocalCluster:
                 roles.append("master")
         return roles
 
-    def fail_over(self, master: ClusterNode, timeout: float = 30.0) -> ClusterNode:
+    def fail_over(self, master: ClusterNode, timeout: float = 30.0,
+                  on_killed: Callable[[], None] | None = None) -> ClusterNode:
         """SIGKILL ``master`` and wait until a replica serves its slots; returns the new
-        master."""
+        master. ``on_killed()`` is called once the master is dead, before the wait."""
         with master.client() as client:
             mine = [r for r in client.execute_command("CLUSTER", "SLOTS")
                     if int(r[2][1]) == master.port]
@@ -245,6 +247,8 @@ class LocalCluster:
         assert master.process is not None
         master.process.send_signal(signal.SIGKILL)
         master.process.wait(5)
+        if on_killed is not None:
+            on_killed()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for node in self.nodes:

@@ -223,28 +223,34 @@ def publish_raw(redis_url: str, channel: str, message: bytes) -> None:
         client.close()
 
 
-async def settle(clients: list[Client], redis_url: str, channel: str, user_id: str,
+async def settle(redis_url: str, channels: list[str], clients: dict[str, list[Client]],
                  timeout: float = 60.0) -> None:
-    """Publish a sentinel event of ``user_id`` (a media of its own) on ``channel`` and
-    wait until each of ``clients`` got it, then forget it. The channel, the relay and
-    each socket keep order, so whatever was published before (a duplicate included) has
-    reached every client by then: no sleep "for a duplicate to show up". Each client must
-    be live (``connect`` returned); ``timeout`` only bounds a hung test."""
-    media_id = f"sentinel-{uuid.uuid4().hex}"
-    publish_raw(redis_url, channel, event(user_id, media_id))
+    """Publish a sentinel event of each user (a media of its own) on each of ``channels``
+    and wait until every client of ``clients`` (user id -> its sockets) got all of its
+    user's, then forget them. A channel, the relay and each socket keep order, so
+    whatever was published on those channels before (a duplicate included) has reached
+    every client by then: no sleep "for a duplicate to show up". Each client must be
+    live (``connect`` returned); ``timeout`` only bounds a hung test."""
+    sentinels: dict[str, set[str]] = {user: set() for user in clients}
+    for channel in channels:
+        for user in clients:
+            media_id = f"sentinel-{uuid.uuid4().hex}"
+            sentinels[user].add(media_id)
+            publish_raw(redis_url, channel, event(user, media_id))
 
-    def got_it(client: Client) -> bool:
-        return any(isinstance(p, dict) and p.get("mediaId") == media_id
-                   for p in client.named("progress_update"))
+    def seen(client: Client) -> set[str]:
+        return {p.get("mediaId") for p in client.named("progress_update")
+                if isinstance(p, dict)}
 
     deadline = time.monotonic() + timeout
-    while not all(got_it(client) for client in clients):
-        assert time.monotonic() < deadline, "the sentinel event never reached every socket"
+    while not all(sentinels[user] <= seen(c) for user, cs in clients.items() for c in cs):
+        assert time.monotonic() < deadline, "a sentinel event never reached its sockets"
         await asyncio.sleep(0.02)
-    for client in clients:
-        client.events = [(name, payload) for name, payload in client.events
-                         if not (isinstance(payload, dict)
-                                 and payload.get("mediaId") == media_id)]
+    for user, sockets in clients.items():
+        for client in sockets:
+            client.events = [(name, payload) for name, payload in client.events
+                             if not (isinstance(payload, dict)
+                                     and payload.get("mediaId") in sentinels[user])]
 
 
 def sockets_joining_a_busy_job(
@@ -274,7 +280,7 @@ def sockets_joining_a_busy_job(
                 process.kill()
         for client in [early, *late]:
             await client.wait_for("media_update", 1, timeout=20)
-        await settle([early, *late], redis_url, channel, user_id)
+        await settle(redis_url, [channel], {user_id: [early, *late]})
         for client in [early, *late]:
             await client.sio.disconnect()
         return early, late

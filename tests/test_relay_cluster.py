@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from redis_cluster import LocalCluster
-from relay_support import SECRET, Client, RelayProcess
+from relay_support import SECRET, Client, RelayProcess, settle
 
 from progress_sdk import ProgressPublisher
 from progress_sdk.sharding import shard_channels, shard_of
@@ -32,12 +33,16 @@ def _relay(cluster: LocalCluster, channel: str, shards: int) -> RelayProcess:
     return relay
 
 
-def _job(publisher: ProgressPublisher, media_id: str, user_id: str, pace: float) -> None:
-    """A media analysed by one model, reporting every step (paced)."""
+def _job(publisher: ProgressPublisher, media_id: str, user_id: str, pace: float,
+         halfway: Callable[[], None] | None = None) -> None:
+    """A media analysed by one model, reporting every step (paced); ``halfway()`` is
+    called after half the steps (it may block the job)."""
     with publisher.media(media_id, user_id, filename=f"{media_id}.mp4") as run, \
             run.model("SIGLIP-LSTM-V4") as model:
         for i in range(1, STEPS + 1):
             model.progress(i, STEPS)
+            if halfway is not None and i == STEPS // 2:
+                halfway()
             time.sleep(pace)
         model.complete("FAKE", 0.9)
 
@@ -113,12 +118,24 @@ def test_a_master_killed_mid_run_costs_only_counted_events(redis_cluster):
             await client.connect(relay.url, {"token": sign_token(SECRET, user)})
         publisher = ProgressPublisher(redis_cluster.url, base, shards=3,
                                       min_progress_interval=0)
-        jobs = [threading.Thread(target=_job, args=(publisher, m, users[m], 0.05))
+        # Mid-run: every job waits halfway until the master is dead, so each media has
+        # started, none has ended, and each publishes its second half during the
+        # fail-over (the bounds only end a hung test).
+        halfway, killed = threading.Barrier(len(media) + 1), threading.Event()
+
+        def pause() -> None:
+            halfway.wait(60)
+            killed.wait(60)
+
+        jobs = [threading.Thread(target=_job, args=(publisher, m, users[m], 0.05, pause))
                 for m in media]
         for job in jobs:
             job.start()
-        await asyncio.sleep(0.5)  # mid-run: every media has started, none has ended
-        await asyncio.to_thread(redis_cluster.fail_over, victim)
+        try:
+            await asyncio.to_thread(halfway.wait, 60)
+            await asyncio.to_thread(redis_cluster.fail_over, victim, on_killed=killed.set)
+        finally:
+            killed.set()
         for job in jobs:
             await asyncio.to_thread(job.join)
         assert await asyncio.to_thread(publisher.flush, 20)
@@ -126,7 +143,9 @@ def test_a_master_killed_mid_run_costs_only_counted_events(redis_cluster):
         for user, client in clients.items():
             mine = [m for m in media if users[m] == user]
             await client.wait_for("media_update", len(mine), 20)
-        await asyncio.sleep(0.3)
+        # A repeat the relay let through, if any, arrives before a sentinel per shard.
+        await settle(redis_cluster.url, shard_channels(base, 3),
+                     {user: [client] for user, client in clients.items()})
         for client in clients.values():
             await client.sio.disconnect()
         return clients, publisher
