@@ -67,6 +67,30 @@ class OwnRedis:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGCONT)
 
+    def bytes_unread(self) -> int:
+        """Bytes clients sent this server that it has not read yet: the receive queues
+        of its connections (/proc/net/tcp, Linux). While it is frozen the sum only
+        grows, and it grows exactly when a client's command reaches the server: what a
+        test waits on to know a command went out, instead of sleeping."""
+        total = 0
+        with open("/proc/net/tcp") as table:
+            next(table)  # the header
+            for line in table:
+                fields = line.split()
+                local, state, queues = fields[1], fields[3], fields[4]
+                if state == "01" and int(local.split(":")[1], 16) == self.port:
+                    total += int(queues.split(":")[1], 16)
+        return total
+
+    def wait_unread_above(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until ``bytes_unread()`` exceeds ``count`` (a command reached the frozen
+        server); ``timeout`` only bounds a hung test."""
+        deadline = time.monotonic() + timeout
+        while self.bytes_unread() <= count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no more bytes reached redis-server :{self.port}")
+            time.sleep(0.005)
+
     def kill(self) -> None:
         if self.proc is not None:
             self.thaw()

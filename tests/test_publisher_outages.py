@@ -246,8 +246,9 @@ def test_a_redis_frozen_shorter_than_the_reply_patience_loses_no_large_batch(ser
         publisher.emit(lifecycle("warm"))
         assert publisher.flush(5)
         server.freeze()
-        publisher.emit(lifecycle("first"))  # the sender now waits on replies
-        time.sleep(0.3)
+        unread = server.bytes_unread()
+        publisher.emit(lifecycle("first"))
+        server.wait_unread_above(unread)  # its batch went out: the sender waits on replies
         for i in range(1000):
             publisher.emit(lifecycle(f"m{i}", details={"blob": "x" * 40_000}))
         server.thaw()  # the first reply comes; the next batch (~20 MB) starts going out
@@ -286,8 +287,14 @@ def test_a_second_close_during_the_first_returns_the_first_calls_result(server):
     results: dict[str, bool] = {}
     first = threading.Thread(target=lambda: results.__setitem__("first", publisher.close(1)))
     first.start()
-    time.sleep(0.2)
-    results["second"] = publisher.close(1)
+    # The first close() has begun (closed is set at its first step) and flushes for about
+    # a second to the frozen server; the second waits for it (its bound only ends a hung
+    # test), so it must return the first's result, not its own.
+    deadline = time.monotonic() + 30
+    while not publisher.closed:
+        assert time.monotonic() < deadline, "the first close() never began"
+        time.sleep(0.005)
+    results["second"] = publisher.close(30)
     first.join()
     assert results["first"] is False  # Redis frozen: m1's events were not delivered
     assert results["second"] == results["first"], results
@@ -341,8 +348,10 @@ def test_close_giving_up_on_a_frozen_redis_leaves_the_users_pool_answering_right
     publisher.emit(lifecycle("warm"))
     assert publisher.flush(5)
     server.freeze()
+    unread = server.bytes_unread()
     publisher.emit(lifecycle("m1"))
-    assert not publisher.flush(0.3)  # the sender wrote the batch and waits for replies
+    server.wait_unread_above(unread)  # the sender wrote the batch and waits for replies
+    assert not publisher.flush(0)
     assert publisher.close(timeout=0.2) is False
     answers: list[object] = []
 
@@ -352,9 +361,10 @@ def test_close_giving_up_on_a_frozen_redis_leaves_the_users_pool_answering_right
         except redis.RedisError as exc:
             answers.append(exc)
 
+    unread = server.bytes_unread()
     job = threading.Thread(target=job_code)
     job.start()
-    time.sleep(0.2)
+    server.wait_unread_above(unread)  # its first command reached the frozen server
     server.thaw()
     job.join(10)
     client.close()
