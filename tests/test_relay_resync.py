@@ -16,7 +16,7 @@ import pytest
 import redis
 from own_redis import OwnRedis
 from redis_cluster import LocalCluster
-from relay_support import SECRET, Client, RelayProcess
+from relay_support import SECRET, Client, RelayProcess, settle
 
 from progress_sdk.cluster import client_for
 from progress_sdk.snapshot import SnapshotKeys, read_user
@@ -94,6 +94,9 @@ def run_through(url: str, interrupt: Any) -> tuple[dict[str, list[Client]],
             for user, pair in sockets.items() for client in pair
         ):
             await asyncio.sleep(0.1)
+        # A repeat the relay sent after the last final row (the job has exited) arrives
+        # before a sentinel event published now, so check() sees it.
+        await settle(url, [channel], sockets)
         for pair in sockets.values():
             for client in pair:
                 await client.sio.disconnect()

@@ -80,7 +80,7 @@ def test_models_report_eta_through_track_in_data_details() -> None:
     then every report carries elapsed, rate and an ETA in wall-clock seconds that falls
     to 0 at the last unit, the way the browser panel shows it."""
     config = SimulationConfig(models=("MFF-MOE-V1",), seed=3, media=1, speed=20)
-    publisher, _ = run(config)
+    publisher, simulation = run(config)
     progress = [e["data"] for e in publisher.events if e["event"].endswith("_PROGRESS")]
     assert progress, "the simulated model reported no progress"
     opening = [data for data in progress if data["progress"] == 0]
@@ -89,11 +89,15 @@ def test_models_report_eta_through_track_in_data_details() -> None:
     assert later and all(data["details"]["eta_seconds"] >= 0 for data in later)
     assert all(data["details"]["eta_seconds"] == 0 for data in later
                if data["progress"] == data["total"])
-    # Half way through its 8 experts (0.12 s or more of simulated time each) at least
-    # 0.36 simulated seconds are left; at speed 20 that is 18 ms or more of wall clock.
-    # The ETA is in wall-clock seconds, so well under the simulated time left.
-    middle = [data for data in later if data["progress"] == data["total"] // 2]
-    assert middle and all(0 < data["details"]["eta_seconds"] < 0.18 for data in middle)
+    # The ETA is what is left at the rate measured on the wall clock (rounded to 1 ms),
+    # and that clock is the run's: no stage took longer than the whole run. Compared
+    # within the run, not to a constant, so a loaded machine changes nothing.
+    seconds = simulation.result.seconds  # type: ignore[attr-defined]
+    for data in later:
+        details = data["details"]
+        left = (data["total"] - data["progress"]) / details["rate_per_second"]
+        assert details["eta_seconds"] == pytest.approx(left, abs=0.0011), data
+        assert 0 < details["elapsed_seconds"] <= seconds, (data, seconds)
 
 
 def test_speed_paces_steps_against_the_clock() -> None:
@@ -101,8 +105,10 @@ def test_speed_paces_steps_against_the_clock() -> None:
     config = SimulationConfig(models=("MFF-MOE-V1",), seed=1, media=1, speed=20)
     _, simulation = run(config)
     result = simulation.result  # type: ignore[attr-defined]
-    assert result.seconds == pytest.approx(result.simulated_seconds / 20, abs=0.1)
-    assert result.seconds > 0.05
+    # Each step waits for its due time, so the run cannot take less than that; how much
+    # more is up to the machine's load, so no upper bound (without pacing it takes ~1 ms).
+    assert result.simulated_seconds > 1
+    assert result.seconds >= result.simulated_seconds / 20
 
 
 def test_stop_fails_media_in_flight() -> None:
@@ -114,8 +120,7 @@ def test_stop_fails_media_in_flight() -> None:
     )
     threading.Timer(0.3, simulation.stop).start()
     result = simulation.run()
-    assert result.outcomes["interrupted"] == 2
-    assert result.seconds < 2
+    assert result.outcomes["interrupted"] == 2  # it ended early: two media in flight
     publisher.events.assert_valid()
     assert publisher.events.types()[-1] == "PROCESSING_FAILED"
 

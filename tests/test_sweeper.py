@@ -20,7 +20,13 @@ from snapshot_oracle import fold_each
 from progress_sdk import defaults as d
 from progress_sdk.contract import validate_lines
 from progress_sdk.exceptions import ConfigurationError
-from progress_sdk.snapshot import SnapshotConfig, SnapshotKeys, SnapshotTracker, read_media
+from progress_sdk.snapshot import (
+    SnapshotConfig,
+    SnapshotKeys,
+    SnapshotTracker,
+    owners_of,
+    read_media,
+)
 from progress_sdk.sweeper import Sweeper
 
 pytestmark = pytest.mark.redis
@@ -175,15 +181,24 @@ def test_a_sigkilled_worker_process_gets_its_media_failed_and_the_stream_keeps_t
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
+    # Its liveness keys lapse within 1 s (polled; the bound only ends a hung test). Then
+    # one sweep, its clock past the owner grace after the media's last news, fails it:
+    # no real wait for the grace and no sweeping "until it happens".
+    snap = read_media(client, config.keys, "doomed")
+    assert snap is not None and not snap.terminal
+    owners = owners_of(snap)
+    assert owners, "the worker's media names no owner"
+    deadline = time.monotonic() + 60
+    while any(client.exists(config.keys.alive(owner)) for owner in owners):
+        assert time.monotonic() < deadline, "the killed worker's liveness key never lapsed"
+        time.sleep(0.05)
     sweeper = Sweeper(client, channel=channel, config=config)
-    deadline = time.monotonic() + 60  # a hung test's bound: the key lapses within 1 s
-    while time.monotonic() < deadline:
-        snap = read_media(client, config.keys, "doomed")
-        if snap is not None and snap.terminal:
-            break
-        sweeper.sweep()
-        time.sleep(0.2)
+    last = max(snap.updated_at, snap.alive_at or 0.0)
+    result = sweeper.sweep(max(time.time(), last + d.SWEEP_OWNER_GRACE + 1))
+    assert result.failed == ("doomed",), result
+    snap = read_media(client, config.keys, "doomed")
     assert snap is not None and snap.status == "failed" and snap.error == d.SWEEP_ERROR_MESSAGE
+    assert sweeper.sweep(time.time() + 60).failed == ()  # failed once: nothing to do again
     lines = subscriber.settled()
     report = validate_lines(lines, strict=True)
     assert report.ok, report.to_text()
