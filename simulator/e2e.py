@@ -36,6 +36,7 @@ from .relay.auth import sign_token
 from .relay.routing import RepeatFilter
 from .relay.subscriber import PubSubLike, open_detected_pubsub
 from .runner import Simulation, SimulationConfig
+from .sentinels import Sentinels
 
 __all__ = ["E2EConfig", "E2EResult", "E2ESetupError", "run_e2e"]
 
@@ -49,7 +50,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     _loads = json.loads
 
 # How long after the last event the sockets may stay quiet before what has not arrived
-# counts as lost, and how long after everything arrived to wait for duplicates.
+# counts as lost, and (listening only: otherwise sentinel events tell, simulator.sentinels)
+# how long after everything arrived to wait for duplicates.
 DEFAULT_SETTLE_SECONDS = 5.0
 _DUPLICATE_WINDOW = 0.5
 # The late socket joins after this many of its user's events: mid-run for a usual media.
@@ -216,8 +218,10 @@ class _Probe:
 class _Truth:
     """The channel as a plain subscriber sees it: the checked users' valid events."""
 
-    def __init__(self, redis_url: str, channels: list[str], users: set[str]) -> None:
+    def __init__(self, redis_url: str, channels: list[str], users: set[str],
+                 sentinels: Sentinels | None = None) -> None:
         self._open = open_detected_pubsub(redis_url)  # one server or a Redis Cluster
+        self._sentinels = sentinels
         self._pubsub: PubSubLike | None = None
         self._channels = channels
         self._users = users
@@ -248,6 +252,9 @@ class _Truth:
                 continue
             if not isinstance(obj, dict) or obj.get("user_id") not in self._users:
                 continue
+            if self._sentinels is not None and self._sentinels.is_sentinel(obj):
+                self._sentinels.seen_on_channel.add(str(obj["media_id"]))
+                continue
             # Only what the contract asks a relay to forward: valid events, once.
             if check_event(obj)[1] or self._repeats.is_repeat(obj):
                 continue
@@ -269,9 +276,11 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
         users = [f"{prefix}{i}" for i in range(1, config.users + 1)]
         # A user who owns no media: a relay that broadcasts shows up here.
         users.append(f"e2e-{tag}-bystander")
-    truth = _Truth(
-        config.redis_url, subscribed_channels(config.channel, config.shards), set(users)
-    )
+    channels = subscribed_channels(config.channel, config.shards)
+    listening = config.listen_seconds is not None
+    # Real users' panels would show a sentinel: listening keeps the duplicate window.
+    sentinels = None if listening else Sentinels(tag, users, channels)
+    truth = _Truth(config.redis_url, channels, set(users), sentinels)
     try:
         await truth.open()
     except (RedisError, OSError) as exc:
@@ -279,7 +288,6 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
         raise E2ESetupError(f"cannot reach Redis at {mask_url(config.redis_url)}: "
                             f"{mask_url(str(exc))}") from None
     probes = _probes(config, users)
-    listening = config.listen_seconds is not None
     truth.recording = not listening
     pump = asyncio.create_task(truth.pump())
     published: int | None = None
@@ -299,13 +307,15 @@ async def run_e2e(config: E2EConfig) -> E2EResult:
             published = await simulation
         # The late socket is not waited for: it never gets the events its snapshots
         # cover, and it is served by the same relay as the others.
-        await _settle(truth, probes, config.settle_seconds)
+        await _settle(truth, probes, config, sentinels, late)
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
         await asyncio.gather(*(p.client.disconnect() for p in [*probes, *([late] if late else [])]),
                              return_exceptions=True)
         await truth.close()
+    if sentinels is not None:  # the sockets are closed: nothing arrives after this
+        sentinels.strip(p.log for p in [*probes, *([late] if late else [])])
     report = check_deliveries(
         truth.events, [p.log for p in probes], whole_stream=not listening,
         per_media_order=config.shards > 1,
@@ -384,10 +394,12 @@ def _simulate(config: E2EConfig, prefix: str) -> int:
     return publisher.stats().published
 
 
-async def _settle(truth: _Truth, probes: list[_Probe], settle_seconds: float) -> None:
+async def _settle(truth: _Truth, probes: list[_Probe], config: E2EConfig,
+                  sentinels: Sentinels | None, late: _Probe | None) -> None:
     # Done when every socket has as many progress_update events as the channel carried
-    # for its user (then a short wait for duplicates), or when nothing new arrived for
-    # settle_seconds (what is missing then is lost).
+    # for its user and then its sentinels (listening: a short wait for duplicates), or
+    # when nothing new arrived for settle_seconds (what is missing then is lost).
+    settle_seconds = config.settle_seconds
     def arrived() -> int:
         return sum(len(p.log.received) for p in probes) + len(truth.events)
 
@@ -397,7 +409,12 @@ async def _settle(truth: _Truth, probes: list[_Probe], settle_seconds: float) ->
         for event in truth.events:
             per_user[event.user_id] = per_user.get(event.user_id, 0) + 1
         if all(len(p.log.updates()) >= per_user.get(p.log.user_id, 0) for p in probes):
-            await asyncio.sleep(_DUPLICATE_WINDOW)
+            if sentinels is None:
+                await asyncio.sleep(_DUPLICATE_WINDOW)
+            else:
+                await asyncio.to_thread(sentinels.publish, config.redis_url)
+                await sentinels.wait([p.log for p in [*probes, *([late] if late else [])]],
+                                     settle_seconds)
             return
         now, count = time.monotonic(), arrived()
         if count != last:
