@@ -97,7 +97,7 @@ def test_models_report_eta_through_track_in_data_details() -> None:
         details = data["details"]
         left = (data["total"] - data["progress"]) / details["rate_per_second"]
         assert details["eta_seconds"] == pytest.approx(left, abs=0.0011), data
-        assert 0 < details["elapsed_seconds"] <= seconds, (data, seconds)
+        assert 0 <= details["elapsed_seconds"] <= seconds, (data, seconds)  # 1 ms steps
 
 
 def test_speed_paces_steps_against_the_clock() -> None:
