@@ -42,6 +42,8 @@ class SenderCounters(NamedTuple):
     last_error: str | None
     no_subscribers: int
     extra_failed: int
+    wakeups: int = 0
+    """Set by ``Sender.counters``: the front's wake-ups of the idle thread."""
 
 
 class Courier:

@@ -13,8 +13,8 @@ Each scrape calls ``stats()`` once (a lock held for a few microseconds; no I/O).
 all prefixed ``progress_publisher_`` (counters end in ``_total``): ``accepted``,
 ``published``, ``coalesced``, ``dropped{reason}``, ``reconnects``, ``no_subscribers``,
 ``forgiven{kind}``, ``extra_failed``, ``terminals_lost``, ``terminals_resent``,
-``terminals_abandoned``, ``fenced_runs``; gauges ``queued``, ``connected`` (1 or 0) and
-``terminals_waiting``. docs/publisher.md, Metrics.
+``terminals_abandoned``, ``fenced_runs``, ``sender_wakeups``; gauges ``queued``,
+``connected`` (1 or 0) and ``terminals_waiting``. docs/publisher.md, Metrics.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ _COUNTERS = {
     "terminals_resent": "Lost terminal events queued again, byte for byte.",
     "terminals_abandoned": "Lost terminal events that will not be sent.",
     "fenced_runs": "Media runs a sweeper ended while this publisher still reported them.",
+    "sender_wakeups": "Times an event or a flush woke the idle sender thread.",
 }
 _GAUGES = {
     "queued": "Events waiting to be sent now.",

@@ -327,6 +327,7 @@ class ProgressPublisher(Closing):
                 terminals_waiting=len(self._buffer.lost),
                 terminals_abandoned=self._buffer.lost.abandoned,
                 fenced_runs=self._liveness.fenced_runs if self._liveness is not None else 0,
+                sender_wakeups=sent.wakeups,
             )
 
     def check_connection(self, timeout: float = d.CONNECT_TIMEOUT) -> None:

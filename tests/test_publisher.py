@@ -322,6 +322,32 @@ def test_held_progress_goes_out_before_the_models_next_lifecycle_event(transport
         ]
 
 
+def test_stats_count_the_wakeups_of_an_idle_sender_only(transport):
+    """stats().sender_wakeups: no event wakes a sender busy sending, an event that finds
+    it waiting does, and values that replace a held one do not."""
+    with ProgressPublisher(transport=transport, min_progress_interval=60.0) as pub:
+        hold_sender(pub, transport)
+        for i in range(50):
+            pub.emit(lifecycle(i=i))
+        assert pub.stats().sender_wakeups == 0
+        transport.open.set()
+        assert pub.flush(5)
+        # The sender goes idle a moment after flush() returns (it needs the lock back):
+        # an event emitted before that finds it busy. Nearly always the first does not.
+        for i in range(1000):
+            pub.emit(lifecycle(i=i))
+            assert pub.flush(5)
+            if pub.stats().sender_wakeups:
+                break
+        woken = pub.stats().sender_wakeups
+        assert woken > 0
+        for done in range(1, 1001):
+            pub.emit(progress(done, 1000))
+        # At most the first value (sent at once) and the first hold (a new deadline).
+        assert pub.stats().sender_wakeups - woken <= 2
+        assert pub.stats().coalesced >= 998
+
+
 def test_the_throttle_releases_on_its_own_timer(transport):
     """Without flush(), the held latest value is sent once the interval passes."""
     with ProgressPublisher(transport=transport, min_progress_interval=0.05) as pub:

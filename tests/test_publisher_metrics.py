@@ -37,7 +37,7 @@ def test_each_field_of_stats_is_a_metric_with_the_collectors_labels() -> None:
         accepted=10, published=7, coalesced=1, dropped={"buffer_full": 2, "fenced": 1},
         queued=3, reconnects=4, connected=True, last_error=None, no_subscribers=5,
         forgiven={"progress_range": 6}, extra_failed=8, terminals_lost=9, terminals_resent=11,
-        terminals_waiting=12, terminals_abandoned=13, fenced_runs=14,
+        terminals_waiting=12, terminals_abandoned=13, fenced_runs=14, sender_wakeups=15,
     )
     source = Fixed(stats)
     registry = CollectorRegistry()
@@ -46,7 +46,7 @@ def test_each_field_of_stats_is_a_metric_with_the_collectors_labels() -> None:
     w1 = (("worker", "w1"),)
     for field in ("accepted", "published", "coalesced", "reconnects", "no_subscribers",
                   "extra_failed", "terminals_lost", "terminals_resent", "terminals_abandoned",
-                  "fenced_runs"):
+                  "fenced_runs", "sender_wakeups"):
         assert samples[(f"progress_publisher_{field}_total", w1)] == getattr(stats, field)
     assert samples[("progress_publisher_queued", w1)] == 3
     assert samples[("progress_publisher_terminals_waiting", w1)] == 12
