@@ -294,19 +294,23 @@ def run_signal_job(script: str, what: str) -> dict[str, Any]:
 
 SIGNAL_JOB = textwrap.dedent(
     """
-    import json, os, signal, sys
+    import json, sys
     sys.path.insert(0, {tests!r})
+    from signal_locks import LockPoints
     from test_publisher_close import unended
     from progress_sdk.testing import CapturingTransport
     from progress_sdk import ProgressPublisher
+    import signal
 
     transport = CapturingTransport()
+    points = LockPoints()
+    points.install()  # the locks the publisher makes for itself, and only those
     publisher = ProgressPublisher(channel="signal", transport=transport)
-    seen = {{}}
-    inside = {{"accept": False}}
+    points.uninstall()
+    seen = {{"locks": points.made}}
 
     def on_signal(signum, frame):
-        seen["inside_emit"] = inside["accept"]
+        seen["inside"] = points.fired
         stats = publisher.stats()
         seen["stats_accepted"] = stats.accepted
         seen["flush"] = publisher.flush(1)
@@ -314,19 +318,20 @@ SIGNAL_JOB = textwrap.dedent(
         seen["second_close"] = publisher.close(0.2)
 
     signal.signal(signal.SIGUSR1, on_signal)
-    buffer = publisher._buffer  # the one place that runs under the publisher's lock
-    accept = buffer.accept
+    accept = publisher.accept  # what emit() and the tracking API hand each event to
+    # The first event (the run's PROCESSING_STARTED) is interrupted as it lets the
+    # publisher's lock go the first time: it is in by then.
+    points.only, points.fire_at = "let go", 1
 
-    def accept_after_a_signal(entry):
-        inside["accept"] = True
-        if "inside_emit" not in seen:
-            os.kill(os.getpid(), signal.SIGUSR1)  # handled at the next bytecode boundary
+    def accept_interrupted(fields):
+        seen.setdefault("inside_accept", fields["event"])
+        points.watching = True
         try:
-            return accept(entry)
+            accept(fields)
         finally:
-            inside["accept"] = False
+            points.watching = False
 
-    buffer.accept = accept_after_a_signal
+    publisher.accept = accept_interrupted
     with publisher.media("m1", "u1") as run:
         with run.model("M") as model:
             model.progress(1, 1)
@@ -338,13 +343,15 @@ SIGNAL_JOB = textwrap.dedent(
 )
 
 
+
 def test_close_stats_and_flush_from_a_signal_handler_that_interrupts_emit_return():
     """A SIGUSR1 handler runs while the main thread's emit() holds the publisher's lock:
     stats() gives a snapshot, flush() and close() return False at once instead of
     deadlocking, and a later close() sends everything (the run ends on screen)."""
     seen = run_signal_job(SIGNAL_JOB, "close()/stats() in a handler interrupting emit()")
-    assert seen["inside_emit"] is True
-    assert seen["stats_accepted"] in (0, 1)
+    assert seen["locks"] >= 1  # the publisher's lock is a threading.RLock: probed
+    assert (seen["inside_accept"], seen["inside"]) == ("PROCESSING_STARTED", "let go")
+    assert seen["stats_accepted"] == 1
     assert (seen["flush"], seen["close"], seen["second_close"]) == (False, False, False)
     assert seen["final_close"] is True
     assert seen["unended"] == []
@@ -353,43 +360,60 @@ def test_close_stats_and_flush_from_a_signal_handler_that_interrupts_emit_return
 
 SIGNAL_DURING_START = textwrap.dedent(
     """
-    import json, os, signal, sys
+    import sys
     sys.path.insert(0, {tests!r})
+    from signal_locks import LockPoints
+
+    points = LockPoints()
+    points.install()  # before progress_sdk is imported: its module-level locks too
+    import json, signal
     from progress_sdk.testing import CapturingTransport
     from progress_sdk import ProgressPublisher, PublisherClosedError
 
-    armed = {{"on": False}}
+    def start_a_run(fire_at):
+        transport = CapturingTransport()
+        publisher = ProgressPublisher(channel="signal-start", transport=transport)
+        seen = {{}}
+        signal.signal(signal.SIGUSR1, lambda *_: seen.setdefault("close", publisher.close(1)))
+        run = publisher.media("m1", "u1")
+        points.passed, points.fire_at, points.watching = 0, fire_at, True
+        try:
+            run.start()
+        except PublisherClosedError:
+            seen["start_refused"] = True
+        finally:
+            points.watching = False
+        seen["points"], seen["inside"] = points.passed, points.fired
+        points.fired = None
+        if "start_refused" not in seen:
+            seen["finish"] = run.finish()
+        seen["final_close"] = publisher.close(2)
+        seen["events"] = [json.loads(p)["event"] for p in transport.sent]
+        return seen
 
-    def signal_once():
-        if armed["on"]:
-            armed["on"] = False
-            os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs right here
-
-    class Publisher(ProgressPublisher):
-        # Hashed as the run registers itself as open, under the registry's lock.
-        def __hash__(self):
-            signal_once()
-            return id(self) >> 4
-
-    transport = CapturingTransport()
-    publisher = Publisher(channel="signal-start", transport=transport)
-    seen = {{}}
-    signal.signal(signal.SIGUSR1, lambda *_: seen.setdefault("close", publisher.close(1)))
-    armed["on"] = True
-    try:
-        with publisher.media("m1", "u1"):
-            seen["body_ran"] = True
-    except PublisherClosedError:
-        seen["start_refused"] = True
-    seen["events"] = [json.loads(p)["event"] for p in transport.sent]
-    print(json.dumps(seen))
+    points_in_a_start = start_a_run(None)["points"]
+    print(json.dumps([start_a_run(k) for k in range(1, points_in_a_start + 1)]))
     """
 )
 
 
-def test_close_from_a_signal_handler_that_interrupts_a_runs_registration() -> None:
-    """A SIGTERM-style handler calls close() while the main thread's run.start() holds
-    the lock of the registry of open runs: close() does not deadlock there, and the start
-    that follows is refused (nothing went out for the media)."""
+def test_close_from_a_signal_handler_at_any_lock_a_runs_start_holds() -> None:
+    """A SIGTERM-style handler calls close() at each point where the main thread's
+    run.start() takes or lets go a lock of progress_sdk's (the run's own, the registry of
+    open runs', the publisher's): close() never deadlocks, and either the start is
+    refused and nothing went out for the media, or the run starts and ends once."""
     seen = run_signal_job(SIGNAL_DURING_START, "close() in a handler interrupting a start")
-    assert seen == {"close": True, "start_refused": True, "events": []}
+    assert len(seen) >= 4  # each of three locks taken and let go at least once
+    for point, outcome in enumerate(seen, start=1):
+        assert outcome["inside"] in ("take", "let go"), point
+        assert outcome["final_close"] is True, point
+        if outcome.get("start_refused"):
+            assert outcome["events"] == [], point
+        else:
+            # No model ran: the run's end is PROCESSING_FAILED, whoever ends it.
+            assert outcome["events"] == ["PROCESSING_STARTED", "PROCESSING_FAILED"], point
+    # Both ways a close() from a handler ends: at once, when the thread holds what it
+    # would wait for; in full, when it holds only the registry's lock or a run's not yet
+    # registered (the start that follows is then refused).
+    assert {o["close"] for o in seen} == {True, False}
+    assert any(o["close"] and o.get("start_refused") for o in seen)
