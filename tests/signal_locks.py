@@ -3,11 +3,12 @@ scripts of test_publisher_close.py (each runs in a process of its own).
 
 A script calls ``LockPoints.install`` before it creates what it tests: from then on the
 standard library's ``threading.RLock()`` and ``threading.Lock()``, called from
-progress_sdk's code, return a ``SignallingLock``, the same lock with a probe. Every time the main thread takes one or
-is about to let one go is a point (``only`` counts one kind); ``fire_at`` picks the point at which SIGUSR1 is raised
-(``signal.raise_signal`` runs the handler before it returns), so the handler runs while
-that lock is held, as a real signal may. Nothing of the publisher's is read or replaced:
-the test reaches its locks through the factory it creates them with.
+progress_sdk's code, return a ``SignallingLock``, the same lock with a probe. Every time
+the main thread takes one or is about to let one go is a point (``only`` counts one
+kind); ``fire_at`` picks the point at which SIGUSR1 is raised (``signal.raise_signal``
+runs the handler before it returns), so the handler runs while that lock is held, as a
+real signal may. Nothing of the publisher's is read or replaced: the test reaches its
+locks through the factories it creates them with.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ class LockPoints:
     def install(self) -> None:
         """Make ``threading.RLock()`` and ``threading.Lock()`` called from progress_sdk
         return probed locks."""
-        threading.RLock, threading.Lock = map(self._probed, self._real)  # type: ignore[misc]
+        threading.RLock, threading.Lock = map(self._probed, self._real)
 
     def uninstall(self) -> None:
         """The factories as they were; locks already made keep their probe."""
-        threading.RLock, threading.Lock = self._real  # type: ignore[misc]
+        threading.RLock, threading.Lock = self._real
 
     def _probed(self, real: Any) -> Any:
         def make() -> Any:
@@ -69,7 +70,8 @@ class LockPoints:
 
 
 class SignallingLock:
-    """A lock (``threading.RLock`` or ``Lock``) that tells its ``LockPoints`` when it is taken or let go."""
+    """A lock (``threading.RLock`` or ``Lock``) that tells its ``LockPoints`` when it is
+    taken or let go."""
 
     def __init__(self, lock: Any, points: LockPoints) -> None:
         self.lock = lock
