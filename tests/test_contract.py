@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from progress_sdk import LifecycleValidator, Report, validate_lines
 from progress_sdk import contract as contract_module
-from progress_sdk.contract import _decode, _validator
+from progress_sdk.exceptions import ConfigurationError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE = "worker-1:100:beef"
@@ -701,24 +701,46 @@ def test_default_bounds_are_documented_constants() -> None:
     assert validator.max_findings == contract_module.MAX_FINDINGS
 
 
-@pytest.mark.parametrize("use_orjson", [False, True])
-def test_both_json_decoders_agree_on_typical_input(
-    use_orjson: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def validated_with(lines: list[bytes], strict: bool, **options: Any) -> Report:
+    """What validate_lines reports, from a validator made with ``options``."""
+    validator = LifecycleValidator(strict, **options)
+    for number, line in enumerate(lines, start=1):
+        if line and not line.isspace():
+            validator.feed(line, number)
+    return validator.finish()
+
+
+@pytest.mark.parametrize("json_decoder", ["stdlib", "orjson"])
+def test_both_json_decoders_agree_on_typical_input(json_decoder: str) -> None:
     """The standard-library decoder and orjson (when installed) give the same findings."""
-    if use_orjson:
-        orjson = pytest.importorskip("orjson")
-        monkeypatch.setattr(_validator, "loads", orjson.loads)
-    else:
-        monkeypatch.setattr(_validator, "loads", _decode.stdlib_loads)
+    if json_decoder == "orjson":
+        pytest.importorskip("orjson")
     lines = [b"  {}  ", b"{}x", b"", b"\xef\xbb\xbf{}", b'{"a": Infinity}',
              *good().lines()]
-    report = validate_lines(lines, strict=True)
+    report = validated_with(lines, True, json_decoder=json_decoder)
     assert [(f.position, f.rule) for f in report.violations if f.rule == "json"] == [
         (2, "json"), (4, "json"), (5, "json"),
     ]
     # Line 1, {}, misses the five required fields and the four of the strict envelope.
     assert report.violations_by_rule["event"] == 9
+
+
+def test_the_json_decoder_chosen_is_the_one_used() -> None:
+    """At their one documented difference, a lone surrogate escape, each decoder answers
+    as itself: Python's json reads it, orjson refuses it."""
+    pytest.importorskip("orjson")
+    line = Run().add("PROCESSING_STARTED", filename="\ud800.mp4").lines()[0]
+    assert b"\\ud800" in line
+    stdlib = LifecycleValidator(json_decoder="stdlib")
+    assert stdlib.feed(line) == []
+    assert [f.rule for f in LifecycleValidator(json_decoder="orjson").feed(line)] == ["json"]
+    assert stdlib.json_decoder == "stdlib"
+
+
+def test_an_unknown_json_decoder_is_refused() -> None:
+    """A decoder name the validator does not know raises ConfigurationError naming them."""
+    with pytest.raises(ConfigurationError, match="'auto', 'orjson' or 'stdlib'"):
+        LifecycleValidator(json_decoder="simdjson")  # type: ignore[arg-type]
 
 
 def _shuffled_stream(seed: int) -> list[bytes]:
@@ -748,13 +770,13 @@ def _shuffled_stream(seed: int) -> list[bytes]:
 @pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("strict", [False, True])
 def test_accepted_events_shortcut_reports_what_the_general_path_does(
-    seed: int, strict: bool, monkeypatch: pytest.MonkeyPatch
+    seed: int, strict: bool
 ) -> None:
-    """feed's shortcut for fast-accepted events finds exactly what its general path finds."""
+    """feed's shortcut for fast-accepted events finds exactly what its general path finds
+    (the same validator with ``fast_path=False``)."""
     lines = _shuffled_stream(seed)
     fast = validate_lines(lines, strict).to_dict()
-    monkeypatch.setattr(_validator, "fast_accept", lambda obj, strict: None)
-    general = validate_lines(lines, strict).to_dict()
+    general = validated_with(lines, strict, fast_path=False).to_dict()
     assert fast == general
     assert fast["violation_count"] > 0
     assert fast["duplicates"] > 0  # fixture lines picked twice: exact repeats

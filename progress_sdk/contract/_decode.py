@@ -9,9 +9,23 @@ from __future__ import annotations
 
 import json
 import json.scanner
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
-__all__ = ["DECODE_ERRORS", "brief", "digest_of", "loads", "size", "stdlib_loads"]
+from ..exceptions import ConfigurationError
+
+__all__ = [
+    "DECODE_ERRORS",
+    "JsonDecoder",
+    "brief",
+    "decoder_named",
+    "digest_of",
+    "loads",
+    "size",
+    "stdlib_loads",
+]
+
+JsonDecoder = Literal["auto", "orjson", "stdlib"]
 
 
 def _reject_constant(name: str) -> Any:
@@ -46,16 +60,35 @@ try:
     # integers beyond 64 bits as floats.
     import orjson
 
-    loads: Any = orjson.loads
+    _orjson_loads: Any = orjson.loads
+    loads: Any = _orjson_loads
 
     def _canonical(obj: dict[str, Any]) -> bytes:
         return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 except ImportError:  # pragma: no cover - depends on the environment
+    _orjson_loads = None
     loads = stdlib_loads
 
     def _canonical(obj: dict[str, Any]) -> bytes:
         return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decoder_named(name: JsonDecoder) -> Callable[[bytes | str], Any]:
+    """The decoder a validator's ``json_decoder`` names: ``auto`` (orjson when installed,
+    else the standard library), ``orjson`` or ``stdlib``."""
+    if name == "auto":
+        return loads  # type: ignore[no-any-return]
+    if name == "stdlib":
+        return stdlib_loads
+    if name == "orjson":
+        if _orjson_loads is None:
+            raise ConfigurationError("json_decoder='orjson' needs orjson: pip install orjson")
+        return _orjson_loads  # type: ignore[no-any-return]
+    raise ConfigurationError(
+        f"json_decoder must be 'auto', 'orjson' or 'stdlib', got {name!r}"
+    )
+
 
 # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError comes
 # from the standard library on deeply nested arrays.

@@ -4,7 +4,8 @@ it to the seq rule (``_sequences``) and the lifecycle rules (``_lifecycle``).
 Most events take the fast path, ``_accepted``: an event ``fast_accept`` accepted, whose
 seq is the next of its pair and which is a progress update of a running model. It is
 written out against the collaborators' tables, bound once in ``__init__``, and held to
-the general path by tests/test_contract.py's differential test.
+the general path by tests/test_contract.py's differential test, which turns it off with
+``fast_path=False``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from .. import _rules
 from .. import defaults as d
 from .._fast_accept import fast_accept
-from ._decode import DECODE_ERRORS, brief, digest_of, loads, size
+from ._decode import DECODE_ERRORS, JsonDecoder, brief, decoder_named, digest_of, size
 from ._lifecycle import PROGRESS_EVENTS, LifecycleRules
 from ._report import MAX_FINDINGS, Finding, Report, Tally, identity
 from ._runs import MAX_FINISHED_RUNS, MAX_OPEN_RUNS, STARTED, RunTable
@@ -34,6 +35,11 @@ class ValidatorSizes:
     sequences: int
 
 
+def _accept_none(obj: dict[str, Any], strict: bool) -> None:
+    """``fast_accept`` for a validator without its fast path: accepts nothing."""
+    return None
+
+
 class LifecycleValidator:
     """Feed events one at a time; ``finish()`` returns the ``Report``.
 
@@ -41,7 +47,13 @@ class LifecycleValidator:
     ``timestamp``); lenient mode (the default) accepts producers that omit it.
     ``allow_incomplete`` accepts runs still open when the stream ends (a crashed job).
     The ``max_*`` arguments bound the memory kept for open runs and past a run's end (see
-    the module doc of ``progress_sdk.contract``); they are kept as attributes of the
+    the module doc of ``progress_sdk.contract``). ``json_decoder`` reads each message:
+    ``"auto"`` (orjson when installed, else the standard library), ``"orjson"`` or
+    ``"stdlib"`` (Python's ``json``; the two differ only at the edges: orjson also
+    rejects lone surrogate escapes and reads integers beyond 64 bits as floats).
+    ``fast_path=False`` checks every event with the full rules (``check_event``) instead
+    of first trying the shortcut for valid events: the same findings, more slowly; for
+    checking the shortcut, or a finding one doubts. All are kept as attributes of the
     same names.
     """
 
@@ -54,8 +66,15 @@ class LifecycleValidator:
         max_finished_runs: int = MAX_FINISHED_RUNS,
         max_sequences: int = MAX_SEQUENCES,
         max_open_runs: int = MAX_OPEN_RUNS,
+        json_decoder: JsonDecoder = "auto",
+        fast_path: bool = True,
     ) -> None:
         self.strict = strict
+        self.json_decoder = json_decoder
+        self.fast_path = fast_path
+        self._loads = decoder_named(json_decoder)
+        # Without the fast path, no event is accepted by the shortcut: all take _checked.
+        self._fast_accept = fast_accept if fast_path else _accept_none
         self.max_findings = max_findings
         self.max_finished_runs = max_finished_runs
         self.max_sequences = max_sequences
@@ -108,13 +127,13 @@ class LifecycleValidator:
             ):
                 return [self._too_large(raw, pos)]
             try:
-                obj = loads(raw)
+                obj = self._loads(raw)
             except DECODE_ERRORS as exc:
                 return [self._tally.violation("json", pos, f"not a JSON document: {brief(exc)}")]
 
         # fast_accept is check_event's own first step; calling it here saves two calls
         # per event, and check_event runs whenever it does not accept.
-        event = fast_accept(obj, self.strict) if type(obj) is dict else None
+        event = self._fast_accept(obj, self.strict) if type(obj) is dict else None
         if event is not None:
             return self._accepted(event, obj, digest, pos)
         return self._checked(obj, digest, pos)
