@@ -242,7 +242,9 @@ def _check_confidence(confidence: object, problems: list[Problem]) -> None:
         )
 
 
-def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[Problem]]:
+def check_event(
+    obj: object, *, strict: bool = False, fast: bool = True
+) -> tuple[str | None, list[Problem]]:
     """Check one decoded wire event.
 
     Returns the normalised event type (``None`` when it is missing or unknown) and the
@@ -250,9 +252,9 @@ def check_event(obj: object, *, strict: bool = False) -> tuple[str | None, list[
     envelope fields (``schema_version``, ``seq``, ``source``, ``timestamp``); lenient
     mode accepts events from producers that do not send them. A valid event is usually
     recognised by ``_fast_accept.fast_accept``, which may only accept; anything else gets
-    every rule below.
+    every rule below, and so does every event with ``fast`` off.
     """
-    if type(obj) is dict:
+    if fast and type(obj) is dict:
         accepted = fast_accept(obj, strict)
         if accepted is not None:
             return accepted, []

@@ -4,8 +4,8 @@ it to the seq rule (``_sequences``) and the lifecycle rules (``_lifecycle``).
 Most events take the fast path, ``_accepted``: an event ``fast_accept`` accepted, whose
 seq is the next of its pair and which is a progress update of a running model. It is
 written out against the collaborators' tables, bound once in ``__init__``, and held to
-the general path by tests/test_contract.py's differential test, which turns it off with
-``fast_path=False``.
+the general path by tests/test_contract.py's differential test, which turns it off, and
+``fast_accept`` with it, with ``fast_path=False``.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ class LifecycleValidator:
     ``"auto"`` (orjson when installed, else the standard library), ``"orjson"`` or
     ``"stdlib"`` (Python's ``json``; the two differ only at the edges: orjson also
     rejects lone surrogate escapes and reads integers beyond 64 bits as floats).
-    ``fast_path=False`` checks every event with the full rules (``check_event``) instead
-    of first trying the shortcut for valid events: the same findings, more slowly; for
-    checking the shortcut, or a finding one doubts. All are kept as attributes of the
+    ``fast_path=False`` takes every event through every rule, one after the other (the
+    event's fields, then its seq, then its place in its run), without the shortcuts for
+    valid events (``fast_accept``, and ``_accepted`` below): the same findings, more
+    slowly; for checking the shortcuts, or a finding one doubts. All are kept as attributes of the
     same names.
     """
 
@@ -153,7 +154,7 @@ class LifecycleValidator:
 
         Its per-event findings come first, then those of the sequence and lifecycle rules.
         """
-        event, problems = _rules.check_event(obj, strict=self.strict)
+        event, problems = _rules.check_event(obj, strict=self.strict, fast=self.fast_path)
         if event is not None and self._sequences.repeats(obj, digest):
             return []
         if event is not None:
