@@ -1,5 +1,6 @@
 """Locks that raise a signal while the main thread holds them, for the signal-handler
-scripts of test_publisher_close.py (each runs in a process of its own).
+scripts of test_publisher_close.py (each runs in a process of its own), or say when
+another thread is about to take them.
 
 A script calls ``LockPoints.install`` before it creates what it tests: from then on the
 standard library's ``threading.RLock()`` and ``threading.Lock()``, called from
@@ -16,6 +17,7 @@ from __future__ import annotations
 import inspect
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -29,6 +31,8 @@ class LockPoints:
         self.only: str | None = None  # count only points of this kind ("take", "let go")
         self.fired: str | None = None  # "take" or "let go": where the handler ran
         self.watching = False
+        # Called on any other thread right before it takes a probed lock (it may wait).
+        self.other_thread_takes: Callable[[], None] | None = None
         self._real = (threading.RLock, threading.Lock)
         self._main = threading.main_thread()
 
@@ -78,6 +82,9 @@ class SignallingLock:
         self.points = points
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        told = self.points.other_thread_takes
+        if told is not None and threading.current_thread() is not threading.main_thread():
+            told()
         got: bool = self.lock.acquire(blocking, timeout)
         if got:
             self.points.point("take")

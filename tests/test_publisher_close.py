@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signal_locks import LockPoints
 
-from progress_sdk import MediaRun, ProgressPublisher, PublisherClosedError, TrackingError
+from progress_sdk import ProgressPublisher, PublisherClosedError, TrackingError
 from progress_sdk.testing import CapturingPublisher, CapturingTransport
 
 TERMINAL = ("PROCESSING_COMPLETED", "PROCESSING_FAILED")
@@ -189,14 +190,6 @@ class ClosesWhileATerminalEventGoesIn:
         self.close_went_far.set()
 
 
-class RunThatSaysWhenCloseReachesIt(MediaRun):
-    race: ClosesWhileATerminalEventGoesIn
-
-    def _fail_left_open(self, reason: str) -> bool:
-        self.race.close_went_far.set()  # close() waits for this run's lock from here
-        return super()._fail_left_open(reason)
-
-
 def test_a_terminal_event_handed_in_as_close_begins_goes_out():
     """A run ending on one thread while another closes the publisher: close() either
     fails the run or waits for its terminal event, which is never refused (the run left
@@ -206,8 +199,14 @@ def test_a_terminal_event_handed_in_as_close_begins_goes_out():
         channel="close-end-race", transport=transport, finish_flush_timeout=0
     )
     race = ClosesWhileATerminalEventGoesIn(publisher)
-    run = RunThatSaysWhenCloseReachesIt(publisher, "ending", "u1")
-    run.race = race
+    points = LockPoints()
+    points.install()  # the run's own lock, probed
+    try:
+        run = publisher.media("ending", "u1")
+    finally:
+        points.uninstall()
+    # close() waits for the run's lock from there (this thread holds it in finish()).
+    points.other_thread_takes = race.close_went_far.set
     run.start()
     try:
         outcome: str | BaseException = run.finish()
