@@ -523,18 +523,23 @@ def test_a_model_job_canceled_before_it_ran_still_ends_its_media(  # noqa: PLR09
     assert_strictly_valid(settle(subscriber, redis_url, channel))
 
 
-class _StateAtFlush(CapturingPublisher):
-    """Records model B's state in the shared state each time the closer waits for delivery."""
+def state_at_each_flush(
+    publisher: CapturingPublisher, state: RunState, run_key: str
+) -> list[tuple[list[str], str | None]]:
+    """Wrap this publisher's flush() (composition, no subclass): each time the closer
+    waits for delivery, the last event delivered and model B's state then, appended to
+    the list returned."""
+    seen: list[tuple[list[str], str | None]] = []
+    flush = publisher.flush
 
-    def __init__(self, state: RunState, run_key: str) -> None:
-        super().__init__()
-        self.state, self.run_key, self.seen = state, run_key, []
-
-    def flush(self, timeout: float | None = None) -> bool:
-        delivered = super().flush(timeout)
-        run = self.state.load_run(self.run_key)
-        self.seen.append((self.events.types()[-1:], run.models[B] if run else None))
+    def flush_and_look(timeout: float | None = None) -> bool:
+        delivered = flush(timeout)
+        run = state.load_run(run_key)
+        seen.append((publisher.events.types()[-1:], run.models[B] if run else None))
         return delivered
+
+    publisher.flush = flush_and_look  # type: ignore[method-assign]
+    return seen
 
 
 def test_a_closer_delivers_a_models_failure_before_the_state_says_it_ended(
@@ -547,14 +552,15 @@ def test_a_closer_delivers_a_models_failure_before_the_state_says_it_ended(
     key = state.record_run(media_id="m-order", user_id="u-1", run_id=None, filename=None,
                            layout="per-model", models=[A, B])
     state.record_job("job-b", run_key=key, role="model", model=B)
-    capturing = _StateAtFlush(state, key)
+    capturing = CapturingPublisher()
+    seen = state_at_each_flush(capturing, state, key)
     rival = CapturingPublisher()
     assert state.take_model_failure(key, B, hold=60)  # a rival closer reports B right now
     assert not close_job(rival, state, "job-b", "the job was canceled before it ran")
     assert rival.events.types() == []
     state.connection.delete(f"{key}:failing:{B}")  # the rival died: its hold expired
     assert close_job(capturing, state, "job-b", "the job was canceled before it ran")
-    assert capturing.seen[0] == (["ANALYSIS_FAILED"], "queued")
+    assert seen[0] == (["ANALYSIS_FAILED"], "queued")
     assert state.load_run(key).models[B] == "failed"  # type: ignore[union-attr]
 
 
