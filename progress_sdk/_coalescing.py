@@ -28,7 +28,7 @@ from .event_types import PROGRESS_EVENT_NAMES
 _PROGRESS = PROGRESS_EVENT_NAMES
 # Hold timestamps kept, least recently used first out (a media that never ends must not
 # keep its models' entries forever).
-_MAX_HOLD_MEDIA = 10_000
+MAX_HOLD_MEDIA = 10_000
 
 
 class ProgressTables(NamedTuple):
@@ -80,7 +80,7 @@ class ProgressCoalescing:
         sent = self._last_sent_at.get(key[0])
         if sent is None:
             sent = self._last_sent_at[key[0]] = {}
-            if len(self._last_sent_at) > _MAX_HOLD_MEDIA:
+            if len(self._last_sent_at) > MAX_HOLD_MEDIA:
                 self._last_sent_at.popitem(last=False)
         else:
             self._last_sent_at.move_to_end(key[0])

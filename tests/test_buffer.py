@@ -7,6 +7,7 @@ from typing import Any
 
 from progress_sdk import _waiting
 from progress_sdk._buffer import EventBuffer
+from progress_sdk._coalescing import MAX_HOLD_MEDIA
 from progress_sdk._entry import Entry
 from progress_sdk._wire import WireEncoder
 
@@ -203,17 +204,16 @@ def test_flush_waits_for_a_ticket_that_settles_with_its_batch():
     assert buffer.settled_through >= target
 
 
-def test_every_per_media_table_is_bounded(monkeypatch):
+def test_every_per_media_table_is_bounded():
     """Media that never end leave nothing behind past the bounds."""
-    from progress_sdk import _coalescing
-
-    monkeypatch.setattr(_coalescing, "_MAX_HOLD_MEDIA", 5)
     buffer = EventBuffer(1000, 1.0, clock=Clock())
-    for i in range(50):
+    for i in range(MAX_HOLD_MEDIA + 50):
         buffer.accept(progress(1, media=f"m{i}"))
+        if buffer.queued == 1000:
+            taken(buffer)
     taken(buffer)
     tables = buffer.progress_tables()
-    assert tables.timed_media == 5
+    assert tables.timed_media == MAX_HOLD_MEDIA
     assert (tables.replaceable, tables.held) == (0, 0)
 
 

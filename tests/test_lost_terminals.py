@@ -138,4 +138,6 @@ def test_ten_thousand_records_cost_what_their_bound_says_and_nothing_to_the_coll
         tracemalloc.stop()
     assert len(lost) == 10_000
     assert held <= lost.held_bytes, (held, lost.held_bytes)
-    assert not gc.is_tracked(lost._wire)
+    tables = [t for t in gc.get_referents(lost) if isinstance(t, dict)]
+    assert len(tables) == 1 and len(tables[0]) == 10_000
+    assert not gc.is_tracked(tables[0])
