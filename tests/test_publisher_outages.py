@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +40,7 @@ class Collector:
 
     def __init__(self, url: str, channel: str) -> None:
         self.client = redis.Redis.from_url(url)
+        self.channel = channel
         self.pubsub = self.client.pubsub()
         self.pubsub.subscribe(channel)
         self.messages: list[bytes] = []
@@ -64,6 +66,19 @@ class Collector:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.02)
+        return list(self.messages)
+
+    def settled(self, timeout: float = 30) -> list[bytes]:
+        """Every message so far, once a sentinel published now on the same server has
+        arrived (then removed): what was published before it, a duplicate included, came
+        first (Redis keeps a channel's order). ``timeout`` only bounds a hung test."""
+        sentinel = f"settled-{uuid.uuid4().hex}".encode()
+        self.client.publish(self.channel, sentinel)
+        deadline = time.monotonic() + timeout
+        while sentinel not in self.messages:
+            assert time.monotonic() < deadline, "the sentinel never arrived"
+            time.sleep(0.01)
+        self.messages.remove(sentinel)
         return list(self.messages)
 
     def close(self) -> None:
@@ -102,7 +117,7 @@ def test_a_frozen_redis_costs_each_run_at_most_a_moment_and_loses_nothing(server
         assert publisher.flush(15)
         stats = publisher.stats()
         assert stats.dropped == {}
-        wire = collector.wait_for(stats.published)
+        wire = collector.settled()
         assert len(wire) == len(set(wire)) == stats.published == stats.accepted
         report = validate_lines(wire)
         assert not report.violations and not report.lost and not report.incomplete
@@ -145,14 +160,10 @@ def test_a_process_that_exits_right_after_its_runs_over_a_slow_path_delivers_the
             check=True,
             timeout=60,
         )
-        deadline = time.monotonic() + 5  # what was published is on its way already
-        while time.monotonic() < deadline and not any(
-            b"PROCESSING_COMPLETED" in m for m in collector.messages
-        ):
-            time.sleep(0.02)
-        events = [(json.loads(m)["media_id"], json.loads(m)["event"]) for m in collector.messages]
+        wire = collector.settled()  # the process has exited: all it published, and no more
+        events = [(json.loads(m)["media_id"], json.loads(m)["event"]) for m in wire]
         assert events and events[-1] == ("m-last", "PROCESSING_COMPLETED"), events
-        report = validate_lines(collector.messages)
+        report = validate_lines(wire)
         assert not report.violations and not report.lost and not report.incomplete
     finally:
         collector.close()
@@ -179,7 +190,7 @@ def test_a_killed_and_restarted_redis_gets_every_buffered_event(server):
         proxy.restore()
         assert publisher.flush(15)
         stats = publisher.stats()
-        wire = collector.wait_for(15)
+        wire = collector.settled()
         collector.close()
         assert stats.dropped == {}
         assert len(wire) == 15  # 3 runs of 5 events
@@ -209,7 +220,7 @@ def test_a_batch_cut_after_forwarding_is_resent_byte_identical(server):
         proxy.hold_replies = False
         proxy.restore()
         assert publisher.flush(15)
-        wire = collector.wait_for(15, timeout=5)
+        wire = collector.settled()
         unique = list(dict.fromkeys(wire))
         assert len(unique) == 10
         repeats = [w for w in wire if wire.count(w) > 1]
@@ -454,7 +465,7 @@ def test_a_hanging_connect_with_the_whole_buffer_in_flight_leaves_no_started_med
         proxy.release_connects()
         assert publisher.flush(30)
         stats = publisher.stats()
-        wire = collector.wait_for(stats.published)
+        wire = collector.settled()
         assert len(wire) == stats.published
         assert _runs_left_open(wire) == []
         assert {f"shown-{i}" for i in range(50)} <= {json.loads(m)["media_id"] for m in wire}
@@ -489,11 +500,12 @@ def test_a_start_published_before_a_cut_keeps_its_terminal_event_through_an_over
     try:
         one_run(publisher, "before")  # connected
         assert publisher.flush(15)
-        before = len(collector.wait_for(publisher.stats().published))
+        before = len(collector.settled())
         proxy.hold_replies = True  # Redis publishes the start; its reply never comes back
         seen = publisher.media("seen", "u1")
         seen.start()
-        assert len(collector.wait_for(before + 1)) == before + 1
+        collector.wait_for(before + 1)
+        assert len(collector.settled()) == before + 1
         assert b'"PROCESSING_STARTED"' in collector.messages[before]
         proxy.cut()  # reset: the start is put back; then connects are refused
         proxy.hold_replies = False
@@ -510,7 +522,7 @@ def test_a_start_published_before_a_cut_keeps_its_terminal_event_through_an_over
         assert publisher.flush(30)
         stats = publisher.stats()
         # The start's first copy was published but not confirmed: one more than counted.
-        wire = collector.wait_for(stats.published + 1)
+        wire = collector.settled()
         assert len(wire) == stats.published + 1
         assert _runs_left_open(wire) == []
         assert b'"PROCESSING_COMPLETED"' in b"".join(m for m in wire if b'"seen"' in m)

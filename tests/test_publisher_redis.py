@@ -45,7 +45,7 @@ def test_subscriber_receives_exactly_the_emitted_events_in_order(redis_url, chan
         for i in range(200):
             publisher.emit(_event("m-order", i))
         assert publisher.flush(5)
-    received = subscriber.wait_for(200)
+    received = subscriber.settled()  # flushed: all of it, and anything more
     events = _decode(received)
     assert [e["data"]["details"]["i"] for e in events] == list(range(200))  # type: ignore[index]
     assert [e["seq"] for e in events] == list(range(1, 201))
@@ -67,7 +67,7 @@ def test_tracking_api_stream_passes_the_validator_end_to_end(redis_url, channel,
                 raise RuntimeError("no face found in 40% of frames")
         assert publisher.flush(5)
         sent = publisher.stats().published
-    received = subscriber.wait_for(sent)
+    received = subscriber.settled()
     assert len(received) == sent
     report = validate_lines(received, strict=True)
     assert report.ok, report.to_text()
@@ -97,7 +97,7 @@ def test_outage_emit_stays_fast_and_lifecycle_events_arrive_after_recovery(
         assert stats.queued >= 500 and not stats.connected and stats.last_error
         proxy.restore()
         assert publisher.flush(15)
-        received = subscriber.wait_for(501)
+        received = subscriber.settled()
         details = [e["data"]["details"]["i"] for e in _decode(received)]  # type: ignore[index]
         missing = sorted(set(range(501)) - set(details))
         repeated = sorted({i for i in details if details.count(i) > 1})
@@ -139,7 +139,7 @@ def test_many_threads_keep_per_media_order(redis_url, channel, subscriber):
         for thread in threads:
             thread.join()
         assert publisher.flush(10)
-    events = _decode(subscriber.wait_for(8 * per_thread))
+    events = _decode(subscriber.settled())
     assert len(events) == 8 * per_thread
     for t in range(8):
         mine = [e for e in events if e["media_id"] == f"m-thread-{t}"]
@@ -175,7 +175,6 @@ def test_forked_child_delivers_its_events_and_parent_pending_is_not_duplicated(
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert publisher.flush(10)
-        subscriber.wait_for(26)
         events = _decode(subscriber.settled())  # a duplicate included
         parent = [e["data"]["details"]["i"] for e in events if e["media_id"] == "m-parent"]
         child = [e["data"]["details"]["i"] for e in events if e["media_id"] == "m-child"]
@@ -197,7 +196,7 @@ def test_accepts_an_existing_client_and_pool(redis_url, channel, subscriber):
     with ProgressPublisher(redis.ConnectionPool.from_url(redis_url), channel) as publisher:
         publisher.emit(_event("m-pool", 0))
         assert publisher.flush(5)
-    assert [e["media_id"] for e in _decode(subscriber.wait_for(2))] == ["m-client", "m-pool"]
+    assert [e["media_id"] for e in _decode(subscriber.settled())] == ["m-client", "m-pool"]
     client.ping()  # the caller's client is not closed by the publisher
 
 
@@ -258,7 +257,7 @@ def test_a_child_forked_mid_connect_with_an_explicit_source_delivers_under_its_o
         assert os.waitstatus_to_exitcode(status) == 0
         publisher.emit(_event("m-shared", 2))
         assert publisher.flush(5)
-        events = _decode(subscriber.wait_for(3))
+        events = _decode(subscriber.settled())
         keys = [(e["source"], e["media_id"], e["seq"]) for e in events]
         assert len(keys) == 3 and len(set(keys)) == 3
         sources = {e["source"] for e in events}
@@ -285,7 +284,7 @@ def test_a_worker_that_exits_on_an_exception_fails_the_run_it_left_open(
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 1 and "the decoder crashed" in result.stderr
-    events = _decode(subscriber.wait_for(5))
+    events = _decode(subscriber.settled())  # the script has exited
     assert [e["event"] for e in events] == [
         "PROCESSING_STARTED", "ANALYSIS_STARTED", "FRAME_ANALYSIS_PROGRESS",
         "ANALYSIS_FAILED", "PROCESSING_FAILED",
@@ -353,7 +352,6 @@ def test_a_forked_child_closing_its_publisher_does_not_fail_the_parents_runs(
         model.complete("REAL", 0.8)
         assert run.finish() == "PROCESSING_COMPLETED"
         assert publisher.flush(5)
-        subscriber.wait_for(4)
         events = _decode(subscriber.settled())  # a terminal event from the child included
         terminals = [e["event"] for e in events if str(e["event"]).startswith("PROCESSING_")]
         assert terminals == ["PROCESSING_STARTED", "PROCESSING_COMPLETED"]

@@ -114,7 +114,7 @@ def test_record_then_replay_reproduces_events_in_order(
     assert "Recorded 5 events" in result.stderr
     result = invoke(redis_url, channel, "replay", str(path), "--speed", "0")
     assert result.exit_code == 0, result.stderr
-    got = subscriber.wait_for(5)
+    got = subscriber.settled()  # the replay returned: all it published, and no more
     assert [json.loads(m) for m in got[:4]] == ML_SERVER_STREAM
     assert got[4] == b"raw \xff bytes"
 
@@ -210,7 +210,7 @@ def test_recorder_process_and_replay_reproduce_the_run(
     assert f"Recorded {len(published)} events".encode() in err
     result = invoke(redis_url, channel, "replay", str(path), "--speed", "0", "--keep-timestamps")
     assert result.exit_code == 0, result.stderr
-    replayed = [json.loads(m) for m in subscriber.wait_for(len(published))]
+    replayed = [json.loads(m) for m in subscriber.settled()]
     assert replayed == published
 
 
