@@ -52,6 +52,24 @@ class Collector:
         self.messages.append(payload)
         return True
 
+    def settled(self, cluster: LocalCluster, channels: list[str],
+                timeout: float = 30.0) -> list[bytes]:
+        """Every message so far, once a marker SPUBLISHed now on each of ``channels`` has
+        arrived (the markers removed). A shard channel's messages reach a subscriber in
+        the order its master ran the SPUBLISHes, so whatever was published on it before
+        this call (a duplicate included) comes first. ``timeout`` bounds a hung test."""
+        markers = {f"settled {channel} {uuid.uuid4().hex}".encode(): channel
+                   for channel in channels}
+        for marker, channel in markers.items():
+            _spublish(cluster, channel, marker)
+        deadline = time.monotonic() + timeout
+        while not all(marker in self.messages for marker in markers):
+            assert time.monotonic() < deadline, "a marker never arrived"
+            time.sleep(0.02)
+        for marker in markers:
+            self.messages.remove(marker)
+        return list(self.messages)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
