@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from . import defaults as d
@@ -25,9 +25,9 @@ from ._resp import Activity
 from ._wire import WireEncoder
 from .liveness import Liveness
 from .redis_urls import mask_url
-from .transport import ConnectFailed, Delivery, Transport
+from .transport import Command, ConnectFailed, Delivery, Transport
 
-__all__ = ["BatchHook", "Courier", "OutgoingEvent", "SenderCounters", "WireHook"]
+__all__ = ["BatchHook", "Courier", "OutgoingEvent", "SenderCounters", "UserRoute", "WireHook"]
 
 logger = logging.getLogger("progress_sdk")
 
@@ -46,6 +46,16 @@ class SenderCounters(NamedTuple):
     """Set by ``Sender.counters``: the front's wake-ups of the idle thread."""
 
 
+class UserRoute(NamedTuple):
+    """User channels (``progress_sdk.sharding.UserChannels``), as the courier uses them."""
+
+    route: Callable[[str], bytes]
+    """user_id -> its channel (``sharding.user_router``)."""
+    contract: bool
+    """Also publish on the contract (or shard) channel: then that PUBLISH is the one the
+    event is accounted by, and the user channel's goes with the batch's extra commands."""
+
+
 class Courier:
     """Delivers the batches the sender thread takes, and keeps what they cost."""
 
@@ -61,6 +71,7 @@ class Courier:
         batch_hook: BatchHook | None = None,
         wire_hook: WireHook | None = None,
         route: Callable[[str], bytes] | None = None,
+        users: UserRoute | None = None,
         liveness: Liveness | None = None,
         withheld: Callable[[], list[int]] | None = None,
     ) -> None:
@@ -71,6 +82,8 @@ class Courier:
         self._stop = stop  # set by close(): a backoff wait ends at once
         self.route = route
         """media_id -> its shard channel; None: every event on the transport's channel."""
+        self.users = users
+        """Each event also (or only) on its user's channel; None: off."""
         # Liveness (progress_sdk.liveness): told what each batch's snapshot writes did.
         self.liveness = liveness
         self._publishing_since: float | None = None  # monotonic time a publish call began
@@ -186,9 +199,14 @@ class Courier:
             return None
         self._publishing_since = time.monotonic()
         try:
-            if self.route is not None:  # shard channels: each media's own
+            channels = None
+            if self.users is not None:
+                channels, extra = self._user_channels(batch, payloads, extra)
+            if channels is None and self.route is not None:  # shard channels: each media's
                 route = self.route
-                return self.transport.publish(payloads, extra, [route(e.media_id) for e in batch])
+                channels = [route(e.media_id) for e in batch]
+            if channels is not None:
+                return self.transport.publish(payloads, extra, channels)
             # Without extra commands the call is the one-argument form every transport takes.
             if extra:
                 return self.transport.publish(payloads, extra)
@@ -197,6 +215,25 @@ class Courier:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         finally:
             self._publishing_since = None
+
+    def _user_channels(
+        self, batch: list[Any], payloads: list[bytes], extra: Sequence[Command]
+    ) -> tuple[list[bytes] | None, Sequence[Command]]:
+        """(the events' channels, the extra commands) with user channels: each event on
+        its user's channel alone; or, with the contract channel kept, on the contract
+        (shard) channel, its user channel's PUBLISH written with the extras, in batch
+        order, before the batch's own PUBLISHes in the same write (one round trip on one
+        server; a cluster's extras go first, per master): each channel keeps a media's
+        order, and the event's fate is its contract PUBLISH's, as without user channels
+        (a user channel's refused PUBLISH counts in ``extra_failed``). On a cluster the
+        user channel's is an ``SPUBLISH`` (``publish_command`` of the transport)."""
+        assert self.users is not None
+        route = self.users.route
+        named = [route(e.user_id) for e in batch]
+        if not self.users.contract:
+            return named, extra
+        verb: bytes = getattr(self.transport, "publish_command", b"PUBLISH")
+        return None, [*extra, *((verb, c, p) for c, p in zip(named, payloads, strict=True))]
 
     def _finish_batch(self, requeue: list[Any] | None = None) -> None:
         with self.settled:

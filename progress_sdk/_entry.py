@@ -56,6 +56,7 @@ class Entry:
         "state",
         "tail",
         "ts",
+        "user_id",
         "wire",
     )
 
@@ -64,6 +65,7 @@ class Entry:
         event: str = fields["event"]
         self.media_id = media_id
         self.event = event
+        self.user_id: str = fields["user_id"]  # its user channel's (progress_sdk.sharding)
         model = fields["data"].get("model_name")
         self.model_key: ModelKey | None = (
             (media_id, fields.get("run_id"), model)
@@ -120,6 +122,7 @@ class Entry:
         event = json.loads(wire)
         entry = cls.__new__(cls)
         entry.media_id, entry.event, entry.seq = event["media_id"], event["event"], event["seq"]
+        entry.user_id = event["user_id"]
         entry.model_key = entry.progress_key = None
         entry.rank = END
         entry.fields = {k: v for k, v in event.items() if k not in _ENVELOPE} if keep else None

@@ -13,11 +13,11 @@ import redis
 
 from . import defaults as d
 from ._buffer import EventBuffer
-from ._sender import BatchHook, Sender
+from ._sender import BatchHook, Sender, UserRoute
 from ._wire import WireEncoder
 from .cluster import client_for
 from .liveness import Liveness
-from .sharding import router
+from .sharding import UserChannels, router, user_router
 from .snapshot import SnapshotConfig, SnapshotHook
 from .transport import Transport
 
@@ -37,6 +37,7 @@ class PipelineConfig:
     batch_hook: BatchHook | None
     snapshots: SnapshotConfig | None
     liveness_client: Callable[[], Any] | None
+    users: UserChannels = UserChannels()
 
 
 class Pipeline(NamedTuple):
@@ -55,15 +56,17 @@ def build_pipeline(
 ) -> Pipeline:
     """The parts for events numbered under ``source``; ``settled``'s lock guards them."""
     route = router(config.channel, config.shards)
+    users = (UserRoute(user_router(config.channel), config.users.contract)
+             if config.users.on else None)
     # A batch hook is given each event's fields: then they are kept after serialising;
-    # a hook and shard routing need each event's media_id: then every event keeps its
-    # Entry (otherwise a lifecycle event is kept as its bytes alone). Snapshots read
-    # the events back from their bytes and need neither.
+    # a hook, shard routing and user channels need each event's media_id or user_id:
+    # then every event keeps its Entry (otherwise a lifecycle event is kept as its bytes
+    # alone). Snapshots read the events back from their bytes and need neither.
     keep_fields = config.batch_hook is not None
     buffer = EventBuffer(
         config.buffer_size,
         config.min_progress_interval,
-        keep_entries=keep_fields or route is not None,
+        keep_entries=keep_fields or route is not None or users is not None,
     )
     encoder = WireEncoder(source)
     liveness = _new_liveness(config, source)
@@ -89,6 +92,7 @@ def build_pipeline(
         batch_hook=config.batch_hook,
         wire_hook=hook,
         route=route,
+        users=users,
         keep_alive=keep_alive,
         liveness=liveness,
         withheld=hook.take_withheld if hook is not None and liveness else None,

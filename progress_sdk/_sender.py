@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._buffer import EventBuffer
-from ._courier import BatchHook, Courier, OutgoingEvent, SenderCounters, WireHook
+from ._courier import BatchHook, Courier, OutgoingEvent, SenderCounters, UserRoute, WireHook
 from ._wire import WireEncoder
 from .liveness import Liveness
 from .transport import Transport
 
 # The hooks' types are defined with the courier that calls them; named from here too.
-__all__ = ["BatchHook", "OutgoingEvent", "Sender", "SenderCounters", "WireHook"]
+__all__ = ["BatchHook", "OutgoingEvent", "Sender", "SenderCounters", "UserRoute", "WireHook"]
 
 logger = logging.getLogger("progress_sdk")
 
@@ -44,6 +44,7 @@ class Sender:
         batch_hook: BatchHook | None = None,
         wire_hook: WireHook | None = None,
         route: Callable[[str], bytes] | None = None,
+        users: UserRoute | None = None,
         keep_alive: object = None,
         liveness: Liveness | None = None,
         withheld: Callable[[], list[int]] | None = None,
@@ -74,8 +75,8 @@ class Sender:
         self._running = False  # the thread is running (set under the lock)
         self._courier = Courier(
             buffer, settled, transport, encoder, self._stop, source=source,
-            batch_hook=batch_hook, wire_hook=wire_hook, route=route, liveness=liveness,
-            withheld=withheld,
+            batch_hook=batch_hook, wire_hook=wire_hook, route=route, users=users,
+            liveness=liveness, withheld=withheld,
         )
         self._thread: threading.Thread | None = None
 

@@ -14,6 +14,10 @@ ENV_STRICT = "PROGRESS_SDK_STRICT"
 ENV_SHARDS = "MEDIA_PROGRESS_SHARDS"
 DEFAULT_SHARDS = 1
 MAX_SHARDS = 1024
+# Per-user channels (progress_sdk.sharding.user_channel): off by default; when on, the
+# contract channel is kept unless turned off (relays like the product's read it).
+ENV_USER_CHANNELS = "MEDIA_PROGRESS_USER_CHANNELS"
+ENV_CONTRACT_CHANNEL = "MEDIA_PROGRESS_CONTRACT_CHANNEL"
 
 # Contract limits (docs/contract.md, v1) -------------------------------------------
 SCHEMA_VERSION = 1

@@ -42,7 +42,7 @@ from .exceptions import (
 )
 from .failures import ErrorMessages
 from .redis_urls import mask_url
-from .sharding import resolve_shards
+from .sharding import resolve_shards, resolve_user_channels
 from .snapshot import SnapshotConfig
 from .tracking import MediaRun
 from .transport import ConnectFailed, Transport
@@ -63,6 +63,14 @@ class ProgressPublisher(Closing):
     ``MEDIA_PROGRESS_SHARDS``, else 1) spreads media over ``channel:0`` ..
     ``channel:<shards-1>`` by a stable hash of ``media_id`` (``progress_sdk.sharding``);
     1 keeps every event on ``channel``.
+
+    ``user_channels`` (``None``: ``MEDIA_PROGRESS_USER_CHANNELS``, else off) also
+    publishes each event on its user's channel, ``<channel>:user:<user_id>``, for relays
+    run with ``--user-channels`` (each node reads only its own users' events;
+    docs/relay.md, User channels). ``contract_channel`` (``None``:
+    ``MEDIA_PROGRESS_CONTRACT_CHANNEL``, else on) keeps publishing on ``channel`` (or the
+    shard channels) as well, for relays like the product's: two PUBLISHes per event, in
+    the same pipeline. Turning it off needs user channels on.
 
     ``emit`` and the tracking API (``media()``) never block on the network and never
     raise because of Redis; invalid events given to ``emit`` raise ``InvalidEventError``.
@@ -98,6 +106,8 @@ class ProgressPublisher(Closing):
         channel: str | None = None,
         *,
         shards: int | None = None,
+        user_channels: bool | None = None,
+        contract_channel: bool | None = None,
         buffer_size: int = d.DEFAULT_BUFFER_SIZE,
         min_progress_interval: float = d.DEFAULT_MIN_PROGRESS_INTERVAL,
         batch_size: int = d.DEFAULT_BATCH_SIZE,
@@ -120,6 +130,7 @@ class ProgressPublisher(Closing):
         check_positive("min_progress_interval", min_progress_interval, allow_zero=True)
         check_positive("finish_flush_timeout", finish_flush_timeout, allow_zero=True)
         self.shards = resolve_shards(shards)
+        self.user_channels = resolve_user_channels(user_channels, contract_channel)
         self._transport: Transport = (
             transport if transport is not None else transport_for(target, channel)
         )
@@ -136,6 +147,7 @@ class ProgressPublisher(Closing):
             batch_size, batch_hook, self.snapshots,
             # Liveness needs a client of the same Redis; a transport given here has none.
             None if transport is not None else liveness_client(target),
+            self.user_channels,
         )
         self._explicit_source = source
         self.strict = (

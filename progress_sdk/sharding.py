@@ -1,4 +1,4 @@
-"""Shard channels: which channel a media's events travel on, for publishers and consumers.
+"""Shard and user channels: which channels an event travels on, for publishers and consumers.
 
 With ``shards`` = 1 (the default) every event goes to the one channel (``media-progress-
 events``, what the product's relay subscribes to). With ``shards`` = N > 1 a media's
@@ -11,6 +11,13 @@ fleet that is half-way through changing ``shards`` is still seen whole.
 The names carry no ``{hash tag}``: ``media-progress-events:0``, ``:1`` and ``:2`` land on
 three different masters of a cluster whose slots were split evenly by ``redis-cli --cluster
 create``, where the tagged ``...:{0}``, ``:{1}``, ``:{2}`` put two of three on one master.
+
+User channels (opt-in, ``user_channels=`` / ``MEDIA_PROGRESS_USER_CHANNELS``): each event
+also goes to ``<channel>:user:<user_id>`` (``user_channel``), so a relay node subscribes
+to the channels of the users connected to it and reads their events only: a second node
+adds events/s, not only sockets (docs/relay.md, User channels). The contract channel (or
+the shard channels) stays on unless ``contract_channel=False`` /
+``MEDIA_PROGRESS_CONTRACT_CHANNEL=0``: the product's relay reads it.
 """
 
 from __future__ import annotations
@@ -18,17 +25,23 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 
 from . import defaults as d
 from .exceptions import ConfigurationError
 
 __all__ = [
+    "UserChannels",
     "channel_for",
     "resolve_shards",
     "router",
     "shard_channels",
     "shard_of",
+    "resolve_user_channels",
     "subscribed_channels",
+    "user_channel",
+    "user_router",
 ]
 
 
@@ -90,5 +103,67 @@ def router(channel: str, shards: int) -> Callable[[str], bytes] | None:
 
     def route(media_id: str) -> bytes:
         return names[zlib.crc32(media_id.encode("utf-8", "surrogatepass")) % shards]
+
+    return route
+
+
+def user_channel(channel: str, user_id: str) -> str:
+    """The channel of one user's events: ``<channel>:user:<user_id>``, e.g.
+    ``media-progress-events:user:u-17`` (publishers and relays both name it here)."""
+    return f"{channel}:user:{user_id}"
+
+
+@dataclass(frozen=True)
+class UserChannels:
+    """Where a publisher's events go besides their media's channel (``resolve_user_channels``)."""
+
+    on: bool = False
+    """Each event is published on its user's channel (``user_channel``)."""
+    contract: bool = True
+    """Each event is also published on the contract channel (or its media's shard
+    channel), in the same batch: what relays like the product's read."""
+
+
+_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
+
+
+def _flag(value: bool | None, name: str, env: str, default: bool) -> bool:
+    if value is None:
+        raw = os.environ.get(env, "").strip().lower()
+        if not raw:
+            return default
+        if raw not in _TRUE + _FALSE:
+            raise ConfigurationError(
+                f"{env}={raw!r} is not a yes/no value; set it to 1 or 0 (true/false, on/off) "
+                "or unset it"
+            )
+        return raw in _TRUE
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True, False or None, got {value!r}")
+    return value
+
+
+def resolve_user_channels(
+    user_channels: bool | None, contract_channel: bool | None
+) -> UserChannels:
+    """The arguments, else ``MEDIA_PROGRESS_USER_CHANNELS`` (off) and
+    ``MEDIA_PROGRESS_CONTRACT_CHANNEL`` (on); checked: events must go somewhere."""
+    on = _flag(user_channels, "user_channels", d.ENV_USER_CHANNELS, False)
+    contract = _flag(contract_channel, "contract_channel", d.ENV_CONTRACT_CHANNEL, True)
+    if not on and not contract:
+        raise ConfigurationError(
+            "the contract channel can be turned off only with user channels on "
+            f"(user_channels=True or {d.ENV_USER_CHANNELS}=1): events would go nowhere"
+        )
+    return UserChannels(on, contract)
+
+
+def user_router(channel: str) -> Callable[[str], bytes]:
+    """user_id -> its channel's name as bytes, for the publisher's sender. Cached: a
+    worker's events come from few users (a bounded cache, for a worker that serves many)."""
+
+    @lru_cache(maxsize=4096)
+    def route(user_id: str) -> bytes:
+        return user_channel(channel, user_id).encode("utf-8", "surrogatepass")
 
     return route

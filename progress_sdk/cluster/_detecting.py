@@ -39,6 +39,11 @@ class DetectingTransport:
         one's, which says the call is still connecting."""
         return (self._chosen or self._single).activity
 
+    @property
+    def publish_command(self) -> bytes:
+        """The chosen transport's (choosing first; may raise ``ConnectFailed``)."""
+        return self._choose().publish_command
+
     def _choose(self) -> RedisTransport | ClusterTransport:
         # check_connection() (the caller's thread) may race the sender's first batch.
         with self._choosing:

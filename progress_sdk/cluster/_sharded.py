@@ -55,6 +55,9 @@ class ClusterTransport:
     fails is counted (``Delivery.extra_failed``), never resent; the events go out anyway.
     """
 
+    publish_command = b"SPUBLISH"
+    """What publishes on a channel here (an extra command's, e.g. a user channel's)."""
+
     def __init__(self, target: str | redis.RedisCluster, channel: str) -> None:
         if isinstance(target, redis.RedisCluster):
             node = target.get_default_node() or target.get_nodes()[0]  # type: ignore[no-untyped-call]
