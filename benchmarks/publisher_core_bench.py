@@ -122,22 +122,26 @@ def run_delivery(send: Callable[[str], float | None], channel: str, n: int) -> f
     return float(result["got"]) / (result["last"] - start)
 
 
-def throughput_variants(n: int, naive_n: int) -> dict[str, Callable[[], float]]:
+def throughput_variants(
+    n: int, naive_n: int, *, user_channels: bool = False
+) -> dict[str, Callable[[], float]]:
     payloads = [payload(i) for i in range(n)]
     fields = [event_fields(i) for i in range(n)]
 
-    def publisher(channel: str) -> None:
-        pub = ProgressPublisher(REDIS_URL, channel, min_progress_interval=0, buffer_size=n)
+    def publisher(channel: str, users: bool = False) -> None:
+        pub = ProgressPublisher(REDIS_URL, channel, min_progress_interval=0, buffer_size=n,
+                                user_channels=users)
         for f in fields:
             pub.emit(dict(f, data=dict(f["data"])))
         pub.flush(120)
         pub.close()
 
-    def sender_drain(channel: str) -> float:
+    def sender_drain(channel: str, users: bool = False) -> float:
         # The buffer is filled while the sender waits for its first connection, then the
         # gate opens: from there on, only the sender works (the pipelined ceiling).
         gate = GatedPool.from_url(REDIS_URL)
-        pub = ProgressPublisher(gate, channel, min_progress_interval=0, buffer_size=n)
+        pub = ProgressPublisher(gate, channel, min_progress_interval=0, buffer_size=n,
+                                user_channels=users)
         for f in fields:
             pub.emit(dict(f, data=dict(f["data"])))
         start = time.time()
@@ -178,9 +182,16 @@ def throughput_variants(n: int, naive_n: int) -> dict[str, Callable[[], float]]:
     def bench(send: Callable[[str], None], count: int) -> Callable[[], float]:
         return lambda: run_delivery(send, f"bench7-{uuid.uuid4().hex}", count)
 
+    # --user-channels: the same publisher also publishing each event on its user's channel
+    # (two PUBLISHes per event; the subscriber counts the contract channel's).
+    users: dict[str, Callable[[], float]] = {
+        "publisher, user channels on": bench(lambda c: publisher(c, True), n),
+        "sender alone, user channels on": bench(lambda c: sender_drain(c, True), n),
+    } if user_channels else {}
     return {
         "publisher": bench(publisher, n),
         "publisher's sender alone (buffer filled first)": bench(sender_drain, n),
+        **users,
         "redis-py pipeline (batch 500)": bench(pipeline, n),
         "naive publisher": bench(naive, naive_n),
         "raw socket pipeline (subscriber capacity)": bench(raw_socket, n),
@@ -438,6 +449,9 @@ def main() -> None:
     parser.add_argument(
         "--snapshots", action="store_true", help="publishers keep snapshots (default: off)"
     )
+    parser.add_argument("--user-channels", action="store_true",
+                        help="1. also runs the publisher with user channels on (issue #18)")
+    parser.add_argument("--throughput-only", action="store_true", help="only 1.")
     args = parser.parse_args()
     # Read by every publisher this script (and the processes it starts) creates.
     os.environ["PROGRESS_SDK_SNAPSHOTS"] = "1" if args.snapshots else "0"
@@ -454,7 +468,8 @@ def main() -> None:
         return
 
     print(f"1. Delivered throughput, coalescing off ({n:,} events; naive: {n // 10:,})")
-    got = interleave(throughput_variants(n, n // 10), args.repeats)
+    got = interleave(throughput_variants(n, n // 10, user_channels=args.user_channels),
+                     args.repeats)
     rates = {k: statistics.median(v) for k, v in got.items()}
     for name, rate in rates.items():
         print(f"   {name:44s} {rate:>10,.0f} ev/s   runs {[round(x) for x in got[name]]}")
@@ -468,6 +483,12 @@ def main() -> None:
         f"   the sender alone / redis-py pipeline: "
         f"{alone / rates['redis-py pipeline (batch 500)']:.2f}x\n"
     )
+    if args.user_channels:
+        print(f"   user channels on / off: publisher "
+              f"{rates['publisher, user channels on'] / mine:.2f}x, sender alone "
+              f"{rates['sender alone, user channels on'] / alone:.2f}x\n")
+    if args.throughput_only:
+        return
 
     cpu_job_section(steps, args.repeats)
 

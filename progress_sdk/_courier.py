@@ -193,7 +193,9 @@ class Courier:
         if not payloads:
             self._finish_batch()
             return None
-        extra = self._prep.extra_commands(batch, payloads) if self._prep.hooked else ()
+        extra: Sequence[Command] = (
+            self._prep.extra_commands(batch, payloads) if self._prep.hooked else ()
+        )
         if not payloads:  # every event withheld (fenced)
             self._finish_batch()
             return None

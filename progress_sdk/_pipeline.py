@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import redis
@@ -37,7 +37,7 @@ class PipelineConfig:
     batch_hook: BatchHook | None
     snapshots: SnapshotConfig | None
     liveness_client: Callable[[], Any] | None
-    users: UserChannels = UserChannels()
+    users: UserChannels = field(default_factory=UserChannels)
 
 
 class Pipeline(NamedTuple):
