@@ -104,6 +104,10 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
 @click.option("--max-backlog-events", type=click.IntRange(min=1),
               default=d.DEFAULT_RELAY_MAX_BACKLOG_EVENTS, show_default=True,
               help="Packets that may wait for one socket (as --max-backlog-bytes).")
+@click.option("--user-channels", is_flag=True,
+              help="Read only the events of this relay's users, from <channel>:user:<id> "
+              "(publishers with user channels on), not the whole channel: each node reads "
+              "its own users' events (docs/relay.md, User channels). Not on a Redis Cluster.")
 @click.option("--dev", is_flag=True,
               help="Print the page's URL with a token for each simulated user (user-1, ...); "
               "without a secret, make one up.")
@@ -130,6 +134,7 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     max_backlog_bytes: int,
     max_backlog_events: int,
     stuck_after: float | None,
+    user_channels: bool,
     dev: bool,
     dev_users: int,
 ) -> None:
@@ -157,11 +162,14 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     jwt_secret, made_up = _jwt_secret(jwt_secret, dev)
     if not user_claim:
         fail("--user-claim must not be empty")
+    if user_channels:
+        _refuse_a_cluster(cli.url)
     configure_logging(log_level)
     config = RelayConfig(
         jwt_secret=jwt_secret, redis_url=cli.url, channel=cli.channel, shards=cli.shards,
         user_claim=user_claim, cors_origins=list(cors_origins) if cors_origins else "*",
         backlog=BacklogLimits(max_backlog_bytes, max_backlog_events),
+        user_channels=user_channels,
     )
     node = _relay_node(config, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
                        stale_after=stale_after, stuck_after=stuck_after,
@@ -170,6 +178,23 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     sock = _bind(host, port, reuse_port)
     ready = _announce(config, dev_users if dev else 0, show_secret=made_up)
     serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
+
+
+def _refuse_a_cluster(url: str) -> None:
+    """--user-channels adds and removes channels as users come and go, which the relay's
+    sharded subscriptions (one connection per channel) do not do: refused on a cluster.
+    A Redis not answering yet is not refused (the relay waits for it)."""
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from progress_sdk.cluster import is_cluster  # noqa: PLC0415
+
+    try:
+        cluster = is_cluster(url)
+    except (RedisError, OSError):
+        return
+    if cluster:
+        fail(f"--user-channels is not supported on a Redis Cluster ({mask_url(url)} is a "
+             "cluster node): run the relay without it (it reads the shard channels)")
 
 
 def _jwt_secret(given: str | None, dev: bool) -> tuple[str, bool]:
@@ -223,7 +248,9 @@ def e2e_command(config: RelayConfig, url: str, *, show_secret: bool) -> str:
     secret = f"JWT_SECRET={shlex.quote(config.jwt_secret)} " if show_secret else ""
     redis_url = config.redis_url
     shown_url = '"$REDIS_URL"' if mask_url(redis_url) != redis_url else shlex.quote(redis_url)
-    words = [f"{secret}progress-sim --redis-url {shown_url}"]
+    # A relay on user channels reads only what publishers also send there.
+    users = f"{d.ENV_USER_CHANNELS}=1 " if config.user_channels else ""
+    words = [f"{secret}{users}progress-sim --redis-url {shown_url}"]
     if config.channel != d.DEFAULT_CHANNEL:
         words.append(f"--channel {shlex.quote(config.channel)}")
     if config.shards != d.DEFAULT_SHARDS:
@@ -245,7 +272,9 @@ def _announce(
     def ready(url: str) -> None:
         click.echo(
             f"progress-sim relay: listening on {url} (Socket.IO at /socket.io/, "
-            f"GET /healthz); channel {config.channel!r} on {mask_url(config.redis_url)}; "
+            f"GET /healthz); channel {config.channel!r}"
+            f"{' (user channels)' if config.user_channels else ''} on "
+            f"{mask_url(config.redis_url)}; "
             f"user id from claim {config.user_claim!r}",
             err=True,
         )

@@ -86,6 +86,7 @@ from .http_routes import HealthSection, HttpResponse, HttpRoutes, RouteHandler
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
+from .user_channels import UserChannels, idle_channel
 
 __all__ = ["HttpResponse", "Relay", "RelayConfig"]
 
@@ -105,6 +106,9 @@ class RelayConfig:
     """Origins allowed to connect from a browser (``*``: any; the token is the guard)."""
     backlog: BacklogLimits = field(default_factory=BacklogLimits)
     """What may wait for one socket before it is disconnected (``backlog``)."""
+    user_channels: bool = False
+    """Read the channels of this node's users instead of the contract (and shard)
+    channels (``user_channels``; the publishers must send to them)."""
 
 
 def _socket_server(cors_origins: str | list[str]) -> socketio.AsyncServer:
@@ -134,14 +138,17 @@ class Relay:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self._hooks = RelayHooks()
+        users = config.user_channels
         self.subscriber = ChannelSubscriber(
-            subscribed_channels(config.channel, config.shards),
+            [idle_channel(config.channel)] if users
+            else subscribed_channels(config.channel, config.shards),
             self.deliver,
             self.stats,
-            open_pubsub=open_pubsub or open_detected_pubsub(config.redis_url),
+            open_pubsub=open_pubsub or open_detected_pubsub(config.redis_url, sharded=not users),
             where=config.redis_url,
             on_subscribed=self._hooks.subscribed,
         )
+        self._user_channels = UserChannels(self.subscriber, config.channel) if users else None
         self._sockets: dict[str, set[str]] = {}
         self._user_of: dict[str, str] = {}
         self._connecting: dict[str, str] = {}  # sid -> user id, while _on_connect runs
@@ -331,6 +338,8 @@ class Relay:
         # before its first await (catch-up holds the user's events for the socket) is done
         # before the next event is delivered, which may come before the task first runs.
         joins = [hook(sid, user_id) for hook in self._hooks.join]
+        if self._user_channels is not None:  # catch-up reads once the channel is live
+            joins.insert(0, self._user_channels.joined(user_id))
         if not joins:  # straight into the room, as nothing has to come first
             await self._join(sid, user_id, joins)
             return True
@@ -398,6 +407,8 @@ class Relay:
             sids.discard(sid)
             if not sids:
                 del self._sockets[user_id]
+                if self._user_channels is not None:
+                    self._user_channels.left(user_id)
         self._count_sockets()
         self.stats.disconnects += 1
         self._release(sid, user_id)

@@ -16,6 +16,15 @@ subscriptions on the cluster (``simulator.cluster_subscription.AsyncClusterPubSu
 which follows failovers and moved slots by itself). Anything with ``subscribe``,
 ``get_message`` and ``aclose`` will do. Several channels (the plain one and the shard
 channels, ``progress_sdk.sharding``) are subscribed at once.
+
+The set can also change while it runs (user channels, ``relay.user_channels``): ``add``
+subscribes one more channel and says when Redis confirmed it, ``remove`` unsubscribes
+one; each new session subscribes the fixed channels and every added one in one
+``SUBSCRIBE`` (one command: all are subscribed before its first confirmation comes, when
+``on_subscribed`` runs). SUBSCRIBE and UNSUBSCRIBE commands are written one at a time, in
+the order asked, and each checks, once its turn comes, that the channel is still wanted
+(or still not), so a user who leaves and comes back at once ends subscribed. On a Redis
+Cluster channels cannot be added (``open_detected_pubsub(..., sharded=False)`` refuses it).
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -91,9 +101,11 @@ def open_redis_pubsub(url: str) -> PubSubFactory:
     return open_pubsub
 
 
-def open_detected_pubsub(url: str) -> PubSubFactory:
+def open_detected_pubsub(url: str, *, sharded: bool = True) -> PubSubFactory:
     """The default ``open_pubsub``: sharded subscriptions when ``url`` names a Redis
-    Cluster node (asked at every connection), else ``open_redis_pubsub``'s."""
+    Cluster node (asked at every connection), else ``open_redis_pubsub``'s. Without
+    ``sharded`` (channels added while it runs: user channels) a cluster is refused with a
+    ``RedisError`` that says so (the relay's command refuses it at start already)."""
     single = open_redis_pubsub(url)
 
     async def open_pubsub() -> PubSubLike:
@@ -101,6 +113,9 @@ def open_detected_pubsub(url: str) -> PubSubFactory:
             cluster = await asyncio.to_thread(is_cluster, url)
         except ResponseError:  # INFO not allowed for this user: a plain server
             cluster = False
+        if cluster and not sharded:
+            raise RedisError("user channels are not supported on a Redis Cluster "
+                             "(run the relay without --user-channels)")
         if cluster:
             return AsyncClusterPubSub(url)
         return await single()
@@ -136,6 +151,86 @@ class ChannelSubscriber:
         self._on_subscribed = on_subscribed
         self.subscribed = asyncio.Event()
         """Set while a subscription is confirmed (tests and start-up wait on it)."""
+        self._added: set[str] = set()  # channels added while running (``add``)
+        self._unconfirmed: dict[str, deque[asyncio.Future[None]]] = {}
+        self._pubsub: PubSubLike | None = None  # the session's, once its SUBSCRIBE went out
+        self._writing = asyncio.Lock()  # one (UN)SUBSCRIBE at a time, in the order asked
+        self._commands: set[asyncio.Task[None]] = set()
+
+    @property
+    def added(self) -> frozenset[str]:
+        """The channels added (``add``) and not removed since."""
+        return frozenset(self._added)
+
+    def add(self, channel: str) -> Awaitable[None]:
+        """Subscribe ``channel`` too; the awaitable is done once Redis confirmed it (so a
+        read made after it, such as a socket's catch-up, is made with the channel's live
+        stream open), or at once when no subscription is up (the next session subscribes
+        it, and the relay resyncs its sockets then). Adding a channel already added waits
+        for its confirmation still under way, if any."""
+        waiting = self._unconfirmed.get(channel)
+        if channel in self._added:
+            return self._confirmation(waiting[-1] if waiting else None)
+        self._added.add(channel)
+        confirmed = asyncio.get_running_loop().create_future()
+        self._unconfirmed.setdefault(channel, deque()).append(confirmed)
+        # A task of its own: the command goes out even if the caller never awaits.
+        self._command(self._subscribe(channel, confirmed))
+        return self._confirmation(confirmed)
+
+    def remove(self, channel: str) -> None:
+        """Unsubscribe ``channel`` (added with ``add``), unless it is added again before
+        the command's turn comes."""
+        if channel in self._added:
+            self._added.discard(channel)
+            self._command(self._unsubscribe(channel))
+
+    @staticmethod
+    async def _confirmation(confirmed: asyncio.Future[None] | None) -> None:
+        if confirmed is not None:
+            await asyncio.shield(confirmed)  # other sockets may wait for it too
+
+    def _command(self, command: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(command)
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _subscribe(self, channel: str, confirmed: asyncio.Future[None]) -> None:
+        async with self._writing:
+            pubsub = self._pubsub
+            if pubsub is not None and channel in self._added:
+                with contextlib.suppress(RedisError, OSError):  # the session's read sees it
+                    await pubsub.subscribe(channel)
+                    return  # confirmed when Redis says so (``_control``)
+        self._settle(channel, confirmed)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        async with self._writing:
+            # redis-py's has it; the cluster's, with no channel ever added, has not.
+            unsubscribe = getattr(self._pubsub, "unsubscribe", None)
+            if unsubscribe is not None and channel not in self._added:
+                with contextlib.suppress(RedisError, OSError):
+                    await unsubscribe(channel)
+
+    def _settle(self, channel: str, confirmed: asyncio.Future[None] | None = None) -> None:
+        """Mark ``confirmed`` (else the oldest waiting confirmation of ``channel``) done."""
+        waiting = self._unconfirmed.get(channel)
+        if not waiting:
+            return
+        if confirmed is None:
+            confirmed = waiting.popleft()
+        elif confirmed in waiting:
+            waiting.remove(confirmed)
+        if not waiting:
+            del self._unconfirmed[channel]
+        if not confirmed.done():
+            confirmed.set_result(None)
+
+    def _settle_all(self) -> None:
+        """The session ended: nobody waits for a confirmation it will not give."""
+        for channel in list(self._unconfirmed):
+            while channel in self._unconfirmed:
+                self._settle(channel)
 
     async def run(self) -> None:
         """Subscribe and pump messages until cancelled."""
@@ -154,19 +249,23 @@ class ChannelSubscriber:
     async def _session(self) -> None:
         pubsub = await self._open()
         try:
-            await pubsub.subscribe(*self.channels)
+            async with self._writing:  # with every added channel, in one SUBSCRIBE
+                await pubsub.subscribe(*self.channels, *sorted(self._added))
+                self._pubsub = pubsub
             await self._confirmed(pubsub)
             stats, handle = self._stats, self._handle
             while True:
                 message = await pubsub.get_message(timeout=None)
                 if message is None or message.get("type") != "message":
-                    if message is not None and message.get("type") == "resubscribe":
-                        self._resubscribed()
+                    if message is not None:
+                        self._control(message)
                     continue
                 data = message["data"]
                 stats.received += 1
                 await handle(data if isinstance(data, bytes) else str(data).encode())
         finally:
+            self._pubsub = None
+            self._settle_all()
             self.subscribed.clear()
             self._stats.redis_connected = False
             with contextlib.suppress(RedisError, OSError):
@@ -188,6 +287,14 @@ class ChannelSubscriber:
             # published while there was none is known to be missing from here on.
             self._on_subscribed()
         log.info("subscribed to %s on %s", ", ".join(map(repr, self.channels)), self._where)
+
+    def _control(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "resubscribe":
+            self._resubscribed()
+        elif kind == "subscribe" and self._unconfirmed:
+            name = message.get("channel")
+            self._settle(name.decode() if isinstance(name, bytes) else str(name))
 
     def _resubscribed(self) -> None:
         # A cluster subscription moved a channel to another node (a failover, a moved
