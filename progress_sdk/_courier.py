@@ -56,6 +56,24 @@ class UserRoute(NamedTuple):
     event is accounted by, and the user channel's goes with the batch's extra commands."""
 
 
+def user_channels(
+    users: UserRoute, transport: Transport, batch: list[Any], payloads: list[bytes],
+    extra: Sequence[Command],
+) -> tuple[list[bytes] | None, Sequence[Command]]:
+    """(the events' channels, extra commands) with user channels: each event on its
+    user's channel alone; or, the contract channel kept, on the contract (shard)
+    channel, its user channel's PUBLISH (a cluster's SPUBLISH) added to the extras in
+    batch order, written before the batch's PUBLISHes in the same write: each channel
+    keeps a media's order, and the event's fate is its contract PUBLISH's (a refused
+    user channel's counts in ``extra_failed``)."""
+    route = users.route
+    named = [route(e.user_id) for e in batch]
+    if not users.contract:
+        return named, extra
+    verb: bytes = getattr(transport, "publish_command", b"PUBLISH")
+    return None, [*extra, *((verb, c, p) for c, p in zip(named, payloads, strict=True))]
+
+
 class Courier:
     """Delivers the batches the sender thread takes, and keeps what they cost."""
 
@@ -203,7 +221,8 @@ class Courier:
         try:
             channels = None
             if self.users is not None:
-                channels, extra = self._user_channels(batch, payloads, extra)
+                channels, extra = user_channels(self.users, self.transport, batch, payloads,
+                                                extra)
             if channels is None and self.route is not None:  # shard channels: each media's
                 route = self.route
                 channels = [route(e.media_id) for e in batch]
@@ -217,25 +236,6 @@ class Courier:
             return Delivery.nothing_sent(len(payloads), mask_url(str(exc)))
         finally:
             self._publishing_since = None
-
-    def _user_channels(
-        self, batch: list[Any], payloads: list[bytes], extra: Sequence[Command]
-    ) -> tuple[list[bytes] | None, Sequence[Command]]:
-        """(the events' channels, the extra commands) with user channels: each event on
-        its user's channel alone; or, with the contract channel kept, on the contract
-        (shard) channel, its user channel's PUBLISH written with the extras, in batch
-        order, before the batch's own PUBLISHes in the same write (one round trip on one
-        server; a cluster's extras go first, per master): each channel keeps a media's
-        order, and the event's fate is its contract PUBLISH's, as without user channels
-        (a user channel's refused PUBLISH counts in ``extra_failed``). On a cluster the
-        user channel's is an ``SPUBLISH`` (``publish_command`` of the transport)."""
-        assert self.users is not None
-        route = self.users.route
-        named = [route(e.user_id) for e in batch]
-        if not self.users.contract:
-            return named, extra
-        verb: bytes = getattr(self.transport, "publish_command", b"PUBLISH")
-        return None, [*extra, *((verb, c, p) for c, p in zip(named, payloads, strict=True))]
 
     def _finish_batch(self, requeue: list[Any] | None = None) -> None:
         with self.settled:

@@ -64,13 +64,10 @@ class ProgressPublisher(Closing):
     ``channel:<shards-1>`` by a stable hash of ``media_id`` (``progress_sdk.sharding``);
     1 keeps every event on ``channel``.
 
-    ``user_channels`` (``None``: ``MEDIA_PROGRESS_USER_CHANNELS``, else off) also
-    publishes each event on its user's channel, ``<channel>:user:<user_id>``, for relays
-    run with ``--user-channels`` (each node reads only its own users' events;
-    docs/relay.md, User channels). ``contract_channel`` (``None``:
-    ``MEDIA_PROGRESS_CONTRACT_CHANNEL``, else on) keeps publishing on ``channel`` (or the
-    shard channels) as well, for relays like the product's: two PUBLISHes per event, in
-    the same pipeline. Turning it off needs user channels on.
+    ``user_channels`` (``None``: ``MEDIA_PROGRESS_USER_CHANNELS``, else off) also sends
+    each event to ``<channel>:user:<user_id>``, for relays run with ``--user-channels``
+    (docs/relay.md); ``contract_channel`` (``None``: ``MEDIA_PROGRESS_CONTRACT_CHANNEL``,
+    else on) keeps ``channel`` (or the shards) too, in the same pipeline.
 
     ``emit`` and the tracking API (``media()``) never block on the network and never
     raise because of Redis; invalid events given to ``emit`` raise ``InvalidEventError``.

@@ -241,9 +241,6 @@ class BatchGuard:
 class RedisTransport:
     """Publishes batches of serialised events to one channel over one connection."""
 
-    publish_command = b"PUBLISH"
-    """What publishes on a channel here (an extra command's, e.g. a user channel's)."""
-
     def __init__(self, target: str | redis.Redis | redis.ConnectionPool, channel: str) -> None:
         self.channel = channel
         self.description = describe_target(target)

@@ -140,20 +140,19 @@ def relay(  # noqa: PLR0917 - one parameter per click option
 ) -> None:
     """Relay the channel's events to browsers over Socket.IO, a private room per user.
 
-    Clients connect with a JWT in the handshake's auth.token; each event goes to its
-    user's sockets as progress_update (plus media_update / processing_error at the end
-    of a media). Run several, each on its own port (or one with --reuse-port), for more
-    sockets: every relay subscribes to Redis itself and serves only its own sockets, so
-    a user's sockets on different relays each get every event once. GET /healthz reports
-    counters. Redis may be down at start or restart later: the relay reconnects.
+    Clients connect with a JWT in the handshake's auth.token; each event goes to its user's sockets
+    as progress_update (plus media_update / processing_error at the end of a media). Run several,
+    each on its own port (or one with --reuse-port), for more sockets: every relay subscribes to
+    Redis itself and serves only its own sockets, so a user's sockets on different relays each get
+    every event once (with --user-channels each relay reads only its own users' events). Redis may
+    be down at start or restart later: the relay reconnects.
 
-    GET / is a browser panel (open it with a token: /#token=...; --dev prints such URLs).
-    A new socket first gets progress_snapshot per in-flight media of its user, then live
-    events; after Redis comes back every connected socket is resynced from the snapshots;
-    a socket is ended at its token's exp or when revoked (progress-sim revoke); every node
-    runs the dead-worker sweeper, one acts at a time. A socket's waiting progress updates
-    are replaced by newer ones; past --max-backlog-bytes/-events waiting it is
-    disconnected (it reconnects and resyncs).
+    GET / is a browser panel (open it with a token: /#token=...; --dev prints such URLs). A new
+    socket first gets progress_snapshot per in-flight media of its user, then live events; after
+    Redis comes back every connected socket is resynced from the snapshots; a socket is ended at its
+    token's exp or when revoked (progress-sim revoke); every node runs the dead-worker sweeper, one
+    acts at a time. A socket's waiting progress updates are replaced by newer ones; past
+    --max-backlog-bytes/-events waiting it is disconnected (it reconnects and resyncs).
     """
     _need_relay_extra()
     from .relay import RelayConfig, configure_logging, serve  # noqa: PLC0415
@@ -162,14 +161,11 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     jwt_secret, made_up = _jwt_secret(jwt_secret, dev)
     if not user_claim:
         fail("--user-claim must not be empty")
-    if user_channels:
-        _refuse_a_cluster(cli.url)
     configure_logging(log_level)
     config = RelayConfig(
         jwt_secret=jwt_secret, redis_url=cli.url, channel=cli.channel, shards=cli.shards,
         user_claim=user_claim, cors_origins=list(cors_origins) if cors_origins else "*",
-        backlog=BacklogLimits(max_backlog_bytes, max_backlog_events),
-        user_channels=user_channels,
+        backlog=BacklogLimits(max_backlog_bytes, max_backlog_events), user_channels=user_channels,
     )
     node = _relay_node(config, SnapshotKeys(snapshot_prefix), catch_up=catch_up, sweep=sweep,
                        stale_after=stale_after, stuck_after=stuck_after,
@@ -180,10 +176,12 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
 
 
-def _refuse_a_cluster(url: str) -> None:
+def _refuse_a_cluster(url: str, user_channels: bool) -> None:
     """--user-channels adds and removes channels as users come and go, which the relay's
     sharded subscriptions (one connection per channel) do not do: refused on a cluster.
     A Redis not answering yet is not refused (the relay waits for it)."""
+    if not user_channels:
+        return
     from redis.exceptions import RedisError  # noqa: PLC0415
 
     from progress_sdk.cluster import is_cluster  # noqa: PLC0415
@@ -226,6 +224,7 @@ def _relay_node(
     from .relay.catchup import CatchUpLimits  # noqa: PLC0415 - the relay extra
     from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
+    _refuse_a_cluster(config.redis_url, config.user_channels)
     catch_up_limits = CatchUpLimits(max_media=catch_up_media, per_user=catch_up_per_user)
     node = Relay(config)
     install_extras(node, keys, catch_up=catch_up, sweep=sweep, stale_after=stale_after,

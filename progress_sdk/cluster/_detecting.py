@@ -41,8 +41,10 @@ class DetectingTransport:
 
     @property
     def publish_command(self) -> bytes:
-        """The chosen transport's (choosing first; may raise ``ConnectFailed``)."""
-        return self._choose().publish_command
+        """What publishes on a channel (an extra command's, a user channel's): the
+        chosen transport's (choosing first; may raise ``ConnectFailed``)."""
+        chosen = self._choose()
+        return chosen.publish_command if isinstance(chosen, ClusterTransport) else b"PUBLISH"
 
     def _choose(self) -> RedisTransport | ClusterTransport:
         # check_connection() (the caller's thread) may race the sender's first batch.

@@ -138,15 +138,12 @@ class Relay:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self._hooks = RelayHooks()
-        users = config.user_channels
+        users = config.user_channels  # then the node's users' channels (``user_channels``)
         self.subscriber = ChannelSubscriber(
             [idle_channel(config.channel)] if users
-            else subscribed_channels(config.channel, config.shards),
-            self.deliver,
-            self.stats,
+            else subscribed_channels(config.channel, config.shards), self.deliver, self.stats,
             open_pubsub=open_pubsub or open_detected_pubsub(config.redis_url, sharded=not users),
-            where=config.redis_url,
-            on_subscribed=self._hooks.subscribed,
+            where=config.redis_url, on_subscribed=self._hooks.subscribed,
         )
         self._user_channels = UserChannels(self.subscriber, config.channel) if users else None
         self._sockets: dict[str, set[str]] = {}
