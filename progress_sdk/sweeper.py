@@ -63,6 +63,7 @@ from .event_types import ANALYSIS_FAILED, PROCESSING_FAILED
 from .events import format_timestamp
 from .exceptions import ConfigurationError
 from .liveness import owners_alive
+from .sharding import user_channel
 from .snapshot import (
     MediaSnapshot,
     SnapshotConfig,
@@ -90,7 +91,8 @@ return 0
 """
 # KEYS: media hash, in-flight index, user index (or ''), then the owners' liveness keys
 # (none: not a dead owner's media). ARGV: updated_at and alive_at as read, channel, expiry (ms),
-# media id, score (ms), number of events n, the n events, field/value pairs.
+# media id, score (ms), number of events n, the user's channel (or ''), the n events,
+# field/value pairs.
 # The snapshot is written before the events go out, as the publisher does, so a relay that
 # reads it after subscribing misses nothing (docs/relay.md).
 _FAIL_SCRIPT = """
@@ -101,11 +103,14 @@ for i = 4, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
 end
 local n = tonumber(ARGV[7])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8 + n))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9 + n))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREM', KEYS[2], ARGV[5])
 if KEYS[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5]) end
-for i = 8, 7 + n do redis.call('PUBLISH', ARGV[3], ARGV[i]) end
+for i = 9, 8 + n do
+  redis.call('PUBLISH', ARGV[3], ARGV[i])
+  if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[8], ARGV[i]) end
+end
 return n
 """
 # On a Redis Cluster the keys live on different masters and the events go out with
@@ -348,7 +353,7 @@ class Sweeper:
             ttl = max(1, int(self.config.ttl * 1000))
             pairs = [part for pair in media_fields(final).items() for part in pair]
             args: list[Any] = [*read, channel, ttl, media_id, int(now * 1000),
-                               len(payloads), *payloads, *pairs]
+                               len(payloads), self._user_channel(final), *payloads, *pairs]
             user_key = self.keys.user(final.user_id) if final.user_id else ""
             keys = [self.keys.media(media_id), self.keys.inflight, user_key, *owner_keys]
             published = int(self._fail(keys=keys, args=args))
@@ -377,13 +382,21 @@ class Sweeper:
         if final.user_id:
             self.client.zadd(self.keys.user(final.user_id),
                              {media_id: int(final.updated_at * 1000)})
+        mine = self._user_channel(final)
         for payload in payloads:
-            if self._on_cluster:
-                self.client.spublish(channel, payload)
-            else:
-                self.client.publish(channel, payload)
+            for name in (channel, mine) if mine else (channel,):
+                if self._on_cluster:
+                    self.client.spublish(name, payload)
+                else:
+                    self.client.publish(name, payload)
         self.client.hdel(self.keys.media(media_id), _PENDING, _PENDING_AT)
         self.client.zrem(self.keys.inflight, media_id)
+
+    def _user_channel(self, final: MediaSnapshot) -> str:
+        """The media's user's channel (``sharding.user_channel``), or '' without a user:
+        a failure goes there too, for relays on user channels (a PUBLISH with no
+        subscriber where there are none)."""
+        return user_channel(self.channel, final.user_id) if final.user_id else ""
 
     def _republish(
         self, final: MediaSnapshot, fields: Mapping[Any, Any], now: float

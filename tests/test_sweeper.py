@@ -20,6 +20,7 @@ from snapshot_oracle import fold_each
 from progress_sdk import defaults as d
 from progress_sdk.contract import validate_lines
 from progress_sdk.exceptions import ConfigurationError
+from progress_sdk.sharding import user_channel
 from progress_sdk.snapshot import (
     SnapshotConfig,
     SnapshotKeys,
@@ -82,6 +83,22 @@ def test_a_stale_media_gets_failure_events_for_running_models_then_processing_fa
     assert 0 < client.pttl(config.keys.media("m1")) <= 30_000
     assert sweeper.sweep(now=time.time() + 10).failed == ()  # nothing twice
     assert client.zscore(config.keys.inflight, "fresh") is not None
+
+
+def test_a_swept_medias_failure_also_goes_to_its_users_channel(
+    client: redis.Redis, config: SnapshotConfig, redis_url: str, channel: str,
+    subscriber: Subscriber,
+) -> None:
+    """Relays on user channels (issue #18) read ``<channel>:user:<user_id>`` only: the
+    failure events go there too, the same bytes in the same order."""
+    mine = Subscriber(redis_url, user_channel(channel, "u"))
+    try:
+        start_media(client, config, "m1", time.time() - 60)
+        assert Sweeper(client, channel=channel, config=config, stale_after=30).sweep().events == 2
+        assert mine.wait_for(2) == subscriber.wait_for(2)
+        assert len(mine.settled()) == 2
+    finally:
+        mine.close()
 
 
 def test_a_worker_that_resumes_after_the_sweep_cannot_reopen_its_media(
