@@ -25,6 +25,12 @@ def _arg(value: Arg) -> bytes:
 
 def frame_command(args: Sequence[Arg]) -> bytes:
     """One command as a RESP array of bulk strings."""
+    if len(args) == 3 and type(args[1]) is bytes and type(args[2]) is bytes:
+        # One format for the commonest extra, a PUBLISH of a user channel's copy (#18):
+        # 0.40 against 1.15 us a command (timeit, load 14).
+        name, key, body = _arg(args[0]), args[1], args[2]
+        return b"*3\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+            len(name), name, len(key), key, len(body), body)
     parts = [b"*%d\r\n" % len(args)]
     for value in args:
         data = _arg(value)
@@ -218,8 +224,23 @@ class ReplyReader:
 
     def read_others(self, count: int, tally: Tally) -> None:
         """Read ``count`` replies of any kind into ``tally``; their values are not
-        receiver counts (a script's reply is whatever it returns)."""
-        for _ in range(count):
+        receiver counts (a script's reply is whatever it returns). Integer and simple
+        string replies (most extras': HSET, PEXPIRE, a user channel's PUBLISH) are
+        taken in bulk, as ``read_publishes`` does; any other reply one by one."""
+        end = tally.replies + count
+        while tally.replies < end:
+            if self._buf.find(b"\r\n", self._pos) < 0:
+                self._fill()
+                continue
+            lines = self._buf[self._pos :].split(b"\r\n")
+            lines.pop()  # what follows the last complete line
+            for line in lines[: end - tally.replies]:
+                if line[:1] not in (b":", b"+"):
+                    break
+                self._pos += len(line) + 2
+                tally.replies += 1
+            else:
+                continue
             is_error, _, text = self.read()
             tally.add(is_error, 0, text)
 
