@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 from js_package import npm_ci
-from relay_support import SECRET, RelayProcess, event, wait_until
+from relay_support import SECRET, RelayProcess, event
 
 from simulator.relay import sign_token
 
@@ -51,8 +51,10 @@ def relay(redis_url: str, channel: str) -> Iterator[RelayProcess]:
 class NodeClient:
     """client.mjs in its own process; its JSON lines collected as they come."""
 
-    def __init__(self, node: str, url: str, token: str, seconds: float) -> None:
-        self.proc = subprocess.Popen([node, str(CLIENT / "client.mjs"), url, token, str(seconds)],
+    def __init__(self, node: str, url: str, token: str, seconds: float,
+                 until_media: str | None = None) -> None:
+        argv = [node, str(CLIENT / "client.mjs"), url, token, str(seconds)]
+        self.proc = subprocess.Popen([*argv, *([until_media] if until_media else [])],
                                      stdout=subprocess.PIPE, text=True)
         self.lines: list[dict[str, Any]] = []
 
@@ -74,7 +76,11 @@ def test_socket_io_client_gets_its_users_events_over_polling_and_upgrade(
     """socket.io-client connects with auth.token and receives exactly its user's
     progress_update and processing_error events."""
     user = f"u-{uuid.uuid4().hex[:6]}"
-    client = NodeClient(node, relay.url, sign_token(SECRET, user), seconds=2.0)
+    sentinel = f"sentinel-{uuid.uuid4().hex[:6]}"
+    # It exits on the sentinel, published last: what the relay sent before has arrived
+    # (the 60 s only end a hung test).
+    client = NodeClient(node, relay.url, sign_token(SECRET, user), seconds=60.0,
+                        until_media=sentinel)
     assert client.first() == {"connected": True}
     assert client.first() == {"name": "caught_up", "payload": {}}  # live from here on
     publisher = redis.Redis.from_url(redis_url)
@@ -82,9 +88,10 @@ def test_socket_io_client_gets_its_users_events_over_polling_and_upgrade(
     publisher.publish(channel, event(user, "m1", data={"filename": "clip.mp4"}, seq=1,
                                      source="w"))
     publisher.publish(channel, event(user, "m1", "PROCESSING_FAILED", seq=2, source="w"))
+    publisher.publish(channel, event(user, sentinel))
     publisher.close()
-    wait_until(lambda: relay.healthz()["delivered"] >= 2, what="the relay to emit")
-    lines = client.rest()
+    *lines, last = client.rest()
+    assert last["payload"]["mediaId"] == sentinel, last
     assert [(line["name"], line["payload"].get("seq")) for line in lines] == [
         ("progress_update", 1), ("progress_update", 2), ("processing_error", None)
     ]
