@@ -28,6 +28,7 @@ from progress_sdk.snapshot import (
     SnapshotConfig,
     SnapshotKeys,
     SnapshotTracker,
+    owners_of,
     read_media,
     read_user,
 )
@@ -128,13 +129,20 @@ def test_the_sweeper_on_a_cluster_fails_the_media_of_a_sigkilled_worker(
         assert snap is not None and snap.models, "the worker never reported on the cluster"
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
+        # Its liveness key lapses within 1 s (polled; the bound only ends a hung test);
+        # then one sweep, its clock past the owner grace, fails the media.
+        snap = read_media(client, keys, "busy")
+        assert snap is not None and not snap.terminal and owners_of(snap)
+        deadline = time.monotonic() + 60
+        while any(client.exists(keys.alive(owner)) for owner in owners_of(snap)):
+            assert time.monotonic() < deadline, "the killed worker's liveness key never lapsed"
+            time.sleep(0.05)
         sweeper = Sweeper(client_for(redis_cluster.url), channel=channel,
                           config=SnapshotConfig(keys), stale_after=0.5)
-        deadline = time.monotonic() + 60  # a hung test's bound: its key lapses within 1 s
-        while time.monotonic() < deadline and not (snap and snap.terminal):
-            sweeper.sweep()
-            time.sleep(0.2)
-            snap = read_media(client, keys, "busy")
+        last = max(snap.updated_at, snap.alive_at or 0.0)
+        assert sweeper.sweep(max(time.time(), last + d.SWEEP_OWNER_GRACE + 1)).failed == ("busy",)
+        assert sweeper.sweep(time.time() + 60).failed == ()  # failed once: nothing to do again
+        snap = read_media(client, keys, "busy")
         assert snap is not None and snap.error == d.SWEEP_ERROR_MESSAGE, snap
         # The sweeps have returned: whatever they published, a second failure included,
         # arrives before a marker published now on the same shard channel.
