@@ -6,6 +6,7 @@ Needs the ``relay`` extra (python-socketio, uvicorn, websockets, PyJWT). See
 - ``auth``: ``TokenVerifier`` (the handshake's JWT), ``sign_token``;
 - ``routing``: ``EventRouter`` (decode, check, shape into socket events);
 - ``subscriber``: ``ChannelSubscriber`` (the Redis subscription, reconnecting);
+  ``user_channels``: a node's subscriptions to its users' channels (``--user-channels``);
 - ``backlog``: ``BacklogLimits`` (what may wait for one socket: progress coalesced,
   disconnected past the limit); ``engine_internals``: the one module that relies on
   python-socketio's and python-engineio's internals;
