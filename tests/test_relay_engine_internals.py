@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import re
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 import engineio.async_socket
 import engineio.packet
 import pytest
+import redis
 import socketio
 import socketio.packet
+import websockets.frames
+import websockets.streams
+from relay_support import SECRET, Client, RelayProcess, event
 
-from simulator.relay import Relay, RelayConfig
+from simulator.relay import Relay, RelayConfig, sign_token
 from simulator.relay.backlog import BacklogLimits, BacklogStats
 from simulator.relay.engine_internals import (
     MAX_BATCH_BYTES,
@@ -24,6 +31,8 @@ from simulator.relay.engine_internals import (
     BacklogQueue,
     JsonPacket,
     KeyedFrame,
+    encode_event,
+    text_frame,
 )
 
 PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
@@ -74,7 +83,7 @@ def test_the_tested_library_versions_are_installed_and_pinned() -> None:
     """The relay extra pins the versions this module was tested with, and they are the
     ones installed."""
     text = PYPROJECT.read_text()
-    for name in ("python-socketio", "python-engineio"):
+    for name in ("python-socketio", "python-engineio", "uvicorn", "websockets"):
         pin = re.search(rf'"{name}==([0-9.]+)"', text)
         assert pin is not None, f"{name} is not pinned in the relay extra"
         assert importlib.metadata.version(name) == pin.group(1)
@@ -225,3 +234,123 @@ def test_a_packet_larger_than_the_limit_closes_its_socket_once() -> None:
     queue = asyncio.run(scenario())
     assert overflows == ["bytes"] and stats.disconnected["bytes"] == 1
     assert queue.qsize() == 3 and stats.discarded == 1 and queue.ended
+
+
+# -- 4. writing straight to an idle WebSocket ------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_a_text_frame_is_what_websockets_serializes_for_a_server(size: int) -> None:
+    payload = ("é" * size).encode()[:size]
+    frame = websockets.frames.Frame(websockets.frames.Opcode.TEXT, payload)
+    assert text_frame(payload) == frame.serialize(mask=False, extensions=[])
+
+
+def test_an_encoded_event_is_the_packet_python_socketio_sends() -> None:
+    """The frame carries the Engine.IO MESSAGE of the Socket.IO EVENT, as a room emit
+    encodes it; the queued packet of a progress update is replaceable, its plain twin
+    is not."""
+    event = encode_event("progress_update", progress(7))
+    reader = websockets.streams.StreamReader()
+    reader.feed_data(event.frame)
+    reader.feed_eof()
+    parsed = websockets.frames.Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parsed)
+    except StopIteration as done:
+        text = done.value.data.decode()
+    assert text == event.packet.encode() == "4" + JsonPacket(
+        socketio.packet.EVENT, namespace="/", data=["progress_update", progress(7)]).encode()
+    decoded = socketio.packet.Packet(encoded_packet=text[1:])
+    assert decoded.packet_type == socketio.packet.EVENT
+    assert decoded.data == ["progress_update", progress(7)]
+    assert isinstance(event.packet.data, KeyedFrame)
+    assert type(event.plain().data) is str and event.plain().encode() == text
+    media_update = encode_event("media_update", {"id": "m1"})
+    assert media_update.plain() is media_update.packet
+
+
+def test_the_queue_says_the_writer_waits_only_when_nothing_is_pending() -> None:
+    """``writer_waiting``: empty and a reader parked in ``get``; not while a packet
+    waits, nor while the writer holds a batch it took (no reader parked)."""
+
+    async def scenario() -> None:
+        node = Connected()
+        await node.connect()
+        queue = node.queue
+        assert not queue.writer_waiting()  # nobody reads yet
+        reader = asyncio.ensure_future(node.socket.poll())
+        await asyncio.sleep(0)  # the reader runs up to its get
+        await asyncio.sleep(0)
+        assert queue.writer_waiting()
+        queue.put_nowait(engineio.packet.Packet(engineio.packet.MESSAGE, data="2[1]"))
+        assert not queue.writer_waiting()
+        assert [p.data for p in await reader] == ["2[1]"]
+        assert not queue.writer_waiting()  # taken, and the writer is sending it
+
+    asyncio.run(scenario())
+
+
+class LongPolling:
+    """An Engine.IO v4 long-polling client over plain HTTP: what a browser falls back to
+    when WebSockets are blocked."""
+
+    def __init__(self, relay_url: str, token: str) -> None:
+        base = relay_url + "/socket.io/?EIO=4&transport=polling"
+        opened = self._request(base)
+        self.url = base + "&sid=" + json.loads(opened[1:])["sid"]
+        self._request(self.url, "40" + json.dumps({"token": token}))
+        self.packets: list[str] = []
+
+    @staticmethod
+    def _request(url: str, body: str | None = None) -> str:
+        data = body.encode() if body is not None else None
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as r:
+            return str(r.read().decode())
+
+    def poll(self) -> None:
+        """One GET: the packets waiting, or the next ones to come."""
+        self.packets += self._request(self.url).split("\x1e")
+
+    def named(self, name: str) -> list[Any]:
+        prefix = f'42["{name}",'
+        return [json.loads(p[2:])[1] for p in self.packets if p.startswith(prefix)]
+
+
+@pytest.mark.redis
+def test_live_events_are_written_straight_to_websockets_and_queued_for_polling(
+    redis_url: str, channel: str
+) -> None:
+    """A WebSocket gets live events written to it directly, a long-polling socket of the
+    same user through its queue; both get every event, in order."""
+    relay = RelayProcess.cli(redis_url, channel)
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    try:
+        relay.wait_subscribed()
+        polling = LongPolling(relay.url, sign_token(SECRET, user))
+        while not any(p.startswith('42["caught_up"') for p in polling.packets):
+            polling.poll()
+
+        async def websocket() -> Client:
+            ws = Client()
+            await ws.connect(relay.url, {"token": sign_token(SECRET, user)})
+            publisher = redis.Redis.from_url(redis_url)
+            pipe = publisher.pipeline(transaction=False)
+            for n in range(1, 201):
+                pipe.publish(channel, event(user, f"m{n}", seq=n, source="w1"))
+            pipe.execute()
+            publisher.close()
+            await ws.wait_for("progress_update", 200, timeout=60)
+            await ws.sio.disconnect()
+            return ws
+
+        ws = asyncio.run(websocket())
+        while len(polling.named("progress_update")) < 200:
+            polling.poll()
+        writes = relay.healthz()["writes"]
+    finally:
+        relay.stop()
+    for updates in (ws.named("progress_update"), polling.named("progress_update")):
+        assert [u["seq"] for u in updates] == list(range(1, 201))
+    assert writes["direct"] >= 1  # the WebSocket's, at least the first one
+    assert writes["queued"] >= 200  # every one of the long-polling socket's

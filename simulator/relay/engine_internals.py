@@ -32,6 +32,22 @@ extra); ``tests/test_relay_engine_internals.py`` fails when an upgrade changes a
    ``reason`` to the ``disconnect`` handlers), ``socket.closing``/``socket.closed``
    (``engine_socket_open``), ``manager.eio_sid_from_sid`` and
    ``manager.basic_leave_room`` (``leave_room_now``).
+4. **Writing straight to an idle WebSocket** (``DirectWrites``). python-socketio's room
+   emit makes an asyncio task per socket (``AsyncManager.emit``), python-engineio's writer
+   wakes per batch through ``asyncio.wait_for`` (a task and a timer in Python 3.11) and
+   sends each packet as its own ASGI message, which uvicorn frames and writes: 190 µs of
+   relay CPU per event delivered to two sockets at 5k events/s, against 66 µs for the
+   Node.js relay (docs/benchmarks.md). So an event is encoded once per room, by the same
+   packet classes, into one WebSocket text frame, and that frame is written to each
+   socket's transport at once when nothing of the socket's is waiting: it is on
+   WebSocket, upgraded and not upgrading, not closing, its writer is parked in ``get`` on
+   an empty queue (everything queued before was written, so order holds), and uvicorn's
+   protocol (``WebSocketsSansIOProtocol``: ``transport``, ``writable``, ``close_sent``,
+   ``disconnected``, ``conn.state``, ``conn.extensions``) is open, writable and has no
+   extension (per-message deflate is off, as in the Node.js relay). Otherwise the packet
+   goes through the socket's queue as before (``eio.send_packet``). The WebSocket class is
+   python-engineio's ASGI ``WebSocket`` (``server._async["websocket"]``, built with the
+   socket's bound ``_websocket_handler``), registering its uvicorn protocol while it runs.
 """
 
 from __future__ import annotations
@@ -39,7 +55,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
+import struct
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -48,6 +65,7 @@ import engineio.async_socket
 import engineio.packet
 import socketio
 import socketio.packet
+from websockets.protocol import State
 
 from .backlog import Backlog, BacklogLimits, BacklogStats, coalesce_key
 
@@ -55,12 +73,16 @@ __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_PACKETS",
     "BacklogQueue",
+    "DirectWrites",
+    "EncodedEvent",
     "JsonPacket",
     "KeyedFrame",
     "backlog_of",
+    "encode_event",
     "engine_socket_open",
     "install_backlogs",
     "leave_room_now",
+    "text_frame",
 ]
 
 log = logging.getLogger("progress_sim.relay")
@@ -140,6 +162,7 @@ class BacklogQueue(asyncio.Queue[Any]):
     """
 
     _queue: OrderedDict[int, Any]  # asyncio.Queue's own checks read it (len, truth)
+    _getters: deque[asyncio.Future[None]]  # asyncio.Queue's: the readers parked in get
     _backlog: Backlog[Any]
 
     def __init__(self, limits: BacklogLimits, stats: BacklogStats, on_overflow: Overflow) -> None:
@@ -196,6 +219,12 @@ class BacklogQueue(asyncio.Queue[Any]):
         # asyncio.Queue.get_nowait is this plus waking a putter, and an unbounded queue
         # never has one: one call less per packet.
         return self._get()
+
+    def writer_waiting(self) -> bool:
+        """True when nothing waits here and the writer is parked in ``get``: everything
+        put before was taken and written, so a packet written past the queue now keeps
+        its order."""
+        return not self._queue and bool(self._getters) and self.over_limit is None
 
     def _overflow(self, limit: str) -> None:
         # Inside ``put_nowait``: the packet being put is counted once ``_put`` returns, so
@@ -302,3 +331,118 @@ def leave_room_now(sio: socketio.AsyncServer, sid: str, room: str) -> None:
     other task can emit to the room (``AsyncManager.leave_room`` awaits nothing but is a
     coroutine; its synchronous body is the base manager's ``basic_leave_room``)."""
     sio.manager.basic_leave_room(sid, "/", room)
+
+
+# -- 4. writing straight to an idle WebSocket ------------------------------------------
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, final WebSocket text frame (RFC 6455 section 5.2):
+    what a server sends when no extension was negotiated."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+class EncodedEvent:
+    """A socket event encoded once for every socket it goes to: the Engine.IO packet
+    for a socket's queue, and the same packet as a WebSocket frame."""
+
+    __slots__ = ("_plain", "frame", "packet")
+
+    def __init__(self, name: str, payload: Any) -> None:
+        encoded = JsonPacket(socketio.packet.EVENT, namespace="/", data=[name, payload]).encode()
+        self.packet = engineio.packet.Packet(engineio.packet.MESSAGE, data=encoded)
+        """The packet; a progress update's is replaceable (``KeyedFrame``)."""
+        self.frame = text_frame(self.packet.encode().encode())
+        self._plain: engineio.packet.Packet | None = None
+
+    def plain(self) -> engineio.packet.Packet:
+        """The packet, never replaced by a newer one while it waits."""
+        if self._plain is None:
+            data = self.packet.data
+            self._plain = (self.packet if data.__class__ is not KeyedFrame else
+                           engineio.packet.Packet(engineio.packet.MESSAGE, data=str(data)))
+        return self._plain
+
+
+def encode_event(name: str, payload: Any) -> EncodedEvent:
+    """``name`` and ``payload`` as python-socketio would send them (``EncodedEvent``)."""
+    return EncodedEvent(name, payload)
+
+
+class DirectWrites:
+    """The open WebSockets of a server's Engine.IO sockets, and ``write``, which writes a
+    frame straight to one when nothing of that socket's is waiting (module doc, 4)."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._eio = sio.eio
+        self._open: dict[str, tuple[Any, Any]] = {}  # eio sid -> (socket, uvicorn protocol)
+        self.written = 0
+        """Frames written straight to a WebSocket."""
+        self.queued = 0
+        """Packets that went through a socket's queue (``send`` found it busy)."""
+        base = sio.eio._async["websocket"]
+        # A copy: the drivers' table is python-engineio's module-level dict, shared by
+        # every server of the process.
+        sio.eio._async = dict(sio.eio._async, websocket=self._websocket_class(base))
+
+    def _websocket_class(self, base: type) -> type:
+        writes = self
+
+        class DirectWebSocket(base):  # type: ignore[misc]
+            async def __call__(self, environ: dict[str, Any]) -> Any:
+                socket = getattr(self.handler, "__self__", None)
+                protocol = getattr(environ.get("asgi.send"), "__self__", None)
+                sid = writes._attach(socket, protocol)
+                try:
+                    return await super().__call__(environ)
+                finally:
+                    if sid is not None:
+                        writes._open.pop(sid, None)
+
+        return DirectWebSocket
+
+    def _attach(self, socket: Any, protocol: Any) -> str | None:
+        # Only uvicorn's sans-I/O protocol is known to here (serving.py picks it).
+        if socket is None or not all(
+            hasattr(protocol, name)
+            for name in ("transport", "writable", "close_sent", "disconnected", "conn")
+        ):
+            return None
+        self._open[socket.sid] = (socket, protocol)
+        return str(socket.sid)
+
+    def write(self, eio_sid: str, frame: bytes) -> bool:
+        """Write ``frame`` to the WebSocket of ``eio_sid`` now; ``False`` (nothing
+        written) when it must go through the socket's queue."""
+        entry = self._open.get(eio_sid)
+        if entry is None:
+            return False
+        socket, protocol = entry
+        if (not socket.upgraded or socket.upgrading or socket.closing or socket.closed
+                or not socket.queue.writer_waiting()):
+            return False
+        if (protocol.close_sent or protocol.disconnected or not protocol.writable.is_set()
+                or protocol.conn.state is not State.OPEN or protocol.conn.extensions):
+            return False
+        protocol.transport.write(frame)
+        self.written += 1
+        return True
+
+    async def send(self, eio_sid: str, event: EncodedEvent) -> None:
+        """``event`` to one Engine.IO socket: written now when it can be, else queued
+        (python-engineio's ``send_packet``, which does not suspend on its unbounded
+        queue, so what is sent in a row arrives in that order)."""
+        if self.write(eio_sid, event.frame):
+            return
+        self.queued += 1
+        entry = self._open.get(eio_sid)
+        # Replaceable only while the browser is not reading (uvicorn's buffer is full),
+        # as the backlog is meant to be; a WebSocket that reads but whose writer has not
+        # had its turn yet (events that came in one read) gets every update.
+        backed_up = entry is None or not entry[1].writable.is_set()
+        await self._eio.send_packet(eio_sid, event.packet if backed_up else event.plain())

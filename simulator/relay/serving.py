@@ -75,6 +75,11 @@ def serve(
         lifespan="on",
         ws=_WS_PROTOCOL,
         ws_ping_interval=None,
+        # Off, as in the Node.js relay (socket.io's perMessageDeflate defaults to false):
+        # a browser offers it on every connection, and compressing each small frame costs
+        # more CPU than it saves bytes; it also keeps frames writable as encoded once per
+        # room (engine_internals, point 4).
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=2,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -45,6 +45,7 @@ from progress_sdk.cluster import is_cluster
 from progress_sdk.transport import mask_url
 
 from ..cluster_subscription import AsyncClusterPubSub
+from . import resp_pubsub
 from .stats import RelayStats
 
 __all__ = ["ChannelSubscriber", "PubSubLike", "open_detected_pubsub", "open_redis_pubsub"]
@@ -83,16 +84,19 @@ PubSubFactory = Callable[[], Awaitable[PubSubLike]]
 
 
 def open_redis_pubsub(url: str) -> PubSubFactory:
-    """The default ``open_pubsub``: a fresh ``redis.asyncio`` connection from ``url``."""
+    """The default ``open_pubsub``: a fresh connection from ``url``, read a chunk at a
+    time (``resp_pubsub``) where it can be, else through ``redis.asyncio``."""
+    keepalive = {getattr(socket, name): value for name, value in KEEPALIVE_OPTIONS.items()}
 
     async def open_pubsub() -> PubSubLike:
+        if resp_pubsub.supports(url):
+            return resp_pubsub.RespPubSub(
+                url, connect_timeout=d.CONNECT_TIMEOUT, keepalive_options=keepalive)
         client = aioredis.Redis.from_url(
             url,
             socket_connect_timeout=d.CONNECT_TIMEOUT,
             socket_keepalive=True,
-            socket_keepalive_options={
-                getattr(socket, name): value for name, value in KEEPALIVE_OPTIONS.items()
-            },
+            socket_keepalive_options=keepalive,
         )
         # The pubsub owns the client's connection; closing it closes the client too.
         pubsub: PubSubLike = client.pubsub()
