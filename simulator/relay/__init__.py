@@ -7,11 +7,14 @@ Needs the ``relay`` extra (python-socketio, uvicorn, websockets, PyJWT). See
 - ``routing``: ``EventRouter`` (decode, check, shape into socket events);
 - ``subscriber``: ``ChannelSubscriber`` (the Redis subscription, reconnecting);
   ``user_channels``: a node's subscriptions to its users' channels (``--user-channels``);
+  ``resp_pubsub``: the subscription's connection, read a chunk at a time;
 - ``backlog``: ``BacklogLimits`` (what may wait for one socket: progress coalesced,
   disconnected past the limit); ``engine_internals``: the one module that relies on
-  python-socketio's and python-engineio's internals;
-- ``server``: ``Relay`` (the Socket.IO server and its extension points); ``hooks``:
-  the hooks extensions add; ``http_routes``: its GET routes, ``/healthz``, ``/metrics``;
+  python-socketio's, python-engineio's and uvicorn's internals (each socket's queue,
+  frames written straight to idle WebSockets);
+- ``server``: ``Relay`` (the Socket.IO server and its extension points); ``registry``:
+  its sockets by user; ``hooks``: the hooks extensions add; ``http_routes``: its GET
+  routes, ``/healthz``, ``/metrics``;
 - ``serving``: ``bind`` and ``serve`` (uvicorn);
 - ``stats``: ``RelayStats``;
 - ``logs``: ``configure_logging`` (no token or password in any line).

@@ -380,6 +380,7 @@ class DirectWrites:
 
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._eio = sio.eio
+        self._manager = sio.manager
         self._open: dict[str, tuple[Any, Any]] = {}  # eio sid -> (socket, uvicorn protocol)
         self.written = 0
         """Frames written straight to a WebSocket."""
@@ -432,6 +433,20 @@ class DirectWrites:
         protocol.transport.write(frame)
         self.written += 1
         return True
+
+    def to_dict(self) -> dict[str, int]:
+        """The counters, for ``/healthz``."""
+        return {"direct": self.written, "queued": self.queued}
+
+    def room(self, room: str, skip: set[str]) -> list[str]:
+        """The Engine.IO sids of ``room``'s Socket.IO sockets, but those in ``skip``."""
+        return [eio_sid for sid, eio_sid in self._manager.get_participants("/", room)
+                if sid not in skip]
+
+    def engine_sid(self, sid: str) -> str | None:
+        """The Engine.IO sid under Socket.IO socket ``sid``; ``None`` when it is gone."""
+        eio_sid: str | None = self._manager.eio_sid_from_sid(sid, "/")
+        return eio_sid
 
     async def send(self, eio_sid: str, event: EncodedEvent) -> None:
         """``event`` to one Engine.IO socket: written now when it can be, else queued

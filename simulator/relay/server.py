@@ -85,6 +85,7 @@ from .hooks import (
     guarded,
 )
 from .http_routes import HealthSection, HttpResponse, HttpRoutes, RouteHandler
+from .registry import SocketRegistry
 from .routing import EventRouter, Routed, user_room
 from .stats import RelayStats
 from .subscriber import ChannelSubscriber, PubSubFactory, open_detected_pubsub
@@ -150,9 +151,7 @@ class Relay:
             where=config.redis_url, on_subscribed=self._hooks.subscribed,
         )
         self._user_channels = UserChannels(self.subscriber, config.channel) if users else None
-        self._sockets: dict[str, set[str]] = {}
-        self._user_of: dict[str, str] = {}
-        self._connecting: dict[str, str] = {}  # sid -> user id, while _on_connect runs
+        self._registry = SocketRegistry(self.stats)
         self._ended: dict[str, tuple[str, str]] = {}  # sid -> (reason, message)
         self._cut: set[str] = set()  # cut off, until python-socketio disconnected them
         self._background: list[Callable[[], Awaitable[None]]] = [self.subscriber.run]
@@ -160,9 +159,7 @@ class Relay:
         self._joining: set[asyncio.Task[None]] = set()
         self._http = HttpRoutes(self.stats)
         self._http.sections["backlog"] = self.backlog.to_dict
-        self._http.sections["writes"] = lambda: {
-            "direct": self.writes.written, "queued": self.writes.queued,
-        }
+        self._http.sections["writes"] = self.writes.to_dict
 
     # -- extension points -------------------------------------------------------------
 
@@ -209,24 +206,24 @@ class Relay:
 
     def connected_users(self) -> frozenset[str]:
         """The users with at least one socket on this node."""
-        return frozenset(self._sockets)
+        return self._registry.users()
 
     def user_sockets(self, user_id: str) -> frozenset[str]:
         """The sids of ``user_id``'s sockets on this node."""
-        return frozenset(self._sockets.get(user_id, ()))
+        return frozenset(self._registry.sockets_of(user_id) or ())
 
     def has_sockets(self, user_id: str) -> bool:
         """True when ``user_id`` has a socket on this node (per event: no set built)."""
-        return user_id in self._sockets
+        return self._registry.sockets_of(user_id) is not None
 
     def user_of(self, sid: str) -> str | None:
         """The user of a socket that is connected or connecting, else None."""
-        return self._user_of.get(sid) or self._connecting.get(sid)
+        return self._registry.user_of(sid)
 
     def is_live(self, sid: str) -> bool:
         """True while ``sid`` is connected or connecting, its client has not left, and
         the relay has not ended it: whether sending it anything still makes sense."""
-        if sid in self._ended or (sid not in self._user_of and sid not in self._connecting):
+        if sid in self._ended or self._registry.user_of(sid) is None:
             return False
         return engine_socket_open(self.sio, sid)
 
@@ -238,7 +235,7 @@ class Relay:
         if sid in self._ended or self.user_of(sid) is None:
             return False
         self._ended[sid] = (reason, message)
-        user_id = self._user_of.get(sid)
+        user_id = self._registry.registered(sid)
         if user_id is None:
             return True  # still in its admit hooks: _on_connect refuses it
         leave_room_now(self.sio, sid, user_room(user_id))
@@ -289,7 +286,7 @@ class Relay:
         stats.events_in[kind] += 1
         for hook in self._hooks.event:
             hook(routed)
-        sockets = self._sockets.get(routed.user_id)
+        sockets = self._registry.sockets_of(routed.user_id)
         if not sockets:
             stats.no_local_socket += 1
             return
@@ -301,23 +298,19 @@ class Relay:
 
     async def forward(self, routed: Routed) -> None:
         """Emit one routed event to its room (a test double overrides this)."""
-        skip = {sid for hook in self._hooks.skip for sid in hook(routed)}
-        targets = [eio_sid for sid, eio_sid in self.sio.manager.get_participants("/", routed.room)
-                   if sid not in skip]
-        send = self.writes.send
+        targets = self.writes.room(routed.room, {s for h in self._hooks.skip for s in h(routed)})
         for name, payload in routed.emits:
             event = encode_event(name, payload)  # once for the room, as python-socketio does
             for eio_sid in targets:
-                await send(eio_sid, event)
+                await self.writes.send(eio_sid, event)
 
     async def send(self, sid: str, name: str, payload: dict[str, Any]) -> bool:
         """Emit to socket ``sid`` alone, in order with everything sent to it before (no
         task in between, unlike ``sio.emit``); ``False`` when it is gone."""
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-        if eio_sid is None:
-            return False
-        await self.writes.send(eio_sid, encode_event(name, payload))
-        return True
+        eio_sid = self.writes.engine_sid(sid)
+        if eio_sid is not None:
+            await self.writes.send(eio_sid, encode_event(name, payload))
+        return eio_sid is not None
 
     async def emit_paced(self, sid: str, name: str, payload: dict[str, Any]) -> bool:
         """Emit to socket ``sid`` once its backlog has room; ``False`` (nothing sent) when
@@ -340,9 +333,7 @@ class Relay:
                 raise socketio.exceptions.ConnectionRefusedError(ended[1])
             self.stats.left_while_connecting += 1
             return False
-        self._user_of[sid] = user_id
-        self._sockets.setdefault(user_id, set()).add(sid)
-        self._count_sockets()
+        self._registry.add(sid, user_id)
         self.stats.connects += 1
         log.debug("socket %s connected as user %r", sid, user_id)
         # The join (catch-up) runs after this handler returned, not in it: python-socketio
@@ -369,12 +360,12 @@ class Relay:
         python-socketio's refusal (counted by reason) otherwise."""
         try:
             identity = self.verifier.identify(auth)
-            self._connecting[sid] = identity.user_id
+            self._registry.connecting[sid] = identity.user_id
             try:
                 for admit in self._hooks.admit:
                     await admit(sid, identity)
             finally:
-                del self._connecting[sid]
+                del self._registry.connecting[sid]
         except TokenRefused as refused:
             self.stats.refused[refused.reason] += 1
             log.info("refused a socket: %s", refused)
@@ -408,34 +399,24 @@ class Relay:
         if queue is not None:  # a paced emit still waiting for this socket gives up
             queue.end()
         self._cut.discard(sid)
-        user_id = self._user_of.get(sid)
+        user_id = self._registry.registered(sid)
         if user_id is not None:
             log.debug("socket %s of user %r disconnected: %s", sid, user_id,
                       reason[0] if reason else "unknown")
         self._unregister(sid)
 
     def _unregister(self, sid: str) -> None:
-        user_id = self._user_of.pop(sid, None)
+        user_id = self._registry.remove(sid)
         if user_id is None:
             return
-        sids = self._sockets.get(user_id)
-        if sids is not None:
-            sids.discard(sid)
-            if not sids:
-                del self._sockets[user_id]
-                if self._user_channels is not None:
-                    self._user_channels.left(user_id)
-        self._count_sockets()
+        if self._user_channels is not None and self._registry.sockets_of(user_id) is None:
+            self._user_channels.left(user_id)
         self.stats.disconnects += 1
         self._release(sid, user_id)
 
     def _release(self, sid: str, user_id: str) -> None:
         self._ended.pop(sid, None)
         self._hooks.released(sid, user_id)
-
-    def _count_sockets(self) -> None:
-        self.stats.sockets = len(self._user_of)
-        self.stats.users = len(self._sockets)
 
     # -- HTTP -------------------------------------------------------------------------
 
