@@ -37,25 +37,29 @@ Modes:
   each of ``--rates`` with each of ``--sockets-list``; CPU per event, p50/p99, peak RSS,
   received/expected and the load's CPU for both. ``--quick``: 1k/s, 100 sockets, 2 s,
   once (a smoke run, not figures).
-- ``--split`` (issue #18, deliver 3): relays started with ``--user-channels``, the
-  publisher sending each event to ``{channel}:user:{user_id}``; ``1 node`` with every
-  socket against ``split``: two nodes, each with half of the users (both sockets of a
-  user on the same node), interleaved, at each of ``--rates``. A node's capacity is
-  derived from its CPU, not found by raising the rate until it breaks: on a 2-core
-  machine shared with the load (and other work), two relays cannot each get the core a
-  stepped search would need, so the stepped figure would measure the machine. Instead:
-  the events/s a layout sustains at one core per node = published / the busiest node's
-  CPU seconds (the node that saturates first), and the ratio split / 1 node. Run the
-  split at twice the single node's rate too (e.g. ``--rates 3000,6000``): then each node
-  of the split reads what the single node read, and CPU per event, which falls as the
-  rate rises (batching), is compared at the same per-node rate. p50/p99 at each rate show
-  both layouts kept up (``--p99-bound-ms``: a row above it is marked, as is one short of
-  deliveries); on a quiet machine with a core per process, the highest rate each layout
-  held within the bound is printed too.
+- ``--split`` (issue #18, deliver 3): ``1 node`` with every user against ``split``, two
+  nodes each with half of the users (both sockets of a user on the same node), both
+  started with ``--user-channels`` and the publisher sending each event to
+  ``{channel}:user:{user_id}``; and ``split*``, the same split on the contract channel
+  (every node reads every event: the cost user channels remove). Interleaved, at each of
+  ``--rates``. A layout's capacity is derived from its CPU, not found by raising the rate
+  until it breaks: on a 2-core machine shared with the load (and other work), two relays
+  cannot each get the core a stepped search needs, so the stepped figure would measure
+  the machine. Instead: events/s at one core per node = published / the busiest node's
+  CPU seconds (the node that saturates first), and the ratio to ``1 node``'s. Run the
+  split at twice the single node's rate too (the default ``--rates 3000,6000``): then a
+  split node reads what the single node read, and CPU per event, which falls as the rate
+  rises (batching), is compared at the same rate per node. p50/p99 show the layouts kept
+  up (``!`` marks a row above ``--p99-bound-ms`` or short of deliveries: a relay cut off
+  by the drain limit has its CPU understated, its capacity overstated); the highest rate
+  each layout held within the bound is printed too, a capacity only on a machine with a
+  core per relay process and more for the load.
 - ``--loops``: uvloop against asyncio on one node; ``--micro``: per-event costs of
   encoding and subscription reads (benchmarks/relay_micro.py).
 
-Run it on a quiet machine; the load average is printed with every row.
+Run it on a quiet machine; the load average is printed with every row. The relays run
+``python -c "from simulator.cli import main; main()"`` in the current directory, so the
+``simulator`` package there (or on PYTHONPATH) is the one measured.
 """
 
 from __future__ import annotations
