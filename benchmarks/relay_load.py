@@ -34,9 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent))
+
+# A user's channel, as the publisher and ``progress-sim relay --user-channels`` name it.
+from progress_sdk.sharding import user_channel  # noqa: E402
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "benchmark-secret-that-is-32-bytes-long!"
-HERE = Path(__file__).resolve()
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TICK = 0.01  # the publisher's pacing: one pipeline every 10 ms
 
@@ -45,11 +50,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def user_channel(channel: str, user_id: str) -> str:
-    """A user's own channel, as ``progress-sim relay --user-channels`` reads it."""
-    return f"{channel}:user:{user_id}"
 
 
 def event_bytes(user: str, seq: int, sent: float, stamp: str, media: str = "") -> bytes:
@@ -379,7 +379,6 @@ def _publish_main(spec: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent.parent))
     if sys.argv[1] == "client":
         import uvloop
 
