@@ -396,29 +396,37 @@ def _simulate(config: E2EConfig, prefix: str) -> int:
 
 async def _settle(truth: _Truth, probes: list[_Probe], config: E2EConfig,
                   sentinels: Sentinels | None, late: _Probe | None) -> None:
-    # Done when every socket has as many progress_update events as the channel carried
-    # for its user and then its sentinels (listening: a short wait for duplicates), or
-    # when nothing new arrived for settle_seconds (what is missing then is lost).
-    settle_seconds = config.settle_seconds
+    # Simulating (the run is over): done once every socket and the ground truth have the
+    # sentinels published now, after everything else (simulator.sentinels); what is
+    # missing then is lost, whatever the machine's load. Listening: once every socket has
+    # as many progress_update events as the channel carried for its user, then a short
+    # wait for duplicates. Either way, also done when nothing new arrived for
+    # settle_seconds (a relay that stopped forwarding: the rest is lost).
+    logs = [p.log for p in [*probes, *([late] if late else [])]]
+    if sentinels is not None:
+        await asyncio.to_thread(sentinels.publish, config.redis_url)
+
     def arrived() -> int:
-        return sum(len(p.log.received) for p in probes) + len(truth.events)
+        return sum(len(log.received) for log in logs) + len(truth.events)
 
     last, quiet_since = -1, time.monotonic()
     while True:
-        per_user: dict[str, int] = {}
-        for event in truth.events:
-            per_user[event.user_id] = per_user.get(event.user_id, 0) + 1
-        if all(len(p.log.updates()) >= per_user.get(p.log.user_id, 0) for p in probes):
-            if sentinels is None:
-                await asyncio.sleep(_DUPLICATE_WINDOW)
-            else:
-                await asyncio.to_thread(sentinels.publish, config.redis_url)
-                await sentinels.wait([p.log for p in [*probes, *([late] if late else [])]],
-                                     settle_seconds)
+        if sentinels is not None:
+            if sentinels.complete(logs):
+                return
+        elif _each_has_its_users_events(truth, probes):
+            await asyncio.sleep(_DUPLICATE_WINDOW)
             return
         now, count = time.monotonic(), arrived()
         if count != last:
             last, quiet_since = count, now
-        elif now - quiet_since > settle_seconds:
+        elif now - quiet_since > config.settle_seconds:
             return
         await asyncio.sleep(0.05)
+
+
+def _each_has_its_users_events(truth: _Truth, probes: list[_Probe]) -> bool:
+    per_user: dict[str, int] = {}
+    for event in truth.events:
+        per_user[event.user_id] = per_user.get(event.user_id, 0) + 1
+    return all(len(p.log.updates()) >= per_user.get(p.log.user_id, 0) for p in probes)
