@@ -41,6 +41,18 @@ _lock = threading.Lock()
 _settings = Settings(prefix=os.environ.get(ENV_PREFIX) or DEFAULT_PREFIX)
 
 
+def _new_lock_in_child() -> None:
+    # A work horse asks for its publisher under this lock as its job starts, and the
+    # worker's sweeper thread takes it every sweep: held by that thread at the fork, the
+    # horse's copy would stay locked and the job would wait forever.
+    global _lock  # noqa: PLW0603 - the child needs a fresh lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def configure(
     *,
     publisher: ProgressPublisher | None = None,

@@ -20,6 +20,7 @@ or ``progress-sim worker``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from datetime import timezone
 from typing import Any
 
 from rq import Worker
+from rq.exceptions import StopRequested
 
 from ..failures import traceback_text
 from ..publisher import ProgressPublisher
@@ -98,6 +100,10 @@ class TrackingWorker(Worker):
     alive_ttl: float = 15.0
     #: Seconds between two sweeps of this worker's sweeper thread.
     sweep_interval: float = 5.0
+    #: Seconds a stopping worker waits for its scheduler process (``--with-scheduler``)
+    #: after SIGTERM before it kills it. RQ's scheduler checks for a stop once a second
+    #: and then releases its locks; a scheduler stuck past this holds the worker no longer.
+    scheduler_stop_timeout: float = 10.0
 
     def __init__(
         self,
@@ -115,6 +121,7 @@ class TrackingWorker(Worker):
         if sweep_interval is not None:
             self.sweep_interval = sweep_interval
         self._killed: dict[str, int] = {}
+        self._reported: str | None = None  # the job monitor_work_horse reported
         self._stop_sweeping = threading.Event()
         self._sweeper: threading.Thread | None = None
 
@@ -125,9 +132,29 @@ class TrackingWorker(Worker):
     def execute_job(self, job: Any, queue: Any) -> Any:
         """Own the job (for the sweeper), run it, then close it if nobody did."""
         self._shared_state().record_job(job.id, owner=self.name)
+        self._reported = None
         try:
             return super().execute_job(job, queue)
         finally:
+            if self._reported != job.id:  # no horse was monitored (the fork failed)
+                self._report(job, "the job ended without reporting its result", None)
+
+    def monitor_work_horse(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
+        """Wait for the horse, then close the job if nobody did, while still busy.
+
+        Busy matters: RQ's SIGTERM handler raises ``StopRequested`` wherever an idle
+        worker's main thread is. Raised in this report, after RQ had set the worker idle,
+        it was swallowed by the report's ``except Exception`` and the worker went on; a
+        non-burst one then waited for its next job instead of stopping (#20: a
+        `progress-sim worker` that did not exit within 60 s of SIGTERM in 1 of 3 suite
+        runs beside two CPU hogs; tests/test_rq_worker_stop.py sends it there every
+        time). A busy worker's SIGTERM is RQ's warm shutdown: the report ends, then the
+        worker stops.
+        """
+        try:
+            return super().monitor_work_horse(job, queue, *args, **kwargs)
+        finally:
+            self._reported = job.id
             self._report(job, "the job ended without reporting its result", None)
 
     def handle_work_horse_killed(self, job: Any, retpid: Any, ret_val: Any, rusage: Any) -> None:
@@ -163,6 +190,8 @@ class TrackingWorker(Worker):
                 attempt=attempts - job.retries_left + 1, attempts=attempts,
                 delivery_timeout=config.delivery_timeout,
             )
+        except StopRequested:
+            raise  # see _report
         except Exception:
             log.exception("job %s: could not report its retry", job.id)
 
@@ -177,6 +206,8 @@ class TrackingWorker(Worker):
                 failure_reason(job, exc_string, exit_status),
                 delivery_timeout=config.delivery_timeout,
             )
+        except StopRequested:
+            raise  # an idle worker's SIGTERM (see monitor_work_horse): stop, as asked
         except Exception:
             log.exception("job %s: could not report its failure", job.id)
 
@@ -201,6 +232,31 @@ class TrackingWorker(Worker):
         except TypeError:  # redis-py before 8: stop() takes no timeout and does not join
             thread.stop()
         pubsub.close()
+
+    def stop_scheduler(self) -> None:
+        """Stop the scheduler process (``--with-scheduler``) within a bound.
+
+        RQ's own sends SIGTERM and then waits for the process without a limit: a
+        scheduler that never got back to its loop (stuck in a call, or forked while
+        another thread held a lock it needs) would hold the worker's exit forever. This one
+        waits ``scheduler_stop_timeout`` seconds, then kills it (SIGKILL) and says so;
+        its locks then expire on their own (RQ's lock TTL: its interval plus 60 s).
+        """
+        # rq keeps the process private; its own stop_scheduler() reads the same attribute.
+        process = getattr(self.scheduler, "_process", None)
+        # Stopped already (a warm shutdown stops it first): its pid may be another's now.
+        if process is None or not process.pid or process.exitcode is not None:
+            return
+        with contextlib.suppress(OSError):  # it has just exited
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(self.scheduler_stop_timeout)
+        if process.is_alive():
+            log.warning(
+                "worker %s: scheduler process %s did not stop within %s s of SIGTERM; "
+                "killing it (SIGKILL)", self.name, process.pid, self.scheduler_stop_timeout,
+            )
+            process.kill()
+            process.join()
 
     # -- liveness and the sweeper ----------------------------------------------------
 

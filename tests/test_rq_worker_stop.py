@@ -1,0 +1,159 @@
+"""How a ``TrackingWorker`` stops: within a bound, and after reporting what it was.
+
+#20: a `progress-sim worker --with-scheduler` sent SIGTERM now and then did not exit
+within 60 s beside two CPU hogs. RQ's SIGTERM handler raises ``StopRequested`` wherever
+an idle worker's main thread is; landing in the report the worker makes after a job, it
+was swallowed there, and the worker went on waiting for jobs. And RQ waits for its
+scheduler process without a limit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import fakeredis
+import pytest
+import redis
+from rq import Queue
+from rq.scheduler import RQScheduler
+
+from progress_sdk import ProgressPublisher
+from progress_sdk.rq import TrackingWorker, configure, enqueue_media
+from progress_sdk.rq.settings import ENV_PREFIX, current
+
+TESTS = Path(__file__).parent
+MODEL = "SIGLIP-LSTM-V4"
+
+
+def _ignore_sigterm(ready: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    while True:
+        signal.pause()
+
+
+def _worker_with_scheduler(target: Any) -> tuple[TrackingWorker, Any]:
+    """A TrackingWorker whose scheduler process runs ``target(ready)``, once it is ready."""
+    connection = fakeredis.FakeRedis()
+    worker = TrackingWorker([Queue("q", connection=connection)], connection=connection)
+    context = multiprocessing.get_context("fork")  # as RQ starts its scheduler
+    ready = context.Event()
+    process = context.Process(target=target, args=(ready,), name="Scheduler")
+    process.start()
+    assert ready.wait(60), "the scheduler process never started"
+    worker.scheduler = RQScheduler(worker.queues, connection=connection)
+    worker.scheduler._process = process  # what RQScheduler.start() sets
+    return worker, process
+
+
+def _stop_at_once(ready: Any) -> None:
+    ready.set()
+    while True:
+        signal.pause()
+
+
+def test_a_scheduler_that_ignores_sigterm_is_killed_and_the_worker_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RQ would wait for it forever; the worker waits its bound, then SIGKILLs it and
+    logs a warning naming the process."""
+    worker, process = _worker_with_scheduler(_ignore_sigterm)
+    worker.scheduler_stop_timeout = 0.2
+    try:
+        with caplog.at_level(logging.WARNING, logger="progress_sdk.rq"):
+            worker.stop_scheduler()
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+    assert process.exitcode == -signal.SIGKILL
+    (record,) = [r for r in caplog.records if r.name == "progress_sdk.rq"]
+    assert record.levelno == logging.WARNING
+    assert f"scheduler process {process.pid} did not stop" in record.getMessage()
+    assert "SIGKILL" in record.getMessage()
+
+
+def test_a_scheduler_that_stops_on_sigterm_is_not_killed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGTERM ends it; nothing is killed or logged, and a second stop (RQ's teardown
+    after a warm shutdown) signals nobody."""
+    worker, process = _worker_with_scheduler(_stop_at_once)
+    try:
+        with caplog.at_level(logging.WARNING, logger="progress_sdk.rq"):
+            worker.stop_scheduler()
+            worker.stop_scheduler()
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+    assert process.exitcode == -signal.SIGTERM
+    assert [r for r in caplog.records if r.name == "progress_sdk.rq"] == []
+
+
+@pytest.fixture
+def rq_url(redis_url: str) -> str:
+    """The same server, database 15 (RQ's keys, as in tests/test_rq_integration.py)."""
+    return urlunsplit(urlsplit(redis_url)._replace(path="/15"))
+
+
+@pytest.fixture
+def rq_queue(rq_url: str) -> Iterator[Queue]:
+    """A queue of this test alone; deleted with its jobs after."""
+    connection = redis.Redis.from_url(rq_url)
+    queue = Queue(f"progress-test-{uuid.uuid4().hex}", connection=connection)
+    yield queue
+    registries = [queue.started_job_registry, queue.finished_job_registry,
+                  queue.failed_job_registry, queue.deferred_job_registry]
+    job_ids = set(queue.get_job_ids())
+    for registry in registries:
+        job_ids.update(registry.get_job_ids())
+    for job_id in job_ids:
+        connection.delete(f"rq:job:{job_id}", f"rq:results:{job_id}",
+                          f"rq:job:{job_id}:dependents", f"rq:job:{job_id}:dependencies")
+    connection.delete(*(registry.key for registry in registries))
+    queue.delete(delete_jobs=True)
+    connection.close()
+
+
+@pytest.mark.redis
+def test_sigterm_while_the_worker_reports_a_job_stops_it_after_the_report(
+    redis_url: str, rq_url: str, rq_queue: Queue, channel: str, subscriber: Any
+) -> None:
+    """The job ends without reporting its model; SIGTERM reaches the worker's main
+    process as it reports that (tests/rq_stopping.py). The report is whole (the model's
+    failure, then the media's end) and the worker, not a burst one, exits 0."""
+    prefix = f"progress-test-rq:{uuid.uuid4().hex}"
+    before = current().prefix
+    configure(prefix=prefix)
+    try:
+        with ProgressPublisher(redis_url, channel) as publisher:
+            enqueue_media(rq_queue, "rq_stopping.unreported", media_id="m-stop", user_id="u-1",
+                          models=[MODEL], publisher=publisher)
+    finally:
+        configure(prefix=before)
+    # A hung test's bound only: before #20's fix this worker never exited.
+    worker = subprocess.run(
+        [sys.executable, str(TESTS / "rq_stopping.py"), rq_url, rq_queue.name, redis_url,
+         channel],
+        env=dict(os.environ, **{ENV_PREFIX: prefix}), capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert "could not report" not in worker.stderr, worker.stderr[-3000:]
+    events = [json.loads(raw) for raw in subscriber.settled()]
+    assert [e["event"] for e in events] == [
+        "PROCESSING_STARTED", "ANALYSIS_QUEUED", "ANALYSIS_FAILED", "PROCESSING_FAILED",
+    ]
+    assert events[2]["data"]["error_message"] == "the job ended without reporting its result"
