@@ -2,10 +2,10 @@
 
 Each job reports ``frames`` frames per model, ``frame_seconds`` apart, and does to each
 model what ``plan`` says: ``fail`` raises at half way, ``sigkill`` kills its own work
-horse there, ``hang`` blocks SIGALRM (as native code that never returns to Python
-would) and sleeps, so only RQ's hard timeout ends it; ``stall`` sleeps. ``fail`` aside,
-the job first writes ``<marker>:<model>`` = its pid to Redis, so the test knows when to
-act and whom to kill.
+horse there, ``hang`` ignores SIGALRM (as native code that never returns to Python
+would) and sleeps, so RQ's soft timeout cannot end it, only a kill; ``stall`` sleeps.
+``fail`` aside, the job writes ``<marker>:<model>`` = its pid to Redis, so the test
+knows when to act and whom to kill: ``hang`` once it has run 2 s past its timeout.
 """
 
 from __future__ import annotations
@@ -40,12 +40,17 @@ def _misbehave(model: str, what: str, marker: str | None) -> None:
     if what == "fail":
         raise ModelError(f"{model} lost the face track")
     job = get_current_job()
+    if what == "hang" and job is not None:
+        # Ignored, not blocked: the horse's other threads would take a blocked SIGALRM,
+        # and its handler would raise here once this thread ran Python again.
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        # Past the timeout by more than the moment between the fork and the worker's
+        # noting the job's start: its failure then reads as a timeout's.
+        time.sleep((job.timeout or 0) + 2)
     if marker is not None and job is not None:
         job.connection.set(f"{marker}:{model}", os.getpid(), ex=300)
     if what == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
-    if what == "hang":
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     if what in ("hang", "stall"):
         time.sleep(600)
 
