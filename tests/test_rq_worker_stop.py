@@ -16,6 +16,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +159,34 @@ def test_sigterm_while_the_worker_reports_a_job_stops_it_after_the_report(
         "PROCESSING_STARTED", "ANALYSIS_QUEUED", "ANALYSIS_FAILED", "PROCESSING_FAILED",
     ]
     assert events[2]["data"]["error_message"] == "the job ended without reporting its result"
+
+
+def test_a_horse_forked_while_the_sweeper_holds_the_settings_lock_gets_its_publisher() -> None:
+    """The worker's sweeper thread asks for the publisher under the settings' lock every
+    sweep; a horse forked at that moment gets a lock of its own, not a held copy."""
+    from progress_sdk.rq import settings
+
+    held, release = threading.Event(), threading.Event()
+
+    def sweeper() -> None:
+        with settings._lock:
+            held.set()
+            release.wait()
+
+    thread = threading.Thread(target=sweeper)
+    thread.start()
+    held.wait()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the horse
+            os._exit(0 if settings.default_publisher() is not None else 1)
+    finally:
+        release.set()
+        thread.join()
+    deadline = time.monotonic() + 60  # a hung test's bound only
+    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if status[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert status[0] == pid and os.waitstatus_to_exitcode(status[1]) == 0
