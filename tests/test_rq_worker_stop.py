@@ -1,4 +1,5 @@
-"""How a ``TrackingWorker`` stops: within a bound, and after reporting what it was.
+"""How a ``TrackingWorker`` stops (within a bound, after reporting what it was doing),
+and the timing of what its threads and forks do meanwhile.
 
 #20: a `progress-sim worker --with-scheduler` sent SIGTERM now and then did not exit
 within 60 s beside two CPU hogs. RQ's SIGTERM handler raises ``StopRequested`` wherever
@@ -190,3 +191,30 @@ def test_a_horse_forked_while_the_sweeper_holds_the_settings_lock_gets_its_publi
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert status[0] == pid and os.waitstatus_to_exitcode(status[1]) == 0
+
+
+def test_the_sweeper_thread_sweeps_every_sweep_interval_even_below_the_liveness_beat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The liveness key is refreshed every alive_ttl/3 s (here 20 min); sweeps still come
+    every sweep_interval (here 10 ms): three of them long before a second beat."""
+    from progress_sdk.rq import worker as worker_module
+
+    swept: list[object] = []
+    three = threading.Event()
+
+    def counting_sweep(connection: object) -> int:
+        swept.append(connection)
+        if len(swept) >= 3:
+            three.set()
+        return 0
+
+    monkeypatch.setattr(worker_module, "sweep", counting_sweep)
+    connection = fakeredis.FakeRedis()
+    worker = TrackingWorker([Queue("q", connection=connection)], connection=connection,
+                            alive_ttl=3600, sweep_interval=0.01)
+    worker.register_birth()
+    try:
+        assert three.wait(60), f"{len(swept)} sweeps"  # a hung test's bound: 20 min before
+    finally:
+        worker.register_death()

@@ -285,7 +285,11 @@ class TrackingWorker(Worker):
     def _keep_alive_and_sweep(self) -> None:
         beat = max(self.alive_ttl / 3, 0.1)
         next_sweep = time.monotonic()
-        while not self._stop_sweeping.wait(0 if next_sweep <= time.monotonic() else beat):
+        # Wakes for whichever is due first: waiting a whole beat swept every alive_ttl/3
+        # s however short sweep_interval was (5 s instead of 1 s with the defaults' TTL).
+        while not self._stop_sweeping.wait(
+            max(0.0, min(beat, next_sweep - time.monotonic()))
+        ):
             try:
                 self._shared_state().keep_alive(self.name, self.alive_ttl)
                 if time.monotonic() >= next_sweep:
