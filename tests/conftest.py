@@ -11,10 +11,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import js_package
 import pytest
 import redis
+from hypothesis import is_hypothesis_test
 from redis_cluster import ClusterStartError, LocalCluster
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -25,24 +27,65 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("PROGRESS_SNAPSHOT_PREFIX", f"test-session-{uuid.uuid4().hex[:8]}:")
 
 
-# Tests that share an expensive fixture stay on one pytest-xdist worker (the suite runs
+# Tests that share an expensive fixture run on one pytest-xdist worker (the suite runs
 # with -n 4 --dist loadgroup, see pyproject.toml), which then sets it up once: the session's
-# Redis Cluster (six redis-server processes) and these modules' module-scoped fixtures
-# (a Chromium, a relay, an own redis-server, npm packages). Every other test goes to
-# whichever worker is free: most of the suite's wall time is waiting on subprocesses,
-# sockets and timers, and four workers wait side by side.
-SHARED_FIXTURE_MODULES = frozenset({
-    "test_browser_panel.py", "test_e2e_node_relay.py", "test_relay_node_client.py",
-    "test_relay_server.py", "test_sim_redis.py",
-})
+# Redis Cluster (six redis-server processes), clients/js built by tsc (the js_client
+# fixture: on four workers, three waited 25 s for the first one's build under its lock,
+# beside two CPU hogs) and these modules' module-scoped fixtures (a Chromium, a relay, an
+# own redis-server, npm packages). By module: a test elsewhere that uses one of these
+# fixtures sets it up on its own worker. Every other test goes to whichever worker is
+# free: most of the suite's wall time is waiting on subprocesses, sockets and timers, and
+# four workers wait side by side.
+GROUPS = {
+    "redis-cluster": ("test_cluster.py", "test_publisher_cluster.py", "test_relay_cluster.py",
+                      "test_sim_cluster.py", "test_snapshot_cluster.py"),
+    "js-client": ("test_js_client.py", "test_js_client_relay.py", "test_typescript_types.py"),
+    **{module: (module,) for module in (
+        "test_browser_panel.py", "test_e2e_node_relay.py", "test_relay_node_client.py",
+        "test_relay_server.py", "test_sim_redis.py",
+    )},
+}
+GROUP_OF_MODULE = {module: group for group, modules in GROUPS.items() for module in modules}
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` by the modules of ``GROUPS``.
+
+    pytest-xdist 3.8 groups the tests it finds an ``xdist_group`` mark on by appending
+    the group to their node ids, which pytest 9.2 ignores (pytest-xdist#1386): every
+    test went to any worker, and every worker started its own Redis Cluster and
+    Chromium. This scheduler finds a test's group from its node id's module instead.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # only with xdist
+
+    class ModuleGroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            return GROUP_OF_MODULE.get(module, nodeid)
+
+    return ModuleGroupScheduling(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "redis_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("redis-cluster"))
-        elif item.path.name in SHARED_FIXTURE_MODULES:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_starts_late)
+
+
+def _starts_late(item: pytest.Item) -> bool:
+    """Whether a test may wait for the quick ones: pytest-xdist hands out the groups first
+    (the largest first), then single tests in this order, so the long ones (slow, or a
+    Hypothesis property test of hundreds of examples) start early and the run does not
+    end on one of them while the other workers are idle. A group's tests keep their
+    order: a module-scoped fixture is set up once only if its module's tests run in a row.
+    """
+    if item.path.name in GROUP_OF_MODULE:
+        return True
+    long = item.get_closest_marker("slow") is not None or is_hypothesis_test(
+        getattr(item, "obj", None))
+    return not long
 
 
 @pytest.fixture(scope="session")
