@@ -11,8 +11,10 @@ media's finalizer.
 
 It overrides only hooks RQ has kept public and stable since 1.16: ``handle_job_failure``
 (every failure, in the parent and in the horse), ``handle_work_horse_killed`` (the exit
-status of a killed horse), ``execute_job`` (which job this worker owns) and
-``register_birth``/``register_death`` (a liveness key and the sweeper thread). Failures
+status of a killed horse), ``execute_job`` (which job this worker owns),
+``monitor_work_horse`` (closing the job while the worker is still busy),
+``stop_scheduler`` (bounded) and ``register_birth``/``register_death`` (a liveness key and
+the sweeper thread). Failures
 it cannot see (the worker killed with its horse) are left to the sweeper; see
 ``progress_sdk.rq.sweeper``. Use it with ``rq worker -w progress_sdk.rq.TrackingWorker``
 or ``progress-sim worker``.
