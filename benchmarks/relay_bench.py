@@ -4,7 +4,7 @@
         [--repeats 3] [--client-procs 2]
     python benchmarks/relay_bench.py --vs-node [--rates 1000,3000,5000,12000]
         [--sockets-list 100,500] | --vs-node --quick
-    python benchmarks/relay_bench.py --split [--rates 3000,6000] [--p99-bound-ms 100]
+    python benchmarks/relay_bench.py --split [--rates 3000,6000,12000] [--p99-bound-ms 100]
     python benchmarks/relay_bench.py --loops | --micro
 
 Each trial: relay processes on free ports; the sockets (two per user) in ``--client-procs``
@@ -47,7 +47,7 @@ Modes:
   cannot each get the core a stepped search needs, so the stepped figure would measure
   the machine. Instead: events/s at one core per node = published / the busiest node's
   CPU seconds (the node that saturates first), and the ratio to ``1 node``'s. Run the
-  split at twice the single node's rate too (the default ``--rates 3000,6000``): then a
+  split at twice the single node's rate too (the default ``--rates 3000,6000,12000``): then a
   split node reads what the single node read, and CPU per event, which falls as the rate
   rises (batching), is compared at the same rate per node. p50/p99 show the layouts kept
   up (``!`` marks a row above ``--p99-bound-ms`` or short of deliveries: a relay cut off
@@ -381,7 +381,7 @@ def compare_split(args: argparse.Namespace) -> None:
     per-user channels (and on the contract channel, for the cause); capacity at one core
     per node from the busiest node's CPU."""
     _require_user_channels()
-    rates = [int(r) for r in (args.rates or "3000,6000").split(",")]
+    rates = [int(r) for r in (args.rates or "3000,6000,12000").split(",")]
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
     for repeat in range(args.repeats):
         order = list(SPLIT) if repeat % 2 == 0 else list(reversed(SPLIT))
@@ -456,7 +456,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default=None,
                         help="Comma-separated events/s (default 5000,1000; --vs-node "
-                             "1000,3000,5000,12000; --split 3000,6000).")
+                             "1000,3000,5000,12000; --split 3000,6000,12000).")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--sockets", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
