@@ -5,7 +5,7 @@
     python benchmarks/relay_bench.py --vs-node [--rates 1000,3000,5000,12000]
         [--sockets-list 100,500] | --vs-node --quick
     python benchmarks/relay_bench.py --split [--rates 3000,6000,12000] [--p99-bound-ms 100]
-    python benchmarks/relay_bench.py --loops | --micro
+    python benchmarks/relay_bench.py --loops | --micro | --calibrate-publisher
 
 Each trial: relay processes on free ports; the sockets (two per user) in ``--client-procs``
 client processes (benchmarks/relay_load.py, a minimal WebSocket/Engine.IO client);
@@ -26,6 +26,9 @@ core, and ``headroom``: the deliveries/s the client processes could take at a fu
 each, over the deliveries/s the run asked of them. ``--client-procs`` defaults to 2: the
 client costs 15-26 µs of CPU per delivery (7 Dec 2026, at load 10-18 on 2 cores), so 12k
 events/s to 500 sockets (24k deliveries/s) is ~0.2 core per process, headroom ~4x.
+``--calibrate-publisher`` runs the publisher alone at each rate: by itself it held 12k/s
+exactly (72,000 in 6.0 s, 13-15 µs of CPU per event, at worst 43-65 ms behind its
+schedule, load 13, 7 Dec 2026), so a trial's ``in/s`` short of the rate is contention.
 
 Modes:
 
@@ -452,6 +455,23 @@ def compare_loops(args: argparse.Namespace) -> None:
               f"p50 {med['p50_ms']:.1f} ms, p99 {med['p99_ms']:.1f} ms")
 
 
+def calibrate_publisher(args: argparse.Namespace) -> None:
+    """The publisher alone (no relay, no subscriber) at each rate: whether it holds the
+    rate by itself, so a trial's shortfall is the machine's contention, not its ceiling."""
+    rates = [int(r) for r in (args.rates or "1000,3000,5000,12000").split(",")]
+    users = [f"bench-{i}" for i in range(args.sockets // 2)]
+    print(f"{'rate':>6} {'in/s':>8} {'CPU us/event':>12} {'cores':>6} {'late ms':>8} {'load':>5}")
+    for rate in rates:
+        for _ in range(args.repeats):
+            load = os.getloadavg()[0]
+            sent = publish(f"bench-publisher-{uuid.uuid4().hex}", users, rate, args.seconds,
+                           per_user=False, timeout=args.seconds * 10 + 60)
+            print(f"{rate:>6} {sent['published'] / sent['seconds']:>8,.0f} "
+                  f"{sent['cpu'] * 1e6 / sent['published']:>12.1f} "
+                  f"{sent['cpu'] / sent['seconds']:>6.2f} {sent['late_max_ms']:>8.0f} "
+                  f"{load:>5.1f}", flush=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default=None,
@@ -472,6 +492,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="Per-user channels: one node against two with half the users each.")
     mode.add_argument("--loops", action="store_true",
                       help="One node at the first rate, uvloop against asyncio.")
+    mode.add_argument("--calibrate-publisher", action="store_true",
+                      help="The publisher alone at each rate (default 1k/3k/5k/12k).")
     mode.add_argument("--micro", action="store_true",
                       help="Packet encoding and subscription reads per event.")
     parser.add_argument("--sockets-list", default=None,
@@ -496,6 +518,8 @@ def main() -> None:
         compare_split(args)
     elif args.loops:
         compare_loops(args)
+    elif args.calibrate_publisher:
+        calibrate_publisher(args)
     else:
         compare_fanout(args)
 
