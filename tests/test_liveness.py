@@ -18,6 +18,7 @@ import fakeredis
 import pytest
 import redis
 from conftest import Subscriber
+from counted_sweeper import Sweeping
 from redis_cluster import LocalCluster
 from test_sim_cluster import Collector
 
@@ -36,7 +37,7 @@ from progress_sdk.snapshot import (
     read_media,
     read_user,
 )
-from progress_sdk.sweeper import OWNER_GONE, STALE, STUCK, Sweeper, SweepResult
+from progress_sdk.sweeper import OWNER_GONE, STALE, STUCK, Sweeper
 from simulator.cluster_subscription import ClusterSubscription
 
 WORKER = Path(__file__).with_name("liveness_worker.py")
@@ -158,45 +159,13 @@ def test_the_key_is_refreshed_on_its_own_timer_and_deleted_on_release() -> None:
 # -- real processes -------------------------------------------------------------------------
 
 
-class Sweeping:
-    """A sweeper's ``run()`` on a thread, counting the passes it finished (its ``sweep``
-    wrapped on the instance), so a test can wait for passes rather than for time."""
-
-    def __init__(self, sweeper: Sweeper) -> None:
-        self.sweeper = sweeper
-        self.passes = 0
-        self._done = threading.Condition()
-        inner = sweeper.sweep
-
-        def sweep(now: float | None = None) -> SweepResult:
-            result = inner(now)
-            with self._done:
-                self.passes += 1
-                self._done.notify_all()
-            return result
-
-        sweeper.sweep = sweep  # type: ignore[method-assign]
-
-    def two_more_passes(self, timeout: float = 60.0) -> None:
-        """Wait until two more passes finished: one that surely began after this call
-        (the first may have been under way); the bound only ends a hung test."""
-        with self._done:
-            target = self.passes + 2
-            assert self._done.wait_for(lambda: self.passes >= target, timeout), "no sweeps"
-
-
 @pytest.fixture
 def sweeping(redis_url: str, channel: str, config: SnapshotConfig) -> Iterator[Sweeping]:
     """A sweeper on short settings (stale_after 1 s, a pass every 0.2 s) on a thread."""
-    sweeper = Sweeper(redis.Redis.from_url(redis_url), channel=channel, config=config,
-                      stale_after=1)
-    counted = Sweeping(sweeper)
-    stop = threading.Event()
-    thread = threading.Thread(target=sweeper.run, args=(stop, 0.2), daemon=True)
-    thread.start()
-    yield counted
-    stop.set()
-    thread.join(10)
+    sweeping = Sweeping(Sweeper(redis.Redis.from_url(redis_url), channel=channel,
+                                config=config, stale_after=1), 0.2)
+    yield sweeping
+    sweeping.stop()
 
 
 def _worker(redis_url: str, channel: str, config: SnapshotConfig, *args: str
@@ -351,7 +320,7 @@ def test_on_a_cluster_a_stuck_run_is_fenced_by_its_owner_guard(
 @pytest.mark.redis
 @pytest.mark.slow
 def test_a_frozen_worker_taken_for_dead_withholds_its_run_when_it_wakes(
-    redis_url: str, channel: str, config: SnapshotConfig, sweeping: Sweeper,
+    redis_url: str, channel: str, config: SnapshotConfig, sweeping: Sweeping,
     subscriber: Subscriber,
 ) -> None:
     """A liveness false positive: the worker is frozen (SIGSTOP, as a long pause or a

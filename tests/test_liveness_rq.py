@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from conftest import Subscriber
+from counted_sweeper import Sweeping
 from rq import Queue, Worker
 from test_rq_integration import (  # noqa: F401 - fixtures, by name
     A,
@@ -59,16 +59,13 @@ def short(workers: Workers, keys: SnapshotKeys) -> Workers:
 
 
 @pytest.fixture
-def sweeping(redis_url: str, channel: str, keys: SnapshotKeys) -> Iterator[Sweeper]:
+def sweeping(redis_url: str, channel: str, keys: SnapshotKeys) -> Iterator[Sweeping]:
     """The snapshot sweeper (as in a relay) with stale_after 1 s, a pass every 0.2 s."""
-    sweeper = Sweeper(redis.Redis.from_url(redis_url), channel=channel,
-                      config=SnapshotConfig(keys, liveness_ttl=1), stale_after=1)
-    stop = threading.Event()
-    thread = threading.Thread(target=sweeper.run, args=(stop, 0.2), daemon=True)
-    thread.start()
-    yield sweeper
-    stop.set()
-    thread.join(10)
+    sweeping = Sweeping(Sweeper(redis.Redis.from_url(redis_url), channel=channel,
+                                config=SnapshotConfig(keys, liveness_ttl=1), stale_after=1),
+                        0.2)
+    yield sweeping
+    sweeping.stop()
 
 
 @pytest.fixture
@@ -82,7 +79,7 @@ def announcer(redis_url: str, channel: str, keys: SnapshotKeys) -> Iterator[Prog
 @pytest.mark.timeout(180)
 def test_model_jobs_silent_longer_than_every_setting_complete(  # noqa: PLR0917
     redis_url: str, channel: str, subscriber: Subscriber, short: Workers, queues: object,
-    sweeping: Sweeper, announcer: ProgressPublisher, keys: SnapshotKeys,
+    sweeping: Sweeping, announcer: ProgressPublisher, keys: SnapshotKeys,
 ) -> None:
     """Two model jobs in two workers at once, each silent 4 s between its reports (1 s
     liveness TTL, stale_after 1 s): the media completes, nothing is failed. (A media
@@ -111,7 +108,7 @@ def test_model_jobs_silent_longer_than_every_setting_complete(  # noqa: PLR0917
 @pytest.mark.parametrize("alive_ttl", [2.0, 20.0], ids=["rq-sweeper-first", "snapshot-first"])
 def test_a_worker_killed_with_its_horse_ends_its_media_once(  # noqa: PLR0917
     redis_url: str, rq_url: str, channel: str, subscriber: Subscriber, short: Workers,
-    queues: object, sweeping: Sweeper, announcer: ProgressPublisher, keys: SnapshotKeys,
+    queues: object, sweeping: Sweeping, announcer: ProgressPublisher, keys: SnapshotKeys,
     prefix: str, alive_ttl: float,
 ) -> None:
     """SIGKILL a TrackingWorker and its horse mid-model, with another worker sweeping RQ
@@ -148,6 +145,7 @@ def test_a_worker_killed_with_its_horse_ends_its_media_once(  # noqa: PLR0917
     while not both_done():
         assert time.monotonic() < deadline, "the RQ job or the snapshot never closed"
         time.sleep(0.1)
+    sweeping.two_more_passes()  # the snapshot sweeper swept again: an ending sent twice shows
     received = settle(subscriber, redis_url, channel)
     assert_strictly_valid(received)
     events = [json.loads(raw) for raw in received]
