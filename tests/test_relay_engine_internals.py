@@ -353,4 +353,5 @@ def test_live_events_are_written_straight_to_websockets_and_queued_for_polling(
     for updates in (ws.named("progress_update"), polling.named("progress_update")):
         assert [u["seq"] for u in updates] == list(range(1, 201))
     assert writes["direct"] >= 1  # the WebSocket's, at least the first one
+    assert 1 <= writes["writes"] <= writes["direct"]  # a loop turn's frames in one write
     assert writes["queued"] >= 200  # every one of the long-polling socket's

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,9 @@ class RelayConfig:
     """Origins allowed to connect from a browser (``*``: any; the token is the guard)."""
     backlog: BacklogLimits = field(default_factory=BacklogLimits)
     """What may wait for one socket before it is disconnected (``backlog``)."""
+    batch_writes: bool = field(
+        default_factory=lambda: os.environ.get("PROGRESS_RELAY_BATCH_WRITES", "1") != "0")
+    """Write a socket's frames of one loop turn in one write (off only to measure it)."""
     user_channels: bool = False
     """Read the channels of this node's users instead of the contract (and shard)
     channels (``user_channels``; the publishers must send to them)."""
@@ -139,7 +143,7 @@ class Relay:
         self.backlog = BacklogStats()
         install_backlogs(self.sio, config.backlog, self.backlog)
         # Events written straight to idle WebSockets, encoded once per room.
-        self.writes = DirectWrites(self.sio)
+        self.writes = DirectWrites(self.sio, batch=config.batch_writes)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self._hooks = RelayHooks()
