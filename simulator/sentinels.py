@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from progress_sdk.cluster import client_for
+from progress_sdk.event_types import PROCESSING_STARTED
 from progress_sdk.events import format_timestamp
 
 from .delivery import SocketLog
@@ -53,7 +54,7 @@ class Sentinels:
             for n, channel in enumerate(self.channels):
                 for user, media in self.of_user.items():
                     payload = json.dumps({
-                        "media_id": media[n], "user_id": user, "event": "PROCESSING_STARTED",
+                        "media_id": media[n], "user_id": user, "event": PROCESSING_STARTED,
                         "message": "e2e sentinel", "data": {}, "seq": 1, "source": source,
                         "timestamp": stamp,
                     })
