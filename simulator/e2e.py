@@ -12,6 +12,7 @@ contract, the product's Node.js relay included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from array import array
@@ -381,7 +382,7 @@ def _simulate(config: E2EConfig, prefix: str) -> int:
     sim = SimulationConfig(
         models=config.models, seed=config.seed, media=config.media, users=config.users,
         concurrency=min(config.media, 4), speed=config.speed, fail_rate=config.fail_rate,
-        user_prefix=prefix,
+        user_prefix=prefix, id_salt=prefix,
     )
     publisher = ProgressPublisher(
         config.redis_url, config.channel, shards=config.shards, finish_flush_timeout=0
@@ -394,6 +395,18 @@ def _simulate(config: E2EConfig, prefix: str) -> int:
     return publisher.stats().published
 
 
+async def _late_caught_up(late: _Probe, probes: list[_Probe], config: E2EConfig) -> None:
+    # The late socket mostly joins near the end of the run, so the sentinels went out
+    # while it was still being caught up, and a relay slowed down (a loaded machine: its
+    # catch-up reads Redis, then sends) had settle_seconds of quiet to finish: its socket
+    # was judged with half its snapshots or none. A relay that says `caught_up` (the early
+    # sockets got it) is waited for until it says it to the late socket too, as long as a
+    # connect may take; the socket is then in the live stream and gets the sentinels.
+    if any(p.caught_up.is_set() for p in probes):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(late.caught_up.wait(), config.connect_timeout)
+
+
 async def _settle(truth: _Truth, probes: list[_Probe], config: E2EConfig,
                   sentinels: Sentinels | None, late: _Probe | None) -> None:
     # Simulating (the run is over): done once every socket and the ground truth have the
@@ -404,6 +417,8 @@ async def _settle(truth: _Truth, probes: list[_Probe], config: E2EConfig,
     # settle_seconds (a relay that stopped forwarding: the rest is lost).
     logs = [p.log for p in [*probes, *([late] if late else [])]]
     if sentinels is not None:
+        if late is not None:
+            await _late_caught_up(late, probes, config)
         await asyncio.to_thread(sentinels.publish, config.redis_url)
 
     def arrived() -> int:

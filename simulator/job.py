@@ -62,6 +62,11 @@ class PlanOptions:
     crash_rate: float = 0.0
     user_prefix: str = "user-"
     """User ids are this prefix and a number from 1 (``e2e`` makes them unique per run)."""
+    id_salt: str = ""
+    """Drawn into the media and run ids, not into what the media do: ``e2e`` makes them
+    unique per run, since two checks with one seed at once (the test suite's workers)
+    would otherwise write the same snapshot keys, and a late socket's catch-up read the
+    other run's media (refused as another user's, or another state)."""
 
     @property
     def media_fail_rate(self) -> float:
@@ -95,7 +100,8 @@ def media_seed(seed: int, index: int) -> str:
 def plan_media(index: int, options: PlanOptions) -> MediaPlan:
     """Lay out media ``index`` of a simulation; deterministic in (seed, index, options)."""
     rng = random.Random(media_seed(options.seed, index))
-    digest = hashlib.blake2b(media_seed(options.seed, index).encode(), digest_size=16).digest()
+    ids = options.id_salt + media_seed(options.seed, index)
+    digest = hashlib.blake2b(ids.encode(), digest_size=16).digest()
     media_id = str(uuid.UUID(bytes=digest))
     run_id = f"run-{digest.hex()[-8:]}"
     user_id = f"{options.user_prefix}{rng.randrange(options.users) + 1}"

@@ -51,6 +51,8 @@ class SimulationConfig:
     duration: float | None = None
     """Wall-clock seconds after which no new media starts (in-flight ones finish)."""
     user_prefix: str = "user-"
+    id_salt: str = ""
+    """Drawn into media and run ids only (``PlanOptions.id_salt``)."""
 
     def __post_init__(self) -> None:
         if self.media is None and self.duration is None:
@@ -76,6 +78,7 @@ class SimulationConfig:
             fail_rate=self.fail_rate,
             crash_rate=self.crash_rate,
             user_prefix=self.user_prefix,
+            id_salt=self.id_salt,
         )
 
 
