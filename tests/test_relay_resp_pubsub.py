@@ -139,3 +139,36 @@ def test_only_plain_tcp_urls_are_read_this_way() -> None:
     assert supports("redis://user:p%40ss@host:1234")
     assert not supports("rediss://host:6380")
     assert not supports("unix:///run/redis.sock")
+
+
+def test_a_url_with_options_is_left_to_redis_py() -> None:
+    """redis-py reads options from the query string (a password among them) that this
+    reader would go without: such a URL is redis-py's."""
+    assert not supports("redis://127.0.0.1:6379/0?password=secret")
+    assert not supports("redis://127.0.0.1:6379?protocol=3")
+
+
+def test_a_server_that_is_not_redis_is_a_connection_error() -> None:
+    """What is not RESP (here an HTTP server's answer) is a connection error, as from
+    redis-py, which the subscriber retries; not hiredis's ProtocolError."""
+
+    async def scenario() -> None:
+        async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(100)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(http, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ours = resp(f"redis://127.0.0.1:{port}")
+        try:
+            await ours.subscribe("anything")
+            await asyncio.wait_for(ours.get_message(timeout=None), 30)
+        finally:
+            await ours.aclose()
+            server.close()
+            await server.wait_closed()
+
+    with pytest.raises(redis.ConnectionError, match="not a Redis reply"):
+        asyncio.run(scenario())

@@ -39,8 +39,12 @@ _PUSH_TYPES = {b"message": "message", b"subscribe": "subscribe", b"unsubscribe":
 
 
 def supports(url: str) -> bool:
-    """True when ``RespPubSub`` can serve ``url`` (``redis://`` over TCP, hiredis here)."""
-    return hiredis is not None and urlsplit(url).scheme == "redis"
+    """True when ``RespPubSub`` can serve ``url`` (``redis://`` over TCP, hiredis here).
+    Not with a query string: redis-py reads options there (``?password=``,
+    ``?protocol=3``, timeouts) that this reader would silently go without (a password
+    left out is a subscription refused at every retry)."""
+    parts = urlsplit(url)
+    return hiredis is not None and parts.scheme == "redis" and not parts.query
 
 
 def _command(*parts: str | bytes) -> bytes:
@@ -102,10 +106,23 @@ class RespPubSub:
             raise AuthenticationError(str(reply))
 
     async def _reply(self, reader: asyncio.StreamReader) -> Any:
-        assert self._parser is not None
-        while (reply := self._parser.gets()) is False:
+        while (reply := self._gets()) is False:
             await self._fill(reader)
         return reply
+
+    def _gets(self) -> Any:
+        """The next parsed reply, ``False`` when none is complete yet."""
+        assert self._parser is not None
+        try:
+            return self._parser.gets()
+        except hiredis.ProtocolError as exc:
+            raise self._not_redis(exc) from None
+
+    def _not_redis(self, exc: Exception) -> RedisConnectionError:
+        # Not Redis on the other end (a proxy's or an HTTP server's answer): a broken
+        # connection for the subscriber, which reconnects, as redis-py reports it; not
+        # hiredis's own error, which ended the subscriber's task.
+        return RedisConnectionError(f"not a Redis reply from {self._host}:{self._port}: {exc}")
 
     async def _fill(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -152,15 +169,18 @@ class RespPubSub:
 
     def _parse_all(self) -> None:
         assert self._parser is not None
-        gets, pending = self._parser.gets, self._pending
-        while (reply := gets()) is not False:
-            if isinstance(reply, Exception):
-                raise ResponseError(str(reply))
-            if isinstance(reply, list) and len(reply) == 3:
-                kind = _PUSH_TYPES.get(reply[0])
-                if kind is not None:
-                    pending.append({"type": kind, "pattern": None,
-                                    "channel": reply[1], "data": reply[2]})
+        gets, pending = self._parser.gets, self._pending  # per message: no wrapper call
+        try:
+            while (reply := gets()) is not False:
+                if isinstance(reply, Exception):
+                    raise ResponseError(str(reply))
+                if isinstance(reply, list) and len(reply) == 3:
+                    kind = _PUSH_TYPES.get(reply[0])
+                    if kind is not None:
+                        pending.append({"type": kind, "pattern": None,
+                                        "channel": reply[1], "data": reply[2]})
+        except hiredis.ProtocolError as exc:
+            raise self._not_redis(exc) from None
 
     async def aclose(self) -> None:
         """Close the connection (the next call connects again)."""
