@@ -458,8 +458,9 @@ class DirectWrites:
         for eio_sid, frames in turn.items():
             entry = self._open.get(eio_sid)
             protocol = entry[1] if entry is not None else None
-            if protocol is None or protocol.close_sent or protocol.disconnected:
-                continue  # gone meanwhile: as for what waited in its queue
+            if (protocol is None or protocol.close_sent or protocol.disconnected
+                    or protocol.conn.state is not State.OPEN):
+                continue  # closing or gone meanwhile: as for what waited in its queue
             protocol.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
             self.written += len(frames)
             self.writes += 1
