@@ -3,6 +3,7 @@
     python benchmarks/relay_capacity.py sockets [--counts 1000,2000,4000] [--idle-seconds 30]
     python benchmarks/relay_capacity.py events [--rate 4000] [--seconds 4]
     python benchmarks/relay_capacity.py redis [--rate 10000] [--seconds 4]
+    python benchmarks/relay_capacity.py redis-busy
 
 Each mode runs its variants interleaved, ``--repeats`` times (default 3; ``sockets`` 2),
 prints every run with the load average before it, then the medians.
@@ -24,6 +25,9 @@ prints every run with the load average before it, then the medians.
   (``min_progress_interval=0``: every event published), with user channels and the
   contract channel and snapshots on or off; redis-server's CPU (``INFO cpu``) per
   published event. Also the server memory of 10,000 channel subscriptions.
+- ``redis-busy``: redis-server CPU per PUBLISH (~400 bytes, one subscriber) from
+  ``redis-benchmark``, 50 clients, one command per write against 100: a busy server,
+  where the paced runs of ``redis`` leave it idle between writes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import multiprocessing as mp
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -263,8 +268,9 @@ def server_counters(client: Any) -> tuple[float, int]:
 
 
 def redis_trial(server: OwnRedis, events: list[dict[str, Any]], users: list[str], rate: int,
-                *, user_channels: bool, contract: bool, snapshots: bool, contract_sub: bool
-                ) -> dict[str, float]:
+                *, user_channels: bool, contract: bool, snapshots: bool, contract_sub: bool,
+                idle: float) -> dict[str, float]:
+    """``idle``: the server's CPU seconds per second with no load, taken off ``net_us``."""
     channel = f"cap-{uuid.uuid4().hex[:8]}"
     subscribed = [user_channel(channel, u) for u in users] if user_channels else []
     if contract_sub or not user_channels:
@@ -302,7 +308,8 @@ def redis_trial(server: OwnRedis, events: list[dict[str, Any]], users: list[str]
     sub.join(10)
     return {"published": published, "in_per_s": published / elapsed, "received": got,
             "commands_per_event": (commands_after - commands - 1) / max(1, published),
-            "us_per_event": used * 1e6 / max(1, published), "server_cores": used / elapsed}
+            "us_per_event": used * 1e6 / max(1, published), "server_cores": used / elapsed,
+            "net_us": (used - idle * elapsed) * 1e6 / max(1, published)}
 
 
 REDIS_VARIANTS = {  # name: (user_channels, contract, snapshots)
@@ -312,6 +319,34 @@ REDIS_VARIANTS = {  # name: (user_channels, contract, snapshots)
     "contract+snapshots": (False, True, True),
     "user+contract+snapshots": (True, True, True),
 }
+
+
+def busy_publish(server: OwnRedis, pipeline: int, clients: int = 50, count: int = 200_000
+                 ) -> dict[str, float]:
+    """redis-server CPU per ``PUBLISH`` of a ~400-byte event to a channel with one
+    subscriber, from ``redis-benchmark`` with ``clients`` connections writing ``pipeline``
+    commands at a time as fast as the server answers: a busy server, where one command per
+    write does not pay a wake-up per command as a quiet one does."""
+    import redis
+
+    channel = f"cap-busy-{uuid.uuid4().hex[:8]}:user:u-1"
+    ctx = mp.get_context("spawn")
+    ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    sub = ctx.Process(target=subscriber_main, args=(server.port, [channel], ready, stop, out))
+    sub.start()
+    ready.wait(30)
+    counters = redis.Redis(port=server.port)
+    counters.ping()
+    cpu, began = server_counters(counters)[0], time.monotonic()
+    subprocess.run(["redis-benchmark", "-p", str(server.port), "-c", str(clients), "-n",
+                    str(count), "-P", str(pipeline), "-q", "PUBLISH", channel, "x" * 400],
+                   check=True, capture_output=True)
+    used, elapsed = server_counters(counters)[0] - cpu, time.monotonic() - began
+    time.sleep(0.3)
+    stop.set()
+    got = out.get(timeout=30)
+    sub.join(10)
+    return {"per_s": count / elapsed, "received": got, "us_per_publish": used * 1e6 / count}
 
 
 def subscription_memory(server: OwnRedis, count: int = 10_000) -> float:
@@ -340,18 +375,20 @@ def mode_redis(args: argparse.Namespace) -> None:
         idle = redis.Redis(port=server.port)
         before = server_counters(idle)[0]
         time.sleep(3)
-        print(f"idle redis-server: {(server_counters(idle)[0] - before) / 3 * 1e3:.2f} ms of CPU "
-              "per second", flush=True)
+        idle_cps = (server_counters(idle)[0] - before) / 3
+        print(f"idle redis-server: {idle_cps * 1e3:.2f} ms of CPU per second", flush=True)
         users = [f"u-{i}" for i in range(250)]
         events = stream(users, int(args.rate * args.seconds))
         variants = {name: (lambda v=v: redis_trial(
             server, events, users, args.rate, user_channels=v[0], contract=v[1],
-            snapshots=v[2], contract_sub=args.contract_sub)) for name, v in REDIS_VARIANTS.items()}
+            snapshots=v[2], contract_sub=args.contract_sub, idle=idle_cps))
+            for name, v in REDIS_VARIANTS.items()}
         runs = interleave(variants, args.repeats or 3)
         print("medians:")
         for name, rows in runs.items():
             m = medians(rows)
-            print(f"  {name:>24}: {m['us_per_event']:.2f} us of redis-server CPU per event, "
+            print(f"  {name:>24}: {m['us_per_event']:.2f} us of redis-server CPU per event "
+                  f"({m['net_us']:.2f} without its idle CPU), "
                   f"{m['commands_per_event']:.2f} commands per event, in {m['in_per_s']:,.0f}/s, "
                   f"received {m['received']:,.0f} of {m['published']:,.0f}, load {m['load']:.1f}")
         print(f"server memory per channel subscription: {subscription_memory(server):.0f} B")
@@ -359,9 +396,23 @@ def mode_redis(args: argparse.Namespace) -> None:
         server.kill()
 
 
+def mode_busy(args: argparse.Namespace) -> None:
+    server = OwnRedis().start()
+    try:
+        busy = interleave({f"redis-benchmark -P {p}": (lambda p=p: busy_publish(server, p))
+                           for p in (1, 100)}, args.repeats or 3)
+        print("medians:")
+        for name, rows in busy.items():
+            m = medians(rows)
+            print(f"  {name}: {m['us_per_publish']:.2f} us of redis-server CPU per PUBLISH, "
+                  f"{m['per_s']:,.0f}/s, load {m['load']:.1f}")
+    finally:
+        server.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["sockets", "events", "redis"])
+    parser.add_argument("mode", choices=["sockets", "events", "redis", "redis-busy"])
     parser.add_argument("--counts", default="1000,2000,4000")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=int, default=0)
@@ -371,7 +422,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.rate:
         args.rate = 10_000 if args.mode == "redis" else 4000
-    {"sockets": mode_sockets, "events": mode_events, "redis": mode_redis}[args.mode](args)
+    modes = {"sockets": mode_sockets, "events": mode_events, "redis": mode_redis,
+             "redis-busy": mode_busy}
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":
