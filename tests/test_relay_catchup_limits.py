@@ -11,6 +11,7 @@ from progress_sdk.snapshot import MediaSnapshot
 from simulator.relay.catchup import CatchUp, CatchUpLimits
 from simulator.relay.resync import Resync
 from simulator.relay.routing import Routed
+from simulator.relay.stats import RelayStats
 
 
 def snapshots(user: str, count: int) -> list[MediaSnapshot]:
@@ -170,3 +171,86 @@ def test_resyncs_record_is_bounded_per_user_and_over_all_users() -> None:
     assert resync.remembered() == 3
     resync.release("x", "b")  # b still has sockets: kept
     assert resync.remembered() == 3
+
+
+class _Node:
+    """What Resync asks of the relay, with sockets: each user's sids on the node."""
+
+    def __init__(self, sockets: dict[str, set[str]]) -> None:
+        self.sockets = sockets
+        self.stats = RelayStats()
+        self.stats.redis_connected = True
+
+    def has_sockets(self, user_id: str) -> bool:
+        return bool(self.sockets.get(user_id))
+
+    def user_sockets(self, user_id: str) -> frozenset[str]:
+        return frozenset(self.sockets.get(user_id, ()))
+
+    def connected_users(self) -> frozenset[str]:
+        return frozenset(user for user, sids in self.sockets.items() if sids)
+
+    def is_live(self, sid: str) -> bool:
+        return any(sid in sids for sids in self.sockets.values())
+
+
+def test_a_snapshot_one_socket_read_in_a_gap_is_still_resynced_to_the_users_others() -> None:
+    """Redis restarted empty; before the relay subscribed again the publisher wrote its
+    snapshots back and published the events of the gap (which the relay never got). A
+    socket of the user that joined then read m-10 whole; the user's two sockets that
+    stayed connected never had m-10. The resync at the new subscription sends it to them:
+    a snapshot sent to one socket is not what the user's other sockets hold (it was noted
+    for the whole user, and they were left without m-10, as in the loaded suite's runs)."""
+    fake = Fake([], CatchUpLimits())
+    node = _Node({"u": {"s1", "s2"}})
+    resync = Resync(node, fake.catch_up)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        resync.on_subscribed()  # the relay's start
+        await settled(fake, 2)
+        fake.stored = [MediaSnapshot("m-10", user_id="u", seqs={"w": 7})]  # written back
+        node.sockets["u"].add("s3")  # joins in the gap: the relay is not subscribed
+        await fake.catch_up.join("s3", "u")
+        assert fake.snapshots_to("s3") == ["m-10"]
+        resync.on_subscribed()  # subscribed again
+        await settled(fake, 5)
+
+    asyncio.run(scenario())
+    assert fake.snapshots_to("s1") == fake.snapshots_to("s2") == ["m-10"]
+
+
+def test_a_socket_that_joined_while_the_relay_had_no_subscription_is_resynced_late() -> None:
+    """The user's socket got m-1 up to seq 5 live; Redis restarted empty. A socket that
+    joins before the relay subscribed again reads nothing (the publisher has not written
+    m-1 back yet), and the resync at the new subscription, against the user's record
+    (m-1 at 5), would skip m-1 for it: the late pass after that subscription sends it
+    every snapshot, m-1 included."""
+    fake = Fake([], CatchUpLimits())
+    node = _Node({"u": {"s1"}})
+    resync = Resync(node, fake.catch_up, late_after=0)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        resync.on_subscribed()  # the relay's start
+        await settled(fake, 1)
+        resync.on_event(Routed("u", {"media_id": "m-1", "seq": 5, "source": "w"}, ()))
+        node.stats.redis_connected = False  # Redis restarted empty
+        node.sockets["u"].add("s3")
+        await resync.joined("s3", "u")
+        await fake.catch_up.join("s3", "u")
+        fake.stored = [MediaSnapshot("m-1", user_id="u", seqs={"w": 5})]  # written back
+        node.stats.redis_connected = True
+        resync.on_subscribed()
+        await settled(fake, 4)
+
+    asyncio.run(scenario())
+    assert fake.snapshots_to("s3") == ["m-1"] and fake.snapshots_to("s1") == []
+    assert resync.late == 1
+
+
+async def settled(fake: Fake, resynced: int) -> None:
+    """Let the resync's tasks run until ``resynced`` sockets were resynced in all."""
+    for _ in range(1000):
+        await asyncio.sleep(0)
+        if fake.catch_up.stats.resynced >= resynced and not fake.catch_up.stats.running:
+            return
+    raise AssertionError(f"resynced {fake.catch_up.stats.resynced}, not {resynced}")

@@ -185,8 +185,9 @@ class CatchUp:
         self._read = read
         self._is_live = is_live
         self.limits = limits or CatchUpLimits()
-        self.on_sent: Callable[[str, MediaSnapshot], None] | None = None
-        """Called with (user id, snapshot) for each snapshot sent (resync's record)."""
+        self.on_sent: Callable[[str, MediaSnapshot, set[str]], None] | None = None
+        """Called with (user id, snapshot, the sids of the plan that hold it now) for
+        each snapshot sent (resync's record)."""
         self.on_gap: Callable[[str, list[str]], None] | None = None
         """Called with (user id, sids) when the subscription came back while these
         sockets caught up: what was published meanwhile may have passed them by."""
@@ -337,9 +338,11 @@ class CatchUp:
             self.stats.foreign += 1
             return
         payload: dict[str, Any] | None = None
+        holders: set[str] = set()
         for sid, known in plan.items():
             if _has(known, snapshot):
                 self.stats.resync_skipped += 1
+                holders.add(sid)
                 continue
             if not self._is_live(sid):
                 continue
@@ -347,8 +350,9 @@ class CatchUp:
             await self._emit("progress_snapshot", payload, sid)
             self.stats.snapshots_sent += 1
             sent[sid][snapshot.media_id] = dict(snapshot.seqs)
+            holders.add(sid)
         if payload is not None and self.on_sent is not None:
-            self.on_sent(user_id, snapshot)
+            self.on_sent(user_id, snapshot, holders)
 
     async def _send_held(self, sid: str, held: _Held, sent: dict[str, dict[str, int]]) -> None:
         pending = held.pending

@@ -13,10 +13,12 @@ first message is handled), ``Resync`` takes every socket of the node through cat
 machinery again (``CatchUp.resync``): its live events are held meanwhile (the room emit
 skips it), the user's snapshots are read once per user (the most recent
 ``--catch-up-max-media``), each socket is sent the snapshots it does not already hold,
-then the held events they do not cover. What a socket holds is what the node sent its
-user's sockets, per media the last ``seq`` per source (``Resync`` keeps it from the
-events and snapshots it forwards, for users with sockets on the node, the
-``max_media`` most recent media per user): a snapshot with no ``seq`` above it is not
+then the held events they do not cover. What a socket holds is what the node sent all
+its user's sockets, per media the last ``seq`` per source (``Resync`` keeps it from the
+events it forwards and the snapshots that every socket of the user holds once sent, for
+users with sockets on the node, the ``max_media`` most recent media per user; a
+snapshot sent to one joining socket is not noted: the others may never have had its
+events, lost in a gap): a snapshot with no ``seq`` above it is not
 sent again (``resync_skipped``), so a media that did not change during the gap costs
 nothing and nothing reaches the UI twice. Sockets whose own catch-up could not read Redis
 get every snapshot; a socket that was catching up when the subscription came back is
@@ -28,8 +30,9 @@ from the publishers, each rewriting the whole snapshot of every media it tracks 
 reaches the new server: at its next batch (within its reconnect backoff, 3 s at most) or,
 silent, at its next liveness refresh (3.3 s by default). A socket that connected in
 between read fewer snapshots than there are, so each socket that joins within
-``late_after`` seconds of a new subscription is resynced in full once more that long
-after it (``late``; a snapshot the socket holds costs a packet, never a duplicate event).
+``late_after`` seconds of a new subscription, or while the relay has none, is resynced in
+full once more that long after the (next) subscription (``late``; a snapshot the socket
+holds costs a packet, never a duplicate event).
 """
 
 from __future__ import annotations
@@ -129,8 +132,13 @@ class Resync:
 
     async def joined(self, sid: str, user_id: str) -> None:
         """A join hook: note a socket that joins within ``late_after`` of a new
-        subscription, for the late pass."""
-        if asyncio.get_running_loop().time() < self._window_ends:
+        subscription, or while the relay has none (after its first), for the late pass
+        (after the next subscription)."""
+        # One that joined without a subscription read what Redis held then, maybe less
+        # than the user's record says (Redis restarted empty, not written back yet):
+        # the resync at the next subscription, against that record, would skip it.
+        if asyncio.get_running_loop().time() < self._window_ends or (
+                self._subscriptions and not self._relay.stats.redis_connected):
             self._late.setdefault(user_id, set()).add(sid)
 
     async def _late_pass(self) -> None:
@@ -172,8 +180,16 @@ class Resync:
         if sids:
             self._spawn(self._catch_up.resync(user_id, dict.fromkeys(sids)))
 
-    def _snapshot_sent(self, user_id: str, snapshot: MediaSnapshot) -> None:
-        self._note(user_id, snapshot.media_id, snapshot.seqs)
+    def _snapshot_sent(self, user_id: str, snapshot: MediaSnapshot, holders: set[str]) -> None:
+        # The record says what every socket of the user holds: a snapshot sent to some
+        # of them (a joining socket's catch-up) is not what the others hold when the
+        # relay missed its events. A socket that joined after Redis was restarted empty
+        # and the publisher wrote it back, before the relay subscribed again, read media
+        # the user's other sockets never got; noted for the user, the resync skipped
+        # them for those sockets, which ended stale (the loaded suite, 7 Dec: 12-16
+        # media). Not noted, they cost a snapshot packet at the next resync.
+        if self._relay.user_sockets(user_id) <= holders:
+            self._note(user_id, snapshot.media_id, snapshot.seqs)
 
     def _note(self, user_id: str, media_id: str, seqs: dict[str, int]) -> None:
         media = self._sent.get(user_id)
