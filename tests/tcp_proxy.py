@@ -38,6 +38,11 @@ class TcpProxy:
         # busy to answer the handshake). Connections made so far are not affected.
         self._flowing = threading.Event()
         self._flowing.set()
+        # Cleared by hold_subscribes(): a client's chunk that holds a SUBSCRIBE waits
+        # until release_subscribes() (a pub/sub client that cannot subscribe yet while
+        # its other connections, reads and writes, go on).
+        self._subscribes = threading.Event()
+        self._subscribes.set()
         self.accepted = 0  # connections accepted so far
         self.restore()
 
@@ -80,6 +85,14 @@ class TcpProxy:
         """Let the hung connections (those still open) and new ones flow."""
         self._flowing.set()
 
+    def hold_subscribes(self) -> None:
+        """Hold every SUBSCRIBE a client sends from now on, until release_subscribes()."""
+        self._subscribes = threading.Event()
+
+    def release_subscribes(self) -> None:
+        """Let the held SUBSCRIBEs (and later ones) through."""
+        self._subscribes.set()
+
     def _pump(
         self, a: socket.socket, b: socket.socket, flowing: threading.Event | None = None
     ) -> None:
@@ -99,6 +112,8 @@ class TcpProxy:
                         continue
                     if self.reply_delay and key.fileobj is b:
                         time.sleep(self.reply_delay)
+                    if key.fileobj is a and b"SUBSCRIBE" in data:
+                        self._subscribes.wait()
                     key.data.sendall(data)
         except (OSError, ValueError):
             return
@@ -125,6 +140,7 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 s.close()
         self._flowing.set()  # hung pumps find their sockets closed and end
+        self._subscribes.set()
 
     def close(self) -> None:
         self.cut()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from own_redis import OwnRedis
 from relay_support import SECRET, Client, RelayProcess
+from tcp_proxy import TcpProxy
 from test_relay_resync import MEDIA, check, duplicates, run_through, stale_or_missing
 
 from progress_sdk.cluster import client_for
@@ -64,45 +65,85 @@ def faults(sockets: dict[str, list[Client]], final: dict[str, Any]) -> dict[str,
     }
 
 
+async def restart_empty(server: OwnRedis, channel: str, sockets: dict[str, list[Client]],
+                        relay_url: str) -> None:
+    """Kill ``server`` and start it again empty; once the worker wrote its snapshots
+    back, connect one more socket of the second user and reload the third user's first."""
+    server.kill()
+    await asyncio.sleep(1.5)  # the outage: the worker goes on, buffering
+    server.start()
+    users = list(sockets)
+    prefix = f"{channel}:"
+    # The worker reconnected and wrote again: a socket that connects now, and a page
+    # reloaded now, must get every media of their user from the snapshots.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+        [await asyncio.to_thread(snapshots_back, server.url, prefix, user)
+         for user in users]
+    ):
+        await asyncio.sleep(0.05)
+    late = Client()
+    await late.connect(relay_url, {"token": sign_token(SECRET, users[1])})
+    sockets[users[1]].append(late)
+    reloaded = sockets[users[2]][0]
+    await reloaded.sio.disconnect()
+    fresh = Client()
+    await fresh.connect(relay_url, {"token": sign_token(SECRET, users[2])})
+    sockets[users[2]][0] = fresh
+
+
+def check_complete(sockets: dict[str, list[Client]], final: dict[str, Any],
+                   health: dict[str, Any]) -> None:
+    found = faults(sockets, final)
+    print("faults after a restart without persistence:", found)
+    assert found == dict.fromkeys(found, 0), (found, not_whole(final))
+    check(sockets, final)
+    assert health["redis_connects"] >= 2 and health["catch_up"]["resynced"] >= 5
+
+
 def test_sockets_end_complete_after_a_redis_restart_that_lost_every_key() -> None:
     """Redis is killed mid-run and started again empty. Sockets that stayed connected,
     one that connects after the restart and a page reloaded after it each end with
     every media of their user final, none stale or missing, and no event twice."""
     server = OwnRedis().start()
 
-    async def restart_empty(channel: str, sockets: dict[str, list[Client]],
-                            relay_url: str) -> None:
-        server.kill()
-        await asyncio.sleep(1.5)  # the outage: the worker goes on, buffering
-        server.start()
-        users = list(sockets)
-        prefix = f"{channel}:"
-        # The worker reconnected and wrote again: a socket that connects now, and a page
-        # reloaded now, must get every media of their user from the snapshots.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all(
-            [await asyncio.to_thread(snapshots_back, server.url, prefix, user)
-             for user in users]
-        ):
-            await asyncio.sleep(0.05)
-        late = Client()
-        await late.connect(relay_url, {"token": sign_token(SECRET, users[1])})
-        sockets[users[1]].append(late)
-        reloaded = sockets[users[2]][0]
-        await reloaded.sio.disconnect()
-        fresh = Client()
-        await fresh.connect(relay_url, {"token": sign_token(SECRET, users[2])})
-        sockets[users[2]][0] = fresh
+    async def interrupt(channel: str, sockets: dict[str, list[Client]],
+                        relay_url: str) -> None:
+        await restart_empty(server, channel, sockets, relay_url)
 
     try:
-        sockets, final, health = run_through(server.url, restart_empty)
+        sockets, final, health = run_through(server.url, interrupt)
     finally:
         server.kill()
-    found = faults(sockets, final)
-    print("faults after a restart without persistence:", found)
-    assert found == dict.fromkeys(found, 0), (found, not_whole(final))
-    check(sockets, final)
-    assert health["redis_connects"] >= 2 and health["catch_up"]["resynced"] >= 5
+    check_complete(sockets, final, health)
+
+
+def test_sockets_that_stayed_end_complete_when_others_joined_before_the_relay_resubscribed(
+) -> None:
+    """As above, but the relay subscribes again only once the late socket and the
+    reloaded page caught up from the snapshots the worker wrote back (its SUBSCRIBE is
+    held at a proxy; its reads pass): what they read, the user's sockets that stayed
+    connected never got live, and the resync still sends it to them. Before the fix the
+    late sockets' snapshots counted as held by every socket of their user: 16 media
+    stale on the sockets that stayed (as in the loaded suite, where the relay's
+    reconnect backoff made it subscribe after the late sockets joined)."""
+    server = OwnRedis().start()
+    proxy = TcpProxy(("127.0.0.1", server.port))
+
+    async def interrupt(channel: str, sockets: dict[str, list[Client]],
+                        relay_url: str) -> None:
+        proxy.hold_subscribes()
+        try:
+            await restart_empty(server, channel, sockets, relay_url)
+        finally:
+            proxy.release_subscribes()
+
+    try:
+        sockets, final, health = run_through(proxy.url, interrupt)
+    finally:
+        proxy.close()
+        server.kill()
+    check_complete(sockets, final, health)
 
 
 def test_a_socket_that_joins_before_a_silent_worker_reconnects_is_resynced_late() -> None:
