@@ -55,7 +55,8 @@ class TcpProxy:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
-        self._listener = listener
+        with self._lock:
+            self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -70,6 +71,12 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
+                # cut() may have run since accept() returned: the connection belongs to
+                # the outage it missed, so it is reset too, not left to outlive the cut.
+                if listener is not self._listener:
+                    for s in (client, upstream):
+                        s.close()
+                    return
                 self._conns += [client, upstream]
                 self.accepted += 1
             flowing = self._flowing if not self._flowing.is_set() else None
@@ -100,10 +107,14 @@ class TcpProxy:
         if flowing is not None:
             flowing.wait()
         sel = selectors.DefaultSelector()
-        sel.register(a, selectors.EVENT_READ, b)
-        sel.register(b, selectors.EVENT_READ, a)
         try:
-            while True:
+            # cut() closes the sockets from its own thread, at any point of this one: before
+            # they are registered (register() raises ValueError for the fd -1 of a closed
+            # socket), or while select() waits on them (the kernel drops a closed fd from
+            # the poll set, so select() would time out forever: the fileno check ends it).
+            sel.register(a, selectors.EVENT_READ, b)
+            sel.register(b, selectors.EVENT_READ, a)
+            while a.fileno() >= 0 and b.fileno() >= 0:
                 for key, _ in sel.select(timeout=0.5):
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:
@@ -125,15 +136,16 @@ class TcpProxy:
 
     def cut(self) -> None:
         """Refuse new connections and reset the open ones (a dead server, as seen by us)."""
-        if self._listener is not None:
+        with self._lock:
+            # Under the lock: an accept() that returns after this sees its listener gone.
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, []
+        if listener is not None:
             # shutdown() wakes the thread blocked in accept(); close() alone would leave
             # the port bound until then.
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            conns, self._conns = self._conns, []
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
         for s in conns:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
