@@ -533,15 +533,39 @@ def test_the_end_of_a_media_run_waits_until_its_events_are_sent(transport):
         assert [e["event"] for e in transport.events()][-1] == "PROCESSING_COMPLETED"
 
 
+class FlowingActivity(Activity):
+    """An ``Activity`` whose bytes move without a break once ``flowing`` is set: ``moved``
+    reads as the present. Ticking ``progressed()`` from the sender thread every 10 ms
+    instead made a starved thread (two CPU hogs on two cores: load 8-16) look like a
+    stall: a gap of more than STALL_NOTICE between two ticks, and the run's end stopped
+    waiting."""
+
+    __slots__ = ("flowing",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flowing = False
+
+    @property  # type: ignore[override]
+    def moved(self) -> float:
+        return time.monotonic() if self.flowing else float(Activity.moved.__get__(self))
+
+    @moved.setter
+    def moved(self, value: float) -> None:
+        Activity.moved.__set__(self, value)
+
+
 class SlowTransport(FakeTransport):
     """Reports its progress as RedisTransport does: each publish call connects for
-    ``connecting`` s, then exchanges for ``exchanging`` s, moving bytes every 10 ms, or
-    none at all while ``frozen`` (a frozen Redis: written, never answered)."""
+    ``connecting`` s, then exchanges for ``exchanging`` s with its bytes moving all along
+    (``flowing``, from its first exchange on), or none at all while ``frozen`` (a frozen
+    Redis: written, never answered)."""
 
-    def __init__(self, connecting: float = 0.0, exchanging: float = 0.0) -> None:
+    def __init__(self, connecting: float = 0.0, exchanging: float = 0.0,
+                 flowing: bool = False) -> None:
         super().__init__()
-        self.activity = Activity()
-        self.connecting, self.exchanging = connecting, exchanging
+        self.activity = FlowingActivity()
+        self.connecting, self.exchanging, self.flowing = connecting, exchanging, flowing
         self.frozen = threading.Event()
 
     def publish(self, payloads: list[bytes], extra: object = ()) -> Delivery:
@@ -549,10 +573,10 @@ class SlowTransport(FakeTransport):
         self.activity.connected()
         while self.frozen.is_set():
             time.sleep(0.01)
-        end = time.monotonic() + self.exchanging
-        while time.monotonic() < end:
-            time.sleep(0.01)
-            self.activity.progressed()
+        # Never cleared: the few bytecodes between the exchange's end and the sender
+        # leaving the call would be a window for a starved thread to look stalled again.
+        self.activity.flowing = self.flowing
+        time.sleep(self.exchanging)  # the exchange's length, not a synchronisation
         return super().publish(payloads, extra)
 
 
@@ -572,7 +596,7 @@ def test_the_end_of_a_run_waits_for_a_slow_publish_call_that_is_not_stalled(
     """A publish call that takes six times the stall notice is not a stall while it is
     connecting (bounded by the connect timeout) or while its bytes keep moving: the run's
     end waits for it, so a process that ends with os._exit right after loses nothing."""
-    transport = SlowTransport(connecting, exchanging)
+    transport = SlowTransport(connecting, exchanging, flowing=True)
     with ProgressPublisher(transport=transport, min_progress_interval=0) as pub:
         with pub.media("m-slow", "u1") as run, run.model("A") as model:
             model.complete("REAL", 0.8)
