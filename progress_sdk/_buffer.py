@@ -68,6 +68,7 @@ from typing import Any, NamedTuple
 from ._coalescing import ProgressCoalescing, ProgressTables
 from ._entry import DEAD, DONE, END, ORPHAN_END, QUEUED, START, Entry, done
 from ._lost_terminals import LostTerminals
+from ._model_starts import ModelStarts
 from ._numbering import SeqNumbers
 from ._overflow import OverflowOrder, wire_at
 from ._start_watch import StartWatch
@@ -129,6 +130,8 @@ class EventBuffer:
         self._held = self._progress.held
         self._seq = SeqNumbers()
         self._starts = StartWatch()
+        self._models = ModelStarts()
+        self._lost_models = self._models.lost  # only ever cleared, never rebound
 
     # -- accepting ------------------------------------------------------------------
 
@@ -156,9 +159,12 @@ class EventBuffer:
         elif entry.event in _MEDIA_TERMINALS:
             for held in self._progress.release_media(entry.media_id):
                 self._enqueue(held)
-        if entry.rank < START:
-            return self._enqueue(entry)
-        return self._accept_media_edge(entry)
+        if entry.rank >= START:
+            return self._accept_media_edge(entry)
+        queued = self._enqueue(entry)
+        if model_key is not None:  # a model's lifecycle event (rule 2: _model_starts)
+            self._models.accepted(entry, self._pushed - 1 if queued else None, self._popped)
+        return queued
 
     def _accept_media_edge(self, entry: Entry) -> bool:
         """A media's start or terminal event, tracked for the overflow ranks."""
@@ -185,6 +191,8 @@ class EventBuffer:
         # may hold the buffer over capacity until sent, each newcomer evicting one.
         if self._live >= self.capacity and not self._make_room(entry):
             return False
+        if self._lost_models and self._models.refuses(entry):
+            return self._make_room(entry, refused=True)  # its model's start was lost
         if not entry.seq:  # a lost terminal event queued again keeps its own
             entry.number(self._seq.next(entry.media_id))
         model_key = entry.model_key
@@ -206,23 +214,21 @@ class EventBuffer:
         self._live += 1
         return True
 
-    def _make_room(self, entry: Entry) -> bool:
+    def _make_room(self, entry: Entry, *, refused: bool = False) -> bool:
         """Full: evict the oldest waiting event of the lowest rank not above the
-        newcomer's. False if ``entry`` itself is dropped."""
-        for rank in range(entry.rank + 1):
+        newcomer's. False if ``entry`` itself is dropped (at once if ``refused``)."""
+        for rank in range(0 if refused else entry.rank + 1):
             ticket = self._ranks.victim(rank, self._queue, self._pending,
                                         popped=self._popped, first_taken=self._taken_start)
             if ticket is not None:
                 if rank == END:
                     self.lost.keep(*wire_at(self._queue, ticket))
+                end = (self._models.evicting(self._queue, ticket) if rank == 1
+                       else self._starts.evicted(ticket) if rank == START else None)
                 self._evict(ticket)
-                if rank == START:
-                    end = self._starts.evicted(ticket)
-                    # A run nobody saw: its terminal event, if still waiting, goes too.
-                    if end is not None and end >= self._popped and (
-                        self._queue.get(end) is not None
-                    ):
-                        self._evict(end)
+                # A run nobody saw, or a model start (rule 2): its waiting terminal goes too.
+                if end is not None and end >= self._popped and self._queue.get(end) is not None:
+                    self._evict(end)
                 return True
         # Nothing may give way: the newcomer is dropped. Its seq number goes with it, so
         # the media's next event shows the gap.
@@ -370,6 +376,7 @@ class EventBuffer:
         self._progress.clear()
         self._ranks.clear()
         self._starts.clear()
+        self._models.clear()
         self.lost.abandon_all()
         self._live = 0
         return lost

@@ -121,8 +121,10 @@ def test_terminal_events_are_kept_ahead_of_everything_else():
     buffer.accept(lifecycle("PROCESSING_STARTED", media="m1", model=None))
     buffer.accept(lifecycle("ANALYSIS_STARTED", media="m1"))
     buffer.accept(lifecycle("ANALYSIS_COMPLETED", media="m1"))
-    assert buffer.accept(lifecycle("ANALYSIS_STARTED", media="m2")) is True  # evicts m1's
-    assert buffer.accept(progress(1, media="m2")) is False  # progress never displaces
+    # Evicts m1's start, and m1's terminal event with it (rule 2: a model never started).
+    assert buffer.accept(lifecycle("ANALYSIS_STARTED", media="m2")) is True
+    assert buffer.accept(progress(1, media="m2")) is True  # the slot that freed
+    assert buffer.accept(progress(1, media="m3")) is True  # evicts only progress
     assert buffer.accept(lifecycle("PROCESSING_COMPLETED", media="m1", model=None)) is True
     assert buffer.accept(lifecycle("PROCESSING_COMPLETED", media="m2", model=None)) is True
     assert [t[0] for t in taken(buffer)] == [
@@ -130,7 +132,7 @@ def test_terminal_events_are_kept_ahead_of_everything_else():
         "PROCESSING_COMPLETED",
         "PROCESSING_COMPLETED",
     ]
-    assert dict(buffer.dropped) == {"evicted": 3, "buffer_full": 1}
+    assert dict(buffer.dropped) == {"evicted": 5}
 
 
 def test_the_terminal_event_of_a_media_on_screen_outlives_starts_of_media_nobody_saw():
