@@ -33,7 +33,9 @@ injected, so every policy here is unit-tested deterministically.
   the run's terminal event waits behind it takes that terminal event with it (a run
   nobody saw, which would otherwise hold a terminal's place). What counts is the *run*:
   rule 1 lets it announce itself more than once, and a re-analysis of the media is
-  another run (``_start_watch``). So a media's terminal event is only ever lost when the
+  another run (``_start_watch``). Likewise a model whose start (queued or started) was
+  dropped or evicted loses the rest of that attempt, its terminal event included, until
+  its next start (rule 2, ``_model_starts``). So a media's terminal event is only ever lost when the
   waiting events are all terminal events of runs someone may have seen, counted in
   ``lost.kept``; and every loss before it shows as a gap in its ``seq``. Such a
   terminal event is not lost for good: its bytes are kept aside (``_lost_terminals``) and
@@ -49,8 +51,9 @@ injected, so every policy here is unit-tested deterministically.
 
 Modules: an accepted event and its rank are ``_entry``; the progress replace and hold
 tables ``_coalescing``; the eviction order ``_overflow``; ``seq`` ``_numbering``; the
-runs nobody saw ``_start_watch``; the lost terminal events ``_lost_terminals``; the
-queue's slots ``_waiting``. This module is the queue and its positions.
+runs nobody saw ``_start_watch``; the models whose start was lost ``_model_starts``;
+the lost terminal events ``_lost_terminals``; the queue's slots ``_waiting``. This
+module is the queue and its positions.
 
 Positions: every event that enters the queue gets the next *ticket*, kept until it
 leaves; the queue holds the waiting ones in ticket order (``WaitingQueue``), tickets below

@@ -10,9 +10,9 @@ attempts) enters the queue, and its events meanwhile are dropped; a start evicte
 its terminal event waits behind it takes that terminal event along. A media's own
 terminal event is never affected (every started media must still end).
 
-Cost: nothing per progress event while no model is lost (the buffer tests the table's
-truth first); one dict store per model start and one pop per model terminal event,
-lifecycle events only.
+Cost: per queued event, one test of ``lost`` for emptiness (the rest runs only while a
+model is lost); per model lifecycle event one call here (a dict store for a start, a
+pop for a terminal event); per evicted lifecycle event, its bytes parsed back.
 
 Memory: ``_open`` holds a model from its start to its terminal event, ``_end`` a start
 whose terminal event came while the start still waited, ``lost`` a model from its lost
