@@ -107,7 +107,7 @@ def _secret_option(help_text: str) -> Callable[[F], F]:
 @click.option("--user-channels", is_flag=True,
               help="Read only the events of this relay's users, from <channel>:user:<id> "
               "(publishers with user channels on), not the whole channel: each node reads "
-              "its own users' events (docs/relay.md, User channels). Not on a Redis Cluster.")
+              "its own users' events (docs/relay.md, User channels; on a Redis Cluster too).")
 @click.option("--dev", is_flag=True,
               help="Print the page's URL with a token for each simulated user (user-1, ...); "
               "without a secret, make one up.")
@@ -176,25 +176,6 @@ def relay(  # noqa: PLR0917 - one parameter per click option
     serve(node, sock, log_level=log_level, event_loop=event_loop, on_ready=ready)
 
 
-def _refuse_a_cluster(url: str, user_channels: bool) -> None:
-    """--user-channels adds and removes channels as users come and go, which the relay's
-    sharded subscriptions (one connection per channel) do not do: refused on a cluster.
-    A Redis not answering yet is not refused (the relay waits for it)."""
-    if not user_channels:
-        return
-    from redis.exceptions import RedisError  # noqa: PLC0415
-
-    from progress_sdk.cluster import is_cluster  # noqa: PLC0415
-
-    try:
-        cluster = is_cluster(url)
-    except (RedisError, OSError):
-        return
-    if cluster:
-        fail(f"--user-channels is not supported on a Redis Cluster ({mask_url(url)} is a "
-             "cluster node): run the relay without it (it reads the shard channels)")
-
-
 def _jwt_secret(given: str | None, dev: bool) -> tuple[str, bool]:
     """The relay's secret and whether --dev made it up (then ``e2e`` may print it)."""
     if dev and not given:
@@ -224,7 +205,6 @@ def _relay_node(
     from .relay.catchup import CatchUpLimits  # noqa: PLC0415 - the relay extra
     from .relay.extras import install_extras  # noqa: PLC0415 - the relay extra
 
-    _refuse_a_cluster(config.redis_url, config.user_channels)
     catch_up_limits = CatchUpLimits(max_media=catch_up_media, per_user=catch_up_per_user)
     node = Relay(config)
     install_extras(node, keys, catch_up=catch_up, sweep=sweep, stale_after=stale_after,

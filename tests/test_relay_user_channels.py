@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from click.testing import CliRunner
 from own_redis import OwnRedis
-from redis_cluster import LocalCluster
 from relay_support import SECRET, Client, RelayProcess, event, wait_until
 
 from progress_sdk.sharding import user_channel
 from simulator.catchup_check import check_late_join
-from simulator.cli import cli
 from simulator.relay import sign_token
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -207,13 +204,3 @@ def test_a_redis_restart_subscribes_every_users_channel_again(channel: str):
     finally:
         node.stop()
         server.kill()
-
-
-@pytest.mark.cluster
-def test_user_channels_are_refused_on_a_redis_cluster(redis_cluster: LocalCluster):
-    """The relay's sharded subscriptions cannot add channels as users come: refused at
-    start with the reason, exit status 2."""
-    result = CliRunner().invoke(cli, ["--redis-url", redis_cluster.url, "relay",
-                                      "--user-channels", "--jwt-secret", SECRET])
-    assert result.exit_code == 2
-    assert "--user-channels is not supported on a Redis Cluster" in result.output

@@ -6,8 +6,9 @@ connection's retry and parser layers: 6.7 µs per message with hiredis, blocking
 writes frames straight to the WebSockets. ``RespPubSub`` reads whatever the socket has
 (up to 64 KiB), lets hiredis parse every reply in it at once and hands them out one by
 one from a deque. It speaks only what the relay needs: ``AUTH`` (RESP2), ``SUBSCRIBE``,
-``UNSUBSCRIBE`` and their pushes, over plain TCP; ``pubsub_for_url`` picks redis-py's
-client for anything else (TLS, a Unix socket, no hiredis).
+``UNSUBSCRIBE`` (and ``SSUBSCRIBE``/``SUNSUBSCRIBE`` on a cluster node) and their pushes,
+over plain TCP; ``pubsub_for_url`` picks redis-py's client for anything else (TLS, a
+Unix socket, no hiredis).
 
 Failures are redis-py's exception types, as the subscriber expects of any pub/sub: a
 refused or lost connection is ``redis.ConnectionError``, a reply error (a wrong password)
@@ -35,7 +36,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 __all__ = ["RespPubSub", "supports"]
 
 READ_SIZE = 64 * 1024
-_PUSH_TYPES = {b"message": "message", b"subscribe": "subscribe", b"unsubscribe": "unsubscribe"}
+_PUSH_TYPES = {b"message": "message", b"subscribe": "subscribe", b"unsubscribe": "unsubscribe",
+               # Sharded pub/sub on a cluster node (``cluster_user_pubsub``).
+               b"smessage": "smessage", b"ssubscribe": "ssubscribe",
+               b"sunsubscribe": "sunsubscribe"}
 
 
 def supports(url: str) -> bool:
@@ -143,6 +147,16 @@ class RespPubSub:
         """Stop ``channels``; each comes back as an ``unsubscribe`` message."""
         _, writer = await self._connection()
         writer.write(_command("UNSUBSCRIBE", *channels))
+
+    async def ssubscribe(self, *channels: str) -> None:
+        """``SSUBSCRIBE`` (one slot's channels); confirmed by ``ssubscribe`` messages."""
+        _, writer = await self._connection()
+        writer.write(_command("SSUBSCRIBE", *channels))
+
+    async def sunsubscribe(self, *channels: str) -> None:
+        """``SUNSUBSCRIBE``; each comes back as an ``sunsubscribe`` message."""
+        _, writer = await self._connection()
+        writer.write(_command("SUNSUBSCRIBE", *channels))
 
     async def get_message(self, ignore_subscribe_messages: bool = False,
                           timeout: float | None = 0.0) -> dict[str, Any] | None:

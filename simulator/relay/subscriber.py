@@ -24,7 +24,8 @@ one; each new session subscribes the fixed channels and every added one in one
 ``on_subscribed`` runs). SUBSCRIBE and UNSUBSCRIBE commands are written one at a time, in
 the order asked, and each checks, once its turn comes, that the channel is still wanted
 (or still not), so a user who leaves and comes back at once ends subscribed. On a Redis
-Cluster channels cannot be added (``open_detected_pubsub(..., sharded=False)`` refuses it).
+Cluster, ``open_detected_pubsub(..., sharded=False)`` gives a pub/sub that can add them
+(``cluster_user_pubsub``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from progress_sdk.transport import mask_url
 
 from ..cluster_subscription import AsyncClusterPubSub
 from . import resp_pubsub
+from .cluster_user_pubsub import ClusterUserPubSub
 from .stats import RelayStats
 
 __all__ = ["ChannelSubscriber", "PubSubLike", "open_detected_pubsub", "open_redis_pubsub"]
@@ -108,9 +110,12 @@ def open_redis_pubsub(url: str) -> PubSubFactory:
 def open_detected_pubsub(url: str, *, sharded: bool = True) -> PubSubFactory:
     """The default ``open_pubsub``: sharded subscriptions when ``url`` names a Redis
     Cluster node (asked at every connection), else ``open_redis_pubsub``'s. Without
-    ``sharded`` (channels added while it runs: user channels) a cluster is refused with a
-    ``RedisError`` that says so (the relay's command refuses it at start already)."""
+    ``sharded`` (channels added while it runs: user channels) a cluster gets a
+    ``ClusterUserPubSub`` (one connection per master, whatever the channels)."""
     single = open_redis_pubsub(url)
+
+    async def open_node(address_url: str) -> Any:
+        return await open_redis_pubsub(address_url)()
 
     async def open_pubsub() -> PubSubLike:
         try:
@@ -118,8 +123,7 @@ def open_detected_pubsub(url: str, *, sharded: bool = True) -> PubSubFactory:
         except ResponseError:  # INFO not allowed for this user: a plain server
             cluster = False
         if cluster and not sharded:
-            raise RedisError("user channels are not supported on a Redis Cluster "
-                             "(run the relay without --user-channels)")
+            return ClusterUserPubSub(url, open_node)
         if cluster:
             return AsyncClusterPubSub(url)
         return await single()
