@@ -8,6 +8,7 @@ Needs the ``relay`` extra (python-socketio, uvicorn, websockets, PyJWT). See
 - ``subscriber``: ``ChannelSubscriber`` (the Redis subscription, reconnecting);
   ``user_channels``: a node's subscriptions to its users' channels (``--user-channels``);
   ``resp_pubsub``: the subscription's connection, read a chunk at a time;
+  ``cluster_user_pubsub``: user channels on a Redis Cluster (SSUBSCRIBE per master);
 - ``backlog``: ``BacklogLimits`` (what may wait for one socket: progress coalesced,
   disconnected past the limit); ``engine_internals``: the one module that relies on
   python-socketio's, python-engineio's and uvicorn's internals (each socket's queue,
