@@ -29,9 +29,9 @@ from simulator.relay.engine_internals import (
     MAX_BATCH_BYTES,
     MAX_BATCH_PACKETS,
     BacklogQueue,
+    EncodedEvent,
     JsonPacket,
     KeyedFrame,
-    encode_event,
     text_frame,
 )
 
@@ -250,7 +250,7 @@ def test_an_encoded_event_is_the_packet_python_socketio_sends() -> None:
     """The frame carries the Engine.IO MESSAGE of the Socket.IO EVENT, as a room emit
     encodes it; the queued packet of a progress update is replaceable, its plain twin
     is not."""
-    event = encode_event("progress_update", progress(7))
+    event = EncodedEvent("progress_update", progress(7))
     reader = websockets.streams.StreamReader()
     reader.feed_data(event.frame)
     reader.feed_eof()
@@ -266,7 +266,7 @@ def test_an_encoded_event_is_the_packet_python_socketio_sends() -> None:
     assert decoded.data == ["progress_update", progress(7)]
     assert isinstance(event.packet.data, KeyedFrame)
     assert type(event.plain().data) is str and event.plain().encode() == text
-    media_update = encode_event("media_update", {"id": "m1"})
+    media_update = EncodedEvent("media_update", {"id": "m1"})
     assert media_update.plain() is media_update.packet
 
 

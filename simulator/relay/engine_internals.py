@@ -78,7 +78,6 @@ __all__ = [
     "JsonPacket",
     "KeyedFrame",
     "backlog_of",
-    "encode_event",
     "engine_socket_open",
     "install_backlogs",
     "leave_room_now",
@@ -367,11 +366,6 @@ class EncodedEvent:
             self._plain = (self.packet if data.__class__ is not KeyedFrame else
                            engineio.packet.Packet(engineio.packet.MESSAGE, data=str(data)))
         return self._plain
-
-
-def encode_event(name: str, payload: Any) -> EncodedEvent:
-    """``name`` and ``payload`` as python-socketio would send them (``EncodedEvent``)."""
-    return EncodedEvent(name, payload)
 
 
 class DirectWrites:

@@ -68,9 +68,9 @@ from .auth import Identity, TokenRefused, TokenVerifier
 from .backlog import BacklogLimits, BacklogStats
 from .engine_internals import (
     DirectWrites,
+    EncodedEvent,
     JsonPacket,
     backlog_of,
-    encode_event,
     engine_socket_open,
     install_backlogs,
     leave_room_now,
@@ -304,7 +304,7 @@ class Relay:
         """Emit one routed event to its room (a test double overrides this)."""
         targets = self.writes.room(routed.room, {s for h in self._hooks.skip for s in h(routed)})
         for name, payload in routed.emits:
-            event = encode_event(name, payload)  # once for the room, as python-socketio does
+            event = EncodedEvent(name, payload)  # once for the room, as python-socketio does
             for eio_sid in targets:
                 await self.writes.send(eio_sid, event)
 
@@ -313,7 +313,7 @@ class Relay:
         task in between, unlike ``sio.emit``); ``False`` when it is gone."""
         eio_sid = self.writes.engine_sid(sid)
         if eio_sid is not None:
-            await self.writes.send(eio_sid, encode_event(name, payload))
+            await self.writes.send(eio_sid, EncodedEvent(name, payload))
         return eio_sid is not None
 
     async def emit_paced(self, sid: str, name: str, payload: dict[str, Any]) -> bool:
